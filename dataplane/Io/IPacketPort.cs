@@ -1,0 +1,54 @@
+using Natd.Dataplane.Packets;
+
+namespace Natd.Dataplane.Io;
+
+/// <summary>Counters a port keeps about itself (frames, not bytes).</summary>
+public struct PortStats
+{
+    /// <summary>Frames handed to the dataplane.</summary>
+    public long RxFrames;
+    /// <summary>Frames queued for transmission and accepted by the kernel or sink.</summary>
+    public long TxFrames;
+    /// <summary>Frames refused because the transmit ring was full.</summary>
+    public long TxDropped;
+    /// <summary>Frames the kernel dropped before we read them (ring overrun), where the driver can tell.</summary>
+    public long RxDropped;
+}
+
+/// <summary>
+/// A place frames come from and go to: an AF_PACKET ring on a live interface, a pcap file, or
+/// memory for tests and benchmarks. One poller thread owns a port: no member is thread-safe.
+/// </summary>
+public interface IPacketPort : IDisposable
+{
+    /// <summary>Interface name (e.g. "natin") or a descriptive name for offline ports.</summary>
+    string Name { get; }
+
+    /// <summary>The port's own MAC address, used as the source of transmitted frames.</summary>
+    MacAddress Mac { get; }
+
+    /// <summary>
+    /// A file descriptor that becomes readable (POLLIN) when frames wait, for a poller that blocks in
+    /// poll(2) when idle; -1 when the port has none (then the poller sleeps briefly instead).
+    /// </summary>
+    int PollDescriptor { get; }
+
+    /// <summary>
+    /// Appends waiting frames to <paramref name="batch"/> (slots Count..Capacity-1) without
+    /// blocking and returns how many were appended (0 when none wait).
+    /// </summary>
+    int Receive(FrameBatch batch);
+
+    /// <summary>
+    /// Queues one Ethernet frame for transmission. Returns false when the transmit ring is full
+    /// (the frame is not sent; the caller counts the drop). Frames go out on <see cref="Flush"/>
+    /// or when the ring fills.
+    /// </summary>
+    bool TrySend(ReadOnlySpan<byte> frame);
+
+    /// <summary>Hands queued frames to the kernel or sink: one kick per batch.</summary>
+    void Flush();
+
+    /// <summary>The port's counters.</summary>
+    PortStats Stats { get; }
+}

@@ -1,0 +1,91 @@
+namespace Natd.Dataplane.Nat;
+
+/// <summary>
+/// Why the dataplane dropped a frame. Defined once, counted per shard (VPP's error list). The
+/// metric label of each is <see cref="DropReasons.Label"/>.
+/// </summary>
+public enum DropReason : byte
+{
+    /// <summary>Frame shorter than the headers it announces (Ethernet, IPv4 or L4).</summary>
+    Truncated,
+    /// <summary>Ethertype other than IPv4 or ARP (IPv6 included: natd is IPv4 NAT44).</summary>
+    UnsupportedEthertype,
+    /// <summary>IPv4 version field is not 4.</summary>
+    BadVersion,
+    /// <summary>IPv4 IHL below 5 words or beyond the frame.</summary>
+    BadIhl,
+    /// <summary>IPv4 total length below the header length or beyond the frame.</summary>
+    BadTotalLength,
+    /// <summary>IPv4 header checksum does not verify (RFC 1071).</summary>
+    BadIpChecksum,
+    /// <summary>TCP/UDP/ICMP checksum does not verify.</summary>
+    BadL4Checksum,
+    /// <summary>TTL would reach zero on forwarding (an ICMP time exceeded is sent, RFC 1812 5.3.1).</summary>
+    TtlExpired,
+    /// <summary>IPv4 fragment (MF set or offset non-zero): counted and dropped until reassembly exists.</summary>
+    Fragment,
+    /// <summary>IP protocol natd does not translate (GRE, ESP, ... unless a rule allows).</summary>
+    UnsupportedProtocol,
+    /// <summary>ICMP type that is neither a query natd translates nor a translatable error.</summary>
+    UnsupportedIcmp,
+    /// <summary>Inbound packet matching no session or mapping: unsolicited (or a partial match refused by filtering).</summary>
+    NoSession,
+    /// <summary>Inbound packet matched a mapping but filtering (RFC 4787 REQ-8) refused its source.</summary>
+    Filtered,
+    /// <summary>ICMP error whose embedded packet matches no session, or is malformed.</summary>
+    IcmpErrorNoSession,
+    /// <summary>No external port free in the range for this subscriber and protocol (RFC 6888 REQ-4: no eviction).</summary>
+    PortExhausted,
+    /// <summary>The session table is full.</summary>
+    SessionLimit,
+    /// <summary>Inside packet whose source is not in the inside networks (spoofed or misrouted).</summary>
+    NotFromInsideNetwork,
+    /// <summary>Outbound TCP packet with no session that is not a SYN (RFC 5382: only SYN creates a mapping).</summary>
+    TcpNotSyn,
+    /// <summary>Destination is neither routable through natd nor one of its addresses.</summary>
+    NoRoute,
+    /// <summary>Next hop's MAC is unknown and the ARP hold queue is full.</summary>
+    NeighbourUnresolved,
+    /// <summary>Transmit ring full.</summary>
+    TxFull,
+    /// <summary>Frame addressed to another host's MAC (not ours, not broadcast).</summary>
+    NotForUs,
+    /// <summary>Packet to one of natd's own addresses that natd does not answer.</summary>
+    ToGateway,
+    /// <summary>Source address is martian (0.0.0.0/8, 127/8, multicast, broadcast) or one of ours.</summary>
+    Martian,
+    /// <summary>ARP packet that is malformed or not for IPv4 over Ethernet.</summary>
+    BadArp,
+}
+
+/// <summary>Names for <see cref="DropReason"/>.</summary>
+public static class DropReasons
+{
+    /// <summary>Number of reasons (array size for counters).</summary>
+    public const int Count = (int)DropReason.BadArp + 1;
+
+    private static readonly string[] Labels = BuildLabels();
+
+    /// <summary>kebab-case label, e.g. "bad-ip-checksum", used in metrics, logs and pcapng comments.</summary>
+    public static string Label(DropReason reason) => Labels[(int)reason];
+
+    private static string[] BuildLabels()
+    {
+        var labels = new string[Count];
+        for (int i = 0; i < Count; i++)
+        {
+            string name = ((DropReason)i).ToString();
+            var sb = new System.Text.StringBuilder(name.Length + 4);
+            for (int c = 0; c < name.Length; c++)
+            {
+                if (char.IsUpper(name[c]) && c > 0)
+                {
+                    sb.Append('-');
+                }
+                sb.Append(char.ToLowerInvariant(name[c]));
+            }
+            labels[i] = sb.ToString();
+        }
+        return labels;
+    }
+}

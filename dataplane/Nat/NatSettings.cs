@@ -1,0 +1,82 @@
+using Natd.Dataplane.Packets;
+
+namespace Natd.Dataplane.Nat;
+
+/// <summary>RFC 4787 section 4.1 mapping behaviour: what decides whether a new flow reuses an external port.</summary>
+public enum MappingBehaviour
+{
+    /// <summary>Same inside address and port always map to the same external address and port (REQ-1).</summary>
+    EndpointIndependent,
+    /// <summary>A new mapping for every remote address and port.</summary>
+    AddressAndPortDependent,
+}
+
+/// <summary>RFC 4787 section 5 filtering behaviour: which inbound sources a mapping accepts.</summary>
+public enum FilteringBehaviour
+{
+    /// <summary>Only the exact remote address and port of a session (the safe default).</summary>
+    AddressAndPortDependent,
+    /// <summary>Any port of a remote address the mapping has sent to.</summary>
+    AddressDependent,
+    /// <summary>Any remote at all (full cone). Opt-in only.</summary>
+    EndpointIndependent,
+}
+
+/// <summary>One side of the gateway as the dataplane sees it.</summary>
+/// <param name="Name">Interface name (e.g. "natin").</param>
+/// <param name="Address">natd's own address on this side and the on-link prefix.</param>
+/// <param name="Networks">Networks reached through this side (inside: the subscribers).</param>
+/// <param name="Gateway">Next hop for destinations off-link on this side, network order; 0 for none.</param>
+/// <param name="Mac">MAC to use as source; null means the port's own.</param>
+/// <param name="Neighbours">Static neighbours (address network order, MAC), e.g. for replay.</param>
+public sealed record InterfaceSettings(
+    string Name,
+    Ipv4Prefix Address,
+    IReadOnlyList<Ipv4Prefix> Networks,
+    uint Gateway,
+    MacAddress? Mac,
+    IReadOnlyList<KeyValuePair<uint, MacAddress>> Neighbours);
+
+/// <summary>Session timeouts in seconds (RFC 5382 REQ-5, RFC 4787 REQ-5, RFC 5508 REQ-1, RFC 7857).</summary>
+/// <param name="TcpEstablished">TCP established idle timeout; at least 7440 s by RFC 5382.</param>
+/// <param name="TcpTransitory">TCP before establishment and after FIN/RST; 240 s by RFC 5382.</param>
+/// <param name="Udp">UDP idle timeout; never below 120 s by RFC 4787 REQ-5, 300 s recommended.</param>
+/// <param name="Icmp">ICMP query idle timeout; 60 s by RFC 5508 REQ-1.</param>
+public sealed record Timeouts(int TcpEstablished = 7440, int TcpTransitory = 240, int Udp = 300, int Icmp = 60);
+
+/// <summary>
+/// The immutable configuration one dataplane instance runs with. Built by the control plane from
+/// natd.yaml (or the built-in lab defaults) and swapped whole; never mutated in place.
+/// </summary>
+public sealed record NatSettings
+{
+    /// <summary>Inside side (subscribers).</summary>
+    public required InterfaceSettings Inside { get; init; }
+
+    /// <summary>Outside side (the Internet).</summary>
+    public required InterfaceSettings Outside { get; init; }
+
+    /// <summary>External addresses, network order; at least one.</summary>
+    public required IReadOnlyList<uint> Pool { get; init; }
+
+    /// <summary>Lowest external port (or ICMP identifier) to allocate, host order.</summary>
+    public ushort PortMin { get; init; } = 1024;
+
+    /// <summary>Highest external port to allocate, host order.</summary>
+    public ushort PortMax { get; init; } = 65535;
+
+    /// <summary>Mapping behaviour, default endpoint-independent (RFC 4787 REQ-1).</summary>
+    public MappingBehaviour Mapping { get; init; } = MappingBehaviour.EndpointIndependent;
+
+    /// <summary>Filtering behaviour, default address-and-port-dependent.</summary>
+    public FilteringBehaviour Filtering { get; init; } = FilteringBehaviour.AddressAndPortDependent;
+
+    /// <summary>Idle timeouts.</summary>
+    public Timeouts Timeouts { get; init; } = new();
+
+    /// <summary>Session table capacity (sessions, each indexed in both directions).</summary>
+    public int MaxSessions { get; init; } = 262_144;
+
+    /// <summary>Whether to verify the TCP/UDP/ICMP checksum of received packets (costs a pass over the payload).</summary>
+    public bool VerifyL4Checksums { get; init; } = true;
+}
