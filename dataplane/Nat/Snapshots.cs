@@ -1,0 +1,76 @@
+using Natd.Dataplane.Packets;
+
+namespace Natd.Dataplane.Nat;
+
+/// <summary>
+/// One NAT session as the control plane lists it (`natctl sessions`). Addresses in network order
+/// (see <see cref="Ipv4"/>), ports host order.
+/// </summary>
+/// <param name="Protocol">"tcp", "udp" or "icmp".</param>
+/// <param name="InsideAddress">Inside host address.</param>
+/// <param name="InsidePort">Inside port, or ICMP echo identifier.</param>
+/// <param name="ExternalAddress">External (pool) address.</param>
+/// <param name="ExternalPort">External port, or translated ICMP identifier.</param>
+/// <param name="RemoteAddress">Remote (outside) address.</param>
+/// <param name="RemotePort">Remote port (0 for ICMP).</param>
+/// <param name="ExpiresInSeconds">Seconds until the session expires if idle.</param>
+/// <param name="State">TCP state ("syn-sent", "established", "fin-wait", "closing", "rst") or "active".</param>
+/// <param name="PacketsIn2Out">Packets translated inside to outside.</param>
+/// <param name="PacketsOut2In">Packets translated outside to inside.</param>
+/// <param name="BytesIn2Out">IPv4 bytes translated inside to outside.</param>
+/// <param name="BytesOut2In">IPv4 bytes translated outside to inside.</param>
+public sealed record SessionInfo(
+    string Protocol,
+    uint InsideAddress,
+    ushort InsidePort,
+    uint ExternalAddress,
+    ushort ExternalPort,
+    uint RemoteAddress,
+    ushort RemotePort,
+    double ExpiresInSeconds,
+    string State,
+    long PacketsIn2Out,
+    long PacketsOut2In,
+    long BytesIn2Out,
+    long BytesOut2In);
+
+/// <summary>Counters of the whole dataplane (summed over shards) at one instant.</summary>
+public sealed record StatsSnapshot
+{
+    /// <summary>Packets translated inside to outside.</summary>
+    public long PacketsIn2Out { get; init; }
+    /// <summary>Packets translated outside to inside.</summary>
+    public long PacketsOut2In { get; init; }
+    /// <summary>IPv4 bytes translated inside to outside.</summary>
+    public long BytesIn2Out { get; init; }
+    /// <summary>IPv4 bytes translated outside to inside.</summary>
+    public long BytesOut2In { get; init; }
+    /// <summary>Frames received on all ports.</summary>
+    public long FramesReceived { get; init; }
+    /// <summary>Frames transmitted on all ports.</summary>
+    public long FramesTransmitted { get; init; }
+    /// <summary>Drops by reason label (every reason present, zero included).</summary>
+    public required IReadOnlyDictionary<string, long> Drops { get; init; }
+    /// <summary>Current sessions by protocol ("tcp", "udp", "icmp").</summary>
+    public required IReadOnlyDictionary<string, long> Sessions { get; init; }
+    /// <summary>Sessions created since start.</summary>
+    public long SessionsCreated { get; init; }
+    /// <summary>Sessions deleted (expired or closed) since start.</summary>
+    public long SessionsDeleted { get; init; }
+    /// <summary>ARP requests answered, ARP requests sent, ICMP errors generated and echo replies sent by natd itself.</summary>
+    public required IReadOnlyDictionary<string, long> Gateway { get; init; }
+}
+
+/// <summary>
+/// What the control plane may ask of a running dataplane. Implementations marshal the request to
+/// the poller that owns the data (the session table has a single writer), so the answers are
+/// consistent snapshots, never torn reads.
+/// </summary>
+public interface IDataplaneQuery
+{
+    /// <summary>All sessions now, in no particular order.</summary>
+    Task<IReadOnlyList<SessionInfo>> GetSessionsAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>Counters now.</summary>
+    Task<StatsSnapshot> GetStatsAsync(CancellationToken cancellationToken = default);
+}
