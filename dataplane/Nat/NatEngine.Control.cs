@@ -1,0 +1,119 @@
+using Natd.Dataplane.Packets;
+using Natd.Dataplane.Sessions;
+
+namespace Natd.Dataplane.Nat;
+
+public sealed partial class NatEngine
+{
+    /// <summary>
+    /// Appends every session to <paramref name="into"/> (control path: allocates). Must run on the
+    /// engine's thread.
+    /// </summary>
+    /// <param name="into">List to fill.</param>
+    /// <param name="nowMs">Current time in the engine's clock (milliseconds).</param>
+    public void CollectSessions(List<SessionInfo> into, long nowMs)
+    {
+        var sessions = Table.Sessions;
+        for (int i = 0; i < sessions.Length; i++)
+        {
+            ref Session s = ref sessions[i];
+            if (!s.InUse)
+            {
+                continue;
+            }
+            double expires = SessionTable.TimeoutSeconds(s.Class, _settings.Timeouts) - (nowMs - s.LastSeenMs) / 1000.0;
+            byte proto = s.In2Out.Protocol;
+            into.Add(new SessionInfo(
+                proto == IpProtocol.Tcp ? "tcp" : proto == IpProtocol.Udp ? "udp" : "icmp",
+                s.In2Out.Source, FlowKey.PortToHost(s.In2Out.SourcePort),
+                s.Out2In.Destination, FlowKey.PortToHost(s.Out2In.DestinationPort),
+                s.Out2In.Source, FlowKey.PortToHost(s.Out2In.SourcePort),
+                Math.Max(0, expires),
+                proto == IpProtocol.Tcp ? TcpStateName(s.Tcp) : "active",
+                s.PacketsIn2Out, s.PacketsOut2In, s.BytesIn2Out, s.BytesOut2In));
+        }
+    }
+
+    /// <summary>Deletes every session (natctl flush). Must run on the engine's thread.</summary>
+    /// <returns>Sessions deleted.</returns>
+    public int Flush() => Table.Clear();
+
+    /// <summary>Human name of a TCP session's state, as listed by natctl.</summary>
+    public static string TcpStateName(TcpSeen seen)
+    {
+        if ((seen & TcpSeen.Rst) != 0)
+        {
+            return "rst";
+        }
+        bool finIn = (seen & TcpSeen.FinIn2Out) != 0, finOut = (seen & TcpSeen.FinOut2In) != 0;
+        if (finIn && finOut)
+        {
+            return "closing";
+        }
+        if (finIn || finOut)
+        {
+            return "fin-wait";
+        }
+        if ((seen & TcpSeen.Established) != 0)
+        {
+            return "established";
+        }
+        return (seen & TcpSeen.SynIn2Out) != 0 ? "syn-sent" : "syn-received";
+    }
+
+    /// <summary>
+    /// For replay of a capture taken on the inside network: turns a frame that a remote sent to an
+    /// inside host (as the inside host saw it, already un-translated) back into what the remote
+    /// really sent, addressed to the session's external address and port, so it can be fed to the
+    /// outside port. Rewrites in place with the same incremental checksum updates.
+    /// </summary>
+    /// <param name="frame">An Ethernet/IPv4 TCP, UDP or ICMP echo reply frame.</param>
+    /// <returns>False when the frame is not such a packet or matches no session (it is then unsolicited).</returns>
+    public bool TryRebuildOutsideFrame(Span<byte> frame)
+    {
+        if (frame.Length < EthernetHeader.Length + Ipv4Header.MinLength || new EthernetHeader(frame).EtherType != EtherType.Ipv4)
+        {
+            return false;
+        }
+        Span<byte> ipSpan = frame[EthernetHeader.Length..];
+        var ip = new Ipv4Header(ipSpan);
+        int ihl = ip.HeaderLength;
+        if (ip.Version != 4 || ihl < Ipv4Header.MinLength || ip.TotalLength > ipSpan.Length || ip.TotalLength < ihl + 8 || ip.IsFragment)
+        {
+            return false;
+        }
+        ipSpan = ipSpan[..ip.TotalLength];
+        Span<byte> l4 = ipSpan[ihl..];
+        byte proto = ip.Protocol;
+        FlowKey in2out;
+        int portOffset;
+        if (proto is IpProtocol.Tcp or IpProtocol.Udp)
+        {
+            if (proto == IpProtocol.Tcp && l4.Length < Tcp.MinLength)
+            {
+                return false;
+            }
+            in2out = new FlowKey(ip.Destination, ip.Source, Checksum.ReadRaw16(l4, 2), Checksum.ReadRaw16(l4, 0), proto);
+            portOffset = 2;
+        }
+        else if (proto == IpProtocol.Icmp && l4[0] == Icmp.EchoReply)
+        {
+            in2out = new FlowKey(ip.Destination, ip.Source, Checksum.ReadRaw16(l4, Icmp.IdentifierOffset), 0, proto);
+            portOffset = Icmp.IdentifierOffset;
+        }
+        else
+        {
+            return false;
+        }
+        int s = Table.FindIn2Out(in2out);
+        if (s < 0)
+        {
+            return false;
+        }
+        ref Session ses = ref Table.Sessions[s];
+        ip.Destination = ses.Out2In.Destination;
+        ip.ChecksumRaw = Checksum.ApplyDelta(ip.ChecksumRaw, ses.IpDeltaIn2Out);
+        RewriteL4(l4, proto, portOffset, ses.Out2In.DestinationPort, ses.L4DeltaIn2Out);
+        return true;
+    }
+}

@@ -1,0 +1,171 @@
+using System.Numerics;
+
+namespace Natd.Dataplane.Sessions;
+
+/// <summary>
+/// External port (or ICMP identifier) allocation per external address and protocol, randomised as
+/// RFC 6056 Algorithm 1 ("simple port randomization") over a bitmap: start at a random port of the
+/// range and take the next free one, wrapping. A bitmap word test skips 64 busy ports at a time,
+/// so an almost-full range costs at most ~1000 word reads, never a probe per port. The port class
+/// is kept (RFC 4787 REQ-3): an inside port below 1024 gets an external port below 1024.
+/// Ports are host order here.
+/// </summary>
+public sealed class PortAllocator
+{
+    /// <summary>Protocol classes with separate port spaces.</summary>
+    public const int Classes = 3;
+
+    private readonly ulong[][] _bitmaps; // [address * Classes + class] -> 1024 words (65536 bits)
+    private readonly int[] _used;
+    private readonly int _lo, _hi, _privLo, _privHi;
+    private ulong _s0, _s1; // xorshift128+ state, seeded from a CSPRNG unless a seed is given
+
+    /// <summary>
+    /// Creates an allocator for <paramref name="addresses"/> external addresses and the range
+    /// <paramref name="portMin"/>..<paramref name="portMax"/> (host order, inclusive).
+    /// </summary>
+    /// <param name="addresses">Pool size (at least 1).</param>
+    /// <param name="portMin">Lowest port of the configured range.</param>
+    /// <param name="portMax">Highest port of the configured range.</param>
+    /// <param name="seed">Fixed seed for reproducible runs (replay, tests); null draws one from the OS CSPRNG.</param>
+    /// <exception cref="ArgumentException">Empty pool or range.</exception>
+    public PortAllocator(int addresses, int portMin, int portMax, ulong? seed = null)
+    {
+        if (addresses < 1 || portMin < 1 || portMax > 65535 || portMin > portMax)
+        {
+            throw new ArgumentException($"bad pool/range: {addresses} addresses, ports {portMin}-{portMax}");
+        }
+        _bitmaps = new ulong[addresses * Classes][];
+        for (int i = 0; i < _bitmaps.Length; i++)
+        {
+            _bitmaps[i] = new ulong[1024];
+        }
+        _used = new int[addresses * Classes];
+        // Ordinary class: the range above 1023 when the range has one, else the whole range.
+        _lo = Math.Max(portMin, 1024);
+        _hi = portMax;
+        if (_lo > _hi)
+        {
+            _lo = portMin;
+        }
+        // Privileged class: the range's part below 1024, or 1-1023 when it has none (REQ-3 wins).
+        _privLo = portMin < 1024 ? portMin : 1;
+        _privHi = Math.Min(portMax, 1023);
+        if (_privLo > _privHi)
+        {
+            _privLo = 1;
+            _privHi = 1023;
+        }
+        ulong s = seed ?? BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
+        _s0 = SplitMix(ref s);
+        _s1 = SplitMix(ref s);
+    }
+
+    /// <summary>Ports in the ordinary class range (for utilisation figures).</summary>
+    public int RangeSize => _hi - _lo + 1;
+
+    /// <summary>Ports in use for an address and protocol class.</summary>
+    public int InUse(int address, int protocolClass) => _used[address * Classes + protocolClass];
+
+    /// <summary>
+    /// Takes a free port for <paramref name="address"/> (pool index) and <paramref name="protocolClass"/>.
+    /// Returns the port (host order) or -1 when the class range is exhausted.
+    /// </summary>
+    public int Allocate(int address, int protocolClass, bool privileged)
+    {
+        int lo = privileged ? _privLo : _lo;
+        int hi = privileged ? _privHi : _hi;
+        ulong[] bits = _bitmaps[address * Classes + protocolClass];
+        int n = hi - lo + 1;
+        int start = lo + (int)(Next() % (ulong)n);
+        int port = FindFree(bits, start, hi);
+        if (port < 0)
+        {
+            port = FindFree(bits, lo, start - 1);
+        }
+        if (port < 0)
+        {
+            return -1;
+        }
+        bits[port >> 6] |= 1UL << (port & 63);
+        _used[address * Classes + protocolClass]++;
+        return port;
+    }
+
+    /// <summary>Takes a specific port if free (for restoring state or preserving a port); false when busy.</summary>
+    public bool TryReserve(int address, int protocolClass, int port)
+    {
+        ulong[] bits = _bitmaps[address * Classes + protocolClass];
+        ulong m = 1UL << (port & 63);
+        if ((bits[port >> 6] & m) != 0)
+        {
+            return false;
+        }
+        bits[port >> 6] |= m;
+        _used[address * Classes + protocolClass]++;
+        return true;
+    }
+
+    /// <summary>Returns a port to the free set.</summary>
+    public void Free(int address, int protocolClass, int port)
+    {
+        ulong[] bits = _bitmaps[address * Classes + protocolClass];
+        ulong m = 1UL << (port & 63);
+        if ((bits[port >> 6] & m) != 0)
+        {
+            bits[port >> 6] &= ~m;
+            _used[address * Classes + protocolClass]--;
+        }
+    }
+
+    /// <summary>True when the port is allocated.</summary>
+    public bool IsUsed(int address, int protocolClass, int port)
+        => (_bitmaps[address * Classes + protocolClass][port >> 6] & (1UL << (port & 63))) != 0;
+
+    private static int FindFree(ulong[] bits, int from, int to)
+    {
+        if (from > to)
+        {
+            return -1;
+        }
+        int w = from >> 6;
+        int lastW = to >> 6;
+        ulong free = ~bits[w] & (ulong.MaxValue << (from & 63));
+        while (true)
+        {
+            if (w == lastW)
+            {
+                int top = to & 63;
+                free &= top == 63 ? ulong.MaxValue : (1UL << (top + 1)) - 1;
+            }
+            if (free != 0)
+            {
+                return (w << 6) + BitOperations.TrailingZeroCount(free);
+            }
+            if (w == lastW)
+            {
+                return -1;
+            }
+            w++;
+            free = ~bits[w];
+        }
+    }
+
+    private ulong Next()
+    {
+        ulong s1 = _s0;
+        ulong s0 = _s1;
+        _s0 = s0;
+        s1 ^= s1 << 23;
+        _s1 = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
+        return _s1 + s0;
+    }
+
+    private static ulong SplitMix(ref ulong x)
+    {
+        ulong z = x += 0x9E3779B97F4A7C15UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return z ^ (z >> 31);
+    }
+}

@@ -1,0 +1,456 @@
+using System.Runtime.CompilerServices;
+using Natd.Dataplane.Nat;
+
+namespace Natd.Dataplane.Sessions;
+
+/// <summary>Expiry classes: each has one timeout, so each LRU list is ordered by deadline.</summary>
+public enum LruClass : byte
+{
+    /// <summary>TCP after both SYNs (RFC 5382 established timeout).</summary>
+    TcpEstablished,
+    /// <summary>TCP before establishment, after FIN in both directions, or after RST (RFC 7857 2.2).</summary>
+    TcpTransitory,
+    /// <summary>UDP (RFC 4787 REQ-5).</summary>
+    Udp,
+    /// <summary>ICMP query (RFC 5508 REQ-1).</summary>
+    Icmp,
+}
+
+/// <summary>TCP observations of a session (RFC 7857 section 2.2 state tracking).</summary>
+[Flags]
+public enum TcpSeen : byte
+{
+    /// <summary>Nothing yet.</summary>
+    None = 0,
+    /// <summary>SYN from inside.</summary>
+    SynIn2Out = 1,
+    /// <summary>SYN from outside.</summary>
+    SynOut2In = 2,
+    /// <summary>FIN from inside.</summary>
+    FinIn2Out = 4,
+    /// <summary>FIN from outside.</summary>
+    FinOut2In = 8,
+    /// <summary>RST in either direction.</summary>
+    Rst = 16,
+    /// <summary>ACK seen from the side that sent the first SYN after the peer's SYN (handshake complete).</summary>
+    Established = 32,
+}
+
+/// <summary>
+/// One session: a 5-tuple in each direction and the precomputed rewrite. Sessions live in a
+/// preallocated array and refer to each other by index (no references, no allocation).
+/// </summary>
+internal struct Session
+{
+    public FlowKey In2Out;            // key of packets from inside: inside -> remote
+    public FlowKey Out2In;            // key of packets from outside: remote -> external
+    public long LastSeenMs;
+    public long BytesIn2Out;
+    public long BytesOut2In;
+    public uint PacketsIn2Out;
+    public uint PacketsOut2In;
+    public int LruPrev;
+    public int LruNext;
+    public int Mapping;
+    public int MapPrev;
+    public int MapNext;
+    public ushort L4DeltaIn2Out;      // folded checksum delta for the L4 checksum (address + port)
+    public ushort L4DeltaOut2In;
+    public ushort IpDeltaIn2Out;      // folded delta for the IPv4 header checksum (address only)
+    public ushort IpDeltaOut2In;
+    public LruClass Class;
+    public TcpSeen Tcp;
+    public bool InUse;
+}
+
+/// <summary>
+/// An external endpoint lent to an inside endpoint (RFC 4787 "mapping"). Under endpoint-independent
+/// mapping every session from the same inside address and port shares one; under
+/// address-and-port-dependent mapping each session has its own.
+/// </summary>
+internal struct Mapping
+{
+    public FlowKey InsideKey;         // (inside address, 0, inside port, 0, protocol)
+    public FlowKey ExternalKey;       // (0, external address, 0, external port, protocol)
+    public int PoolIndex;
+    public int SessionCount;
+    public int FirstSession;
+    public int NextFree;
+    public bool IndexedByInside;
+    public bool InUse;
+}
+
+/// <summary>
+/// The session table of one shard: sessions and mappings in preallocated struct arrays, hash
+/// indexes for both directions and for mappings, the external port allocator, and one LRU list per
+/// <see cref="LruClass"/> for expiry without a timer per session. Single writer (its poller).
+/// </summary>
+public sealed class SessionTable
+{
+    private const int ClassCount = 4;
+    private readonly Session[] _sessions;
+    private readonly Mapping[] _mappings;
+    private readonly HashIndex<In2OutMatcher> _in2out;
+    private readonly HashIndex<Out2InMatcher> _out2in;
+    private readonly HashIndex<MappingInsideMatcher> _byInside;
+    private readonly HashIndex<MappingExternalMatcher> _byExternal;
+    private readonly int[] _lruHead = [-1, -1, -1, -1];
+    private readonly int[] _lruTail = [-1, -1, -1, -1];
+    private readonly long[] _countByProtocolClass = new long[PortAllocator.Classes];
+    private readonly ulong _seed;
+    private int _freeSession;
+    private int _freeMapping;
+
+    /// <summary>Creates a table for <paramref name="capacity"/> sessions.</summary>
+    /// <param name="capacity">Maximum sessions (and mappings).</param>
+    /// <param name="ports">External port allocator this table frees ports into.</param>
+    /// <param name="hashSeed">Seed for the flow hash.</param>
+    public SessionTable(int capacity, PortAllocator ports, ulong hashSeed)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        Capacity = capacity;
+        Ports = ports;
+        _seed = hashSeed;
+        _sessions = new Session[capacity];
+        _mappings = new Mapping[capacity];
+        for (int i = 0; i < capacity; i++)
+        {
+            _sessions[i].LruNext = i + 1 < capacity ? i + 1 : -1; // free list threads through LruNext
+            _mappings[i].NextFree = i + 1 < capacity ? i + 1 : -1;
+        }
+        _freeSession = 0;
+        _freeMapping = 0;
+        _in2out = new HashIndex<In2OutMatcher>(capacity, new In2OutMatcher(_sessions));
+        _out2in = new HashIndex<Out2InMatcher>(capacity, new Out2InMatcher(_sessions));
+        _byInside = new HashIndex<MappingInsideMatcher>(capacity, new MappingInsideMatcher(_mappings));
+        _byExternal = new HashIndex<MappingExternalMatcher>(capacity, new MappingExternalMatcher(_mappings));
+    }
+
+    /// <summary>Maximum sessions.</summary>
+    public int Capacity { get; }
+
+    /// <summary>Sessions in use.</summary>
+    public int Count { get; private set; }
+
+    /// <summary>Mappings in use.</summary>
+    public int MappingCount { get; private set; }
+
+    /// <summary>The port allocator.</summary>
+    public PortAllocator Ports { get; }
+
+    /// <summary>Sessions created since start.</summary>
+    public long Created { get; private set; }
+
+    /// <summary>Sessions deleted since start.</summary>
+    public long Deleted { get; private set; }
+
+    /// <summary>Current sessions of a protocol class (0 TCP, 1 UDP, 2 ICMP).</summary>
+    public long CountOf(int protocolClass) => _countByProtocolClass[protocolClass];
+
+    internal Session[] Sessions => _sessions;
+
+    internal Mapping[] Mappings => _mappings;
+
+    /// <summary>Hash of a key with this table's seed.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public uint Hash(in FlowKey key) => key.Hash(_seed);
+
+    /// <summary>Session whose inside-to-outside key is <paramref name="key"/>, or -1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public int FindIn2Out(in FlowKey key) => _in2out.Find(key, Hash(key));
+
+    /// <summary>Session whose outside-to-inside key is <paramref name="key"/>, or -1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public int FindOut2In(in FlowKey key) => _out2in.Find(key, Hash(key));
+
+    /// <summary>Endpoint-independent mapping of an inside endpoint, or -1.</summary>
+    public int FindMappingByInside(uint insideAddress, ushort insidePortRaw, byte protocol)
+    {
+        var k = new FlowKey(insideAddress, 0, insidePortRaw, 0, protocol);
+        return _byInside.Find(k, Hash(k));
+    }
+
+    /// <summary>Mapping owning an external endpoint, or -1.</summary>
+    public int FindMappingByExternal(uint externalAddress, ushort externalPortRaw, byte protocol)
+    {
+        var k = new FlowKey(0, externalAddress, 0, externalPortRaw, protocol);
+        return _byExternal.Find(k, Hash(k));
+    }
+
+    /// <summary>
+    /// Records a mapping of an inside endpoint to an external endpoint whose port the caller
+    /// already took from <see cref="Ports"/>. Returns its index, or -1 when the table is full.
+    /// </summary>
+    public int AddMapping(uint insideAddress, ushort insidePortRaw, uint externalAddress, ushort externalPortRaw,
+        byte protocol, int poolIndex, bool endpointIndependent)
+    {
+        int m = _freeMapping;
+        if (m < 0)
+        {
+            return -1;
+        }
+        _freeMapping = _mappings[m].NextFree;
+        ref Mapping map = ref _mappings[m];
+        map.InsideKey = new FlowKey(insideAddress, 0, insidePortRaw, 0, protocol);
+        map.ExternalKey = new FlowKey(0, externalAddress, 0, externalPortRaw, protocol);
+        map.PoolIndex = poolIndex;
+        map.SessionCount = 0;
+        map.FirstSession = -1;
+        map.IndexedByInside = endpointIndependent;
+        map.InUse = true;
+        if (endpointIndependent)
+        {
+            _byInside.Insert(Hash(map.InsideKey), m);
+        }
+        _byExternal.Insert(Hash(map.ExternalKey), m);
+        MappingCount++;
+        return m;
+    }
+
+    /// <summary>
+    /// Creates a session on mapping <paramref name="mapping"/>, indexed by both keys, at the tail
+    /// of its LRU list. Returns its index, or -1 when the table is full.
+    /// </summary>
+    public int AddSession(int mapping, in FlowKey in2out, in FlowKey out2in, LruClass cls, long nowMs)
+    {
+        int s = _freeSession;
+        if (s < 0)
+        {
+            return -1;
+        }
+        _freeSession = _sessions[s].LruNext;
+        ref Session ses = ref _sessions[s];
+        ses = default;
+        ses.In2Out = in2out;
+        ses.Out2In = out2in;
+        ses.LastSeenMs = nowMs;
+        ses.Mapping = mapping;
+        ses.Class = cls;
+        ses.InUse = true;
+        // Precomputed rewrite (VPP nat_6t_flow): in2out replaces the inside source with the
+        // external one; out2in replaces the external destination with the inside one.
+        bool icmp = in2out.Protocol == Packets.IpProtocol.Icmp;
+        uint inside = in2out.Source, external = out2in.Destination;
+        ushort iport = in2out.SourcePort, eport = out2in.DestinationPort;
+        ses.IpDeltaIn2Out = Packets.Checksum.Delta(inside, external, 0, 0);
+        ses.IpDeltaOut2In = Packets.Checksum.Delta(external, inside, 0, 0);
+        // ICMP's checksum has no pseudo-header: only the identifier counts.
+        ses.L4DeltaIn2Out = icmp ? Packets.Checksum.Delta(0, 0, iport, eport) : Packets.Checksum.Delta(inside, external, iport, eport);
+        ses.L4DeltaOut2In = icmp ? Packets.Checksum.Delta(0, 0, eport, iport) : Packets.Checksum.Delta(external, inside, eport, iport);
+
+        ref Mapping map = ref _mappings[mapping];
+        ses.MapPrev = -1;
+        ses.MapNext = map.FirstSession;
+        if (map.FirstSession >= 0)
+        {
+            _sessions[map.FirstSession].MapPrev = s;
+        }
+        map.FirstSession = s;
+        map.SessionCount++;
+
+        _in2out.Insert(Hash(in2out), s);
+        _out2in.Insert(Hash(out2in), s);
+        LruAppend(s, cls);
+        Count++;
+        Created++;
+        _countByProtocolClass[ProtocolClass(in2out.Protocol)]++;
+        return s;
+    }
+
+    /// <summary>Marks activity: refreshes the deadline and moves the session to its list's tail.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Touch(int s, long nowMs)
+    {
+        ref Session ses = ref _sessions[s];
+        ses.LastSeenMs = nowMs;
+        if (_lruTail[(int)ses.Class] != s)
+        {
+            LruUnlink(s);
+            LruAppend(s, ses.Class);
+        }
+    }
+
+    /// <summary>Moves a session to another expiry class (TCP state change); it becomes that list's newest.</summary>
+    public void Reclass(int s, LruClass cls)
+    {
+        ref Session ses = ref _sessions[s];
+        if (ses.Class == cls)
+        {
+            return;
+        }
+        LruUnlink(s);
+        ses.Class = cls;
+        LruAppend(s, cls);
+    }
+
+    /// <summary>Deletes a session; frees its mapping and external port when it was the mapping's last session.</summary>
+    public void Delete(int s)
+    {
+        ref Session ses = ref _sessions[s];
+        if (!ses.InUse)
+        {
+            return;
+        }
+        _in2out.Remove(Hash(ses.In2Out), s);
+        _out2in.Remove(Hash(ses.Out2In), s);
+        LruUnlink(s);
+        int m = ses.Mapping;
+        ref Mapping map = ref _mappings[m];
+        if (ses.MapPrev >= 0)
+        {
+            _sessions[ses.MapPrev].MapNext = ses.MapNext;
+        }
+        else
+        {
+            map.FirstSession = ses.MapNext;
+        }
+        if (ses.MapNext >= 0)
+        {
+            _sessions[ses.MapNext].MapPrev = ses.MapPrev;
+        }
+        if (--map.SessionCount == 0)
+        {
+            RemoveMapping(m);
+        }
+        _countByProtocolClass[ProtocolClass(ses.In2Out.Protocol)]--;
+        ses.InUse = false;
+        ses.LruNext = _freeSession;
+        _freeSession = s;
+        Count--;
+        Deleted++;
+    }
+
+    /// <summary>Frees a mapping that has no session (e.g. session creation failed after it was made).</summary>
+    public void RemoveMapping(int m)
+    {
+        ref Mapping map = ref _mappings[m];
+        if (!map.InUse)
+        {
+            return;
+        }
+        if (map.IndexedByInside)
+        {
+            _byInside.Remove(Hash(map.InsideKey), m);
+        }
+        _byExternal.Remove(Hash(map.ExternalKey), m);
+        Ports.Free(map.PoolIndex, ProtocolClass(map.ExternalKey.Protocol), FlowKey.PortToHost(map.ExternalKey.DestinationPort));
+        map.InUse = false;
+        map.NextFree = _freeMapping;
+        _freeMapping = m;
+        MappingCount--;
+    }
+
+    /// <summary>Seconds of idle time <paramref name="cls"/> allows.</summary>
+    public static int TimeoutSeconds(LruClass cls, Timeouts t) => cls switch
+    {
+        LruClass.TcpEstablished => t.TcpEstablished,
+        LruClass.TcpTransitory => t.TcpTransitory,
+        LruClass.Udp => t.Udp,
+        _ => t.Icmp,
+    };
+
+    /// <summary>
+    /// Deletes up to <paramref name="budget"/> expired sessions, oldest first, reading timeouts now
+    /// (so a timeout change needs no sweep). Cost is bounded by the budget, not the table size:
+    /// each list is ordered by last activity, so the scan stops at the first live session.
+    /// </summary>
+    /// <returns>Sessions deleted.</returns>
+    public int Expire(long nowMs, Timeouts timeouts, int budget)
+    {
+        int done = 0;
+        for (int c = 0; c < ClassCount && done < budget; c++)
+        {
+            long timeoutMs = TimeoutSeconds((LruClass)c, timeouts) * 1000L;
+            while (done < budget)
+            {
+                int s = _lruHead[c];
+                if (s < 0 || nowMs - _sessions[s].LastSeenMs < timeoutMs)
+                {
+                    break;
+                }
+                Delete(s);
+                done++;
+            }
+        }
+        return done;
+    }
+
+    /// <summary>Deletes every session (natctl flush).</summary>
+    public int Clear()
+    {
+        int n = 0;
+        for (int c = 0; c < ClassCount; c++)
+        {
+            while (_lruHead[c] >= 0)
+            {
+                Delete(_lruHead[c]);
+                n++;
+            }
+        }
+        return n;
+    }
+
+    /// <summary>Protocol class index for the port allocator and counters: 0 TCP, 1 UDP, 2 ICMP (and anything else).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static int ProtocolClass(byte protocol) => protocol == Packets.IpProtocol.Tcp ? 0 : protocol == Packets.IpProtocol.Udp ? 1 : 2;
+
+    private void LruAppend(int s, LruClass cls)
+    {
+        int c = (int)cls;
+        ref Session ses = ref _sessions[s];
+        ses.LruNext = -1;
+        ses.LruPrev = _lruTail[c];
+        if (_lruTail[c] >= 0)
+        {
+            _sessions[_lruTail[c]].LruNext = s;
+        }
+        else
+        {
+            _lruHead[c] = s;
+        }
+        _lruTail[c] = s;
+    }
+
+    private void LruUnlink(int s)
+    {
+        ref Session ses = ref _sessions[s];
+        int c = (int)ses.Class;
+        if (ses.LruPrev >= 0)
+        {
+            _sessions[ses.LruPrev].LruNext = ses.LruNext;
+        }
+        else
+        {
+            _lruHead[c] = ses.LruNext;
+        }
+        if (ses.LruNext >= 0)
+        {
+            _sessions[ses.LruNext].LruPrev = ses.LruPrev;
+        }
+        else
+        {
+            _lruTail[c] = ses.LruPrev;
+        }
+        ses.LruPrev = ses.LruNext = -1;
+    }
+
+    private readonly struct In2OutMatcher(Session[] sessions) : IKeyMatcher
+    {
+        public bool Matches(int value, in FlowKey key) => sessions[value].In2Out.Equals(key);
+    }
+
+    private readonly struct Out2InMatcher(Session[] sessions) : IKeyMatcher
+    {
+        public bool Matches(int value, in FlowKey key) => sessions[value].Out2In.Equals(key);
+    }
+
+    private readonly struct MappingInsideMatcher(Mapping[] mappings) : IKeyMatcher
+    {
+        public bool Matches(int value, in FlowKey key) => mappings[value].InsideKey.Equals(key);
+    }
+
+    private readonly struct MappingExternalMatcher(Mapping[] mappings) : IKeyMatcher
+    {
+        public bool Matches(int value, in FlowKey key) => mappings[value].ExternalKey.Equals(key);
+    }
+}

@@ -1,0 +1,240 @@
+using Natd.Dataplane.Nat;
+using Natd.Dataplane.Packets;
+using Natd.Tests.Support;
+using static Natd.Tests.Support.Frames;
+
+namespace Natd.Tests.Nat;
+
+/// <summary>RFC 4787 / 5382 / 6056 / 6888 behaviours of mapping, filtering, ports and expiry.</summary>
+public class BehaviourTests
+{
+    private const string In = EngineHarness.InsideHost, Out = EngineHarness.OutsideHost, Ext = EngineHarness.External;
+
+    [Fact]
+    public void Rfc4787_req1_endpoint_independent_mapping_reuses_external_port()
+    {
+        var h = new EngineHarness();
+        int a = SrcPort(h.Out(Udp(In, 40000, Out, 53)));
+        int b = SrcPort(h.Out(Udp(In, 40000, "198.51.100.3", 5353)));
+        Assert.Equal(a, b);
+        Assert.Equal(2, h.Engine.Table.Count);
+        Assert.Equal(1, h.Engine.Table.MappingCount);
+    }
+
+    [Fact]
+    public void Address_and_port_dependent_mapping_uses_new_port_per_remote()
+    {
+        var h = new EngineHarness(s => s with { Mapping = MappingBehaviour.AddressAndPortDependent });
+        int a = SrcPort(h.Out(Udp(In, 40000, Out, 53)));
+        int b = SrcPort(h.Out(Udp(In, 40000, "198.51.100.3", 5353)));
+        Assert.NotEqual(a, b);
+        Assert.Equal(2, h.Engine.Table.MappingCount);
+    }
+
+    [Fact]
+    public void Cve_2000_0289_unsolicited_datagram_from_third_party_is_dropped_and_session_unchanged()
+    {
+        var h = new EngineHarness();
+        int ext = SrcPort(h.Out(Udp(In, 40000, Out, 9999)));
+        // Same port, other address; and same address, other port: both only partial matches.
+        var third = EngineHarness.FromOutside(Udp("198.51.100.3", 9999, Ext, ext));
+        Assert.Equal(Verdict.Drop, h.Run(third, Side.Outside, out _));
+        Assert.Equal(DropReason.Filtered, h.Engine.LastDrop);
+        Assert.Equal(Verdict.Drop, h.Run(EngineHarness.FromOutside(Udp(Out, 1234, Ext, ext)), Side.Outside, out _));
+        var s = h.Engine.CollectSessionsList(h.Now).Single();
+        Assert.Equal(Ipv4.Parse(Out), s.RemoteAddress);
+        Assert.Equal(9999, s.RemotePort);
+        // The real remote still gets through.
+        h.Out(EngineHarness.FromOutside(Udp(Out, 9999, Ext, ext)), Side.Outside);
+    }
+
+    [Fact]
+    public void Address_dependent_filtering_admits_other_port_of_same_remote_only()
+    {
+        var h = new EngineHarness(s => s with { Filtering = FilteringBehaviour.AddressDependent });
+        int ext = SrcPort(h.Out(Udp(In, 40000, Out, 9999)));
+        var o = h.Out(EngineHarness.FromOutside(Udp(Out, 1234, Ext, ext)), Side.Outside);
+        Assert.Equal(40000, DstPort(o));
+        Assert.Equal(Verdict.Drop, h.Run(EngineHarness.FromOutside(Udp("198.51.100.3", 9999, Ext, ext)), Side.Outside, out _));
+        Assert.Equal(DropReason.Filtered, h.Engine.LastDrop);
+        Assert.Equal(2, h.Engine.Table.Count);
+    }
+
+    [Fact]
+    public void Endpoint_independent_filtering_admits_anyone_to_a_mapping_but_not_unmapped_ports()
+    {
+        var h = new EngineHarness(s => s with { Filtering = FilteringBehaviour.EndpointIndependent });
+        int ext = SrcPort(h.Out(Udp(In, 40000, Out, 9999)));
+        var o = h.Out(EngineHarness.FromOutside(Udp("198.51.100.3", 7, Ext, ext)), Side.Outside);
+        Assert.Equal(In, Dst(o));
+        int other = ext == 65535 ? ext - 1 : ext + 1;
+        Assert.Equal(Verdict.Drop, h.Run(EngineHarness.FromOutside(Udp("198.51.100.3", 7, Ext, other)), Side.Outside, out _));
+        Assert.Equal(DropReason.NoSession, h.Engine.LastDrop);
+    }
+
+    [Fact]
+    public void Port_scan_of_external_address_delivers_nothing()
+    {
+        var h = new EngineHarness();
+        h.Out(Udp(In, 40000, Out, 9999));
+        int forwarded = 0;
+        for (int p = 1; p < 65536; p += 7)
+        {
+            if (h.Run(EngineHarness.FromOutside(Udp("198.51.100.3", 4444, Ext, p)), Side.Outside, out _) != Verdict.Drop)
+            {
+                forwarded++;
+            }
+            if (h.Run(EngineHarness.FromOutside(Tcp("198.51.100.3", 4444, Ext, p, 0x02)), Side.Outside, out _) != Verdict.Drop)
+            {
+                forwarded++;
+            }
+        }
+        Assert.Equal(0, forwarded);
+        Assert.Equal(1, h.Engine.Table.Count);
+    }
+
+    [Fact]
+    public void Rfc6056_ports_are_random_within_range_and_keep_port_class()
+    {
+        var h = new EngineHarness(s => s with { PortMin = 20000, PortMax = 20999 });
+        var ports = new HashSet<int>();
+        for (int i = 0; i < 200; i++)
+        {
+            int p = SrcPort(h.Out(Udp(In, 30000 + i, Out, 53)));
+            Assert.InRange(p, 20000, 20999);
+            ports.Add(p);
+        }
+        Assert.Equal(200, ports.Count);
+        // Not sequential: consecutive allocations are not mostly +1 apart (2.2's 61000+ sequence).
+        int priv = SrcPort(h.Out(Udp(In, 123, Out, 123)));
+        Assert.InRange(priv, 1, 1023);
+    }
+
+    [Fact]
+    public void Rfc6056_allocation_is_not_sequential()
+    {
+        var h = new EngineHarness();
+        var list = new List<int>();
+        for (int i = 0; i < 100; i++)
+        {
+            list.Add(SrcPort(h.Out(Udp(In, 30000 + i, Out, 53))));
+        }
+        int sequential = 0;
+        for (int i = 1; i < list.Count; i++)
+        {
+            if (list[i] == list[i - 1] + 1)
+            {
+                sequential++;
+            }
+        }
+        Assert.True(sequential < 5, $"{sequential} sequential allocations");
+    }
+
+    [Fact]
+    public void Rfc6888_port_exhaustion_is_counted_and_existing_sessions_keep_working()
+    {
+        var h = new EngineHarness(s => s with { PortMin = 5000, PortMax = 5009 });
+        var ext = new List<int>();
+        for (int i = 0; i < 10; i++)
+        {
+            ext.Add(SrcPort(h.Out(Udp(In, 30000 + i, Out, 53))));
+        }
+        Assert.Equal(Verdict.Drop, h.Run(Udp(In, 31000, Out, 53), Side.Inside, out _));
+        Assert.Equal(DropReason.PortExhausted, h.Engine.LastDrop);
+        Assert.Equal(1, h.Drops(DropReason.PortExhausted));
+        // Existing sessions unaffected both ways (no eviction).
+        Assert.Equal(ext[3], SrcPort(h.Out(Udp(In, 30003, Out, 53))));
+        Assert.Equal(30003, DstPort(h.Out(EngineHarness.FromOutside(Udp(Out, 53, Ext, ext[3])), Side.Outside)));
+        Assert.Equal(10, h.Engine.Table.Count);
+    }
+
+    [Fact]
+    public void Session_limit_is_counted()
+    {
+        var h = new EngineHarness(s => s with { MaxSessions = 3 });
+        for (int i = 0; i < 3; i++)
+        {
+            h.Out(Udp(In, 30000 + i, Out, 53));
+        }
+        Assert.Equal(Verdict.Drop, h.Run(Udp(In, 31000, Out, 53), Side.Inside, out _));
+        Assert.Equal(DropReason.SessionLimit, h.Engine.LastDrop);
+    }
+
+    [Fact]
+    public void Sessions_expire_after_their_timeout_and_free_the_port()
+    {
+        var h = new EngineHarness(s => s with { Timeouts = new Timeouts(Udp: 300, Icmp: 60) });
+        int ext = SrcPort(h.Out(Udp(In, 40000, Out, 53)));
+        h.Out(Icmp(In, Out, 8, 0, 5, 1));
+        h.Now += 59_000;
+        Assert.Equal(0, h.Engine.Sweep(h.Now, 100));
+        h.Now += 1_000;
+        Assert.Equal(1, h.Engine.Sweep(h.Now, 100)); // ICMP at 60 s
+        h.Now += 239_999;
+        Assert.Equal(0, h.Engine.Sweep(h.Now, 100));
+        h.Now += 1;
+        Assert.Equal(1, h.Engine.Sweep(h.Now, 100)); // UDP at 300 s
+        Assert.Equal(0, h.Engine.Table.Count);
+        Assert.Equal(0, h.Engine.Table.MappingCount);
+        Assert.False(h.Engine.Table.Ports.IsUsed(0, 1, ext));
+        Assert.Equal(Verdict.Drop, h.Run(EngineHarness.FromOutside(Udp(Out, 53, Ext, ext)), Side.Outside, out _));
+    }
+
+    [Fact]
+    public void Activity_refreshes_and_sweep_is_bounded_by_budget()
+    {
+        var h = new EngineHarness();
+        for (int i = 0; i < 50; i++)
+        {
+            h.Out(Udp(In, 30000 + i, Out, 53));
+        }
+        h.Now += 200_000;
+        h.Out(Udp(In, 30000, Out, 53)); // refresh one
+        h.Now += 100_000;
+        Assert.Equal(10, h.Engine.Sweep(h.Now, 10));
+        Assert.Equal(39, h.Engine.Sweep(h.Now, 1000));
+        Assert.Equal(1, h.Engine.Table.Count);
+    }
+
+    [Fact]
+    public void Gateway_answers_arp_and_ping_for_its_addresses()
+    {
+        var h = new EngineHarness(learnNeighbours: false);
+        var req = Arp(1, InsideHostMac, In, new byte[6], "10.0.0.1");
+        Assert.Equal(Verdict.ToInside, h.Run(req, Side.Inside, out var rep));
+        Assert.Equal(InsideHostMac, rep[..6]);
+        Assert.Equal(2, rep[21]);
+        Assert.Equal(GatewayInsideMac, rep.AsSpan(22, 6).ToArray());
+        Assert.Equal(Ip("10.0.0.1"), rep.AsSpan(28, 4).ToArray());
+        // ARP for someone else is not answered.
+        Assert.Equal(Verdict.Drop, h.Run(Arp(1, InsideHostMac, In, new byte[6], "10.0.0.9"), Side.Inside, out _));
+        // Ping of the inside address is answered, to the MAC the ARP taught.
+        Assert.Equal(Verdict.ToInside, h.Run(Icmp(In, "10.0.0.1", 8, 0, 9, 1), Side.Inside, out var pong));
+        Assert.Equal(0, pong[L4Offset(pong)]);
+        Assert.Equal("10.0.0.1", Src(pong));
+        Assert.True(ChecksumsValid(pong));
+        // Ping of the external address from outside too.
+        Assert.Equal(Verdict.ToOutside, h.Run(EngineHarness.FromOutside(Icmp(Out, Ext, 8, 0, 9, 1)), Side.Outside, out var pong2));
+        Assert.Equal(Ext, Src(pong2));
+    }
+
+    [Fact]
+    public void Unknown_next_hop_is_resolved_by_arp_and_held_frame_released()
+    {
+        var h = new EngineHarness(learnNeighbours: false);
+        h.Run(Arp(1, InsideHostMac, In, new byte[6], "10.0.0.1"), Side.Inside, out _); // teach inside host
+        var v = h.Run(Udp(In, 40000, Out, 53), Side.Inside, out _);
+        Assert.Equal(Verdict.Consumed, v);
+        var (side, arpReq) = Assert.Single(h.Sunk);
+        Assert.Equal(Side.Outside, side);
+        Assert.Equal(Ip(Out), arpReq.AsSpan(38, 4).ToArray());
+        Assert.Equal(Ip(Ext), arpReq.AsSpan(28, 4).ToArray());
+        var reply = Arp(2, OutsideHostMac, Out, GatewayOutsideMac, Ext, GatewayOutsideMac);
+        Assert.Equal(Verdict.Consumed, h.Run(reply, Side.Outside, out _));
+        Assert.Equal(2, h.Sunk.Count);
+        var released = h.Sunk[1].Frame;
+        Assert.Equal(OutsideHostMac, released[..6]);
+        Assert.Equal(Ext, Src(released));
+        Assert.True(ChecksumsValid(released));
+    }
+}

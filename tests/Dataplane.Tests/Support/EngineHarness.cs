@@ -1,0 +1,75 @@
+using Natd.Dataplane.Io;
+using Natd.Dataplane.Nat;
+using Natd.Dataplane.Packets;
+
+namespace Natd.Tests.Support;
+
+/// <summary>A NatEngine with the lab's addresses, known neighbours and a sink that records self-made frames.</summary>
+public sealed class EngineHarness : IFrameSink
+{
+    public const string InsideHost = "10.0.0.2";
+    public const string OutsideHost = "198.51.100.2";
+    public const string External = "198.51.100.1";
+    public static readonly byte[] RouterMac = [0x02, 0, 0, 0, 0, 0xfe];
+
+    public NatEngine Engine { get; }
+    public List<(Side Side, byte[] Frame)> Sunk { get; } = [];
+    public long Now { get; set; } = 1_000_000;
+
+    public EngineHarness(Func<NatSettings, NatSettings>? tweak = null, bool learnNeighbours = true, ulong seed = 42)
+    {
+        var s = LabSettings();
+        if (tweak != null)
+        {
+            s = tweak(s);
+        }
+        Engine = new NatEngine(s, new MacAddress(0x02_00_00_00_00_01), new MacAddress(0x02_00_00_00_00_02), new EngineOptions { Seed = seed });
+        Engine.AttachSink(this);
+        if (learnNeighbours)
+        {
+            Engine.Learn(Side.Inside, Ipv4.Parse(InsideHost), MacAddress.Read(Frames.InsideHostMac));
+            Engine.Learn(Side.Inside, Ipv4.Parse("10.0.0.3"), MacAddress.Read(Frames.InsideHostMac));
+            Engine.Learn(Side.Outside, Ipv4.Parse(OutsideHost), MacAddress.Read(Frames.OutsideHostMac));
+            Engine.Learn(Side.Outside, Ipv4.Parse("198.51.100.3"), MacAddress.Read(Frames.OutsideHostMac));
+            Engine.Learn(Side.Outside, Ipv4.Parse("198.51.100.254"), MacAddress.Read(RouterMac));
+        }
+    }
+
+    public static NatSettings LabSettings() => new()
+    {
+        Inside = new InterfaceSettings("natin", Ipv4Prefix.Parse("10.0.0.1/24"), [Ipv4Prefix.Parse("10.0.0.0/24")], 0, null, []),
+        Outside = new InterfaceSettings("natout", Ipv4Prefix.Parse("198.51.100.1/24"), [], Ipv4.Parse("198.51.100.254"), null, []),
+        Pool = [Ipv4.Parse(External)],
+        MaxSessions = 4096,
+    };
+
+    public bool Send(Side side, ReadOnlySpan<byte> frame)
+    {
+        Sunk.Add((side, frame.ToArray()));
+        return true;
+    }
+
+    /// <summary>Runs one frame; returns the verdict and the frame as it would be transmitted.</summary>
+    public Verdict Run(byte[] frame, Side ingress, out byte[] output, FrameFlags flags = FrameFlags.None)
+    {
+        var slot = new byte[FrameBatch.SlotSize];
+        frame.CopyTo(slot, 0);
+        int len = frame.Length;
+        var v = Engine.Process(slot, ref len, ingress, flags, Now);
+        output = slot.AsSpan(0, len).ToArray();
+        return v;
+    }
+
+    public byte[] Out(byte[] frame, Side ingress = Side.Inside, FrameFlags flags = FrameFlags.None)
+    {
+        var v = Run(frame, ingress, out var o, flags);
+        Assert.True(v == (ingress == Side.Inside ? Verdict.ToOutside : Verdict.ToInside),
+            $"expected forward, got {v} ({Engine.LastDrop})");
+        return o;
+    }
+
+    public long Drops(DropReason r) => Engine.Counters.Drops[(int)r];
+
+    /// <summary>Frames from outside carry the outside host's MAC and are sent to the gateway's outside MAC.</summary>
+    public static byte[] FromOutside(byte[] f) => Frames.WithMacs(f, Frames.OutsideHostMac, Frames.GatewayOutsideMac);
+}
