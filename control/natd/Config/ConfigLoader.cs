@@ -66,13 +66,20 @@ public static class ConfigLoader
         ArgumentNullException.ThrowIfNull(sourceName);
         var v = new Validator(sourceName);
         YNode? root;
+        Func<Mark>? lastMark = null;
         try
         {
-            root = YamlTreeReader.Read(yamlText, (mark, message) => v.Error(mark, "", message));
+            root = YamlTreeReader.Read(yamlText, v.Error, out lastMark);
         }
         catch (YamlException ex)
         {
             v.Error(ex.Start, "", $"not valid YAML: {StripMarks(ex.Message)}");
+            throw new ConfigException(v.Errors);
+        }
+        catch (InvalidOperationException)
+        {
+            // YamlDotNet's scanner throws this (without a position) on e.g. an unclosed '[' before a new block key.
+            v.Error(lastMark?.Invoke() ?? Mark.Empty, "", "not valid YAML: the document cannot be parsed past this point (an unclosed '[', '{' or quote?)");
             throw new ConfigException(v.Errors);
         }
         NatdConfig config = v.Build(root);

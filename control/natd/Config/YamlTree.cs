@@ -56,10 +56,10 @@ internal sealed class YMapping(Mark start, List<KeyValuePair<YScalar, YNode>> en
 internal sealed class YamlTreeReader
 {
     private readonly IParser _parser;
-    private readonly Action<Mark, string> _error;
+    private readonly Action<Mark, string, string> _error;
     private readonly Dictionary<string, YNode> _anchors = new(StringComparer.Ordinal);
 
-    private YamlTreeReader(IParser parser, Action<Mark, string> error)
+    private YamlTreeReader(IParser parser, Action<Mark, string, string> error)
     {
         _parser = parser;
         _error = error;
@@ -68,65 +68,89 @@ internal sealed class YamlTreeReader
     /// <summary>
     /// Reads the single document of <paramref name="text"/>; null when the stream is empty.
     /// Structural problems (duplicate or non-scalar keys, unknown aliases, several documents) go to
-    /// <paramref name="error"/>; YAML syntax errors throw <see cref="YamlException"/>.
+    /// <paramref name="error"/> as (mark, key path, message); YAML syntax errors throw
+    /// <see cref="YamlException"/>, with the last good position in <paramref name="lastMark"/> for the
+    /// few malformed inputs where YamlDotNet's scanner throws InvalidOperationException instead.
     /// </summary>
-    public static YNode? Read(string text, Action<Mark, string> error)
+    public static YNode? Read(string text, Action<Mark, string, string> error, out Func<Mark> lastMark)
     {
         var reader = new YamlTreeReader(new Parser(new StringReader(text)), error);
+        lastMark = () => reader._lastMark;
         return reader.ReadStream();
     }
 
+    private Mark _lastMark = Mark.Empty;
+
+    private bool TryConsume<T>([System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out T e) where T : ParsingEvent
+    {
+        if (_parser.TryConsume(out e))
+        {
+            _lastMark = e.End;
+            return true;
+        }
+        return false;
+    }
+
+    private T Consume<T>() where T : ParsingEvent
+    {
+        var e = _parser.Consume<T>();
+        _lastMark = e.End;
+        return e;
+    }
+
+    private static string Child(string path, string key) => path.Length == 0 ? key : path + "." + key;
+
     private YNode? ReadStream()
     {
-        _parser.Consume<StreamStart>();
-        if (_parser.TryConsume<StreamEnd>(out _))
+        Consume<StreamStart>();
+        if (TryConsume<StreamEnd>(out _))
         {
             return null;
         }
-        _parser.Consume<DocumentStart>();
-        YNode root = ReadNode();
-        _parser.Consume<DocumentEnd>();
-        if (!_parser.TryConsume<StreamEnd>(out _))
+        Consume<DocumentStart>();
+        YNode root = ReadNode("");
+        Consume<DocumentEnd>();
+        if (!TryConsume<StreamEnd>(out _))
         {
-            var next = _parser.Consume<DocumentStart>();
-            _error(next.Start, "the file holds more than one YAML document; natd.yaml must be a single document");
+            var next = Consume<DocumentStart>();
+            _error(next.Start, "", "the file holds more than one YAML document; natd.yaml must be a single document");
         }
         return root;
     }
 
-    private YNode ReadNode()
+    private YNode ReadNode(string path)
     {
-        if (_parser.TryConsume<Scalar>(out var scalar))
+        if (TryConsume<Scalar>(out var scalar))
         {
             bool isNull = scalar.Style == ScalarStyle.Plain
                 && scalar.Value is "" or "~" or "null" or "Null" or "NULL";
             return Remember(scalar.Anchor, new YScalar(scalar.Start, scalar.Value, isNull));
         }
-        if (_parser.TryConsume<SequenceStart>(out var seqStart))
+        if (TryConsume<SequenceStart>(out var seqStart))
         {
             var items = new List<YNode>();
-            while (!_parser.TryConsume<SequenceEnd>(out _))
+            while (!TryConsume<SequenceEnd>(out _))
             {
-                items.Add(ReadNode());
+                items.Add(ReadNode(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{path}[{items.Count}]")));
             }
             return Remember(seqStart.Anchor, new YSequence(seqStart.Start, items));
         }
-        if (_parser.TryConsume<MappingStart>(out var mapStart))
+        if (TryConsume<MappingStart>(out var mapStart))
         {
             var entries = new List<KeyValuePair<YScalar, YNode>>();
             var seen = new Dictionary<string, YScalar>(StringComparer.Ordinal);
-            while (!_parser.TryConsume<MappingEnd>(out _))
+            while (!TryConsume<MappingEnd>(out _))
             {
-                YNode key = ReadNode();
-                YNode value = ReadNode();
+                YNode key = ReadNode(path);
+                YNode value = ReadNode(key is YScalar k ? Child(path, k.Value) : path);
                 if (key is not YScalar keyScalar)
                 {
-                    _error(key.Start, $"a key must be a plain word, not {key.KindName}");
+                    _error(key.Start, path, $"a key must be a plain word, not {key.KindName}");
                     continue;
                 }
                 if (seen.TryGetValue(keyScalar.Value, out var first))
                 {
-                    _error(keyScalar.Start, $"duplicate key '{keyScalar.Value}' (first defined at line {first.Start.Line})");
+                    _error(keyScalar.Start, Child(path, keyScalar.Value), $"duplicate key '{keyScalar.Value}' (first defined at line {first.Start.Line})");
                     continue;
                 }
                 seen.Add(keyScalar.Value, keyScalar);
@@ -134,12 +158,12 @@ internal sealed class YamlTreeReader
             }
             return Remember(mapStart.Anchor, new YMapping(mapStart.Start, entries));
         }
-        var alias = _parser.Consume<AnchorAlias>();
+        var alias = Consume<AnchorAlias>();
         if (_anchors.TryGetValue(alias.Value.Value, out var target))
         {
             return target;
         }
-        _error(alias.Start, $"alias '*{alias.Value.Value}' names no anchor defined before it");
+        _error(alias.Start, path, $"alias '*{alias.Value.Value}' names no anchor defined before it");
         return new YScalar(alias.Start, "", isNull: true);
     }
 
