@@ -1,1 +1,1 @@
-return 0;
+return await Natd.Ctl.Cli.RunAsync(args, Console.Out, Console.Error).ConfigureAwait(false);

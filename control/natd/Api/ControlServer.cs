@@ -1,0 +1,161 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Natd.Control.Config;
+using Natd.Dataplane.Nat;
+
+namespace Natd.Control.Api;
+
+/// <summary>
+/// The control HTTP API on the control port (127.0.0.1:9180 by default): GET /sessions (JSON array
+/// of <see cref="SessionView"/>), GET /stats (JSON <see cref="StatsSnapshot"/>), GET /metrics
+/// (Prometheus text 0.0.4, see <see cref="MetricsFormatter"/>) and GET /healthz ("ok"). Kestrel is
+/// bound to exactly the configured endpoint and nothing else; the API is read-only.
+/// </summary>
+public sealed partial class ControlServer : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+    private int _stopped;
+
+    private ControlServer(WebApplication app, Uri address)
+    {
+        _app = app;
+        Address = address;
+    }
+
+    /// <summary>The bound address, e.g. http://127.0.0.1:9180/ (with the real port when started on port 0).</summary>
+    public Uri Address { get; }
+
+    /// <summary>Binds and starts the API; returns once it accepts connections.</summary>
+    /// <param name="listen">"host:port" where host is an IPv4 literal, [IPv6] literal or localhost; port 0 picks a free port (not with localhost).</param>
+    /// <param name="query">Where the answers come from.</param>
+    /// <param name="loggerFactory">Logging for Kestrel and the handlers; null for none.</param>
+    /// <param name="ct">Cancels the start.</param>
+    /// <exception cref="ArgumentException"><paramref name="listen"/> is not host:port.</exception>
+    /// <exception cref="IOException">The endpoint cannot be bound (e.g. address in use).</exception>
+    public static async Task<ControlServer> StartAsync(string listen, IDataplaneQuery query, ILoggerFactory? loggerFactory, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(query);
+        if (!ListenEndpoint.TryParse(listen, out var endpoint))
+        {
+            throw new ArgumentException($"'{listen}' is not host:port (host an IPv4 address, [IPv6 address] or localhost)", nameof(listen));
+        }
+
+        // The empty builder reads no appsettings.json or environment: the control port is configured only by natd.yaml.
+        var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
+        builder.WebHost.UseKestrelCore();
+        builder.WebHost.ConfigureKestrel(options =>
+        {
+            options.AddServerHeader = false;
+            if (endpoint.IsLocalhost)
+            {
+                options.ListenLocalhost(endpoint.Port);
+            }
+            else
+            {
+                options.Listen(endpoint.Address!, endpoint.Port);
+            }
+        });
+        builder.Services.AddSingleton(loggerFactory ?? NullLoggerFactory.Instance);
+        builder.Services.AddLogging();
+        builder.Services.AddRoutingCore();
+
+        var app = builder.Build();
+        var log = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<ControlServer>();
+        app.MapGet("/sessions", ctx => Answer(ctx, log, WriteSessionsAsync(ctx, query)));
+        app.MapGet("/stats", ctx => Answer(ctx, log, WriteStatsAsync(ctx, query)));
+        app.MapGet("/metrics", ctx => Answer(ctx, log, WriteMetricsAsync(ctx, query)));
+        app.MapGet("/healthz", static ctx =>
+        {
+            ctx.Response.ContentType = "text/plain; charset=utf-8";
+            return ctx.Response.WriteAsync("ok", ctx.RequestAborted);
+        });
+
+        try
+        {
+            await app.StartAsync(ct).ConfigureAwait(false);
+        }
+        catch
+        {
+            await app.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+        var address = new Uri(app.Urls.First());
+        LogListening(log, address);
+        return new ControlServer(app, address);
+    }
+
+    /// <summary>Stops accepting requests and lets in-flight ones finish (bounded by <paramref name="ct"/>).</summary>
+    public async Task StopAsync(CancellationToken ct = default)
+    {
+        if (Interlocked.Exchange(ref _stopped, 1) == 0)
+        {
+            await _app.StopAsync(ct).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Stops (if not yet stopped) and releases the listener.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        await StopAsync(timeout.Token).ConfigureAwait(false);
+        await _app.DisposeAsync().ConfigureAwait(false);
+    }
+
+    private static async Task WriteSessionsAsync(HttpContext ctx, IDataplaneQuery query)
+    {
+        var sessions = await query.GetSessionsAsync(ctx.RequestAborted).ConfigureAwait(false);
+        var views = new SessionView[sessions.Count];
+        for (int i = 0; i < views.Length; i++)
+        {
+            views[i] = SessionView.From(sessions[i]);
+        }
+        ctx.Response.ContentType = "application/json; charset=utf-8";
+        await JsonSerializer.SerializeAsync(ctx.Response.Body, views, ControlJsonContext.Default.SessionViewArray, ctx.RequestAborted).ConfigureAwait(false);
+    }
+
+    private static async Task WriteStatsAsync(HttpContext ctx, IDataplaneQuery query)
+    {
+        var stats = await query.GetStatsAsync(ctx.RequestAborted).ConfigureAwait(false);
+        ctx.Response.ContentType = "application/json; charset=utf-8";
+        await JsonSerializer.SerializeAsync(ctx.Response.Body, stats, ControlJsonContext.Default.StatsSnapshot, ctx.RequestAborted).ConfigureAwait(false);
+    }
+
+    private static async Task WriteMetricsAsync(HttpContext ctx, IDataplaneQuery query)
+    {
+        var stats = await query.GetStatsAsync(ctx.RequestAborted).ConfigureAwait(false);
+        ctx.Response.ContentType = MetricsFormatter.ContentType;
+        await ctx.Response.WriteAsync(MetricsFormatter.Format(stats), ctx.RequestAborted).ConfigureAwait(false);
+    }
+
+    /// <summary>A failing query answers 503 with the reason instead of a bare 500 and a dropped connection.</summary>
+    private static async Task Answer(HttpContext ctx, ILogger log, Task work)
+    {
+        try
+        {
+            await work.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
+        {
+            // The client went away; nothing to answer.
+        }
+        catch (Exception ex) when (!ctx.Response.HasStarted)
+        {
+            LogQueryFailed(log, ctx.Request.Path, ex);
+            ctx.Response.Clear();
+            ctx.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+            ctx.Response.ContentType = "text/plain; charset=utf-8";
+            await ctx.Response.WriteAsync($"dataplane query failed: {ex.Message}\n", ctx.RequestAborted).ConfigureAwait(false);
+        }
+    }
+
+    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "Control API listening on {Address}")]
+    private static partial void LogListening(ILogger logger, Uri address);
+
+    [LoggerMessage(EventId = 2, Level = LogLevel.Warning, Message = "Control API request {Path} failed")]
+    private static partial void LogQueryFailed(ILogger logger, string path, Exception exception);
+}

@@ -1,0 +1,604 @@
+using System.Globalization;
+using Natd.Dataplane.Nat;
+using Natd.Dataplane.Packets;
+using YamlDotNet.Core;
+
+namespace Natd.Control.Config;
+
+/// <summary>
+/// Loads natd.yaml into a validated <see cref="NatdConfig"/>. Every key is optional; the defaults
+/// are the built-in lab (see <see cref="Describe"/>). Validation collects every error with its
+/// file, line, column and key path before rejecting the file whole.
+/// </summary>
+public static class ConfigLoader
+{
+    /// <summary>Linux IFNAMSIZ minus the terminating NUL.</summary>
+    internal const int MaxInterfaceNameLength = 15;
+
+    internal const long MaxTimeoutSeconds = int.MaxValue;
+    internal const int MaxSessions = 100_000_000;
+    internal const int MaxBatch = 1024;
+
+    internal static readonly string[] LogLevels = ["trace", "debug", "information", "warning", "error", "critical", "none"];
+
+    private static readonly string[] TopKeys = ["interfaces", "nat", "timeouts", "limits", "dataplane", "control", "log"];
+    private static readonly string[] InterfacesKeys = ["inside", "outside"];
+    private static readonly string[] InterfaceKeys = ["name", "address", "networks", "gateway", "mac", "neighbours"];
+    private static readonly string[] NatKeys = ["pool", "ports", "mapping", "filtering"];
+    private static readonly string[] TimeoutKeys = ["tcp-established", "tcp-transitory", "udp", "icmp"];
+    private static readonly string[] LimitsKeys = ["sessions"];
+    private static readonly string[] DataplaneKeys = ["batch", "verify-checksums"];
+    private static readonly string[] ControlKeys = ["listen"];
+    private static readonly string[] LogKeys = ["level"];
+
+    private static readonly string[] MappingWords = ["endpoint-independent", "address-and-port-dependent"];
+    private static readonly string[] FilteringWords = ["address-and-port-dependent", "address-dependent", "endpoint-independent"];
+
+    /// <summary>The built-in lab configuration, identical to parsing an empty file.</summary>
+    public static NatdConfig Default() => Parse("", "(built-in)");
+
+    /// <summary>Reads and validates the YAML file at <paramref name="path"/>.</summary>
+    /// <param name="path">File path; messages name it as given.</param>
+    /// <returns>The configuration, with <see cref="NatdConfig.SourcePath"/> set to the full path.</returns>
+    /// <exception cref="ConfigException">The file cannot be read, is not valid YAML, or fails validation.</exception>
+    public static NatdConfig LoadFile(string path)
+    {
+        string text;
+        try
+        {
+            text = File.ReadAllText(path);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+        {
+            throw new ConfigException([new ConfigDiagnostic(path, 0, 0, "", $"cannot read the configuration file: {ex.Message}")]);
+        }
+        return Parse(text, path) with { SourcePath = Path.GetFullPath(path) };
+    }
+
+    /// <summary>Validates YAML text.</summary>
+    /// <param name="yamlText">The document; empty means all defaults.</param>
+    /// <param name="sourceName">Name used in messages, e.g. "natd.yaml".</param>
+    /// <returns>The configuration; <see cref="NatdConfig.SourcePath"/> is null.</returns>
+    /// <exception cref="ConfigException">Not valid YAML or fails validation; carries every error found.</exception>
+    public static NatdConfig Parse(string yamlText, string sourceName)
+    {
+        ArgumentNullException.ThrowIfNull(yamlText);
+        ArgumentNullException.ThrowIfNull(sourceName);
+        var v = new Validator(sourceName);
+        YNode? root;
+        Func<Mark>? lastMark = null;
+        try
+        {
+            root = YamlTreeReader.Read(yamlText, v.Error, out lastMark);
+        }
+        catch (YamlException ex)
+        {
+            v.Error(ex.Start, "", $"not valid YAML: {StripMarks(ex.Message)}");
+            throw new ConfigException(v.Errors);
+        }
+        catch (InvalidOperationException)
+        {
+            // YamlDotNet's scanner throws this (without a position) on e.g. an unclosed '[' before a new block key.
+            v.Error(lastMark?.Invoke() ?? Mark.Empty, "", "not valid YAML: the document cannot be parsed past this point (an unclosed '[', '{' or quote?)");
+            throw new ConfigException(v.Errors);
+        }
+        NatdConfig config = v.Build(root);
+        if (v.Errors.Count > 0)
+        {
+            throw new ConfigException(v.Errors);
+        }
+        return config with { Warnings = v.Warnings };
+    }
+
+    /// <summary>
+    /// The key reference: every key with its default and accepted values, as a commented YAML
+    /// document that itself parses to <see cref="Default"/>.
+    /// </summary>
+    public static string Describe() => """
+        # natd.yaml: every key is optional; the values shown are the defaults (the built-in lab).
+        interfaces:
+          inside:
+            name: natin                # interface name, 1..15 characters (IFNAMSIZ)
+            address: 10.0.0.1/24       # natd's own address and on-link prefix (a.b.c.d/len)
+            networks: [10.0.0.0/24]    # subscriber networks; default: the prefix of address; never empty
+            # gateway: 10.0.0.254      # next hop for inside networks not on-link; default: none
+            # mac: 02:00:00:00:00:01   # source MAC override; default: the port's own
+            # neighbours: { 10.0.0.2: 02:00:00:00:00:02 }   # static ARP entries; default: none
+          outside:
+            name: natout
+            address: 198.51.100.1/24
+            gateway: 198.51.100.254    # default next hop; must be on-link; default: 198.51.100.254 when
+                                       # address is the default, otherwise none
+            networks: [0.0.0.0/0]      # destinations reached through this side
+            # mac, neighbours: as for inside
+        nat:
+          pool: [198.51.100.1]         # external addresses; default: the outside address; never empty
+          ports: 1024-65535            # external port / ICMP id range LOW-HIGH, 1 <= LOW <= HIGH <= 65535
+          mapping: endpoint-independent            # or address-and-port-dependent (RFC 4787 section 4.1)
+          filtering: address-and-port-dependent    # or address-dependent, endpoint-independent (RFC 4787 section 5)
+        timeouts:                      # idle timeouts in seconds, 1..2147483647
+          tcp-established: 7440        # RFC 5382 REQ-5: at least 7440 (warning below)
+          tcp-transitory: 240          # RFC 5382 REQ-5: 240 (warning below)
+          udp: 300                     # RFC 4787 REQ-5: never below 120 (warning below), 300 recommended
+          icmp: 60                     # RFC 5508 REQ-1: 60 (warning below)
+        limits:
+          sessions: 262144             # session table capacity, 1..100000000
+        dataplane:
+          batch: 64                    # frames per receive poll, 1..1024
+          verify-checksums: true       # verify TCP/UDP/ICMP checksums of received packets (true/false)
+        control:
+          listen: 127.0.0.1:9180       # control API host:port; host an IP literal, [IPv6] or localhost
+        log:
+          level: information           # trace, debug, information, warning, error, critical, none
+
+        """;
+
+    /// <summary>YamlDotNet prefixes "(Line: 3, Col: 5, Idx: ...) - (...): "; our own prefix already says where.</summary>
+    private static string StripMarks(string message)
+    {
+        int i = message.IndexOf("): ", StringComparison.Ordinal);
+        return message.StartsWith("(Line:", StringComparison.Ordinal) && i >= 0 ? message[(i + 3)..] : message;
+    }
+
+    /// <summary>Walks the tree once, building the settings and collecting diagnostics.</summary>
+    private sealed class Validator(string source)
+    {
+        public List<ConfigDiagnostic> Errors { get; } = [];
+        public List<ConfigDiagnostic> Warnings { get; } = [];
+
+        public void Error(Mark at, string path, string message)
+            => Errors.Add(new ConfigDiagnostic(source, at.Line, at.Column, path, message));
+
+        private void Error(YNode at, string path, string message) => Error(at.Start, path, message);
+
+        private void Warn(YNode? at, string path, string message)
+            => Warnings.Add(new ConfigDiagnostic(source, at?.Start.Line ?? 0, at?.Start.Column ?? 0, path, message));
+
+        public NatdConfig Build(YNode? root)
+        {
+            YMapping? top = Mapping(root, "");
+            Keys(top, "", TopKeys);
+
+            YMapping? interfaces = Mapping(top?.Get("interfaces"), "interfaces");
+            Keys(interfaces, "interfaces", InterfacesKeys);
+            var inside = Interface(interfaces?.Get("inside"), "interfaces.inside", Sides.Inside);
+            var outside = Interface(interfaces?.Get("outside"), "interfaces.outside", Sides.Outside);
+            if (inside.Settings.Name == outside.Settings.Name)
+            {
+                YNode? at = outside.NameNode ?? inside.NameNode;
+                string path = outside.NameNode is not null ? "interfaces.outside.name" : "interfaces.inside.name";
+                Error(at!, path, $"inside and outside are both '{outside.Settings.Name}'; natd needs two distinct interfaces");
+            }
+
+            YMapping? nat = Mapping(top?.Get("nat"), "nat");
+            Keys(nat, "nat", NatKeys);
+            var pool = Pool(nat?.Get("pool"), outside.Settings.Address);
+            (ushort low, ushort high) = Ports(nat?.Get("ports"));
+            var mapping = Word(nat?.Get("mapping"), "nat.mapping", MappingWords, 0) == 0
+                ? MappingBehaviour.EndpointIndependent : MappingBehaviour.AddressAndPortDependent;
+            var filtering = (FilteringBehaviour)Word(nat?.Get("filtering"), "nat.filtering", FilteringWords, 0);
+
+            YMapping? timeouts = Mapping(top?.Get("timeouts"), "timeouts");
+            Keys(timeouts, "timeouts", TimeoutKeys);
+            int tcpEst = Timeout(timeouts, "tcp-established", 7440, "RFC 5382 REQ-5 requires at least 7440 s (2 h 4 min) for established TCP");
+            int tcpTrans = Timeout(timeouts, "tcp-transitory", 240, "RFC 5382 REQ-5 recommends 240 s (4 min) for transitory TCP");
+            int udp = Timeout(timeouts, "udp", 300, "RFC 4787 REQ-5 forbids UDP timeouts below 120 s (300 s recommended)", 120);
+            int icmp = Timeout(timeouts, "icmp", 60, "RFC 5508 REQ-1 requires at least 60 s for ICMP queries");
+
+            YMapping? limits = Mapping(top?.Get("limits"), "limits");
+            Keys(limits, "limits", LimitsKeys);
+            int sessions = (int)Integer(limits?.Get("sessions"), "limits.sessions", 262_144, 1, MaxSessions, "sessions");
+
+            YMapping? dataplane = Mapping(top?.Get("dataplane"), "dataplane");
+            Keys(dataplane, "dataplane", DataplaneKeys);
+            int batch = (int)Integer(dataplane?.Get("batch"), "dataplane.batch", 64, 1, MaxBatch, "frames");
+            bool verify = Boolean(dataplane?.Get("verify-checksums"), "dataplane.verify-checksums", true);
+
+            YMapping? control = Mapping(top?.Get("control"), "control");
+            Keys(control, "control", ControlKeys);
+            string listen = Listen(control?.Get("listen"));
+
+            YMapping? log = Mapping(top?.Get("log"), "log");
+            Keys(log, "log", LogKeys);
+            string level = LogLevels[Word(log?.Get("level"), "log.level", LogLevels, 2)];
+
+            var settings = new NatSettings
+            {
+                Inside = inside.Settings,
+                Outside = outside.Settings,
+                Pool = pool,
+                PortMin = low,
+                PortMax = high,
+                Mapping = mapping,
+                Filtering = filtering,
+                Timeouts = new Timeouts(tcpEst, tcpTrans, udp, icmp),
+                MaxSessions = sessions,
+                VerifyL4Checksums = verify,
+            };
+            return new NatdConfig
+            {
+                Nat = settings,
+                ControlListen = listen,
+                BatchSize = batch,
+                LogLevel = level,
+            };
+        }
+
+        private enum Sides { Inside, Outside }
+
+        private readonly record struct InterfaceResult(InterfaceSettings Settings, YNode? NameNode);
+
+        private InterfaceResult Interface(YNode? node, string path, Sides side)
+        {
+            YMapping? m = Mapping(node, path);
+            Keys(m, path, InterfaceKeys);
+            bool inside = side == Sides.Inside;
+
+            YNode? nameNode = m?.Get("name");
+            string name = inside ? "natin" : "natout";
+            if (Text(nameNode, path + ".name") is { } n)
+            {
+                if (n.Length == 0 || n.Length > MaxInterfaceNameLength || n is "." or ".."
+                    || n.AsSpan().IndexOfAny("/: \t") >= 0)
+                {
+                    Error(nameNode!, path + ".name",
+                        $"'{n}' is not an interface name (expected 1 to {MaxInterfaceNameLength} characters, no '/', ':' or spaces)");
+                }
+                else
+                {
+                    name = n;
+                }
+            }
+
+            var defaultAddress = inside ? "10.0.0.1/24" : "198.51.100.1/24";
+            YNode? addressNode = m?.Get("address");
+            Ipv4Prefix address = Ipv4Prefix.Parse(defaultAddress);
+            if (Text(addressNode, path + ".address") is { } a)
+            {
+                if (InterfaceAddress(a) is { } p)
+                {
+                    address = p;
+                }
+                else
+                {
+                    Error(addressNode!, path + ".address",
+                        $"'{a}' is not an interface address (expected a.b.c.d/len with len 1..32 and a host part that is neither all zeros nor all ones)");
+                }
+            }
+            var onLink = new Ipv4Prefix(address.Address & address.Mask, address.Length);
+
+            IReadOnlyList<Ipv4Prefix> networks = NetworkList(m?.Get("networks"), path + ".networks")
+                ?? [inside ? onLink : new Ipv4Prefix(0, 0)];
+
+            uint gateway = 0;
+            YNode? gatewayNode = m?.Get("gateway");
+            if (gatewayNode is null)
+            {
+                if (!inside && addressNode is null)
+                {
+                    gateway = Ipv4.Parse("198.51.100.254");
+                }
+            }
+            else if (Text(gatewayNode, path + ".gateway") is { } g)
+            {
+                if (!Ipv4.TryParse(g, out gateway))
+                {
+                    Error(gatewayNode, path + ".gateway", $"'{g}' is not an IPv4 address (expected a.b.c.d)");
+                }
+                else if (!address.Contains(gateway) || gateway == address.Address)
+                {
+                    Error(gatewayNode, path + ".gateway",
+                        $"gateway {g} is not a neighbour on {path}.address {address} (it must be on-link and not natd's own address)");
+                    gateway = 0;
+                }
+            }
+
+            MacAddress? mac = null;
+            YNode? macNode = m?.Get("mac");
+            if (Text(macNode, path + ".mac") is { } macText)
+            {
+                if (MacAddress.TryParse(macText, out var parsed) && !parsed.IsZero && (parsed.Value & 0x0100_0000_0000UL) == 0)
+                {
+                    mac = parsed;
+                }
+                else
+                {
+                    Error(macNode!, path + ".mac", $"'{macText}' is not a unicast MAC address (expected aa:bb:cc:dd:ee:ff, not zero, multicast bit clear)");
+                }
+            }
+
+            var neighbours = new List<KeyValuePair<uint, MacAddress>>();
+            YMapping? nm = Mapping(m?.Get("neighbours"), path + ".neighbours");
+            if (nm is not null)
+            {
+                foreach (var (keyNode, valueNode) in nm.Entries)
+                {
+                    string entryPath = $"{path}.neighbours[{keyNode.Value}]";
+                    bool ok = true;
+                    if (!Ipv4.TryParse(keyNode.Value, out uint ip))
+                    {
+                        Error(keyNode, entryPath, $"'{keyNode.Value}' is not an IPv4 address (neighbour keys are a.b.c.d)");
+                        ok = false;
+                    }
+                    if (Text(valueNode, entryPath) is not { } v)
+                    {
+                        continue;
+                    }
+                    if (!MacAddress.TryParse(v, out var nmac) || nmac.IsZero || (nmac.Value & 0x0100_0000_0000UL) != 0)
+                    {
+                        Error(valueNode, entryPath, $"'{v}' is not a unicast MAC address (expected aa:bb:cc:dd:ee:ff)");
+                        ok = false;
+                    }
+                    if (ok)
+                    {
+                        neighbours.Add(new(ip, nmac));
+                    }
+                }
+            }
+
+            return new InterfaceResult(new InterfaceSettings(name, address, networks, gateway, mac, neighbours), nameNode);
+        }
+
+        private static Ipv4Prefix? InterfaceAddress(string text)
+        {
+            if (!text.Contains('/') || !Ipv4Prefix.TryParse(text, out var p) || p.Length == 0)
+            {
+                return null;
+            }
+            if (p.Length <= 30)
+            {
+                uint host = Ipv4.ToHostOrder(p.Address & ~p.Mask);
+                uint hostMask = uint.MaxValue >> p.Length;
+                if (host == 0 || host == hostMask)
+                {
+                    return null;
+                }
+            }
+            return p;
+        }
+
+        private List<Ipv4Prefix>? NetworkList(YNode? node, string path)
+        {
+            YSequence? seq = Sequence(node, path);
+            if (seq is null)
+            {
+                return null;
+            }
+            if (seq.Items.Count == 0)
+            {
+                Error(node!, path, "must list at least one network (a.b.c.d/len)");
+                return null;
+            }
+            var list = new List<Ipv4Prefix>(seq.Items.Count);
+            for (int i = 0; i < seq.Items.Count; i++)
+            {
+                string itemPath = string.Create(CultureInfo.InvariantCulture, $"{path}[{i}]");
+                YNode item = seq.Items[i];
+                if (Text(item, itemPath) is not { } t)
+                {
+                    continue;
+                }
+                if (!t.Contains('/') || !Ipv4Prefix.TryParse(t, out var p))
+                {
+                    Error(item, itemPath, $"'{t}' is not a network (expected a.b.c.d/len with len 0..32)");
+                }
+                else if ((p.Address & ~p.Mask) != 0)
+                {
+                    var net = new Ipv4Prefix(p.Address & p.Mask, p.Length);
+                    Error(item, itemPath, $"'{t}' has host bits set (did you mean {net}?)");
+                }
+                else
+                {
+                    list.Add(p);
+                }
+            }
+            return list;
+        }
+
+        private List<uint> Pool(YNode? node, Ipv4Prefix outside)
+        {
+            const string path = "nat.pool";
+            YSequence? seq = Sequence(node, path);
+            if (seq is null)
+            {
+                return [outside.Address];
+            }
+            if (seq.Items.Count == 0)
+            {
+                Error(node!, path, "the pool must hold at least one external address");
+                return [outside.Address];
+            }
+            var pool = new List<uint>(seq.Items.Count);
+            for (int i = 0; i < seq.Items.Count; i++)
+            {
+                string itemPath = string.Create(CultureInfo.InvariantCulture, $"{path}[{i}]");
+                YNode item = seq.Items[i];
+                if (Text(item, itemPath) is not { } t)
+                {
+                    continue;
+                }
+                if (!Ipv4.TryParse(t, out uint a))
+                {
+                    Error(item, itemPath, $"'{t}' is not an IPv4 address (expected a.b.c.d)");
+                    continue;
+                }
+                if (pool.Contains(a))
+                {
+                    Error(item, itemPath, $"{t} is listed twice in the pool");
+                    continue;
+                }
+                if (!outside.Contains(a))
+                {
+                    Warn(item, itemPath,
+                        $"pool address {t} is outside the outside interface's prefix {new Ipv4Prefix(outside.Address & outside.Mask, outside.Length)}; the upstream router must route it to natd");
+                }
+                pool.Add(a);
+            }
+            return pool;
+        }
+
+        private (ushort Low, ushort High) Ports(YNode? node)
+        {
+            const string path = "nat.ports";
+            if (Text(node, path) is not { } t)
+            {
+                return (1024, 65535);
+            }
+            int dash = t.IndexOf('-', StringComparison.Ordinal);
+            if (dash > 0
+                && int.TryParse(t.AsSpan(0, dash).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int low)
+                && int.TryParse(t.AsSpan(dash + 1).Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out int high)
+                && low >= 1 && low <= high && high <= 65535)
+            {
+                return ((ushort)low, (ushort)high);
+            }
+            Error(node!, path, $"'{t}' is not a port range (expected LOW-HIGH with 1 <= LOW <= HIGH <= 65535)");
+            return (1024, 65535);
+        }
+
+        private int Timeout(YMapping? m, string key, int defaultSeconds, string rfc, int? warnBelow = null)
+        {
+            string path = "timeouts." + key;
+            YNode? node = m?.Get(key);
+            int value = (int)Integer(node, path, defaultSeconds, 1, MaxTimeoutSeconds, "seconds");
+            if (value < (warnBelow ?? defaultSeconds))
+            {
+                Warn(node, path, string.Create(CultureInfo.InvariantCulture, $"{value} s is below the recommendation: {rfc}"));
+            }
+            return value;
+        }
+
+        private string Listen(YNode? node)
+        {
+            const string path = "control.listen";
+            if (Text(node, path) is not { } t)
+            {
+                return "127.0.0.1:9180";
+            }
+            if (ListenEndpoint.TryParse(t, out var ep) && ep.Port != 0)
+            {
+                return t;
+            }
+            Error(node!, path, $"'{t}' is not host:port (expected an IPv4 address, [IPv6 address] or localhost, then ':' and a port 1..65535, e.g. 127.0.0.1:9180)");
+            return "127.0.0.1:9180";
+        }
+
+        private long Integer(YNode? node, string path, long defaultValue, long min, long max, string unit)
+        {
+            if (Text(node, path) is not { } t)
+            {
+                return defaultValue;
+            }
+            if (long.TryParse(t, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long v) && v >= min && v <= max)
+            {
+                return v;
+            }
+            Error(node!, path, string.Create(CultureInfo.InvariantCulture,
+                $"'{t}' is not a whole number of {unit} from {min} to {max}"));
+            return defaultValue;
+        }
+
+        private bool Boolean(YNode? node, string path, bool defaultValue)
+        {
+            if (Text(node, path) is not { } t)
+            {
+                return defaultValue;
+            }
+            if (t is "true" or "True" or "TRUE")
+            {
+                return true;
+            }
+            if (t is "false" or "False" or "FALSE")
+            {
+                return false;
+            }
+            Error(node!, path, $"'{t}' is not a boolean (accepted: true, false)");
+            return defaultValue;
+        }
+
+        /// <summary>Index of the accepted word, or <paramref name="defaultIndex"/> when absent or unknown.</summary>
+        private int Word(YNode? node, string path, string[] accepted, int defaultIndex)
+        {
+            if (Text(node, path) is not { } t)
+            {
+                return defaultIndex;
+            }
+            int i = Array.IndexOf(accepted, t);
+            if (i >= 0)
+            {
+                return i;
+            }
+            Error(node!, path, $"unknown value '{t}' (accepted: {string.Join(", ", accepted)})");
+            return defaultIndex;
+        }
+
+        /// <summary>Scalar text; null when absent or when the node is not a scalar (an error is recorded for the latter, and for a key with no value).</summary>
+        private string? Text(YNode? node, string path)
+        {
+            switch (node)
+            {
+                case null:
+                    return null;
+                case YScalar { IsNull: true }:
+                    Error(node, path, "has no value (remove the key to use the default)");
+                    return null;
+                case YScalar s:
+                    return s.Value;
+                default:
+                    Error(node, path, $"expected a single value, found {node.KindName}");
+                    return null;
+            }
+        }
+
+        /// <summary>The mapping; null when absent or wrong kind (error recorded); an empty mapping for a key with no value.</summary>
+        private YMapping? Mapping(YNode? node, string path)
+        {
+            switch (node)
+            {
+                case null:
+                    return null;
+                case YMapping m:
+                    return m;
+                case YScalar { IsNull: true }:
+                    return new YMapping(node.Start, []);
+                default:
+                    Error(node, path.Length == 0 ? "" : path,
+                        $"expected a mapping (key: value lines), found {node.KindName}");
+                    return null;
+            }
+        }
+
+        /// <summary>The list; null when absent or wrong kind (error recorded); an empty list for a key with no value.</summary>
+        private YSequence? Sequence(YNode? node, string path)
+        {
+            switch (node)
+            {
+                case null:
+                    return null;
+                case YSequence s:
+                    return s;
+                case YScalar { IsNull: true }:
+                    return new YSequence(node.Start, []);
+                default:
+                    Error(node, path, $"expected a list ([a, b] or '- ' lines), found {node.KindName}");
+                    return null;
+            }
+        }
+
+        private void Keys(YMapping? m, string path, string[] accepted)
+        {
+            if (m is null)
+            {
+                return;
+            }
+            foreach (var (key, _) in m.Entries)
+            {
+                if (Array.IndexOf(accepted, key.Value) < 0)
+                {
+                    string keyPath = path.Length == 0 ? key.Value : $"{path}.{key.Value}";
+                    Error(key, keyPath, $"unknown key '{key.Value}' (accepted here: {string.Join(", ", accepted)})");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,29 @@
+using Natd.Dataplane.Nat;
+
+namespace Natd.Control.Config;
+
+/// <summary>
+/// Everything natd runs with, validated and immutable: the dataplane's <see cref="NatSettings"/>
+/// plus the control-plane settings. Produced by <see cref="ConfigLoader"/>; a reload builds a new
+/// instance and swaps it whole.
+/// </summary>
+public sealed record NatdConfig
+{
+    /// <summary>Dataplane settings (interfaces, pool, port range, behaviours, timeouts, limits).</summary>
+    public required NatSettings Nat { get; init; }
+
+    /// <summary>Control API listen endpoint as "host:port" (host an IP literal or "localhost"), e.g. "127.0.0.1:9180".</summary>
+    public required string ControlListen { get; init; }
+
+    /// <summary>Frames received per poll (dataplane.batch), 1..1024.</summary>
+    public int BatchSize { get; init; } = 64;
+
+    /// <summary>Minimum log level, one of trace, debug, information, warning, error, critical, none.</summary>
+    public required string LogLevel { get; init; }
+
+    /// <summary>Path of the file this came from; null for the built-in defaults or text parsed directly.</summary>
+    public string? SourcePath { get; init; }
+
+    /// <summary>Accepted but inadvisable values (timeouts below RFC recommendations, pool off the outside prefix).</summary>
+    public IReadOnlyList<ConfigDiagnostic> Warnings { get; init; } = [];
+}

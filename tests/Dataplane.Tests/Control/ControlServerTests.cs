@@ -1,0 +1,152 @@
+using System.Net;
+using System.Text.Json;
+using Natd.Control.Api;
+using Natd.Dataplane.Nat;
+
+namespace Natd.Tests.Control;
+
+public sealed class ControlServerTests : IAsyncLifetime
+{
+    private readonly FakeDataplaneQuery _query = new();
+    private ControlServer? _server;
+    private HttpClient? _http;
+
+    public async Task InitializeAsync()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        _server = await ControlServer.StartAsync("127.0.0.1:0", _query, null, cts.Token);
+        _http = new HttpClient { BaseAddress = _server.Address, Timeout = TimeSpan.FromSeconds(10) };
+    }
+
+    public async Task DisposeAsync()
+    {
+        _http?.Dispose();
+        if (_server is not null)
+        {
+            await _server.DisposeAsync();
+        }
+    }
+
+    [Fact]
+    public void Binds_to_loopback_on_a_real_port()
+    {
+        Assert.Equal("127.0.0.1", _server!.Address.Host);
+        Assert.NotEqual(0, _server.Address.Port);
+    }
+
+    [Fact]
+    public async Task Sessions_are_a_camelCase_array_with_dotted_addresses()
+    {
+        using var response = await _http!.GetAsync("/sessions");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("application/json", response.Content.Headers.ContentType?.MediaType);
+        using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        Assert.Equal(JsonValueKind.Array, doc.RootElement.ValueKind);
+        Assert.Equal(_query.Sessions.Count, doc.RootElement.GetArrayLength());
+        var e = doc.RootElement[3];
+        var s = _query.Sessions[3];
+        string[] expectedNames =
+        [
+            "protocol", "insideAddress", "insidePort", "externalAddress", "externalPort", "remoteAddress", "remotePort",
+            "expiresInSeconds", "state", "packetsIn2Out", "packetsOut2In", "bytesIn2Out", "bytesOut2In",
+        ];
+        Assert.Equal(expectedNames, e.EnumerateObject().Select(p => p.Name));
+        Assert.Equal("tcp", e.GetProperty("protocol").GetString());
+        Assert.Equal("10.0.0.2", e.GetProperty("insideAddress").GetString());
+        Assert.Equal(40312, e.GetProperty("insidePort").GetInt32());
+        Assert.Equal("198.51.100.1", e.GetProperty("externalAddress").GetString());
+        Assert.Equal(61001, e.GetProperty("externalPort").GetInt32());
+        Assert.Equal("198.51.100.2", e.GetProperty("remoteAddress").GetString());
+        Assert.Equal(8080, e.GetProperty("remotePort").GetInt32());
+        Assert.Equal(s.ExpiresInSeconds, e.GetProperty("expiresInSeconds").GetDouble());
+        Assert.Equal("established", e.GetProperty("state").GetString());
+        Assert.Equal(s.PacketsIn2Out, e.GetProperty("packetsIn2Out").GetInt64());
+        Assert.Equal(s.PacketsOut2In, e.GetProperty("packetsOut2In").GetInt64());
+        Assert.Equal(s.BytesIn2Out, e.GetProperty("bytesIn2Out").GetInt64());
+        Assert.Equal(s.BytesOut2In, e.GetProperty("bytesOut2In").GetInt64());
+    }
+
+    [Fact]
+    public async Task Stats_are_the_snapshot_as_json()
+    {
+        using var response = await _http!.GetAsync("/stats");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        var r = doc.RootElement;
+        var s = _query.Stats;
+        Assert.Equal(s.PacketsIn2Out, r.GetProperty("packetsIn2Out").GetInt64());
+        Assert.Equal(s.BytesOut2In, r.GetProperty("bytesOut2In").GetInt64());
+        Assert.Equal(s.FramesTransmitted, r.GetProperty("framesTransmitted").GetInt64());
+        Assert.Equal(s.SessionsDeleted, r.GetProperty("sessionsDeleted").GetInt64());
+        Assert.Equal(s.Drops.Count, r.GetProperty("drops").EnumerateObject().Count());
+        Assert.Equal(s.Drops["no-session"], r.GetProperty("drops").GetProperty("no-session").GetInt64());
+        Assert.Equal(s.Sessions["tcp"], r.GetProperty("sessions").GetProperty("tcp").GetInt64());
+        Assert.Equal(s.Gateway["arp-replies"], r.GetProperty("gateway").GetProperty("arp-replies").GetInt64());
+    }
+
+    [Fact]
+    public async Task Metrics_are_prometheus_text()
+    {
+        using var response = await _http!.GetAsync("/metrics");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var type = response.Content.Headers.ContentType!;
+        Assert.Equal("text/plain", type.MediaType);
+        Assert.Contains(type.Parameters, p => p.Name == "version" && p.Value == "0.0.4");
+        Assert.Equal(MetricsFormatter.Format(_query.Stats), await response.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task Healthz_says_ok()
+    {
+        using var response = await _http!.GetAsync("/healthz");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("ok", await response.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task Unknown_paths_are_404()
+    {
+        using var response = await _http!.GetAsync("/flush");
+        Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
+    }
+
+    [Fact]
+    public async Task A_failing_query_answers_503_with_the_reason()
+    {
+        _query.Fail = true;
+        foreach (string path in (string[])["/sessions", "/stats", "/metrics"])
+        {
+            using var response = await _http!.GetAsync(path);
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+            Assert.Contains("poller 0 did not answer", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public async Task Stop_closes_the_port()
+    {
+        await using var server = await ControlServer.StartAsync("127.0.0.1:0", _query, null, CancellationToken.None);
+        using var http = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(10) };
+        Assert.Equal("ok", await http.GetStringAsync("/healthz"));
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        await server.StopAsync(cts.Token);
+        using var fresh = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(10) };
+        await Assert.ThrowsAsync<HttpRequestException>(() => fresh.GetStringAsync("/healthz"));
+    }
+
+    [Theory]
+    [InlineData("127.0.0.1")]
+    [InlineData("natd:9180")]
+    [InlineData("")]
+    public async Task Bad_listen_text_is_rejected(string listen)
+    {
+        await Assert.ThrowsAsync<ArgumentException>(() => ControlServer.StartAsync(listen, _query, null, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task A_port_in_use_fails_to_start()
+    {
+        var taken = new Uri(_server!.Address.ToString());
+        await Assert.ThrowsAsync<IOException>(() => ControlServer.StartAsync($"127.0.0.1:{taken.Port}", _query, null, CancellationToken.None));
+    }
+}

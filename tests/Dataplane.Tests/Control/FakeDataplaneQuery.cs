@@ -1,0 +1,51 @@
+using Natd.Dataplane.Nat;
+using Natd.Dataplane.Packets;
+
+namespace Natd.Tests.Control;
+
+/// <summary>Answers with fixed data; <see cref="Fail"/> makes every query throw.</summary>
+internal sealed class FakeDataplaneQuery : IDataplaneQuery
+{
+    public IReadOnlyList<SessionInfo> Sessions { get; init; } = SampleSessions();
+
+    public StatsSnapshot Stats { get; init; } = SampleStats();
+
+    public bool Fail { get; set; }
+
+    public Task<IReadOnlyList<SessionInfo>> GetSessionsAsync(CancellationToken cancellationToken = default)
+        => Fail ? Task.FromException<IReadOnlyList<SessionInfo>>(new InvalidOperationException("poller 0 did not answer")) : Task.FromResult(Sessions);
+
+    public Task<StatsSnapshot> GetStatsAsync(CancellationToken cancellationToken = default)
+        => Fail ? Task.FromException<StatsSnapshot>(new InvalidOperationException("poller 0 did not answer")) : Task.FromResult(Stats);
+
+    public static List<SessionInfo> SampleSessions() =>
+    [
+        new("udp", Ipv4.Parse("10.0.0.2"), 50000, Ipv4.Parse("198.51.100.1"), 24001, Ipv4.Parse("198.51.100.2"), 9999, 299.12, "active", 3, 2, 300, 200),
+        new("icmp", Ipv4.Parse("10.0.0.2"), 1234, Ipv4.Parse("198.51.100.1"), 40112, Ipv4.Parse("198.51.100.2"), 0, 59.0, "active", 1, 1, 84, 84),
+        new("tcp", Ipv4.Parse("10.0.0.10"), 40000, Ipv4.Parse("198.51.100.1"), 61002, Ipv4.Parse("198.51.100.2"), 80, 30, "syn-sent", 1, 0, 60, 0),
+        new("tcp", Ipv4.Parse("10.0.0.2"), 40312, Ipv4.Parse("198.51.100.1"), 61001, Ipv4.Parse("198.51.100.2"), 8080, 7439.996, "established", 10, 9, 1500, 9000),
+    ];
+
+    public static StatsSnapshot SampleStats()
+    {
+        var drops = new Dictionary<string, long>();
+        for (int i = 0; i < DropReasons.Count; i++)
+        {
+            drops[DropReasons.Label((DropReason)i)] = i == 3 ? 0 : 1000 + i; // one reason at zero
+        }
+        return new StatsSnapshot
+        {
+            PacketsIn2Out = 11,
+            PacketsOut2In = 22,
+            BytesIn2Out = 3333,
+            BytesOut2In = 4444,
+            FramesReceived = 55,
+            FramesTransmitted = 54,
+            Drops = drops,
+            Sessions = new Dictionary<string, long> { ["tcp"] = 2, ["udp"] = 1, ["icmp"] = 1 },
+            SessionsCreated = 9,
+            SessionsDeleted = 5,
+            Gateway = new Dictionary<string, long> { ["arp-replies"] = 7, ["arp-requests"] = 8, ["icmp-errors"] = 0, ["echo-replies"] = 6 },
+        };
+    }
+}

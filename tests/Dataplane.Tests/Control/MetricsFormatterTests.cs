@@ -1,0 +1,179 @@
+using System.Globalization;
+using System.Text;
+using System.Text.RegularExpressions;
+using Natd.Control.Api;
+using Natd.Dataplane.Nat;
+
+namespace Natd.Tests.Control;
+
+public partial class MetricsFormatterTests
+{
+    private sealed record Family(string Name, string Type, string Help, List<(Dictionary<string, string> Labels, long Value)> Samples);
+
+    [GeneratedRegex("""^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (-?[0-9]+)$""")]
+    private static partial Regex SampleLine();
+
+    [GeneratedRegex("""^([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)""")]
+    private static partial Regex LabelPair();
+
+    /// <summary>
+    /// A strict reader of the exposition format 0.0.4: every family starts with HELP then TYPE,
+    /// appears once, and all its samples follow directly and carry its name.
+    /// </summary>
+    private static Dictionary<string, Family> ParseExposition(string text)
+    {
+        Assert.EndsWith("\n", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("\r", text, StringComparison.Ordinal);
+        var families = new Dictionary<string, Family>();
+        Family? current = null;
+        string? pendingHelpName = null, pendingHelp = null;
+        foreach (string line in text[..^1].Split('\n'))
+        {
+            if (line.StartsWith("# HELP ", StringComparison.Ordinal))
+            {
+                Assert.Null(pendingHelpName);
+                string[] parts = line.Split(' ', 4);
+                pendingHelpName = parts[2];
+                pendingHelp = parts[3];
+                Assert.False(string.IsNullOrWhiteSpace(pendingHelp));
+                continue;
+            }
+            if (line.StartsWith("# TYPE ", StringComparison.Ordinal))
+            {
+                string[] parts = line.Split(' ');
+                Assert.Equal(4, parts.Length);
+                Assert.Equal(pendingHelpName, parts[2]); // HELP comes first, for the same family
+                Assert.Contains(parts[3], (string[])["counter", "gauge"]);
+                Assert.False(families.ContainsKey(parts[2]), $"family {parts[2]} appears twice");
+                current = new Family(parts[2], parts[3], pendingHelp!, []);
+                families.Add(current.Name, current);
+                pendingHelpName = null;
+                continue;
+            }
+            Assert.Null(pendingHelpName);
+            var m = SampleLine().Match(line);
+            Assert.True(m.Success, $"not a sample line: '{line}'");
+            Assert.NotNull(current);
+            Assert.Equal(current!.Name, m.Groups[1].Value);
+            var labels = new Dictionary<string, string>();
+            if (m.Groups[2].Success)
+            {
+                string rest = m.Groups[3].Value;
+                while (rest.Length > 0)
+                {
+                    var lm = LabelPair().Match(rest);
+                    Assert.True(lm.Success, $"bad label syntax in '{line}'");
+                    labels.Add(lm.Groups[1].Value, Unescape(lm.Groups[2].Value));
+                    rest = rest[lm.Length..];
+                }
+            }
+            current.Samples.Add((labels, long.Parse(m.Groups[4].Value, CultureInfo.InvariantCulture)));
+        }
+        return families;
+    }
+
+    private static string Unescape(string v)
+    {
+        var sb = new StringBuilder();
+        for (int i = 0; i < v.Length; i++)
+        {
+            if (v[i] == '\\')
+            {
+                i++;
+                sb.Append(v[i] == 'n' ? '\n' : v[i]);
+            }
+            else
+            {
+                sb.Append(v[i]);
+            }
+        }
+        return sb.ToString();
+    }
+
+    private static long Value(Dictionary<string, Family> f, string name, string? label = null, string? value = null)
+    {
+        Assert.True(f.ContainsKey(name), $"missing family {name}");
+        var matches = f[name].Samples.Where(s => label is null ? s.Labels.Count == 0 : s.Labels.GetValueOrDefault(label) == value).ToList();
+        Assert.True(matches.Count == 1, $"{name}{{{label}=\"{value}\"}}: {matches.Count} samples");
+        return matches[0].Value;
+    }
+
+    [Fact]
+    public void Every_sample_equals_the_snapshot()
+    {
+        var s = FakeDataplaneQuery.SampleStats();
+        var f = ParseExposition(MetricsFormatter.Format(s));
+
+        Assert.Equal(s.PacketsIn2Out, Value(f, "natd_packets_total", "direction", "in2out"));
+        Assert.Equal(s.PacketsOut2In, Value(f, "natd_packets_total", "direction", "out2in"));
+        Assert.Equal(s.BytesIn2Out, Value(f, "natd_bytes_total", "direction", "in2out"));
+        Assert.Equal(s.BytesOut2In, Value(f, "natd_bytes_total", "direction", "out2in"));
+        Assert.Equal(s.FramesReceived, Value(f, "natd_frames_received_total"));
+        Assert.Equal(s.FramesTransmitted, Value(f, "natd_frames_transmitted_total"));
+        Assert.Equal(DropReasons.Count, f["natd_drops_total"].Samples.Count);
+        for (int i = 0; i < DropReasons.Count; i++)
+        {
+            string label = DropReasons.Label((DropReason)i);
+            Assert.Equal(s.Drops[label], Value(f, "natd_drops_total", "reason", label));
+        }
+        foreach (string p in (string[])["tcp", "udp", "icmp"])
+        {
+            Assert.Equal(s.Sessions[p], Value(f, "natd_sessions", "protocol", p));
+        }
+        Assert.Equal(s.SessionsCreated, Value(f, "natd_sessions_created_total"));
+        Assert.Equal(s.SessionsDeleted, Value(f, "natd_sessions_deleted_total"));
+        Assert.Equal(s.Gateway.Count, f["natd_gateway_events_total"].Samples.Count);
+        foreach (var (k, v) in s.Gateway)
+        {
+            Assert.Equal(v, Value(f, "natd_gateway_events_total", "event", k));
+        }
+
+        Assert.Equal("gauge", f["natd_sessions"].Type);
+        foreach (var fam in f.Values.Where(x => x.Name != "natd_sessions"))
+        {
+            Assert.Equal("counter", fam.Type);
+            Assert.EndsWith("_total", fam.Name, StringComparison.Ordinal);
+        }
+    }
+
+    [Fact]
+    public void Missing_reasons_and_protocols_read_zero()
+    {
+        var s = new StatsSnapshot
+        {
+            Drops = new Dictionary<string, long> { ["no-session"] = 4 },
+            Sessions = new Dictionary<string, long>(),
+            Gateway = new Dictionary<string, long>(),
+        };
+        var f = ParseExposition(MetricsFormatter.Format(s));
+        Assert.Equal(DropReasons.Count, f["natd_drops_total"].Samples.Count);
+        Assert.Equal(4, Value(f, "natd_drops_total", "reason", "no-session"));
+        Assert.Equal(0, Value(f, "natd_drops_total", "reason", "bad-ip-checksum"));
+        Assert.Equal(0, Value(f, "natd_sessions", "protocol", "icmp"));
+        Assert.Empty(f["natd_gateway_events_total"].Samples);
+    }
+
+    [Fact]
+    public void Label_values_are_escaped_and_extras_kept()
+    {
+        var s = new StatsSnapshot
+        {
+            Drops = new Dictionary<string, long> { ["odd\"reason\\x\ny"] = 2 },
+            Sessions = new Dictionary<string, long> { ["gre"] = 3 },
+            Gateway = new Dictionary<string, long> { ["a\"b"] = 1 },
+        };
+        string text = MetricsFormatter.Format(s);
+        Assert.Contains("natd_drops_total{reason=\"odd\\\"reason\\\\x\\ny\"} 2\n", text, StringComparison.Ordinal);
+        var f = ParseExposition(text);
+        Assert.Equal(2, Value(f, "natd_drops_total", "reason", "odd\"reason\\x\ny"));
+        Assert.Equal(3, Value(f, "natd_sessions", "protocol", "gre"));
+        Assert.Equal(1, Value(f, "natd_gateway_events_total", "event", "a\"b"));
+    }
+
+    [Fact]
+    public void Large_values_are_plain_digits()
+    {
+        var s = FakeDataplaneQuery.SampleStats() with { BytesIn2Out = 1_234_567_890_123 };
+        Assert.Contains("natd_bytes_total{direction=\"in2out\"} 1234567890123\n", MetricsFormatter.Format(s), StringComparison.Ordinal);
+    }
+}

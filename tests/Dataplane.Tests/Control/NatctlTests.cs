@@ -1,0 +1,161 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using Natd.Control.Api;
+using Natd.Ctl;
+
+namespace Natd.Tests.Control;
+
+public sealed class NatctlTests : IAsyncLifetime
+{
+    private readonly FakeDataplaneQuery _query = new();
+    private ControlServer? _server;
+    private string _control = "";
+
+    public async Task InitializeAsync()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        _server = await ControlServer.StartAsync("127.0.0.1:0", _query, null, cts.Token);
+        _control = $"127.0.0.1:{_server.Address.Port}";
+    }
+
+    public async Task DisposeAsync()
+    {
+        if (_server is not null)
+        {
+            await _server.DisposeAsync();
+        }
+    }
+
+    private static async Task<(int Code, string Out, string Err)> Run(Func<string, string?> env, params string[] args)
+    {
+        var stdout = new StringWriter { NewLine = "\n" };
+        var stderr = new StringWriter { NewLine = "\n" };
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        int code = await Cli.RunAsync(args, stdout, stderr, env, cts.Token);
+        return (code, stdout.ToString(), stderr.ToString());
+    }
+
+    private static Task<(int Code, string Out, string Err)> Run(params string[] args) => Run(_ => null, args);
+
+    [Fact]
+    public async Task Sessions_prints_the_table()
+    {
+        var (code, output, err) = await Run("sessions", "-n", "--control", _control);
+        Assert.Equal(0, code);
+        Assert.Equal("", err);
+        const string expected =
+            "IP masquerading entries\n" +
+            "prot expire    source           destination      ports\n" +
+            "tcp  124:00.00 10.0.0.2         198.51.100.2     40312 (61001) -> 8080\n" +
+            "tcp    0:30.00 10.0.0.10        198.51.100.2     40000 (61002) -> 80\n" +
+            "udp    4:59.12 10.0.0.2         198.51.100.2     50000 (24001) -> 9999\n" +
+            "icmp   0:59.00 10.0.0.2         198.51.100.2     1234 (40112)\n";
+        Assert.Equal(expected, output);
+    }
+
+    [Fact]
+    public async Task Sessions_json_is_the_api_json_indented()
+    {
+        var (code, output, _) = await Run("sessions", "--json", $"--control={_control}");
+        Assert.Equal(0, code);
+        Assert.Contains("\n  {\n    \"protocol\": \"udp\",", output, StringComparison.Ordinal);
+        using var http = new HttpClient { BaseAddress = _server!.Address };
+        string api = await http.GetStringAsync("/sessions");
+        using var a = JsonDocument.Parse(api);
+        using var b = JsonDocument.Parse(output);
+        Assert.True(JsonElement.DeepEquals(a.RootElement, b.RootElement));
+    }
+
+    [Fact]
+    public async Task Stats_prints_aligned_counters_and_nonzero_drops()
+    {
+        var (code, output, _) = await Run("stats", "--control", _control);
+        Assert.Equal(0, code);
+        string[] lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Contains(lines, l => l.StartsWith("packets in2out ", StringComparison.Ordinal) && l.EndsWith(" 11", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.StartsWith("sessions tcp ", StringComparison.Ordinal) && l.EndsWith(" 2", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.StartsWith("drops no-session ", StringComparison.Ordinal));
+        Assert.DoesNotContain(lines, l => l.StartsWith("drops bad-ihl ", StringComparison.Ordinal)); // the zero reason
+        long total = _query.Stats.Drops.Values.Sum();
+        Assert.Contains(lines, l => l.StartsWith("drops total ", StringComparison.Ordinal) && l.EndsWith(" " + total, StringComparison.Ordinal));
+        Assert.Single(lines.Select(l => l.Length).Distinct()); // right-aligned values: every line equally long
+    }
+
+    [Fact]
+    public async Task Stats_json_round_trips()
+    {
+        var (code, output, _) = await Run("stats", "--json", "--control", _control);
+        Assert.Equal(0, code);
+        using var doc = JsonDocument.Parse(output);
+        Assert.Equal(_query.Stats.BytesIn2Out, doc.RootElement.GetProperty("bytesIn2Out").GetInt64());
+    }
+
+    [Fact]
+    public async Task Metrics_prints_the_raw_text()
+    {
+        var (code, output, _) = await Run("metrics", "--control", _control);
+        Assert.Equal(0, code);
+        Assert.Equal(MetricsFormatter.Format(_query.Stats), output);
+    }
+
+    [Fact]
+    public async Task The_environment_names_the_control_address()
+    {
+        var (code, output, _) = await Run(name => name == "NATD_CONTROL" ? _control : null, "metrics");
+        Assert.Equal(0, code);
+        Assert.StartsWith("# HELP ", output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Api_errors_exit_2_with_the_reason()
+    {
+        _query.Fail = true;
+        var (code, output, err) = await Run("sessions", "--control", _control);
+        Assert.Equal(2, code);
+        Assert.Equal("", output);
+        Assert.Equal($"natctl: natd control API at http://{_control}: GET /sessions answered 503 Service Unavailable: dataplane query failed: poller 0 did not answer\n", err);
+    }
+
+    [Fact]
+    public async Task Unreachable_natd_exits_2_with_one_line()
+    {
+        int port;
+        using (var probe = new TcpListener(IPAddress.Loopback, 0))
+        {
+            probe.Start();
+            port = ((IPEndPoint)probe.LocalEndpoint).Port;
+            probe.Stop();
+        }
+        var (code, output, err) = await Run(_ => $"127.0.0.1:{port}", "sessions");
+        Assert.Equal(2, code);
+        Assert.Equal("", output);
+        Assert.Equal($"natctl: cannot reach natd control API at http://127.0.0.1:{port} (connection refused): is natd running?\n", err);
+    }
+
+    [Theory]
+    [InlineData]
+    [InlineData("flush")]
+    [InlineData("sessions", "--verbose")]
+    [InlineData("sessions", "stats")]
+    [InlineData("sessions", "--control")]
+    [InlineData("sessions", "--control", "nohost")]
+    [InlineData("metrics", "--json")]
+    public async Task Usage_errors_exit_1(params string[] args)
+    {
+        var (code, output, err) = await Run(args);
+        Assert.Equal(1, code);
+        Assert.Equal("", output);
+        Assert.StartsWith("natctl: ", err, StringComparison.Ordinal);
+        Assert.Contains("usage: natctl", err, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Help_goes_to_stdout_and_exits_0()
+    {
+        var (code, output, _) = await Run("--help");
+        Assert.Equal(0, code);
+        Assert.Contains("sessions", output, StringComparison.Ordinal);
+        Assert.Contains("NATD_CONTROL", output, StringComparison.Ordinal);
+    }
+}
