@@ -161,12 +161,21 @@ public sealed class PacketCapture : IDisposable
     /// tcpdump and returns one line per captured packet.
     /// </summary>
     /// <param name="linger">Extra capture time before stopping.</param>
-    /// <returns>tcpdump's one-line packet summaries.</returns>
+    /// <returns>tcpdump's one-line packet summaries (blank lines dropped).</returns>
     public IReadOnlyList<string> Finish(TimeSpan linger)
     {
         Thread.Sleep(linger);
         Process.Stop(TimeSpan.FromSeconds(2));
-        return Process.StdOutLines;
+        var packets = new List<string>();
+        foreach (var line in Process.StdOutLines)
+        {
+            if (!string.IsNullOrWhiteSpace(line))
+            {
+                packets.Add(line);
+            }
+        }
+
+        return packets;
     }
 
     /// <summary>Stops tcpdump.</summary>
@@ -191,6 +200,8 @@ public static class LabPrograms
         import socket, sys
         bind, port = sys.argv[1], int(sys.argv[2])
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # Lets a test send a "server push" from the same address and port.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((bind, port))
         print(f"ready {bind}:{port}", flush=True)
         while True:

@@ -157,10 +157,13 @@ public sealed partial class LabTopology : IDisposable
     /// </summary>
     /// <param name="prefix">The prefix the runs used (default "natd").</param>
     /// <returns>The namespaces removed.</returns>
-    public static IReadOnlyList<string> CleanupStale(string prefix = DefaultPrefix)
+    public static IReadOnlyList<string> CleanupStale(string prefix = DefaultPrefix) =>
+        CleanupStale(prefix, System.Diagnostics.Process.GetCurrentProcess().StartTime.ToUniversalTime());
+
+    /// <summary>As <see cref="CleanupStale(string)"/>, with an explicit creation-time cut-off (UTC).</summary>
+    internal static IReadOnlyList<string> CleanupStale(string prefix, DateTime createdBeforeUtc)
     {
         var pattern = new Regex("^" + Regex.Escape(prefix) + "-(in|gw|out)-([0-9a-f]{4})$", RegexOptions.CultureInvariant);
-        var processStart = System.Diagnostics.Process.GetCurrentProcess().StartTime.ToUniversalTime();
         var removed = new List<string>();
         foreach (var name in ListNamespaces())
         {
@@ -171,7 +174,7 @@ public sealed partial class LabTopology : IDisposable
             }
 
             var path = Path.Combine("/run/netns", name);
-            if (File.Exists(path) && File.GetLastWriteTimeUtc(path) >= processStart)
+            if (File.Exists(path) && File.GetLastWriteTimeUtc(path) >= createdBeforeUtc)
             {
                 continue;
             }
