@@ -96,8 +96,10 @@ public sealed class NatdGateway : IGatewayUnderTest
             ReadyTimeout);
         if (ready is null)
         {
-            var state = _daemon.HasExited ? $"exited with {_daemon.ExitCode}" : "still running";
-            throw new LabException($"natd did not report ready within {ReadyTimeout.TotalSeconds:0} s ({state})\n{_daemon.Dump()}");
+            var why = _daemon.HasExited
+                ? $"natd exited with code {_daemon.ExitCode} before printing \"natd: ready\""
+                : $"natd did not print \"natd: ready\" within {ReadyTimeout.TotalSeconds:0} s";
+            throw new LabException($"{why}\n{_daemon.Dump()}");
         }
     }
 
