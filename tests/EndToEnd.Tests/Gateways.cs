@@ -1,0 +1,271 @@
+using System.Diagnostics;
+using Natd.Control.Lab;
+using Xunit.Abstractions;
+
+namespace Natd.Tests.EndToEnd;
+
+/// <summary>Something that plays the gateway between the lab's inside and outside hosts.</summary>
+public interface IGatewayUnderTest : IDisposable
+{
+    /// <summary>"kernel" or "natd"; the theory row's label.</summary>
+    string Name { get; }
+
+    /// <summary>How the topology must be prepared for this gateway.</summary>
+    GatewayMode Mode { get; }
+
+    /// <summary>Starts the gateway on a topology built with <see cref="Mode"/>; returns when it forwards.</summary>
+    void Start(LabTopology lab);
+
+    /// <summary>Diagnostics for a failed test (the daemon's output, ...).</summary>
+    string Describe();
+}
+
+/// <summary>The kernel as the gateway: nftables masquerade, set up by the topology itself.</summary>
+public sealed class KernelNatGateway : IGatewayUnderTest
+{
+    public string Name => "kernel";
+
+    public GatewayMode Mode => GatewayMode.KernelNat;
+
+    public void Start(LabTopology lab)
+    {
+        if (lab.Options.Mode != GatewayMode.KernelNat)
+        {
+            throw new InvalidOperationException("KernelNatGateway needs a topology built with GatewayMode.KernelNat");
+        }
+    }
+
+    public string Describe() => "kernel nftables masquerade";
+
+    public void Dispose()
+    {
+    }
+}
+
+/// <summary>
+/// The real daemon: <c>ip netns exec GW dotnet natd.dll run --config natd.yaml</c>, ready when it
+/// prints a line starting "natd: ready" (or "natd: forwarding") within 20 s.
+/// </summary>
+public sealed class NatdGateway : IGatewayUnderTest
+{
+    public static readonly TimeSpan ReadyTimeout = TimeSpan.FromSeconds(20);
+
+    private string? _configDirectory;
+    private LabProcess? _daemon;
+
+    public string Name => "natd";
+
+    public GatewayMode Mode => GatewayMode.Userspace;
+
+    /// <summary>The config file written for the topology (after <see cref="Start"/>).</summary>
+    public string? ConfigPath { get; private set; }
+
+    /// <summary>The natd.yaml for the lab topology (DESIGN.md section 9).</summary>
+    public static string ConfigFor(LabTopology lab) => $$"""
+        interfaces:
+          inside:  { name: {{lab.InsideIf}},  address: {{lab.GatewayInside}}/{{lab.InsidePrefixLength}}, networks: [10.0.0.0/24] }
+          outside: { name: {{lab.OutsideIf}}, address: {{lab.GatewayOutside}}/{{lab.OutsidePrefixLength}}, gateway: 198.51.100.254 }
+        nat: { pool: [{{lab.GatewayOutside}}], ports: 1024-65535 }
+        control: { listen: 127.0.0.1:9180 }
+
+        """;
+
+
+    public void Start(LabTopology lab)
+    {
+        if (lab.Options.Mode != GatewayMode.Userspace)
+        {
+            throw new InvalidOperationException("NatdGateway needs a topology built with GatewayMode.Userspace");
+        }
+
+        var dll = Path.Combine(AppContext.BaseDirectory, "natd.dll");
+        if (!File.Exists(dll))
+        {
+            throw new FileNotFoundException("natd.dll is not next to the test assembly (EndToEnd.Tests references control/natd)", dll);
+        }
+
+        _configDirectory = Directory.CreateTempSubdirectory("natd-e2e-").FullName;
+        ConfigPath = Path.Combine(_configDirectory, "natd.yaml");
+        File.WriteAllText(ConfigPath, ConfigFor(lab));
+
+        // The SDK's test host exports the dotnet it runs under; fall back to PATH.
+        var dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : "dotnet";
+        _daemon = lab.StartIn(lab.GatewayNs, dotnet, dll, "run", "--config", ConfigPath);
+        var ready = _daemon.WaitForLine(
+            l => l.StartsWith("natd: ready", StringComparison.Ordinal) || l.StartsWith("natd: forwarding", StringComparison.Ordinal),
+            ReadyTimeout);
+        if (ready is null)
+        {
+            var why = _daemon.HasExited
+                ? $"natd exited with code {_daemon.ExitCode} before printing \"natd: ready\""
+                : $"natd did not print \"natd: ready\" within {ReadyTimeout.TotalSeconds:0} s";
+            throw new LabException($"{why}\n{_daemon.Dump()}");
+        }
+    }
+
+    public string Describe() =>
+        (ConfigPath is not null && File.Exists(ConfigPath) ? "natd.yaml:\n" + File.ReadAllText(ConfigPath) : "")
+        + (_daemon?.Dump() ?? "natd not started\n");
+
+    public void Dispose()
+    {
+        // SIGTERM first so the daemon can report its shutdown; SIGKILL after 5 s.
+        _daemon?.Stop(TimeSpan.FromSeconds(5));
+        _daemon?.Dispose();
+        if (_configDirectory is not null)
+        {
+            try
+            {
+                Directory.Delete(_configDirectory, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+}
+
+/// <summary>The gateway kinds the theories run against.</summary>
+public static class GatewayKinds
+{
+    /// <summary>Set to 1 to add the natd rows (they need the daemon to exist).</summary>
+    public const string NatdSwitch = "NATD_E2E_NATD";
+
+    public static bool NatdEnabled => Environment.GetEnvironmentVariable(NatdSwitch) == "1";
+
+    /// <summary>The kind names in force: "kernel" always; "natd" only when NATD_E2E_NATD=1.</summary>
+    public static IReadOnlyList<string> Names => NatdEnabled ? ["kernel", "natd"] : ["kernel"];
+
+    /// <summary>Theory rows: one per name in <see cref="Names"/>.</summary>
+    public static TheoryData<string> Kinds
+    {
+        get
+        {
+            var data = new TheoryData<string>();
+            foreach (var name in Names)
+            {
+                data.Add(name);
+            }
+
+            return data;
+        }
+    }
+
+    /// <summary>Each kind with transmit checksum offload off (true) and on (false) on the hosts' veths.</summary>
+    public static TheoryData<string, bool> KindsWithTxOffload
+    {
+        get
+        {
+            var data = new TheoryData<string, bool>();
+            foreach (var name in Names)
+            {
+                data.Add(name, true);
+                data.Add(name, false);
+            }
+
+            return data;
+        }
+    }
+
+    public static IGatewayUnderTest Create(string kind) => kind switch
+    {
+        "kernel" => new KernelNatGateway(),
+        "natd" => new NatdGateway(),
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "expected kernel or natd"),
+    };
+}
+
+/// <summary>
+/// One test's lab and gateway. Disposal always tears both down; if the test did not call
+/// <see cref="Pass"/>, the gateway's output and the namespaces' state go to the test output first.
+/// </summary>
+public sealed class Scenario : IDisposable
+{
+    private readonly ITestOutputHelper _output;
+    private readonly Stopwatch _clock = Stopwatch.StartNew();
+    private bool _passed;
+
+    private Scenario(LabTopology lab, IGatewayUnderTest gateway, ITestOutputHelper output)
+    {
+        Lab = lab;
+        Gateway = gateway;
+        _output = output;
+    }
+
+    public LabTopology Lab { get; }
+
+    public IGatewayUnderTest Gateway { get; }
+
+    public static Scenario Start(string kind, ITestOutputHelper output, bool disableTxChecksumOffload = false)
+    {
+        var gateway = GatewayKinds.Create(kind);
+        LabTopology lab;
+        try
+        {
+            lab = LabTopology.Create(new LabOptions { Mode = gateway.Mode, DisableTxChecksumOffload = disableTxChecksumOffload });
+        }
+        catch
+        {
+            gateway.Dispose();
+            throw;
+        }
+
+        var scenario = new Scenario(lab, gateway, output);
+        try
+        {
+            output.WriteLine($"lab {lab.InsideNs} / {lab.GatewayNs} / {lab.OutsideNs}, gateway {gateway.Name}, tx offload {(disableTxChecksumOffload ? "off" : "on")}");
+            gateway.Start(lab);
+            return scenario;
+        }
+        catch
+        {
+            scenario.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Marks the test body as completed, so disposal prints no diagnostics.</summary>
+    public void Pass() => _passed = true;
+
+    public void Dispose()
+    {
+        try
+        {
+            if (!_passed)
+            {
+                _output.WriteLine("---- gateway " + Gateway.Name + " ----");
+                _output.WriteLine(Gateway.Describe());
+                _output.WriteLine("---- lab state ----");
+                _output.WriteLine(DescribeLab());
+            }
+        }
+        finally
+        {
+            Gateway.Dispose();
+            Lab.Dispose();
+            _output.WriteLine($"scenario took {_clock.Elapsed.TotalSeconds:0.0} s");
+        }
+    }
+
+    private string DescribeLab()
+    {
+        var text = new System.Text.StringBuilder();
+        foreach (var ns in new[] { Lab.InsideNs, Lab.GatewayNs, Lab.OutsideNs })
+        {
+            foreach (var args in new[] { new[] { "ip", "-br", "addr" }, ["ip", "route"], ["ip", "neigh"] })
+            {
+                try
+                {
+                    var r = Lab.TryRunIn(ns, TimeSpan.FromSeconds(5), args[0], args[1..]);
+                    text.Append(ns).Append(" $ ").Append(string.Join(' ', args)).Append('\n').Append(r.Combined);
+                }
+                catch (LabException e)
+                {
+                    text.Append(e.Message).Append('\n');
+                }
+            }
+        }
+
+        return text.ToString();
+    }
+}
