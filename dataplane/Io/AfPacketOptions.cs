@@ -26,9 +26,9 @@ public sealed record AfPacketOptions
     public int RxBlockTimeoutMilliseconds { get; init; } = 1;
 
     /// <summary>
-    /// Bytes per TX ring frame, including the 48-byte frame header; a multiple of 16. A frame
-    /// longer than this minus 48 bytes is refused by TrySend. Default 2112 (room for a whole
-    /// <see cref="FrameBatch.SlotSize"/> frame).
+    /// Bytes per TX ring frame, including the 48-byte frame header; a multiple of 16. TrySend
+    /// refuses a frame longer than this minus 48 bytes, or longer than <see cref="FrameBatch.SlotSize"/>.
+    /// Default 2112 (room for a whole slot).
     /// </summary>
     public int TxFrameSize { get; init; } = 2112;
 

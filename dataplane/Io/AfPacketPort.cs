@@ -65,7 +65,7 @@ public sealed unsafe class AfPacketPort : IPacketPort
         _tx = ring + ((nuint)rxBlockSize * (nuint)rxBlockCount);
         _txFrameOffsets = txFrameOffsets;
         _txFrameCount = txFrameOffsets.Length;
-        _txMaxFrame = txFrameSize - TxDataOffset;
+        _txMaxFrame = Math.Min(FrameBatch.SlotSize, txFrameSize - TxDataOffset);
     }
 
     /// <inheritdoc />
@@ -83,7 +83,7 @@ public sealed unsafe class AfPacketPort : IPacketPort
     /// <summary>Frames in the transmit ring (the requested count rounded up to whole ring blocks).</summary>
     public int TxRingFrames => _txFrameCount;
 
-    /// <summary>Largest frame TrySend accepts, in bytes (TX frame size minus the 48-byte ring header).</summary>
+    /// <summary>Largest frame TrySend accepts, in bytes: the TX frame size minus the 48-byte ring header, at most <see cref="FrameBatch.SlotSize"/>.</summary>
     public int MaxTxFrameLength => _txMaxFrame;
 
     /// <inheritdoc />
@@ -311,6 +311,7 @@ public sealed unsafe class AfPacketPort : IPacketPort
                 if (CopyFrame(h, batch))
                 {
                     added++;
+                    _stats.RxFrames++;
                 }
                 _rxPacketIndex++;
                 _rxPacket += h->NextOffset;
@@ -321,7 +322,6 @@ public sealed unsafe class AfPacketPort : IPacketPort
             _rxPacket = null;
             _rxBlock = _rxBlock + 1 == _rxBlockCount ? 0 : _rxBlock + 1;
         }
-        _stats.RxFrames += added;
         return added;
     }
 
