@@ -1,0 +1,66 @@
+using System.Runtime.InteropServices;
+using Natd.Dataplane.Io.Native;
+using static Natd.Dataplane.Io.Native.Constants;
+
+namespace Natd.Dataplane.Io;
+
+/// <summary>
+/// The idle half of adaptive polling: a poller that found no frames blocks here until one of
+/// its two ports has frames or the timeout passes, so it yields the core to the kernel's own
+/// packet work instead of spinning.
+/// </summary>
+public static unsafe class PortPoller
+{
+    /// <summary>
+    /// Blocks in poll(2) for POLLIN on both ports' <see cref="IPacketPort.PollDescriptor"/>s.
+    /// A port without a descriptor (-1) cannot wake us, so the wait is then capped at 1 ms
+    /// (a plain 1 ms sleep when neither port has one). Allocates nothing.
+    /// </summary>
+    /// <param name="a">One port.</param>
+    /// <param name="b">The other port (may be the same as <paramref name="a"/>).</param>
+    /// <param name="timeoutMilliseconds">Longest wait in milliseconds; 0 only checks, negative waits without limit.</param>
+    /// <returns>The number of readable descriptors (&gt;0), or 0 on timeout, on a signal (EINTR)
+    /// and after a capped wait for a port that has no descriptor.</returns>
+    /// <exception cref="NativeIoException">poll failed with an error other than EINTR (e.g. EBADF: a disposed port).</exception>
+    public static int Wait(IPacketPort a, IPacketPort b, int timeoutMilliseconds)
+    {
+        PollFd* fds = stackalloc PollFd[2];
+        int n = 0;
+        bool blind = false;
+        AddDescriptor(a.PollDescriptor, fds, ref n, ref blind);
+        if (!ReferenceEquals(a, b))
+        {
+            AddDescriptor(b.PollDescriptor, fds, ref n, ref blind);
+        }
+        int timeout = timeoutMilliseconds;
+        if (blind && (timeout < 0 || timeout > 1))
+        {
+            timeout = 1;
+        }
+        int r = LibC.Poll(fds, (nuint)n, timeout);
+        if (r >= 0)
+        {
+            return r;
+        }
+        int e = Marshal.GetLastPInvokeError();
+        if (e == EINTR)
+        {
+            return 0;
+        }
+        Errno.Throw("poll on the port descriptors", e);
+        return 0;
+    }
+
+    private static void AddDescriptor(int fd, PollFd* fds, ref int n, ref bool blind)
+    {
+        if (fd < 0)
+        {
+            blind = true;
+            return;
+        }
+        fds[n].Fd = fd;
+        fds[n].Events = POLLIN;
+        fds[n].REvents = 0;
+        n++;
+    }
+}
