@@ -63,7 +63,7 @@ public sealed record EngineOptions
 /// </summary>
 public sealed partial class NatEngine
 {
-    private readonly NatSettings _settings;
+    private NatSettings _settings;
     private readonly EngineOptions _options;
     private readonly uint[] _pool;
     private readonly uint _insideAddress;
@@ -256,6 +256,27 @@ public sealed partial class NatEngine
         }
         return Drop(DropReason.NoRoute);
     }
+
+    /// <summary>
+    /// Swaps in new settings when only live-changeable parts differ (timeouts, mapping and filtering
+    /// behaviour, checksum verification); timeouts take effect at the next expiry check, since
+    /// expiry reads them at check time. Returns null when applied, else why not (the old settings stay).
+    /// </summary>
+    public string? UpdateSettings(NatSettings next)
+    {
+        NatSettings cur = _settings;
+        if (!SameInterface(next.Inside, cur.Inside) || !SameInterface(next.Outside, cur.Outside) || !next.Pool.SequenceEqual(cur.Pool)
+            || next.PortMin != cur.PortMin || next.PortMax != cur.PortMax || next.MaxSessions != cur.MaxSessions)
+        {
+            return "interfaces, pool, port range and session limit need a restart";
+        }
+        _settings = next;
+        return null;
+    }
+
+    private static bool SameInterface(InterfaceSettings a, InterfaceSettings b)
+        => a.Name == b.Name && a.Address == b.Address && a.Gateway == b.Gateway && a.Mac == b.Mac
+           && a.Networks.SequenceEqual(b.Networks) && a.Neighbours.SequenceEqual(b.Neighbours);
 
     /// <summary>Deletes up to <paramref name="budget"/> expired sessions (a bounded slice, so forwarding never stalls).</summary>
     /// <returns>Sessions deleted.</returns>

@@ -1,0 +1,70 @@
+using Natd.Dataplane.Actors;
+using Natd.Dataplane.Nat;
+using Natd.Dataplane.Workers;
+
+namespace Natd.Control.Daemon;
+
+/// <summary>
+/// Answers the control API from the running pollers: session listings are asked of each poller
+/// (the only thread that may walk its table), counters are summed from the shards' single-writer
+/// counter blocks, which other threads may read.
+/// </summary>
+internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDataplaneQuery
+{
+    private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(5);
+
+    public async Task<IReadOnlyList<SessionInfo>> GetSessionsAsync(CancellationToken cancellationToken = default)
+    {
+        var all = new List<SessionInfo>();
+        foreach (var p in pollers)
+        {
+            all.AddRange(await p.Actor.Ask<List<SessionInfo>>(GetSessions.Instance, AskTimeout, cancellationToken).ConfigureAwait(false));
+        }
+        return all;
+    }
+
+    public Task<StatsSnapshot> GetStatsAsync(CancellationToken cancellationToken = default) => Task.FromResult(Snapshot(pollers));
+
+    /// <summary>Sums the counters of every shard.</summary>
+    public static StatsSnapshot Snapshot(IReadOnlyList<PollerHandle> pollers)
+    {
+        var drops = new Dictionary<string, long>();
+        for (int r = 0; r < DropReasons.Count; r++)
+        {
+            drops[DropReasons.Label((DropReason)r)] = 0;
+        }
+        long i2o = 0, o2i = 0, bi2o = 0, bo2i = 0, rx = 0, tx = 0, created = 0, deleted = 0, tcp = 0, udp = 0, icmp = 0;
+        long arpReplies = 0, arpRequests = 0, icmpErrors = 0, echo = 0, held = 0, csum = 0, icmpXlat = 0;
+        foreach (var p in pollers)
+        {
+            NatCounters c = p.Engine.Counters;
+            i2o += c.PacketsIn2Out; o2i += c.PacketsOut2In; bi2o += c.BytesIn2Out; bo2i += c.BytesOut2In;
+            for (int r = 0; r < DropReasons.Count; r++)
+            {
+                drops[DropReasons.Label((DropReason)r)] += Volatile.Read(ref c.Drops[r]);
+            }
+            arpReplies += c.ArpRepliesSent; arpRequests += c.ArpRequestsSent; icmpErrors += c.IcmpErrorsSent;
+            echo += c.EchoRepliesSent; held += c.FramesHeld; csum += c.ChecksumsCompleted; icmpXlat += c.IcmpErrorsTranslated;
+            rx += p.Stats.FramesReceived; tx += p.Stats.FramesTransmitted;
+            created += p.Engine.Table.Created; deleted += p.Engine.Table.Deleted;
+            tcp += p.Engine.Table.CountOf(0); udp += p.Engine.Table.CountOf(1); icmp += p.Engine.Table.CountOf(2);
+        }
+        return new StatsSnapshot
+        {
+            PacketsIn2Out = i2o, PacketsOut2In = o2i, BytesIn2Out = bi2o, BytesOut2In = bo2i,
+            FramesReceived = rx, FramesTransmitted = tx,
+            Drops = drops,
+            Sessions = new Dictionary<string, long> { ["tcp"] = tcp, ["udp"] = udp, ["icmp"] = icmp },
+            SessionsCreated = created, SessionsDeleted = deleted,
+            Gateway = new Dictionary<string, long>
+            {
+                ["arp-replies-sent"] = arpReplies, ["arp-requests-sent"] = arpRequests, ["icmp-errors-sent"] = icmpErrors,
+                ["echo-replies-sent"] = echo, ["frames-held-for-arp"] = held, ["checksums-completed"] = csum,
+                ["icmp-errors-translated"] = icmpXlat,
+            },
+        };
+    }
+}
+
+/// <summary>A running poller: its actor, its engine (for counter reads) and its stats.</summary>
+internal sealed record PollerHandle(IActorRef Actor, NatEngine Engine, PollerStats Stats);

@@ -1,0 +1,73 @@
+using Microsoft.Extensions.Logging;
+using Natd.Dataplane.Actors;
+using Natd.Dataplane.Nat;
+using Natd.Dataplane.Workers;
+
+namespace Natd.Control.Daemon;
+
+/// <summary>
+/// Drives expiry: on each tick asks every poller to expire a bounded slice of its shard (so expiry
+/// never stalls forwarding, whatever the table size) and logs exhaustion that happened since the
+/// last tick (RFC 6888 REQ-? logging of port and session exhaustion), rate-limited to one line per
+/// tick per reason.
+/// </summary>
+internal sealed partial class SweeperActor(IReadOnlyList<PollerHandle> pollers, int budget, ILogger logger) : ActorBase
+{
+    /// <summary>The periodic tick message.</summary>
+    public sealed record Tick
+    {
+        public static readonly Tick Instance = new();
+    }
+
+    private long _portExhausted;
+    private long _sessionLimit;
+
+    /// <summary>Sessions deleted by sweeps so far.</summary>
+    public static long Swept;
+
+    protected override void OnReceive(object message)
+    {
+        switch (message)
+        {
+            case Tick:
+                foreach (var p in pollers)
+                {
+                    p.Actor.Tell(new SweepSlice(budget), Self);
+                }
+                CheckExhaustion();
+                break;
+            case int deleted:
+                Interlocked.Add(ref Swept, deleted);
+                break;
+            default:
+                Unhandled(message);
+                break;
+        }
+    }
+
+    private void CheckExhaustion()
+    {
+        long ports = 0, sessions = 0;
+        foreach (var p in pollers)
+        {
+            ports += Volatile.Read(ref p.Engine.Counters.Drops[(int)DropReason.PortExhausted]);
+            sessions += Volatile.Read(ref p.Engine.Counters.Drops[(int)DropReason.SessionLimit]);
+        }
+        if (ports > _portExhausted)
+        {
+            LogPortExhausted(logger, ports - _portExhausted, ports);
+            _portExhausted = ports;
+        }
+        if (sessions > _sessionLimit)
+        {
+            LogSessionLimit(logger, sessions - _sessionLimit, sessions);
+            _sessionLimit = sessions;
+        }
+    }
+
+    [LoggerMessage(EventId = 100, Level = LogLevel.Warning, Message = "external ports exhausted: {New} new flows refused since the last sweep ({Total} in all); existing sessions unaffected")]
+    private static partial void LogPortExhausted(ILogger logger, long @new, long total);
+
+    [LoggerMessage(EventId = 101, Level = LogLevel.Warning, Message = "session table full: {New} new flows refused since the last sweep ({Total} in all); existing sessions unaffected")]
+    private static partial void LogSessionLimit(ILogger logger, long @new, long total);
+}

@@ -1,0 +1,80 @@
+using System.Runtime.InteropServices;
+using Natd.Control.Daemon;
+using Natd.Dataplane.Io;
+using Natd.Dataplane.Packets;
+
+namespace Natd.Control.Modes;
+
+/// <summary>`natd run`: live forwarding on the configured interfaces until SIGTERM/SIGINT; SIGHUP reloads.</summary>
+internal static class RunMode
+{
+    public static async Task<int> RunAsync(string? configPath, TextWriter stdout, TextWriter stderr)
+    {
+        var config = NatdMain.LoadConfig(configPath, stderr);
+        using var loggers = NatdMain.Loggers(config.LogLevel);
+        IPacketPort inside, outside;
+        try
+        {
+            inside = AfPacketPort.Open(config.Nat.Inside.Name, AfPacketOptions.Default);
+        }
+        catch (NativeIoException e)
+        {
+            stderr.WriteLine($"natd: cannot open inside interface: {e.Message}");
+            return 1;
+        }
+        try
+        {
+            outside = AfPacketPort.Open(config.Nat.Outside.Name, AfPacketOptions.Default);
+        }
+        catch (NativeIoException e)
+        {
+            inside.Dispose();
+            stderr.WriteLine($"natd: cannot open outside interface: {e.Message}");
+            return 1;
+        }
+
+        using var stop = new CancellationTokenSource();
+        NatDaemon daemon;
+        try
+        {
+            daemon = await NatDaemon.StartAsync(config, inside, outside, loggers, startControl: true, stop.Token).ConfigureAwait(false);
+        }
+        catch (IOException e)
+        {
+            stderr.WriteLine($"natd: cannot start the control API on {config.ControlListen}: {e.Message}");
+            return 1;
+        }
+        await using (daemon.ConfigureAwait(false))
+        {
+            using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
+            using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
+            using var hup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c =>
+            {
+                c.Cancel = true;
+                _ = Task.Run(async () =>
+                {
+                    var r = await daemon.ReloadAsync().ConfigureAwait(false);
+                    stderr.WriteLine(r.Ok ? "natd: configuration reloaded" : "natd: reload rejected, running configuration kept: " + string.Join("; ", r.Messages));
+                });
+            });
+            stdout.WriteLine(ReadyLine(daemon));
+            stdout.Flush();
+            try
+            {
+                await Task.Delay(Timeout.Infinite, stop.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+            stdout.WriteLine("natd: stopping");
+        }
+        return 0;
+    }
+
+    public static string ReadyLine(NatDaemon d)
+    {
+        var n = d.Config.Nat;
+        string pool = string.Join(",", n.Pool.Select(Ipv4.Format));
+        return $"natd: ready inside={n.Inside.Name} ({d.Engine.InsideMac}, {n.Inside.Address}) outside={n.Outside.Name} ({d.Engine.OutsideMac}, {n.Outside.Address}) pool={pool} ports={n.PortMin}-{n.PortMax} control=http://{d.Config.ControlListen}";
+    }
+}

@@ -1,0 +1,33 @@
+using Natd.Dataplane.Nat;
+
+namespace Natd.Dataplane.Workers;
+
+/// <summary>Ask a poller for its sessions; the reply is an <see cref="IReadOnlyList{SessionInfo}"/>.</summary>
+public sealed record GetSessions
+{
+    /// <summary>The one instance (the message carries nothing).</summary>
+    public static readonly GetSessions Instance = new();
+}
+
+/// <summary>Ask a poller to delete up to <paramref name="Budget"/> expired sessions; the reply is the count deleted (int).</summary>
+/// <param name="Budget">Most sessions to delete in this slice.</param>
+public sealed record SweepSlice(int Budget);
+
+/// <summary>Ask a poller to delete every session; the reply is the count deleted (int).</summary>
+public sealed record FlushSessions
+{
+    /// <summary>The one instance.</summary>
+    public static readonly FlushSessions Instance = new();
+}
+
+/// <summary>
+/// Swap in new settings. Only the parts that need no table rebuild apply live (timeouts,
+/// mapping and filtering behaviour, checksum verification); the reply is an <see cref="ApplyResult"/>.
+/// </summary>
+/// <param name="Settings">The validated new settings.</param>
+public sealed record ApplySettings(NatSettings Settings);
+
+/// <summary>Outcome of <see cref="ApplySettings"/>.</summary>
+/// <param name="Applied">True when the settings are in force.</param>
+/// <param name="Reason">Why not, when not.</param>
+public sealed record ApplyResult(bool Applied, string? Reason);
