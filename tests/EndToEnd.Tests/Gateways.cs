@@ -128,13 +128,11 @@ public sealed class NatdGateway : IGatewayUnderTest
 /// <summary>The gateway kinds the theories run against.</summary>
 public static class GatewayKinds
 {
-    /// <summary>Set to 1 to add the natd rows (they need the daemon to exist).</summary>
-    public const string NatdSwitch = "NATD_E2E_NATD";
-
-    public static bool NatdEnabled => Environment.GetEnvironmentVariable(NatdSwitch) == "1";
-
-    /// <summary>The kind names in force: "kernel" always; "natd" only when NATD_E2E_NATD=1.</summary>
-    public static IReadOnlyList<string> Names => NatdEnabled ? ["kernel", "natd"] : ["kernel"];
+    /// <summary>
+    /// Every end-to-end case runs against natd and, as a baseline that proves the harness itself,
+    /// against the kernel's nftables masquerade on the same topology.
+    /// </summary>
+    public static IReadOnlyList<string> Names => ["kernel", "natd"];
 
     /// <summary>Theory rows: one per name in <see cref="Names"/>.</summary>
     public static TheoryData<string> Kinds
