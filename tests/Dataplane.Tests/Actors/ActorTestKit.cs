@@ -98,6 +98,15 @@ internal sealed class ManualTimeProvider : TimeProvider
         return timer;
     }
 
+    /// <summary>Moves the clock without firing timers: a stalled timer thread. The next Advance fires what is late.</summary>
+    public void Jump(TimeSpan by)
+    {
+        lock (_lock)
+        {
+            _now += by.Ticks;
+        }
+    }
+
     public void Advance(TimeSpan by)
     {
         long target;
