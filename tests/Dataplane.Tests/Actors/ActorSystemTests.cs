@@ -111,6 +111,9 @@ public class ActorSystemTests
                     Context.Stop(Context.Child(name[5..])!);
                     Sender.Tell("ok");
                     break;
+                case string name when name.StartsWith("child ", StringComparison.Ordinal):
+                    Sender.Tell(Context.Child(name[6..])!);
+                    break;
                 case "parent":
                     Sender.Tell(Context.Parent.Path);
                     break;
@@ -155,27 +158,13 @@ public class ActorSystemTests
         using var system = ActorSystem.Create("stopchild");
         var events = new Events();
         IActorRef parent = system.ActorOf(Props.Create(() => new ParentActor(events)), "parent");
+        IActorRef a = await Within.Of(parent.Ask<IActorRef>("child a", TimeSpan.FromSeconds(5)));
         Assert.Equal("ok", await Within.Of(parent.Ask<string>("stop a", TimeSpan.FromSeconds(5))));
 
-        // The child announces its end to the parent, which then drops it from Children.
-        for (int i = 0; i < 200 && events.IndexOf("PostStop a") < 0; i++)
-        {
-            await Task.Delay(10);
-        }
-
-        Assert.True(events.IndexOf("PostStop a") >= 0, "child a did not stop");
-        string[] children = [];
-        for (int i = 0; i < 200; i++)
-        {
-            children = await Within.Of(parent.Ask<string[]>("children", TimeSpan.FromSeconds(5)));
-            if (children.Length == 1)
-            {
-                break;
-            }
-
-            await Task.Delay(10);
-        }
-
+        // Completes only after the parent processed the child's end and dropped it from Children.
+        await Within.Stopped(a);
+        Assert.Contains("PostStop a", events.All);
+        string[] children = await Within.Of(parent.Ask<string[]>("children", TimeSpan.FromSeconds(5)));
         Assert.Equal(["akka://stopchild/user/parent/b"], children);
         Assert.DoesNotContain("PostStop parent", events.All);
     }

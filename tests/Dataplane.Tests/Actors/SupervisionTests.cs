@@ -294,3 +294,110 @@ public class SupervisionTests
         Assert.Equal(2, system.Stats.Restarts);
     }
 }
+
+public class SupervisionEdgeTests
+{
+    private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>Keeps its children across restarts (overrides PreRestart), so they restart with it (Akka's rule).</summary>
+    private sealed class KeeperActor(IActorRef probe, InstanceCounter childInstances, InstanceCounter myInstances) : ActorBase
+    {
+        private readonly int _instance = myInstances.Next();
+
+        protected override void PreStart()
+        {
+            if (Context.Child("kept") is null)
+            {
+                Context.ActorOf(Props.Create(() => new CounterActor(childInstances, new Events(), probe)), "kept");
+            }
+
+            probe.Tell($"keeper started {_instance}");
+        }
+
+        protected override void PreRestart(Exception reason, object? message) { }
+
+        protected override void OnReceive(object message)
+        {
+            switch (message)
+            {
+                case "boom":
+                    throw new InvalidOperationException("keeper boom");
+                case "stop kept twice":
+                    IActorRef kept = Context.Child("kept")!;
+                    Context.Stop(kept);
+                    Context.Stop(kept);
+                    Sender.Tell("ok");
+                    break;
+                default:
+                    Sender.Tell(Context.Child("kept")!);
+                    break;
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Restart_KeptChildrenAreRestartedToo()
+    {
+        using var system = ActorSystem.Create("survivors");
+        var probe = new Probe();
+        var childInstances = new InstanceCounter();
+        var keeperInstances = new InstanceCounter();
+        IActorRef keeper = system.ActorOf(Props.Create(() => new KeeperActor(probe, childInstances, keeperInstances)), "keeper");
+        var first = new HashSet<object> { await probe.Receive(), await probe.Receive() };
+        Assert.Equal(new HashSet<object> { "started 1", "keeper started 1" }, first);
+        IActorRef kept = await Within.Of(keeper.Ask<IActorRef>("kept?", AskTimeout));
+
+        keeper.Tell("boom");
+        var second = new HashSet<object> { await probe.Receive(), await probe.Receive(), await probe.Receive() };
+        Assert.Equal(new HashSet<object> { "keeper started 2", "stopped 1", "started 2" }, second);
+        Assert.Equal(kept, await Within.Of(keeper.Ask<IActorRef>("kept?", AskTimeout)));
+        Assert.Equal((2, 0), await Within.Of(kept.Ask<(int, int)>("get", AskTimeout)));
+        Assert.Equal(2, system.Stats.Restarts); // keeper and the kept child
+    }
+
+    [Fact]
+    public async Task ContextStop_TwiceOnSameChild_IsHarmless()
+    {
+        using var system = ActorSystem.Create("stoptwice");
+        var probe = new Probe();
+        IActorRef keeper = system.ActorOf(Props.Create(() => new KeeperActor(probe, new InstanceCounter(), new InstanceCounter())), "keeper");
+        Assert.Equal("ok", await Within.Of(keeper.Ask<string>("stop kept twice", AskTimeout)));
+        Assert.Equal(0, system.Stats.Failures);
+    }
+
+    [Fact]
+    public async Task EscalationAtGuardian_StopsTopLevelActor()
+    {
+        using var system = ActorSystem.Create("guardianesc", new ActorSystemOptions
+        {
+            GuardianStrategy = new OneForOneStrategy(_ => Directive.Escalate),
+        });
+        var lines = new List<string>();
+        system.Log += l => { lock (lines) { lines.Add(l); } };
+        system.Log += _ => throw new InvalidOperationException("broken sink");
+        IActorRef counter = system.ActorOf(Props.Create(() => new CounterActor(new InstanceCounter(), new Events())), "counter");
+        counter.Tell("boom");
+        await Within.Stopped(counter);
+        lock (lines)
+        {
+            Assert.Contains(lines, l => l.Contains("escalation reached the user guardian"));
+        }
+
+        // The guardian itself carries on.
+        IActorRef echo = system.ActorOf(Props.Create(() => new EchoActor()), "echo");
+        Assert.Equal("x", await Within.Of(echo.Ask<string>("x", AskTimeout)));
+    }
+
+    [Fact]
+    public async Task DeciderThatThrows_Escalates()
+    {
+        using var system = ActorSystem.Create("baddecider", new ActorSystemOptions
+        {
+            GuardianStrategy = new OneForOneStrategy(_ => throw new NotImplementedException()),
+        });
+        IActorRef counter = system.ActorOf(Props.Create(() => new CounterActor(new InstanceCounter(), new Events())), "counter");
+        counter.Tell("boom");
+        await Within.Stopped(counter);
+        Assert.Equal(1, system.Stats.Escalations);
+    }
+}
