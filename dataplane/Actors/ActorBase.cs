@@ -34,10 +34,10 @@ public abstract class ActorBase
     protected abstract void OnReceive(object message);
 
     /// <summary>Called on the actor's thread before the first message, and from the default <see cref="PostRestart"/>.</summary>
-    protected internal virtual void PreStart() { }
+    protected virtual void PreStart() { }
 
     /// <summary>Called once when the actor has stopped (its children are already stopped), and from the default <see cref="PreRestart"/>.</summary>
-    protected internal virtual void PostStop() { }
+    protected virtual void PostStop() { }
 
     /// <summary>
     /// Called on the failed instance before it is replaced. The default stops all children and calls
@@ -45,7 +45,7 @@ public abstract class ActorBase
     /// </summary>
     /// <param name="reason">The exception that caused the restart.</param>
     /// <param name="message">The message being handled when it failed, or null (failure in a hook or <c>RunOnce</c>).</param>
-    protected internal virtual void PreRestart(Exception reason, object? message)
+    protected virtual void PreRestart(Exception reason, object? message)
     {
         foreach (IActorRef child in Context.Children)
         {
@@ -57,11 +57,21 @@ public abstract class ActorBase
 
     /// <summary>Called on the new instance after a restart. The default calls <see cref="PreStart"/>.</summary>
     /// <param name="reason">The exception that caused the restart.</param>
-    protected internal virtual void PostRestart(Exception reason) => PreStart();
+    protected virtual void PostRestart(Exception reason) => PreStart();
 
     /// <summary>Call for a message the actor does not understand: it goes to dead letters (counted).</summary>
     /// <param name="message">The unhandled message.</param>
     protected virtual void Unhandled(object message) => _cell.System.DeadLetters.Tell(message, _cell.Sender);
 
+    // Entry points for the cell: the hooks stay protected so subclasses in assemblies that see
+    // internals (tests) override them with the usual 'protected override'.
     internal void Receive(object message) => OnReceive(message);
+
+    internal void InvokePreStart() => PreStart();
+
+    internal void InvokePostStop() => PostStop();
+
+    internal void InvokePreRestart(Exception reason, object? message) => PreRestart(reason, message);
+
+    internal void InvokePostRestart(Exception reason) => PostRestart(reason);
 }

@@ -68,8 +68,9 @@ internal sealed partial class ActorCell
                 return;
             }
 
-            if (FindChild(local.Cell) is not null)
+            if (ReferenceEquals(local.Cell._parent, this))
             {
+                // Also for a child that is already gone: stopping twice is harmless, as in Akka.
                 local.Cell.RequestStop();
                 return;
             }

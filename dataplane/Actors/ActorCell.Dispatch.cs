@@ -188,7 +188,7 @@ internal sealed partial class ActorCell : IThreadPoolWorkItem
             {
                 try
                 {
-                    didWork = loop.RunOnce();
+                    didWork = loop.InvokeRunOnce();
                 }
                 catch (Exception ex)
                 {
@@ -206,7 +206,7 @@ internal sealed partial class ActorCell : IThreadPoolWorkItem
             {
                 try
                 {
-                    loop.Idle(loop.IdleWait);
+                    loop.InvokeIdle();
                 }
                 catch (Exception ex)
                 {

@@ -66,7 +66,7 @@ internal sealed partial class ActorCell
         try
         {
             _actor = NewActor();
-            _actor.PreStart();
+            _actor.InvokePreStart();
         }
         catch (Exception ex)
         {
@@ -141,7 +141,7 @@ internal sealed partial class ActorCell
         {
             try
             {
-                _actor.PreRestart(cause, _failedMessage);
+                _actor.InvokePreRestart(cause, _failedMessage);
             }
             catch (Exception ex)
             {
@@ -171,10 +171,13 @@ internal sealed partial class ActorCell
         Exception cause = _recreateCause!;
         _recreateCause = null;
         _escalatedChildren = null;
+
+        // Children the old instance kept; taken before PostRestart so new children are not restarted.
+        ActorCell[] survivors = ChildCells();
         try
         {
             _actor = NewActor();
-            _actor.PostRestart(cause);
+            _actor.InvokePostRestart(cause);
         }
         catch (Exception ex)
         {
@@ -185,7 +188,7 @@ internal sealed partial class ActorCell
 
         _suspended = false;
         _failedMessage = null;
-        foreach (ActorCell child in ChildCells())
+        foreach (ActorCell child in survivors)
         {
             if (!child.IsStopping)
             {
@@ -243,7 +246,7 @@ internal sealed partial class ActorCell
         {
             try
             {
-                _actor.PostStop();
+                _actor.InvokePostStop();
             }
             catch (Exception ex)
             {

@@ -41,7 +41,7 @@ public interface IActorContext
     /// Stops <see cref="Self"/> or a child asynchronously: the actor handles no further user message,
     /// its children stop first, then its <see cref="ActorBase.PostStop"/> runs.
     /// </summary>
-    /// <param name="actor">Self or one of this actor's children.</param>
+    /// <param name="actor">Self or one of this actor's children (a child already stopped is ignored).</param>
     /// <exception cref="ArgumentException">The actor is neither self nor a child.</exception>
     void Stop(IActorRef actor);
 }

@@ -10,11 +10,11 @@ namespace Natd.Dataplane.Actors;
 public abstract class LoopActor : ActorBase
 {
     /// <summary>Longest time one <see cref="Idle"/> call may wait; 10 ms unless set by the subclass.</summary>
-    protected internal TimeSpan IdleWait { get; protected set; } = TimeSpan.FromMilliseconds(10);
+    protected TimeSpan IdleWait { get; set; } = TimeSpan.FromMilliseconds(10);
 
     /// <summary>Does one batch of work (e.g. one RX burst).</summary>
     /// <returns>True if it did work, so the loop runs again at once; false lets the loop idle.</returns>
-    protected internal abstract bool RunOnce();
+    protected abstract bool RunOnce();
 
     /// <summary>
     /// Waits when there was no work. The default sleeps until a message arrives or
@@ -22,10 +22,14 @@ public abstract class LoopActor : ActorBase
     /// <paramref name="maxWait"/>; messages then wait for that timeout, so keep it short.
     /// </summary>
     /// <param name="maxWait">Upper bound on the wait (<see cref="IdleWait"/>).</param>
-    protected internal virtual void Idle(TimeSpan maxWait) => WaitForMailbox(maxWait);
+    protected virtual void Idle(TimeSpan maxWait) => WaitForMailbox(maxWait);
 
     /// <summary>Blocks until a message (user or system) is queued or <paramref name="maxWait"/> passes.</summary>
     /// <param name="maxWait">Upper bound on the wait.</param>
     /// <returns>True if woken by a message.</returns>
     protected bool WaitForMailbox(TimeSpan maxWait) => Cell.WaitForMailbox(maxWait);
+
+    internal bool InvokeRunOnce() => RunOnce();
+
+    internal void InvokeIdle() => Idle(IdleWait);
 }
