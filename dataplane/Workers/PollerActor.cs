@@ -50,7 +50,7 @@ public sealed class PollerActor : LoopActor, IFrameSink
     public static long NowMs => Environment.TickCount64;
 
     /// <inheritdoc />
-    protected internal override bool RunOnce()
+    protected override bool RunOnce()
     {
         long start = Stopwatch.GetTimestamp();
         long now = NowMs;
@@ -113,7 +113,7 @@ public sealed class PollerActor : LoopActor, IFrameSink
     }
 
     /// <inheritdoc />
-    protected internal override void Idle(TimeSpan maxWait)
+    protected override void Idle(TimeSpan maxWait)
     {
         _stats.IdleWaits++;
         PortPoller.Wait(_inside, _outside, (int)maxWait.TotalMilliseconds);
@@ -147,7 +147,7 @@ public sealed class PollerActor : LoopActor, IFrameSink
     }
 
     /// <inheritdoc />
-    protected internal override void PostStop()
+    protected override void PostStop()
     {
         _batch.Dispose();
         base.PostStop();

@@ -25,6 +25,17 @@ internal sealed partial class ConfigActor(NatdConfig initial, IReadOnlyList<Poll
     }
 
     private NatdConfig _current = initial;
+    private PendingReload? _pending;
+
+    /// <summary>A validated configuration waiting for every poller's answer.</summary>
+    private sealed class PendingReload(NatdConfig next, IActorRef requester, int waiting, string path)
+    {
+        public NatdConfig Next { get; } = next;
+        public IActorRef Requester { get; } = requester;
+        public int Waiting { get; set; } = waiting;
+        public string Path { get; } = path;
+        public List<string> Refusals { get; } = [];
+    }
 
     protected override void OnReceive(object message)
     {
@@ -33,8 +44,22 @@ internal sealed partial class ConfigActor(NatdConfig initial, IReadOnlyList<Poll
             case GetConfig:
                 Sender.Tell(_current);
                 break;
+            case Reload r when _pending is not null:
+                Sender.Tell(new ReloadResult(false, ["a reload is already in progress"]));
+                break;
             case Reload r:
-                Sender.Tell(DoReload(r.Path ?? _current.SourcePath));
+                StartReload(r.Path ?? _current.SourcePath, Sender);
+                break;
+            case ApplyResult res when _pending is not null:
+                if (!res.Applied)
+                {
+                    _pending.Refusals.Add(res.Reason ?? "refused");
+                }
+                if (--_pending.Waiting == 0)
+                {
+                    FinishReload(_pending);
+                    _pending = null;
+                }
                 break;
             default:
                 Unhandled(message);
@@ -42,7 +67,7 @@ internal sealed partial class ConfigActor(NatdConfig initial, IReadOnlyList<Poll
         }
     }
 
-    private ReloadResult DoReload(string? path)
+    private void StartReload(string? path, IActorRef requester)
     {
         NatdConfig next;
         try
@@ -55,22 +80,36 @@ internal sealed partial class ConfigActor(NatdConfig initial, IReadOnlyList<Poll
             {
                 LogRejected(logger, err.ToString());
             }
-            return new ReloadResult(false, [.. e.Errors.Select(x => x.ToString())]);
+            requester.Tell(new ReloadResult(false, [.. e.Errors.Select(x => x.ToString())]));
+            return;
         }
-        var messages = new List<string>();
+        // Every poller validates the swap against what it can change live; all answer before we report.
+        _pending = new PendingReload(next, requester, pollers.Count, path ?? "(built-in defaults)");
         foreach (var p in pollers)
         {
-            var res = p.Actor.Ask<ApplyResult>(new ApplySettings(next.Nat), TimeSpan.FromSeconds(5)).GetAwaiter().GetResult();
-            if (!res.Applied)
-            {
-                messages.Add(res.Reason ?? "refused");
-                LogRejected(logger, res.Reason ?? "refused");
-                return new ReloadResult(false, messages);
-            }
+            p.Actor.Tell(new ApplySettings(next.Nat), Self);
         }
-        _current = next;
-        LogApplied(logger, path ?? "(built-in defaults)");
-        return new ReloadResult(true, [.. next.Warnings.Select(w => w.ToString())]);
+        if (pollers.Count == 0)
+        {
+            FinishReload(_pending);
+            _pending = null;
+        }
+    }
+
+    private void FinishReload(PendingReload p)
+    {
+        if (p.Refusals.Count > 0)
+        {
+            foreach (var r in p.Refusals)
+            {
+                LogRejected(logger, r);
+            }
+            p.Requester.Tell(new ReloadResult(false, p.Refusals));
+            return;
+        }
+        _current = p.Next;
+        LogApplied(logger, p.Path);
+        p.Requester.Tell(new ReloadResult(true, [.. p.Next.Warnings.Select(w => w.ToString())]));
     }
 
     [LoggerMessage(EventId = 10, Level = LogLevel.Information, Message = "configuration {Path} applied")]
