@@ -198,8 +198,9 @@ public sealed partial class NatEngine
         ipSpan = ipSpan[..total];
         uint src = ip.Source;
         uint dst = ip.Destination;
-        if (IsMartian(src))
+        if (IsMartian(src) || IsMartian(dst))
         {
+            // Also multicast and broadcast destinations: natd never carries them across.
             return Drop(DropReason.Martian);
         }
         if (ip.IsFragment)

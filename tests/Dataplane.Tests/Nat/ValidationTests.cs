@@ -31,6 +31,8 @@ public class ValidationTests
         { "not-our-mac", DropReason.NotForUs },
         { "spoofed-source", DropReason.NotFromInsideNetwork },
         { "martian-loopback", DropReason.Martian },
+        { "limited-broadcast", DropReason.Martian },
+        { "multicast", DropReason.Martian },
         { "icmp-timestamp", DropReason.UnsupportedIcmp },
         { "inside-to-inside", DropReason.NoRoute },
     };
@@ -72,6 +74,8 @@ public class ValidationTests
             case "not-our-mac": return WithMacs(udp, InsideHostMac, [0x02, 9, 9, 9, 9, 9]);
             case "spoofed-source": return Udp("192.168.7.7", 40000, Out, 53);
             case "martian-loopback": return Udp("127.0.0.1", 40000, Out, 53);
+            case "limited-broadcast": return Udp(In, 68, "255.255.255.255", 67, dmac: [0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+            case "multicast": return Udp(In, 5353, "224.0.0.251", 5353);
             case "icmp-timestamp": return Icmp(In, Out, 13, 0, 1, 1);
             case "inside-to-inside": return Udp(In, 40000, "10.0.0.3", 53);
             default: throw new ArgumentException(name);
