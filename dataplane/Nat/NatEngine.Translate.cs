@@ -102,11 +102,7 @@ public sealed partial class NatEngine
         }
         else
         {
-            key = new FlowKey(ip.Source, ip.Destination, Checksum.ReadRaw16(l4, 0), Checksum.ReadRaw16(l4, 2), proto);
-            if (proto == IpProtocol.Tcp)
-            {
-                tcpFlags = Tcp.Flags(l4);
-            }
+            key = PortKey(ip, l4, proto, out tcpFlags);
         }
 
         uint nextHop = NextHopOutside(key.Destination);
@@ -180,11 +176,7 @@ public sealed partial class NatEngine
         }
         else
         {
-            key = new FlowKey(ip.Source, ip.Destination, Checksum.ReadRaw16(l4, 0), Checksum.ReadRaw16(l4, 2), proto);
-            if (proto == IpProtocol.Tcp)
-            {
-                tcpFlags = Tcp.Flags(l4);
-            }
+            key = PortKey(ip, l4, proto, out tcpFlags);
         }
 
         int s = Table.FindOut2In(key);
@@ -219,6 +211,14 @@ public sealed partial class NatEngine
         Counters.PacketsOut2In++;
         Counters.BytesOut2In += ipSpan.Length;
         return SendTo(Side.Inside, slot[..length], nextHop);
+    }
+
+    /// <summary>The 5-tuple key of a TCP or UDP packet as it arrived, and its TCP flags (0 for UDP).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static FlowKey PortKey(Ipv4Header ip, ReadOnlySpan<byte> l4, byte proto, out byte tcpFlags)
+    {
+        tcpFlags = proto == IpProtocol.Tcp ? Tcp.Flags(l4) : (byte)0;
+        return new FlowKey(ip.Source, ip.Destination, Checksum.ReadRaw16(l4, 0), Checksum.ReadRaw16(l4, 2), proto);
     }
 
     /// <summary>Writes the new port/identifier and patches the transport checksum with a precomputed delta.</summary>
