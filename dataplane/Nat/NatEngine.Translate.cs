@@ -246,6 +246,7 @@ public sealed partial class NatEngine
     {
         if (Table.Count >= Table.Capacity)
         {
+            Table.EmitRefusal(NatEventType.SessionLimit, key, 0);
             reason = DropReason.SessionLimit;
             return -1;
         }
@@ -259,6 +260,7 @@ public sealed partial class NatEngine
             int port = Table.Ports.Allocate(poolIndex, pclass, privileged);
             if (port < 0)
             {
+                Table.EmitRefusal(NatEventType.PortExhausted, key, _pool[poolIndex]);
                 reason = DropReason.PortExhausted;
                 return -1;
             }

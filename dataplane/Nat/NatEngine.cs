@@ -144,6 +144,7 @@ public sealed partial class NatEngine
     public Verdict Process(Span<byte> slot, ref int length, Side ingress, FrameFlags flags, long nowMs)
     {
         _now = nowMs;
+        Table.NowMs = nowMs;
         if ((uint)length > (uint)slot.Length || length < EthernetHeader.Length)
         {
             return Drop(DropReason.Truncated);

@@ -144,6 +144,15 @@ public sealed class SessionTable
     /// <summary>Sessions deleted since start.</summary>
     public long Deleted { get; private set; }
 
+    /// <summary>Where session create/delete events go (null: not logged). Written by the owning thread only.</summary>
+    public Workers.SpscRing<NatEvent>? Events { get; set; }
+
+    /// <summary>Events lost because <see cref="Events"/> was full (logging never blocks the poller).</summary>
+    public long EventsDropped { get; private set; }
+
+    /// <summary>The owner's current time (ms), stamped on events; set once per batch or packet.</summary>
+    public long NowMs { get; set; }
+
     /// <summary>Current sessions of a protocol class (0 TCP, 1 UDP, 2 ICMP).</summary>
     public long CountOf(int protocolClass) => _countByProtocolClass[protocolClass];
 
@@ -253,6 +262,10 @@ public sealed class SessionTable
         LruAppend(s, cls);
         Count++;
         Created++;
+        if (Events is not null)
+        {
+            Emit(NatEventType.SessionCreated, in ses);
+        }
         _countByProtocolClass[ProtocolClass(in2out.Protocol)]++;
         return s;
     }
@@ -290,6 +303,10 @@ public sealed class SessionTable
         if (!ses.InUse)
         {
             return;
+        }
+        if (Events is not null)
+        {
+            Emit(NatEventType.SessionDeleted, in ses);
         }
         _in2out.Remove(Hash(ses.In2Out), s);
         _out2in.Remove(Hash(ses.Out2In), s);
@@ -357,6 +374,7 @@ public sealed class SessionTable
     /// <returns>Sessions deleted.</returns>
     public int Expire(long nowMs, Timeouts timeouts, int budget)
     {
+        NowMs = nowMs;
         int done = 0;
         for (int c = 0; c < ClassCount && done < budget; c++)
         {
@@ -388,6 +406,46 @@ public sealed class SessionTable
             }
         }
         return n;
+    }
+
+    private void Emit(NatEventType type, in Session ses)
+    {
+        var e = new NatEvent
+        {
+            TimeMs = NowMs,
+            Type = type,
+            Protocol = ses.In2Out.Protocol,
+            InsideAddress = ses.In2Out.Source,
+            InsidePort = FlowKey.PortToHost(ses.In2Out.SourcePort),
+            ExternalAddress = ses.Out2In.Destination,
+            ExternalPort = FlowKey.PortToHost(ses.Out2In.DestinationPort),
+        };
+        if (!Events!.TryEnqueue(e))
+        {
+            EventsDropped++;
+        }
+    }
+
+    /// <summary>Queues an exhaustion event for a flow that got no session.</summary>
+    public void EmitRefusal(NatEventType type, in FlowKey in2out, uint externalAddress)
+    {
+        if (Events is null)
+        {
+            return;
+        }
+        var e = new NatEvent
+        {
+            TimeMs = NowMs,
+            Type = type,
+            Protocol = in2out.Protocol,
+            InsideAddress = in2out.Source,
+            InsidePort = FlowKey.PortToHost(in2out.SourcePort),
+            ExternalAddress = externalAddress,
+        };
+        if (!Events.TryEnqueue(e))
+        {
+            EventsDropped++;
+        }
     }
 
     /// <summary>Protocol class index for the port allocator and counters: 0 TCP, 1 UDP, 2 ICMP (and anything else).</summary>

@@ -238,3 +238,38 @@ public class BehaviourTests
         Assert.True(ChecksumsValid(released));
     }
 }
+
+public class NatEventTests
+{
+    [Fact]
+    public void Session_lifecycle_and_exhaustion_are_queued_as_events_and_a_full_queue_counts_losses()
+    {
+        var h = new EngineHarness(s => s with { PortMin = 6000, PortMax = 6001 });
+        var ring = new Natd.Dataplane.Workers.SpscRing<NatEvent>(4);
+        h.Engine.Table.Events = ring;
+        int ext = SrcPort(h.Out(Udp(EngineHarness.InsideHost, 40000, EngineHarness.OutsideHost, 53)));
+        h.Out(Udp(EngineHarness.InsideHost, 40001, EngineHarness.OutsideHost, 53));
+        h.Run(Udp(EngineHarness.InsideHost, 40002, EngineHarness.OutsideHost, 53), Side.Inside, out _); // no port left
+        Assert.True(ring.TryDequeue(out var created));
+        Assert.Equal(NatEventType.SessionCreated, created.Type);
+        Assert.Equal(Ipv4.Parse(EngineHarness.InsideHost), created.InsideAddress);
+        Assert.Equal(40000, created.InsidePort);
+        Assert.Equal(ext, created.ExternalPort);
+        Assert.Equal(h.Now, created.TimeMs);
+        Assert.True(ring.TryDequeue(out _));
+        Assert.True(ring.TryDequeue(out var refused));
+        Assert.Equal(NatEventType.PortExhausted, refused.Type);
+        Assert.Equal(40002, refused.InsidePort);
+        h.Now += 301_000;
+        Assert.Equal(2, h.Engine.Sweep(h.Now, 10));
+        Assert.True(ring.TryDequeue(out var deleted));
+        Assert.Equal(NatEventType.SessionDeleted, deleted.Type);
+        Assert.Equal(h.Now, deleted.TimeMs);
+        // Fill the ring without draining: losses are counted, the dataplane carries on.
+        for (int i = 0; i < 8; i++)
+        {
+            h.Out(Udp(EngineHarness.InsideHost, 41000 + i % 2, EngineHarness.OutsideHost, 53 + i));
+        }
+        Assert.True(h.Engine.Table.EventsDropped > 0);
+    }
+}
