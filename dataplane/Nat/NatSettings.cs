@@ -77,6 +77,22 @@ public sealed record NatSettings
     /// <summary>Session table capacity (sessions, each indexed in both directions).</summary>
     public int MaxSessions { get; init; } = 262_144;
 
+    /// <summary>
+    /// Ordered forward rules; null means the built-in set: masquerade what comes from the inside
+    /// networks and leaves through the outside interface. The first match decides; no match means
+    /// <see cref="DefaultPolicy"/>.
+    /// </summary>
+    public IReadOnlyList<ForwardRule>? Rules { get; init; }
+
+    /// <summary>What happens to a packet no rule matches: deny by default.</summary>
+    public RuleAction DefaultPolicy { get; init; } = RuleAction.Deny;
+
+    /// <summary>Inbound port forwards.</summary>
+    public IReadOnlyList<PortForward> Forwards { get; init; } = [];
+
+    /// <summary>Inbound protocol forwards.</summary>
+    public IReadOnlyList<ProtocolForward> ProtocolForwards { get; init; } = [];
+
     /// <summary>Whether to verify the TCP/UDP/ICMP checksum of received packets (costs a pass over the payload).</summary>
     public bool VerifyL4Checksums { get; init; } = true;
 }

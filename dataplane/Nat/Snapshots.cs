@@ -59,7 +59,26 @@ public sealed record StatsSnapshot
     public long SessionsDeleted { get; init; }
     /// <summary>ARP requests answered, ARP requests sent, ICMP errors generated and echo replies sent by natd itself.</summary>
     public required IReadOnlyDictionary<string, long> Gateway { get; init; }
+    /// <summary>Current sessions by expiry class: "tcp-established", "tcp-transitory", "udp", "icmp".</summary>
+    public IReadOnlyDictionary<string, long> SessionsByState { get; init; } = new Dictionary<string, long>();
+    /// <summary>External ports in use per external address and protocol.</summary>
+    public IReadOnlyList<PortUsage> PortUsage { get; init; } = [];
+    /// <summary>Packets that matched each forward rule (by rule name), on the slow path.</summary>
+    public IReadOnlyDictionary<string, long> RuleHits { get; init; } = new Dictionary<string, long>();
+    /// <summary>Share of wall time the pollers spent on batches with frames (0..1), averaged over pollers since start.</summary>
+    public double PollerBusyRatio { get; init; }
+    /// <summary>Frames handed from the poller that received them to the shard that owns their flow.</summary>
+    public long Handoffs { get; init; }
+    /// <summary>NAT events lost because the event queue was full.</summary>
+    public long EventsDropped { get; init; }
 }
+
+/// <summary>Port utilisation of one external address and protocol.</summary>
+/// <param name="ExternalAddress">Dotted-quad external address.</param>
+/// <param name="Protocol">"tcp", "udp" or "icmp".</param>
+/// <param name="InUse">Ports (or ICMP identifiers) allocated.</param>
+/// <param name="Capacity">Ports in the configured range.</param>
+public sealed record PortUsage(string ExternalAddress, string Protocol, long InUse, long Capacity);
 
 /// <summary>
 /// What the control plane may ask of a running dataplane. Implementations marshal the request to

@@ -97,6 +97,7 @@ public sealed class SessionTable
     private readonly int[] _lruHead = [-1, -1, -1, -1];
     private readonly int[] _lruTail = [-1, -1, -1, -1];
     private readonly long[] _countByProtocolClass = new long[PortAllocator.Classes];
+    private readonly long[] _countByClass = new long[ClassCount];
     private readonly ulong _seed;
     private int _freeSession;
     private int _freeMapping;
@@ -152,6 +153,9 @@ public sealed class SessionTable
 
     /// <summary>The owner's current time (ms), stamped on events; set once per batch or packet.</summary>
     public long NowMs { get; set; }
+
+    /// <summary>Current sessions in an expiry class (TCP established/transitory, UDP, ICMP).</summary>
+    public long CountOf(LruClass cls) => _countByClass[(int)cls];
 
     /// <summary>Current sessions of a protocol class (0 TCP, 1 UDP, 2 ICMP).</summary>
     public long CountOf(int protocolClass) => _countByProtocolClass[protocolClass];
@@ -260,6 +264,7 @@ public sealed class SessionTable
         _in2out.Insert(Hash(in2out), s);
         _out2in.Insert(Hash(out2in), s);
         LruAppend(s, cls);
+        _countByClass[(int)cls]++;
         Count++;
         Created++;
         if (Events is not null)
@@ -292,7 +297,9 @@ public sealed class SessionTable
             return;
         }
         LruUnlink(s);
+        _countByClass[(int)ses.Class]--;
         ses.Class = cls;
+        _countByClass[(int)cls]++;
         LruAppend(s, cls);
     }
 
@@ -330,6 +337,7 @@ public sealed class SessionTable
             RemoveMapping(m);
         }
         _countByProtocolClass[ProtocolClass(ses.In2Out.Protocol)]--;
+        _countByClass[(int)ses.Class]--;
         ses.InUse = false;
         ses.LruNext = _freeSession;
         _freeSession = s;

@@ -157,6 +157,8 @@ public sealed class PollerActor : LoopActor, IFrameSink
 /// <summary>Counters of one poller (single writer: its thread).</summary>
 public sealed class PollerStats
 {
+    /// <summary>Stopwatch timestamp when the poller was created (the busy ratio's denominator starts here).</summary>
+    public long StartedTicks = Stopwatch.GetTimestamp();
     /// <summary>Frames received from both ports.</summary>
     public long FramesReceived;
     /// <summary>Frames queued for transmission on both ports.</summary>

@@ -1,5 +1,7 @@
 using Natd.Dataplane.Actors;
 using Natd.Dataplane.Nat;
+using Natd.Dataplane.Packets;
+using Natd.Dataplane.Sessions;
 using Natd.Dataplane.Workers;
 
 namespace Natd.Control.Daemon;
@@ -34,6 +36,9 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDat
             drops[DropReasons.Label((DropReason)r)] = 0;
         }
         long i2o = 0, o2i = 0, bi2o = 0, bo2i = 0, rx = 0, tx = 0, created = 0, deleted = 0, tcp = 0, udp = 0, icmp = 0;
+        long est = 0, trans = 0, udpC = 0, icmpC = 0, eventsDropped = 0;
+        double busy = 0;
+        var ports = new List<PortUsage>();
         long arpReplies = 0, arpRequests = 0, icmpErrors = 0, echo = 0, held = 0, csum = 0, icmpXlat = 0;
         foreach (var p in pollers)
         {
@@ -48,6 +53,19 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDat
             rx += p.Stats.FramesReceived; tx += p.Stats.FramesTransmitted;
             created += p.Engine.Table.Created; deleted += p.Engine.Table.Deleted;
             tcp += p.Engine.Table.CountOf(0); udp += p.Engine.Table.CountOf(1); icmp += p.Engine.Table.CountOf(2);
+            est += p.Engine.Table.CountOf(LruClass.TcpEstablished); trans += p.Engine.Table.CountOf(LruClass.TcpTransitory);
+            udpC += p.Engine.Table.CountOf(LruClass.Udp); icmpC += p.Engine.Table.CountOf(LruClass.Icmp);
+            eventsDropped += p.Engine.Table.EventsDropped;
+            long elapsed = System.Diagnostics.Stopwatch.GetTimestamp() - p.Stats.StartedTicks;
+            busy += elapsed > 0 ? (double)p.Stats.BusyTicks / elapsed : 0;
+            var pool = p.Engine.Settings.Pool;
+            var alloc = p.Engine.Table.Ports;
+            for (int a = 0; a < pool.Count; a++)
+            {
+                ports.Add(new PortUsage(Ipv4.Format(pool[a]), "tcp", alloc.InUse(a, 0), alloc.RangeSize));
+                ports.Add(new PortUsage(Ipv4.Format(pool[a]), "udp", alloc.InUse(a, 1), alloc.RangeSize));
+                ports.Add(new PortUsage(Ipv4.Format(pool[a]), "icmp", alloc.InUse(a, 2), alloc.RangeSize));
+            }
         }
         return new StatsSnapshot
         {
@@ -62,6 +80,13 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDat
                 ["echo-replies-sent"] = echo, ["frames-held-for-arp"] = held, ["checksums-completed"] = csum,
                 ["icmp-errors-translated"] = icmpXlat,
             },
+            SessionsByState = new Dictionary<string, long>
+            {
+                ["tcp-established"] = est, ["tcp-transitory"] = trans, ["udp"] = udpC, ["icmp"] = icmpC,
+            },
+            PortUsage = ports,
+            PollerBusyRatio = pollers.Count == 0 ? 0 : busy / pollers.Count,
+            EventsDropped = eventsDropped,
         };
     }
 }
