@@ -34,6 +34,30 @@ public sealed partial class NatEngine
         }
     }
 
+    /// <summary>
+    /// Deletes the sessions of an inside endpoint (natctl delete), optionally only the one with a
+    /// given remote endpoint (0 = any). Must run on the engine's thread.
+    /// </summary>
+    /// <returns>Sessions deleted.</returns>
+    public int DeleteSessions(byte protocol, uint insideAddress, ushort insidePort, uint remoteAddress, ushort remotePort)
+    {
+        var sessions = Table.Sessions;
+        ushort iport = FlowKey.PortToRaw(insidePort), rport = FlowKey.PortToRaw(remotePort);
+        int n = 0;
+        for (int i = 0; i < sessions.Length; i++)
+        {
+            ref Session s = ref sessions[i];
+            if (s.InUse && s.In2Out.Protocol == protocol && s.In2Out.Source == insideAddress && s.In2Out.SourcePort == iport
+                && (remoteAddress == 0 || s.Out2In.Source == remoteAddress)
+                && (remotePort == 0 || s.Out2In.SourcePort == rport))
+            {
+                Table.Delete(i);
+                n++;
+            }
+        }
+        return n;
+    }
+
     /// <summary>Deletes every session (natctl flush). Must run on the engine's thread.</summary>
     /// <returns>Sessions deleted.</returns>
     public int Flush() => Table.Clear();

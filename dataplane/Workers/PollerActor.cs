@@ -133,6 +133,9 @@ public sealed class PollerActor : LoopActor, IFrameSink
                 int deleted = _engine.Sweep(NowMs, sweep.Budget);
                 Sender.Tell(deleted);
                 break;
+            case DeleteSession d:
+                Sender.Tell(_engine.DeleteSessions(d.Protocol, d.InsideAddress, d.InsidePort, d.RemoteAddress, d.RemotePort));
+                break;
             case FlushSessions:
                 Sender.Tell(_engine.Flush());
                 break;

@@ -31,3 +31,14 @@ public sealed record ApplySettings(NatSettings Settings);
 /// <param name="Applied">True when the settings are in force.</param>
 /// <param name="Reason">Why not, when not.</param>
 public sealed record ApplyResult(bool Applied, string? Reason);
+
+/// <summary>
+/// Ask a poller to delete the session(s) of an inside endpoint, optionally narrowed to one remote
+/// endpoint (natctl delete); the reply is the count deleted (int).
+/// </summary>
+/// <param name="Protocol">IP protocol number.</param>
+/// <param name="InsideAddress">Inside address, network order.</param>
+/// <param name="InsidePort">Inside port or ICMP identifier, host order.</param>
+/// <param name="RemoteAddress">Remote address, network order; 0 for any.</param>
+/// <param name="RemotePort">Remote port, host order; 0 for any.</param>
+public sealed record DeleteSession(byte Protocol, uint InsideAddress, ushort InsidePort, uint RemoteAddress, ushort RemotePort);

@@ -273,3 +273,22 @@ public class NatEventTests
         Assert.True(h.Engine.Table.EventsDropped > 0);
     }
 }
+
+public class SessionControlTests
+{
+    [Fact]
+    public void Delete_removes_only_the_named_sessions_and_frees_the_port()
+    {
+        var h = new EngineHarness();
+        int ext = SrcPort(h.Out(Udp(EngineHarness.InsideHost, 40000, EngineHarness.OutsideHost, 53)));
+        h.Out(Udp(EngineHarness.InsideHost, 40000, "198.51.100.3", 53));
+        h.Out(Udp(EngineHarness.InsideHost, 40001, EngineHarness.OutsideHost, 53));
+        Assert.Equal(1, h.Engine.DeleteSessions(17, Ipv4.Parse(EngineHarness.InsideHost), 40000, Ipv4.Parse("198.51.100.3"), 53));
+        Assert.Equal(2, h.Engine.Table.Count);
+        Assert.True(h.Engine.Table.Ports.IsUsed(0, 1, ext)); // the mapping still has a session
+        Assert.Equal(1, h.Engine.DeleteSessions(17, Ipv4.Parse(EngineHarness.InsideHost), 40000, 0, 0));
+        Assert.False(h.Engine.Table.Ports.IsUsed(0, 1, ext));
+        Assert.Equal(0, h.Engine.DeleteSessions(6, Ipv4.Parse(EngineHarness.InsideHost), 40001, 0, 0));
+        Assert.Equal(1, h.Engine.Table.Count);
+    }
+}
