@@ -10,7 +10,7 @@ namespace Natd.Control.Config;
 /// are the built-in lab (see <see cref="Describe"/>). Validation collects every error with its
 /// file, line, column and key path before rejecting the file whole.
 /// </summary>
-public static class ConfigLoader
+public static partial class ConfigLoader
 {
     /// <summary>Linux IFNAMSIZ minus the terminating NUL.</summary>
     internal const int MaxInterfaceNameLength = 15;
