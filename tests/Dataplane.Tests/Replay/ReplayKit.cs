@@ -147,3 +147,27 @@ internal static class ReplayKit
 
     public static string Hex(byte[] b) => Convert.ToHexString(b);
 }
+
+/// <summary>Pieces of the lab conversation the replay tests share.</summary>
+internal static class Lab
+{
+    /// <summary>The router (198.51.100.254) asking for natd's outside address: natd answers and learns the router's MAC.</summary>
+    public static CapFrame RouterArp(long ts)
+        => new(Frames.Arp(1, ReplayKit.RouterMac, "198.51.100.254", new byte[6], "198.51.100.1"), ts, "outside");
+
+    /// <summary>A frame from a remote as it reaches natd's outside port through the router.</summary>
+    public static byte[] FromOutside(byte[] f) => Frames.WithMacs(f, ReplayKit.RouterMac, ReplayKit.ReplayOutsideMac);
+
+    /// <summary>
+    /// The external ports (or ICMP ids) natd gives the outbound frames of <paramref name="outbound"/>
+    /// with <paramref name="seed"/>: replays them after the router ARP and reads OUT's outside side.
+    /// </summary>
+    public static List<int> ExternalPorts(IEnumerable<CapFrame> outbound, ulong seed = 1)
+    {
+        var frames = new List<CapFrame> { RouterArp(ReplayKit.T0 - 1_000_000) };
+        frames.AddRange(outbound);
+        var r = ReplayKit.Run(ReplayKit.PcapNg(frames), seed: seed);
+        return r.Out.Where(f => f.Interface == "outside" && ReplayKit.IsIpv4(f.Data))
+            .Select(f => ReplayKit.Proto(f.Data) == 1 ? Frames.IcmpId(f.Data) : Frames.SrcPort(f.Data)).ToList();
+    }
+}
