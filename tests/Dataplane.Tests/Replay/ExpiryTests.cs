@@ -68,4 +68,21 @@ public class ExpiryTests
         Assert.Equal(flows, r.Summary.Drops.GetValueOrDefault(NoSession));
         Assert.Equal(flows, r.Drops.Count(d => d.Comment == NoSession));
     }
+
+    /// <summary>In an inside trace the reply is rebuilt from the session: an expired session must not rebuild it.</summary>
+    [Theory]
+    [InlineData(299, true)]
+    [InlineData(301, false)]
+    public void Inside_trace_reply_after_the_udp_timeout_is_unsolicited(int gapSeconds, bool reproduced)
+    {
+        long t0 = ReplayKit.T0;
+        var trace = new List<CapFrame>
+        {
+            new(Frames.Udp("10.0.0.2", 5353, "203.0.113.53", 53, "query"u8.ToArray()), t0),
+            new(Frames.Udp("203.0.113.53", 53, "10.0.0.2", 5353, "answer"u8.ToArray()), t0 + gapSeconds * Second),
+        };
+        var r = ReplayKit.Run(ReplayKit.ClassicPcap(trace), insideTrace: true);
+        Assert.Equal(reproduced ? 1 : 0, r.Out.Count(f => f.Interface == "inside"));
+        Assert.Equal(reproduced ? 0 : 1, r.Drops.Count(d => d.Comment == NoSession));
+    }
 }

@@ -110,4 +110,28 @@ public sealed class ReplayCliTests : IDisposable
         Assert.Contains("inside trace", stdout2);
         Assert.Contains("dropped", stdout2);
     }
+
+    [Fact]
+    public async Task Input_that_is_not_a_capture_exits_2()
+    {
+        string input = Path_("notes.txt");
+        File.WriteAllText(input, "this is not a capture file, just some text long enough to have a header\n");
+        var (code, _, err) = await Natd("replay", "--in", input, "--out", Path_("out.pcapng"));
+        Assert.Equal(2, code);
+        Assert.Contains(input, err);
+    }
+
+    /// <summary>An output natd cannot create is an environment error: one clear line and exit 1, not an unhandled exception.</summary>
+    [Fact]
+    public async Task Output_in_a_missing_directory_is_reported_not_thrown()
+    {
+        string input = Path_("in.pcap");
+        File.WriteAllBytes(input, ReplayKit.ClassicPcap([new CapFrame(Frames.Udp("10.0.0.2", 5353, "203.0.113.53", 53), ReplayKit.T0)]));
+        string output = Path.Combine(_dir, "no-such-dir", "out.pcapng");
+        (int Code, string Out, string Err) result = default;
+        var e = await Record.ExceptionAsync(async () => result = await Natd("replay", "--in", input, "--out", output));
+        Assert.True(e is null, $"natd replay threw {e?.GetType().Name}: {e?.Message}");
+        Assert.Equal(1, result.Code);
+        Assert.Contains(output, result.Err);
+    }
 }
