@@ -56,13 +56,21 @@ public enum DropReason : byte
     Martian,
     /// <summary>ARP packet that is malformed or not for IPv4 over Ethernet.</summary>
     BadArp,
+    /// <summary>A forward rule (or the default policy) denied the new flow.</summary>
+    RuleDeny,
+    /// <summary>A forward rule rejected the new flow (ICMP administratively prohibited sent).</summary>
+    RuleReject,
+    /// <summary>A port-less protocol to this remote is already masqueraded for another inside host.</summary>
+    ProtocolInUse,
+    /// <summary>A port forward's backend refused a new connection (RST or unreachable); the backend is skipped for a while.</summary>
+    BackendRefused,
 }
 
 /// <summary>Names for <see cref="DropReason"/>.</summary>
 public static class DropReasons
 {
     /// <summary>Number of reasons (array size for counters).</summary>
-    public const int Count = (int)DropReason.BadArp + 1;
+    public const int Count = (int)DropReason.BackendRefused + 1;
 
     private static readonly string[] Labels = BuildLabels();
 

@@ -37,6 +37,13 @@ public sealed class NatCounters
     /// <summary>ICMP errors translated (RFC 5508 embedded header rewrite).</summary>
     public long IcmpErrorsTranslated;
 
+    /// <summary>Port-forward backends marked down after refusing a connection.</summary>
+    public long BackendRefusals;
+    /// <summary>Packets translated by protocol forwards (both directions).</summary>
+    public long ProtocolForwarded;
+    /// <summary>Packets hairpinned (inside to an external address and back inside, RFC 4787 REQ-9).</summary>
+    public long Hairpinned;
+
     /// <summary>Drops by <see cref="DropReason"/>.</summary>
     public readonly long[] Drops = new long[DropReasons.Count];
 

@@ -89,12 +89,17 @@ public sealed partial class NatEngine
     /// For replay of a capture taken on the inside network: turns a frame that a remote sent to an
     /// inside host (as the inside host saw it, already un-translated) back into what the remote
     /// really sent, addressed to the session's external address and port, so it can be fed to the
-    /// outside port. Rewrites in place with the same incremental checksum updates.
+    /// outside port. TCP, UDP, ICMP echo replies, and ICMP errors about the host's own packets
+    /// (their quoted header carries the external endpoint again, RFC 5508). Rewrites in place with
+    /// the same incremental checksum updates; an expired session counts as none.
     /// </summary>
-    /// <param name="frame">An Ethernet/IPv4 TCP, UDP or ICMP echo reply frame.</param>
-    /// <returns>False when the frame is not such a packet or matches no session (it is then unsolicited).</returns>
-    public bool TryRebuildOutsideFrame(Span<byte> frame)
+    /// <param name="frame">An Ethernet/IPv4 frame addressed to an inside host.</param>
+    /// <param name="nowMs">The frame's time (engine clock, ms).</param>
+    /// <returns>False when the frame is not such a packet or matches no live session (it is then unsolicited).</returns>
+    public bool TryRebuildOutsideFrame(Span<byte> frame, long nowMs)
     {
+        _now = nowMs;
+        Table.NowMs = nowMs;
         if (frame.Length < EthernetHeader.Length + Ipv4Header.MinLength || new EthernetHeader(frame).EtherType != EtherType.Ipv4)
         {
             return false;
@@ -125,11 +130,15 @@ public sealed partial class NatEngine
             in2out = new FlowKey(ip.Destination, ip.Source, Checksum.ReadRaw16(l4, Icmp.IdentifierOffset), 0, proto);
             portOffset = Icmp.IdentifierOffset;
         }
+        else if (proto == IpProtocol.Icmp && Icmp.IsError(l4[0]))
+        {
+            return RebuildIcmpError(ip, l4);
+        }
         else
         {
             return false;
         }
-        int s = Table.FindIn2Out(in2out);
+        int s = LookupIn2Out(in2out);
         if (s < 0)
         {
             return false;
@@ -138,6 +147,51 @@ public sealed partial class NatEngine
         ip.Destination = ses.Out2In.Destination;
         ip.ChecksumRaw = Checksum.ApplyDelta(ip.ChecksumRaw, ses.IpDeltaIn2Out);
         RewriteL4(l4, proto, portOffset, ses.Out2In.DestinationPort, ses.L4DeltaIn2Out);
+        return true;
+    }
+
+    /// <summary>An ICMP error about an inside host's own packet, rebuilt as it arrived at the external address.</summary>
+    private bool RebuildIcmpError(Ipv4Header ip, Span<byte> icmp)
+    {
+        Span<byte> emb = icmp[Icmp.HeaderLength..];
+        if (emb.Length < Ipv4Header.MinLength)
+        {
+            return false;
+        }
+        var eip = new Ipv4Header(emb);
+        int eihl = eip.HeaderLength;
+        if (eip.Version != 4 || eihl < Ipv4Header.MinLength || emb.Length < eihl + IcmpQuoteBytes || eip.Source != ip.Destination)
+        {
+            return false;
+        }
+        Span<byte> el4 = emb[eihl..];
+        byte proto = eip.Protocol;
+        FlowKey in2out;
+        if (proto is IpProtocol.Tcp or IpProtocol.Udp)
+        {
+            in2out = new FlowKey(eip.Source, eip.Destination, Checksum.ReadRaw16(el4, 0), Checksum.ReadRaw16(el4, 2), proto);
+        }
+        else if (proto == IpProtocol.Icmp && el4[0] == Icmp.EchoRequest)
+        {
+            in2out = new FlowKey(eip.Source, eip.Destination, Checksum.ReadRaw16(el4, Icmp.IdentifierOffset), 0, proto);
+        }
+        else
+        {
+            return false;
+        }
+        int s = LookupIn2Out(in2out);
+        if (s < 0)
+        {
+            return false;
+        }
+        ref Session ses = ref Table.Sessions[s];
+        uint external = ses.Out2In.Destination;
+        ip.Destination = external;
+        ip.ChecksumRaw = Checksum.ApplyDelta(ip.ChecksumRaw, ses.IpDeltaIn2Out);
+        eip.Source = external;
+        eip.ChecksumRaw = Checksum.ApplyDelta(eip.ChecksumRaw, ses.IpDeltaIn2Out);
+        RewriteEmbeddedL4(el4, proto, sourceSide: true, ses.Out2In.DestinationPort, ses.L4DeltaIn2Out);
+        FinishIcmp(icmp);
         return true;
     }
 }

@@ -23,7 +23,7 @@ public sealed partial class NatEngine
         {
             return Drop(DropReason.IcmpErrorNoSession);
         }
-        int s = Table.FindOut2In(key);
+        int s = LookupOut2In(key);
         if (s < 0 || ip.Destination != key.Destination)
         {
             return Drop(DropReason.IcmpErrorNoSession);
@@ -61,7 +61,7 @@ public sealed partial class NatEngine
         {
             return Drop(DropReason.IcmpErrorNoSession);
         }
-        int s = Table.FindIn2Out(key);
+        int s = LookupIn2Out(key);
         if (s < 0 || ip.Source != key.Source)
         {
             return Drop(DropReason.IcmpErrorNoSession);
@@ -196,15 +196,22 @@ public sealed partial class NatEngine
 
     /// <summary>
     /// RFC 1812 5.3.1: a packet whose TTL would reach zero is dropped and answered with ICMP time
-    /// exceeded (code 0), quoting the IP header and 8 bytes, rate-limited (RFC 1812 4.3.2.8). The
-    /// reply is built in the frame's own slot and sent back out of the ingress side.
+    /// exceeded (code 0).
     /// </summary>
     private Verdict TimeExceeded(Span<byte> slot, ref int length, Side ingress, Span<byte> ipSpan, int ihl)
+        => IcmpReply(slot, ref length, ingress, ipSpan, ihl, Icmp.TimeExceeded, 0, DropReason.TtlExpired);
+
+    /// <summary>
+    /// Drops a packet with <paramref name="reason"/> and answers its sender with an ICMP error
+    /// (<paramref name="type"/>, <paramref name="code"/>) quoting the IP header and 8 bytes,
+    /// rate-limited (RFC 1812 4.3.2.8) and never about an ICMP error (4.3.2.7). The reply is built
+    /// in the frame's own slot and sent back out of the ingress side.
+    /// </summary>
+    private Verdict IcmpReply(Span<byte> slot, ref int length, Side ingress, Span<byte> ipSpan, int ihl, byte type, byte code, DropReason reason)
     {
-        LastDrop = DropReason.TtlExpired;
-        Counters.Drops[(int)DropReason.TtlExpired]++;
+        LastDrop = reason;
+        Counters.Drops[(int)reason]++;
         var ip = new Ipv4Header(ipSpan);
-        // Never an error about an ICMP error (RFC 1812 4.3.2.7).
         if (ip.Protocol == IpProtocol.Icmp && (ipSpan.Length <= ihl || Icmp.IsError(ipSpan[ihl])))
         {
             return Verdict.Drop;
@@ -232,8 +239,8 @@ public sealed partial class NatEngine
         oip.Destination = origSrc;
         oip.UpdateChecksum();
         Span<byte> icmp = outIp[Ipv4Header.MinLength..];
-        icmp[0] = Icmp.TimeExceeded;
-        icmp[1] = 0;
+        icmp[0] = type;
+        icmp[1] = code;
         saved[..quote].CopyTo(icmp[Icmp.HeaderLength..]);
         FinishIcmp(icmp);
         eth.Destination = back;

@@ -22,6 +22,7 @@ public sealed partial class NatEngine
         public uint NextHop;
         public int Length;
         public long SinceMs;
+        public long Tag;
     }
 
     /// <summary>Neighbours known on a side (address network order, MAC). Allocates: control path only.</summary>
@@ -77,7 +78,7 @@ public sealed partial class NatEngine
             return Drop(DropReason.NeighbourUnresolved);
         }
         frame.CopyTo(_holdBuffer.AsSpan(free * Io.FrameBatch.SlotSize));
-        _held[free] = new HeldFrame { Used = true, Side = side, NextHop = nextHop, Length = frame.Length, SinceMs = _now };
+        _held[free] = new HeldFrame { Used = true, Side = side, NextHop = nextHop, Length = frame.Length, SinceMs = _now, Tag = HoldTag };
         _heldCount++;
         Counters.FramesHeld++;
         return Verdict.Consumed;
@@ -102,6 +103,9 @@ public sealed partial class NatEngine
         }
     }
 
+    /// <summary>Gives up every frame still waiting for ARP (end of a replay, shutdown): each is counted and handed to the sink's Discard.</summary>
+    public void DiscardHeld() => ExpireHeld(long.MaxValue);
+
     /// <summary>Drops held frames older than the hold time (their next hop never answered).</summary>
     private void ExpireHeld(long nowMs)
     {
@@ -112,11 +116,12 @@ public sealed partial class NatEngine
         for (int i = 0; i < HoldSlots; i++)
         {
             ref HeldFrame h = ref _held[i];
-            if (h.Used && nowMs - h.SinceMs >= HoldMs)
+            if (h.Used && (nowMs - h.SinceMs >= HoldMs || nowMs == long.MaxValue))
             {
                 h.Used = false;
                 _heldCount--;
                 Counters.Drops[(int)DropReason.NeighbourUnresolved]++;
+                _sink?.Discard(h.Side, _holdBuffer.AsSpan(i * Io.FrameBatch.SlotSize, h.Length), DropReason.NeighbourUnresolved, h.Tag);
             }
         }
     }

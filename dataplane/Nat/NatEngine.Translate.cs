@@ -75,7 +75,7 @@ public sealed partial class NatEngine
         return Checksum.Verify(l4, Checksum.PseudoHeaderSum(ip.Source, ip.Destination, proto, l4.Length)) ? Ok : DropReason.BadL4Checksum;
     }
 
-    private Verdict In2Out(Span<byte> slot, ref int length, Span<byte> ipSpan, int ihl, FrameFlags flags)
+    private Verdict In2Out(Span<byte> slot, ref int length, Span<byte> ipSpan, int ihl, FrameFlags flags, bool hairpin)
     {
         var ip = new Ipv4Header(ipSpan);
         byte proto = ip.Protocol;
@@ -110,7 +110,7 @@ public sealed partial class NatEngine
         {
             return Drop(DropReason.NoRoute);
         }
-        int s = Table.FindIn2Out(key);
+        int s = LookupIn2Out(key);
         if (s < 0)
         {
             // RFC 5382: only a SYN creates a TCP mapping; anything else without a session is stale or forged.
@@ -118,7 +118,24 @@ public sealed partial class NatEngine
             {
                 return Drop(DropReason.TcpNotSyn);
             }
-            s = CreateIn2Out(key, out r);
+            RuleAction action = Decide(key, RuleInterface.Inside, RuleInterface.Outside);
+            switch (action)
+            {
+                case RuleAction.Deny:
+                    return Drop(DropReason.RuleDeny);
+                case RuleAction.Reject:
+                    return IcmpReply(slot, ref length, Side.Inside, ipSpan, ihl, Icmp.DestinationUnreachable, 13, DropReason.RuleReject);
+                case RuleAction.Accept:
+                    if (hairpin)
+                    {
+                        return Drop(DropReason.RuleDeny); // an untranslated packet to our own address has nowhere to go
+                    }
+                    s = CreateIdentity(key, out r);
+                    break;
+                default:
+                    s = CreateIn2Out(key, out r);
+                    break;
+            }
             if (s < 0)
             {
                 return Drop(r);
@@ -126,6 +143,15 @@ public sealed partial class NatEngine
         }
 
         ref Session ses = ref Table.Sessions[s];
+        if (ses.Origin == SessionOrigin.Forward && (tcpFlags & Tcp.Rst) != 0
+            && (ses.Tcp & (TcpSeen.SynOut2In | TcpSeen.Established)) == TcpSeen.SynOut2In)
+        {
+            // The backend refused the connection: hold it down and let the client's SYN
+            // retransmission open a new session on another backend instead of passing the refusal on.
+            MarkBackendDown(ses.Tag);
+            Table.Delete(s);
+            return Drop(DropReason.BackendRefused);
+        }
 
         // Rewrite source address and port (or ICMP identifier) with the precomputed deltas.
         ip.Source = ses.Out2In.Destination;
@@ -142,10 +168,10 @@ public sealed partial class NatEngine
         Table.Touch(s, _now);
         Counters.PacketsIn2Out++;
         Counters.BytesIn2Out += ipSpan.Length;
-        return SendTo(Side.Outside, slot[..length], nextHop);
+        return hairpin ? Verdict.ToOutside : SendTo(Side.Outside, slot[..length], nextHop);
     }
 
-    private Verdict Out2In(Span<byte> slot, ref int length, Span<byte> ipSpan, int ihl, FrameFlags flags)
+    private Verdict Out2In(Span<byte> slot, ref int length, Span<byte> ipSpan, int ihl, FrameFlags flags, bool transit, bool hairpin)
     {
         var ip = new Ipv4Header(ipSpan);
         byte proto = ip.Protocol;
@@ -179,16 +205,36 @@ public sealed partial class NatEngine
             key = PortKey(ip, l4, proto, out tcpFlags);
         }
 
-        int s = Table.FindOut2In(key);
+        int s = LookupOut2In(key);
         if (s < 0)
         {
-            s = CreateOut2In(key, tcpFlags, out r);
+            if (transit)
+            {
+                return Drop(DropReason.NoRoute);
+            }
+            int f = proto == IpProtocol.Icmp ? -1 : FindForward(proto, key.Destination, key.DestinationPort);
+            if (f >= 0)
+            {
+                if (proto == IpProtocol.Tcp && (tcpFlags & (Tcp.Syn | Tcp.Ack | Tcp.Rst)) != Tcp.Syn)
+                {
+                    return Drop(DropReason.NoSession);
+                }
+                s = CreateForwardSession(f, key, out r);
+            }
+            else if (PoolIndexOf(key.Destination) >= 0)
+            {
+                s = CreateOut2In(key, tcpFlags, out r);
+            }
+            else
+            {
+                return Drop(DropReason.ToGateway); // the outside address, outside the pool, with no forward
+            }
             if (s < 0)
             {
                 return Drop(r);
             }
         }
-        if (ip.Ttl <= 1)
+        if (!hairpin && ip.Ttl <= 1)
         {
             return TimeExceeded(slot, ref length, Side.Outside, ipSpan, ihl);
         }
@@ -321,6 +367,10 @@ public sealed partial class NatEngine
         }
         var in2out = new FlowKey(map.InsideKey.Source, key.Source, map.InsideKey.SourcePort, key.SourcePort, key.Protocol);
         int s = Table.AddSession(m, in2out, key, InitialClass(key.Protocol), _now);
+        if (s >= 0)
+        {
+            Table.Sessions[s].Origin = SessionOrigin.Inbound;
+        }
         reason = s < 0 ? DropReason.SessionLimit : Ok;
         return s;
     }

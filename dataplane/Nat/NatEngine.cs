@@ -32,6 +32,16 @@ public interface IFrameSink
 {
     /// <summary>Transmits <paramref name="frame"/> on <paramref name="side"/>; false when it could not be queued.</summary>
     bool Send(Side side, ReadOnlySpan<byte> frame);
+
+    /// <summary>
+    /// A frame the engine had kept (waiting for ARP) and now gives up, already counted under
+    /// <paramref name="reason"/>. <paramref name="holdTag"/> is the <see cref="NatEngine.HoldTag"/>
+    /// that was set when the frame was processed, so a driver can report the frame as it was
+    /// received (replay writes it to its drops file). Default: nothing.
+    /// </summary>
+    void Discard(Side side, ReadOnlySpan<byte> frame, DropReason reason, long holdTag)
+    {
+    }
 }
 
 /// <summary>Options of an engine that are not configuration: they depend on how it is driven.</summary>
@@ -65,12 +75,12 @@ public sealed partial class NatEngine
 {
     private NatSettings _settings;
     private readonly EngineOptions _options;
-    private readonly uint[] _pool;
-    private readonly uint _insideAddress;
-    private readonly uint _outsideAddress;
-    private readonly Ipv4Prefix _insidePrefix;
-    private readonly Ipv4Prefix _outsidePrefix;
-    private readonly Ipv4Prefix[] _insideNetworks;
+    private uint[] _pool;
+    private uint _insideAddress;
+    private uint _outsideAddress;
+    private Ipv4Prefix _insidePrefix;
+    private Ipv4Prefix _outsidePrefix;
+    private Ipv4Prefix[] _insideNetworks;
     private readonly ulong _seed;
     private IFrameSink? _sink;
 
@@ -88,18 +98,16 @@ public sealed partial class NatEngine
         {
             throw new ArgumentException("the external address pool is empty", nameof(settings));
         }
-        _pool = [.. settings.Pool];
         InsideMac = settings.Inside.Mac ?? insideMac;
         OutsideMac = settings.Outside.Mac ?? outsideMac;
-        _insideAddress = settings.Inside.Address.Address;
-        _outsideAddress = settings.Outside.Address.Address;
-        _insidePrefix = settings.Inside.Address;
-        _outsidePrefix = settings.Outside.Address;
-        _insideNetworks = [.. settings.Inside.Networks];
+        (_pool, _insideAddress, _outsideAddress, _insidePrefix, _outsidePrefix, _insideNetworks) = Derive(settings);
         ulong seed = _options.Seed ?? BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
         _seed = seed;
         var ports = new PortAllocator(_pool.Length, settings.PortMin, settings.PortMax, seed ^ 0x5DEECE66DUL);
         Table = new SessionTable(settings.MaxSessions, ports, seed);
+        CompileRules(settings);
+        ReserveForwardPorts();
+        RefreshTimeouts();
         _icmpTokens = _options.IcmpErrorRate;
         foreach (var kv in settings.Inside.Neighbours)
         {
@@ -128,6 +136,9 @@ public sealed partial class NatEngine
 
     /// <summary>Reason of the last <see cref="Verdict.Drop"/> returned by <see cref="Process"/>.</summary>
     public DropReason LastDrop { get; private set; }
+
+    /// <summary>A caller's label for the frame being processed, remembered if the frame is held for ARP and passed back to <see cref="IFrameSink.Discard"/>.</summary>
+    public long HoldTag { get; set; }
 
     /// <summary>Sets where self-made frames go (ARP requests, released held frames).</summary>
     public void AttachSink(IFrameSink sink) => _sink = sink;
@@ -209,10 +220,16 @@ public sealed partial class NatEngine
             return Drop(DropReason.Fragment);
         }
 
+        byte proto = ip.Protocol;
+        bool ported = proto is IpProtocol.Tcp or IpProtocol.Udp or IpProtocol.Icmp;
         if (ingress == Side.Inside)
         {
             if (IsOwnAddress(dst))
             {
+                if ((proto is IpProtocol.Tcp or IpProtocol.Udp) && InInsideNetworks(src) && (PoolIndexOf(dst) >= 0 || HasForwardOn(dst)))
+                {
+                    return Hairpin(slot, ref length, ipSpan, ihl, flags);
+                }
                 return ToGateway(slot, ref length, ingress, ipSpan, ihl);
             }
             if (!InInsideNetworks(src))
@@ -233,7 +250,7 @@ public sealed partial class NatEngine
             {
                 return TimeExceeded(slot, ref length, ingress, ipSpan, ihl);
             }
-            return In2Out(slot, ref length, ipSpan, ihl, flags);
+            return ported ? In2Out(slot, ref length, ipSpan, ihl, flags, hairpin: false) : OtherIn2Out(slot, ref length, ipSpan);
         }
 
         if (_options.LearnFromTraffic)
@@ -247,38 +264,184 @@ public sealed partial class NatEngine
                 Learn(Side.Outside, _settings.Outside.Gateway, eth.Source);
             }
         }
-        int poolIndex = PoolIndexOf(dst);
-        if (poolIndex >= 0)
-        {
-            return Out2In(slot, ref length, ipSpan, ihl, flags);
-        }
         if (IsOwnAddress(dst))
         {
-            return ToGateway(slot, ref length, ingress, ipSpan, ihl);
+            return ported ? Out2In(slot, ref length, ipSpan, ihl, flags, transit: false, hairpin: false) : OtherOut2In(slot, ref length, ipSpan, ihl);
+        }
+        if (_hasAcceptRules && ported)
+        {
+            // Replies to flows a rule accepted (routed untranslated) are addressed to the inside host.
+            return Out2In(slot, ref length, ipSpan, ihl, flags, transit: true, hairpin: false);
         }
         return Drop(DropReason.NoRoute);
     }
 
+    private static (uint[], uint, uint, Ipv4Prefix, Ipv4Prefix, Ipv4Prefix[]) Derive(NatSettings s)
+        => ([.. s.Pool], s.Inside.Address.Address, s.Outside.Address.Address, s.Inside.Address, s.Outside.Address, [.. s.Inside.Networks]);
+
     /// <summary>
-    /// Swaps in new settings when only live-changeable parts differ (timeouts, mapping and filtering
-    /// behaviour, checksum verification); timeouts take effect at the next expiry check, since
-    /// expiry reads them at check time. Returns null when applied, else why not (the old settings stay).
+    /// Swaps in new settings (a reload), on the engine's thread, between batches. Everything but the
+    /// interface names, MAC overrides and the session table size applies live:
+    /// <list type="bullet">
+    /// <item>timeouts, mapping/filtering behaviour, checksum verification: at once (expiry reads timeouts at check time);</item>
+    /// <item>pool or port range (a dynamic external address, ip_dynaddr): sessions on addresses no
+    /// longer in the pool are closed at once, the others keep their ports; new flows use the new pool;</item>
+    /// <item>rules, forwards, protocol forwards: every existing session is checked against the new
+    /// set; one the new set would not create the same way (its rule now denies, rejects or changed
+    /// action, or its forward or backend is gone) is closed. The rest keep flowing.</item>
+    /// </list>
+    /// Returns null when applied, else why not (nothing changed).
     /// </summary>
     public string? UpdateSettings(NatSettings next)
     {
         NatSettings cur = _settings;
-        if (!SameInterface(next.Inside, cur.Inside) || !SameInterface(next.Outside, cur.Outside) || !next.Pool.SequenceEqual(cur.Pool)
-            || next.PortMin != cur.PortMin || next.PortMax != cur.PortMax || next.MaxSessions != cur.MaxSessions)
+        if (next.Inside.Name != cur.Inside.Name || next.Outside.Name != cur.Outside.Name
+            || next.Inside.Mac != cur.Inside.Mac || next.Outside.Mac != cur.Outside.Mac || next.MaxSessions != cur.MaxSessions)
         {
-            return "interfaces, pool, port range and session limit need a restart";
+            return "interface names, MAC overrides and limits.sessions need a restart";
         }
+        bool poolChanged = !next.Pool.SequenceEqual(cur.Pool) || next.PortMin != cur.PortMin || next.PortMax != cur.PortMax;
+        bool rulesChanged = !SameRules(cur, next);
         _settings = next;
+        (_pool, _insideAddress, _outsideAddress, _insidePrefix, _outsidePrefix, _insideNetworks) = Derive(next);
+        foreach (var kv in next.Inside.Neighbours)
+        {
+            _insideNeighbours[kv.Key] = kv.Value;
+        }
+        foreach (var kv in next.Outside.Neighbours)
+        {
+            _outsideNeighbours[kv.Key] = kv.Value;
+        }
+        CompileRules(next);
+        RefreshTimeouts();
+        if (poolChanged)
+        {
+            RebuildPorts(next);
+        }
+        else if (rulesChanged)
+        {
+            ReserveForwardPorts();
+        }
+        if (rulesChanged || poolChanged)
+        {
+            RecheckSessions();
+        }
         return null;
     }
 
-    private static bool SameInterface(InterfaceSettings a, InterfaceSettings b)
-        => a.Name == b.Name && a.Address == b.Address && a.Gateway == b.Gateway && a.Mac == b.Mac
-           && a.Networks.SequenceEqual(b.Networks) && a.Neighbours.SequenceEqual(b.Neighbours);
+    private static bool SameRules(NatSettings a, NatSettings b)
+        => a.DefaultPolicy == b.DefaultPolicy
+           && (a.Rules is null ? b.Rules is null : b.Rules is not null && a.Rules.SequenceEqual(b.Rules, RuleComparer.Instance))
+           && a.Forwards.SequenceEqual(b.Forwards, ForwardComparer.Instance)
+           && a.ProtocolForwards.SequenceEqual(b.ProtocolForwards);
+
+    /// <summary>New allocator for a new pool or range; mappings on kept addresses keep their ports, the rest close.</summary>
+    private void RebuildPorts(NatSettings next)
+    {
+        var ports = new PortAllocator(_pool.Length, next.PortMin, next.PortMax, _seed ^ (ulong)_now);
+        Table.Ports = ports;
+        var mappings = Table.Mappings;
+        for (int m = 0; m < mappings.Length; m++)
+        {
+            ref Mapping map = ref mappings[m];
+            if (!map.InUse || map.StaticPort)
+            {
+                continue;
+            }
+            int idx = PoolIndexOf(map.ExternalKey.Destination);
+            int port = FlowKey.PortToHost(map.ExternalKey.DestinationPort);
+            if (idx >= 0 && ports.TryReserve(idx, SessionTable.ProtocolClass(map.ExternalKey.Protocol), port))
+            {
+                map.PoolIndex = idx;
+                continue;
+            }
+            // The address left the pool (or its port is now a forward's): close its sessions at once.
+            map.StaticPort = true; // its port belongs to no allocator any more
+            while (map.InUse && map.FirstSession >= 0)
+            {
+                Table.Delete(map.FirstSession);
+            }
+        }
+        ReserveForwardPorts();
+    }
+
+    /// <summary>Closes sessions the current rules and forwards would not create the same way.</summary>
+    private void RecheckSessions()
+    {
+        var sessions = Table.Sessions;
+        for (int i = 0; i < sessions.Length; i++)
+        {
+            ref Session s = ref sessions[i];
+            if (!s.InUse)
+            {
+                continue;
+            }
+            bool keep = s.Origin switch
+            {
+                SessionOrigin.Forward => ForwardStillHas(s.In2Out, s.Out2In),
+                SessionOrigin.Inbound => true, // follows its mapping, which followed the rule that made it
+                SessionOrigin.Accept => DecideQuietly(s.In2Out) == RuleAction.Accept,
+                _ => DecideQuietly(s.In2Out) == RuleAction.Masquerade,
+            };
+            if (!keep)
+            {
+                Table.Delete(i);
+            }
+        }
+    }
+
+    /// <summary>The rules' decision for a key without counting a hit or logging.</summary>
+    private RuleAction DecideQuietly(in FlowKey key)
+    {
+        var hits = _ruleHits;
+        _ruleHits = new long[hits.Length];
+        var tokens = _logTokens;
+        _logTokens = 0;
+        RuleAction a = Decide(key, RuleInterface.Inside, RuleInterface.Outside);
+        _ruleHits = hits;
+        _logTokens = tokens;
+        return a;
+    }
+
+    private bool ForwardStillHas(in FlowKey in2out, in FlowKey out2in)
+    {
+        int f = FindForward(out2in.Protocol, out2in.Destination, out2in.DestinationPort);
+        if (f < 0)
+        {
+            return false;
+        }
+        foreach (var b in _forwards[f].Backends)
+        {
+            if (b.Key == in2out.Source && (b.Value == 0 ? in2out.SourcePort == out2in.DestinationPort : FlowKey.PortToRaw(b.Value) == in2out.SourcePort))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private sealed class RuleComparer : IEqualityComparer<ForwardRule>
+    {
+        public static readonly RuleComparer Instance = new();
+
+        public bool Equals(ForwardRule? a, ForwardRule? b)
+            => a is not null && b is not null && a.Name == b.Name && a.Protocol == b.Protocol && a.In == b.In && a.Out == b.Out
+               && a.Action == b.Action && a.Log == b.Log && a.Sources.SequenceEqual(b.Sources) && a.Destinations.SequenceEqual(b.Destinations)
+               && a.SourcePorts.SequenceEqual(b.SourcePorts) && a.DestinationPorts.SequenceEqual(b.DestinationPorts);
+
+        public int GetHashCode(ForwardRule r) => r.Name.GetHashCode(StringComparison.Ordinal);
+    }
+
+    private sealed class ForwardComparer : IEqualityComparer<PortForward>
+    {
+        public static readonly ForwardComparer Instance = new();
+
+        public bool Equals(PortForward? a, PortForward? b)
+            => a is not null && b is not null && a.Protocol == b.Protocol && a.ExternalAddress == b.ExternalAddress
+               && a.ExternalPorts == b.ExternalPorts && a.Balance == b.Balance && a.Backends.SequenceEqual(b.Backends);
+
+        public int GetHashCode(PortForward f) => HashCode.Combine(f.Protocol, f.ExternalAddress, f.ExternalPorts);
+    }
 
     /// <summary>Deletes up to <paramref name="budget"/> expired sessions (a bounded slice, so forwarding never stalls).</summary>
     /// <returns>Sessions deleted.</returns>
@@ -289,6 +452,44 @@ public sealed partial class NatEngine
     }
 
     private long _now;
+
+    /// <summary>
+    /// Session lookups treat a session past its idle timeout as gone (and delete it), so expiry is
+    /// exact whatever the sweeper's pace: a reply one second late never revives a closed mapping.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private int LookupIn2Out(in FlowKey key) => Live(Table.FindIn2Out(key));
+
+    /// <inheritdoc cref="LookupIn2Out"/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private int LookupOut2In(in FlowKey key) => Live(Table.FindOut2In(key));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private int Live(int s)
+    {
+        if (s < 0)
+        {
+            return s;
+        }
+        ref Session ses = ref Table.Sessions[s];
+        if (_now - ses.LastSeenMs < _timeoutMs[(int)ses.Class])
+        {
+            return s;
+        }
+        Table.Delete(s);
+        return -1;
+    }
+
+    private readonly long[] _timeoutMs = new long[4];
+
+    private void RefreshTimeouts()
+    {
+        var t = _settings.Timeouts;
+        for (int c = 0; c < _timeoutMs.Length; c++)
+        {
+            _timeoutMs[c] = SessionTable.TimeoutSeconds((LruClass)c, t) * 1000L;
+        }
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private Verdict Drop(DropReason reason)

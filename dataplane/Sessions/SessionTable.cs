@@ -36,6 +36,21 @@ public enum TcpSeen : byte
     Established = 32,
 }
 
+/// <summary>How a session came to be: decides what a reload re-checks and how a delete treats its port.</summary>
+public enum SessionOrigin : byte
+{
+    /// <summary>An inside host's new flow, masqueraded by a rule (or the built-in rule).</summary>
+    Masquerade,
+    /// <summary>An inside host's new flow accepted by a rule: routed without translation.</summary>
+    Accept,
+    /// <summary>An inbound connection to a port forward.</summary>
+    Forward,
+    /// <summary>An inbound packet admitted on an existing mapping by address-dependent or endpoint-independent filtering.</summary>
+    Inbound,
+    /// <summary>A port-less protocol (GRE, ESP, ...) masqueraded by a rule: one inside host per remote.</summary>
+    PortLess,
+}
+
 /// <summary>
 /// One session: a 5-tuple in each direction and the precomputed rewrite. Sessions live in a
 /// preallocated array and refer to each other by index (no references, no allocation).
@@ -58,8 +73,10 @@ internal struct Session
     public ushort L4DeltaOut2In;
     public ushort IpDeltaIn2Out;      // folded delta for the IPv4 header checksum (address only)
     public ushort IpDeltaOut2In;
+    public int Tag;                   // port forward index << 8 | backend index, for Forward sessions
     public LruClass Class;
     public TcpSeen Tcp;
+    public SessionOrigin Origin;
     public bool InUse;
 }
 
@@ -77,6 +94,7 @@ internal struct Mapping
     public int FirstSession;
     public int NextFree;
     public bool IndexedByInside;
+    public bool StaticPort;           // the port is not the allocator's to free (forward ports, identity mappings)
     public bool InUse;
 }
 
@@ -136,8 +154,8 @@ public sealed class SessionTable
     /// <summary>Mappings in use.</summary>
     public int MappingCount { get; private set; }
 
-    /// <summary>The port allocator.</summary>
-    public PortAllocator Ports { get; }
+    /// <summary>The port allocator (replaced when a reload changes the pool or the range).</summary>
+    public PortAllocator Ports { get; internal set; }
 
     /// <summary>Sessions created since start.</summary>
     public long Created { get; private set; }
@@ -192,7 +210,9 @@ public sealed class SessionTable
 
     /// <summary>
     /// Records a mapping of an inside endpoint to an external endpoint whose port the caller
-    /// already took from <see cref="Ports"/>. Returns its index, or -1 when the table is full.
+    /// already took from <see cref="Ports"/> (or, with <paramref name="poolIndex"/> -1, a port the
+    /// allocator does not own: a forward's reserved port or an identity mapping). Returns its
+    /// index, or -1 when the table is full.
     /// </summary>
     public int AddMapping(uint insideAddress, ushort insidePortRaw, uint externalAddress, ushort externalPortRaw,
         byte protocol, int poolIndex, bool endpointIndependent)
@@ -210,6 +230,7 @@ public sealed class SessionTable
         map.SessionCount = 0;
         map.FirstSession = -1;
         map.IndexedByInside = endpointIndependent;
+        map.StaticPort = poolIndex < 0;
         map.InUse = true;
         if (endpointIndependent)
         {
@@ -358,7 +379,10 @@ public sealed class SessionTable
             _byInside.Remove(Hash(map.InsideKey), m);
         }
         _byExternal.Remove(Hash(map.ExternalKey), m);
-        Ports.Free(map.PoolIndex, ProtocolClass(map.ExternalKey.Protocol), FlowKey.PortToHost(map.ExternalKey.DestinationPort));
+        if (!map.StaticPort)
+        {
+            Ports.Free(map.PoolIndex, ProtocolClass(map.ExternalKey.Protocol), FlowKey.PortToHost(map.ExternalKey.DestinationPort));
+        }
         map.InUse = false;
         map.NextFree = _freeMapping;
         _freeMapping = m;

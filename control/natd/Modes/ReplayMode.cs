@@ -30,6 +30,11 @@ internal static class ReplayMode
             stderr.WriteLine($"natd: {input}: {e.Message}");
             return 2;
         }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            stderr.WriteLine($"natd: replay cannot open its files: {e.Message}");
+            return 1;
+        }
         stdout.WriteLine($"natd replay: {input} -> {output}{(insideTrace ? " (inside trace)" : "")}");
         stdout.WriteLine($"  frames read        {s.FramesRead}");
         stdout.WriteLine($"  from inside        {s.FromInside}");

@@ -104,10 +104,13 @@ internal sealed class Replayer : IFrameSink
             data.CopyTo(original);
             int len = data.Length;
             Side side = SideOf(rec, data);
+            // Expire what is due before this frame is looked at (lookups also refuse expired
+            // sessions; the sweep keeps the table and the event stream in step with capture time).
+            _engine.Sweep(nowMs, 4096);
             if (insideTrace && IsToInsideHost(data))
             {
                 // A remote's reply as the inside host saw it: rebuild what the remote really sent.
-                if (!_engine.TryRebuildOutsideFrame(slot.AsSpan(0, len)))
+                if (!_engine.TryRebuildOutsideFrame(slot.AsSpan(0, len), nowMs))
                 {
                     CountDrop(DropReason.NoSession, original.AsSpan(0, len), Side.Outside, rec.TimestampNs);
                     continue;
@@ -127,6 +130,8 @@ internal sealed class Replayer : IFrameSink
             {
                 fromOutside++;
             }
+            _engine.HoldTag = read;
+            _heldSeen = _engine.Counters.FramesHeld;
             Verdict v = _engine.Process(slot, ref len, side, FrameFlags.None, nowMs);
             switch (v)
             {
@@ -139,9 +144,13 @@ internal sealed class Replayer : IFrameSink
                 case Verdict.Drop:
                     _drops?.Write(side == Side.Inside ? 0 : 1, original.AsSpan(0, data.Length), rec.TimestampNs, DropReasons.Label(_engine.LastDrop));
                     break;
+                case Verdict.Consumed when _drops is not null && _engine.Counters.FramesHeld > _heldSeen:
+                    _heldOriginals[read] = (original.AsSpan(0, data.Length).ToArray(), rec.TimestampNs, side);
+                    break;
             }
-            _engine.Sweep(nowMs, 64);
         }
+        // Frames still waiting for ARP when the capture ends will never leave: report them as drops.
+        _engine.DiscardHeld();
         if (read > 0 && skipped == read)
         {
             throw new ReplayInputException($"input has link type {firstBadLinkType}; natd replays Ethernet captures only (LINKTYPE_ETHERNET = 1)");
@@ -201,6 +210,22 @@ internal sealed class Replayer : IFrameSink
         Send(side, frame);
         return true;
     }
+
+    void IFrameSink.Discard(Side side, ReadOnlySpan<byte> frame, DropReason reason, long holdTag)
+    {
+        // Report the frame as it was read, on its ingress side, with its own timestamp.
+        if (_heldOriginals.Remove(holdTag, out var original))
+        {
+            _drops?.Write(original.Side == Side.Inside ? 0 : 1, original.Frame, original.TimestampNs, DropReasons.Label(reason));
+        }
+        else
+        {
+            _drops?.Write(side == Side.Inside ? 0 : 1, frame, _nowNs, DropReasons.Label(reason));
+        }
+    }
+
+    private readonly Dictionary<long, (byte[] Frame, long TimestampNs, Side Side)> _heldOriginals = [];
+    private long _heldSeen;
 
     /// <summary>
     /// The ingress side of a frame: a pcapng interface named inside/outside says it; otherwise an

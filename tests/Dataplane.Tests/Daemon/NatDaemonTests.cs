@@ -34,7 +34,7 @@ public class NatDaemonTests
             Assert.Contains(bad.Messages, m => m.Contains("natd.yaml:3:", StringComparison.Ordinal) && m.Contains("bogus", StringComparison.Ordinal));
             Assert.Equal(600, d.Engine.Settings.Timeouts.Udp);
 
-            File.WriteAllText(path, "nat: { pool: [198.51.100.7] }\n");
+            File.WriteAllText(path, "limits: { sessions: 1000 }\n");
             var refused = await d.ReloadAsync();
             Assert.False(refused.Ok);
             Assert.Contains(refused.Messages, m => m.Contains("restart", StringComparison.Ordinal));

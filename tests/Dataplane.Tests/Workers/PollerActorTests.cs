@@ -50,7 +50,7 @@ public class PollerActorTests
     }
 
     [Fact]
-    public async Task Settings_swap_applies_timeouts_and_refuses_pool_change()
+    public async Task Settings_swap_applies_timeouts_and_refuses_table_size_change()
     {
         var settings = EngineHarness.LabSettings();
         var engine = new NatEngine(settings, MacAddress.Read(GatewayInsideMac), MacAddress.Read(GatewayOutsideMac));
@@ -61,7 +61,7 @@ public class PollerActorTests
         var ok = await poller.Ask<ApplyResult>(new ApplySettings(settings with { Timeouts = new Timeouts(Udp: 30) }), Limit);
         Assert.True(ok.Applied);
         Assert.Equal(30, engine.Settings.Timeouts.Udp);
-        var no = await poller.Ask<ApplyResult>(new ApplySettings(settings with { Pool = [Ipv4.Parse("198.51.100.9")] }), Limit);
+        var no = await poller.Ask<ApplyResult>(new ApplySettings(settings with { MaxSessions = 7 }), Limit);
         Assert.False(no.Applied);
         Assert.Contains("restart", no.Reason);
         Assert.Equal(30, engine.Settings.Timeouts.Udp);
