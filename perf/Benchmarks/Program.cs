@@ -22,8 +22,8 @@ public static class Program
                 rest.Add(a);
             }
         }
-        bool selects = rest.Exists(a => a is "--filter" or "-f" or "--list" or "--info" or "--help" or "-h" or "--version");
-        if (!selects)
+        bool informational = rest.Exists(a => a is "--list" or "--info" or "--help" or "-h" or "--version");
+        if (!informational && !rest.Exists(a => a is "--filter" or "-f"))
         {
             rest.Add("--filter");
             rest.Add("*"); // no interactive prompt: run everything
@@ -33,7 +33,12 @@ public static class Program
             BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run([.. rest], new NoAllocationConfig(quick)));
         if (summaries.Count == 0)
         {
-            return selects ? 0 : 1;
+            if (informational)
+            {
+                return 0;
+            }
+            Console.Error.WriteLine("FAIL: no benchmark ran (does the filter match any?)");
+            return 1;
         }
 
         Console.WriteLine();

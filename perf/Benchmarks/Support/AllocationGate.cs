@@ -14,9 +14,21 @@ public static class AllocationGate
     public static bool IsGated(BenchmarkCase benchmarkCase)
         => Array.IndexOf(benchmarkCase.Descriptor.Categories, Categories.FastPath) >= 0;
 
-    /// <summary>Bytes allocated per operation as measured by MemoryDiagnoser, or null when not measured.</summary>
-    public static long? BytesPerOperation(BenchmarkReport report)
-        => report.GcStats.GetBytesAllocatedPerOperation(report.BenchmarkCase);
+    /// <summary>
+    /// Bytes allocated per operation as measured by MemoryDiagnoser, or null when not measured. Not
+    /// rounded: BenchmarkDotNet's own per-operation figure rounds, so 32 bytes over 4096 operations
+    /// would print as 0 B; the gate must see them.
+    /// </summary>
+    public static double? BytesPerOperation(BenchmarkReport report)
+    {
+        long? total = report.GcStats.GetTotalAllocatedBytes(excludeAllocationQuantumSideEffects: false);
+        long ops = report.GcStats.TotalOperations;
+        return total is null || ops <= 0 ? null : (double)total.Value / ops;
+    }
+
+    /// <summary>Formats a per-operation byte count: integers as is, fractions with 3 decimals, null as "?".</summary>
+    public static string Format(double? bytes)
+        => bytes is null ? "?" : bytes.Value.ToString(bytes.Value == Math.Floor(bytes.Value) ? "0" : "0.###", System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>Lists the problems of a run (empty when it passes): failed benchmarks, fast-path allocations.</summary>
     public static List<string> Check(IEnumerable<Summary> summaries)
@@ -44,14 +56,14 @@ public static class AllocationGate
                 {
                     continue;
                 }
-                long? bytes = BytesPerOperation(report);
+                double? bytes = BytesPerOperation(report);
                 if (bytes is null)
                 {
                     problems.Add($"{name}: allocation not measured (MemoryDiagnoser missing?)");
                 }
                 else if (bytes > 0)
                 {
-                    problems.Add($"{name}: allocates {bytes} B/op on the {Categories.FastPath} (must be 0)");
+                    problems.Add($"{name}: allocates {Format(bytes)} B/op ({report.GcStats.GetTotalAllocatedBytes(false)} B over {report.GcStats.TotalOperations} operations) on the {Categories.FastPath} (must be 0)");
                 }
             }
         }

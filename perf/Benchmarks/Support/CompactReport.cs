@@ -56,7 +56,7 @@ public static class CompactReport
                     continue;
                 }
                 double ns = r.ResultStatistics.Mean;
-                long? bytes = AllocationGate.BytesPerOperation(r);
+                double? bytes = AllocationGate.BytesPerOperation(r);
                 double? baseNs = BaselineNs(summary, c);
                 string ratio = "-", net = "-", netRate = "-";
                 if (c.Descriptor.Baseline)
@@ -74,7 +74,7 @@ public static class CompactReport
                     }
                 }
                 sb.AppendLine(CultureInfo.InvariantCulture,
-                    $"| {method} | {p} | {ns.ToString("0.0", CultureInfo.InvariantCulture)} ns/{unit} | {Rate(1e9 / ns)} | {(bytes is null ? "?" : bytes.Value.ToString(CultureInfo.InvariantCulture))} | {ratio} | {net} | {netRate} |");
+                    $"| {method} | {p} | {ns.ToString("0.0", CultureInfo.InvariantCulture)} ns/{unit} | {Rate(1e9 / ns)} | {AllocationGate.Format(bytes)} | {ratio} | {net} | {netRate} |");
             }
         }
         return sb.ToString();

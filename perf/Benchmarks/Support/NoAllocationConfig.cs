@@ -73,11 +73,11 @@ public sealed class AllocationGateColumn : IColumn
             return "-";
         }
         BenchmarkReport? report = summary[benchmarkCase];
-        long? bytes = report is null ? null : AllocationGate.BytesPerOperation(report);
+        double? bytes = report is null ? null : AllocationGate.BytesPerOperation(report);
         return bytes switch
         {
             null => "no data",
-            0 => "ok",
+            0.0 => "ok",
             _ => "ALLOCATES",
         };
     }
