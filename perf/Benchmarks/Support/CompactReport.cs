@@ -8,7 +8,7 @@ namespace Natd.Benchmarks.Support;
 
 /// <summary>
 /// The one table worth pasting: per benchmark, ns per unit (packet, session, buffer...), units per
-/// second (1e9 / ns), bytes allocated per operation, the ratio to its class's baseline in the same
+/// second (1e9 / ns), bytes allocated per operation (rounded, as BenchmarkDotNet prints them), the ratio to its class's baseline in the same
 /// run and params, and for classes whose baseline is a copy, the cost net of that copy.
 /// Printed as Markdown so it goes into perf/README.md as is.
 /// </summary>
@@ -56,7 +56,7 @@ public static class CompactReport
                     continue;
                 }
                 double ns = r.ResultStatistics.Mean;
-                double? bytes = AllocationGate.BytesPerOperation(r);
+                long? bytes = AllocationGate.DisplayedBytesPerOperation(r);
                 double? baseNs = BaselineNs(summary, c);
                 string ratio = "-", net = "-", netRate = "-";
                 if (c.Descriptor.Baseline)
@@ -74,7 +74,7 @@ public static class CompactReport
                     }
                 }
                 sb.AppendLine(CultureInfo.InvariantCulture,
-                    $"| {method} | {p} | {ns.ToString("0.0", CultureInfo.InvariantCulture)} ns/{unit} | {Rate(1e9 / ns)} | {AllocationGate.Format(bytes)} | {ratio} | {net} | {netRate} |");
+                    $"| {method} | {p} | {ns.ToString("0.0", CultureInfo.InvariantCulture)} ns/{unit} | {Rate(1e9 / ns)} | {(bytes is null ? "?" : bytes.Value.ToString(CultureInfo.InvariantCulture))} | {ratio} | {net} | {netRate} |");
             }
         }
         return sb.ToString();
