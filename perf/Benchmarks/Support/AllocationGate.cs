@@ -89,7 +89,7 @@ public static class AllocationGate
                     long total = report.GcStats.GetTotalAllocatedBytes(false) ?? 0;
                     double perOp = BytesPerOperation(report) ?? 0;
                     problems.Add(string.Format(System.Globalization.CultureInfo.InvariantCulture,
-                        "{0}: allocates {1:0.###} B/op ({2:0.#} B per invocation of {3} ops; {4} B over {5} ops) on the {6} path, which must allocate nothing",
+                        "{0}: allocates {1:0.###} B/op ({2:0.#} B per invocation of {3} ops; {4} B over {5} ops) in a {6} benchmark, which must allocate nothing",
                         name, perOp, perOp * benchmarkCase.Descriptor.OperationsPerInvoke, benchmarkCase.Descriptor.OperationsPerInvoke,
                         total, report.GcStats.TotalOperations, Categories.FastPath));
                 }
