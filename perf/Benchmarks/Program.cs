@@ -1,1 +1,63 @@
-return 0;
+using BenchmarkDotNet.Reports;
+using BenchmarkDotNet.Running;
+using Natd.Benchmarks.Support;
+
+namespace Natd.Benchmarks;
+
+/// <summary>
+/// Entry point: <c>dotnet run -c Release --project perf/Benchmarks -- [--quick] [BenchmarkDotNet args]</c>.
+/// Runs every benchmark unless a <c>--filter</c> is given, prints the compact table, and exits 1
+/// when a fast-path benchmark allocated or any benchmark failed.
+/// </summary>
+public static class Program
+{
+    public static int Main(string[] args)
+    {
+        bool quick = Array.IndexOf(args, "--quick") >= 0;
+        var rest = new List<string>(args.Length + 2);
+        foreach (string a in args)
+        {
+            if (a != "--quick")
+            {
+                rest.Add(a);
+            }
+        }
+        bool informational = rest.Exists(a => a is "--list" or "--info" or "--help" or "-h" or "--version");
+        if (!informational && !rest.Exists(a => a is "--filter" or "-f"))
+        {
+            rest.Add("--filter");
+            rest.Add("*"); // no interactive prompt: run everything
+        }
+
+        var summaries = new List<Summary>(
+            BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run([.. rest], new NoAllocationConfig(quick)));
+        if (summaries.Count == 0)
+        {
+            if (informational)
+            {
+                return 0;
+            }
+            Console.Error.WriteLine("FAIL: no benchmark ran (does the filter match any?)");
+            return 1;
+        }
+
+        Console.WriteLine();
+        Console.WriteLine($"## natd micro-benchmarks ({(quick ? "quick" : "default")} job, {Environment.ProcessorCount} cores, .NET {Environment.Version})");
+        Console.WriteLine();
+        Console.Write(CompactReport.Render(summaries));
+        Console.WriteLine();
+
+        List<string> problems = AllocationGate.Check(summaries);
+        if (problems.Count > 0)
+        {
+            Console.Error.WriteLine($"FAIL: {problems.Count} problem(s):");
+            foreach (string p in problems)
+            {
+                Console.Error.WriteLine("  " + p);
+            }
+            return 1;
+        }
+        Console.WriteLine($"PASS: every '{Categories.FastPath}' benchmark allocated 0 B/op.");
+        return 0;
+    }
+}
