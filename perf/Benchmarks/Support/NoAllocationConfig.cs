@@ -20,8 +20,8 @@ public sealed class NoAllocationConfig : ManualConfig
     /// <summary>Creates the configuration.</summary>
     /// <param name="quick">A short job (about 2 minutes for the suite on 2 cores) instead of the default job.</param>
     /// <remarks>
-    /// Both jobs run in process: BenchmarkDotNet 0.14's out-of-process toolchain looks for a project
-    /// file named after the assembly (Natd.Benchmarks.csproj) and this one is Benchmarks.csproj.
+    /// The default job runs each benchmark in its own process (best isolation); the quick job runs in
+    /// process to save the build of a host per benchmark.
     /// </remarks>
     public NoAllocationConfig(bool quick)
     {
@@ -35,7 +35,6 @@ public sealed class NoAllocationConfig : ManualConfig
                 .WithIterationTime(TimeInterval.FromMilliseconds(250))
                 .WithId("Quick")
             : Job.Default
-                .WithToolchain(InProcessEmitToolchain.Instance)
                 .WithId("Default");
         AddJob(job);
     }
