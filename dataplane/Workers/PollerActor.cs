@@ -136,6 +136,11 @@ public sealed class PollerActor : LoopActor, IFrameSink
             case DeleteSession d:
                 Sender.Tell(_engine.DeleteSessions(d.Protocol, d.InsideAddress, d.InsidePort, d.RemoteAddress, d.RemotePort));
                 break;
+            case ExportState:
+                var records = new List<SessionRecord>(_engine.Table.Count);
+                _engine.ExportSessions(records, NowMs);
+                Sender.Tell(new ShardState(records, _engine.Neighbours(Side.Inside), _engine.Neighbours(Side.Outside)));
+                break;
             case FlushSessions:
                 Sender.Tell(_engine.Flush());
                 break;

@@ -42,3 +42,19 @@ public sealed record ApplyResult(bool Applied, string? Reason);
 /// <param name="RemoteAddress">Remote address, network order; 0 for any.</param>
 /// <param name="RemotePort">Remote port, host order; 0 for any.</param>
 public sealed record DeleteSession(byte Protocol, uint InsideAddress, ushort InsidePort, uint RemoteAddress, ushort RemotePort);
+
+/// <summary>Ask a poller for its state to save across a restart; the reply is a <see cref="ShardState"/>.</summary>
+public sealed record ExportState
+{
+    /// <summary>The one instance.</summary>
+    public static readonly ExportState Instance = new();
+}
+
+/// <summary>A shard's sessions and learned neighbours, for the restart snapshot.</summary>
+/// <param name="Sessions">Every live session.</param>
+/// <param name="InsideNeighbours">Inside neighbours (address network order, MAC).</param>
+/// <param name="OutsideNeighbours">Outside neighbours.</param>
+public sealed record ShardState(
+    IReadOnlyList<SessionRecord> Sessions,
+    IReadOnlyList<KeyValuePair<uint, Packets.MacAddress>> InsideNeighbours,
+    IReadOnlyList<KeyValuePair<uint, Packets.MacAddress>> OutsideNeighbours);

@@ -1,0 +1,164 @@
+using Natd.Dataplane.Packets;
+using Natd.Dataplane.Sessions;
+
+namespace Natd.Dataplane.Nat;
+
+/// <summary>
+/// One session as saved across a restart. Addresses network order, ports host order (ICMP: the
+/// identifiers), idle time in milliseconds at the moment of export.
+/// </summary>
+public sealed record SessionRecord(
+    byte Protocol,
+    uint InsideAddress,
+    ushort InsidePort,
+    uint ExternalAddress,
+    ushort ExternalPort,
+    uint RemoteAddress,
+    ushort RemotePort,
+    SessionOrigin Origin,
+    TcpSeen Tcp,
+    LruClass Class,
+    long IdleMs,
+    long PacketsIn2Out,
+    long PacketsOut2In,
+    long BytesIn2Out,
+    long BytesOut2In);
+
+public sealed partial class NatEngine
+{
+    /// <summary>Appends every live session to <paramref name="into"/> (control path, engine thread).</summary>
+    public void ExportSessions(List<SessionRecord> into, long nowMs)
+    {
+        var sessions = Table.Sessions;
+        for (int i = 0; i < sessions.Length; i++)
+        {
+            ref Session s = ref sessions[i];
+            if (!s.InUse)
+            {
+                continue;
+            }
+            bool icmp = s.In2Out.Protocol == IpProtocol.Icmp;
+            into.Add(new SessionRecord(
+                s.In2Out.Protocol,
+                s.In2Out.Source, FlowKey.PortToHost(s.In2Out.SourcePort),
+                s.Out2In.Destination, FlowKey.PortToHost(s.Out2In.DestinationPort),
+                s.Out2In.Source, icmp ? (ushort)0 : FlowKey.PortToHost(s.Out2In.SourcePort),
+                s.Origin, s.Tcp, s.Class, Math.Max(0, nowMs - s.LastSeenMs),
+                s.PacketsIn2Out, s.PacketsOut2In, s.BytesIn2Out, s.BytesOut2In));
+        }
+    }
+
+    /// <summary>
+    /// Restores saved sessions oldest first (so each expiry list stays ordered by last activity),
+    /// and returns how many were restored. See <see cref="ImportSession"/>.
+    /// </summary>
+    public int ImportSessions(IEnumerable<SessionRecord> records, long nowMs)
+    {
+        var list = new List<SessionRecord>(records);
+        list.Sort((a, b) => b.IdleMs.CompareTo(a.IdleMs));
+        int n = 0;
+        foreach (var r in list)
+        {
+            if (ImportSession(r, nowMs))
+            {
+                n++;
+            }
+        }
+        return n;
+    }
+
+    /// <summary>
+    /// Restores a saved session (before the poller starts, or on its thread). Refused when it has
+    /// expired meanwhile, when its external address left the pool, when its port is taken, or when
+    /// its forward is gone: a restored session never takes an endpoint from a live one.
+    /// </summary>
+    /// <returns>True when restored.</returns>
+    public bool ImportSession(SessionRecord r, long nowMs)
+    {
+        _now = nowMs;
+        Table.NowMs = nowMs;
+        if (r.IdleMs >= _timeoutMs[(int)r.Class] || Table.Count >= Table.Capacity)
+        {
+            return false;
+        }
+        bool icmp = r.Protocol == IpProtocol.Icmp;
+        ushort iport = FlowKey.PortToRaw(r.InsidePort), eport = FlowKey.PortToRaw(r.ExternalPort), rport = FlowKey.PortToRaw(r.RemotePort);
+        var in2out = new FlowKey(r.InsideAddress, r.RemoteAddress, iport, icmp ? (ushort)0 : rport, r.Protocol);
+        var out2in = new FlowKey(r.RemoteAddress, r.ExternalAddress, icmp ? (ushort)0 : rport, eport, r.Protocol);
+        if (Table.FindIn2Out(in2out) >= 0 || Table.FindOut2In(out2in) >= 0)
+        {
+            return false;
+        }
+        int m;
+        int tag = 0;
+        switch (r.Origin)
+        {
+            case SessionOrigin.Masquerade or SessionOrigin.Inbound:
+                m = FindOrRestoreMapping(r, iport, eport);
+                break;
+            case SessionOrigin.Forward:
+                int f = FindForward(r.Protocol, r.ExternalAddress, eport);
+                if (f < 0 || !ForwardStillHas(in2out, out2in))
+                {
+                    return false;
+                }
+                int b = 0;
+                for (; b < _forwards[f].Backends.Count && _forwards[f].Backends[b].Key != r.InsideAddress; b++)
+                {
+                }
+                tag = (f << 8) | b;
+                m = Table.AddMapping(r.InsideAddress, iport, r.ExternalAddress, eport, r.Protocol, -1, endpointIndependent: false);
+                break;
+            default: // Accept and PortLess own no allocator port
+                m = Table.AddMapping(r.InsideAddress, iport, r.ExternalAddress, eport, r.Protocol, -1, endpointIndependent: false);
+                break;
+        }
+        if (m < 0)
+        {
+            return false;
+        }
+        int s = Table.AddSession(m, in2out, out2in, r.Class, nowMs - r.IdleMs);
+        if (s < 0)
+        {
+            if (Table.Mappings[m].SessionCount == 0)
+            {
+                Table.RemoveMapping(m);
+            }
+            return false;
+        }
+        ref Session ses = ref Table.Sessions[s];
+        ses.Origin = r.Origin;
+        ses.Tcp = r.Tcp;
+        ses.Tag = tag;
+        ses.PacketsIn2Out = (uint)r.PacketsIn2Out;
+        ses.PacketsOut2In = (uint)r.PacketsOut2In;
+        ses.BytesIn2Out = r.BytesIn2Out;
+        ses.BytesOut2In = r.BytesOut2In;
+        return true;
+    }
+
+    private int FindOrRestoreMapping(SessionRecord r, ushort iport, ushort eport)
+    {
+        bool eim = _settings.Mapping == MappingBehaviour.EndpointIndependent;
+        if (eim)
+        {
+            int existing = Table.FindMappingByInside(r.InsideAddress, iport, r.Protocol);
+            if (existing >= 0)
+            {
+                ref Mapping map = ref Table.Mappings[existing];
+                return map.ExternalKey.Destination == r.ExternalAddress && map.ExternalKey.DestinationPort == eport ? existing : -1;
+            }
+        }
+        int pool = PoolIndexOf(r.ExternalAddress);
+        if (pool < 0 || !Table.Ports.TryReserve(pool, SessionTable.ProtocolClass(r.Protocol), r.ExternalPort))
+        {
+            return -1;
+        }
+        int m = Table.AddMapping(r.InsideAddress, iport, r.ExternalAddress, eport, r.Protocol, pool, eim);
+        if (m < 0)
+        {
+            Table.Ports.Free(pool, SessionTable.ProtocolClass(r.Protocol), r.ExternalPort);
+        }
+        return m;
+    }
+}
