@@ -19,7 +19,7 @@ internal sealed class IpfixSink : INatEventSink
     private readonly TimeProvider _time;
     private readonly IpfixEncoder _encoder;
     private Socket? _socket;
-    private long _templatesSentMs = long.MinValue;
+    private long? _templatesSentMs; // null until the first template set has gone out
     private bool _reported;
 
     /// <summary>Creates the sink; nothing is sent until the first <see cref="Write"/> or <see cref="Flush"/>.</summary>
@@ -70,7 +70,7 @@ internal sealed class IpfixSink : INatEventSink
     }
 
     private bool TemplatesDue()
-        => _time.GetUtcNow().ToUnixTimeMilliseconds() - _templatesSentMs >= _settings.TemplateIntervalSeconds * 1000L;
+        => _templatesSentMs is not { } sent || _time.GetUtcNow().ToUnixTimeMilliseconds() - sent >= _settings.TemplateIntervalSeconds * 1000L;
 
     private void Send()
     {
