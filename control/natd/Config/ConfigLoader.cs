@@ -29,7 +29,7 @@ public static partial class ConfigLoader
     private static readonly string[] LimitsKeys = ["sessions"];
     private static readonly string[] DataplaneKeys = ["batch", "verify-checksums"];
     private static readonly string[] ControlKeys = ["listen"];
-    private static readonly string[] LogKeys = ["level"];
+    private static readonly string[] LogKeys = ["level", "events"];
 
     private static readonly string[] MappingWords = ["endpoint-independent", "address-and-port-dependent"];
     private static readonly string[] FilteringWords = ["address-and-port-dependent", "address-dependent", "endpoint-independent"];
@@ -130,6 +130,11 @@ public static partial class ConfigLoader
           listen: 127.0.0.1:9180       # control API host:port; host an IP literal, [IPv6] or localhost
         log:
           level: information           # trace, debug, information, warning, error, critical, none
+          # events:                    # NAT event log (RFC 6888 section 4); default: none (nothing logged)
+          #   queue: 65536             # events per poller ring, 2..16777216; full => dropped and counted
+          #   file: { path: /var/log/natd/events.jsonl, max-bytes: 104857600, keep: 5 }   # JSON lines, rotated
+          #   syslog: { server: 127.0.0.1:514, facility: local0, hostname: natd }          # RFC 5424 over UDP
+          #   ipfix: { collector: 127.0.0.1:4739, domain: 1, template-interval: 60 }       # RFC 7011/8158 over UDP
 
         """;
 
@@ -141,7 +146,7 @@ public static partial class ConfigLoader
     }
 
     /// <summary>Walks the tree once, building the settings and collecting diagnostics.</summary>
-    private sealed class Validator(string source)
+    private sealed partial class Validator(string source)
     {
         public List<ConfigDiagnostic> Errors { get; } = [];
         public List<ConfigDiagnostic> Warnings { get; } = [];
@@ -221,6 +226,7 @@ public static partial class ConfigLoader
                 ControlListen = listen,
                 BatchSize = batch,
                 LogLevel = level,
+                Events = EventLog(log?.Get("events")),
             };
         }
 

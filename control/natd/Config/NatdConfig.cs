@@ -21,6 +21,9 @@ public sealed record NatdConfig
     /// <summary>Minimum log level, one of trace, debug, information, warning, error, critical, none.</summary>
     public required string LogLevel { get; init; }
 
+    /// <summary>NAT event log (log.events): queue size and sinks; null when absent (no event is queued).</summary>
+    public Logging.EventLogSettings? Events { get; init; }
+
     /// <summary>Path of the file this came from; null for the built-in defaults or text parsed directly.</summary>
     public string? SourcePath { get; init; }
 

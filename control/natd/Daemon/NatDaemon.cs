@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Natd.Control.Api;
 using Natd.Control.Config;
+using Natd.Control.Logging;
 using Natd.Dataplane.Actors;
 using Natd.Dataplane.Io;
 using Natd.Dataplane.Nat;
@@ -17,6 +18,7 @@ internal sealed class NatDaemon : IAsyncDisposable
     private readonly IPacketPort _inside;
     private readonly IPacketPort _outside;
     private ICancelable? _sweepTimer;
+    private ICancelable? _eventLogTimer;
 
     private NatDaemon(NatdConfig config, IPacketPort inside, IPacketPort outside, ActorSystem system, NatEngine engine,
         PollerHandle poller, IActorRef configActor, ControlServer? control)
@@ -39,6 +41,8 @@ internal sealed class NatDaemon : IAsyncDisposable
     public IActorRef ConfigActor { get; }
     public ControlServer? Control { get; private set; }
     public DataplaneQuery Query { get; }
+    /// <summary>NAT event log counters (all zero when log.events is absent).</summary>
+    public EventLogStats EventLogStats { get; } = new();
 
     /// <summary>Starts the dataplane over already opened ports (the daemon owns and disposes them).</summary>
     /// <exception cref="IOException">The control API could not bind.</exception>
@@ -50,6 +54,10 @@ internal sealed class NatDaemon : IAsyncDisposable
         var system = ActorSystem.Create("natd");
         system.Log += m => log.LogWarning("actors: {Message}", m);
         var stats = new PollerStats();
+        if (config.Events is { } events)
+        {
+            NatEventLogger.AttachRing(engine.Table, events.Queue); // before the poller thread starts: no cross-thread write
+        }
         var pollerRef = system.ActorOf(
             Props.Create(() => new PollerActor(engine, inside, outside, new PollerOptions { BatchSize = config.BatchSize }, stats)),
             "poller-0");
@@ -69,6 +77,12 @@ internal sealed class NatDaemon : IAsyncDisposable
                 throw;
             }
         }
+        if (config.Events is { } ev)
+        {
+            var eventLogger = system.ActorOf(Props.Create(() => new NatEventLogger(ev, [engine.Table], daemon.EventLogStats, loggers.CreateLogger("natd.events"),
+                new EventLoggerOptions { MaxSessions = (uint)config.Nat.MaxSessions })), "event-log");
+            daemon._eventLogTimer = system.Scheduler.ScheduleTellRepeatedly(NatEventLogger.DrainInterval, NatEventLogger.DrainInterval, eventLogger, NatEventLogger.Drain.Instance);
+        }
         daemon._sweepTimer = system.Scheduler.ScheduleTellRepeatedly(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1), sweeper, SweeperActor.Tick.Instance);
         return daemon;
     }
@@ -80,6 +94,7 @@ internal sealed class NatDaemon : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         _sweepTimer?.Cancel();
+        _eventLogTimer?.Cancel(); // the logger drains what is left in its PostStop when the system terminates
         if (Control is not null)
         {
             await Control.DisposeAsync().ConfigureAwait(false);
