@@ -14,6 +14,7 @@ wanted=(
   "nftables:nft"
   "tcpdump:tcpdump"
   "procps:ps"
+  "tshark:tshark"
 )
 
 have_command() {
@@ -46,6 +47,8 @@ fi
 
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# tshark's package asks whether non-root users may capture: answer no, without a prompt.
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
 apt-get -o DPkg::Lock::Timeout=300 update -q
 apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "${missing[@]}"
 echo "install-deps: installed ${missing[*]}"

@@ -46,11 +46,24 @@ internal sealed class NatDaemon : IAsyncDisposable
 
     /// <summary>Starts the dataplane over already opened ports (the daemon owns and disposes them).</summary>
     /// <exception cref="IOException">The control API could not bind.</exception>
+    /// <param name="config">Validated configuration.</param>
+    /// <param name="inside">Inside port.</param>
+    /// <param name="outside">Outside port.</param>
+    /// <param name="loggers">Logging.</param>
+    /// <param name="startControl">Whether to serve the control API.</param>
+    /// <param name="ct">Cancels the start.</param>
+    /// <param name="restore">A restart snapshot to restore before forwarding starts, or null.</param>
     public static async Task<NatDaemon> StartAsync(NatdConfig config, IPacketPort inside, IPacketPort outside,
-        ILoggerFactory loggers, bool startControl, CancellationToken ct)
+        ILoggerFactory loggers, bool startControl, CancellationToken ct, StateSnapshot.FileModel? restore = null)
     {
         var log = loggers.CreateLogger("natd");
         var engine = new NatEngine(config.Nat, inside.Mac, outside.Mac);
+        if (restore is not null)
+        {
+            // Before the poller thread exists: the engine has no other user yet.
+            int n = StateSnapshot.Restore(restore, engine, DateTimeOffset.UtcNow, PollerActor.NowMs);
+            log.LogInformation("restored {Restored} of {Saved} sessions from the state snapshot", n, restore.Sessions.Count);
+        }
         var system = ActorSystem.Create("natd");
         system.Log += m => log.LogWarning("actors: {Message}", m);
         var stats = new PollerStats();
@@ -85,6 +98,19 @@ internal sealed class NatDaemon : IAsyncDisposable
         }
         daemon._sweepTimer = system.Scheduler.ScheduleTellRepeatedly(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1), sweeper, SweeperActor.Tick.Instance);
         return daemon;
+    }
+
+    /// <summary>Writes every shard's sessions and neighbours to <paramref name="path"/> (clean shutdown).</summary>
+    /// <returns>Sessions saved.</returns>
+    public async Task<int> SaveStateAsync(string path)
+    {
+        var shards = new List<ShardState>();
+        foreach (var p in Pollers)
+        {
+            shards.Add(await p.Actor.Ask<ShardState>(ExportState.Instance, TimeSpan.FromSeconds(30)).ConfigureAwait(false));
+        }
+        StateSnapshot.Write(path, shards, DateTimeOffset.UtcNow);
+        return shards.Sum(s => s.Sessions.Count);
     }
 
     /// <summary>Asks the ConfigActor to reload (SIGHUP).</summary>

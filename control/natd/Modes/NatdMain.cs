@@ -10,7 +10,9 @@ internal static class NatdMain
         usage:
           natd                                   run the built-in lab (needs root): three network namespaces,
                                                  real curl/UDP/ping traffic through natd, then teardown
-          natd run [--config natd.yaml]          forward live on the configured interfaces (AF_PACKET)
+          natd run [--config natd.yaml] [--state FILE]
+                                                 forward live on the configured interfaces (AF_PACKET);
+                                                 --state saves sessions on shutdown and restores them at start
           natd replay [--config natd.yaml] --in IN.pcap[ng] --out OUT.pcapng [--drops DROPS.pcapng] [--inside-trace]
                                                  translate a capture offline (no privileges)
           natd config check FILE                 validate a configuration file
@@ -28,7 +30,7 @@ internal static class NatdMain
             switch (args[0])
             {
                 case "run":
-                    return await RunMode.RunAsync(Option(args, "--config"), stdout, stderr).ConfigureAwait(false);
+                    return await RunMode.RunAsync(Option(args, "--config"), Option(args, "--state"), stdout, stderr).ConfigureAwait(false);
                 case "replay":
                     return ReplayMode.Run(args[1..], stdout, stderr);
                 case "lab":

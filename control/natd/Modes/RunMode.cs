@@ -8,9 +8,22 @@ namespace Natd.Control.Modes;
 /// <summary>`natd run`: live forwarding on the configured interfaces until SIGTERM/SIGINT; SIGHUP reloads.</summary>
 internal static class RunMode
 {
-    public static async Task<int> RunAsync(string? configPath, TextWriter stdout, TextWriter stderr)
+    public static async Task<int> RunAsync(string? configPath, string? statePath, TextWriter stdout, TextWriter stderr)
     {
         var config = NatdMain.LoadConfig(configPath, stderr);
+        StateSnapshot.FileModel? restore = null;
+        if (statePath is not null)
+        {
+            try
+            {
+                restore = StateSnapshot.Read(statePath);
+            }
+            catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
+            {
+                // A bad snapshot must not keep the gateway down: start empty and say why.
+                stderr.WriteLine($"natd: warning: state snapshot ignored: {e.Message}");
+            }
+        }
         using var loggers = NatdMain.Loggers(config.LogLevel);
         IPacketPort inside, outside;
         try
@@ -37,7 +50,7 @@ internal static class RunMode
         NatDaemon daemon;
         try
         {
-            daemon = await NatDaemon.StartAsync(config, inside, outside, loggers, startControl: true, stop.Token).ConfigureAwait(false);
+            daemon = await NatDaemon.StartAsync(config, inside, outside, loggers, startControl: true, stop.Token, restore).ConfigureAwait(false);
         }
         catch (IOException e)
         {
@@ -57,6 +70,10 @@ internal static class RunMode
                     stderr.WriteLine(r.Ok ? "natd: configuration reloaded" : "natd: reload rejected, running configuration kept: " + string.Join("; ", r.Messages));
                 });
             });
+            if (restore is not null)
+            {
+                stdout.WriteLine($"natd: restored {daemon.Engine.Table.Count} sessions from {statePath}");
+            }
             stdout.WriteLine(ReadyLine(daemon));
             stdout.Flush();
             try
@@ -67,6 +84,18 @@ internal static class RunMode
             {
             }
             stdout.WriteLine("natd: stopping");
+            if (statePath is not null)
+            {
+                try
+                {
+                    int saved = await daemon.SaveStateAsync(statePath).ConfigureAwait(false);
+                    stdout.WriteLine($"natd: saved {saved} sessions to {statePath}");
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException or TimeoutException)
+                {
+                    stderr.WriteLine($"natd: could not save the state snapshot: {e.Message}");
+                }
+            }
         }
         return 0;
     }
