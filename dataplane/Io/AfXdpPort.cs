@@ -342,15 +342,28 @@ public sealed unsafe class AfXdpPort : IPacketPort
 
     private MacAddress ReadMac()
     {
-        // SIOCGIFHWADDR is a device ioctl: any socket reaches it, an AF_XDP one included.
-        IfReq req = default;
-        int n = System.Text.Encoding.UTF8.GetBytes(Name, new Span<byte>(req.Name, IFNAMSIZ - 1));
-        req.Name[n] = 0;
-        if (LibC.Ioctl(_fd, SIOCGIFHWADDR, &req) != 0)
+        // An AF_XDP socket has no ioctls (EOPNOTSUPP): ask through a short-lived packet socket
+        // with protocol 0, which receives nothing, in the same namespace.
+        int s = LibC.Socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (s < 0)
         {
-            AfXdpErrors.ThrowLast($"SIOCGIFHWADDR {_where}");
+            Errno.ThrowLast($"socket for SIOCGIFHWADDR {_where}");
         }
-        return MacAddress.Read(new ReadOnlySpan<byte>(req.HwAddrData, 6));
+        try
+        {
+            IfReq req = default;
+            int n = System.Text.Encoding.UTF8.GetBytes(Name, new Span<byte>(req.Name, IFNAMSIZ - 1));
+            req.Name[n] = 0;
+            if (LibC.Ioctl(s, SIOCGIFHWADDR, &req) != 0)
+            {
+                Errno.ThrowLast($"SIOCGIFHWADDR {_where}");
+            }
+            return MacAddress.Read(new ReadOnlySpan<byte>(req.HwAddrData, 6));
+        }
+        finally
+        {
+            LibC.Close(s);
+        }
     }
 
     /// <inheritdoc />
