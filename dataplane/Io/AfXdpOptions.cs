@@ -2,6 +2,19 @@ using System.Numerics;
 
 namespace Natd.Dataplane.Io;
 
+/// <summary>How an XDP program is attached to an interface.</summary>
+public enum XdpAttachMode
+{
+    /// <summary>Try native (driver) mode; fall back to generic mode when the driver refuses.</summary>
+    Auto = 0,
+
+    /// <summary>Native mode (XDP_FLAGS_DRV_MODE): the program runs in the driver's receive path, before an skb exists.</summary>
+    Native = 1,
+
+    /// <summary>Generic mode (XDP_FLAGS_SKB_MODE): the program runs on the skb in the core stack; works on any device, slower.</summary>
+    Generic = 2,
+}
+
 /// <summary>
 /// UMEM and ring geometry for <see cref="AfXdpPort"/>. Defaults: 4096 UMEM frames of
 /// <see cref="AfXdpPort.FrameSize"/> bytes (8 MiB), half for receive and half for transmit,

@@ -4,19 +4,6 @@ using static Natd.Dataplane.Io.Native.Constants;
 
 namespace Natd.Dataplane.Io;
 
-/// <summary>How an XDP program is attached to an interface.</summary>
-public enum XdpAttachMode
-{
-    /// <summary>Try native (driver) mode; fall back to generic mode when the driver refuses.</summary>
-    Auto = 0,
-
-    /// <summary>Native mode (XDP_FLAGS_DRV_MODE): the program runs in the driver's receive path, before an skb exists.</summary>
-    Native = 1,
-
-    /// <summary>Generic mode (XDP_FLAGS_SKB_MODE): the program runs on the skb in the core stack; works on any device, slower.</summary>
-    Generic = 2,
-}
-
 /// <summary>
 /// The kernel side of an AF_XDP port, built without libbpf: an XSKMAP (queue index to socket) and
 /// a six-instruction XDP program that redirects every frame of a queue to the socket in the map
