@@ -91,4 +91,65 @@ internal static class Constants
     internal const int EAFNOSUPPORT = 97;
     internal const int ENOBUFS = 105;
     internal const int EMSGSIZE = 90;
+
+    // AF_XDP (linux/if_xdp.h): address family, socket level and options.
+    internal const int AF_XDP = 44;
+    internal const int SOL_XDP = 283;
+    internal const int XDP_MMAP_OFFSETS = 1;
+    internal const int XDP_RX_RING = 2;
+    internal const int XDP_TX_RING = 3;
+    internal const int XDP_UMEM_REG = 4;
+    internal const int XDP_UMEM_FILL_RING = 5;
+    internal const int XDP_UMEM_COMPLETION_RING = 6;
+    internal const int XDP_STATISTICS = 7;
+
+    // sockaddr_xdp.sxdp_flags.
+    internal const ushort XDP_SHARED_UMEM = 1 << 0;
+    internal const ushort XDP_COPY = 1 << 1;
+    internal const ushort XDP_ZEROCOPY = 1 << 2;
+    internal const ushort XDP_USE_NEED_WAKEUP = 1 << 3;
+
+    /// <summary>Ring flags bit: the kernel wants a system call (sendto for TX, poll/recvfrom for the fill ring) to make progress.</summary>
+    internal const uint XDP_RING_NEED_WAKEUP = 1 << 0;
+
+    // mmap page offsets of the four rings.
+    internal const long XDP_PGOFF_RX_RING = 0;
+    internal const long XDP_PGOFF_TX_RING = 0x80000000;
+    internal const long XDP_UMEM_PGOFF_FILL_RING = 0x100000000;
+    internal const long XDP_UMEM_PGOFF_COMPLETION_RING = 0x180000000;
+
+    /// <summary>Bytes the kernel reserves before packet data in each UMEM chunk it fills (XDP_PACKET_HEADROOM).</summary>
+    internal const int XDP_PACKET_HEADROOM = 256;
+
+    internal const int MAP_POPULATE = 0x8000;
+
+    // XDP attach flags (linux/if_link.h) and actions (linux/bpf.h).
+    internal const uint XDP_FLAGS_SKB_MODE = 1 << 1;
+    internal const uint XDP_FLAGS_DRV_MODE = 1 << 2;
+    internal const int XDP_PASS = 2;
+
+    // bpf(2) commands, map and program types, attach type (linux/bpf.h).
+    internal const int BPF_MAP_CREATE = 0;
+    internal const int BPF_MAP_UPDATE_ELEM = 2;
+    internal const int BPF_PROG_LOAD = 5;
+    internal const int BPF_LINK_CREATE = 28;
+    internal const uint BPF_MAP_TYPE_XSKMAP = 17;
+    internal const uint BPF_PROG_TYPE_XDP = 6;
+    internal const uint BPF_XDP = 37;
+    internal const ulong BPF_ANY = 0;
+    /// <summary>src_reg of an ld_imm64 whose immediate is a map file descriptor.</summary>
+    internal const byte BPF_PSEUDO_MAP_FD = 1;
+    /// <summary>Helper id of bpf_redirect_map.</summary>
+    internal const int BPF_FUNC_redirect_map = 51;
+
+    /// <summary>bpf(2) system call number on x86-64.</summary>
+    internal const long SYS_bpf_x64 = 321;
+    /// <summary>bpf(2) system call number on arm64 (asm-generic).</summary>
+    internal const long SYS_bpf_arm64 = 280;
+
+    // More errno values for AF_XDP and bpf decisions.
+    internal const int EBADF = 9;
+    internal const int EEXIST = 17;
+    internal const int ENOSYS = 38;
+    internal const int EOPNOTSUPP = 95;
 }

@@ -63,6 +63,14 @@ internal static unsafe partial class LibC
     [LibraryImport(Lib, EntryPoint = "setns", SetLastError = true)]
     internal static partial int SetNs(int fd, int namespaceType);
 
+    /// <summary>recvfrom(2); with a NULL buffer on an AF_XDP socket it only wakes the kernel to refill RX.</summary>
+    [LibraryImport(Lib, EntryPoint = "recvfrom", SetLastError = true)]
+    internal static partial nint RecvFrom(int fd, void* buffer, nuint length, int flags, void* address, uint* addressLength);
+
+    /// <summary>syscall(2) with three arguments (used for bpf(2), which glibc does not wrap): the result, or -1 with errno set.</summary>
+    [LibraryImport(Lib, EntryPoint = "syscall", SetLastError = true)]
+    internal static partial nint Syscall3(nint number, nint argument1, void* argument2, nuint argument3);
+
     /// <summary>The value mmap returns on failure ((void*)-1).</summary>
     internal static readonly void* MapFailed = (void*)-1;
 }

@@ -124,3 +124,125 @@ internal unsafe struct IfReq
     /// <summary>ifr_flags (IFF_*), overlapping the hardware address.</summary>
     [FieldOffset(16)] public short Flags;
 }
+
+/// <summary>struct sockaddr_xdp (linux/if_xdp.h), 16 bytes: bind an AF_XDP socket to one queue of one interface.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 16)]
+internal struct SockAddrXdp
+{
+    [FieldOffset(0)] public ushort Family;
+    /// <summary>XDP_COPY, XDP_ZEROCOPY, XDP_USE_NEED_WAKEUP, XDP_SHARED_UMEM.</summary>
+    [FieldOffset(2)] public ushort Flags;
+    [FieldOffset(4)] public uint IfIndex;
+    [FieldOffset(8)] public uint QueueId;
+    [FieldOffset(12)] public uint SharedUmemFd;
+}
+
+/// <summary>struct xdp_umem_reg (linux/if_xdp.h), 32 bytes: the packet buffer area registered with XDP_UMEM_REG.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 32)]
+internal struct XdpUmemReg
+{
+    [FieldOffset(0)] public ulong Addr;
+    [FieldOffset(8)] public ulong Len;
+    [FieldOffset(16)] public uint ChunkSize;
+    [FieldOffset(20)] public uint Headroom;
+    [FieldOffset(24)] public uint Flags;
+    [FieldOffset(28)] public uint TxMetadataLen;
+}
+
+/// <summary>struct xdp_ring_offset, 32 bytes: where a ring's producer, consumer, descriptors and flags sit in its mapping.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 32)]
+internal struct XdpRingOffset
+{
+    [FieldOffset(0)] public ulong Producer;
+    [FieldOffset(8)] public ulong Consumer;
+    [FieldOffset(16)] public ulong Desc;
+    [FieldOffset(24)] public ulong Flags;
+}
+
+/// <summary>struct xdp_mmap_offsets, 128 bytes (XDP_MMAP_OFFSETS): the RX, TX, fill and completion ring layouts.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 128)]
+internal struct XdpMmapOffsets
+{
+    [FieldOffset(0)] public XdpRingOffset Rx;
+    [FieldOffset(32)] public XdpRingOffset Tx;
+    [FieldOffset(64)] public XdpRingOffset Fill;
+    [FieldOffset(96)] public XdpRingOffset Completion;
+}
+
+/// <summary>struct xdp_desc, 16 bytes: one RX or TX ring entry (a UMEM address and a length).</summary>
+[StructLayout(LayoutKind.Explicit, Size = 16)]
+internal struct XdpDesc
+{
+    [FieldOffset(0)] public ulong Addr;
+    [FieldOffset(8)] public uint Len;
+    [FieldOffset(12)] public uint Options;
+}
+
+/// <summary>struct xdp_statistics, 48 bytes (XDP_STATISTICS): cumulative, not reset by reading.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 48)]
+internal struct XdpStatistics
+{
+    [FieldOffset(0)] public ulong RxDropped;
+    [FieldOffset(8)] public ulong RxInvalidDescs;
+    [FieldOffset(16)] public ulong TxInvalidDescs;
+    [FieldOffset(24)] public ulong RxRingFull;
+    [FieldOffset(32)] public ulong RxFillRingEmptyDescs;
+    [FieldOffset(40)] public ulong TxRingEmptyDescs;
+}
+
+/// <summary>union bpf_attr for BPF_MAP_CREATE (the leading fields, 48 bytes; the kernel zero-extends a shorter attr).</summary>
+[StructLayout(LayoutKind.Explicit, Size = 48)]
+internal unsafe struct BpfMapCreateAttr
+{
+    [FieldOffset(0)] public uint MapType;
+    [FieldOffset(4)] public uint KeySize;
+    [FieldOffset(8)] public uint ValueSize;
+    [FieldOffset(12)] public uint MaxEntries;
+    [FieldOffset(16)] public uint MapFlags;
+    [FieldOffset(20)] public uint InnerMapFd;
+    [FieldOffset(24)] public uint NumaNode;
+    /// <summary>BPF_OBJ_NAME_LEN (16) bytes, NUL-terminated: letters, digits, '_' and '.'.</summary>
+    [FieldOffset(28)] public fixed byte MapName[16];
+}
+
+/// <summary>union bpf_attr for BPF_MAP_*_ELEM, 32 bytes: key and value are user pointers.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 32)]
+internal struct BpfMapElemAttr
+{
+    [FieldOffset(0)] public uint MapFd;
+    [FieldOffset(8)] public ulong Key;
+    [FieldOffset(16)] public ulong Value;
+    [FieldOffset(24)] public ulong Flags;
+}
+
+/// <summary>union bpf_attr for BPF_PROG_LOAD (the fields up to expected_attach_type, 72 bytes).</summary>
+[StructLayout(LayoutKind.Explicit, Size = 72)]
+internal unsafe struct BpfProgLoadAttr
+{
+    [FieldOffset(0)] public uint ProgType;
+    [FieldOffset(4)] public uint InsnCount;
+    /// <summary>Pointer to struct bpf_insn[InsnCount] (8 bytes each).</summary>
+    [FieldOffset(8)] public ulong Insns;
+    /// <summary>Pointer to a NUL-terminated license string.</summary>
+    [FieldOffset(16)] public ulong License;
+    [FieldOffset(24)] public uint LogLevel;
+    [FieldOffset(28)] public uint LogSize;
+    [FieldOffset(32)] public ulong LogBuf;
+    [FieldOffset(40)] public uint KernVersion;
+    [FieldOffset(44)] public uint ProgFlags;
+    [FieldOffset(48)] public fixed byte ProgName[16];
+    [FieldOffset(64)] public uint ProgIfIndex;
+    [FieldOffset(68)] public uint ExpectedAttachType;
+}
+
+/// <summary>union bpf_attr for BPF_LINK_CREATE (the common leading fields, 16 bytes).</summary>
+[StructLayout(LayoutKind.Explicit, Size = 16)]
+internal struct BpfLinkCreateAttr
+{
+    [FieldOffset(0)] public uint ProgFd;
+    /// <summary>For XDP, the interface index.</summary>
+    [FieldOffset(4)] public uint TargetIfIndex;
+    [FieldOffset(8)] public uint AttachType;
+    /// <summary>For XDP, XDP_FLAGS_* (mode).</summary>
+    [FieldOffset(12)] public uint Flags;
+}

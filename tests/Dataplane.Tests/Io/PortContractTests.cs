@@ -341,3 +341,70 @@ public sealed class AfPacketPortContractTests : PortContractTests
         _ns.Dispose();
     }
 }
+
+/// <summary>
+/// The contract over a veth pair in a private namespace with a port on each end, each port
+/// AF_XDP or AF_PACKET: both AF_XDP (native and generic XDP), and mixed, so an AF_XDP port is
+/// shown to talk to a plain kernel path in both directions.
+/// </summary>
+public abstract class VethPortContractTests : PortContractTests
+{
+    private readonly VethNamespace _ns;
+    private readonly IPacketPort _a;
+    private readonly IPacketPort _b;
+
+    protected VethPortContractTests(Func<string, IPacketPort> openSender, Func<string, IPacketPort> openReceiver)
+    {
+        _ns = new VethNamespace();
+        try
+        {
+            _a = NetNamespace.RunIn(_ns.Name, () => openSender(VethNamespace.A));
+            _b = NetNamespace.RunIn(_ns.Name, () => openReceiver(VethNamespace.B));
+        }
+        catch
+        {
+            _a?.Dispose();
+            _ns.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Small UMEM and rings for the sender, so the "ring full" case is quick.</summary>
+    internal static AfXdpOptions SmallXdp(XdpAttachMode mode) => AfXdpOptions.Default with { FrameCount = 64, RingSize = 32, Mode = mode };
+
+    internal static AfXdpOptions DefaultXdp(XdpAttachMode mode) => AfXdpOptions.Default with { Mode = mode };
+
+    internal VethNamespace Namespace => _ns;
+
+    protected override IPacketPort Sender => _a;
+    protected override IPacketPort Receiver => _b;
+    protected override int SenderTxCapacity => _a switch
+    {
+        AfXdpPort x => x.TxCapacity,
+        AfPacketPort p => p.TxRingFrames,
+        _ => throw new InvalidOperationException(),
+    };
+
+    public override void Dispose()
+    {
+        _a.Dispose();
+        _b.Dispose();
+        _ns.Dispose();
+    }
+}
+
+public sealed class AfXdpPortContractTests() : VethPortContractTests(
+    n => AfXdpPort.Open(n, SmallXdp(XdpAttachMode.Auto)),
+    n => AfXdpPort.Open(n, DefaultXdp(XdpAttachMode.Auto)));
+
+public sealed class AfXdpGenericPortContractTests() : VethPortContractTests(
+    n => AfXdpPort.Open(n, SmallXdp(XdpAttachMode.Generic)),
+    n => AfXdpPort.Open(n, DefaultXdp(XdpAttachMode.Generic)));
+
+public sealed class AfXdpToAfPacketPortContractTests() : VethPortContractTests(
+    n => AfXdpPort.Open(n, SmallXdp(XdpAttachMode.Auto)),
+    n => AfPacketPort.Open(n, AfPacketOptions.Default));
+
+public sealed class AfPacketToAfXdpPortContractTests() : VethPortContractTests(
+    n => AfPacketPort.Open(n, AfPacketOptions.Default with { TxFrameCount = 16 }),
+    n => AfXdpPort.Open(n, DefaultXdp(XdpAttachMode.Auto)));

@@ -1,0 +1,595 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Natd.Dataplane.Io.Native;
+using Natd.Dataplane.Packets;
+using static Natd.Dataplane.Io.Native.Constants;
+
+namespace Natd.Dataplane.Io;
+
+/// <summary>The kernel's counters for one AF_XDP socket (XDP_STATISTICS; cumulative since the socket was bound).</summary>
+/// <param name="RxDropped">Frames dropped for reasons other than a full RX ring, including an empty fill ring.</param>
+/// <param name="RxInvalidDescriptors">Fill ring entries the kernel rejected.</param>
+/// <param name="TxInvalidDescriptors">TX descriptors the kernel rejected (bad address or length).</param>
+/// <param name="RxRingFull">Frames dropped because the RX ring was full (the reader was too slow).</param>
+/// <param name="RxFillRingEmpty">Times the kernel found no free frame on the fill ring.</param>
+/// <param name="TxRingEmpty">Times the kernel was woken for TX and found nothing to send.</param>
+public readonly record struct AfXdpSocketStats(
+    long RxDropped, long RxInvalidDescriptors, long TxInvalidDescriptors, long RxRingFull, long RxFillRingEmpty, long TxRingEmpty);
+
+/// <summary>
+/// A live interface through an AF_XDP socket (the kernel's Documentation/networking/af_xdp.rst),
+/// set up without libbpf or libxdp: a UMEM of <see cref="FrameSize"/>-byte frames in native memory,
+/// the fill, completion, RX and TX rings mapped into the process, and an XDP program
+/// (<see cref="BpfXskRedirect"/>) that redirects every frame arriving on the bound queue to the
+/// socket. Frames on other queues pass to the kernel stack. The socket binds in copy mode
+/// (XDP_COPY) with XDP_USE_NEED_WAKEUP, which works on every driver including veth.
+/// </summary>
+/// <remarks>
+/// <para>Every frame that arrives on the bound queue goes to natd and none to the kernel stack,
+/// not even ARP for the interface's own addresses: the interface belongs to the dataplane, as
+/// with AF_PACKET plus a firewall that drops everything. Frames natd transmits are not received
+/// back (AF_XDP has no loopback of its own transmissions).</para>
+/// <para>Half the UMEM frames (at most a ring's worth) are lent to the kernel on the fill ring for
+/// receiving; Receive copies each received frame into the batch and returns its UMEM frame to the
+/// fill ring at once. The other frames form a free stack for transmitting: TrySend copies a frame
+/// into one and writes a TX descriptor; the kernel returns it on the completion ring, which
+/// TrySend and Flush reap. Frames are never lost on a failed send.</para>
+/// <para>The XDP program is attached through a BPF link owned by this port: Dispose, or the process
+/// ending, detaches it. Receive, TrySend and Flush allocate nothing.</para>
+/// </remarks>
+public sealed unsafe class AfXdpPort : IPacketPort
+{
+    /// <summary>Bytes per UMEM frame (chunk). Received frames start 256 bytes in (XDP_PACKET_HEADROOM), so at most 1792 bytes arrive.</summary>
+    public const int FrameSize = 2048;
+
+    /// <summary>Frames the kernel sends per sendto in copy mode (the kernel's TX batch): Flush kicks again while frames remain.</summary>
+    private const int KernelTxBatch = 32;
+
+    private readonly string _where;
+    private readonly ulong _umemSize;
+    private readonly ulong[] _free;
+    private readonly int _txFrameCount;
+    private readonly int _maxKicks;
+
+    private int _fd;
+    private byte* _umem;
+    private BpfXskRedirect? _bpf;
+
+    private XskRing _rx;
+    private XskRing _tx;
+    private XskRing _fill;
+    private XskRing _completion;
+
+    private int _freeCount;
+    private uint _txPublished;
+
+    private PortStats _stats;
+    private long _rxOversize;
+    private long _txKicks;
+    private long _txKickDeferred;
+    private long _txKickErrors;
+    private int _lastKickErrno;
+
+    /// <summary>One mapped ring: our index (producer of fill/TX, consumer of RX/completion) and the last seen kernel index.</summary>
+    private struct XskRing
+    {
+        public byte* Map;
+        public nuint MapLength;
+        public uint* Producer;
+        public uint* Consumer;
+        public uint* Flags;
+        public byte* Descriptors;
+        public uint Size;
+        public uint Mask;
+        /// <summary>Our index: the producer of the fill and TX rings, the consumer of the RX and completion rings.</summary>
+        public uint Local;
+        /// <summary>The kernel's index as last read: its consumer of fill/TX, its producer of RX/completion.</summary>
+        public uint Cached;
+    }
+
+    private AfXdpPort(string name, int ifIndex, int queueId, int fd, byte* umem, ulong umemSize, int txFrameCount, int ringSize, string where)
+    {
+        Name = name;
+        IfIndex = ifIndex;
+        QueueId = queueId;
+        _fd = fd;
+        _umem = umem;
+        _umemSize = umemSize;
+        _txFrameCount = txFrameCount;
+        _free = new ulong[txFrameCount];
+        _maxKicks = (ringSize / KernelTxBatch) + 2;
+        _where = where;
+    }
+
+    /// <inheritdoc />
+    public string Name { get; }
+
+    /// <inheritdoc />
+    public MacAddress Mac { get; private set; }
+
+    /// <summary>The interface index (in the namespace the port was opened in).</summary>
+    public int IfIndex { get; }
+
+    /// <summary>The interface queue the socket is bound to.</summary>
+    public int QueueId { get; }
+
+    /// <summary>The mode the XDP program runs in (Native or Generic).</summary>
+    public XdpAttachMode AttachMode { get; private set; }
+
+    /// <summary>True when the socket is bound with XDP_USE_NEED_WAKEUP (system calls only when the kernel asks).</summary>
+    public bool NeedWakeup { get; private set; }
+
+    /// <summary>Frames TrySend accepts before a Flush and the kernel's completions free some: the TX frames or the TX ring, whichever is smaller.</summary>
+    public int TxCapacity => (int)Math.Min((uint)_txFrameCount, _tx.Size);
+
+    /// <summary>UMEM frames lent to the kernel for receiving.</summary>
+    public int RxFrameCount { get; private set; }
+
+    /// <summary>Largest frame TrySend accepts, in bytes (<see cref="FrameBatch.SlotSize"/>, which equals <see cref="FrameSize"/>).</summary>
+    public int MaxTxFrameLength => Math.Min(FrameSize, FrameBatch.SlotSize);
+
+    /// <inheritdoc />
+    /// <remarks>The AF_XDP socket: poll(2) reports POLLIN when the RX ring holds frames.</remarks>
+    public int PollDescriptor => _fd;
+
+    /// <summary>Received frames skipped because they did not fit a batch slot or lay outside the UMEM.</summary>
+    public long RxOversize => _rxOversize;
+
+    /// <summary>sendto kicks made by Flush (several per Flush when more than 32 frames wait).</summary>
+    public long TxKicks => _txKicks;
+
+    /// <summary>Kicks answered with EAGAIN, EBUSY or ENOBUFS (backpressure): the frames stay queued for the next Flush.</summary>
+    public long TxKickDeferred => _txKickDeferred;
+
+    /// <summary>Kicks that failed with another errno (see <see cref="LastKickErrno"/>); the frames stay queued.</summary>
+    public long TxKickErrors => _txKickErrors;
+
+    /// <summary>The errno of the last failed kick, 0 if none failed.</summary>
+    public int LastKickErrno => _lastKickErrno;
+
+    /// <summary>Counters; RxDropped is the kernel's count of frames it could not deliver (no fill frame, full RX ring).</summary>
+    public PortStats Stats
+    {
+        get
+        {
+            AfXdpSocketStats k = SocketStats;
+            PortStats s = _stats;
+            s.RxDropped = k.RxDropped + k.RxRingFull;
+            return s;
+        }
+    }
+
+    /// <summary>The kernel's socket counters (all zero once disposed).</summary>
+    public AfXdpSocketStats SocketStats
+    {
+        get
+        {
+            XdpStatistics k = default;
+            uint len = (uint)sizeof(XdpStatistics);
+            if (_fd < 0 || LibC.GetSockOpt(_fd, SOL_XDP, XDP_STATISTICS, &k, &len) != 0)
+            {
+                return default;
+            }
+            return new AfXdpSocketStats((long)k.RxDropped, (long)k.RxInvalidDescs, (long)k.TxInvalidDescs,
+                (long)k.RxRingFull, (long)k.RxFillRingEmptyDescs, (long)k.TxRingEmptyDescs);
+        }
+    }
+
+    /// <summary>
+    /// Opens <paramref name="interfaceName"/> in the calling thread's network namespace (use
+    /// <see cref="NetNamespace.RunIn{T}"/> to open it in another one): registers the UMEM, maps the
+    /// rings, binds to <see cref="AfXdpOptions.QueueId"/> and attaches the redirect program.
+    /// </summary>
+    /// <exception cref="ArgumentException">The options are invalid or the name is empty or too long.</exception>
+    /// <exception cref="NativeIoException">
+    /// A system call failed; the message names it, the errno and a hint. EAFNOSUPPORT, ENOSYS, EPERM
+    /// and EACCES mean AF_XDP is unavailable here (old kernel, missing CAP_NET_ADMIN/CAP_BPF) and
+    /// the message says AF_PACKET is the way out; EBUSY means another XDP program owns the interface.
+    /// </exception>
+    public static AfXdpPort Open(string interfaceName, AfXdpOptions options)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(interfaceName);
+        ArgumentNullException.ThrowIfNull(options);
+        if (System.Text.Encoding.UTF8.GetByteCount(interfaceName) >= IFNAMSIZ)
+        {
+            throw new ArgumentException($"interface name '{interfaceName}' is longer than {IFNAMSIZ - 1} bytes", nameof(interfaceName));
+        }
+        options.Validate();
+        string where = $"on '{interfaceName}' queue {options.QueueId}";
+
+        uint ifIndex = LibC.IfNameToIndex(interfaceName);
+        if (ifIndex == 0)
+        {
+            int e = Marshal.GetLastPInvokeError();
+            AfXdpErrors.Throw($"interface lookup (if_nametoindex) {where}", e == 0 ? ENODEV : e);
+        }
+
+        int fd = LibC.Socket(AF_XDP, SOCK_RAW | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+        {
+            AfXdpErrors.ThrowLast($"AF_XDP socket {where}");
+        }
+
+        ulong umemSize = (ulong)options.FrameCount * FrameSize;
+        byte* umem = (byte*)NativeMemory.AlignedAlloc((nuint)umemSize, (nuint)Environment.SystemPageSize);
+        int rxFrames = Math.Min(options.FrameCount / 2, options.RingSize);
+        var port = new AfXdpPort(interfaceName, (int)ifIndex, options.QueueId, fd, umem, umemSize,
+            options.FrameCount - rxFrames, options.RingSize, where);
+        try
+        {
+            port.Setup(options, rxFrames);
+            return port;
+        }
+        catch
+        {
+            port.Dispose();
+            throw;
+        }
+    }
+
+    private void Setup(AfXdpOptions options, int rxFrames)
+    {
+        var reg = new XdpUmemReg { Addr = (ulong)_umem, Len = _umemSize, ChunkSize = FrameSize, Headroom = 0 };
+        if (LibC.SetSockOpt(_fd, SOL_XDP, XDP_UMEM_REG, &reg, (uint)sizeof(XdpUmemReg)) != 0)
+        {
+            AfXdpErrors.ThrowLast($"XDP_UMEM_REG ({options.FrameCount} frames of {FrameSize} bytes) {_where}");
+        }
+        int ring = options.RingSize;
+        SetRingSize(XDP_UMEM_FILL_RING, ring, "XDP_UMEM_FILL_RING");
+        SetRingSize(XDP_UMEM_COMPLETION_RING, ring, "XDP_UMEM_COMPLETION_RING");
+        SetRingSize(XDP_RX_RING, ring, "XDP_RX_RING");
+        SetRingSize(XDP_TX_RING, ring, "XDP_TX_RING");
+
+        XdpMmapOffsets off = default;
+        uint len = (uint)sizeof(XdpMmapOffsets);
+        if (LibC.GetSockOpt(_fd, SOL_XDP, XDP_MMAP_OFFSETS, &off, &len) != 0)
+        {
+            AfXdpErrors.ThrowLast($"XDP_MMAP_OFFSETS {_where}");
+        }
+        if (len != (uint)sizeof(XdpMmapOffsets))
+        {
+            // Kernels before 5.4 return offsets without the ring flags (no need-wakeup support).
+            AfXdpErrors.Throw($"XDP_MMAP_OFFSETS returned {len} bytes, not {sizeof(XdpMmapOffsets)} (kernel older than 5.4) {_where}", EINVAL);
+        }
+
+        _rx = MapRing(off.Rx, ring, sizeof(XdpDesc), XDP_PGOFF_RX_RING, "RX");
+        _tx = MapRing(off.Tx, ring, sizeof(XdpDesc), XDP_PGOFF_TX_RING, "TX");
+        _fill = MapRing(off.Fill, ring, sizeof(ulong), XDP_UMEM_PGOFF_FILL_RING, "fill");
+        _completion = MapRing(off.Completion, ring, sizeof(ulong), XDP_UMEM_PGOFF_COMPLETION_RING, "completion");
+
+        // Frames 0..rxFrames-1 wait on the fill ring for received frames; the rest are free for TX.
+        ulong* fill = (ulong*)_fill.Descriptors;
+        for (int i = 0; i < rxFrames; i++)
+        {
+            fill[(_fill.Local + (uint)i) & _fill.Mask] = (ulong)i * FrameSize;
+        }
+        _fill.Local += (uint)rxFrames;
+        Volatile.Write(ref *_fill.Producer, _fill.Local);
+        RxFrameCount = rxFrames;
+        for (int i = 0; i < _txFrameCount; i++)
+        {
+            _free[_freeCount++] = (ulong)(rxFrames + i) * FrameSize;
+        }
+
+        Bind(options);
+        Mac = ReadMac();
+        _bpf = BpfXskRedirect.Attach(IfIndex, (uint)QueueId, _fd, options.Mode, _where);
+        AttachMode = _bpf.Mode;
+    }
+
+    private void SetRingSize(int option, int entries, string what)
+    {
+        if (LibC.SetSockOpt(_fd, SOL_XDP, option, &entries, sizeof(int)) != 0)
+        {
+            AfXdpErrors.ThrowLast($"{what} ({entries} entries) {_where}");
+        }
+    }
+
+    private XskRing MapRing(XdpRingOffset off, int entries, int descriptorSize, long pageOffset, string what)
+    {
+        nuint length = (nuint)(off.Desc + ((ulong)entries * (ulong)descriptorSize));
+        void* map = LibC.Mmap(null, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, _fd, (nint)pageOffset);
+        if (map == LibC.MapFailed)
+        {
+            AfXdpErrors.ThrowLast($"mmap of the {what} ring ({length} bytes) {_where}");
+        }
+        byte* b = (byte*)map;
+        var r = new XskRing
+        {
+            Map = b,
+            MapLength = length,
+            Producer = (uint*)(b + off.Producer),
+            Consumer = (uint*)(b + off.Consumer),
+            Flags = (uint*)(b + off.Flags),
+            Descriptors = b + off.Desc,
+            Size = (uint)entries,
+            Mask = (uint)entries - 1,
+        };
+        // Start where the kernel is (0 on a new socket).
+        r.Local = what is "RX" or "completion" ? Volatile.Read(ref *r.Consumer) : Volatile.Read(ref *r.Producer);
+        r.Cached = what is "RX" or "completion" ? Volatile.Read(ref *r.Producer) : Volatile.Read(ref *r.Consumer);
+        return r;
+    }
+
+    private void Bind(AfXdpOptions options)
+    {
+        var sxdp = new SockAddrXdp
+        {
+            Family = AF_XDP,
+            Flags = XDP_COPY | XDP_USE_NEED_WAKEUP,
+            IfIndex = (uint)IfIndex,
+            QueueId = (uint)options.QueueId,
+        };
+        NeedWakeup = true;
+        if (LibC.Bind(_fd, &sxdp, (uint)sizeof(SockAddrXdp)) == 0)
+        {
+            return;
+        }
+        int e = Marshal.GetLastPInvokeError();
+        if (e == EINVAL)
+        {
+            // A kernel without XDP_USE_NEED_WAKEUP (before 5.4): then every Flush kicks.
+            sxdp.Flags = XDP_COPY;
+            NeedWakeup = false;
+            if (LibC.Bind(_fd, &sxdp, (uint)sizeof(SockAddrXdp)) == 0)
+            {
+                return;
+            }
+            e = Marshal.GetLastPInvokeError();
+        }
+        AfXdpErrors.Throw($"bind (XDP_COPY) to ifindex {IfIndex} {_where}", e);
+    }
+
+    private MacAddress ReadMac()
+    {
+        // An AF_XDP socket has no ioctls (EOPNOTSUPP): ask through a short-lived packet socket
+        // with protocol 0, which receives nothing, in the same namespace.
+        int s = LibC.Socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (s < 0)
+        {
+            Errno.ThrowLast($"socket for SIOCGIFHWADDR {_where}");
+        }
+        try
+        {
+            IfReq req = default;
+            int n = System.Text.Encoding.UTF8.GetBytes(Name, new Span<byte>(req.Name, IFNAMSIZ - 1));
+            req.Name[n] = 0;
+            if (LibC.Ioctl(s, SIOCGIFHWADDR, &req) != 0)
+            {
+                Errno.ThrowLast($"SIOCGIFHWADDR {_where}");
+            }
+            return MacAddress.Read(new ReadOnlySpan<byte>(req.HwAddrData, 6));
+        }
+        finally
+        {
+            LibC.Close(s);
+        }
+    }
+
+    /// <inheritdoc />
+    /// <remarks>Timestamps are 0 (AF_XDP gives none) and flags None (copy mode delivers finished checksums).</remarks>
+    /// <exception cref="ObjectDisposedException">The port was disposed.</exception>
+    public int Receive(FrameBatch batch)
+    {
+        if (_umem == null)
+        {
+            ThrowDisposed();
+        }
+        uint room = (uint)(batch.Capacity - batch.Count);
+        uint waiting = _rx.Cached - _rx.Local;
+        if (waiting < room)
+        {
+            _rx.Cached = Volatile.Read(ref *_rx.Producer); // acquire: descriptors up to here are written
+            waiting = _rx.Cached - _rx.Local;
+        }
+        uint take = Math.Min(waiting, room);
+        int added = 0;
+        XdpDesc* rx = (XdpDesc*)_rx.Descriptors;
+        ulong* fill = (ulong*)_fill.Descriptors;
+        for (uint i = 0; i < take; i++)
+        {
+            XdpDesc d = rx[(_rx.Local + i) & _rx.Mask];
+            if (d.Len <= (uint)FrameBatch.SlotSize && d.Addr + d.Len <= _umemSize)
+            {
+                int slot = batch.Count;
+                new ReadOnlySpan<byte>(_umem + d.Addr, (int)d.Len).CopyTo(batch.Slot(slot));
+                batch.Lengths[slot] = (int)d.Len;
+                batch.Flags[slot] = FrameFlags.None;
+                batch.Timestamps[slot] = 0;
+                batch.Count = slot + 1;
+                added++;
+            }
+            else
+            {
+                _rxOversize++;
+            }
+            // The frame is copied: lend it back for receiving. The fill ring always has room,
+            // as it is as large as the set of receive frames.
+            fill[_fill.Local & _fill.Mask] = d.Addr & ~(ulong)(FrameSize - 1);
+            _fill.Local++;
+        }
+        if (take > 0)
+        {
+            _rx.Local += take;
+            Volatile.Write(ref *_rx.Consumer, _rx.Local);   // release: our reads are done
+            Volatile.Write(ref *_fill.Producer, _fill.Local); // release: the addresses are written
+            _stats.RxFrames += added;
+        }
+        if (NeedWakeup && (Volatile.Read(ref *_fill.Flags) & XDP_RING_NEED_WAKEUP) != 0)
+        {
+            // Zero-copy drivers ask for this when they ran out of fill frames; copy mode never does.
+            LibC.RecvFrom(_fd, null, 0, MSG_DONTWAIT, null, null);
+        }
+        return added;
+    }
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// Also false (counted in TxDropped) for a frame longer than <see cref="MaxTxFrameLength"/>,
+    /// and when every TX frame is in flight. The frame goes out on the next <see cref="Flush"/>.
+    /// </remarks>
+    /// <exception cref="ObjectDisposedException">The port was disposed.</exception>
+    public bool TrySend(ReadOnlySpan<byte> frame)
+    {
+        if (_umem == null)
+        {
+            ThrowDisposed();
+        }
+        if (frame.Length > MaxTxFrameLength)
+        {
+            _stats.TxDropped++;
+            return false;
+        }
+        if (_freeCount == 0)
+        {
+            ReapCompletions();
+        }
+        if (_freeCount == 0 || !TxRingHasRoom())
+        {
+            _stats.TxDropped++;
+            return false;
+        }
+        ulong addr = _free[--_freeCount];
+        frame.CopyTo(new Span<byte>(_umem + addr, FrameSize));
+        XdpDesc* d = (XdpDesc*)_tx.Descriptors + (_tx.Local & _tx.Mask);
+        d->Addr = addr;
+        d->Len = (uint)frame.Length;
+        d->Options = 0;
+        _tx.Local++;
+        _stats.TxFrames++;
+        return true;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool TxRingHasRoom()
+    {
+        if (_tx.Local - _tx.Cached < _tx.Size)
+        {
+            return true;
+        }
+        _tx.Cached = Volatile.Read(ref *_tx.Consumer);
+        return _tx.Local - _tx.Cached < _tx.Size;
+    }
+
+    /// <summary>Takes the frames the kernel finished sending off the completion ring onto the free stack.</summary>
+    private void ReapCompletions()
+    {
+        uint produced = Volatile.Read(ref *_completion.Producer);
+        uint n = produced - _completion.Local;
+        if (n == 0)
+        {
+            return;
+        }
+        ulong* ring = (ulong*)_completion.Descriptors;
+        for (uint i = 0; i < n && _freeCount < _free.Length; i++)
+        {
+            _free[_freeCount++] = ring[(_completion.Local + i) & _completion.Mask] & ~(ulong)(FrameSize - 1);
+        }
+        _completion.Local = produced;
+        Volatile.Write(ref *_completion.Consumer, produced);
+    }
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// Publishes the queued TX descriptors, then kicks with non-blocking sendto(fd, NULL, 0) while
+    /// the kernel has descriptors left and makes progress: in copy mode it sends at most 32 frames
+    /// per kick, and frames left unsent would hold their UMEM frames. At most RingSize/32 + 2 kicks.
+    /// EAGAIN, EBUSY and ENOBUFS are counted (<see cref="TxKickDeferred"/>), other errors too
+    /// (<see cref="TxKickErrors"/>); unsent frames stay queued for the next Flush. Never throws.
+    /// </remarks>
+    public void Flush()
+    {
+        if (_fd < 0 || _umem == null)
+        {
+            return;
+        }
+        if (_tx.Local != _txPublished)
+        {
+            Volatile.Write(ref *_tx.Producer, _tx.Local); // release: descriptors and frames are written
+            _txPublished = _tx.Local;
+        }
+        ReapCompletions();
+        for (int kick = 0; kick < _maxKicks; kick++)
+        {
+            uint consumed = Volatile.Read(ref *_tx.Consumer);
+            _tx.Cached = consumed;
+            if (consumed == _tx.Local)
+            {
+                break; // the kernel took every descriptor
+            }
+            if (NeedWakeup)
+            {
+                // The flag is read after the producer store: a full fence keeps that order.
+                Interlocked.MemoryBarrier();
+                if ((Volatile.Read(ref *_tx.Flags) & XDP_RING_NEED_WAKEUP) == 0)
+                {
+                    break; // the driver is sending on its own (zero-copy); no kick needed
+                }
+            }
+            _txKicks++;
+            if (LibC.SendTo(_fd, null, 0, MSG_DONTWAIT, null, 0) < 0)
+            {
+                int e = Marshal.GetLastPInvokeError();
+                if (e is EAGAIN or EBUSY or ENOBUFS or EINTR)
+                {
+                    _txKickDeferred++;
+                }
+                else
+                {
+                    _txKickErrors++;
+                    _lastKickErrno = e;
+                    break;
+                }
+            }
+            ReapCompletions();
+            if (Volatile.Read(ref *_tx.Consumer) == consumed)
+            {
+                break; // no progress (backpressure): the next Flush tries again
+            }
+        }
+    }
+
+    /// <summary>Detaches the XDP program, closes the map and the socket, unmaps the rings and frees the UMEM; later calls do nothing.</summary>
+    public void Dispose()
+    {
+        Release();
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Releases everything if Dispose was not called.</summary>
+    ~AfXdpPort() => Release();
+
+    private void Release()
+    {
+        // The program goes first, so no frame is redirected to a socket that is closing.
+        _bpf?.Dispose();
+        _bpf = null;
+        Unmap(ref _rx);
+        Unmap(ref _tx);
+        Unmap(ref _fill);
+        Unmap(ref _completion);
+        if (_fd >= 0)
+        {
+            LibC.Close(_fd);
+            _fd = -1;
+        }
+        // The kernel unpins the UMEM when the socket goes; the pages stay valid until it does.
+        if (_umem != null)
+        {
+            NativeMemory.AlignedFree(_umem);
+            _umem = null;
+        }
+    }
+
+    private static void Unmap(ref XskRing ring)
+    {
+        if (ring.Map != null)
+        {
+            LibC.Munmap(ring.Map, ring.MapLength);
+            ring = default;
+        }
+    }
+
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    private void ThrowDisposed() => throw new ObjectDisposedException(nameof(AfXdpPort), $"AF_XDP port '{Name}' is disposed");
+}

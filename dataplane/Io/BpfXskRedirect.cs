@@ -1,0 +1,207 @@
+using System.Runtime.InteropServices;
+using Natd.Dataplane.Io.Native;
+using static Natd.Dataplane.Io.Native.Constants;
+
+namespace Natd.Dataplane.Io;
+
+/// <summary>
+/// The kernel side of an AF_XDP port, built without libbpf: an XSKMAP (queue index to socket) and
+/// a six-instruction XDP program that redirects every frame of a queue to the socket in the map
+/// and passes the frame to the kernel stack when the queue has no socket
+/// (<c>bpf_redirect_map(&amp;xsks, ctx->rx_queue_index, XDP_PASS)</c>, the program libxdp loads by default).
+/// The program is attached through a BPF link (BPF_LINK_CREATE), so it is owned by a file
+/// descriptor: closing it, or the process ending, detaches it; nothing stays on the interface.
+/// </summary>
+internal sealed unsafe class BpfXskRedirect : IDisposable
+{
+    private const int LogSize = 64 * 1024;
+
+    private int _mapFd;
+    private int _linkFd;
+
+    private BpfXskRedirect(int mapFd, int linkFd, XdpAttachMode mode)
+    {
+        _mapFd = mapFd;
+        _linkFd = linkFd;
+        Mode = mode;
+    }
+
+    /// <summary>The mode the program was attached in (Native or Generic, never Auto).</summary>
+    public XdpAttachMode Mode { get; }
+
+    /// <summary>The link's file descriptor (-1 once disposed).</summary>
+    public int LinkFd => _linkFd;
+
+    /// <summary>
+    /// Creates the map with <paramref name="socketFd"/> at <paramref name="queueId"/>, loads the
+    /// program and attaches it to <paramref name="ifIndex"/> in the calling thread's namespace.
+    /// </summary>
+    /// <exception cref="NativeIoException">A bpf(2) command failed; the message names it and, for a refused program, the verifier log.</exception>
+    public static BpfXskRedirect Attach(int ifIndex, uint queueId, int socketFd, XdpAttachMode mode, string where)
+    {
+        int mapFd = -1;
+        int progFd = -1;
+        try
+        {
+            var mapAttr = new BpfMapCreateAttr
+            {
+                MapType = BPF_MAP_TYPE_XSKMAP,
+                KeySize = 4,
+                ValueSize = 4,
+                MaxEntries = queueId + 1,
+            };
+            WriteName(mapAttr.MapName, "natd_xsks");
+            mapFd = (int)Bpf(BPF_MAP_CREATE, &mapAttr, (uint)sizeof(BpfMapCreateAttr));
+            if (mapFd < 0)
+            {
+                AfXdpErrors.ThrowLast($"bpf(BPF_MAP_CREATE) of an XSKMAP {where}");
+            }
+
+            uint key = queueId;
+            uint value = (uint)socketFd;
+            var elem = new BpfMapElemAttr { MapFd = (uint)mapFd, Key = (ulong)&key, Value = (ulong)&value, Flags = BPF_ANY };
+            if (Bpf(BPF_MAP_UPDATE_ELEM, &elem, (uint)sizeof(BpfMapElemAttr)) < 0)
+            {
+                AfXdpErrors.ThrowLast($"bpf(BPF_MAP_UPDATE_ELEM) putting the socket at queue {queueId} of the XSKMAP {where}");
+            }
+
+            progFd = LoadProgram(mapFd, where);
+
+            XdpAttachMode attached = mode == XdpAttachMode.Generic ? XdpAttachMode.Generic : XdpAttachMode.Native;
+            int linkFd = CreateLink(progFd, ifIndex, attached);
+            if (linkFd < 0 && mode == XdpAttachMode.Auto)
+            {
+                int nativeErrno = Marshal.GetLastPInvokeError();
+                if (nativeErrno is not (EBUSY or EEXIST or EPERM or EACCES))
+                {
+                    attached = XdpAttachMode.Generic;
+                    linkFd = CreateLink(progFd, ifIndex, attached);
+                }
+                else
+                {
+                    Marshal.SetLastPInvokeError(nativeErrno);
+                }
+            }
+            if (linkFd < 0)
+            {
+                AfXdpErrors.ThrowLast($"bpf(BPF_LINK_CREATE) attaching the XDP program in {attached} mode {where}");
+            }
+            return new BpfXskRedirect(mapFd, linkFd, attached);
+        }
+        catch
+        {
+            if (mapFd >= 0)
+            {
+                LibC.Close(mapFd);
+            }
+            throw;
+        }
+        finally
+        {
+            // The link holds the program; the program holds the map. Our program fd is not needed.
+            if (progFd >= 0)
+            {
+                LibC.Close(progFd);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The program as struct bpf_insn words (8 bytes: opcode, dst/src registers, offset, immediate):
+    /// r2 = ctx->rx_queue_index; r1 = map; r3 = XDP_PASS; call bpf_redirect_map; exit.
+    /// </summary>
+    internal static ulong[] Program(int mapFd) =>
+    [
+        Insn(0x61, dst: 2, src: 1, off: 16, imm: 0),                       // r2 = *(u32 *)(r1 + 16): xdp_md.rx_queue_index
+        Insn(0x18, dst: 1, src: BPF_PSEUDO_MAP_FD, off: 0, imm: mapFd),    // r1 = map (ld_imm64, first half)
+        0,                                                                 // ld_imm64, second half (upper 32 bits: 0)
+        Insn(0xb7, dst: 3, src: 0, off: 0, imm: XDP_PASS),                 // r3 = XDP_PASS: the action when the queue has no socket
+        Insn(0x85, dst: 0, src: 0, off: 0, imm: BPF_FUNC_redirect_map),    // r0 = bpf_redirect_map(r1, r2, r3)
+        Insn(0x95, dst: 0, src: 0, off: 0, imm: 0),                        // return r0
+    ];
+
+    private static ulong Insn(byte code, byte dst, byte src, short off, int imm)
+        => code | ((ulong)(byte)(dst | (src << 4)) << 8) | ((ulong)(ushort)off << 16) | ((ulong)(uint)imm << 32);
+
+    private static int LoadProgram(int mapFd, string where)
+    {
+        ulong[] insns = Program(mapFd);
+        byte* license = stackalloc byte[] { (byte)'G', (byte)'P', (byte)'L', 0 };
+        byte[] log = new byte[LogSize];
+        fixed (ulong* code = insns)
+        fixed (byte* logBuf = log)
+        {
+            var attr = new BpfProgLoadAttr
+            {
+                ProgType = BPF_PROG_TYPE_XDP,
+                InsnCount = (uint)insns.Length,
+                Insns = (ulong)code,
+                License = (ulong)license,
+                ExpectedAttachType = BPF_XDP,
+            };
+            WriteName(attr.ProgName, "natd_xsk_redir");
+            int fd = (int)Bpf(BPF_PROG_LOAD, &attr, (uint)sizeof(BpfProgLoadAttr));
+            if (fd >= 0)
+            {
+                return fd;
+            }
+            int e = Marshal.GetLastPInvokeError();
+            // Load again with the verifier log only on failure: the log explains a refusal.
+            attr.LogLevel = 1;
+            attr.LogSize = LogSize;
+            attr.LogBuf = (ulong)logBuf;
+            fd = (int)Bpf(BPF_PROG_LOAD, &attr, (uint)sizeof(BpfProgLoadAttr));
+            if (fd >= 0)
+            {
+                return fd;
+            }
+            string verifier = Marshal.PtrToStringUTF8((nint)logBuf)?.Trim() ?? string.Empty;
+            string what = $"bpf(BPF_PROG_LOAD) of the XDP redirect program {where}"
+                + (verifier.Length > 0 ? $" (verifier: {verifier})" : string.Empty);
+            AfXdpErrors.Throw(what, e);
+            return -1;
+        }
+    }
+
+    private static int CreateLink(int progFd, int ifIndex, XdpAttachMode mode)
+    {
+        var attr = new BpfLinkCreateAttr
+        {
+            ProgFd = (uint)progFd,
+            TargetIfIndex = (uint)ifIndex,
+            AttachType = BPF_XDP,
+            Flags = mode == XdpAttachMode.Generic ? XDP_FLAGS_SKB_MODE : XDP_FLAGS_DRV_MODE,
+        };
+        return (int)Bpf(BPF_LINK_CREATE, &attr, (uint)sizeof(BpfLinkCreateAttr));
+    }
+
+    /// <summary>bpf(2) through syscall(2): glibc has no wrapper.</summary>
+    internal static nint Bpf(int command, void* attr, uint size)
+    {
+        nint number = RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? (nint)SYS_bpf_arm64 : (nint)SYS_bpf_x64;
+        return LibC.Syscall3(number, command, attr, size);
+    }
+
+    private static void WriteName(byte* destination, string name)
+    {
+        for (int i = 0; i < name.Length && i < 15; i++)
+        {
+            destination[i] = (byte)name[i];
+        }
+    }
+
+    /// <summary>Closes the link (detaching the program from the interface) and the map.</summary>
+    public void Dispose()
+    {
+        if (_linkFd >= 0)
+        {
+            LibC.Close(_linkFd);
+            _linkFd = -1;
+        }
+        if (_mapFd >= 0)
+        {
+            LibC.Close(_mapFd);
+            _mapFd = -1;
+        }
+    }
+}
