@@ -52,6 +52,19 @@ public sealed class NatdGateway : IGatewayUnderTest
 
     private string? _configDirectory;
     private LabProcess? _daemon;
+    private LabTopology? _lab;
+
+    /// <summary>YAML appended to the lab config (forwards, rules, ...).</summary>
+    public string ExtraConfig { get; init; } = "";
+
+    /// <summary>Run with <c>--state</c> so a restart keeps sessions.</summary>
+    public bool WithState { get; init; }
+
+    /// <summary>The state snapshot path (with <see cref="WithState"/>).</summary>
+    public string? StatePath => _configDirectory is null ? null : Path.Combine(_configDirectory, "sessions.json");
+
+    /// <summary>The running daemon's process (output, pid).</summary>
+    public LabProcess? Process => _daemon;
 
     public string Name => "natd";
 
@@ -86,11 +99,30 @@ public sealed class NatdGateway : IGatewayUnderTest
 
         _configDirectory = Directory.CreateTempSubdirectory("natd-e2e-").FullName;
         ConfigPath = Path.Combine(_configDirectory, "natd.yaml");
-        File.WriteAllText(ConfigPath, ConfigFor(lab));
+        File.WriteAllText(ConfigPath, ConfigFor(lab) + ExtraConfig);
+        _lab = lab;
+        Launch();
+    }
 
+    /// <summary>Stops natd with SIGTERM (a clean shutdown, which saves the state) and starts it again.</summary>
+    public void Restart()
+    {
+        _daemon!.Stop(TimeSpan.FromSeconds(10));
+        _daemon.Dispose();
+        Launch();
+    }
+
+    /// <summary>Sends SIGHUP (reload).</summary>
+    public void Reload() => Sh.Signal(_daemon!.Pid, Sh.SigHup);
+
+    private void Launch()
+    {
+        var lab = _lab!;
+        var dll = Path.Combine(AppContext.BaseDirectory, "natd.dll");
         // The SDK's test host exports the dotnet it runs under; fall back to PATH.
         var dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : "dotnet";
-        _daemon = lab.StartIn(lab.GatewayNs, dotnet, dll, "run", "--config", ConfigPath);
+        string[] args = WithState ? [dll, "run", "--config", ConfigPath!, "--state", StatePath!] : [dll, "run", "--config", ConfigPath!];
+        _daemon = lab.StartIn(lab.GatewayNs, dotnet, args);
         var ready = _daemon.WaitForLine(
             l => l.StartsWith("natd: ready", StringComparison.Ordinal) || l.StartsWith("natd: forwarding", StringComparison.Ordinal),
             ReadyTimeout);

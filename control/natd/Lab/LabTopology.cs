@@ -252,6 +252,19 @@ public sealed partial class LabTopology : IDisposable
     }
 
     /// <summary>
+    /// Adds another address to the inside host's veth, e.g. <c>10.0.0.3/24</c>, for tests that need
+    /// a second inside host (a second port-forward backend, a hairpinning client).
+    /// </summary>
+    /// <param name="cidr">Address with prefix length.</param>
+    /// <returns>The address without the prefix length.</returns>
+    /// <exception cref="LabException">ip refused the address.</exception>
+    public IPAddress AddInsideHostAddress(string cidr)
+    {
+        Sh.Run("ip", "-n", InsideNs, "addr", "add", cidr, "dev", InsideHostIf);
+        return IPAddress.Parse(cidr.Split('/')[0]);
+    }
+
+    /// <summary>
     /// Kills every process in the lab's namespaces, deletes the namespaces (which removes the veths)
     /// and the scratch directory. Idempotent and never throws.
     /// </summary>

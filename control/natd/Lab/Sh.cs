@@ -157,6 +157,9 @@ public static partial class Sh
     /// <summary>SIGKILL: ends a process unconditionally.</summary>
     public const int SigKill = 9;
 
+    /// <summary>SIGHUP: asks a daemon to reload its configuration.</summary>
+    public const int SigHup = 1;
+
     internal static ProcessStartInfo CreateStartInfo(string file, string[] args)
     {
         var info = new ProcessStartInfo(file)
