@@ -21,7 +21,7 @@ public static partial class ConfigLoader
 
     internal static readonly string[] LogLevels = ["trace", "debug", "information", "warning", "error", "critical", "none"];
 
-    private static readonly string[] TopKeys = ["interfaces", "nat", "timeouts", "limits", "dataplane", "control", "log"];
+    private static readonly string[] TopKeys = ["interfaces", "nat", "timeouts", "limits", "dataplane", "control", "log", "rules", "forwards", "protocol-forwards"];
     private static readonly string[] InterfacesKeys = ["inside", "outside"];
     private static readonly string[] InterfaceKeys = ["name", "address", "networks", "gateway", "mac", "neighbours"];
     private static readonly string[] NatKeys = ["pool", "ports", "mapping", "filtering"];
@@ -141,7 +141,7 @@ public static partial class ConfigLoader
     }
 
     /// <summary>Walks the tree once, building the settings and collecting diagnostics.</summary>
-    private sealed class Validator(string source)
+    private sealed partial class Validator(string source)
     {
         public List<ConfigDiagnostic> Errors { get; } = [];
         public List<ConfigDiagnostic> Warnings { get; } = [];
@@ -215,6 +215,7 @@ public static partial class ConfigLoader
                 MaxSessions = sessions,
                 VerifyL4Checksums = verify,
             };
+            settings = RulesAndForwards(top, settings);
             return new NatdConfig
             {
                 Nat = settings,
