@@ -48,7 +48,14 @@ public static partial class ConfigLoader
             }
             var forwards = Forwards(top?.Get("forwards"), settings);
             var protocolForwards = ProtocolForwards(top?.Get("protocol-forwards"), settings);
-            return settings with { Rules = rules, DefaultPolicy = policy, Forwards = forwards, ProtocolForwards = protocolForwards };
+            // Absent sections keep the settings' own empty lists, so a file without them equals the defaults.
+            return settings with
+            {
+                Rules = rules,
+                DefaultPolicy = policy,
+                Forwards = forwards.Count == 0 ? settings.Forwards : forwards,
+                ProtocolForwards = protocolForwards.Count == 0 ? settings.ProtocolForwards : protocolForwards,
+            };
         }
 
         private List<ForwardRule> RuleList(YNode? node)
