@@ -30,6 +30,7 @@ internal sealed class NatDaemon : IAsyncDisposable
         ConfigActor = configActor;
         Control = control;
         Query = new DataplaneQuery(Pollers);
+        Operations = new ControlOperations(Pollers, configActor);
     }
 
     public NatdConfig Config { get; }
@@ -39,6 +40,7 @@ internal sealed class NatDaemon : IAsyncDisposable
     public IActorRef ConfigActor { get; }
     public ControlServer? Control { get; private set; }
     public DataplaneQuery Query { get; }
+    public ControlOperations Operations { get; }
 
     /// <summary>Starts the dataplane over already opened ports (the daemon owns and disposes them).</summary>
     /// <exception cref="IOException">The control API could not bind.</exception>
@@ -61,7 +63,7 @@ internal sealed class NatDaemon : IAsyncDisposable
         {
             try
             {
-                daemon.Control = await ControlServer.StartAsync(config.ControlListen, daemon.Query, loggers, ct).ConfigureAwait(false);
+                daemon.Control = await ControlServer.StartAsync(config.ControlListen, daemon.Query, daemon.Operations, loggers, ct).ConfigureAwait(false);
             }
             catch
             {
