@@ -50,6 +50,16 @@ internal static class StatsTable
         {
             lines.Add(new("gateway " + kv.Key, kv.Value));
         }
+        foreach (var kv in Sorted(s.SessionsByState))
+        {
+            lines.Add(new("state " + kv.Key, kv.Value));
+        }
+        foreach (var kv in Sorted(s.RuleHits))
+        {
+            lines.Add(new("rule " + kv.Key, kv.Value));
+        }
+        lines.Add(new("handoffs", s.Handoffs));
+        lines.Add(new("nat events dropped", s.EventsDropped));
 
         int nameWidth = 0, valueWidth = 0;
         var values = new string[lines.Count];
@@ -63,6 +73,13 @@ internal static class StatsTable
         for (int i = 0; i < lines.Count; i++)
         {
             sb.Append(lines[i].Key.PadRight(nameWidth)).Append("  ").Append(values[i].PadLeft(valueWidth)).Append('\n');
+        }
+        // Ratios and utilisation are not counters; they follow the aligned block in their own form.
+        sb.Append(CultureInfo.InvariantCulture, $"poller busy {s.PollerBusyRatio * 100:0.0}%\n");
+        foreach (var u in s.PortUsage)
+        {
+            double pct = u.Capacity > 0 ? 100.0 * u.InUse / u.Capacity : 0;
+            sb.Append(CultureInfo.InvariantCulture, $"ports {u.ExternalAddress} {u.Protocol} {u.InUse}/{u.Capacity} ({pct:0.0}%)\n");
         }
         return sb.ToString();
     }
