@@ -15,6 +15,7 @@ wanted=(
   "tcpdump:tcpdump"
   "procps:ps"
   "tshark:tshark"
+  "prometheus:promtool"
 )
 
 have_command() {

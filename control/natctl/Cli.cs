@@ -1,3 +1,6 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Globalization;
+using System.Net;
 using System.Net.Sockets;
 using System.Text.Encodings.Web;
 using System.Text.Json;
@@ -21,20 +24,52 @@ internal static class Cli
         usage: natctl <command> [options]
 
         commands:
-          sessions   list NAT sessions (the ipfwadm -M -l -n view)
+          sessions [--protocol tcp|udp|icmp] [--inside ADDR[:PORT]] [--remote ADDR[:PORT]]
+                     list NAT sessions (the ipfwadm -M -l -n view), optionally filtered
           stats      show dataplane counters
           metrics    print the Prometheus metrics text as natd serves it
+          flush      delete every session
+          delete PROTO INSIDE:PORT [REMOTE[:PORT]]
+                     delete the sessions of one inside endpoint (PROTO tcp, udp or icmp; for icmp
+                     PORT is the echo identifier), optionally only those with one remote endpoint
+          reload     re-read natd's configuration file (validated whole; errors name file and line)
+          timeouts   show the idle timeouts in force (seconds)
+          timeouts set TCP TCPFIN UDP
+                     set the TCP established, TCP transitory and UDP timeouts in seconds, as
+                     ipfwadm -M -s did; 0 leaves one unchanged
+          timeouts set [--tcp S] [--tcpfin S] [--udp S] [--icmp S]
+                     set some timeouts by name (--tcp-established, --tcp-transitory also accepted);
+                     live changes last until the next reload or restart
+          config check FILE
+                     validate a configuration file locally (runs natd config check; natd need not run)
 
         options:
-          --json               print the API's JSON (sessions, stats)
+          --json               print the API's JSON (sessions, stats, timeouts, flush, delete, reload)
           -n                   numeric output; natctl never resolves names, accepted for ipfwadm habit
           --control HOST:PORT  natd control API (default: $NATD_CONTROL, else 127.0.0.1:9180)
           -h, --help           show this text
 
+        exit codes: 0 ok, 1 usage error, 2 natd unreachable, the API refused (e.g. a rejected reload)
+        or the configuration file is bad
+
         """;
 
     private static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(3);
-    private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(15);
+
+    /// <summary>Options that take a value, and the commands they belong to.</summary>
+    private static readonly Dictionary<string, string> ValueOptions = new(StringComparer.Ordinal)
+    {
+        ["--protocol"] = "sessions",
+        ["--inside"] = "sessions",
+        ["--remote"] = "sessions",
+        ["--tcp"] = "timeouts set",
+        ["--tcp-established"] = "timeouts set",
+        ["--tcpfin"] = "timeouts set",
+        ["--tcp-transitory"] = "timeouts set",
+        ["--udp"] = "timeouts set",
+        ["--icmp"] = "timeouts set",
+    };
 
     /// <summary>Runs one natctl command with the process environment.</summary>
     public static Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, CancellationToken ct = default)
@@ -50,9 +85,10 @@ internal static class Cli
     public static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr,
         Func<string, string?> getEnvironment, CancellationToken ct = default)
     {
-        string? command = null;
         bool json = false;
         string? control = null;
+        var positional = new List<string>();
+        var values = new Dictionary<string, string>(StringComparer.Ordinal);
         for (int i = 0; i < args.Length; i++)
         {
             string a = args[i];
@@ -78,32 +114,96 @@ internal static class Cli
                     {
                         control = a["--control=".Length..];
                     }
-                    else if (a.StartsWith('-'))
+                    else if (ValueOptions.ContainsKey(a))
+                    {
+                        if (i + 1 >= args.Length)
+                        {
+                            return await UsageError(stderr, $"{a} needs a value").ConfigureAwait(false);
+                        }
+                        values[a] = args[++i];
+                    }
+                    else if (a.StartsWith('-') && a.Length > 1)
                     {
                         return await UsageError(stderr, $"unknown option '{a}'").ConfigureAwait(false);
                     }
-                    else if (command is null)
-                    {
-                        command = a;
-                    }
                     else
                     {
-                        return await UsageError(stderr, $"unexpected argument '{a}'").ConfigureAwait(false);
+                        positional.Add(a);
                     }
                     break;
             }
         }
-        if (command is null)
+        if (positional.Count == 0)
         {
             return await UsageError(stderr, "no command given").ConfigureAwait(false);
         }
-        if (command is not ("sessions" or "stats" or "metrics"))
+        string command = positional[0];
+        string commandName = command is "timeouts" or "config" && positional.Count > 1 ? command + " " + positional[1] : command;
+        foreach (var option in values.Keys)
         {
-            return await UsageError(stderr, $"unknown command '{command}'").ConfigureAwait(false);
+            if (ValueOptions[option] != commandName)
+            {
+                return await UsageError(stderr, $"{option} applies to '{ValueOptions[option]}', not '{commandName}'").ConfigureAwait(false);
+            }
         }
-        if (json && command == "metrics")
+
+        Request request;
+        switch (command)
         {
-            return await UsageError(stderr, "--json applies to sessions and stats; metrics is Prometheus text").ConfigureAwait(false);
+            case "sessions" or "stats" or "metrics" or "flush" or "reload" when positional.Count > 1:
+                return await UsageError(stderr, $"unexpected argument '{positional[1]}'").ConfigureAwait(false);
+            case "sessions":
+                if (!TrySessionsQuery(values, out string? query, out string? why))
+                {
+                    return await UsageError(stderr, why).ConfigureAwait(false);
+                }
+                request = new Request(HttpMethod.Get, "/sessions" + query, null, Render.Sessions);
+                break;
+            case "stats":
+                request = new Request(HttpMethod.Get, "/stats", null, Render.Stats);
+                break;
+            case "metrics":
+                if (json)
+                {
+                    return await UsageError(stderr, "--json does not apply to metrics (Prometheus text)").ConfigureAwait(false);
+                }
+                request = new Request(HttpMethod.Get, "/metrics", null, Render.Raw);
+                break;
+            case "flush":
+                request = new Request(HttpMethod.Post, "/flush", "{}", Render.Deleted);
+                break;
+            case "reload":
+                request = new Request(HttpMethod.Post, "/reload", "{}", Render.Outcome);
+                break;
+            case "delete":
+                if (!TryDeleteBody(positional, out string? body, out string? deleteError))
+                {
+                    return await UsageError(stderr, deleteError).ConfigureAwait(false);
+                }
+                request = new Request(HttpMethod.Post, "/sessions/delete", body, Render.Deleted);
+                break;
+            case "timeouts" when positional.Count == 1:
+                request = new Request(HttpMethod.Get, "/timeouts", null, Render.Timeouts);
+                break;
+            case "timeouts" when positional[1] == "set":
+                if (!TryTimeoutsBody(positional, values, out string? timeoutsBody, out string? timeoutsError))
+                {
+                    return await UsageError(stderr, timeoutsError).ConfigureAwait(false);
+                }
+                request = new Request(HttpMethod.Put, "/timeouts", timeoutsBody, Render.TimeoutsOutcome);
+                break;
+            case "timeouts":
+                return await UsageError(stderr, $"unexpected argument '{positional[1]}' (natctl timeouts, or natctl timeouts set ...)").ConfigureAwait(false);
+            case "config" when positional.Count == 3 && positional[1] == "check":
+                if (json)
+                {
+                    return await UsageError(stderr, "--json does not apply to config check").ConfigureAwait(false);
+                }
+                return await ConfigCheck.RunAsync(positional[2], stdout, stderr, ct).ConfigureAwait(false);
+            case "config":
+                return await UsageError(stderr, "usage: natctl config check FILE").ConfigureAwait(false);
+            default:
+                return await UsageError(stderr, $"unknown command '{command}'").ConfigureAwait(false);
         }
 
         control ??= getEnvironment(ControlEnvironmentVariable) is { Length: > 0 } env ? env : DefaultControl;
@@ -111,21 +211,38 @@ internal static class Cli
         {
             return await UsageError(stderr, $"'{control}' is not HOST:PORT").ConfigureAwait(false);
         }
+        return await SendAsync(baseUri, request, json, stdout, stderr, ct).ConfigureAwait(false);
+    }
 
-        string path = "/" + command;
+    /// <summary>What the API answer is turned into on stdout.</summary>
+    private enum Render { Raw, Sessions, Stats, Deleted, Outcome, Timeouts, TimeoutsOutcome }
+
+    private sealed record Request(HttpMethod Method, string Path, string? Body, Render Render);
+
+    private static async Task<int> SendAsync(Uri baseUri, Request request, bool json, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    {
         string display = baseUri.GetLeftPart(UriPartial.Authority);
+        string what = $"{request.Method.Method} {request.Path}";
         string body;
+        int status;
         using (var http = CreateClient(baseUri))
         {
             try
             {
-                using var response = await http.GetAsync(path, ct).ConfigureAwait(false);
+                using var message = new HttpRequestMessage(request.Method, request.Path);
+                if (request.Body is not null)
+                {
+                    message.Content = new StringContent(request.Body, System.Text.Encoding.UTF8, "application/json");
+                }
+                using var response = await http.SendAsync(message, ct).ConfigureAwait(false);
                 body = await response.Content.ReadAsStringAsync(ct).ConfigureAwait(false);
-                if (!response.IsSuccessStatusCode)
+                status = (int)response.StatusCode;
+                // 422 is a refusal with reasons (a rejected reload or timeout change): rendered, exit 2.
+                if (!response.IsSuccessStatusCode && status != 422)
                 {
                     string first = body.Split('\n', 2)[0].Trim();
                     await stderr.WriteLineAsync(
-                        $"natctl: natd control API at {display}: GET {path} answered {(int)response.StatusCode} {response.ReasonPhrase}{(first.Length > 0 ? ": " + first : "")}").ConfigureAwait(false);
+                        $"natctl: natd control API at {display}: {what} answered {status} {response.ReasonPhrase}{(first.Length > 0 ? ": " + first : "")}").ConfigureAwait(false);
                     return Unreachable;
                 }
             }
@@ -143,24 +260,261 @@ internal static class Cli
 
         try
         {
-            string output = (command, json) switch
+            if (json && request.Render != Render.Raw)
             {
-                ("metrics", _) => body,
-                (_, true) => Pretty(body),
-                ("sessions", false) => SessionTable.Render(
-                    JsonSerializer.Deserialize(body, NatctlJsonContext.Default.SessionRowArray) ?? []),
-                _ => StatsTable.Render(
-                    JsonSerializer.Deserialize(body, NatctlJsonContext.Default.StatsRow) ?? new StatsRow()),
-            };
-            await stdout.WriteAsync(output).ConfigureAwait(false);
+                await stdout.WriteAsync(Pretty(body)).ConfigureAwait(false);
+            }
+            else
+            {
+                switch (request.Render)
+                {
+                    case Render.Raw:
+                        await stdout.WriteAsync(body).ConfigureAwait(false);
+                        break;
+                    case Render.Sessions:
+                        await stdout.WriteAsync(SessionTable.Render(
+                            JsonSerializer.Deserialize(body, NatctlJsonContext.Default.SessionRowArray) ?? [])).ConfigureAwait(false);
+                        break;
+                    case Render.Stats:
+                        await stdout.WriteAsync(StatsTable.Render(
+                            JsonSerializer.Deserialize(body, NatctlJsonContext.Default.StatsRow) ?? new StatsRow())).ConfigureAwait(false);
+                        break;
+                    case Render.Deleted:
+                        var deleted = JsonSerializer.Deserialize(body, NatctlJsonContext.Default.DeletedRow) ?? new DeletedRow();
+                        await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                            $"{deleted.Deleted} session{(deleted.Deleted == 1 ? "" : "s")} deleted")).ConfigureAwait(false);
+                        break;
+                    case Render.Timeouts:
+                        await stdout.WriteAsync(TimeoutsTable(
+                            JsonSerializer.Deserialize(body, NatctlJsonContext.Default.DictionaryStringInt64) ?? [])).ConfigureAwait(false);
+                        break;
+                    case Render.Outcome or Render.TimeoutsOutcome:
+                        var outcome = JsonSerializer.Deserialize(body, NatctlJsonContext.Default.OutcomeRow) ?? new OutcomeRow();
+                        if (!outcome.Ok)
+                        {
+                            await stderr.WriteLineAsync(request.Render == Render.Outcome
+                                ? "natctl: reload rejected, natd keeps its running configuration:"
+                                : "natctl: timeouts not changed:").ConfigureAwait(false);
+                            foreach (string m in outcome.Messages)
+                            {
+                                await stderr.WriteLineAsync("  " + m).ConfigureAwait(false);
+                            }
+                            return Unreachable;
+                        }
+                        foreach (string m in outcome.Messages)
+                        {
+                            await stderr.WriteLineAsync("natctl: warning: " + m).ConfigureAwait(false);
+                        }
+                        await stdout.WriteAsync(request.Render == Render.Outcome
+                            ? "configuration reloaded\n"
+                            : TimeoutsTable(outcome.Timeouts ?? [])).ConfigureAwait(false);
+                        break;
+                }
+            }
         }
         catch (JsonException ex)
         {
-            await stderr.WriteLineAsync($"natctl: natd control API at {display}: GET {path} answered malformed JSON: {ex.Message}").ConfigureAwait(false);
+            await stderr.WriteLineAsync($"natctl: natd control API at {display}: {what} answered malformed JSON: {ex.Message}").ConfigureAwait(false);
             return Unreachable;
         }
         await stdout.FlushAsync(ct).ConfigureAwait(false);
-        return Ok;
+        return status == 422 ? Unreachable : Ok;
+    }
+
+    /// <summary>"name  value s" lines in the API's order (tcp-established, tcp-transitory, udp, icmp).</summary>
+    internal static string TimeoutsTable(Dictionary<string, long> timeouts)
+    {
+        var sb = new System.Text.StringBuilder();
+        int width = 0, valueWidth = 0;
+        foreach (var kv in timeouts)
+        {
+            width = Math.Max(width, kv.Key.Length);
+            valueWidth = Math.Max(valueWidth, kv.Value.ToString(CultureInfo.InvariantCulture).Length);
+        }
+        foreach (var kv in timeouts)
+        {
+            sb.Append(kv.Key.PadRight(width)).Append("  ")
+              .Append(kv.Value.ToString(CultureInfo.InvariantCulture).PadLeft(valueWidth)).Append(" s\n");
+        }
+        return sb.ToString();
+    }
+
+    private static bool TrySessionsQuery(Dictionary<string, string> values, out string query, [NotNullWhen(false)] out string? error)
+    {
+        query = "";
+        error = null;
+        var parts = new List<string>();
+        if (values.TryGetValue("--protocol", out string? protocol))
+        {
+            if (protocol is not ("tcp" or "udp" or "icmp"))
+            {
+                error = $"--protocol '{protocol}' is not tcp, udp or icmp";
+                return false;
+            }
+            parts.Add("protocol=" + protocol);
+        }
+        foreach (var (option, key) in (ReadOnlySpan<(string, string)>)[("--inside", "inside"), ("--remote", "remote")])
+        {
+            if (values.TryGetValue(option, out string? endpoint))
+            {
+                if (!TryEndpoint(endpoint, requirePort: false))
+                {
+                    error = $"{option} '{endpoint}' is not ADDRESS or ADDRESS:PORT (IPv4)";
+                    return false;
+                }
+                parts.Add(key + "=" + Uri.EscapeDataString(endpoint));
+            }
+        }
+        query = parts.Count == 0 ? "" : "?" + string.Join('&', parts);
+        return true;
+    }
+
+    private static bool TryDeleteBody(List<string> positional, out string body, [NotNullWhen(false)] out string? error)
+    {
+        body = "";
+        error = null;
+        if (positional.Count is < 3 or > 4)
+        {
+            error = "usage: natctl delete PROTO INSIDE:PORT [REMOTE[:PORT]]";
+            return false;
+        }
+        string protocol = positional[1], inside = positional[2];
+        string? remote = positional.Count == 4 ? positional[3] : null;
+        if (protocol is not ("tcp" or "udp" or "icmp"))
+        {
+            error = $"protocol '{protocol}' is not tcp, udp or icmp";
+            return false;
+        }
+        if (!TryEndpoint(inside, requirePort: true))
+        {
+            error = $"'{inside}' is not INSIDE:PORT (an IPv4 address and a port 1..65535)";
+            return false;
+        }
+        if (remote is not null && !TryEndpoint(remote, requirePort: false))
+        {
+            error = $"'{remote}' is not REMOTE or REMOTE:PORT (an IPv4 address, optionally a port 1..65535)";
+            return false;
+        }
+        using var ms = new MemoryStream();
+        using (var w = new Utf8JsonWriter(ms))
+        {
+            w.WriteStartObject();
+            w.WriteString("protocol", protocol);
+            w.WriteString("inside", inside);
+            if (remote is not null)
+            {
+                w.WriteString("remote", remote);
+            }
+            w.WriteEndObject();
+        }
+        body = System.Text.Encoding.UTF8.GetString(ms.ToArray());
+        return true;
+    }
+
+    /// <summary>
+    /// `timeouts set TCP TCPFIN UDP` (ipfwadm -M -s order; 0 leaves one unchanged) or the named options.
+    /// The JSON body names only the timeouts that change.
+    /// </summary>
+    private static bool TryTimeoutsBody(List<string> positional, Dictionary<string, string> values, out string body, [NotNullWhen(false)] out string? error)
+    {
+        body = "";
+        error = null;
+        var change = new List<KeyValuePair<string, long>>();
+        if (positional.Count > 2)
+        {
+            if (values.Count > 0)
+            {
+                error = "give the timeouts either as TCP TCPFIN UDP or as --tcp/--tcpfin/--udp/--icmp, not both";
+                return false;
+            }
+            if (positional.Count != 5)
+            {
+                error = "usage: natctl timeouts set TCP TCPFIN UDP (seconds, 0 leaves one unchanged)";
+                return false;
+            }
+            string[] keys = ["tcp-established", "tcp-transitory", "udp"];
+            for (int i = 0; i < 3; i++)
+            {
+                if (!long.TryParse(positional[i + 2], NumberStyles.None, CultureInfo.InvariantCulture, out long v) || v > int.MaxValue)
+                {
+                    error = $"'{positional[i + 2]}' is not a whole number of seconds (0 leaves the timeout unchanged)";
+                    return false;
+                }
+                if (v != 0)
+                {
+                    change.Add(new(keys[i], v));
+                }
+            }
+        }
+        else
+        {
+            (string Key, string[] Options)[] named =
+            [
+                ("tcp-established", ["--tcp", "--tcp-established"]),
+                ("tcp-transitory", ["--tcpfin", "--tcp-transitory"]),
+                ("udp", ["--udp"]),
+                ("icmp", ["--icmp"]),
+            ];
+            foreach (var (key, options) in named)
+            {
+                string? text = null;
+                foreach (string o in options)
+                {
+                    if (values.TryGetValue(o, out string? t))
+                    {
+                        if (text is not null)
+                        {
+                            error = $"{string.Join(" and ", options)} both set {key}";
+                            return false;
+                        }
+                        text = t;
+                    }
+                }
+                if (text is null)
+                {
+                    continue;
+                }
+                if (!long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out long v) || v < 1 || v > int.MaxValue)
+                {
+                    error = $"{key}: '{text}' is not a whole number of seconds from 1 to {int.MaxValue}";
+                    return false;
+                }
+                change.Add(new(key, v));
+            }
+        }
+        if (change.Count == 0)
+        {
+            error = "nothing to change: natctl timeouts set TCP TCPFIN UDP, or --tcp/--tcpfin/--udp/--icmp SECONDS";
+            return false;
+        }
+        using var ms = new MemoryStream();
+        using (var w = new Utf8JsonWriter(ms))
+        {
+            w.WriteStartObject();
+            foreach (var kv in change)
+            {
+                w.WriteNumber(kv.Key, kv.Value);
+            }
+            w.WriteEndObject();
+        }
+        body = System.Text.Encoding.UTF8.GetString(ms.ToArray());
+        return true;
+    }
+
+    /// <summary>"a.b.c.d" (when the port is optional) or "a.b.c.d:port" with port 1..65535.</summary>
+    internal static bool TryEndpoint(string text, bool requirePort)
+    {
+        int colon = text.IndexOf(':', StringComparison.Ordinal);
+        string address = colon < 0 ? text : text[..colon];
+        if (!IPAddress.TryParse(address, out var ip) || ip.AddressFamily != AddressFamily.InterNetwork || address.Count(c => c == '.') != 3)
+        {
+            return false;
+        }
+        if (colon < 0)
+        {
+            return !requirePort;
+        }
+        return ushort.TryParse(text.AsSpan(colon + 1), NumberStyles.None, CultureInfo.InvariantCulture, out ushort port) && port != 0;
     }
 
     /// <summary>Accepts "host:port", "[v6]:port" or a full http:// URL.</summary>
@@ -225,7 +579,7 @@ internal static class Cli
     private static async Task<int> UsageError(TextWriter stderr, string message)
     {
         await stderr.WriteLineAsync($"natctl: {message}").ConfigureAwait(false);
-        await stderr.WriteLineAsync("usage: natctl sessions|stats|metrics [--json] [-n] [--control HOST:PORT]; natctl --help for more").ConfigureAwait(false);
+        await stderr.WriteLineAsync("usage: natctl sessions|stats|metrics|flush|delete|reload|timeouts|config check [options]; natctl --help for more").ConfigureAwait(false);
         return Usage;
     }
 }

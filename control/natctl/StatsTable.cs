@@ -50,19 +50,41 @@ internal static class StatsTable
         {
             lines.Add(new("gateway " + kv.Key, kv.Value));
         }
+        foreach (var kv in Sorted(s.SessionsByState))
+        {
+            lines.Add(new("state " + kv.Key, kv.Value));
+        }
+        foreach (var kv in Sorted(s.RuleHits))
+        {
+            lines.Add(new("rule " + kv.Key, kv.Value));
+        }
+        lines.Add(new("handoffs", s.Handoffs));
+        lines.Add(new("nat events dropped", s.EventsDropped));
+
+        // Ratios and utilisation are not counters but read the same way: a name and a right-aligned value.
+        var rows = new List<KeyValuePair<string, string>>(lines.Count + s.PortUsage.Length + 1);
+        foreach (var kv in lines)
+        {
+            rows.Add(new(kv.Key, kv.Value.ToString(CultureInfo.InvariantCulture)));
+        }
+        rows.Add(new("poller busy", string.Create(CultureInfo.InvariantCulture, $"{s.PollerBusyRatio * 100:0.0}%")));
+        foreach (var u in s.PortUsage)
+        {
+            double pct = u.Capacity > 0 ? 100.0 * u.InUse / u.Capacity : 0;
+            rows.Add(new($"ports {u.ExternalAddress} {u.Protocol}",
+                string.Create(CultureInfo.InvariantCulture, $"{u.InUse}/{u.Capacity} ({pct:0.0}%)")));
+        }
 
         int nameWidth = 0, valueWidth = 0;
-        var values = new string[lines.Count];
-        for (int i = 0; i < lines.Count; i++)
+        foreach (var r in rows)
         {
-            values[i] = lines[i].Value.ToString(CultureInfo.InvariantCulture);
-            nameWidth = Math.Max(nameWidth, lines[i].Key.Length);
-            valueWidth = Math.Max(valueWidth, values[i].Length);
+            nameWidth = Math.Max(nameWidth, r.Key.Length);
+            valueWidth = Math.Max(valueWidth, r.Value.Length);
         }
         var sb = new StringBuilder();
-        for (int i = 0; i < lines.Count; i++)
+        foreach (var r in rows)
         {
-            sb.Append(lines[i].Key.PadRight(nameWidth)).Append("  ").Append(values[i].PadLeft(valueWidth)).Append('\n');
+            sb.Append(r.Key.PadRight(nameWidth)).Append("  ").Append(r.Value.PadLeft(valueWidth)).Append('\n');
         }
         return sb.ToString();
     }

@@ -35,9 +35,43 @@ internal sealed record StatsRow
     public long SessionsCreated { get; init; }
     public long SessionsDeleted { get; init; }
     public Dictionary<string, long> Gateway { get; init; } = [];
+    /// <summary>Sessions by expiry class (tcp-established, tcp-transitory, udp, icmp).</summary>
+    public Dictionary<string, long> SessionsByState { get; init; } = [];
+    public PortUsageRow[] PortUsage { get; init; } = [];
+    public Dictionary<string, long> RuleHits { get; init; } = [];
+    /// <summary>0..1.</summary>
+    public double PollerBusyRatio { get; init; }
+    public long Handoffs { get; init; }
+    public long EventsDropped { get; init; }
+}
+
+/// <summary>Port utilisation of one external address and protocol.</summary>
+internal sealed record PortUsageRow
+{
+    public string ExternalAddress { get; init; } = "";
+    public string Protocol { get; init; } = "";
+    public long InUse { get; init; }
+    public long Capacity { get; init; }
+}
+
+/// <summary>POST /flush and POST /sessions/delete answers.</summary>
+internal sealed record DeletedRow
+{
+    public long Deleted { get; init; }
+}
+
+/// <summary>POST /reload and PUT /timeouts answers; <see cref="Timeouts"/> only from the latter.</summary>
+internal sealed record OutcomeRow
+{
+    public bool Ok { get; init; }
+    public string[] Messages { get; init; } = [];
+    public Dictionary<string, long>? Timeouts { get; init; }
 }
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
 [JsonSerializable(typeof(SessionRow[]))]
 [JsonSerializable(typeof(StatsRow))]
+[JsonSerializable(typeof(DeletedRow))]
+[JsonSerializable(typeof(OutcomeRow))]
+[JsonSerializable(typeof(Dictionary<string, long>))]
 internal sealed partial class NatctlJsonContext : JsonSerializerContext;

@@ -11,10 +11,13 @@ using Natd.Dataplane.Nat;
 namespace Natd.Control.Api;
 
 /// <summary>
-/// The control HTTP API on the control port (127.0.0.1:9180 by default): GET /sessions (JSON array
-/// of <see cref="SessionView"/>), GET /stats (JSON <see cref="StatsSnapshot"/>), GET /metrics
-/// (Prometheus text 0.0.4, see <see cref="MetricsFormatter"/>) and GET /healthz ("ok"). Kestrel is
-/// bound to exactly the configured endpoint and nothing else; the API is read-only.
+/// The control HTTP API on the control port (127.0.0.1:9180 by default). Reads: GET /sessions (JSON
+/// array of <see cref="SessionView"/>, optionally filtered by ?protocol=tcp|udp|icmp, ?inside=ADDR[:PORT]
+/// and ?remote=ADDR[:PORT]), GET /stats (JSON <see cref="StatsSnapshot"/>), GET /metrics (Prometheus text
+/// 0.0.4, see <see cref="MetricsFormatter"/>), GET /healthz ("ok"), GET /timeouts. Writes (see
+/// <see cref="IControlOperations"/>): POST /flush, POST /sessions/delete, POST /reload, PUT /timeouts.
+/// Kestrel is bound to exactly the configured endpoint and nothing else: the API has no
+/// authentication, so it belongs on loopback or a management network only.
 /// </summary>
 public sealed partial class ControlServer : IAsyncDisposable
 {
@@ -32,12 +35,24 @@ public sealed partial class ControlServer : IAsyncDisposable
 
     /// <summary>Binds and starts the API; returns once it accepts connections.</summary>
     /// <param name="listen">"host:port" where host is an IPv4 literal, [IPv6] literal or localhost; port 0 picks a free port (not with localhost).</param>
-    /// <param name="query">Where the answers come from.</param>
+    /// <param name="query">Where the answers come from; when it also implements <see cref="IControlOperations"/> the write endpoints use it.</param>
     /// <param name="loggerFactory">Logging for Kestrel and the handlers; null for none.</param>
     /// <param name="ct">Cancels the start.</param>
     /// <exception cref="ArgumentException"><paramref name="listen"/> is not host:port.</exception>
     /// <exception cref="IOException">The endpoint cannot be bound (e.g. address in use).</exception>
-    public static async Task<ControlServer> StartAsync(string listen, IDataplaneQuery query, ILoggerFactory? loggerFactory, CancellationToken ct)
+    public static Task<ControlServer> StartAsync(string listen, IDataplaneQuery query, ILoggerFactory? loggerFactory, CancellationToken ct)
+        => StartAsync(listen, query, query as IControlOperations, loggerFactory, ct);
+
+    /// <summary>Binds and starts the API; returns once it accepts connections.</summary>
+    /// <param name="listen">"host:port" where host is an IPv4 literal, [IPv6] literal or localhost; port 0 picks a free port (not with localhost).</param>
+    /// <param name="query">Where the answers come from.</param>
+    /// <param name="operations">What the write endpoints do; null makes them answer 501 Not Implemented.</param>
+    /// <param name="loggerFactory">Logging for Kestrel and the handlers; null for none.</param>
+    /// <param name="ct">Cancels the start.</param>
+    /// <exception cref="ArgumentException"><paramref name="listen"/> is not host:port.</exception>
+    /// <exception cref="IOException">The endpoint cannot be bound (e.g. address in use).</exception>
+    public static async Task<ControlServer> StartAsync(string listen, IDataplaneQuery query, IControlOperations? operations,
+        ILoggerFactory? loggerFactory, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(query);
         if (!ListenEndpoint.TryParse(listen, out var endpoint))
@@ -69,6 +84,11 @@ public sealed partial class ControlServer : IAsyncDisposable
         app.MapGet("/sessions", ctx => Answer(ctx, log, WriteSessionsAsync(ctx, query)));
         app.MapGet("/stats", ctx => Answer(ctx, log, WriteStatsAsync(ctx, query)));
         app.MapGet("/metrics", ctx => Answer(ctx, log, WriteMetricsAsync(ctx, query)));
+        app.MapPost("/flush", ctx => Answer(ctx, log, Operate(ctx, operations, FlushAsync)));
+        app.MapPost("/sessions/delete", ctx => Answer(ctx, log, Operate(ctx, operations, DeleteAsync)));
+        app.MapPost("/reload", ctx => Answer(ctx, log, Operate(ctx, operations, ReloadAsync)));
+        app.MapGet("/timeouts", ctx => Answer(ctx, log, Operate(ctx, operations, GetTimeoutsAsync)));
+        app.MapPut("/timeouts", ctx => Answer(ctx, log, Operate(ctx, operations, SetTimeoutsAsync)));
         app.MapGet("/healthz", static ctx =>
         {
             ctx.Response.ContentType = "text/plain; charset=utf-8";
@@ -108,14 +128,22 @@ public sealed partial class ControlServer : IAsyncDisposable
 
     private static async Task WriteSessionsAsync(HttpContext ctx, IDataplaneQuery query)
     {
-        var sessions = await query.GetSessionsAsync(ctx.RequestAborted).ConfigureAwait(false);
-        var views = new SessionView[sessions.Count];
-        for (int i = 0; i < views.Length; i++)
+        if (!SessionFilter.TryParse(ctx.Request.Query, out var filter, out string? error))
         {
-            views[i] = SessionView.From(sessions[i]);
+            await Plain(ctx, StatusCodes.Status400BadRequest, error).ConfigureAwait(false);
+            return;
+        }
+        var sessions = await query.GetSessionsAsync(ctx.RequestAborted).ConfigureAwait(false);
+        var views = new List<SessionView>(sessions.Count);
+        foreach (var s in sessions)
+        {
+            if (filter.Matches(s))
+            {
+                views.Add(SessionView.From(s));
+            }
         }
         ctx.Response.ContentType = "application/json; charset=utf-8";
-        await JsonSerializer.SerializeAsync(ctx.Response.Body, views, ControlJsonContext.Default.SessionViewArray, ctx.RequestAborted).ConfigureAwait(false);
+        await JsonSerializer.SerializeAsync(ctx.Response.Body, views.ToArray(), ControlJsonContext.Default.SessionViewArray, ctx.RequestAborted).ConfigureAwait(false);
     }
 
     private static async Task WriteStatsAsync(HttpContext ctx, IDataplaneQuery query)

@@ -16,6 +16,7 @@ public static class MetricsFormatter
     public const string ContentType = "text/plain; version=0.0.4; charset=utf-8";
 
     private static readonly string[] Protocols = ["tcp", "udp", "icmp"];
+    private static readonly string[] States = ["tcp-established", "tcp-transitory", "udp", "icmp"];
 
     /// <summary>Formats every natd metric family from one snapshot.</summary>
     /// <param name="stats">Counters read at one instant.</param>
@@ -65,6 +66,46 @@ public static class MetricsFormatter
 
         Family(sb, "natd_sessions_deleted_total", "counter", "Sessions deleted (expired or closed) since start.");
         Sample(sb, "natd_sessions_deleted_total", null, null, stats.SessionsDeleted);
+
+        Family(sb, "natd_sessions_by_state", "gauge", "Sessions in the table now, by expiry class (TCP established or transitory, UDP, ICMP).");
+        foreach (string state in States)
+        {
+            Sample(sb, "natd_sessions_by_state", "state", state, stats.SessionsByState.GetValueOrDefault(state));
+        }
+        foreach (var (state, value) in Extras(stats.SessionsByState, s => Array.IndexOf(States, s) >= 0))
+        {
+            Sample(sb, "natd_sessions_by_state", "state", state, value);
+        }
+
+        Family(sb, "natd_ports_in_use", "gauge", "External ports (ICMP identifiers for icmp) allocated, by external address and protocol.");
+        foreach (var u in SortedPorts(stats.PortUsage))
+        {
+            Sample2(sb, "natd_ports_in_use", "address", u.ExternalAddress, "protocol", u.Protocol, u.InUse);
+        }
+
+        Family(sb, "natd_ports_capacity", "gauge", "External ports (ICMP identifiers for icmp) in the configured range, by external address and protocol.");
+        foreach (var u in SortedPorts(stats.PortUsage))
+        {
+            Sample2(sb, "natd_ports_capacity", "address", u.ExternalAddress, "protocol", u.Protocol, u.Capacity);
+        }
+
+        Family(sb, "natd_rule_hits_total", "counter", "New flows that matched each forward rule, by rule name.");
+        foreach (var (rule, value) in Extras(stats.RuleHits, static _ => false))
+        {
+            Sample(sb, "natd_rule_hits_total", "rule", rule, value);
+        }
+
+        // No ALG reports events into the snapshot yet; the family is declared so dashboards and alerts can refer to it.
+        Family(sb, "natd_alg_events_total", "counter", "Application-level gateway events (payload rewrites, expectations), by ALG and event.");
+
+        Family(sb, "natd_handoffs_total", "counter", "Frames handed from the poller that received them to the poller that owns their flow.");
+        Sample(sb, "natd_handoffs_total", null, null, stats.Handoffs);
+
+        Family(sb, "natd_poller_busy_ratio", "gauge", "Share of wall time the pollers spent on batches with frames since start (0 to 1), averaged over pollers.");
+        SampleDouble(sb, "natd_poller_busy_ratio", stats.PollerBusyRatio);
+
+        Family(sb, "natd_nat_events_dropped_total", "counter", "NAT events (session create/delete, exhaustion) lost because the event queue was full.");
+        Sample(sb, "natd_nat_events_dropped_total", null, null, stats.EventsDropped);
 
         Family(sb, "natd_gateway_events_total", "counter", "Packets natd answered or generated itself (ARP, ICMP), by event.");
         foreach (var (name, value) in Extras(stats.Gateway, static _ => false))
@@ -116,6 +157,44 @@ public static class MetricsFormatter
             sb.Append("\"}");
         }
         sb.Append(' ').Append(sample.ToString(CultureInfo.InvariantCulture)).Append('\n');
+    }
+
+    /// <summary>Port usage in (address, protocol) order so the output is stable; one series per pair.</summary>
+    private static List<PortUsage> SortedPorts(IReadOnlyList<PortUsage> usage)
+    {
+        var merged = new Dictionary<(string, string), PortUsage>();
+        foreach (var u in usage)
+        {
+            // Several shards may report the same address and protocol: their ports add up, the range is shared.
+            merged[(u.ExternalAddress, u.Protocol)] = merged.TryGetValue((u.ExternalAddress, u.Protocol), out var m)
+                ? m with { InUse = m.InUse + u.InUse }
+                : u;
+        }
+        var list = new List<PortUsage>(merged.Values);
+        list.Sort(static (a, b) =>
+        {
+            int c = string.CompareOrdinal(a.ExternalAddress, b.ExternalAddress);
+            return c != 0 ? c : string.CompareOrdinal(a.Protocol, b.Protocol);
+        });
+        return list;
+    }
+
+    private static void Sample2(StringBuilder sb, string name, string label1, string value1, string label2, string value2, long sample)
+    {
+        sb.Append(name).Append('{').Append(label1).Append("=\"");
+        AppendEscapedLabelValue(sb, value1);
+        sb.Append("\",").Append(label2).Append("=\"");
+        AppendEscapedLabelValue(sb, value2);
+        sb.Append("\"} ").Append(sample.ToString(CultureInfo.InvariantCulture)).Append('\n');
+    }
+
+    private static void SampleDouble(StringBuilder sb, string name, double sample)
+    {
+        string text = double.IsNaN(sample) ? "NaN"
+            : double.IsPositiveInfinity(sample) ? "+Inf"
+            : double.IsNegativeInfinity(sample) ? "-Inf"
+            : sample.ToString("R", CultureInfo.InvariantCulture);
+        sb.Append(name).Append(' ').Append(text).Append('\n');
     }
 
     /// <summary>Label values escape backslash, double quote and line feed (exposition format 0.0.4).</summary>

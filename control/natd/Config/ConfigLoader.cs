@@ -21,7 +21,7 @@ public static partial class ConfigLoader
 
     internal static readonly string[] LogLevels = ["trace", "debug", "information", "warning", "error", "critical", "none"];
 
-    private static readonly string[] TopKeys = ["interfaces", "nat", "timeouts", "limits", "dataplane", "control", "log"];
+    private static readonly string[] TopKeys = ["interfaces", "nat", "timeouts", "limits", "dataplane", "control", "log", "rules", "forwards", "protocol-forwards"];
     private static readonly string[] InterfacesKeys = ["inside", "outside"];
     private static readonly string[] InterfaceKeys = ["name", "address", "networks", "gateway", "mac", "neighbours"];
     private static readonly string[] NatKeys = ["pool", "ports", "mapping", "filtering"];
@@ -220,6 +220,7 @@ public static partial class ConfigLoader
                 MaxSessions = sessions,
                 VerifyL4Checksums = verify,
             };
+            settings = RulesAndForwards(top, settings);
             return new NatdConfig
             {
                 Nat = settings,

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using Natd.Control.Api;
 using Natd.Control.Config;
 using Natd.Dataplane.Actors;
 using Natd.Dataplane.Workers;
@@ -17,6 +18,12 @@ internal sealed partial class ConfigActor(NatdConfig initial, IReadOnlyList<Poll
 
     /// <summary>Outcome of a reload.</summary>
     public sealed record ReloadResult(bool Ok, IReadOnlyList<string> Messages);
+
+    /// <summary>
+    /// Change some timeouts of the configuration in force (natctl timeouts set), applied to every
+    /// poller like a reload; reply: <see cref="ReloadResult"/>. Not written to the file.
+    /// </summary>
+    public sealed record ChangeTimeouts(TimeoutsChange Change);
 
     /// <summary>Ask for the configuration in force; reply: <see cref="NatdConfig"/>.</summary>
     public sealed record GetConfig
@@ -49,6 +56,14 @@ internal sealed partial class ConfigActor(NatdConfig initial, IReadOnlyList<Poll
                 break;
             case Reload r:
                 StartReload(r.Path ?? _current.SourcePath, Sender);
+                break;
+            case ChangeTimeouts when _pending is not null:
+                Sender.Tell(new ReloadResult(false, ["a reload is already in progress"]));
+                break;
+            case ChangeTimeouts c:
+                var timeouts = c.Change.ApplyTo(_current.Nat.Timeouts);
+                StartApply(_current with { Nat = _current.Nat with { Timeouts = timeouts } }, Sender,
+                    $"timeouts {timeouts.TcpEstablished}/{timeouts.TcpTransitory}/{timeouts.Udp}/{timeouts.Icmp} s (tcp-established/tcp-transitory/udp/icmp)");
                 break;
             case ApplyResult res when _pending is not null:
                 if (!res.Applied)
@@ -83,8 +98,13 @@ internal sealed partial class ConfigActor(NatdConfig initial, IReadOnlyList<Poll
             requester.Tell(new ReloadResult(false, [.. e.Errors.Select(x => x.ToString())]));
             return;
         }
+        StartApply(next, requester, path ?? "(built-in defaults)");
+    }
+
+    private void StartApply(NatdConfig next, IActorRef requester, string description)
+    {
         // Every poller validates the swap against what it can change live; all answer before we report.
-        _pending = new PendingReload(next, requester, pollers.Count, path ?? "(built-in defaults)");
+        _pending = new PendingReload(next, requester, pollers.Count, description);
         foreach (var p in pollers)
         {
             p.Actor.Tell(new ApplySettings(next.Nat), Self);

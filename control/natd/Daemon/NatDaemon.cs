@@ -32,6 +32,7 @@ internal sealed class NatDaemon : IAsyncDisposable
         ConfigActor = configActor;
         Control = control;
         Query = new DataplaneQuery(Pollers);
+        Operations = new ControlOperations(Pollers, configActor);
     }
 
     public NatdConfig Config { get; }
@@ -43,6 +44,7 @@ internal sealed class NatDaemon : IAsyncDisposable
     public DataplaneQuery Query { get; }
     /// <summary>NAT event log counters (all zero when log.events is absent).</summary>
     public EventLogStats EventLogStats { get; } = new();
+    public ControlOperations Operations { get; }
 
     /// <summary>Starts the dataplane over already opened ports (the daemon owns and disposes them).</summary>
     /// <exception cref="IOException">The control API could not bind.</exception>
@@ -82,7 +84,7 @@ internal sealed class NatDaemon : IAsyncDisposable
         {
             try
             {
-                daemon.Control = await ControlServer.StartAsync(config.ControlListen, daemon.Query, loggers, ct).ConfigureAwait(false);
+                daemon.Control = await ControlServer.StartAsync(config.ControlListen, daemon.Query, daemon.Operations, loggers, ct).ConfigureAwait(false);
             }
             catch
             {

@@ -106,7 +106,7 @@ public sealed class ControlServerTests : IAsyncLifetime
     [Fact]
     public async Task Unknown_paths_are_404()
     {
-        using var response = await _http!.GetAsync("/flush");
+        using var response = await _http!.GetAsync("/nothing-here");
         Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
     }
 

@@ -46,6 +46,18 @@ internal sealed class FakeDataplaneQuery : IDataplaneQuery
             SessionsCreated = 9,
             SessionsDeleted = 5,
             Gateway = new Dictionary<string, long> { ["arp-replies"] = 7, ["arp-requests"] = 8, ["icmp-errors"] = 0, ["echo-replies"] = 6 },
+            SessionsByState = new Dictionary<string, long> { ["tcp-established"] = 1, ["tcp-transitory"] = 1, ["udp"] = 1, ["icmp"] = 1 },
+            PortUsage =
+            [
+                new PortUsage("198.51.100.1", "tcp", 2, 64512),
+                new PortUsage("198.51.100.1", "udp", 1, 64512),
+                new PortUsage("198.51.100.1", "icmp", 1, 64512),
+                new PortUsage("198.51.100.3", "tcp", 0, 64512),
+            ],
+            RuleHits = new Dictionary<string, long> { ["vpn-isakmp"] = 12, ["rule-2"] = 3 },
+            PollerBusyRatio = 0.125,
+            Handoffs = 17,
+            EventsDropped = 2,
         };
     }
 }

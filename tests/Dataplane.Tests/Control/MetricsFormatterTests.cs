@@ -8,9 +8,9 @@ namespace Natd.Tests.Control;
 
 public partial class MetricsFormatterTests
 {
-    private sealed record Family(string Name, string Type, string Help, List<(Dictionary<string, string> Labels, long Value)> Samples);
+    private sealed record Family(string Name, string Type, string Help, List<(Dictionary<string, string> Labels, double Value)> Samples);
 
-    [GeneratedRegex("""^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (-?[0-9]+)$""")]
+    [GeneratedRegex("""^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|NaN|[+-]Inf)$""")]
     private static partial Regex SampleLine();
 
     [GeneratedRegex("""^([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)""")]
@@ -67,7 +67,7 @@ public partial class MetricsFormatterTests
                     rest = rest[lm.Length..];
                 }
             }
-            current.Samples.Add((labels, long.Parse(m.Groups[4].Value, CultureInfo.InvariantCulture)));
+            current.Samples.Add((labels, double.Parse(m.Groups[4].Value, CultureInfo.InvariantCulture)));
         }
         return families;
     }
@@ -91,6 +91,13 @@ public partial class MetricsFormatterTests
     }
 
     private static long Value(Dictionary<string, Family> f, string name, string? label = null, string? value = null)
+    {
+        double v = DoubleValue(f, name, label, value);
+        Assert.True(v == Math.Floor(v), $"{name}: {v} is not a whole number");
+        return (long)v;
+    }
+
+    private static double DoubleValue(Dictionary<string, Family> f, string name, string? label = null, string? value = null)
     {
         Assert.True(f.ContainsKey(name), $"missing family {name}");
         var matches = f[name].Samples.Where(s => label is null ? s.Labels.Count == 0 : s.Labels.GetValueOrDefault(label) == value).ToList();
@@ -128,11 +135,39 @@ public partial class MetricsFormatterTests
             Assert.Equal(v, Value(f, "natd_gateway_events_total", "event", k));
         }
 
-        Assert.Equal("gauge", f["natd_sessions"].Type);
-        foreach (var fam in f.Values.Where(x => x.Name != "natd_sessions"))
+        foreach (var (state, v) in s.SessionsByState)
         {
-            Assert.Equal("counter", fam.Type);
-            Assert.EndsWith("_total", fam.Name, StringComparison.Ordinal);
+            Assert.Equal(v, Value(f, "natd_sessions_by_state", "state", state));
+        }
+        Assert.Equal(s.PortUsage.Count, f["natd_ports_in_use"].Samples.Count);
+        Assert.Equal(s.PortUsage.Count, f["natd_ports_capacity"].Samples.Count);
+        foreach (var u in s.PortUsage)
+        {
+            Assert.Contains(f["natd_ports_in_use"].Samples, x => x.Labels["address"] == u.ExternalAddress && x.Labels["protocol"] == u.Protocol && x.Value == u.InUse);
+            Assert.Contains(f["natd_ports_capacity"].Samples, x => x.Labels["address"] == u.ExternalAddress && x.Labels["protocol"] == u.Protocol && x.Value == u.Capacity);
+        }
+        foreach (var (rule, v) in s.RuleHits)
+        {
+            Assert.Equal(v, Value(f, "natd_rule_hits_total", "rule", rule));
+        }
+        Assert.Empty(f["natd_alg_events_total"].Samples);
+        Assert.Equal(s.Handoffs, Value(f, "natd_handoffs_total"));
+        Assert.Equal(s.EventsDropped, Value(f, "natd_nat_events_dropped_total"));
+        Assert.Equal(s.PollerBusyRatio, DoubleValue(f, "natd_poller_busy_ratio"));
+
+        string[] gauges = ["natd_sessions", "natd_sessions_by_state", "natd_ports_in_use", "natd_ports_capacity", "natd_poller_busy_ratio"];
+        foreach (var fam in f.Values)
+        {
+            if (gauges.Contains(fam.Name))
+            {
+                Assert.Equal("gauge", fam.Type);
+                Assert.DoesNotContain("_total", fam.Name, StringComparison.Ordinal);
+            }
+            else
+            {
+                Assert.Equal("counter", fam.Type);
+                Assert.EndsWith("_total", fam.Name, StringComparison.Ordinal);
+            }
         }
     }
 

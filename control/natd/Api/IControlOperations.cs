@@ -1,0 +1,62 @@
+using Natd.Dataplane.Nat;
+
+namespace Natd.Control.Api;
+
+/// <summary>
+/// The operations the control API performs on a running natd beyond reading it (POST /flush,
+/// POST /sessions/delete, POST /reload, GET and PUT /timeouts). Implementations marshal each request
+/// to the actors that own the state: sessions to their pollers, the configuration to the ConfigActor.
+/// </summary>
+public interface IControlOperations
+{
+    /// <summary>Deletes every session of every poller.</summary>
+    /// <returns>Sessions deleted.</returns>
+    Task<long> FlushAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>Deletes the sessions <paramref name="selector"/> picks, on every poller.</summary>
+    /// <returns>Sessions deleted.</returns>
+    Task<long> DeleteSessionsAsync(SessionSelector selector, CancellationToken cancellationToken = default);
+
+    /// <summary>Re-reads the configuration file; validated whole and applied only when every poller accepts it.</summary>
+    /// <returns>Ok with the warnings, or not ok with every error (the running configuration stays).</returns>
+    Task<OperationResult> ReloadAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>The idle timeouts in force (seconds).</summary>
+    Task<Timeouts> GetTimeoutsAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Changes some timeouts live (the others stay). Not written to the file: a reload or restart
+    /// returns to the file's values, as `ipfwadm -M -s` changes did.
+    /// </summary>
+    /// <returns>Ok, or not ok with why (the timeouts in force stay).</returns>
+    Task<OperationResult> SetTimeoutsAsync(TimeoutsChange change, CancellationToken cancellationToken = default);
+}
+
+/// <summary>The sessions of one inside endpoint, optionally narrowed to one remote endpoint.</summary>
+/// <param name="Protocol">IP protocol number (6 tcp, 17 udp, 1 icmp).</param>
+/// <param name="InsideAddress">Inside address, network order.</param>
+/// <param name="InsidePort">Inside port or ICMP identifier, host order.</param>
+/// <param name="RemoteAddress">Remote address, network order; 0 for any.</param>
+/// <param name="RemotePort">Remote port, host order; 0 for any.</param>
+public sealed record SessionSelector(byte Protocol, uint InsideAddress, ushort InsidePort, uint RemoteAddress, ushort RemotePort);
+
+/// <summary>A partial timeout change in seconds; null leaves that timeout as it is.</summary>
+/// <param name="TcpEstablished">TCP established idle timeout.</param>
+/// <param name="TcpTransitory">TCP transitory (SYN only, after FIN, after RST) idle timeout.</param>
+/// <param name="Udp">UDP idle timeout.</param>
+/// <param name="Icmp">ICMP query idle timeout.</param>
+public sealed record TimeoutsChange(int? TcpEstablished = null, int? TcpTransitory = null, int? Udp = null, int? Icmp = null)
+{
+    /// <summary><paramref name="current"/> with the given values replaced.</summary>
+    public Timeouts ApplyTo(Timeouts current)
+    {
+        ArgumentNullException.ThrowIfNull(current);
+        return new Timeouts(TcpEstablished ?? current.TcpEstablished, TcpTransitory ?? current.TcpTransitory,
+            Udp ?? current.Udp, Icmp ?? current.Icmp);
+    }
+}
+
+/// <summary>Outcome of a reload or a live change.</summary>
+/// <param name="Ok">True when the change is in force.</param>
+/// <param name="Messages">Warnings when ok; every reason it was refused otherwise.</param>
+public sealed record OperationResult(bool Ok, IReadOnlyList<string> Messages);

@@ -1,0 +1,42 @@
+using Natd.Control.Api;
+using Natd.Dataplane.Nat;
+
+namespace Natd.Tests.Control;
+
+/// <summary>Records what the API asked and answers with set values.</summary>
+internal sealed class FakeControlOperations : IControlOperations
+{
+    public int Flushes { get; private set; }
+    public List<SessionSelector> Deletes { get; } = [];
+    public List<TimeoutsChange> Changes { get; } = [];
+    public Timeouts Current { get; set; } = new();
+    public OperationResult ReloadAnswer { get; set; } = new(true, []);
+    public string? RefuseTimeouts { get; set; }
+
+    public Task<long> FlushAsync(CancellationToken cancellationToken = default)
+    {
+        Flushes++;
+        return Task.FromResult(4L);
+    }
+
+    public Task<long> DeleteSessionsAsync(SessionSelector selector, CancellationToken cancellationToken = default)
+    {
+        Deletes.Add(selector);
+        return Task.FromResult(selector.RemoteAddress == 0 ? 2L : 1L);
+    }
+
+    public Task<OperationResult> ReloadAsync(CancellationToken cancellationToken = default) => Task.FromResult(ReloadAnswer);
+
+    public Task<Timeouts> GetTimeoutsAsync(CancellationToken cancellationToken = default) => Task.FromResult(Current);
+
+    public Task<OperationResult> SetTimeoutsAsync(TimeoutsChange change, CancellationToken cancellationToken = default)
+    {
+        Changes.Add(change);
+        if (RefuseTimeouts is not null)
+        {
+            return Task.FromResult(new OperationResult(false, [RefuseTimeouts]));
+        }
+        Current = change.ApplyTo(Current);
+        return Task.FromResult(new OperationResult(true, []));
+    }
+}
