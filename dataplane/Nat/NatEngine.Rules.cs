@@ -8,7 +8,8 @@ public sealed partial class NatEngine
     private const int BackendHoldDownMs = 30_000;
     private const int PacketLogPerSecond = 20;
     private ForwardRule[] _rules = [];
-    private long[] _ruleHits = [];
+    private RuleCounters _ruleCounters = new(["policy"], new long[1]);
+    private bool _quiet;
     private bool _builtInRules = true;
     private PortForward[] _forwards = [];
     private long[][] _backendDownUntil = [];
@@ -17,11 +18,17 @@ public sealed partial class NatEngine
     private int _logTokens = PacketLogPerSecond;
     private long _logRefillMs;
 
+    /// <summary>
+    /// Rule names and hit counts, swapped whole on reload so a reader on another thread never pairs
+    /// one generation's names with another's counts. The last entry counts default-policy decisions.
+    /// </summary>
+    public RuleCounters RuleCounters => Volatile.Read(ref _ruleCounters);
+
     /// <summary>Matches of forward rule i (same order as <see cref="NatSettings.Rules"/>); the last slot counts default-policy decisions.</summary>
-    public ReadOnlySpan<long> RuleHits => _ruleHits;
+    public ReadOnlySpan<long> RuleHits => _ruleCounters.Hits;
 
     /// <summary>Names for <see cref="RuleHits"/>, the last being "policy".</summary>
-    public IReadOnlyList<string> RuleNames { get; private set; } = ["policy"];
+    public IReadOnlyList<string> RuleNames => _ruleCounters.Names;
 
     /// <summary>Packets of rules marked log: true, queued for the control plane to log (rate limited, lossy by design).</summary>
     public Workers.SpscRing<RuleLogRecord> RuleLog { get; } = new(256);
@@ -29,8 +36,8 @@ public sealed partial class NatEngine
     /// <summary>Rebuilds rule, forward and protocol-forward state from settings (construction and reload).</summary>
     private void CompileRules(NatSettings s)
     {
-        var oldNames = RuleNames;
-        var oldHits = _ruleHits;
+        var oldNames = _ruleCounters.Names;
+        var oldHits = _ruleCounters.Hits;
         _builtInRules = s.Rules is null;
         _rules = s.Rules is null ? [] : [.. s.Rules];
         var names = new string[_rules.Length + 1];
@@ -43,7 +50,7 @@ public sealed partial class NatEngine
         // Counters survive a reload for rules that keep their name.
         for (int i = 0; i < names.Length; i++)
         {
-            for (int j = 0; j < oldNames.Count; j++)
+            for (int j = 0; j < oldNames.Length; j++)
             {
                 if (oldNames[j] == names[i] && j < oldHits.Length)
                 {
@@ -51,8 +58,7 @@ public sealed partial class NatEngine
                 }
             }
         }
-        RuleNames = names;
-        _ruleHits = hits;
+        Volatile.Write(ref _ruleCounters, new RuleCounters(names, hits));
         _forwards = [.. s.Forwards];
         _backendDownUntil = new long[_forwards.Length][];
         _roundRobin = new int[_forwards.Length];
@@ -114,14 +120,21 @@ public sealed partial class NatEngine
             {
                 continue;
             }
-            _ruleHits[i]++;
+            if (_quiet)
+            {
+                return r.Action;
+            }
+            _ruleCounters.Hits[i]++;
             if (r.Log)
             {
                 LogPacket(i, key, r.Action);
             }
             return r.Action;
         }
-        _ruleHits[^1]++;
+        if (!_quiet)
+        {
+            _ruleCounters.Hits[^1]++;
+        }
         return _settings.DefaultPolicy;
     }
 
@@ -316,6 +329,11 @@ public sealed partial class NatEngine
         return -1;
     }
 }
+
+/// <summary>Forward rule names and their hit counters (one generation of the rule set).</summary>
+/// <param name="Names">Rule names; the last is "policy".</param>
+/// <param name="Hits">Matches per rule, same order; written only by the owning engine's thread.</param>
+public sealed record RuleCounters(string[] Names, long[] Hits);
 
 /// <summary>A packet that matched a forward rule marked <c>log: true</c> (what ipfwadm -o printed).</summary>
 public struct RuleLogRecord

@@ -393,13 +393,9 @@ public sealed partial class NatEngine
     /// <summary>The rules' decision for a key without counting a hit or logging.</summary>
     private RuleAction DecideQuietly(in FlowKey key)
     {
-        var hits = _ruleHits;
-        _ruleHits = new long[hits.Length];
-        var tokens = _logTokens;
-        _logTokens = 0;
+        _quiet = true;
         RuleAction a = Decide(key, RuleInterface.Inside, RuleInterface.Outside);
-        _ruleHits = hits;
-        _logTokens = tokens;
+        _quiet = false;
         return a;
     }
 

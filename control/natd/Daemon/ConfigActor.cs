@@ -98,7 +98,32 @@ internal sealed partial class ConfigActor(NatdConfig initial, IReadOnlyList<Poll
             requester.Tell(new ReloadResult(false, [.. e.Errors.Select(x => x.ToString())]));
             return;
         }
+        var restartOnly = RestartOnlyChanges(_current, next);
+        if (restartOnly is not null)
+        {
+            LogRejected(logger, restartOnly);
+            requester.Tell(new ReloadResult(false, [restartOnly]));
+            return;
+        }
         StartApply(next, requester, path ?? "(built-in defaults)");
+    }
+
+    /// <summary>Sections the daemon reads only at start: a reload that changes them is refused whole.</summary>
+    private static string? RestartOnlyChanges(NatdConfig cur, NatdConfig next)
+    {
+        if (cur.ControlListen != next.ControlListen)
+        {
+            return "control.listen changed: it needs a restart (the running configuration stays)";
+        }
+        if (!Equals(cur.Events, next.Events))
+        {
+            return "log.events changed: it needs a restart (the running configuration stays)";
+        }
+        if (cur.BatchSize != next.BatchSize)
+        {
+            return "dataplane.batch changed: it needs a restart (the running configuration stays)";
+        }
+        return null;
     }
 
     private void StartApply(NatdConfig next, IActorRef requester, string description)

@@ -36,6 +36,8 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDat
             drops[DropReasons.Label((DropReason)r)] = 0;
         }
         long i2o = 0, o2i = 0, bi2o = 0, bo2i = 0, rx = 0, tx = 0, created = 0, deleted = 0, tcp = 0, udp = 0, icmp = 0;
+        var ruleHits = new Dictionary<string, long>();
+        long refusals = 0, hairpins = 0, protoFwd = 0;
         long est = 0, trans = 0, udpC = 0, icmpC = 0, eventsDropped = 0;
         double busy = 0;
         var ports = new List<PortUsage>();
@@ -56,6 +58,12 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDat
             est += p.Engine.Table.CountOf(LruClass.TcpEstablished); trans += p.Engine.Table.CountOf(LruClass.TcpTransitory);
             udpC += p.Engine.Table.CountOf(LruClass.Udp); icmpC += p.Engine.Table.CountOf(LruClass.Icmp);
             eventsDropped += p.Engine.Table.EventsDropped;
+            var rc = p.Engine.RuleCounters;
+            for (int r = 0; r < rc.Names.Length; r++)
+            {
+                ruleHits[rc.Names[r]] = ruleHits.GetValueOrDefault(rc.Names[r]) + Volatile.Read(ref rc.Hits[r]);
+            }
+            refusals += c.BackendRefusals; hairpins += c.Hairpinned; protoFwd += c.ProtocolForwarded;
             long elapsed = System.Diagnostics.Stopwatch.GetTimestamp() - p.Stats.StartedTicks;
             busy += elapsed > 0 ? (double)p.Stats.BusyTicks / elapsed : 0;
             var pool = p.Engine.Settings.Pool;
@@ -78,8 +86,10 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDat
             {
                 ["arp-replies-sent"] = arpReplies, ["arp-requests-sent"] = arpRequests, ["icmp-errors-sent"] = icmpErrors,
                 ["echo-replies-sent"] = echo, ["frames-held-for-arp"] = held, ["checksums-completed"] = csum,
-                ["icmp-errors-translated"] = icmpXlat,
+                ["icmp-errors-translated"] = icmpXlat, ["forward-backend-refusals"] = refusals,
+                ["hairpinned"] = hairpins, ["protocol-forwarded"] = protoFwd,
             },
+            RuleHits = ruleHits,
             SessionsByState = new Dictionary<string, long>
             {
                 ["tcp-established"] = est, ["tcp-transitory"] = trans, ["udp"] = udpC, ["icmp"] = icmpC,

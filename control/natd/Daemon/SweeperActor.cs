@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Natd.Dataplane.Actors;
 using Natd.Dataplane.Nat;
+using Natd.Dataplane.Packets;
 using Natd.Dataplane.Workers;
 
 namespace Natd.Control.Daemon;
@@ -35,6 +36,7 @@ internal sealed partial class SweeperActor(IReadOnlyList<PollerHandle> pollers, 
                     p.Actor.Tell(new SweepSlice(budget), Self);
                 }
                 CheckExhaustion();
+                DrainRuleLog();
                 break;
             case int deleted:
                 Interlocked.Add(ref Swept, deleted);
@@ -64,6 +66,24 @@ internal sealed partial class SweeperActor(IReadOnlyList<PollerHandle> pollers, 
             _sessionLimit = sessions;
         }
     }
+
+    /// <summary>Logs packets that matched rules marked <c>log: true</c> (the engine rate-limits them, ipfwadm -o style).</summary>
+    private void DrainRuleLog()
+    {
+        foreach (var p in pollers)
+        {
+            var names = p.Engine.RuleCounters.Names;
+            while (p.Engine.RuleLog.TryDequeue(out var r))
+            {
+                string rule = r.Rule < names.Length ? names[r.Rule] : $"#{r.Rule}";
+                LogRuleMatch(logger, rule, r.Action.ToString().ToLowerInvariant(), r.Protocol,
+                    $"{Ipv4.Format(r.Source)}:{r.SourcePort}", $"{Ipv4.Format(r.Destination)}:{r.DestinationPort}");
+            }
+        }
+    }
+
+    [LoggerMessage(EventId = 102, Level = LogLevel.Information, Message = "rule {Rule} {Action}: proto {Protocol} {Source} -> {Destination}")]
+    private static partial void LogRuleMatch(ILogger logger, string rule, string action, byte protocol, string source, string destination);
 
     [LoggerMessage(EventId = 100, Level = LogLevel.Warning, Message = "external ports exhausted: {New} new flows refused since the last sweep ({Total} in all); existing sessions unaffected")]
     private static partial void LogPortExhausted(ILogger logger, long @new, long total);

@@ -25,12 +25,12 @@ public class PackagingTests
     }
 
     [Fact]
-    public void The_example_keeps_the_event_log_commented_out()
+    public void The_example_logs_nat_events_to_a_rotated_file()
     {
-        // log.events is another section's key; until it is in every natd the example must not need it.
-        string text = File.ReadAllText(Path.Combine(Repo.Packaging, "natd.yaml"));
-        Assert.Contains("  # events:", text, StringComparison.Ordinal);
-        Assert.DoesNotMatch(@"(?m)^\s+events:", text);
+        var c = ConfigLoader.LoadFile(Path.Combine(Repo.Packaging, "natd.yaml"));
+        Assert.NotNull(c.Events);
+        Assert.Equal("/var/log/natd/events.jsonl", c.Events!.File!.Path);
+        Assert.Null(c.Events.Syslog);
     }
 
     [Fact]
@@ -40,7 +40,8 @@ public class PackagingTests
             .Where(l => l.Length > 0 && !l.StartsWith('#')).ToList();
         string Value(string key) => Assert.Single(lines, l => l.StartsWith(key + "=", StringComparison.Ordinal))[(key.Length + 1)..];
         Assert.Equal("simple", Value("Type"));
-        Assert.Equal("/usr/local/bin/natd run --config /etc/natd/natd.yaml", Value("ExecStart"));
+        Assert.Equal("/usr/local/bin/natd run --config /etc/natd/natd.yaml --state /var/lib/natd/sessions.json", Value("ExecStart"));
+        Assert.Equal("natd", Value("StateDirectory"));
         Assert.Equal("/bin/kill -HUP $MAINPID", Value("ExecReload"));
         Assert.Equal("on-failure", Value("Restart"));
         Assert.Equal("CAP_NET_RAW CAP_NET_ADMIN", Value("AmbientCapabilities"));
