@@ -23,11 +23,13 @@ public static partial class ConfigLoader
 
     private static readonly string[] TopKeys = ["interfaces", "nat", "timeouts", "limits", "dataplane", "control", "log", "rules", "forwards", "protocol-forwards"];
     private static readonly string[] InterfacesKeys = ["inside", "outside"];
-    private static readonly string[] InterfaceKeys = ["name", "address", "networks", "gateway", "mac", "neighbours"];
+    private static readonly string[] InterfaceKeys = ["name", "address", "networks", "gateway", "mac", "neighbours", "driver"];
+    internal static readonly string[] DriverWords = ["auto", "af_xdp", "af_packet"];
+    internal const int MaxWorkers = 64;
     private static readonly string[] NatKeys = ["pool", "ports", "mapping", "filtering"];
     private static readonly string[] TimeoutKeys = ["tcp-established", "tcp-transitory", "udp", "icmp"];
     private static readonly string[] LimitsKeys = ["sessions"];
-    private static readonly string[] DataplaneKeys = ["batch", "verify-checksums"];
+    private static readonly string[] DataplaneKeys = ["batch", "verify-checksums", "workers"];
     private static readonly string[] ControlKeys = ["listen"];
     private static readonly string[] LogKeys = ["level", "events"];
 
@@ -126,6 +128,7 @@ public static partial class ConfigLoader
         dataplane:
           batch: 64                    # frames per receive poll, 1..1024
           verify-checksums: true       # verify TCP/UDP/ICMP checksums of received packets (true/false)
+          # workers: 2                 # pollers, 1..64; default: one per available core
         control:
           listen: 127.0.0.1:9180       # control API host:port; host an IP literal, [IPv6] or localhost
         log:
@@ -198,6 +201,7 @@ public static partial class ConfigLoader
             Keys(dataplane, "dataplane", DataplaneKeys);
             int batch = (int)Integer(dataplane?.Get("batch"), "dataplane.batch", 64, 1, MaxBatch, "frames");
             bool verify = Boolean(dataplane?.Get("verify-checksums"), "dataplane.verify-checksums", true);
+            int workers = (int)Integer(dataplane?.Get("workers"), "dataplane.workers", Math.Clamp(Environment.ProcessorCount, 1, MaxWorkers), 1, MaxWorkers, "pollers");
 
             YMapping? control = Mapping(top?.Get("control"), "control");
             Keys(control, "control", ControlKeys);
@@ -226,6 +230,9 @@ public static partial class ConfigLoader
                 Nat = settings,
                 ControlListen = listen,
                 BatchSize = batch,
+                Workers = workers,
+                InsideDriver = inside.Driver,
+                OutsideDriver = outside.Driver,
                 LogLevel = level,
                 Events = EventLog(log?.Get("events")),
             };
@@ -233,7 +240,7 @@ public static partial class ConfigLoader
 
         private enum Sides { Inside, Outside }
 
-        private readonly record struct InterfaceResult(InterfaceSettings Settings, YNode? NameNode);
+        private readonly record struct InterfaceResult(InterfaceSettings Settings, YNode? NameNode, string Driver);
 
         private InterfaceResult Interface(YNode? node, string path, Sides side)
         {
@@ -343,7 +350,8 @@ public static partial class ConfigLoader
                 }
             }
 
-            return new InterfaceResult(new InterfaceSettings(name, address, networks, gateway, mac, neighbours), nameNode);
+            string driver = DriverWords[Word(m?.Get("driver"), path + ".driver", DriverWords, 0)];
+            return new InterfaceResult(new InterfaceSettings(name, address, networks, gateway, mac, neighbours), nameNode, driver);
         }
 
         private static Ipv4Prefix? InterfaceAddress(string text)

@@ -18,6 +18,15 @@ public sealed record NatdConfig
     /// <summary>Frames received per poll (dataplane.batch), 1..1024.</summary>
     public int BatchSize { get; init; } = 64;
 
+    /// <summary>Pollers (shards), each on its own thread with its own session table and port slice; default one per core.</summary>
+    public int Workers { get; init; } = 1;
+
+    /// <summary>Packet I/O driver of the inside interface: "auto" (AF_XDP where it works, else AF_PACKET), "af_xdp" or "af_packet".</summary>
+    public string InsideDriver { get; init; } = "auto";
+
+    /// <summary>Packet I/O driver of the outside interface (see <see cref="InsideDriver"/>).</summary>
+    public string OutsideDriver { get; init; } = "auto";
+
     /// <summary>Minimum log level, one of trace, debug, information, warning, error, critical, none.</summary>
     public required string LogLevel { get; init; }
 

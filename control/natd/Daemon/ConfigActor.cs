@@ -42,6 +42,7 @@ internal sealed partial class ConfigActor(NatdConfig initial, IReadOnlyList<Poll
         public int Waiting { get; set; } = waiting;
         public string Path { get; } = path;
         public List<string> Refusals { get; } = [];
+        public List<string> Notes { get; init; } = [];
     }
 
     protected override void OnReceive(object message)
@@ -98,38 +99,49 @@ internal sealed partial class ConfigActor(NatdConfig initial, IReadOnlyList<Poll
             requester.Tell(new ReloadResult(false, [.. e.Errors.Select(x => x.ToString())]));
             return;
         }
-        var restartOnly = RestartOnlyChanges(_current, next);
-        if (restartOnly is not null)
+        var (kept, notes) = KeepRestartOnly(_current, next);
+        foreach (var n in notes)
         {
-            LogRejected(logger, restartOnly);
-            requester.Tell(new ReloadResult(false, [restartOnly]));
-            return;
+            LogRestartOnly(logger, n);
         }
-        StartApply(next, requester, path ?? "(built-in defaults)");
+        StartApply(kept, requester, path ?? "(built-in defaults)", notes);
     }
 
-    /// <summary>Sections the daemon reads only at start: a reload that changes them is refused whole.</summary>
-    private static string? RestartOnlyChanges(NatdConfig cur, NatdConfig next)
+    /// <summary>
+    /// Sections the daemon reads only at start (the control listener, the event log sinks, the
+    /// batch size, workers, drivers): a reload applies everything else and keeps these as they run,
+    /// with a note saying they take effect at the next restart.
+    /// </summary>
+    private static (NatdConfig Kept, List<string> Notes) KeepRestartOnly(NatdConfig cur, NatdConfig next)
     {
-        if (cur.ControlListen != next.ControlListen)
+        var notes = new List<string>();
+        if (cur.ControlListen != next.ControlListen && IsFromFile(cur))
         {
-            return "control.listen changed: it needs a restart (the running configuration stays)";
+            notes.Add("control.listen changed: takes effect at the next restart");
         }
         if (!Equals(cur.Events, next.Events))
         {
-            return "log.events changed: it needs a restart (the running configuration stays)";
+            notes.Add("log.events changed: takes effect at the next restart");
         }
-        if (cur.BatchSize != next.BatchSize)
+        if (cur.BatchSize != next.BatchSize || cur.Workers != next.Workers || cur.InsideDriver != next.InsideDriver || cur.OutsideDriver != next.OutsideDriver)
         {
-            return "dataplane.batch changed: it needs a restart (the running configuration stays)";
+            notes.Add("dataplane.batch, dataplane.workers or an interface driver changed: takes effect at the next restart");
         }
-        return null;
+        var kept = next with
+        {
+            ControlListen = cur.ControlListen, Events = cur.Events, BatchSize = cur.BatchSize, Workers = cur.Workers,
+            InsideDriver = cur.InsideDriver, OutsideDriver = cur.OutsideDriver,
+        };
+        return (kept, notes);
     }
 
-    private void StartApply(NatdConfig next, IActorRef requester, string description)
+    // A listener overridden at start (tests, the lab) is not a change the file made.
+    private static bool IsFromFile(NatdConfig cur) => !cur.ControlListen.EndsWith(":0", StringComparison.Ordinal);
+
+    private void StartApply(NatdConfig next, IActorRef requester, string description, List<string>? notes = null)
     {
         // Every poller validates the swap against what it can change live; all answer before we report.
-        _pending = new PendingReload(next, requester, pollers.Count, description);
+        _pending = new PendingReload(next, requester, pollers.Count, description) { Notes = notes ?? [] };
         foreach (var p in pollers)
         {
             p.Actor.Tell(new ApplySettings(next.Nat), Self);
@@ -154,8 +166,11 @@ internal sealed partial class ConfigActor(NatdConfig initial, IReadOnlyList<Poll
         }
         _current = p.Next;
         LogApplied(logger, p.Path);
-        p.Requester.Tell(new ReloadResult(true, [.. p.Next.Warnings.Select(w => w.ToString())]));
+        p.Requester.Tell(new ReloadResult(true, [.. p.Next.Warnings.Select(w => w.ToString()), .. p.Notes]));
     }
+
+    [LoggerMessage(EventId = 12, Level = LogLevel.Warning, Message = "reload: {Note}")]
+    private static partial void LogRestartOnly(ILogger logger, string note);
 
     [LoggerMessage(EventId = 10, Level = LogLevel.Information, Message = "configuration {Path} applied")]
     private static partial void LogApplied(ILogger logger, string path);
