@@ -41,6 +41,13 @@ public sealed record AfPacketOptions
     /// </summary>
     public bool QdiscBypass { get; init; } = true;
 
+    /// <summary>
+    /// PACKET_FANOUT group id (1..65535) to join, 0 for none. Sockets of one group on one interface
+    /// share its frames, each frame going to one socket (hashed by flow): how several pollers share
+    /// a single-queue device. Every poller's socket must use the same id.
+    /// </summary>
+    public int FanoutGroup { get; init; }
+
     /// <summary>Checks the geometry the kernel would reject, with a message naming the field.</summary>
     /// <exception cref="ArgumentException">A field is out of range.</exception>
     public void Validate()

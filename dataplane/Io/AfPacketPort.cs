@@ -222,6 +222,15 @@ public sealed unsafe class AfPacketPort : IPacketPort
             {
                 Errno.ThrowLast($"bind to ifindex {ifIndex} {where}");
             }
+            if (options.FanoutGroup != 0)
+            {
+                // Join after bind (the kernel requires a bound socket); frames are spread by flow hash.
+                int fanout = (options.FanoutGroup & 0xFFFF) | (PACKET_FANOUT_HASH << 16);
+                if (LibC.SetSockOpt(fd, SOL_PACKET, PACKET_FANOUT, &fanout, sizeof(int)) != 0)
+                {
+                    Errno.ThrowLast($"PACKET_FANOUT group {options.FanoutGroup} {where}");
+                }
+            }
 
             MacAddress mac = ReadMac(fd, interfaceName, where);
 

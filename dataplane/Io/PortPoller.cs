@@ -22,11 +22,25 @@ public static unsafe class PortPoller
     /// <returns>The number of readable descriptors (&gt;0), or 0 on timeout, on a signal (EINTR)
     /// and after a capped wait for a port that has no descriptor.</returns>
     /// <exception cref="NativeIoException">poll failed with an error other than EINTR (e.g. EBADF: a disposed port).</exception>
-    public static int Wait(IPacketPort a, IPacketPort b, int timeoutMilliseconds)
+    public static int Wait(IPacketPort a, IPacketPort b, int timeoutMilliseconds) => Wait(a, b, -1, timeoutMilliseconds);
+
+    /// <summary>
+    /// As <see cref="Wait(IPacketPort, IPacketPort, int)"/>, also waking when <paramref name="wakeDescriptor"/>
+    /// (an eventfd from <see cref="Wakeup"/>, or -1) becomes readable: how another poller tells this
+    /// one it handed frames over.
+    /// </summary>
+    public static int Wait(IPacketPort a, IPacketPort b, int wakeDescriptor, int timeoutMilliseconds)
     {
-        PollFd* fds = stackalloc PollFd[2];
+        PollFd* fds = stackalloc PollFd[3];
         int n = 0;
         bool blind = false;
+        if (wakeDescriptor >= 0)
+        {
+            fds[n].Fd = wakeDescriptor;
+            fds[n].Events = POLLIN;
+            fds[n].REvents = 0;
+            n++;
+        }
         AddDescriptor(a.PollDescriptor, fds, ref n, ref blind);
         if (!ReferenceEquals(a, b))
         {

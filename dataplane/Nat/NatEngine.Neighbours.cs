@@ -159,6 +159,32 @@ public sealed partial class NatEngine
     }
 
     /// <summary>
+    /// Learns from an ARP frame another shard received and answered (same rules as
+    /// <see cref="HandleArp"/>: only senders on the side's prefix that asked or answered natd).
+    /// </summary>
+    public void LearnFromArp(ReadOnlySpan<byte> frame, Side side)
+    {
+        if (frame.Length < EthernetHeader.Length + ArpPacket.Length)
+        {
+            return;
+        }
+        Span<byte> copy = stackalloc byte[ArpPacket.Length];
+        frame.Slice(EthernetHeader.Length, ArpPacket.Length).CopyTo(copy);
+        var arp = new ArpPacket(copy);
+        if (!arp.IsEthernetIpv4)
+        {
+            return;
+        }
+        uint target = arp.TargetIp, sender = arp.SenderIp;
+        Ipv4Prefix prefix = side == Side.Inside ? _insidePrefix : _outsidePrefix;
+        bool forUs = side == Side.Inside ? target == _insideAddress : target == _outsideAddress || PoolIndexOf(target) >= 0;
+        if (forUs && sender != 0 && prefix.Contains(sender))
+        {
+            Learn(side, sender, arp.SenderMac);
+        }
+    }
+
+    /// <summary>
     /// ARP (RFC 826) for the addresses natd owns: requests for them are answered in place and teach
     /// the asker's MAC; replies teach the sender's MAC and release held frames. Only senders on the
     /// side's own prefix are learned, so a stray ARP cannot point an address elsewhere.

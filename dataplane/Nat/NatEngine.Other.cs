@@ -34,6 +34,10 @@ public sealed partial class NatEngine
             return v;
         }
         Counters.Hairpinned++;
+        if (_options.Shards > 1)
+        {
+            return Verdict.Loopback; // the destination port may belong to another shard: the poller re-steers it
+        }
         return Out2In(slot, ref length, ipSpan, ihl, Io.FrameFlags.None, transit: false, hairpin: true);
     }
 

@@ -88,6 +88,8 @@ public sealed partial class NatEngine
             int cls = SessionTable.ProtocolClass(f.Protocol);
             for (int p = f.ExternalPorts.Low; p <= f.ExternalPorts.High; p++)
             {
+                // With several shards every shard keeps forward ports out of its own allocation
+                // (port-forward traffic itself is steered to shard 0).
                 Table.Ports.TryReserve(pool, cls, p);
             }
         }

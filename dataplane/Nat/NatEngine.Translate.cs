@@ -72,7 +72,21 @@ public sealed partial class NatEngine
         {
             return Ok; // UDP checksum 0 means "none" (RFC 768)
         }
-        return Checksum.Verify(l4, Checksum.PseudoHeaderSum(ip.Source, ip.Destination, proto, l4.Length)) ? Ok : DropReason.BadL4Checksum;
+        ulong pseudo = Checksum.PseudoHeaderSum(ip.Source, ip.Destination, proto, l4.Length);
+        if (Checksum.Verify(l4, pseudo))
+        {
+            return Ok;
+        }
+        // A driver that cannot report transmit offload (AF_XDP) hands over CHECKSUM_PARTIAL frames
+        // unmarked: their field holds exactly the folded pseudo-header sum. Finish those; a corrupted
+        // checksum matches that value with odds of 1 in 65536.
+        ushort field = Checksum.ReadRaw16(l4, offset);
+        ushort partial = Checksum.Fold(pseudo);
+        if (field == partial || (partial == 0xFFFF && field == 0))
+        {
+            return SettleChecksum(l4, offset, ip, proto, FrameFlags.ChecksumPartial, udp);
+        }
+        return DropReason.BadL4Checksum;
     }
 
     private Verdict In2Out(Span<byte> slot, ref int length, Span<byte> ipSpan, int ihl, FrameFlags flags, bool hairpin)

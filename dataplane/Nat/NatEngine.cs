@@ -23,6 +23,11 @@ public enum Verdict : byte
     ToInside,
     /// <summary>Transmit the rewritten frame on the outside port.</summary>
     ToOutside,
+    /// <summary>
+    /// Hairpinned with several shards: the frame was masqueraded and must now be processed as if it
+    /// had arrived on the outside port, by the shard that owns its destination port.
+    /// </summary>
+    Loopback,
     /// <summary>Handled with nothing to transmit now (ARP learned, or frame held until its next hop resolves).</summary>
     Consumed,
 }
@@ -61,6 +66,12 @@ public sealed record EngineOptions
 
     /// <summary>ICMP errors natd may generate per second (token bucket, RFC 1812 4.3.2.8).</summary>
     public int IcmpErrorRate { get; init; } = 100;
+
+    /// <summary>This engine's shard index (0-based).</summary>
+    public int Shard { get; init; }
+
+    /// <summary>Number of shards; each owns a disjoint slice of the external ports (port % Shards == Shard).</summary>
+    public int Shards { get; init; } = 1;
 }
 
 /// <summary>
@@ -103,7 +114,7 @@ public sealed partial class NatEngine
         (_pool, _insideAddress, _outsideAddress, _insidePrefix, _outsidePrefix, _insideNetworks) = Derive(settings);
         ulong seed = _options.Seed ?? BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
         _seed = seed;
-        var ports = new PortAllocator(_pool.Length, settings.PortMin, settings.PortMax, seed ^ 0x5DEECE66DUL);
+        var ports = new PortAllocator(_pool.Length, settings.PortMin, settings.PortMax, seed ^ 0x5DEECE66DUL, _options.Shard, _options.Shards);
         Table = new SessionTable(settings.MaxSessions, ports, seed);
         CompileRules(settings);
         ReserveForwardPorts();
@@ -338,7 +349,7 @@ public sealed partial class NatEngine
     /// <summary>New allocator for a new pool or range; mappings on kept addresses keep their ports, the rest close.</summary>
     private void RebuildPorts(NatSettings next)
     {
-        var ports = new PortAllocator(_pool.Length, next.PortMin, next.PortMax, _seed ^ (ulong)_now);
+        var ports = new PortAllocator(_pool.Length, next.PortMin, next.PortMax, _seed ^ (ulong)_now, _options.Shard, _options.Shards);
         Table.Ports = ports;
         var mappings = Table.Mappings;
         for (int m = 0; m < mappings.Length; m++)

@@ -28,9 +28,16 @@ public sealed class PortAllocator
     /// <param name="portMin">Lowest port of the configured range.</param>
     /// <param name="portMax">Highest port of the configured range.</param>
     /// <param name="seed">Fixed seed for reproducible runs (replay, tests); null draws one from the OS CSPRNG.</param>
-    /// <exception cref="ArgumentException">Empty pool or range.</exception>
-    public PortAllocator(int addresses, int portMin, int portMax, ulong? seed = null)
+    /// <param name="shard">This shard's index (0-based).</param>
+    /// <param name="shards">Shards sharing the ports: shard k owns the ports p with p % shards == k, so an
+    /// out2in packet's owner is its destination port modulo the shard count (DESIGN.md section 5).</param>
+    /// <exception cref="ArgumentException">Empty pool or range, or a bad shard index.</exception>
+    public PortAllocator(int addresses, int portMin, int portMax, ulong? seed = null, int shard = 0, int shards = 1)
     {
+        if (shards < 1 || shard < 0 || shard >= shards)
+        {
+            throw new ArgumentException($"bad shard {shard} of {shards}");
+        }
         if (addresses < 1 || portMin < 1 || portMax > 65535 || portMin > portMax)
         {
             throw new ArgumentException($"bad pool/range: {addresses} addresses, ports {portMin}-{portMax}");
@@ -41,6 +48,23 @@ public sealed class PortAllocator
             _bitmaps[i] = new ulong[1024];
         }
         _used = new int[addresses * Classes];
+        if (shards > 1)
+        {
+            // Another shard's ports look taken here (without counting as used): random allocation
+            // stays within this shard's slice, still RFC 6056 random inside it.
+            foreach (var bits in _bitmaps)
+            {
+                for (int p = 0; p < 65536; p++)
+                {
+                    if (p % shards != shard)
+                    {
+                        bits[p >> 6] |= 1UL << (p & 63);
+                    }
+                }
+            }
+        }
+        Shard = shard;
+        Shards = shards;
         // Ordinary class: the range above 1023 when the range has one, else the whole range.
         _lo = Math.Max(portMin, 1024);
         _hi = portMax;
@@ -61,8 +85,14 @@ public sealed class PortAllocator
         _s1 = SplitMix(ref s);
     }
 
-    /// <summary>Ports in the ordinary class range (for utilisation figures).</summary>
-    public int RangeSize => _hi - _lo + 1;
+    /// <summary>This allocator's shard.</summary>
+    public int Shard { get; }
+
+    /// <summary>Shards sharing the port space.</summary>
+    public int Shards { get; }
+
+    /// <summary>Ports of the ordinary class range this shard may allocate (for utilisation figures).</summary>
+    public int RangeSize => (_hi - _lo + Shards) / Shards;
 
     /// <summary>Ports in use for an address and protocol class.</summary>
     public int InUse(int address, int protocolClass) => _used[address * Classes + protocolClass];

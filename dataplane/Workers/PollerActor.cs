@@ -13,6 +13,12 @@ public sealed record PollerOptions
 
     /// <summary>Longest wait in poll(2) when idle, so mailbox messages are seen promptly (milliseconds).</summary>
     public int IdleWaitMilliseconds { get; init; } = 10;
+
+    /// <summary>This poller's shard index.</summary>
+    public int Shard { get; init; }
+
+    /// <summary>Links to the other shards (null: a single poller).</summary>
+    public ShardLinks? Links { get; init; }
 }
 
 /// <summary>
@@ -32,6 +38,12 @@ public sealed class PollerActor : LoopActor, IFrameSink
     private readonly FrameBatch _batch;
     private readonly PollerOptions _options;
     private readonly PollerStats _stats;
+    private readonly ShardLinks? _links;
+    private readonly int _me;
+    private readonly byte[] _scratch = new byte[FrameBatch.SlotSize];
+    private readonly bool[] _signal;
+    private ShardRouter? _router;
+    private long _now;
 
     /// <summary>Creates a poller over an engine and its two ports (all owned by the caller, used only from this actor's thread once started).</summary>
     public PollerActor(NatEngine engine, IPacketPort inside, IPacketPort outside, PollerOptions options, PollerStats stats)
@@ -43,6 +55,9 @@ public sealed class PollerActor : LoopActor, IFrameSink
         _stats = stats;
         _batch = new FrameBatch(options.BatchSize);
         IdleWait = TimeSpan.FromMilliseconds(options.IdleWaitMilliseconds);
+        _links = options.Links;
+        _me = options.Shard;
+        _signal = new bool[_links?.Shards ?? 1];
         engine.AttachSink(this);
     }
 
@@ -53,8 +68,14 @@ public sealed class PollerActor : LoopActor, IFrameSink
     protected override bool RunOnce()
     {
         long start = Stopwatch.GetTimestamp();
-        long now = NowMs;
-        int n = RunPort(_inside, Side.Inside, now) + RunPort(_outside, Side.Outside, now);
+        _now = NowMs;
+        _router = _links?.Router;
+        int n = RunPort(_inside, Side.Inside) + RunPort(_outside, Side.Outside);
+        if (_links is not null)
+        {
+            n += DrainHandoffs();
+            SignalOwners();
+        }
         _inside.Flush();
         _outside.Flush();
         if (n > 0)
@@ -65,27 +86,132 @@ public sealed class PollerActor : LoopActor, IFrameSink
         return n > 0;
     }
 
-    private int RunPort(IPacketPort port, Side side, long now)
+    private int RunPort(IPacketPort port, Side side)
     {
         FrameBatch batch = _batch;
         batch.Clear();
         int n = port.Receive(batch);
+        ShardRouter? router = _router;
         for (int i = 0; i < n; i++)
         {
             int len = batch.Lengths[i];
             Span<byte> slot = batch.Slot(i);
-            Verdict v = _engine.Process(slot, ref len, side, batch.Flags[i], now);
-            if (v == Verdict.ToOutside)
+            if (router is not null)
             {
-                Transmit(_outside, slot[..len]);
+                ReadOnlySpan<byte> frame = slot[..len];
+                if (len >= 14 && frame[12] == 0x08 && frame[13] == 0x06)
+                {
+                    // Every shard keeps its own neighbour table: let the others learn from ARP too.
+                    Broadcast(frame, side);
+                }
+                else
+                {
+                    int owner = router.Owner(frame, side);
+                    if (owner >= 0 && owner != _me)
+                    {
+                        HandOff(owner, frame, side, learnOnly: false, batch.Flags[i]);
+                        continue;
+                    }
+                }
             }
-            else if (v == Verdict.ToInside)
-            {
-                Transmit(_inside, slot[..len]);
-            }
+            ProcessLocal(slot, len, side, batch.Flags[i]);
         }
         _stats.FramesReceived += n;
         return n;
+    }
+
+    private void ProcessLocal(Span<byte> slot, int len, Side side, FrameFlags flags)
+    {
+        Verdict v = _engine.Process(slot, ref len, side, flags, _now);
+        if (v == Verdict.Loopback)
+        {
+            // Hairpinned: now an outside arrival, owned by the shard of its destination port.
+            int owner = _router?.Owner(slot[..len], Side.Outside) ?? -1;
+            if (owner >= 0 && owner != _me)
+            {
+                HandOff(owner, slot[..len], Side.Outside, learnOnly: false, FrameFlags.None);
+                return;
+            }
+            v = _engine.Process(slot, ref len, Side.Outside, FrameFlags.None, _now);
+        }
+        if (v == Verdict.ToOutside)
+        {
+            Transmit(_outside, slot[..len]);
+        }
+        else if (v == Verdict.ToInside)
+        {
+            Transmit(_inside, slot[..len]);
+        }
+    }
+
+    private unsafe void HandOff(int owner, ReadOnlySpan<byte> frame, Side side, bool learnOnly, FrameFlags flags)
+    {
+        var ring = _links!.Ring(_me, owner);
+        HandoffFrame h;
+        h.Length = frame.Length;
+        h.Side = side;
+        h.LearnOnly = learnOnly ? (byte)1 : (byte)0;
+        h.Flags = flags;
+        frame.CopyTo(new Span<byte>(h.Data, FrameBatch.SlotSize));
+        if (ring.TryEnqueue(h))
+        {
+            _links.HandoffCounts[_me * 8]++;
+            _signal[owner] = true;
+        }
+        else
+        {
+            _links.HandoffDrops[_me * 8]++;
+        }
+    }
+
+    private void Broadcast(ReadOnlySpan<byte> frame, Side side)
+    {
+        for (int j = 0; j < _links!.Shards; j++)
+        {
+            if (j != _me)
+            {
+                HandOff(j, frame, side, learnOnly: true, FrameFlags.None);
+            }
+        }
+    }
+
+    private unsafe int DrainHandoffs()
+    {
+        int total = 0;
+        int budget = _batch.Capacity;
+        for (int j = 0; j < _links!.Shards; j++)
+        {
+            if (j == _me)
+            {
+                continue;
+            }
+            var ring = _links.Ring(j, _me);
+            for (int k = 0; k < budget && ring.TryDequeue(out HandoffFrame h); k++)
+            {
+                var src = new ReadOnlySpan<byte>(h.Data, h.Length);
+                if (h.LearnOnly != 0)
+                {
+                    _engine.LearnFromArp(src, h.Side);
+                    continue;
+                }
+                src.CopyTo(_scratch);
+                ProcessLocal(_scratch, h.Length, h.Side, h.Flags);
+                total++;
+            }
+        }
+        return total;
+    }
+
+    private void SignalOwners()
+    {
+        for (int j = 0; j < _signal.Length; j++)
+        {
+            if (_signal[j])
+            {
+                _signal[j] = false;
+                _links!.WakeupOf(j).Signal();
+            }
+        }
     }
 
     private void Transmit(IPacketPort port, ReadOnlySpan<byte> frame)
@@ -116,7 +242,14 @@ public sealed class PollerActor : LoopActor, IFrameSink
     protected override void Idle(TimeSpan maxWait)
     {
         _stats.IdleWaits++;
-        PortPoller.Wait(_inside, _outside, (int)maxWait.TotalMilliseconds);
+        if (_links is null)
+        {
+            PortPoller.Wait(_inside, _outside, (int)maxWait.TotalMilliseconds);
+            return;
+        }
+        var wake = _links.WakeupOf(_me);
+        PortPoller.Wait(_inside, _outside, wake.Descriptor, (int)maxWait.TotalMilliseconds);
+        wake.Drain();
     }
 
     /// <inheritdoc />
@@ -146,6 +279,11 @@ public sealed class PollerActor : LoopActor, IFrameSink
                 break;
             case ApplySettings apply:
                 string? why = _engine.UpdateSettings(apply.Settings);
+                if (why is null && _links is not null && _me == 0)
+                {
+                    // Forwards and the pool steer traffic: the router follows the new settings.
+                    _links.Router = new ShardRouter(apply.Settings, _links.Shards, _links.RouterSeed);
+                }
                 Sender.Tell(new ApplyResult(why is null, why));
                 break;
             default:

@@ -164,7 +164,7 @@ public static class GatewayKinds
     /// Every end-to-end case runs against natd and, as a baseline that proves the harness itself,
     /// against the kernel's nftables masquerade on the same topology.
     /// </summary>
-    public static IReadOnlyList<string> Names => ["kernel", "natd"];
+    public static IReadOnlyList<string> Names => ["kernel", "natd", "natd-w1"];
 
     /// <summary>Theory rows: one per name in <see cref="Names"/>.</summary>
     public static TheoryData<string> Kinds
@@ -200,8 +200,11 @@ public static class GatewayKinds
     public static IGatewayUnderTest Create(string kind) => kind switch
     {
         "kernel" => new KernelNatGateway(),
-        "natd" => new NatdGateway(),
-        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "expected kernel or natd"),
+        // Two pollers (AF_PACKET fanout and handoff on the lab's single-queue veths), like VPP's multi-worker rerun.
+        "natd" => new NatdGateway { ExtraConfig = "dataplane: { workers: 2 }\n" },
+        // One poller: AF_XDP where the kernel allows it (the lab's veths have one queue).
+        "natd-w1" => new NatdGateway { ExtraConfig = "dataplane: { workers: 1 }\n" },
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "expected kernel, natd or natd-w1"),
     };
 }
 

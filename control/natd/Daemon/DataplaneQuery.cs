@@ -11,7 +11,7 @@ namespace Natd.Control.Daemon;
 /// (the only thread that may walk its table), counters are summed from the shards' single-writer
 /// counter blocks, which other threads may read.
 /// </summary>
-internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDataplaneQuery
+internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers, ShardLinks? links = null) : IDataplaneQuery
 {
     private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(5);
 
@@ -25,7 +25,7 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDat
         return all;
     }
 
-    public Task<StatsSnapshot> GetStatsAsync(CancellationToken cancellationToken = default) => Task.FromResult(Snapshot(pollers));
+    public Task<StatsSnapshot> GetStatsAsync(CancellationToken cancellationToken = default) => Task.FromResult(Snapshot(pollers) with { Handoffs = links?.TotalHandoffs ?? 0 });
 
     /// <summary>Sums the counters of every shard.</summary>
     public static StatsSnapshot Snapshot(IReadOnlyList<PollerHandle> pollers)

@@ -10,76 +10,113 @@ using Natd.Dataplane.Workers;
 namespace Natd.Control.Daemon;
 
 /// <summary>
-/// A running natd: the actor tree (a poller per shard, the ConfigActor and the SweeperActor under
-/// one ActorSystem) over two packet ports, and the control API. Used by `natd run` and the lab.
+/// A running natd: the actor tree (one poller per shard on its own pinned thread, the
+/// ConfigActor, the SweeperActor and the NAT event logger under one ActorSystem) over the packet
+/// ports, and the control API. Used by `natd run` and the lab.
 /// </summary>
 internal sealed class NatDaemon : IAsyncDisposable
 {
-    private readonly IPacketPort _inside;
-    private readonly IPacketPort _outside;
+    private readonly IReadOnlyList<(IPacketPort Inside, IPacketPort Outside)> _ports;
     private ICancelable? _sweepTimer;
     private ICancelable? _eventLogTimer;
 
-    private NatDaemon(NatdConfig config, IPacketPort inside, IPacketPort outside, ActorSystem system, NatEngine engine,
-        PollerHandle poller, IActorRef configActor, ControlServer? control)
+    private NatDaemon(NatdConfig config, IReadOnlyList<(IPacketPort, IPacketPort)> ports, ActorSystem system,
+        IReadOnlyList<PollerHandle> pollers, IActorRef configActor, ShardLinks? links)
     {
         Config = config;
-        _inside = inside;
-        _outside = outside;
+        _ports = ports;
         System = system;
-        Engine = engine;
-        Pollers = [poller];
+        Pollers = pollers;
+        Engine = pollers[0].Engine;
         ConfigActor = configActor;
-        Control = control;
-        Query = new DataplaneQuery(Pollers);
+        Links = links;
+        Query = new DataplaneQuery(Pollers, links);
         Operations = new ControlOperations(Pollers, configActor);
     }
 
     public NatdConfig Config { get; }
     public ActorSystem System { get; }
+
+    /// <summary>Shard 0's engine (the only one with a single poller).</summary>
     public NatEngine Engine { get; }
     public IReadOnlyList<PollerHandle> Pollers { get; }
     public IActorRef ConfigActor { get; }
     public ControlServer? Control { get; private set; }
     public DataplaneQuery Query { get; }
+    public ShardLinks? Links { get; }
+
+    /// <summary>Sessions restored from the state snapshot at start.</summary>
+    public int RestoredSessions { get; private init; }
+
     /// <summary>NAT event log counters (all zero when log.events is absent).</summary>
     public EventLogStats EventLogStats { get; } = new();
     public ControlOperations Operations { get; }
 
-    /// <summary>Starts the dataplane over already opened ports (the daemon owns and disposes them).</summary>
-    /// <exception cref="IOException">The control API could not bind.</exception>
+    /// <summary>Starts one poller over one pair of ports (tests, single-queue setups).</summary>
+    public static Task<NatDaemon> StartAsync(NatdConfig config, IPacketPort inside, IPacketPort outside,
+        ILoggerFactory loggers, bool startControl, CancellationToken ct, StateSnapshot.FileModel? restore = null)
+        => StartAsync(config, [(inside, outside)], loggers, startControl, ct, restore);
+
+    /// <summary>Starts the dataplane over already opened ports (the daemon owns and disposes them): one poller per pair.</summary>
     /// <param name="config">Validated configuration.</param>
-    /// <param name="inside">Inside port.</param>
-    /// <param name="outside">Outside port.</param>
+    /// <param name="ports">One (inside, outside) port pair per poller; the number of pairs is the number of shards.</param>
     /// <param name="loggers">Logging.</param>
     /// <param name="startControl">Whether to serve the control API.</param>
     /// <param name="ct">Cancels the start.</param>
     /// <param name="restore">A restart snapshot to restore before forwarding starts, or null.</param>
-    public static async Task<NatDaemon> StartAsync(NatdConfig config, IPacketPort inside, IPacketPort outside,
+    /// <exception cref="IOException">The control API could not bind.</exception>
+    public static async Task<NatDaemon> StartAsync(NatdConfig config, IReadOnlyList<(IPacketPort Inside, IPacketPort Outside)> ports,
         ILoggerFactory loggers, bool startControl, CancellationToken ct, StateSnapshot.FileModel? restore = null)
     {
         var log = loggers.CreateLogger("natd");
-        var engine = new NatEngine(config.Nat, inside.Mac, outside.Mac);
+        int shards = ports.Count;
+        var engines = new NatEngine[shards];
+        for (int k = 0; k < shards; k++)
+        {
+            engines[k] = new NatEngine(config.Nat, ports[k].Inside.Mac, ports[k].Outside.Mac, new EngineOptions { Shard = k, Shards = shards });
+        }
+        // A fixed steering seed: a subscriber lands on the same shard after a restart, where its restored ports belong.
+        const ulong routerSeed = 0x9E3779B97F4A7C15UL;
+        var links = shards > 1 ? new ShardLinks(shards, new ShardRouter(config.Nat, shards, routerSeed)) { RouterSeed = routerSeed } : null;
+        int restored = 0;
         if (restore is not null)
         {
-            // Before the poller thread exists: the engine has no other user yet.
-            int n = StateSnapshot.Restore(restore, engine, DateTimeOffset.UtcNow, PollerActor.NowMs);
+            // Before any poller thread exists: the engines have no other user yet.
+            int n = 0;
+            foreach (var part in Partition(restore, links, engines.Length))
+            {
+                n += StateSnapshot.Restore(part.Model, engines[part.Shard], DateTimeOffset.UtcNow, PollerActor.NowMs);
+            }
             log.LogInformation("restored {Restored} of {Saved} sessions from the state snapshot", n, restore.Sessions.Count);
+            restored = n;
         }
         var system = ActorSystem.Create("natd");
         system.Log += m => log.LogWarning("actors: {Message}", m);
-        var stats = new PollerStats();
         if (config.Events is { } events)
         {
-            NatEventLogger.AttachRing(engine.Table, events.Queue); // before the poller thread starts: no cross-thread write
+            foreach (var e in engines)
+            {
+                NatEventLogger.AttachRing(e.Table, events.Queue); // before the poller threads start: no cross-thread write
+            }
         }
-        var pollerRef = system.ActorOf(
-            Props.Create(() => new PollerActor(engine, inside, outside, new PollerOptions { BatchSize = config.BatchSize }, stats)),
-            "poller-0");
-        var handle = new PollerHandle(pollerRef, engine, stats);
-        var configActor = system.ActorOf(Props.Create(() => new ConfigActor(config, [handle], loggers.CreateLogger("natd.config"))), "config");
-        var sweeper = system.ActorOf(Props.Create(() => new SweeperActor([handle], 4096, loggers.CreateLogger("natd.sweeper"))), "sweeper");
-        var daemon = new NatDaemon(config, inside, outside, system, engine, handle, configActor, null);
+        var handles = new PollerHandle[shards];
+        for (int k = 0; k < shards; k++)
+        {
+            int shard = k;
+            var stats = new PollerStats();
+            var options = new PollerOptions { BatchSize = config.BatchSize, Shard = shard, Links = links };
+            var (inside, outside) = ports[shard];
+            var engine = engines[shard];
+            var props = Props.Create(() => new PollerActor(engine, inside, outside, options, stats));
+            if (shards > 1)
+            {
+                props = props.WithDedicatedThread(() => CpuAffinity.PinCurrentThread(shard % Environment.ProcessorCount));
+            }
+            handles[k] = new PollerHandle(system.ActorOf(props, $"poller-{shard}"), engine, stats);
+        }
+        var configActor = system.ActorOf(Props.Create(() => new ConfigActor(config, handles, loggers.CreateLogger("natd.config"))), "config");
+        var sweeper = system.ActorOf(Props.Create(() => new SweeperActor(handles, 4096, loggers.CreateLogger("natd.sweeper"))), "sweeper");
+        var daemon = new NatDaemon(config, ports, system, handles, configActor, links) { RestoredSessions = restored };
         if (startControl)
         {
             try
@@ -94,13 +131,36 @@ internal sealed class NatDaemon : IAsyncDisposable
         }
         if (config.Events is { } ev)
         {
-            var eventLogger = system.ActorOf(Props.Create(() => new NatEventLogger(ev, [engine.Table], daemon.EventLogStats, loggers.CreateLogger("natd.events"),
+            var tables = engines.Select(e => e.Table).ToList();
+            var eventLogger = system.ActorOf(Props.Create(() => new NatEventLogger(ev, tables, daemon.EventLogStats, loggers.CreateLogger("natd.events"),
                 new EventLoggerOptions { MaxSessions = (uint)config.Nat.MaxSessions })), "event-log");
             daemon._eventLogTimer = system.Scheduler.ScheduleTellRepeatedly(NatEventLogger.DrainInterval, NatEventLogger.DrainInterval, eventLogger, NatEventLogger.Drain.Instance);
         }
         daemon._sweepTimer = system.Scheduler.ScheduleTellRepeatedly(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1), sweeper, SweeperActor.Tick.Instance);
         return daemon;
     }
+
+    /// <summary>Splits a snapshot's sessions by the shard that owns them now (the shard count may have changed).</summary>
+    private static IEnumerable<(int Shard, StateSnapshot.FileModel Model)> Partition(StateSnapshot.FileModel model, ShardLinks? links, int shards)
+    {
+        if (links is null)
+        {
+            yield return (0, model);
+            yield break;
+        }
+        var router = links.Router;
+        for (int k = 0; k < shards; k++)
+        {
+            int shard = k;
+            var mine = model.Sessions.Where(s => OwnerOf(router, s, shards) == shard).ToList();
+            yield return (shard, model with { Sessions = mine });
+        }
+    }
+
+    private static int OwnerOf(ShardRouter router, SessionRecord s, int shards)
+        => s.Protocol is 6 or 17 or 1
+            ? (s.Origin is Dataplane.Sessions.SessionOrigin.Forward ? 0 : router.OwnerOfInside(s.InsideAddress)) % shards
+            : 0;
 
     /// <summary>Writes every shard's sessions and neighbours to <paramref name="path"/> (clean shutdown).</summary>
     /// <returns>Sessions saved.</returns>
@@ -128,7 +188,11 @@ internal sealed class NatDaemon : IAsyncDisposable
             await Control.DisposeAsync().ConfigureAwait(false);
         }
         await System.Terminate().ConfigureAwait(false);
-        _inside.Dispose();
-        _outside.Dispose();
+        foreach (var (inside, outside) in _ports)
+        {
+            inside.Dispose();
+            outside.Dispose();
+        }
+        Links?.Dispose();
     }
 }

@@ -40,25 +40,17 @@ internal static class LabMode
         stdout.WriteLine($"  outside host  {lab.OutsideNs,-20} eth0 198.51.100.2/24");
 
         using var loggers = NatdMain.Loggers("warning");
-        var (inside, outside) = NetNamespace.RunIn(lab.GatewayNs, () =>
+        var ports = NetNamespace.RunIn(lab.GatewayNs, () => PortFactory.Open(config, config.Workers));
+        foreach (var note in ports.Notes)
         {
-            var i = AfPacketPort.Open(lab.InsideIf, AfPacketOptions.Default);
-            try
-            {
-                return (i, AfPacketPort.Open(lab.OutsideIf, AfPacketOptions.Default));
-            }
-            catch
-            {
-                i.Dispose();
-                throw;
-            }
-        });
+            stdout.WriteLine($"  note: {note}");
+        }
         // The control API binds in natd's own namespace; a lab already running elsewhere may hold the port.
         config = config with { ControlListen = "127.0.0.1:0" };
-        var daemon = await NatDaemon.StartAsync(config, inside, outside, loggers, startControl: true, CancellationToken.None).ConfigureAwait(false);
+        var daemon = await NatDaemon.StartAsync(config, ports.Pairs, loggers, startControl: true, CancellationToken.None).ConfigureAwait(false);
         await using (daemon.ConfigureAwait(false))
         {
-            stdout.WriteLine(RunMode.ReadyLine(daemon).Replace("127.0.0.1:0", daemon.Control!.Address.Authority, StringComparison.Ordinal));
+            stdout.WriteLine(RunMode.ReadyLine(daemon, ports));
             stdout.WriteLine();
 
             using var http = LabPrograms.StartHttpServer(lab);

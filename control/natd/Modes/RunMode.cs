@@ -25,32 +25,26 @@ internal static class RunMode
             }
         }
         using var loggers = NatdMain.Loggers(config.LogLevel);
-        IPacketPort inside, outside;
+        OpenedPorts ports;
         try
         {
-            inside = AfPacketPort.Open(config.Nat.Inside.Name, AfPacketOptions.Default);
+            ports = PortFactory.Open(config, config.Workers);
         }
         catch (NativeIoException e)
         {
-            stderr.WriteLine($"natd: cannot open inside interface: {e.Message}");
+            stderr.WriteLine($"natd: cannot open the interfaces: {e.Message}");
             return 1;
         }
-        try
+        foreach (var note in ports.Notes)
         {
-            outside = AfPacketPort.Open(config.Nat.Outside.Name, AfPacketOptions.Default);
-        }
-        catch (NativeIoException e)
-        {
-            inside.Dispose();
-            stderr.WriteLine($"natd: cannot open outside interface: {e.Message}");
-            return 1;
+            stderr.WriteLine($"natd: {note}");
         }
 
         using var stop = new CancellationTokenSource();
         NatDaemon daemon;
         try
         {
-            daemon = await NatDaemon.StartAsync(config, inside, outside, loggers, startControl: true, stop.Token, restore).ConfigureAwait(false);
+            daemon = await NatDaemon.StartAsync(config, ports.Pairs, loggers, startControl: true, stop.Token, restore).ConfigureAwait(false);
         }
         catch (IOException e)
         {
@@ -72,9 +66,9 @@ internal static class RunMode
             });
             if (restore is not null)
             {
-                stdout.WriteLine($"natd: restored {daemon.Engine.Table.Count} sessions from {statePath}");
+                stdout.WriteLine($"natd: restored {daemon.RestoredSessions} sessions from {statePath}");
             }
-            stdout.WriteLine(ReadyLine(daemon));
+            stdout.WriteLine(ReadyLine(daemon, ports));
             stdout.Flush();
             try
             {
@@ -100,10 +94,11 @@ internal static class RunMode
         return 0;
     }
 
-    public static string ReadyLine(NatDaemon d)
+    public static string ReadyLine(NatDaemon d, OpenedPorts ports)
     {
         var n = d.Config.Nat;
-        string pool = string.Join(",", n.Pool.Select(Ipv4.Format));
-        return $"natd: ready inside={n.Inside.Name} ({d.Engine.InsideMac}, {n.Inside.Address}) outside={n.Outside.Name} ({d.Engine.OutsideMac}, {n.Outside.Address}) pool={pool} ports={n.PortMin}-{n.PortMax} control=http://{d.Config.ControlListen}";
+        string pool = n.Pool.Count <= 4 ? string.Join(",", n.Pool.Select(Ipv4.Format)) : $"{Ipv4.Format(n.Pool[0])}..({n.Pool.Count} addresses)";
+        string control = d.Control?.Address.Authority ?? d.Config.ControlListen;
+        return $"natd: ready inside={n.Inside.Name} ({ports.InsideDriver}, {d.Engine.InsideMac}, {n.Inside.Address}) outside={n.Outside.Name} ({ports.OutsideDriver}, {d.Engine.OutsideMac}, {n.Outside.Address}) workers={d.Pollers.Count} pool={pool} ports={n.PortMin}-{n.PortMax} control=http://{control}";
     }
 }

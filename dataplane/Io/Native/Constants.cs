@@ -22,6 +22,8 @@ internal static class Constants
     internal const int PACKET_LOSS = 14;
     internal const int PACKET_QDISC_BYPASS = 20;
     internal const int PACKET_IGNORE_OUTGOING = 23;
+    internal const int PACKET_FANOUT = 18;
+    internal const int PACKET_FANOUT_HASH = 0;
 
     // tpacket_versions.
     internal const int TPACKET_V1 = 0;

@@ -16,6 +16,18 @@ internal static unsafe partial class LibC
     internal static partial int Socket(int domain, int type, int protocol);
 
     /// <summary>bind(2) with any sockaddr (here a <see cref="SockAddrLl"/>).</summary>
+    [LibraryImport(Lib, EntryPoint = "eventfd", SetLastError = true)]
+    internal static partial int EventFd(uint initial, int flags);
+
+    [LibraryImport(Lib, EntryPoint = "write", SetLastError = true)]
+    internal static partial nint Write(int fd, void* buffer, nuint count);
+
+    [LibraryImport(Lib, EntryPoint = "read", SetLastError = true)]
+    internal static partial nint Read(int fd, void* buffer, nuint count);
+
+    [LibraryImport(Lib, EntryPoint = "sched_setaffinity", SetLastError = true)]
+    internal static partial int SchedSetAffinity(int pid, nuint size, ulong* mask);
+
     [LibraryImport(Lib, EntryPoint = "bind", SetLastError = true)]
     internal static partial int Bind(int fd, void* address, uint addressLength);
 

@@ -187,3 +187,24 @@ internal static class EngineTestExtensions
         return l;
     }
 }
+
+public class UnmarkedPartialChecksumTests
+{
+    [Fact]
+    public void Unflagged_partial_checksum_is_completed_but_a_corrupt_one_is_dropped()
+    {
+        var h = new EngineHarness();
+        var f = Frames.Udp(EngineHarness.InsideHost, 40000, EngineHarness.OutsideHost, 53);
+        int l4 = Frames.L4Offset(f);
+        uint pseudo = Frames.Pseudo(Frames.Ip(EngineHarness.InsideHost), Frames.Ip(EngineHarness.OutsideHost), 17, f.Length - l4);
+        ushort partial = (ushort)~Frames.PlainChecksum([], pseudo);
+        f[l4 + 6] = (byte)(partial >> 8);
+        f[l4 + 7] = (byte)partial;
+        var o = h.Out(f); // no ChecksumPartial flag, as AF_XDP delivers it
+        Assert.True(Frames.ChecksumsValid(o));
+        Assert.Equal(1, h.Engine.Counters.ChecksumsCompleted);
+        f[l4 + 7] ^= 0x40;
+        Assert.Equal(Natd.Dataplane.Nat.Verdict.Drop, h.Run(f, Natd.Dataplane.Nat.Side.Inside, out _));
+        Assert.Equal(Natd.Dataplane.Nat.DropReason.BadL4Checksum, h.Engine.LastDrop);
+    }
+}

@@ -1,0 +1,99 @@
+using Natd.Control.Config;
+using Natd.Dataplane.Io;
+
+namespace Natd.Control.Daemon;
+
+/// <summary>The packet ports of every poller, and which driver each interface ended up with.</summary>
+/// <param name="Pairs">One (inside, outside) pair per poller.</param>
+/// <param name="InsideDriver">"af_xdp" or "af_packet".</param>
+/// <param name="OutsideDriver">"af_xdp" or "af_packet".</param>
+/// <param name="Notes">Fallbacks taken, for the log.</param>
+internal sealed record OpenedPorts(IReadOnlyList<(IPacketPort Inside, IPacketPort Outside)> Pairs, string InsideDriver, string OutsideDriver, IReadOnlyList<string> Notes);
+
+/// <summary>
+/// Opens the configured driver on both interfaces for every poller. AF_XDP gives poller k queue
+/// k (one socket per queue); when the device has fewer queues than pollers, or AF_XDP is refused
+/// (old kernel, no CAP_BPF/CAP_NET_ADMIN), "auto" falls back to AF_PACKET with a note saying why,
+/// while an explicit "af_xdp" fails. AF_PACKET sockets of several pollers join one PACKET_FANOUT
+/// group per interface, so each frame reaches one poller (which hands it to its owner).
+/// </summary>
+internal static class PortFactory
+{
+    /// <summary>Opens the ports; on failure closes what it opened.</summary>
+    /// <exception cref="NativeIoException">A driver could not be opened (an explicit af_xdp, or AF_PACKET itself).</exception>
+    public static OpenedPorts Open(NatdConfig config, int pollers)
+    {
+        var notes = new List<string>();
+        var inside = OpenSide(config.Nat.Inside.Name, config.InsideDriver, pollers, notes, out string insideDriver);
+        IPacketPort[] outside;
+        string outsideDriver;
+        try
+        {
+            outside = OpenSide(config.Nat.Outside.Name, config.OutsideDriver, pollers, notes, out outsideDriver);
+        }
+        catch
+        {
+            foreach (var p in inside)
+            {
+                p.Dispose();
+            }
+            throw;
+        }
+        var pairs = new (IPacketPort, IPacketPort)[pollers];
+        for (int i = 0; i < pollers; i++)
+        {
+            pairs[i] = (inside[i], outside[i]);
+        }
+        return new OpenedPorts(pairs, insideDriver, outsideDriver, notes);
+    }
+
+    private static IPacketPort[] OpenSide(string name, string driver, int pollers, List<string> notes, out string used)
+    {
+        if (driver is "auto" or "af_xdp")
+        {
+            var opened = new List<IPacketPort>();
+            try
+            {
+                for (int q = 0; q < pollers; q++)
+                {
+                    opened.Add(AfXdpPort.Open(name, AfXdpOptions.Default with { QueueId = q }));
+                }
+                used = "af_xdp";
+                return [.. opened];
+            }
+            catch (Exception e) when (e is NativeIoException or ArgumentException)
+            {
+                foreach (var p in opened)
+                {
+                    p.Dispose();
+                }
+                if (driver == "af_xdp")
+                {
+                    throw new NativeIoException($"{name}: af_xdp requested but not available: {e.Message}", (e as NativeIoException)?.Errno ?? 0);
+                }
+                notes.Add($"{name}: AF_XDP not used ({FirstLine(e.Message)}); falling back to AF_PACKET");
+            }
+        }
+        var ports = new IPacketPort[pollers];
+        int group = pollers > 1 ? Random.Shared.Next(1, 65536) : 0;
+        try
+        {
+            for (int i = 0; i < pollers; i++)
+            {
+                ports[i] = AfPacketPort.Open(name, AfPacketOptions.Default with { FanoutGroup = group });
+            }
+        }
+        catch
+        {
+            foreach (var p in ports)
+            {
+                p?.Dispose();
+            }
+            throw;
+        }
+        used = "af_packet";
+        return ports;
+    }
+
+    private static string FirstLine(string s) => s.Split('\n')[0];
+}

@@ -1,0 +1,106 @@
+using System.Runtime.InteropServices;
+using Natd.Dataplane.Io;
+using Natd.Dataplane.Nat;
+
+namespace Natd.Dataplane.Workers;
+
+/// <summary>A frame handed from the poller that received it to the shard that owns it (copied: the receiver's batch is reused).</summary>
+[StructLayout(LayoutKind.Sequential)]
+public unsafe struct HandoffFrame
+{
+    /// <summary>Frame length in bytes.</summary>
+    public int Length;
+    /// <summary>Side the frame arrived on (or, after a hairpin, is treated as arriving on).</summary>
+    public Side Side;
+    /// <summary>1 when the owner should only learn neighbours from this ARP frame (the receiver answered it).</summary>
+    public byte LearnOnly;
+    /// <summary>Receive flags (an unfinished checksum must still be completed by the owner).</summary>
+    public FrameFlags Flags;
+    /// <summary>The frame.</summary>
+    public fixed byte Data[FrameBatch.SlotSize];
+}
+
+/// <summary>
+/// How the shards of one dataplane reach each other: a lock-free SPSC ring for every ordered pair
+/// of pollers (VPP's handoff queues), a wakeup per poller, and the router that names owners.
+/// Built once for N pollers; each poller uses row <c>Outgoing[me]</c> and column <c>Incoming[me]</c>.
+/// </summary>
+public sealed class ShardLinks : IDisposable
+{
+    /// <summary>Frames each handoff ring holds (2 KiB each).</summary>
+    public const int RingFrames = 1024;
+
+    private readonly SpscRing<HandoffFrame>?[,] _rings;
+    private readonly Wakeup[] _wakeups;
+    private ShardRouter _router;
+
+    /// <summary>Creates links for <paramref name="shards"/> pollers.</summary>
+    public ShardLinks(int shards, ShardRouter router)
+    {
+        Shards = shards;
+        _router = router;
+        _rings = new SpscRing<HandoffFrame>?[shards, shards];
+        _wakeups = new Wakeup[shards];
+        for (int i = 0; i < shards; i++)
+        {
+            _wakeups[i] = new Wakeup();
+            for (int j = 0; j < shards; j++)
+            {
+                if (i != j)
+                {
+                    _rings[i, j] = new SpscRing<HandoffFrame>(RingFrames);
+                }
+            }
+        }
+        HandoffCounts = new long[shards * 8]; // one cache line per poller
+        HandoffDrops = new long[shards * 8];
+    }
+
+    /// <summary>Pollers.</summary>
+    public int Shards { get; }
+
+    /// <summary>The router's hash seed, kept so a reload builds a router that steers subscribers the same way.</summary>
+    public ulong RouterSeed { get; init; }
+
+    /// <summary>The current router (replaced on reload; readers take one reference per batch).</summary>
+    public ShardRouter Router
+    {
+        get => Volatile.Read(ref _router);
+        set => Volatile.Write(ref _router, value);
+    }
+
+    /// <summary>Frames poller i handed off, at index i*8 (padded: single writer per line).</summary>
+    public long[] HandoffCounts { get; }
+
+    /// <summary>Frames poller i could not hand off (the owner's ring was full), at index i*8.</summary>
+    public long[] HandoffDrops { get; }
+
+    /// <summary>The ring from poller <paramref name="from"/> to poller <paramref name="to"/>.</summary>
+    public SpscRing<HandoffFrame> Ring(int from, int to) => _rings[from, to]!;
+
+    /// <summary>Poller <paramref name="shard"/>'s wakeup.</summary>
+    public Wakeup WakeupOf(int shard) => _wakeups[shard];
+
+    /// <summary>Total handoffs.</summary>
+    public long TotalHandoffs
+    {
+        get
+        {
+            long n = 0;
+            for (int i = 0; i < Shards; i++)
+            {
+                n += Volatile.Read(ref HandoffCounts[i * 8]);
+            }
+            return n;
+        }
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        foreach (var w in _wakeups)
+        {
+            w.Dispose();
+        }
+    }
+}
