@@ -140,6 +140,42 @@ public sealed partial class NatEngine
         return _settings.DefaultPolicy;
     }
 
+    /// <summary>
+    /// Rules for a new inbound flow (a port forward, or a session filtering admits on a mapping):
+    /// only rules that name <c>in: outside</c> apply, first match decides, and no match allows it,
+    /// since a forward or a mapping is itself the explicit allow. Returns false when denied or rejected.
+    /// </summary>
+    private bool InboundAllowed(in FlowKey key)
+    {
+        if (_builtInRules)
+        {
+            return true;
+        }
+        var rules = _rules;
+        bool ports = key.Protocol is IpProtocol.Tcp or IpProtocol.Udp;
+        ushort sport = FlowKey.PortToHost(key.SourcePort), dport = FlowKey.PortToHost(key.DestinationPort);
+        for (int i = 0; i < rules.Length; i++)
+        {
+            var r = rules[i];
+            if (r.In != RuleInterface.Outside
+                || (r.Protocol is byte p && p != key.Protocol)
+                || !AnyPrefix(r.Sources, key.Source)
+                || !AnyPrefix(r.Destinations, key.Destination)
+                || (r.SourcePorts.Count > 0 && (!ports || !AnyRange(r.SourcePorts, sport)))
+                || (r.DestinationPorts.Count > 0 && (!ports || !AnyRange(r.DestinationPorts, dport))))
+            {
+                continue;
+            }
+            _ruleCounters.Hits[i]++;
+            if (r.Log)
+            {
+                LogPacket(i, key, r.Action);
+            }
+            return r.Action is RuleAction.Accept or RuleAction.Masquerade;
+        }
+        return true;
+    }
+
     private static bool AnyPrefix(IReadOnlyList<Ipv4Prefix> list, uint address)
     {
         if (list.Count == 0)

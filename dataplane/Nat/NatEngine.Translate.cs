@@ -227,6 +227,10 @@ public sealed partial class NatEngine
                 return Drop(DropReason.NoRoute);
             }
             int f = proto == IpProtocol.Icmp ? -1 : FindForward(proto, key.Destination, key.DestinationPort);
+            if ((f >= 0 || _settings.Filtering != FilteringBehaviour.AddressAndPortDependent) && !InboundAllowed(key))
+            {
+                return Drop(DropReason.RuleDeny);
+            }
             if (f >= 0)
             {
                 if (proto == IpProtocol.Tcp && (tcpFlags & (Tcp.Syn | Tcp.Ack | Tcp.Rst)) != Tcp.Syn)

@@ -258,3 +258,33 @@ public class GatewayFeatureTests
         Assert.Equal(300, h.Engine.Settings.Timeouts.Udp);
     }
 }
+
+public class InboundRuleTests
+{
+    [Fact]
+    public void Rules_naming_in_outside_can_deny_a_forward_to_a_bad_network_and_others_still_get_in()
+    {
+        var h = new EngineHarness(s => s with
+        {
+            Rules =
+            [
+                new ForwardRule { Name = "block-bad", Sources = [Ipv4Prefix.Parse("203.0.113.0/24")], In = RuleInterface.Outside, Action = RuleAction.Deny },
+                new ForwardRule { Name = "subscribers", Sources = [Ipv4Prefix.Parse("10.0.0.0/24")], Action = RuleAction.Masquerade },
+            ],
+            Forwards =
+            [
+                new PortForward
+                {
+                    Protocol = 6, ExternalAddress = Ipv4.Parse(EngineHarness.External), ExternalPorts = new PortRange(8080, 8080),
+                    Backends = [new(Ipv4.Parse("10.0.0.2"), 8000)],
+                },
+            ],
+        });
+        var bad = Frames.WithMacs(Frames.Tcp("203.0.113.9", 5000, EngineHarness.External, 8080, 0x02), EngineHarness.RouterMac, Frames.GatewayOutsideMac);
+        Assert.Equal(Verdict.Drop, h.Run(bad, Side.Outside, out _));
+        Assert.Equal(DropReason.RuleDeny, h.Engine.LastDrop);
+        var good = EngineHarness.FromOutside(Frames.Tcp(EngineHarness.OutsideHost, 5000, EngineHarness.External, 8080, 0x02));
+        Assert.Equal("10.0.0.2", Frames.Dst(h.Out(good, Side.Outside)));
+        Assert.Equal(1, h.Engine.RuleHits[0]);
+    }
+}
