@@ -295,7 +295,7 @@ public sealed partial class NatEngine
         }
         ref Session ses = ref Table.Sessions[s];
         ses.Origin = SessionOrigin.Forward;
-        ses.Tag = (f << 8) | b;
+        Table.Mappings[m].Tag = (f << 8) | b;
         reason = Ok;
         return s;
     }

@@ -129,7 +129,7 @@ public sealed partial class NatEngine
         ref Session ses = ref Table.Sessions[s];
         ses.Origin = r.Origin;
         ses.Tcp = r.Tcp;
-        ses.Tag = tag;
+        Table.Mappings[m].Tag = tag;
         ses.PacketsIn2Out = (uint)r.PacketsIn2Out;
         ses.PacketsOut2In = (uint)r.PacketsOut2In;
         ses.BytesIn2Out = r.BytesIn2Out;

@@ -162,7 +162,7 @@ public sealed partial class NatEngine
         {
             // The backend refused the connection: hold it down and let the client's SYN
             // retransmission open a new session on another backend instead of passing the refusal on.
-            MarkBackendDown(ses.Tag);
+            MarkBackendDown(Table.Mappings[ses.Mapping].Tag);
             Table.Delete(s);
             return Drop(DropReason.BackendRefused);
         }
@@ -363,7 +363,12 @@ public sealed partial class NatEngine
         int m = Table.FindMappingByExternal(key.Destination, key.DestinationPort, key.Protocol);
         if (m < 0)
         {
-            reason = DropReason.NoSession;
+            // Without the external index (default filtering) the port bitmap still tells a partial
+            // match (the port is mapped, the remote is not the session's) from plain unsolicited traffic.
+            int pool = PoolIndexOf(key.Destination);
+            bool mapped = pool >= 0 && Table.Ports.IsUsed(pool, SessionTable.ProtocolClass(key.Protocol), FlowKey.PortToHost(key.DestinationPort))
+                && !IsForwardPort(key.Protocol, key.Destination, key.DestinationPort);
+            reason = mapped ? DropReason.Filtered : DropReason.NoSession;
             return -1;
         }
         if (_settings.Filtering == FilteringBehaviour.AddressAndPortDependent || key.Protocol == IpProtocol.Icmp
@@ -392,6 +397,8 @@ public sealed partial class NatEngine
         reason = s < 0 ? DropReason.SessionLimit : Ok;
         return s;
     }
+
+    private bool IsForwardPort(byte proto, uint external, ushort portRaw) => FindForward(proto, external, portRaw) >= 0;
 
     private bool MappingHasRemote(ref Mapping map, uint remote)
     {

@@ -115,10 +115,15 @@ public sealed partial class NatEngine
         ulong seed = _options.Seed ?? BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
         _seed = seed;
         var ports = new PortAllocator(_pool.Length, settings.PortMin, settings.PortMax, seed ^ 0x5DEECE66DUL, _options.Shard, _options.Shards);
-        Table = new SessionTable(settings.MaxSessions, ports, seed);
+        // limits.sessions is the whole dataplane's; each shard holds its share.
+        Table = new SessionTable(Math.Max(1, (settings.MaxSessions + _options.Shards - 1) / _options.Shards), ports, seed);
         CompileRules(settings);
         ReserveForwardPorts();
         RefreshTimeouts();
+        if (settings.Filtering != FilteringBehaviour.AddressAndPortDependent)
+        {
+            Table.EnableExternalIndex();
+        }
         _icmpTokens = _options.IcmpErrorRate;
         foreach (var kv in settings.Inside.Neighbours)
         {
@@ -325,6 +330,10 @@ public sealed partial class NatEngine
         }
         CompileRules(next);
         RefreshTimeouts();
+        if (next.Filtering != FilteringBehaviour.AddressAndPortDependent)
+        {
+            Table.EnableExternalIndex();
+        }
         if (poolChanged)
         {
             RebuildPorts(next);
@@ -363,7 +372,7 @@ public sealed partial class NatEngine
             int port = FlowKey.PortToHost(map.ExternalKey.DestinationPort);
             if (idx >= 0 && ports.TryReserve(idx, SessionTable.ProtocolClass(map.ExternalKey.Protocol), port))
             {
-                map.PoolIndex = idx;
+                map.PoolIndex = (short)idx;
                 continue;
             }
             // The address left the pool (or its port is now a forward's): close its sessions at once.
@@ -492,6 +501,7 @@ public sealed partial class NatEngine
     private void RefreshTimeouts()
     {
         var t = _settings.Timeouts;
+        Table.ReclaimOnCreate = t;
         for (int c = 0; c < _timeoutMs.Length; c++)
         {
             _timeoutMs[c] = SessionTable.TimeoutSeconds((LruClass)c, t) * 1000L;

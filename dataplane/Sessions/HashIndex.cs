@@ -13,26 +13,27 @@ internal interface IKeyMatcher
 /// <summary>
 /// Open-addressing hash index (linear probing, backward-shift deletion, no tombstones) from a
 /// <see cref="FlowKey"/> to an int (an index into a preallocated struct array). Each slot holds a
-/// 32-bit tag (the key's hash with the top bit set) and the value: 8 bytes per slot, keys stay in
+/// 32-bit tag (the key's hash, 0 meaning empty, so a hash of 0 is taken as 1) and the value: 8 bytes per slot, keys stay in
 /// the items, so a probe touches the item only when the tag matches. Capacity is fixed at
-/// construction (a power of two at least twice the item capacity), so probes stay short and
-/// nothing is allocated after start. The matcher is a struct generic so the JIT inlines it.
+/// construction (4/3 of the item capacity: a load factor of at most 0.75, where linear probing
+/// still averages under 2.5 probes per miss), and nothing is allocated after start. The home slot
+/// is the hash scaled to the slot count (multiply-shift), so the count need not be a power of two.
+/// The matcher is a struct generic so the JIT inlines it.
 /// </summary>
 internal sealed class HashIndex<TMatcher> where TMatcher : struct, IKeyMatcher
 {
-    private const uint Occupied = 0x8000_0000;
     private readonly uint[] _tags;
     private readonly int[] _values;
-    private readonly int _mask;
+    private readonly int _slots;
     private TMatcher _matcher;
 
     /// <summary>Creates an index for up to <paramref name="maxItems"/> entries.</summary>
     public HashIndex(int maxItems, TMatcher matcher)
     {
-        int slots = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(16, maxItems * 2));
+        int slots = (int)Math.Max(16, ((long)maxItems * 4 + 2) / 3 + 1);
         _tags = new uint[slots];
         _values = new int[slots];
-        _mask = slots - 1;
+        _slots = slots;
         _matcher = matcher;
     }
 
@@ -40,14 +41,17 @@ internal sealed class HashIndex<TMatcher> where TMatcher : struct, IKeyMatcher
     public int Count { get; private set; }
 
     /// <summary>Slots (bytes = 8 per slot).</summary>
-    public int Slots => _mask + 1;
+    public int Slots => _slots;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private int Home(uint hash) => (int)(((ulong)hash * (uint)_slots) >> 32);
 
     /// <summary>The value stored for <paramref name="key"/>, or -1.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public int Find(in FlowKey key, uint hash)
     {
-        uint tag = hash | Occupied;
-        int i = (int)(hash & (uint)_mask);
+        uint tag = hash == 0 ? 1 : hash;
+        int i = Home(tag);
         uint[] tags = _tags;
         while (true)
         {
@@ -60,23 +64,30 @@ internal sealed class HashIndex<TMatcher> where TMatcher : struct, IKeyMatcher
             {
                 return _values[i];
             }
-            i = (i + 1) & _mask;
+            if (++i == _slots)
+            {
+                i = 0;
+            }
         }
     }
 
     /// <summary>Adds an entry; the caller ensured the key is absent. False when the index is full.</summary>
     public bool Insert(uint hash, int value)
     {
-        if (Count >= _mask) // keep one empty slot so Find terminates
+        if (Count >= _slots - 1) // keep one empty slot so Find terminates
         {
             return false;
         }
-        int i = (int)(hash & (uint)_mask);
+        uint tag = hash == 0 ? 1 : hash;
+        int i = Home(tag);
         while (_tags[i] != 0)
         {
-            i = (i + 1) & _mask;
+            if (++i == _slots)
+            {
+                i = 0;
+            }
         }
-        _tags[i] = hash | Occupied;
+        _tags[i] = tag;
         _values[i] = value;
         Count++;
         return true;
@@ -85,8 +96,8 @@ internal sealed class HashIndex<TMatcher> where TMatcher : struct, IKeyMatcher
     /// <summary>Removes the entry holding <paramref name="value"/> under <paramref name="hash"/>; false when absent.</summary>
     public bool Remove(uint hash, int value)
     {
-        uint tag = hash | Occupied;
-        int i = (int)(hash & (uint)_mask);
+        uint tag = hash == 0 ? 1 : hash;
+        int i = Home(tag);
         while (true)
         {
             uint t = _tags[i];
@@ -98,7 +109,10 @@ internal sealed class HashIndex<TMatcher> where TMatcher : struct, IKeyMatcher
             {
                 break;
             }
-            i = (i + 1) & _mask;
+            if (++i == _slots)
+            {
+                i = 0;
+            }
         }
         // Backward-shift deletion: pull later entries of the probe run into the hole when their
         // home slot does not lie cyclically between the hole and their position.
@@ -106,13 +120,16 @@ internal sealed class HashIndex<TMatcher> where TMatcher : struct, IKeyMatcher
         int j = i;
         while (true)
         {
-            j = (j + 1) & _mask;
+            if (++j == _slots)
+            {
+                j = 0;
+            }
             uint t = _tags[j];
             if (t == 0)
             {
                 break;
             }
-            int home = (int)(t & (uint)_mask);
+            int home = Home(t);
             bool between = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
             if (!between)
             {

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Natd.Dataplane.Nat;
 
 namespace Natd.Dataplane.Sessions;
@@ -52,13 +53,15 @@ public enum SessionOrigin : byte
 }
 
 /// <summary>
-/// One session: a 5-tuple in each direction and the precomputed rewrite. Sessions live in a
-/// preallocated array and refer to each other by index (no references, no allocation).
+/// One session: its inside-to-outside 5-tuple, the external endpoint, and the precomputed rewrite.
+/// The outside-to-inside key is implied (remote -> external), so it is computed, not stored: 88
+/// bytes a session (a test pins it). Sessions live in a preallocated array and refer to each
+/// other by index (no references, no allocation).
 /// </summary>
+[StructLayout(LayoutKind.Auto)]
 internal struct Session
 {
     public FlowKey In2Out;            // key of packets from inside: inside -> remote
-    public FlowKey Out2In;            // key of packets from outside: remote -> external
     public long LastSeenMs;
     public long BytesIn2Out;
     public long BytesOut2In;
@@ -69,33 +72,58 @@ internal struct Session
     public int Mapping;
     public int MapPrev;
     public int MapNext;
+    public uint ExternalAddress;      // network order
+    public ushort ExternalPort;       // raw (network order in memory); ICMP: the translated identifier
     public ushort L4DeltaIn2Out;      // folded checksum delta for the L4 checksum (address + port)
     public ushort L4DeltaOut2In;
     public ushort IpDeltaIn2Out;      // folded delta for the IPv4 header checksum (address only)
     public ushort IpDeltaOut2In;
-    public int Tag;                   // port forward index << 8 | backend index, for Forward sessions
     public LruClass Class;
     public TcpSeen Tcp;
     public SessionOrigin Origin;
     public bool InUse;
+
+    /// <summary>Key of packets from outside: remote -> external (ICMP: the reply's identifier as destination port).</summary>
+    public readonly FlowKey Out2In
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => new(In2Out.Destination, ExternalAddress, In2Out.DestinationPort, ExternalPort, In2Out.Protocol);
+    }
 }
 
 /// <summary>
 /// An external endpoint lent to an inside endpoint (RFC 4787 "mapping"). Under endpoint-independent
 /// mapping every session from the same inside address and port shares one; under
-/// address-and-port-dependent mapping each session has its own.
+/// address-and-port-dependent mapping each session has its own. 28 bytes (a test pins it).
 /// </summary>
+[StructLayout(LayoutKind.Sequential)]
 internal struct Mapping
 {
-    public FlowKey InsideKey;         // (inside address, 0, inside port, 0, protocol)
-    public FlowKey ExternalKey;       // (0, external address, 0, external port, protocol)
-    public int PoolIndex;
+    public uint InsideAddress;
+    public uint ExternalAddress;
     public int SessionCount;
-    public int FirstSession;
-    public int NextFree;
-    public bool IndexedByInside;
-    public bool StaticPort;           // the port is not the allocator's to free (forward ports, identity mappings)
-    public bool InUse;
+    public int FirstSession;          // when free: the next free mapping
+    public int Tag;                   // port forward index << 8 | backend index, for forward mappings
+    public ushort InsidePort;         // raw
+    public ushort ExternalPort;       // raw
+    public short PoolIndex;           // -1: the port is not the allocator's
+    public byte Protocol;
+    private byte _flags;
+
+    /// <summary>Indexed by inside endpoint (endpoint-independent mapping).</summary>
+    public bool IndexedByInside { readonly get => (_flags & 1) != 0; set => _flags = (byte)(value ? _flags | 1 : _flags & ~1); }
+
+    /// <summary>The port is not the allocator's to free (forward ports, identity mappings, an address that left the pool).</summary>
+    public bool StaticPort { readonly get => (_flags & 2) != 0; set => _flags = (byte)(value ? _flags | 2 : _flags & ~2); }
+
+    /// <summary>In use (not on the free list).</summary>
+    public bool InUse { readonly get => (_flags & 4) != 0; set => _flags = (byte)(value ? _flags | 4 : _flags & ~4); }
+
+    /// <summary>(inside address, 0, inside port, 0, protocol): the endpoint-independent lookup key.</summary>
+    public readonly FlowKey InsideKey => new(InsideAddress, 0, InsidePort, 0, Protocol);
+
+    /// <summary>(0, external address, 0, external port, protocol): the external endpoint key.</summary>
+    public readonly FlowKey ExternalKey => new(0, ExternalAddress, 0, ExternalPort, Protocol);
 }
 
 /// <summary>
@@ -111,7 +139,7 @@ public sealed class SessionTable
     private readonly HashIndex<In2OutMatcher> _in2out;
     private readonly HashIndex<Out2InMatcher> _out2in;
     private readonly HashIndex<MappingInsideMatcher> _byInside;
-    private readonly HashIndex<MappingExternalMatcher> _byExternal;
+    private HashIndex<MappingExternalMatcher>? _byExternal;
     private readonly int[] _lruHead = [-1, -1, -1, -1];
     private readonly int[] _lruTail = [-1, -1, -1, -1];
     private readonly long[] _countByProtocolClass = new long[PortAllocator.Classes];
@@ -135,14 +163,13 @@ public sealed class SessionTable
         for (int i = 0; i < capacity; i++)
         {
             _sessions[i].LruNext = i + 1 < capacity ? i + 1 : -1; // free list threads through LruNext
-            _mappings[i].NextFree = i + 1 < capacity ? i + 1 : -1;
+            _mappings[i].FirstSession = i + 1 < capacity ? i + 1 : -1; // free list threads through FirstSession
         }
         _freeSession = 0;
         _freeMapping = 0;
         _in2out = new HashIndex<In2OutMatcher>(capacity, new In2OutMatcher(_sessions));
         _out2in = new HashIndex<Out2InMatcher>(capacity, new Out2InMatcher(_sessions));
         _byInside = new HashIndex<MappingInsideMatcher>(capacity, new MappingInsideMatcher(_mappings));
-        _byExternal = new HashIndex<MappingExternalMatcher>(capacity, new MappingExternalMatcher(_mappings));
     }
 
     /// <summary>Maximum sessions.</summary>
@@ -168,6 +195,9 @@ public sealed class SessionTable
 
     /// <summary>Events lost because <see cref="Events"/> was full (logging never blocks the poller).</summary>
     public long EventsDropped { get; private set; }
+
+    /// <summary>Timeouts for the amortised expiry done by <see cref="AddSession"/>; null turns it off.</summary>
+    public Timeouts? ReclaimOnCreate { get; set; }
 
     /// <summary>The owner's current time (ms), stamped on events; set once per batch or packet.</summary>
     public long NowMs { get; set; }
@@ -201,11 +231,40 @@ public sealed class SessionTable
         return _byInside.Find(k, Hash(k));
     }
 
-    /// <summary>Mapping owning an external endpoint, or -1.</summary>
+    /// <summary>Mapping owning an external endpoint, or -1 (always -1 until <see cref="EnableExternalIndex"/>).</summary>
     public int FindMappingByExternal(uint externalAddress, ushort externalPortRaw, byte protocol)
     {
+        if (_byExternal is null)
+        {
+            return -1;
+        }
         var k = new FlowKey(0, externalAddress, 0, externalPortRaw, protocol);
         return _byExternal.Find(k, Hash(k));
+    }
+
+    /// <summary>True when mappings are indexed by external endpoint.</summary>
+    public bool HasExternalIndex => _byExternal is not null;
+
+    /// <summary>
+    /// Indexes mappings by external endpoint, which only address-dependent and endpoint-independent
+    /// filtering need (an inbound packet on a mapping without an exact session). The default
+    /// filtering never looks, so the index (10.7 bytes a mapping) is built only when asked for.
+    /// </summary>
+    public void EnableExternalIndex()
+    {
+        if (_byExternal is not null)
+        {
+            return;
+        }
+        var index = new HashIndex<MappingExternalMatcher>(Capacity, new MappingExternalMatcher(_mappings));
+        for (int m = 0; m < _mappings.Length; m++)
+        {
+            if (_mappings[m].InUse)
+            {
+                index.Insert(Hash(_mappings[m].ExternalKey), m);
+            }
+        }
+        _byExternal = index;
     }
 
     /// <summary>
@@ -222,11 +281,15 @@ public sealed class SessionTable
         {
             return -1;
         }
-        _freeMapping = _mappings[m].NextFree;
+        _freeMapping = _mappings[m].FirstSession;
         ref Mapping map = ref _mappings[m];
-        map.InsideKey = new FlowKey(insideAddress, 0, insidePortRaw, 0, protocol);
-        map.ExternalKey = new FlowKey(0, externalAddress, 0, externalPortRaw, protocol);
-        map.PoolIndex = poolIndex;
+        map.InsideAddress = insideAddress;
+        map.InsidePort = insidePortRaw;
+        map.ExternalAddress = externalAddress;
+        map.ExternalPort = externalPortRaw;
+        map.Protocol = protocol;
+        map.Tag = 0;
+        map.PoolIndex = (short)poolIndex;
         map.SessionCount = 0;
         map.FirstSession = -1;
         map.IndexedByInside = endpointIndependent;
@@ -236,7 +299,7 @@ public sealed class SessionTable
         {
             _byInside.Insert(Hash(map.InsideKey), m);
         }
-        _byExternal.Insert(Hash(map.ExternalKey), m);
+        _byExternal?.Insert(Hash(map.ExternalKey), m);
         MappingCount++;
         return m;
     }
@@ -247,6 +310,12 @@ public sealed class SessionTable
     /// </summary>
     public int AddSession(int mapping, in FlowKey in2out, in FlowKey out2in, LruClass cls, long nowMs)
     {
+        if (ReclaimOnCreate is { } t)
+        {
+            // Amortised expiry (VPP's way): each new session first retires up to two expired ones,
+            // so the table keeps pace with churn whatever the sweeper's slice size.
+            Expire(nowMs, t, 2, mapping);
+        }
         int s = _freeSession;
         if (s < 0)
         {
@@ -256,7 +325,9 @@ public sealed class SessionTable
         ref Session ses = ref _sessions[s];
         ses = default;
         ses.In2Out = in2out;
-        ses.Out2In = out2in;
+        ses.ExternalAddress = out2in.Destination;
+        ses.ExternalPort = out2in.DestinationPort;
+        System.Diagnostics.Debug.Assert(ses.Out2In == out2in, "out2in must be remote -> external");
         ses.LastSeenMs = nowMs;
         ses.Mapping = mapping;
         ses.Class = cls;
@@ -378,13 +449,13 @@ public sealed class SessionTable
         {
             _byInside.Remove(Hash(map.InsideKey), m);
         }
-        _byExternal.Remove(Hash(map.ExternalKey), m);
+        _byExternal?.Remove(Hash(map.ExternalKey), m);
         if (!map.StaticPort)
         {
             Ports.Free(map.PoolIndex, ProtocolClass(map.ExternalKey.Protocol), FlowKey.PortToHost(map.ExternalKey.DestinationPort));
         }
         map.InUse = false;
-        map.NextFree = _freeMapping;
+        map.FirstSession = _freeMapping;
         _freeMapping = m;
         MappingCount--;
     }
@@ -404,7 +475,10 @@ public sealed class SessionTable
     /// each list is ordered by last activity, so the scan stops at the first live session.
     /// </summary>
     /// <returns>Sessions deleted.</returns>
-    public int Expire(long nowMs, Timeouts timeouts, int budget)
+    public int Expire(long nowMs, Timeouts timeouts, int budget) => Expire(nowMs, timeouts, budget, -1);
+
+    /// <summary>As <see cref="Expire(long, Timeouts, int)"/>, sparing mapping <paramref name="keepMapping"/> (about to get a session).</summary>
+    private int Expire(long nowMs, Timeouts timeouts, int budget, int keepMapping)
     {
         NowMs = nowMs;
         int done = 0;
@@ -414,7 +488,8 @@ public sealed class SessionTable
             while (done < budget)
             {
                 int s = _lruHead[c];
-                if (s < 0 || nowMs - _sessions[s].LastSeenMs < timeoutMs)
+                if (s < 0 || nowMs - _sessions[s].LastSeenMs < timeoutMs
+                    || (_sessions[s].Mapping == keepMapping && _mappings[keepMapping].SessionCount == 1))
                 {
                     break;
                 }
@@ -531,16 +606,29 @@ public sealed class SessionTable
 
     private readonly struct Out2InMatcher(Session[] sessions) : IKeyMatcher
     {
-        public bool Matches(int value, in FlowKey key) => sessions[value].Out2In.Equals(key);
+        public bool Matches(int value, in FlowKey key)
+        {
+            ref Session s = ref sessions[value];
+            return s.ExternalAddress == key.Destination && s.ExternalPort == key.DestinationPort
+                && s.In2Out.Destination == key.Source && s.In2Out.DestinationPort == key.SourcePort && s.In2Out.Protocol == key.Protocol;
+        }
     }
 
     private readonly struct MappingInsideMatcher(Mapping[] mappings) : IKeyMatcher
     {
-        public bool Matches(int value, in FlowKey key) => mappings[value].InsideKey.Equals(key);
+        public bool Matches(int value, in FlowKey key)
+        {
+            ref Mapping m = ref mappings[value];
+            return m.InsideAddress == key.Source && m.InsidePort == key.SourcePort && m.Protocol == key.Protocol;
+        }
     }
 
     private readonly struct MappingExternalMatcher(Mapping[] mappings) : IKeyMatcher
     {
-        public bool Matches(int value, in FlowKey key) => mappings[value].ExternalKey.Equals(key);
+        public bool Matches(int value, in FlowKey key)
+        {
+            ref Mapping m = ref mappings[value];
+            return m.ExternalAddress == key.Destination && m.ExternalPort == key.DestinationPort && m.Protocol == key.Protocol;
+        }
     }
 }

@@ -115,7 +115,7 @@ internal sealed class NatDaemon : IAsyncDisposable
             handles[k] = new PollerHandle(system.ActorOf(props, $"poller-{shard}"), engine, stats);
         }
         var configActor = system.ActorOf(Props.Create(() => new ConfigActor(config, handles, loggers.CreateLogger("natd.config"))), "config");
-        var sweeper = system.ActorOf(Props.Create(() => new SweeperActor(handles, 4096, loggers.CreateLogger("natd.sweeper"))), "sweeper");
+        var sweeper = system.ActorOf(Props.Create(() => new SweeperActor(handles, SweeperActor.SliceBudget, loggers.CreateLogger("natd.sweeper"))), "sweeper");
         var daemon = new NatDaemon(config, ports, system, handles, configActor, links) { RestoredSessions = restored };
         if (startControl)
         {
@@ -136,7 +136,7 @@ internal sealed class NatDaemon : IAsyncDisposable
                 new EventLoggerOptions { MaxSessions = (uint)config.Nat.MaxSessions })), "event-log");
             daemon._eventLogTimer = system.Scheduler.ScheduleTellRepeatedly(NatEventLogger.DrainInterval, NatEventLogger.DrainInterval, eventLogger, NatEventLogger.Drain.Instance);
         }
-        daemon._sweepTimer = system.Scheduler.ScheduleTellRepeatedly(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1), sweeper, SweeperActor.Tick.Instance);
+        daemon._sweepTimer = system.Scheduler.ScheduleTellRepeatedly(SweeperActor.Interval, SweeperActor.Interval, sweeper, SweeperActor.Tick.Instance);
         return daemon;
     }
 
