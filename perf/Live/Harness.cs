@@ -51,6 +51,7 @@ public sealed partial class Harness
     private readonly double _seconds;
     private readonly int _runs;
     private readonly int _maxWorkers;
+    private readonly bool _pin;
     private readonly TextWriter _out;
     private readonly Dictionary<(Variant, Load), List<Sample>> _samples = [];
     private readonly Dictionary<Variant, string> _failures = [];
@@ -61,8 +62,9 @@ public sealed partial class Harness
     private volatile bool _cancelled;
 
     /// <summary>Creates a harness; nothing runs until <see cref="Run"/>.</summary>
-    public Harness(string dotnet, string natdDll, string liveDll, double seconds, int runs, int maxWorkers, TextWriter output)
+    public Harness(string dotnet, string natdDll, string liveDll, double seconds, int runs, int maxWorkers, bool pin, TextWriter output)
     {
+        _pin = pin;
         _dotnet = dotnet;
         _natdDll = natdDll;
         _liveDll = liveDll;
@@ -285,7 +287,11 @@ public sealed partial class Harness
         var lab = _lab!;
         string path = Path.Combine(lab.WorkDirectory, $"natd-{v.Driver}-w{v.Workers}.yaml");
         File.WriteAllText(path, NatdConfig(v.Driver!, v.Workers));
-        var natd = lab.StartIn(lab.GatewayNs, _dotnet, _natdDll, "run", "--config", path);
+        // --pin: one poller gets the last core to itself, the generator (and the kernel's receive
+        // work it triggers) the first; more pollers than that share all cores.
+        var natd = _pin && v.Workers == 1
+            ? lab.StartIn(lab.GatewayNs, "taskset", "-c", LastCpu, _dotnet, _natdDll, "run", "--config", path)
+            : lab.StartIn(lab.GatewayNs, _dotnet, _natdDll, "run", "--config", path);
         string? ready = natd.WaitForLine(l => l.StartsWith("natd: ready", StringComparison.Ordinal), TimeSpan.FromSeconds(30));
         if (ready is null)
         {
@@ -345,9 +351,10 @@ public sealed partial class Harness
             start = ++_setupBlock << 27;
         }
         string seconds = (WarmupSeconds + _seconds + TailSeconds).ToString("F2", CultureInfo.InvariantCulture);
-        using var gen = lab.StartIn(lab.InsideNs, _dotnet, _liveDll, "gen", "--if", LabTopology.HostIf, "--dst-mac", _gwMac,
+        string[] prefix = _pin ? ["-c", "0", _dotnet] : [];
+        using var gen = lab.StartIn(lab.InsideNs, _pin ? "taskset" : _dotnet, [.. prefix, _liveDll, "gen", "--if", LabTopology.HostIf, "--dst-mac", _gwMac,
             "--load", load == Load.Setup ? "setup" : "established", "--seconds", seconds,
-            "--start", start.ToString(CultureInfo.InvariantCulture));
+            "--start", start.ToString(CultureInfo.InvariantCulture)]);
         if (gen.WaitForLine(l => l.StartsWith("gen: sending", StringComparison.Ordinal), TimeSpan.FromSeconds(30)) is null)
         {
             throw new LabException($"generator did not start:\n{gen.Dump()}");
@@ -458,7 +465,7 @@ public sealed partial class Harness
         string ctMax = Counters.ReadFileIn(_lab!.GatewayNs, "/proc/sys/net/netfilter/nf_conntrack_max")?.Trim() ?? "?";
         sb.AppendLine();
         sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
-            $"natd live harness: {Environment.ProcessorCount} cores, {_runs} run(s) x {_seconds:0.#} s per measurement (median shown), " +
+            $"natd live harness: {Environment.ProcessorCount} cores{(_pin ? " (--pin: generator on cpu 0, natd with 1 poller on cpu " + LastCpu + ")" : "")}, {_runs} run(s) x {_seconds:0.#} s per measurement (median shown), " +
             $"kernel {Environment.OSVersion.Version}, load average {load0} before / {load1} after, {elapsed.TotalMinutes:0.0} min"));
         sb.AppendLine($"generator: AF_PACKET TX ring + qdisc bypass on the inside host, 64-byte UDP frames, as fast as it can; " +
             $"nftables: snat to {Pool} persistent (no filter chain); natd: verify-checksums on, 241-address pool; nf_conntrack_max {ctMax}");
@@ -536,6 +543,8 @@ public sealed partial class Harness
         var sorted = list.OrderBy(s => s.Delivered).ToList();
         return sorted[(sorted.Count - 1) / 2];
     }
+
+    private static string LastCpu => (Environment.ProcessorCount - 1).ToString(CultureInfo.InvariantCulture);
 
     /// <summary>A rate with a k/M suffix, e.g. "212.3 k".</summary>
     public static string Rate(double perSecond) => perSecond switch

@@ -20,7 +20,7 @@ if (args.Length > 0 && args[0] == "cleanup")
 }
 if (args.Length == 0 || args[0] != "run")
 {
-    Console.Error.WriteLine("usage: Natd.Live run --natd NATD.DLL [--dotnet PATH] [--seconds S] [--runs N] [--max-workers N] [--save FILE]\n       Natd.Live gen --dst-mac MAC [--if eth0] [--load established|setup] [--seconds S] [--start N]");
+    Console.Error.WriteLine("usage: Natd.Live run --natd NATD.DLL [--dotnet PATH] [--seconds S] [--runs N] [--max-workers N] [--pin] [--save FILE]\n       Natd.Live gen --dst-mac MAC [--if eth0] [--load established|setup] [--seconds S] [--start N]");
     return 1;
 }
 
@@ -30,8 +30,20 @@ string? save = null;
 double seconds = 5;
 int runs = 3;
 int maxWorkers = Math.Max(2, Environment.ProcessorCount);
-for (int i = 1; i + 1 < args.Length; i += 2)
+bool pin = false;
+for (int i = 1; i < args.Length; i += 2)
 {
+    if (args[i] == "--pin")
+    {
+        pin = true;
+        i--;
+        continue;
+    }
+    if (i + 1 >= args.Length)
+    {
+        Console.Error.WriteLine($"live: {args[i]} needs a value");
+        return 1;
+    }
     switch (args[i])
     {
         case "--dotnet": dotnet = args[i + 1]; break;
@@ -52,7 +64,7 @@ if (natdDll is null || !File.Exists(natdDll))
 }
 
 LabTopology.CleanupStale("natdlive");
-var harness = new Harness(dotnet, natdDll, typeof(Harness).Assembly.Location, seconds, runs, maxWorkers, Console.Out);
+var harness = new Harness(dotnet, natdDll, typeof(Harness).Assembly.Location, seconds, runs, maxWorkers, pin, Console.Out);
 using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; harness.Cancel(); });
 using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; harness.Cancel(); });
 try
