@@ -470,7 +470,7 @@ public sealed partial class Harness
         sb.AppendLine($"generator: AF_PACKET TX ring + qdisc bypass on the inside host, 64-byte UDP frames, as fast as it can; " +
             $"nftables: snat to {Pool} persistent (no filter chain); natd: verify-checksums on, 241-address pool; nf_conntrack_max {ctMax}");
         sb.AppendLine();
-        sb.AppendLine(string.Create(CultureInfo.InvariantCulture, $"{"load",-12} {"variant",-52} {"delivered/s",12} {"offered/s",12} {"vs nftables",12}   notes"));
+        sb.AppendLine(string.Create(CultureInfo.InvariantCulture, $"{"load",-12} {"variant",-52} {"delivered/s",12} {"min-max of runs",20} {"offered/s",12} {"vs nftables",12}   notes"));
         foreach (var load in new[] { Load.Established, Load.Setup })
         {
             double? nft = MedianOf(variants.First(x => x.Kind == GatewayKind.Nftables), load)?.Delivered;
@@ -506,16 +506,18 @@ public sealed partial class Harness
         string loadName = load.ToString().ToLowerInvariant();
         if (_failures.TryGetValue(v, out string? why) && MedianOf(v, load) is null)
         {
-            return $"{loadName,-12} {name,-52} {"-",12} {"-",12} {"-",12}   {why}";
+            return $"{loadName,-12} {name,-52} {"-",12} {"-",20} {"-",12} {"-",12}   {why}";
         }
         var s = MedianOf(v, load);
         if (s is null)
         {
-            return $"{loadName,-12} {name,-52} {"-",12} {"-",12} {"-",12}   not measured";
+            return $"{loadName,-12} {name,-52} {"-",12} {"-",20} {"-",12} {"-",12}   not measured";
         }
         string ratio = nft is > 0 ? (s.Delivered / nft.Value).ToString("0.00", CultureInfo.InvariantCulture) + "x" : "-";
         string drv = _driverNotes.TryGetValue(v, out string? d) ? d + "; " : "";
-        return $"{loadName,-12} {name,-52} {Rate(s.Delivered),12} {Rate(s.Offered),12} {ratio,12}   {drv}{s.Notes}";
+        var all = _samples[(v, load)];
+        string range = all.Count < 2 ? "-" : $"{Rate(all.Min(x => x.Delivered))}-{Rate(all.Max(x => x.Delivered))}";
+        return $"{loadName,-12} {name,-52} {Rate(s.Delivered),12} {range,20} {Rate(s.Offered),12} {ratio,12}   {drv}{s.Notes}";
     }
 
     private string Target(List<Variant> variants, Load load, double factor, string what)
