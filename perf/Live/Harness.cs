@@ -1,0 +1,594 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.RegularExpressions;
+using Natd.Control.Lab;
+
+namespace Natd.Live;
+
+/// <summary>What plays the gateway in one row.</summary>
+public enum GatewayKind
+{
+    /// <summary>Kernel IPv4 forwarding, no netfilter rules at all.</summary>
+    KernelForward,
+
+    /// <summary>Kernel forwarding with an nftables SNAT over the pool.</summary>
+    Nftables,
+
+    /// <summary>natd run, with a driver and a worker count.</summary>
+    Natd,
+}
+
+/// <summary>One gateway configuration measured under both loads.</summary>
+/// <param name="Label">Row label, e.g. "natd af_xdp".</param>
+/// <param name="Kind">Kernel or natd.</param>
+/// <param name="Driver">natd's driver key (af_xdp, af_packet), null for the kernel.</param>
+/// <param name="Workers">dataplane.workers for natd.</param>
+/// <param name="Scaling">True for the extra rows of the scaling table.</param>
+public sealed record Variant(string Label, GatewayKind Kind, string? Driver, int Workers, bool Scaling);
+
+/// <summary>One measurement window.</summary>
+/// <param name="Delivered">Frames per second that reached the outside host.</param>
+/// <param name="Offered">Frames per second the generator pushed into the inside veth (accepted + dropped by it).</param>
+/// <param name="Notes">What explains the losses (natd or conntrack counters).</param>
+public sealed record Sample(double Delivered, double Offered, string Notes);
+
+/// <summary>
+/// The live harness: one lab topology, four gateways side by side (kernel forwarding, nftables
+/// SNAT, natd af_packet, natd af_xdp) plus natd scaling rows, each under the established and
+/// the setup load, interleaved run by run so background load hits every variant alike.
+/// </summary>
+public sealed partial class Harness
+{
+    private const string Pool = "198.51.100.10-198.51.100.250";
+    private const string ControlListen = "127.0.0.1:9180";
+    private const double WarmupSeconds = 1.0;
+    private const double TailSeconds = 0.3;
+
+    private readonly string _dotnet;
+    private readonly string _natdDll;
+    private readonly string _liveDll;
+    private readonly double _seconds;
+    private readonly int _runs;
+    private readonly int _maxWorkers;
+    private readonly bool _pin;
+    private readonly TextWriter _out;
+    private readonly Dictionary<(Variant, Load), List<Sample>> _samples = [];
+    private readonly Dictionary<Variant, string> _failures = [];
+    private readonly Dictionary<Variant, string> _driverNotes = [];
+    private long _setupBlock;
+    private LabTopology? _lab;
+    private string _gwMac = "";
+    private volatile bool _cancelled;
+
+    /// <summary>Creates a harness; nothing runs until <see cref="Run"/>.</summary>
+    public Harness(string dotnet, string natdDll, string liveDll, double seconds, int runs, int maxWorkers, bool pin, TextWriter output)
+    {
+        _pin = pin;
+        _dotnet = dotnet;
+        _natdDll = natdDll;
+        _liveDll = liveDll;
+        _seconds = seconds;
+        _runs = runs;
+        _maxWorkers = maxWorkers;
+        _out = output;
+    }
+
+    /// <summary>Rows in order: the four main variants, then natd with 2..N workers per driver.</summary>
+    public List<Variant> Variants()
+    {
+        var list = new List<Variant>
+        {
+            new("kernel forward", GatewayKind.KernelForward, null, 0, false),
+            new("nftables snat", GatewayKind.Nftables, null, 0, false),
+            new("natd af_packet", GatewayKind.Natd, "af_packet", 1, false),
+            new("natd af_xdp", GatewayKind.Natd, "af_xdp", 1, false),
+        };
+        for (int w = 2; w <= _maxWorkers; w++)
+        {
+            list.Add(new($"natd af_packet workers={w}", GatewayKind.Natd, "af_packet", w, true));
+            list.Add(new($"natd af_xdp workers={w}", GatewayKind.Natd, "af_xdp", w, true));
+        }
+        return list;
+    }
+
+    /// <summary>Asks the run to stop at the next measurement boundary (SIGINT/SIGTERM).</summary>
+    public void Cancel() => _cancelled = true;
+
+    /// <summary>Builds the lab, measures everything, prints the report; returns the report text.</summary>
+    public string Run()
+    {
+        var started = Stopwatch.StartNew();
+        string load0 = LoadAverage();
+        _lab = LabTopology.Create(new LabOptions { Prefix = "natdlive", Mode = GatewayMode.Userspace });
+        try
+        {
+            PrepareTopology();
+            var variants = Variants();
+            for (int run = 0; run < _runs && !_cancelled; run++)
+            {
+                foreach (var v in variants)
+                {
+                    if (_cancelled)
+                    {
+                        break;
+                    }
+                    if (_failures.ContainsKey(v))
+                    {
+                        continue;
+                    }
+                    MeasureVariant(v, run);
+                }
+            }
+            if (_cancelled)
+            {
+                throw new OperationCanceledException("interrupted");
+            }
+            string report = Report(variants, load0, LoadAverage(), started.Elapsed);
+            _out.Write(report);
+            return report;
+        }
+        finally
+        {
+            _lab.Dispose();
+        }
+    }
+
+    private void PrepareTopology()
+    {
+        var lab = _lab!;
+        _gwMac = ReadMac(lab.GatewayNs, lab.InsideIf);
+        // The outside host drops everything IPv4 before conntrack and the UDP layer: it counts what
+        // arrived (rx_packets) and never sends ICMP port unreachables back into the measurement.
+        Sh.RunIn(lab.OutsideNs, "nft",
+            "add table ip livesink; " +
+            "add chain ip livesink pre { type filter hook prerouting priority raw; policy drop; }");
+        Log($"lab: inside {lab.InsideNs}, gateway {lab.GatewayNs} (natin {_gwMac}), outside {lab.OutsideNs}; " +
+            $"generator sources 10.1.0.0/16 -> {Generator.Destination}:{Generator.DestinationPort}, 60-byte frames (64 on the wire)");
+    }
+
+    private static string ReadMac(string ns, string dev)
+    {
+        string text = Sh.Run("ip", "-n", ns, "link", "show", dev).StdOut;
+        var m = LinkEther().Match(text);
+        if (!m.Success)
+        {
+            throw new LabException($"no link/ether address for {dev} in {ns}: {text}");
+        }
+        return m.Groups[1].Value;
+    }
+
+    private void MeasureVariant(Variant v, int run)
+    {
+        var lab = _lab!;
+        LabProcess? natd = null;
+        try
+        {
+            switch (v.Kind)
+            {
+                case GatewayKind.KernelForward:
+                case GatewayKind.Nftables:
+                    KernelOn(v.Kind == GatewayKind.Nftables);
+                    break;
+                case GatewayKind.Natd:
+                    natd = StartNatd(v);
+                    if (natd is null)
+                    {
+                        return;
+                    }
+                    break;
+            }
+            foreach (var load in new[] { Load.Established, Load.Setup })
+            {
+                if (_cancelled)
+                {
+                    return;
+                }
+                var s = Measure(v, load, natd);
+                if (!_samples.TryGetValue((v, load), out var list))
+                {
+                    _samples[(v, load)] = list = [];
+                }
+                list.Add(s);
+                Log(string.Create(CultureInfo.InvariantCulture,
+                    $"run {run + 1}/{_runs} {load.ToString().ToLowerInvariant(),-11} {v.Label,-26} delivered {Rate(s.Delivered),10}/s offered {Rate(s.Offered),10}/s  {s.Notes}"));
+            }
+        }
+        catch (LabException e)
+        {
+            _failures[v] = FirstLine(e.Message);
+            Log($"{v.Label}: {e.Message}");
+        }
+        finally
+        {
+            if (natd is not null)
+            {
+                natd.Stop(TimeSpan.FromSeconds(5));
+                natd.Dispose();
+            }
+            if (v.Kind != GatewayKind.Natd)
+            {
+                KernelOff();
+            }
+        }
+    }
+
+    private void KernelOn(bool nat)
+    {
+        var lab = _lab!;
+        string gw = lab.GatewayNs;
+        Sh.Run("ip", "-n", gw, "addr", "add", "10.0.0.1/24", "dev", lab.InsideIf);
+        Sh.Run("ip", "-n", gw, "addr", "add", "198.51.100.1/24", "dev", lab.OutsideIf);
+        // The generator's sources (10.1.0.0/16) live behind the inside host: the route is what a
+        // real gateway has (and keeps reverse-path checks happy).
+        Sh.Run("ip", "-n", gw, "route", "add", "10.1.0.0/16", "via", "10.0.0.2", "dev", lab.InsideIf);
+        Sh.RunIn(gw, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", $"net.ipv4.conf.{lab.InsideIf}.rp_filter=0", "net.ipv4.ip_forward=1");
+        if (nat)
+        {
+            Sh.RunIn(gw, "nft",
+                "add table ip livenat; " +
+                "add chain ip livenat post { type nat hook postrouting priority srcnat; policy accept; }; " +
+                $"add rule ip livenat post oifname \"{lab.OutsideIf}\" snat to {Pool} persistent");
+        }
+    }
+
+    private void KernelOff()
+    {
+        var lab = _lab!;
+        string gw = lab.GatewayNs;
+        Sh.TryRun(Sh.DefaultTimeout, "ip", Sh.InNamespace(gw, "nft", ["delete table ip livenat"]));
+        Sh.TryRun(Sh.DefaultTimeout, "ip", Sh.InNamespace(gw, "sysctl", ["-qw", "net.ipv4.ip_forward=0"]));
+        Sh.TryRun(Sh.DefaultTimeout, "ip", "-n", gw, "addr", "flush", "dev", lab.InsideIf);
+        Sh.TryRun(Sh.DefaultTimeout, "ip", "-n", gw, "addr", "flush", "dev", lab.OutsideIf);
+        Sh.TryRun(Sh.DefaultTimeout, "ip", "-n", gw, "neigh", "flush", "all");
+    }
+
+    /// <summary>natd.yaml for a natd row: the lab's addresses, 10.1.0.0/16 inside, the 241-address pool.</summary>
+    public static string NatdConfig(string driver, int workers)
+    {
+        var pool = new StringBuilder();
+        for (int i = 10; i <= 250; i++)
+        {
+            pool.Append(i == 10 ? "" : ", ").Append("198.51.100.").Append(i.ToString(CultureInfo.InvariantCulture));
+        }
+        return $$"""
+            interfaces:
+              inside:
+                name: natin
+                address: 10.0.0.1/24
+                networks: [10.0.0.0/24, 10.1.0.0/16]
+                gateway: 10.0.0.2
+                driver: {{driver}}
+              outside:
+                name: natout
+                address: 198.51.100.1/24
+                gateway: 198.51.100.254
+                driver: {{driver}}
+            nat:
+              pool: [{{pool}}]
+              ports: 1024-65535
+            timeouts:
+              udp: 120
+            limits:
+              sessions: 4194304
+            dataplane:
+              workers: {{workers}}
+              verify-checksums: true
+            control:
+              listen: {{ControlListen}}
+            log:
+              level: warning
+
+            """;
+    }
+
+    private LabProcess? StartNatd(Variant v)
+    {
+        var lab = _lab!;
+        string path = Path.Combine(lab.WorkDirectory, $"natd-{v.Driver}-w{v.Workers}.yaml");
+        File.WriteAllText(path, NatdConfig(v.Driver!, v.Workers));
+        // --pin: one poller gets the last core to itself, the generator (and the kernel's receive
+        // work it triggers) the first; more pollers than that share all cores.
+        var natd = _pin && v.Workers == 1
+            ? lab.StartIn(lab.GatewayNs, "taskset", "-c", LastCpu, _dotnet, _natdDll, "run", "--config", path)
+            : lab.StartIn(lab.GatewayNs, _dotnet, _natdDll, "run", "--config", path);
+        string? ready = natd.WaitForLine(l => l.StartsWith("natd: ready", StringComparison.Ordinal), TimeSpan.FromSeconds(30));
+        if (ready is null)
+        {
+            natd.Stop(TimeSpan.FromSeconds(5));
+            string why = natd.HasExited ? $"natd exited ({natd.ExitCode}) before ready" : "natd not ready within 30 s";
+            string detail = natd.StdErrLines.Concat(natd.StdOutLines).FirstOrDefault(l => l.Contains("natd:", StringComparison.Ordinal)) ?? "";
+            _failures[v] = $"not run: {why}: {detail}".TrimEnd(' ', ':');
+            Log($"{v.Label}: {_failures[v]}\n{natd.Dump()}");
+            natd.Dispose();
+            return null;
+        }
+        string inDrv = InsideDriver().Match(ready) is { Success: true } mi ? mi.Groups[1].Value : "";
+        string outDrv = OutsideDriver().Match(ready) is { Success: true } mo ? mo.Groups[1].Value : "";
+        string note = inDrv.Length == 0 && outDrv.Length == 0
+            ? (v.Driver == "af_xdp" ? "af_xdp not wired: ran af_packet" : "driver not reported (af_packet)")
+            : $"natd reported inside={inDrv} outside={outDrv}" + (inDrv != v.Driver || outDrv != v.Driver ? $" (asked {v.Driver})" : "");
+        int pollers = CountPollers(natd.Pid);
+        if (pollers > 0)
+        {
+            note += $", {pollers} poller thread(s) for workers={v.Workers}";
+        }
+        _driverNotes.TryAdd(v, note);
+        return natd;
+    }
+
+    private static int CountPollers(int pid)
+    {
+        int n = 0;
+        try
+        {
+            foreach (var task in Directory.EnumerateDirectories($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/task"))
+            {
+                string comm = File.Exists(Path.Combine(task, "comm")) ? File.ReadAllText(Path.Combine(task, "comm")) : "";
+                if (comm.Contains("poller", StringComparison.OrdinalIgnoreCase))
+                {
+                    n++;
+                }
+            }
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+        return n;
+    }
+
+    private Sample Measure(Variant v, Load load, LabProcess? natd)
+    {
+        var lab = _lab!;
+        long start = 0;
+        if (load == Load.Setup)
+        {
+            // A fresh block of 2^27 tuples per measurement: no tuple repeats in the whole invocation,
+            // so neither conntrack nor natd ever finds an old entry.
+            start = ++_setupBlock << 27;
+        }
+        string seconds = (WarmupSeconds + _seconds + TailSeconds).ToString("F2", CultureInfo.InvariantCulture);
+        string[] prefix = _pin ? ["-c", "0", _dotnet] : [];
+        using var gen = lab.StartIn(lab.InsideNs, _pin ? "taskset" : _dotnet, [.. prefix, _liveDll, "gen", "--if", LabTopology.HostIf, "--dst-mac", _gwMac,
+            "--load", load == Load.Setup ? "setup" : "established", "--seconds", seconds,
+            "--start", start.ToString(CultureInfo.InvariantCulture)]);
+        if (gen.WaitForLine(l => l.StartsWith("gen: sending", StringComparison.Ordinal), TimeSpan.FromSeconds(30)) is null)
+        {
+            throw new LabException($"generator did not start:\n{gen.Dump()}");
+        }
+        Thread.Sleep(TimeSpan.FromSeconds(WarmupSeconds));
+
+        var a = Snapshot(v, natd);
+        long t0 = Stopwatch.GetTimestamp();
+        Thread.Sleep(TimeSpan.FromSeconds(_seconds));
+        long t1 = Stopwatch.GetTimestamp();
+        var b = Snapshot(v, natd);
+        double dt = (t1 - t0) / (double)Stopwatch.Frequency;
+
+        if (!gen.WaitForExit(TimeSpan.FromSeconds(_seconds + 20)))
+        {
+            throw new LabException($"generator did not finish:\n{gen.Dump()}");
+        }
+        string genLine = gen.StdOutLines.FirstOrDefault(l => l.StartsWith("gen: sent=", StringComparison.Ordinal))
+            ?? throw new LabException($"generator printed no result:\n{gen.Dump()}");
+        long ringFull = GenRingFull().Match(genLine) is { Success: true } m ? long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) : 0;
+
+        var inside = b.Inside - a.Inside;
+        var outside = b.Outside - a.Outside;
+        var natin = b.Natin - a.Natin;
+        double offered = (inside.TxPackets + inside.TxDropped) / dt;
+        double delivered = outside.RxPackets / dt;
+        var notes = new StringBuilder();
+        if (inside.TxDropped > 0)
+        {
+            notes.Append(string.Create(CultureInfo.InvariantCulture, $"veth drop into gw {Rate(inside.TxDropped / dt)}/s; "));
+        }
+        if (v.Kind == GatewayKind.Natd)
+        {
+            double natdRx = Delta(a.Metrics, b.Metrics, "natd_frames_received_total");
+            double created = Delta(a.Metrics, b.Metrics, "natd_sessions_created_total");
+            notes.Append(string.Create(CultureInfo.InvariantCulture,
+                $"natd rx {Rate(natdRx / dt)}/s (not read by natd {Rate(Math.Max(0, natin.RxPackets - natdRx) / dt)}/s)"));
+            if (load == Load.Setup)
+            {
+                notes.Append(string.Create(CultureInfo.InvariantCulture, $", created {Rate(created / dt)}/s"));
+            }
+            foreach (var (key, value) in b.Metrics)
+            {
+                if (key.StartsWith("natd_drops_total{", StringComparison.Ordinal))
+                {
+                    double d = value - a.Metrics.GetValueOrDefault(key);
+                    if (d > 0)
+                    {
+                        notes.Append(string.Create(CultureInfo.InvariantCulture,
+                            $", drop {DropLabel().Match(key).Groups[1].Value} {Rate(d / dt)}/s"));
+                    }
+                }
+            }
+        }
+        else if (v.Kind == GatewayKind.Nftables)
+        {
+            long early = b.Conntrack.GetValueOrDefault("early_drop") - a.Conntrack.GetValueOrDefault("early_drop");
+            long drop = b.Conntrack.GetValueOrDefault("drop") - a.Conntrack.GetValueOrDefault("drop");
+            long fail = b.Conntrack.GetValueOrDefault("insert_failed") - a.Conntrack.GetValueOrDefault("insert_failed");
+            notes.Append(string.Create(CultureInfo.InvariantCulture,
+                $"conntrack entries {b.Conntrack.GetValueOrDefault("entries")}, early_drop {Rate(early / dt)}/s, drop {Rate(drop / dt)}/s, insert_failed {fail}"));
+        }
+        if (ringFull > 0)
+        {
+            notes.Append(string.Create(CultureInfo.InvariantCulture, $"; gen ring full x{ringFull}"));
+        }
+        return new Sample(delivered, offered, notes.ToString().TrimEnd(' ', ';'));
+    }
+
+    private sealed record Snap(IfCounters Inside, IfCounters Natin, IfCounters Outside, Dictionary<string, double> Metrics, Dictionary<string, long> Conntrack);
+
+    private Snap Snapshot(Variant v, LabProcess? natd)
+    {
+        var lab = _lab!;
+        var inside = Counters.Read(lab.InsideNs, LabTopology.HostIf);
+        var natin = Counters.Read(lab.GatewayNs, lab.InsideIf);
+        var outside = Counters.Read(lab.OutsideNs, LabTopology.HostIf);
+        var metrics = natd is null ? [] : Metrics(lab.GatewayNs);
+        var ct = v.Kind == GatewayKind.Nftables ? Counters.Conntrack(lab.GatewayNs) : [];
+        return new Snap(inside, natin, outside, metrics, ct);
+    }
+
+    private static Dictionary<string, double> Metrics(string ns)
+    {
+        var result = new Dictionary<string, double>(StringComparer.Ordinal);
+        var r = Sh.TryRun(TimeSpan.FromSeconds(10), "ip", Sh.InNamespace(ns, "curl", ["-s", "--max-time", "5", $"http://{ControlListen}/metrics"]));
+        foreach (var line in r.StdOut.Split('\n'))
+        {
+            if (line.Length == 0 || line[0] == '#')
+            {
+                continue;
+            }
+            int sp = line.LastIndexOf(' ');
+            if (sp > 0 && double.TryParse(line[(sp + 1)..], NumberStyles.Float, CultureInfo.InvariantCulture, out double x))
+            {
+                result[line[..sp]] = x;
+            }
+        }
+        return result;
+    }
+
+    private static double Delta(Dictionary<string, double> a, Dictionary<string, double> b, string key) =>
+        b.GetValueOrDefault(key) - a.GetValueOrDefault(key);
+
+    private string Report(List<Variant> variants, string load0, string load1, TimeSpan elapsed)
+    {
+        var sb = new StringBuilder();
+        string ctMax = Counters.ReadFileIn(_lab!.GatewayNs, "/proc/sys/net/netfilter/nf_conntrack_max")?.Trim() ?? "?";
+        sb.AppendLine();
+        sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
+            $"natd live harness: {Environment.ProcessorCount} cores{(_pin ? " (--pin: generator on cpu 0, natd with 1 poller on cpu " + LastCpu + ")" : "")}, {_runs} run(s) x {_seconds:0.#} s per measurement (median shown), " +
+            $"kernel {Environment.OSVersion.Version}, load average {load0} before / {load1} after, {elapsed.TotalMinutes:0.0} min"));
+        sb.AppendLine($"generator: AF_PACKET TX ring + qdisc bypass on the inside host, 64-byte UDP frames, as fast as it can; " +
+            $"nftables: snat to {Pool} persistent (no filter chain); natd: verify-checksums on, 241-address pool; nf_conntrack_max {ctMax}");
+        sb.AppendLine();
+        sb.AppendLine(string.Create(CultureInfo.InvariantCulture, $"{"load",-12} {"variant",-52} {"delivered/s",12} {"min-max of runs",20} {"offered/s",12} {"vs nftables",12}   notes"));
+        foreach (var load in new[] { Load.Established, Load.Setup })
+        {
+            double? nft = MedianOf(variants.First(x => x.Kind == GatewayKind.Nftables), load)?.Delivered;
+            foreach (var v in variants.Where(x => !x.Scaling))
+            {
+                sb.AppendLine(Row(v, load, nft));
+            }
+        }
+        sb.AppendLine("(setup: every frame is a new flow, so delivered/s = new sessions/s)");
+        sb.AppendLine();
+        sb.AppendLine("scaling (natd pollers; the machine has " + Environment.ProcessorCount.ToString(CultureInfo.InvariantCulture) + " cores, shared with the generator)");
+        foreach (var load in new[] { Load.Established, Load.Setup })
+        {
+            double? nft = MedianOf(variants.First(x => x.Kind == GatewayKind.Nftables), load)?.Delivered;
+            foreach (var v in variants.Where(x => x.Kind == GatewayKind.Natd).OrderBy(x => x.Driver, StringComparer.Ordinal).ThenBy(x => x.Workers))
+            {
+                sb.AppendLine(Row(v, load, nft, v.Scaling ? null : $"{v.Label} workers=1"));
+            }
+        }
+        sb.AppendLine();
+        sb.AppendLine(Target(variants, Load.Established, 1.0, "natd af_xdp >= 1.0x nftables, established pps"));
+        sb.AppendLine(Target(variants, Load.Setup, 2.0, "natd af_xdp >= 2.0x nftables, new sessions/s"));
+        return sb.ToString();
+    }
+
+    private string Row(Variant v, Load load, double? nft, string? label = null)
+    {
+        string name = label ?? v.Label;
+        if (_driverNotes.TryGetValue(v, out string? dn) && dn.StartsWith("af_xdp not wired", StringComparison.Ordinal))
+        {
+            name += " (not wired: ran af_packet)";
+        }
+        string loadName = load.ToString().ToLowerInvariant();
+        if (_failures.TryGetValue(v, out string? why) && MedianOf(v, load) is null)
+        {
+            return $"{loadName,-12} {name,-52} {"-",12} {"-",20} {"-",12} {"-",12}   {why}";
+        }
+        var s = MedianOf(v, load);
+        if (s is null)
+        {
+            return $"{loadName,-12} {name,-52} {"-",12} {"-",20} {"-",12} {"-",12}   not measured";
+        }
+        string ratio = nft is > 0 ? (s.Delivered / nft.Value).ToString("0.00", CultureInfo.InvariantCulture) + "x" : "-";
+        string drv = _driverNotes.TryGetValue(v, out string? d) ? d + "; " : "";
+        var all = _samples[(v, load)];
+        string range = all.Count < 2 ? "-" : $"{Rate(all.Min(x => x.Delivered))}-{Rate(all.Max(x => x.Delivered))}";
+        return $"{loadName,-12} {name,-52} {Rate(s.Delivered),12} {range,20} {Rate(s.Offered),12} {ratio,12}   {drv}{s.Notes}";
+    }
+
+    private string Target(List<Variant> variants, Load load, double factor, string what)
+    {
+        var xdp = variants.First(x => x.Kind == GatewayKind.Natd && x.Driver == "af_xdp" && !x.Scaling);
+        var nft = variants.First(x => x.Kind == GatewayKind.Nftables);
+        var a = MedianOf(xdp, load);
+        var b = MedianOf(nft, load);
+        if (a is null || b is null || b.Delivered <= 0)
+        {
+            return $"target {what}: not measured";
+        }
+        double r = a.Delivered / b.Delivered;
+        string wired = _driverNotes.TryGetValue(xdp, out string? n) && n.Contains("not wired", StringComparison.Ordinal) ? " (af_xdp not wired: natd ran af_packet)" : "";
+        return string.Create(CultureInfo.InvariantCulture,
+            $"target {what}: {(r >= factor ? "MET" : "NOT MET")} ({r:0.00}x: {Rate(a.Delivered)}/s vs {Rate(b.Delivered)}/s){wired}");
+    }
+
+    private Sample? MedianOf(Variant v, Load load)
+    {
+        if (!_samples.TryGetValue((v, load), out var list) || list.Count == 0)
+        {
+            return null;
+        }
+        var sorted = list.OrderBy(s => s.Delivered).ToList();
+        return sorted[(sorted.Count - 1) / 2];
+    }
+
+    private static string LastCpu => (Environment.ProcessorCount - 1).ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>A rate with a k/M suffix, e.g. "212.3 k".</summary>
+    public static string Rate(double perSecond) => perSecond switch
+    {
+        >= 1e6 => (perSecond / 1e6).ToString("0.00", CultureInfo.InvariantCulture) + " M",
+        >= 1e3 => (perSecond / 1e3).ToString("0.0", CultureInfo.InvariantCulture) + " k",
+        _ => perSecond.ToString("0", CultureInfo.InvariantCulture),
+    };
+
+    private static string LoadAverage()
+    {
+        try
+        {
+            var f = File.ReadAllText("/proc/loadavg").Split(' ');
+            return $"{f[0]} {f[1]} {f[2]}";
+        }
+        catch (IOException)
+        {
+            return "?";
+        }
+    }
+
+    private static string FirstLine(string s) => s.Split('\n')[0];
+
+    private void Log(string line)
+    {
+        Console.Error.WriteLine(line);
+        Console.Error.Flush();
+    }
+
+    [GeneratedRegex(@"link/ether ([0-9a-f:]{17})")]
+    private static partial Regex LinkEther();
+
+    [GeneratedRegex(@"inside=\S+ \((af_xdp|af_packet)\b")]
+    private static partial Regex InsideDriver();
+
+    [GeneratedRegex(@"outside=\S+ \((af_xdp|af_packet)\b")]
+    private static partial Regex OutsideDriver();
+
+    [GeneratedRegex(@"ring-full=(\d+)")]
+    private static partial Regex GenRingFull();
+
+    [GeneratedRegex("reason=\"([^\"]+)\"")]
+    private static partial Regex DropLabel();
+}
