@@ -38,7 +38,8 @@ internal sealed partial class ActorCell : IActorContext
         if (props.DedicatedThread)
         {
             _signal = new ManualResetEventSlim(false);
-            _thread = new Thread(LoopThreadMain) { Name = path, IsBackground = true };
+            // Linux shows 15 characters of a thread name (comm): the actor's own name is the useful part.
+            _thread = new Thread(LoopThreadMain) { Name = name, IsBackground = true };
         }
     }
 

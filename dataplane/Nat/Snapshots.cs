@@ -71,7 +71,17 @@ public sealed record StatsSnapshot
     public long Handoffs { get; init; }
     /// <summary>NAT events lost because the event queue was full.</summary>
     public long EventsDropped { get; init; }
+    /// <summary>Per interface: frames the kernel dropped before natd read them (ring full) and frames natd could not queue for transmission.</summary>
+    public IReadOnlyList<PortCounters> Ports { get; init; } = [];
 }
+
+/// <summary>Counters of one interface, summed over its pollers' ports.</summary>
+/// <param name="Interface">Interface name.</param>
+/// <param name="RxFrames">Frames received.</param>
+/// <param name="TxFrames">Frames transmitted.</param>
+/// <param name="RxDropped">Frames lost before natd read them (receive ring full, as the kernel reports).</param>
+/// <param name="TxDropped">Frames refused by a full transmit ring.</param>
+public sealed record PortCounters(string Interface, long RxFrames, long TxFrames, long RxDropped, long TxDropped);
 
 /// <summary>Port utilisation of one external address and protocol.</summary>
 /// <param name="ExternalAddress">Dotted-quad external address.</param>

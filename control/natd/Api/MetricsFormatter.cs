@@ -101,6 +101,18 @@ public static class MetricsFormatter
         Family(sb, "natd_handoffs_total", "counter", "Frames handed from the poller that received them to the poller that owns their flow.");
         Sample(sb, "natd_handoffs_total", null, null, stats.Handoffs);
 
+        Family(sb, "natd_port_rx_dropped_total", "counter", "Frames the kernel dropped before natd read them (receive ring full), by interface.");
+        foreach (var port in stats.Ports)
+        {
+            Sample(sb, "natd_port_rx_dropped_total", "interface", port.Interface, port.RxDropped);
+        }
+
+        Family(sb, "natd_port_tx_dropped_total", "counter", "Frames natd could not queue on a full transmit ring, by interface.");
+        foreach (var port in stats.Ports)
+        {
+            Sample(sb, "natd_port_tx_dropped_total", "interface", port.Interface, port.TxDropped);
+        }
+
         Family(sb, "natd_poller_busy_ratio", "gauge", "Share of wall time the pollers spent on batches with frames since start (0 to 1), averaged over pollers.");
         SampleDouble(sb, "natd_poller_busy_ratio", stats.PollerBusyRatio);
 

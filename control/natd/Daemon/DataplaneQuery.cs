@@ -25,7 +25,35 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers, ShardL
         return all;
     }
 
-    public Task<StatsSnapshot> GetStatsAsync(CancellationToken cancellationToken = default) => Task.FromResult(Snapshot(pollers) with { Handoffs = links?.TotalHandoffs ?? 0 });
+    public Task<StatsSnapshot> GetStatsAsync(CancellationToken cancellationToken = default)
+    {
+        lock (_portGate) // the kernel's ring statistics reset on read: one reader at a time
+        {
+            return Task.FromResult(Snapshot(pollers) with { Handoffs = links?.TotalHandoffs ?? 0, Ports = PortCounters() });
+        }
+    }
+
+    private readonly object _portGate = new();
+
+    private List<PortCounters> PortCounters()
+    {
+        var byName = new Dictionary<string, PortCounters>();
+        foreach (var p in pollers)
+        {
+            foreach (var port in new[] { p.Inside, p.Outside })
+            {
+                if (port is null)
+                {
+                    continue;
+                }
+                var st = port.Stats;
+                byName[port.Name] = byName.TryGetValue(port.Name, out var c)
+                    ? c with { RxFrames = c.RxFrames + st.RxFrames, TxFrames = c.TxFrames + st.TxFrames, RxDropped = c.RxDropped + st.RxDropped, TxDropped = c.TxDropped + st.TxDropped }
+                    : new PortCounters(port.Name, st.RxFrames, st.TxFrames, st.RxDropped, st.TxDropped);
+            }
+        }
+        return [.. byName.Values];
+    }
 
     /// <summary>Sums the counters of every shard.</summary>
     public static StatsSnapshot Snapshot(IReadOnlyList<PollerHandle> pollers)
@@ -102,4 +130,4 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers, ShardL
 }
 
 /// <summary>A running poller: its actor, its engine (for counter reads) and its stats.</summary>
-internal sealed record PollerHandle(IActorRef Actor, NatEngine Engine, PollerStats Stats);
+internal sealed record PollerHandle(IActorRef Actor, NatEngine Engine, PollerStats Stats, Dataplane.Io.IPacketPort? Inside = null, Dataplane.Io.IPacketPort? Outside = null);

@@ -112,7 +112,7 @@ internal sealed class NatDaemon : IAsyncDisposable
             {
                 props = props.WithDedicatedThread(() => CpuAffinity.PinCurrentThread(shard % Environment.ProcessorCount));
             }
-            handles[k] = new PollerHandle(system.ActorOf(props, $"poller-{shard}"), engine, stats);
+            handles[k] = new PollerHandle(system.ActorOf(props, $"poller-{shard}"), engine, stats, inside, outside);
         }
         var configActor = system.ActorOf(Props.Create(() => new ConfigActor(config, handles, loggers.CreateLogger("natd.config"))), "config");
         var sweeper = system.ActorOf(Props.Create(() => new SweeperActor(handles, SweeperActor.SliceBudget, loggers.CreateLogger("natd.sweeper"))), "sweeper");

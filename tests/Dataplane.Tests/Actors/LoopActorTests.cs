@@ -88,10 +88,10 @@ public class LoopActorTests
         using var system = ActorSystem.Create("loop");
         var probe = new Probe();
         IActorRef poller = system.ActorOf(PollerProps(probe, n => n < 100), "poller-0");
-        await probe.Expect("started 1 on akka://loop/user/poller-0");
+        await probe.Expect("started 1 on poller-0");
         var thread = await probe.Expect<Thread>();
         Assert.True(thread.IsBackground);
-        Assert.Equal("akka://loop/user/poller-0", thread.Name);
+        Assert.Equal("poller-0", thread.Name);
 
         int runs = 0;
         for (int i = 0; i < 100 && runs < 100; i++)
@@ -110,7 +110,7 @@ public class LoopActorTests
         var probe = new Probe();
         var events = new Events();
         IActorRef poller = system.ActorOf(PollerProps(probe, _ => true, events: events), "poller");
-        await probe.Expect("started 1 on akka://busy/user/poller");
+        await probe.Expect("started 1 on poller");
         await probe.Expect<Thread>();
 
         // RunOnce never reports idle; messages must still be handled between its calls.
@@ -135,7 +135,7 @@ public class LoopActorTests
         using var system = ActorSystem.Create("idle");
         var probe = new Probe();
         system.ActorOf(PollerProps(probe, _ => false, idleWait: TimeSpan.FromMilliseconds(2)), "poller");
-        await probe.Expect("started 1 on akka://idle/user/poller");
+        await probe.Expect("started 1 on poller");
         await probe.Expect<Thread>();
         await probe.Expect("idled 3 times, maxWait 2");
     }
@@ -147,7 +147,7 @@ public class LoopActorTests
         var probe = new Probe();
         // An idle wait far beyond the test's patience: only the mailbox signal can answer in time.
         IActorRef poller = system.ActorOf(PollerProps(probe, _ => false, idleWait: TimeSpan.FromMinutes(5)), "poller");
-        await probe.Expect("started 1 on akka://wake/user/poller");
+        await probe.Expect("started 1 on poller");
         await probe.Expect<Thread>();
         for (int i = 0; i < 3; i++)
         {
@@ -164,10 +164,10 @@ public class LoopActorTests
         IActorRef poller = system.ActorOf(
             PollerProps(probe, n => n == 3 && instances.Count == 1 ? throw new IOException("ring broke") : false, instances),
             "poller");
-        await probe.Expect("started 1 on akka://loopfail/user/poller");
+        await probe.Expect("started 1 on poller");
         var thread = await probe.Expect<Thread>();
         Assert.Same(thread, await probe.Expect<Thread>()); // old instance's PostStop, from the default PreRestart
-        await probe.Expect("started 2 on akka://loopfail/user/poller");
+        await probe.Expect("started 2 on poller");
         Assert.Same(thread, await probe.Expect<Thread>()); // the new instance's first RunOnce
         Assert.Equal(1, system.Stats.Restarts);
         Assert.Equal(1, system.Stats.RestartsOf(poller));
@@ -181,7 +181,7 @@ public class LoopActorTests
         var probe = new Probe();
         var events = new Events();
         IActorRef poller = system.ActorOf(PollerProps(probe, _ => true, events: events), "poller");
-        await probe.Expect("started 1 on akka://loopstop/user/poller");
+        await probe.Expect("started 1 on poller");
         var thread = await probe.Expect<Thread>();
 
         system.Stop(poller);
@@ -199,8 +199,8 @@ public class LoopActorTests
         string? setupThread = null;
         Props props = PollerProps(probe, _ => false).WithDedicatedThread(() => setupThread = Thread.CurrentThread.Name);
         system.ActorOf(props, "pinned");
-        await probe.Expect("started 1 on akka://setup/user/pinned");
-        Assert.Equal("akka://setup/user/pinned", setupThread);
+        await probe.Expect("started 1 on pinned");
+        Assert.Equal("pinned", setupThread);
     }
 
     [Fact]
@@ -225,9 +225,9 @@ public class LoopActorTests
     {
         using var system = ActorSystem.Create("plain");
         IActorRef actor = system.ActorOf(Props.Create(() => new NotALoop()).WithDedicatedThread(), "own");
-        Assert.Equal("akka://plain/user/own", await Within.Of(actor.Ask<string>("who", AskTimeout)));
+        Assert.Equal("own", await Within.Of(actor.Ask<string>("who", AskTimeout)));
         IActorRef pooled = system.ActorOf(Props.Create(() => new NotALoop()), "pooled");
-        Assert.NotEqual("akka://plain/user/pooled", await Within.Of(pooled.Ask<string>("who", AskTimeout)));
+        Assert.NotEqual("pooled", await Within.Of(pooled.Ask<string>("who", AskTimeout)));
     }
 
     [Fact]
@@ -236,7 +236,7 @@ public class LoopActorTests
         var system = ActorSystem.Create("loopterm");
         var probe = new Probe();
         IActorRef poller = system.ActorOf(PollerProps(probe, _ => true), "poller");
-        await probe.Expect("started 1 on akka://loopterm/user/poller");
+        await probe.Expect("started 1 on poller");
         var thread = await probe.Expect<Thread>();
         await Within.Of(system.Terminate());
         Assert.False(thread.IsAlive);
