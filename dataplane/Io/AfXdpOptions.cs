@@ -29,6 +29,13 @@ public sealed record AfXdpOptions
     public int QueueId { get; init; }
 
     /// <summary>
+    /// EtherTypes (host order) to take from the kernel; others are passed to it (XDP_PASS), so the
+    /// host keeps its IPv6, LLDP and the like. Null or empty: every frame of the queue. natd asks for
+    /// IPv4 and ARP.
+    /// </summary>
+    public IReadOnlyList<ushort>? RedirectEtherTypes { get; init; }
+
+    /// <summary>
     /// UMEM frames (each <see cref="AfXdpPort.FrameSize"/> bytes). Half, at most <see cref="RingSize"/>,
     /// wait on the fill ring for received frames; the rest are for transmission. 64..65536, even. Default 4096.
     /// </summary>

@@ -273,7 +273,7 @@ public sealed unsafe class AfXdpPort : IPacketPort
 
         Bind(options);
         Mac = ReadMac();
-        _bpf = BpfXskRedirect.Attach(IfIndex, (uint)QueueId, _fd, options.Mode, _where);
+        _bpf = BpfXskRedirect.Attach(IfIndex, (uint)QueueId, _fd, options.Mode, _where, options.RedirectEtherTypes);
         AttachMode = _bpf.Mode;
     }
 

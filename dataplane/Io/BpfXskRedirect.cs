@@ -37,7 +37,7 @@ internal sealed unsafe class BpfXskRedirect : IDisposable
     /// program and attaches it to <paramref name="ifIndex"/> in the calling thread's namespace.
     /// </summary>
     /// <exception cref="NativeIoException">A bpf(2) command failed; the message names it and, for a refused program, the verifier log.</exception>
-    public static BpfXskRedirect Attach(int ifIndex, uint queueId, int socketFd, XdpAttachMode mode, string where)
+    public static BpfXskRedirect Attach(int ifIndex, uint queueId, int socketFd, XdpAttachMode mode, string where, IReadOnlyList<ushort>? etherTypes = null)
     {
         int mapFd = -1;
         int progFd = -1;
@@ -65,7 +65,7 @@ internal sealed unsafe class BpfXskRedirect : IDisposable
                 AfXdpErrors.ThrowLast($"bpf(BPF_MAP_UPDATE_ELEM) putting the socket at queue {queueId} of the XSKMAP {where}");
             }
 
-            progFd = LoadProgram(mapFd, where);
+            progFd = LoadProgram(mapFd, where, etherTypes);
 
             XdpAttachMode attached = mode == XdpAttachMode.Generic ? XdpAttachMode.Generic : XdpAttachMode.Native;
             int linkFd = CreateLink(progFd, ifIndex, attached);
@@ -120,12 +120,41 @@ internal sealed unsafe class BpfXskRedirect : IDisposable
         Insn(0x95, dst: 0, src: 0, off: 0, imm: 0),                        // return r0
     ];
 
+    /// <summary>
+    /// The redirect program preceded by an EtherType filter: frames shorter than an Ethernet header
+    /// or of another EtherType return XDP_PASS (the kernel keeps them: IPv6, LLDP, ...), the listed
+    /// ones (host order, e.g. 0x0800 and 0x0806) go to the socket.
+    /// </summary>
+    internal static ulong[] FilteredProgram(int mapFd, IReadOnlyList<ushort> etherTypes)
+    {
+        int n = etherTypes.Count;
+        var p = new List<ulong>
+        {
+            Insn(0x61, dst: 2, src: 1, off: 0, imm: 0),   // r2 = ctx->data
+            Insn(0x61, dst: 3, src: 1, off: 4, imm: 0),   // r3 = ctx->data_end
+            Insn(0xbf, dst: 4, src: 2, off: 0, imm: 0),   // r4 = r2
+            Insn(0x07, dst: 4, src: 0, off: 0, imm: 14),  // r4 += 14 (Ethernet header)
+            Insn(0x2d, dst: 4, src: 3, off: (short)(n + 1), imm: 0), // if r4 > r3 goto pass (verifier-required bounds check)
+            Insn(0x69, dst: 4, src: 2, off: 12, imm: 0),  // r4 = *(u16 *)(r2 + 12): EtherType as stored (network order)
+        };
+        for (int i = 0; i < n; i++)
+        {
+            // Loaded little-endian, so compare with the byte-swapped value; jump to the redirect block.
+            ushort wire = (ushort)((etherTypes[i] >> 8) | (etherTypes[i] << 8));
+            p.Add(Insn(0x15, dst: 4, src: 0, off: (short)(n - i + 1), imm: wire));
+        }
+        p.Add(Insn(0xb7, dst: 0, src: 0, off: 0, imm: XDP_PASS)); // pass: r0 = XDP_PASS
+        p.Add(Insn(0x95, dst: 0, src: 0, off: 0, imm: 0));        // return r0
+        p.AddRange(Program(mapFd));                                // redirect
+        return [.. p];
+    }
+
     private static ulong Insn(byte code, byte dst, byte src, short off, int imm)
         => code | ((ulong)(byte)(dst | (src << 4)) << 8) | ((ulong)(ushort)off << 16) | ((ulong)(uint)imm << 32);
 
-    private static int LoadProgram(int mapFd, string where)
+    private static int LoadProgram(int mapFd, string where, IReadOnlyList<ushort>? etherTypes)
     {
-        ulong[] insns = Program(mapFd);
+        ulong[] insns = etherTypes is { Count: > 0 } ? FilteredProgram(mapFd, etherTypes) : Program(mapFd);
         byte* license = stackalloc byte[] { (byte)'G', (byte)'P', (byte)'L', 0 };
         byte[] log = new byte[LogSize];
         fixed (ulong* code = insns)

@@ -56,7 +56,8 @@ internal static class PortFactory
             {
                 for (int q = 0; q < pollers; q++)
                 {
-                    opened.Add(AfXdpPort.Open(name, AfXdpOptions.Default with { QueueId = q }));
+                    // IPv4 and ARP only: whatever natd does not handle stays with the kernel.
+                    opened.Add(AfXdpPort.Open(name, AfXdpOptions.Default with { QueueId = q, RedirectEtherTypes = [0x0800, 0x0806] }));
                 }
                 used = "af_xdp";
                 return [.. opened];

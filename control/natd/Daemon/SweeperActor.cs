@@ -15,11 +15,11 @@ namespace Natd.Control.Daemon;
 internal sealed partial class SweeperActor(IReadOnlyList<PollerHandle> pollers, int budget, ILogger logger) : ActorBase
 {
     /// <summary>
-    /// Sessions one poller expires per slice: 256 at the ~0.3 microseconds a deletion costs (perf/,
+    /// Sessions one poller expires per slice: 128 at the 0.3 to 0.55 microseconds a deletion costs (perf/,
     /// SweepBenchmarks) keeps a slice under the 100-microsecond stall budget; expiry also happens on
     /// lookup and two at a time on every session creation, so slices only tidy idle tables.
     /// </summary>
-    public const int SliceBudget = 256;
+    public const int SliceBudget = 128;
 
     /// <summary>Time between slices.</summary>
     public static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(100);

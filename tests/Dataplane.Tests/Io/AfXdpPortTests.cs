@@ -146,6 +146,37 @@ public sealed class AfXdpPortTests : IDisposable
     /// Dispose the stack gets them again.
     /// </summary>
     [Fact]
+    public void EtherType_filter_leaves_other_frames_to_the_kernel()
+    {
+        using var sender = In(() => AfPacketPort.Open(VethNamespace.A, AfPacketOptions.Default));
+        using var tap = In(() => AfPacketPort.Open(VethNamespace.B, AfPacketOptions.Default));
+        using var ipv4Only = In(() => AfXdpPort.Open(VethNamespace.B, AfXdpOptions.Default with { RedirectEtherTypes = [0x0800, 0x0806] }));
+        var frames = new TestFrames(sender.Mac, ipv4Only.Mac);
+        for (int i = 0; i < 10; i++)
+        {
+            Assert.True(sender.TrySend(frames.Make(i, 64)));
+        }
+        sender.Flush();
+        Assert.Equal(10, CountOurs(tap, frames, 10)); // not IPv4 or ARP: the kernel stack got them
+        Thread.Sleep(50);
+        Assert.Equal(0, CountOurs(ipv4Only, frames, 0));
+    }
+
+    [Fact]
+    public void EtherType_filter_takes_the_listed_types()
+    {
+        using var sender = In(() => AfPacketPort.Open(VethNamespace.A, AfPacketOptions.Default));
+        using var listed = In(() => AfXdpPort.Open(VethNamespace.B, AfXdpOptions.Default with { RedirectEtherTypes = [0x0800, TestFrames.EtherType] }));
+        var frames2 = new TestFrames(sender.Mac, listed.Mac);
+        for (int i = 20; i < 30; i++)
+        {
+            Assert.True(sender.TrySend(frames2.Make(i, 64)));
+        }
+        sender.Flush();
+        Assert.Equal(10, CountOurs(listed, frames2, 10));
+    }
+
+    [Fact]
     public void Frames_on_the_bound_queue_bypass_the_kernel_stack_until_Dispose()
     {
         using var sender = In(() => AfPacketPort.Open(VethNamespace.A, AfPacketOptions.Default));
