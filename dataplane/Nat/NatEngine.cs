@@ -112,6 +112,7 @@ public sealed partial class NatEngine
         InsideMac = settings.Inside.Mac ?? insideMac;
         OutsideMac = settings.Outside.Mac ?? outsideMac;
         (_pool, _insideAddress, _outsideAddress, _insidePrefix, _outsidePrefix, _insideNetworks) = Derive(settings);
+        _poolIndex = IndexPool(_pool);
         ulong seed = _options.Seed ?? BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
         _seed = seed;
         var ports = new PortAllocator(_pool.Length, settings.PortMin, settings.PortMax, seed ^ 0x5DEECE66DUL, _options.Shard, _options.Shards);
@@ -292,6 +293,18 @@ public sealed partial class NatEngine
         return Drop(DropReason.NoRoute);
     }
 
+    private Dictionary<uint, int>? _poolIndex;
+
+    private static Dictionary<uint, int> IndexPool(uint[] pool)
+    {
+        var d = new Dictionary<uint, int>(pool.Length);
+        for (int i = 0; i < pool.Length; i++)
+        {
+            d.TryAdd(pool[i], i);
+        }
+        return d;
+    }
+
     private static (uint[], uint, uint, Ipv4Prefix, Ipv4Prefix, Ipv4Prefix[]) Derive(NatSettings s)
         => ([.. s.Pool], s.Inside.Address.Address, s.Outside.Address.Address, s.Inside.Address, s.Outside.Address, [.. s.Inside.Networks]);
 
@@ -320,6 +333,7 @@ public sealed partial class NatEngine
         bool rulesChanged = !SameRules(cur, next);
         _settings = next;
         (_pool, _insideAddress, _outsideAddress, _insidePrefix, _outsidePrefix, _insideNetworks) = Derive(next);
+        _poolIndex = IndexPool(_pool);
         foreach (var kv in next.Inside.Neighbours)
         {
             _insideNeighbours[kv.Key] = kv.Value;
@@ -527,6 +541,11 @@ public sealed partial class NatEngine
     private int PoolIndexOf(uint address)
     {
         uint[] pool = _pool;
+        if (pool.Length > 8)
+        {
+            // A CGN pool of hundreds of addresses: one hash probe instead of a scan per packet.
+            return _poolIndex!.TryGetValue(address, out int idx) ? idx : -1;
+        }
         for (int i = 0; i < pool.Length; i++)
         {
             if (pool[i] == address)

@@ -292,3 +292,29 @@ public class SessionControlTests
         Assert.Equal(1, h.Engine.Table.Count);
     }
 }
+
+public class LargePoolTests
+{
+    [Fact]
+    public void A_pool_of_hundreds_of_addresses_pairs_each_inside_host_with_one_external_address()
+    {
+        var pool = Enumerable.Range(10, 241).Select(i => Ipv4.Parse($"198.51.100.{i}")).ToList();
+        var h = new EngineHarness(s => s with { Pool = pool });
+        var seen = new Dictionary<string, string>();
+        for (int host = 2; host < 60; host++)
+        {
+            string inside = $"10.0.0.{host}";
+            h.Engine.Learn(Side.Inside, Ipv4.Parse(inside), MacAddress.Read(InsideHostMac));
+            for (int p = 0; p < 3; p++)
+            {
+                var o = h.Out(Udp(inside, 30000 + p, EngineHarness.OutsideHost, 53 + p));
+                string ext = Src(o);
+                Assert.Contains(Ipv4.Parse(ext), pool);
+                Assert.Equal(seen.TryAdd(inside, ext) ? ext : seen[inside], ext); // RFC 4787 REQ-2: paired
+                var back = h.Out(EngineHarness.FromOutside(Udp(EngineHarness.OutsideHost, 53 + p, ext, SrcPort(o))), Side.Outside);
+                Assert.Equal(inside, Dst(back));
+            }
+        }
+        Assert.True(seen.Values.Distinct().Count() > 20, "hosts spread over the pool");
+    }
+}
