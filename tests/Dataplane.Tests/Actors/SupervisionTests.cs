@@ -393,7 +393,7 @@ public class SupervisionEdgeTests
     {
         using var system = ActorSystem.Create("baddecider", new ActorSystemOptions
         {
-            GuardianStrategy = new OneForOneStrategy(_ => throw new NotImplementedException()),
+            GuardianStrategy = new OneForOneStrategy(_ => throw new InvalidOperationException("the decider itself fails")),
         });
         IActorRef counter = system.ActorOf(Props.Create(() => new CounterActor(new InstanceCounter(), new Events())), "counter");
         counter.Tell("boom");
