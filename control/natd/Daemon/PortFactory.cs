@@ -96,5 +96,12 @@ internal static class PortFactory
         return ports;
     }
 
-    private static string FirstLine(string s) => s.Split('\n')[0];
+    /// <summary>The failing call and errno of a driver error, without the long hint that follows.</summary>
+    private static string FirstLine(string s)
+    {
+        string line = s.Split('\n')[0];
+        int failed = line.IndexOf("failed: ", StringComparison.Ordinal);
+        int end = failed < 0 ? -1 : line.IndexOf(')', failed);
+        return end > 0 ? line[..(end + 1)] : line;
+    }
 }
