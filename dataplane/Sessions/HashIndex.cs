@@ -71,6 +71,28 @@ internal sealed class HashIndex<TMatcher> where TMatcher : struct, IKeyMatcher
         }
     }
 
+    /// <summary>
+    /// Prefetches the home slot of <paramref name="hash"/>; with <paramref name="value"/> set, also
+    /// returns the value stored there when its tag matches (so the caller can prefetch the item),
+    /// else -1. A hint only: it changes nothing and never fails.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public unsafe int Prefetch(uint hash, bool value)
+    {
+        uint tag = hash == 0 ? 1 : hash;
+        int i = Home(tag);
+        if (!value)
+        {
+            if (System.Runtime.Intrinsics.X86.Sse.IsSupported)
+            {
+                System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref _tags[i]));
+                System.Runtime.Intrinsics.X86.Sse.Prefetch0(Unsafe.AsPointer(ref _values[i]));
+            }
+            return -1;
+        }
+        return _tags[i] == tag ? _values[i] : -1;
+    }
+
     /// <summary>Adds an entry; the caller ensured the key is absent. False when the index is full.</summary>
     public bool Insert(uint hash, int value)
     {

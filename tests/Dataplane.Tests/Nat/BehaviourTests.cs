@@ -318,3 +318,31 @@ public class LargePoolTests
         Assert.True(seen.Values.Distinct().Count() > 20, "hosts spread over the pool");
     }
 }
+
+public class PrefetchTests
+{
+    [Fact]
+    public void Prefetch_hints_change_nothing_and_survive_any_frame()
+    {
+        var h = new EngineHarness(s => s with { MaxSessions = NatEngine.PrefetchThreshold + 1000 });
+        for (int i = 0; i < NatEngine.PrefetchThreshold + 10; i++)
+        {
+            // Endpoint-independent mapping: 1,000 inside endpoints, each to 66 remote ports (few external ports).
+            h.Out(Udp($"10.0.0.{2 + i % 200}", 1024 + (i / 200) % 5, EngineHarness.OutsideHost, 1000 + i / 1000));
+        }
+        long count = h.Engine.Table.Count;
+        long drops = h.Engine.Counters.Drops.Sum();
+        var frame = Udp(EngineHarness.InsideHost, 1024, EngineHarness.OutsideHost, 53);
+        var rnd = new Random(5);
+        for (int i = 0; i < 5000; i++)
+        {
+            var f = (byte[])frame.Clone();
+            f[rnd.Next(f.Length)] = (byte)rnd.Next(256);
+            var cut = f.AsSpan(0, rnd.Next(f.Length + 1));
+            h.Engine.Prefetch(cut, i % 2 == 0 ? Side.Inside : Side.Outside, session: i % 3 == 0);
+        }
+        Assert.Equal(count, h.Engine.Table.Count);
+        Assert.Equal(drops, h.Engine.Counters.Drops.Sum());
+        Assert.Equal(Verdict.ToOutside, h.Run(frame, Side.Inside, out _));
+    }
+}
