@@ -62,21 +62,9 @@ public static partial class ConfigLoader
         {
             const string path = "rules.list";
             var rules = new List<ForwardRule>();
-            YSequence? seq = Sequence(node, path);
-            if (seq is null)
-            {
-                return rules;
-            }
             var names = new Dictionary<string, YNode>(StringComparer.Ordinal);
-            for (int i = 0; i < seq.Items.Count; i++)
+            foreach (var (m, itemPath, i, _) in MappingItems(node, path, RuleKeys))
             {
-                string itemPath = string.Create(CultureInfo.InvariantCulture, $"{path}[{i}]");
-                YMapping? m = Mapping(seq.Items[i], itemPath);
-                if (m is null)
-                {
-                    continue;
-                }
-                Keys(m, itemPath, RuleKeys);
 
                 string name = string.Create(CultureInfo.InvariantCulture, $"rule-{i + 1}");
                 YNode nameAt = m;
@@ -223,6 +211,30 @@ public static partial class ConfigLoader
             return list;
         }
 
+        /// <summary>
+        /// The entries of a list of mappings (rules, forwards, protocol forwards): each with its path
+        /// (e.g. forwards[2]), index and line, keys already checked against <paramref name="keys"/>;
+        /// an entry that is not a mapping is reported and left out.
+        /// </summary>
+        private List<(YMapping Map, string Path, int Index, long Line)> MappingItems(YNode? node, string path, string[] keys)
+        {
+            var items = new List<(YMapping, string, int, long)>();
+            if (Sequence(node, path) is not { } seq)
+            {
+                return items;
+            }
+            for (int i = 0; i < seq.Items.Count; i++)
+            {
+                string itemPath = string.Create(CultureInfo.InvariantCulture, $"{path}[{i}]");
+                if (Mapping(seq.Items[i], itemPath) is { } m)
+                {
+                    Keys(m, itemPath, keys);
+                    items.Add((m, itemPath, i, seq.Items[i].Start.Line));
+                }
+            }
+            return items;
+        }
+
         /// <summary>The elements of a list, or the node itself when it is a single value.</summary>
         private List<(YNode Item, string Path)> Items(YNode? node, string path)
         {
@@ -276,20 +288,8 @@ public static partial class ConfigLoader
             const string path = "forwards";
             var forwards = new List<PortForward>();
             var lines = new List<long>();
-            YSequence? seq = Sequence(node, path);
-            if (seq is null)
+            foreach (var (m, itemPath, _, line) in MappingItems(node, path, ForwardKeys))
             {
-                return forwards;
-            }
-            for (int i = 0; i < seq.Items.Count; i++)
-            {
-                string itemPath = string.Create(CultureInfo.InvariantCulture, $"{path}[{i}]");
-                YMapping? m = Mapping(seq.Items[i], itemPath);
-                if (m is null)
-                {
-                    continue;
-                }
-                Keys(m, itemPath, ForwardKeys);
                 bool ok = true;
 
                 YNode? protocolNode = m.Get("protocol");
@@ -426,7 +426,7 @@ public static partial class ConfigLoader
                     Backends = backends,
                     Balance = balance,
                 });
-                lines.Add(seq.Items[i].Start.Line);
+                lines.Add(line);
             }
             return forwards;
         }
@@ -436,20 +436,8 @@ public static partial class ConfigLoader
             const string path = "protocol-forwards";
             var list = new List<ProtocolForward>();
             var lines = new List<long>();
-            YSequence? seq = Sequence(node, path);
-            if (seq is null)
+            foreach (var (m, itemPath, _, line) in MappingItems(node, path, ProtocolForwardKeys))
             {
-                return list;
-            }
-            for (int i = 0; i < seq.Items.Count; i++)
-            {
-                string itemPath = string.Create(CultureInfo.InvariantCulture, $"{path}[{i}]");
-                YMapping? m = Mapping(seq.Items[i], itemPath);
-                if (m is null)
-                {
-                    continue;
-                }
-                Keys(m, itemPath, ProtocolForwardKeys);
                 bool ok = true;
 
                 byte protocol = 0;
@@ -537,7 +525,7 @@ public static partial class ConfigLoader
                     continue;
                 }
                 list.Add(new ProtocolForward(protocol, external, to));
-                lines.Add(seq.Items[i].Start.Line);
+                lines.Add(line);
             }
             return list;
         }
