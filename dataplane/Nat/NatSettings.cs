@@ -93,6 +93,9 @@ public sealed record NatSettings
     /// <summary>Inbound protocol forwards.</summary>
     public IReadOnlyList<ProtocolForward> ProtocolForwards { get; init; } = [];
 
+    /// <summary>Application-level gateways, their ports, IPsec masquerading and port triggers.</summary>
+    public Alg.AlgSettings Algs { get; init; } = new();
+
     /// <summary>Whether to verify the TCP/UDP/ICMP checksum of received packets (costs a pass over the payload).</summary>
     public bool VerifyL4Checksums { get; init; } = true;
 }
