@@ -13,6 +13,8 @@ namespace Natd.Ctl;
 /// icmp   0:59.00 10.0.0.2         198.51.100.2     1234 (40112)
 /// </code>
 /// source is the inside host, destination the remote, the masquerade (external) port in parentheses.
+/// An ALG's control connection ends with "alg ftp"; a connection it expected ends with
+/// "related to ftp tcp 10.0.0.2:40300 -> 198.51.100.2:21" (its control connection).
 /// </summary>
 internal static class SessionTable
 {
@@ -49,6 +51,14 @@ internal static class SessionTable
             if (r.Protocol != "icmp")
             {
                 sb.Append(CultureInfo.InvariantCulture, $" -> {r.RemotePort}");
+            }
+            if (r.Alg is not null)
+            {
+                sb.Append(" alg ").Append(r.Alg);
+            }
+            if (r.RelatedTo is not null)
+            {
+                sb.Append(" related to ").Append(r.RelatedTo);
             }
             sb.Append('\n');
         }

@@ -58,6 +58,14 @@ internal static class StatsTable
         {
             lines.Add(new("rule " + kv.Key, kv.Value));
         }
+        foreach (var kv in Sorted(s.AlgEvents))
+        {
+            lines.Add(new("alg " + kv.Key.Replace('/', ' '), kv.Value));
+        }
+        foreach (var kv in Sorted(s.Expectations))
+        {
+            lines.Add(new("expectations " + kv.Key, kv.Value));
+        }
         lines.Add(new("handoffs", s.Handoffs));
         lines.Add(new("nat events dropped", s.EventsDropped));
 

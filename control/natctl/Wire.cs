@@ -19,6 +19,10 @@ internal sealed record SessionRow
     public long PacketsOut2In { get; init; }
     public long BytesIn2Out { get; init; }
     public long BytesOut2In { get; init; }
+    /// <summary>The ALG handling this control connection, if any.</summary>
+    public string? Alg { get; init; }
+    /// <summary>The control connection this one is related to, if any.</summary>
+    public string? RelatedTo { get; init; }
 }
 
 /// <summary>natd's GET /stats answer (camelCase JSON of the dataplane's StatsSnapshot).</summary>
@@ -43,6 +47,10 @@ internal sealed record StatsRow
     public double PollerBusyRatio { get; init; }
     public long Handoffs { get; init; }
     public long EventsDropped { get; init; }
+    /// <summary>ALG events keyed "alg/event".</summary>
+    public Dictionary<string, long> AlgEvents { get; init; } = [];
+    /// <summary>Expectations by event, and "pending".</summary>
+    public Dictionary<string, long> Expectations { get; init; } = [];
 }
 
 /// <summary>Port utilisation of one external address and protocol.</summary>

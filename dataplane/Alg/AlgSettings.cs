@@ -1,3 +1,5 @@
+using Natd.Dataplane.Nat;
+
 namespace Natd.Dataplane.Alg;
 
 /// <summary>Application-level gateways natd runs, like the ip_masq_* modules (<c>insmod ip_masq_ftp ports=21,2121</c>).</summary>
@@ -18,7 +20,14 @@ public enum AlgKind : byte
 /// <summary>One ALG's switch and the server ports it watches.</summary>
 /// <param name="Enabled">Whether flows to <paramref name="Ports"/> get this ALG.</param>
 /// <param name="Ports">Server ports, host order (TCP for FTP, IRC, PPTP; UDP for TFTP).</param>
-public sealed record AlgPorts(bool Enabled, IReadOnlyList<ushort> Ports);
+public sealed record AlgPorts(bool Enabled, IReadOnlyList<ushort> Ports)
+{
+    /// <summary>Equal when both switch and ports (in order) are (a reload compares configurations by value).</summary>
+    public bool Equals(AlgPorts? other) => other is not null && Enabled == other.Enabled && Ports.SequenceEqual(other.Ports);
+
+    /// <inheritdoc />
+    public override int GetHashCode() => HashCode.Combine(Enabled, Ports.Count);
+}
 
 /// <summary>
 /// IPsec masquerading as the VPN Masquerade HOWTO section 6 describes (ESP keyed by SPI and remote
@@ -50,21 +59,6 @@ public sealed record IpsecSettings(
 /// <param name="OpenPorts">Ports opened inbound (same number outside and inside), host order, inclusive.</param>
 public sealed record PortTrigger(string Name, byte TriggerProtocol, PortRange TriggerPorts, byte OpenProtocol, PortRange OpenPorts);
 
-/// <summary>An inclusive range of ports, host order.</summary>
-/// <param name="First">First port.</param>
-/// <param name="Last">Last port (at least <paramref name="First"/>).</param>
-public readonly record struct PortRange(ushort First, ushort Last)
-{
-    /// <summary>True when <paramref name="port"/> (host order) is in the range.</summary>
-    public bool Contains(ushort port) => port >= First && port <= Last;
-
-    /// <summary>True when the ranges share a port.</summary>
-    public bool Overlaps(PortRange other) => First <= other.Last && other.First <= Last;
-
-    /// <inheritdoc />
-    public override string ToString() => First == Last ? First.ToString(System.Globalization.CultureInfo.InvariantCulture) : $"{First}-{Last}";
-}
-
 /// <summary>The ALG section of the configuration (natd.yaml <c>algs:</c> and <c>triggers:</c>).</summary>
 public sealed record AlgSettings
 {
@@ -88,6 +82,14 @@ public sealed record AlgSettings
 
     /// <summary>Port triggers, in order.</summary>
     public IReadOnlyList<PortTrigger> Triggers { get; init; } = [];
+
+    /// <summary>Equal when every part is, the triggers in order (a reload compares configurations by value).</summary>
+    public bool Equals(AlgSettings? other)
+        => other is not null && Ftp == other.Ftp && Irc == other.Irc && Tftp == other.Tftp && Pptp == other.Pptp && Ipsec == other.Ipsec
+           && ExpectationTimeout == other.ExpectationTimeout && Triggers.SequenceEqual(other.Triggers);
+
+    /// <inheritdoc />
+    public override int GetHashCode() => HashCode.Combine(Ftp, Irc, Tftp, Pptp, Ipsec, ExpectationTimeout, Triggers.Count);
 
     /// <summary>The ALG that owns a new flow to <paramref name="serverPort"/> (host order), or <see cref="AlgKind.None"/>.</summary>
     public AlgKind Classify(byte protocol, ushort serverPort)

@@ -64,13 +64,15 @@ public enum DropReason : byte
     ProtocolInUse,
     /// <summary>A port forward's backend refused a new connection (RST or unreachable); the backend is skipped for a while.</summary>
     BackendRefused,
+    /// <summary>An ALG could not rewrite a frame of its control connection safely (it would not fit the frame).</summary>
+    AlgRefused,
 }
 
 /// <summary>Names for <see cref="DropReason"/>.</summary>
 public static class DropReasons
 {
-    /// <summary>Number of reasons (array size for counters).</summary>
-    public const int Count = (int)DropReason.BackendRefused + 1;
+    /// <summary>Number of reasons (array size for counters); reasons are numbered from 0 without gaps.</summary>
+    public static readonly int Count = Enum.GetValues<DropReason>().Length;
 
     private static readonly string[] Labels = BuildLabels();
 

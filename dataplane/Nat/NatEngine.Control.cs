@@ -30,8 +30,30 @@ public sealed partial class NatEngine
                 s.Out2In.Source, FlowKey.PortToHost(s.Out2In.SourcePort),
                 Math.Max(0, expires),
                 proto == IpProtocol.Tcp ? TcpStateName(s.Tcp) : "active",
-                s.PacketsIn2Out, s.PacketsOut2In, s.BytesIn2Out, s.BytesOut2In));
+                s.PacketsIn2Out, s.PacketsOut2In, s.BytesIn2Out, s.BytesOut2In)
+            {
+                Alg = s.Alg == Alg.AlgKind.None ? null : AlgName(s.Alg),
+                RelatedTo = TryGetControl(i, out FlowKey control) ? DescribeControl(control) : null,
+            });
         }
+    }
+
+    /// <summary>Lower-case ALG name as configuration and natctl spell it.</summary>
+    public static string AlgName(Alg.AlgKind kind) => kind switch
+    {
+        Alg.AlgKind.Ftp => "ftp",
+        Alg.AlgKind.Irc => "irc",
+        Alg.AlgKind.Tftp => "tftp",
+        Alg.AlgKind.Pptp => "pptp",
+        _ => "none",
+    };
+
+    private string DescribeControl(in FlowKey c)
+    {
+        Alg.AlgKind kind = _settings.Algs.Classify(c.Protocol, FlowKey.PortToHost(c.DestinationPort));
+        string proto = c.Protocol == IpProtocol.Tcp ? "tcp" : c.Protocol == IpProtocol.Udp ? "udp" : c.Protocol.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        string who = kind == Alg.AlgKind.None ? "trigger" : AlgName(kind);
+        return $"{who} {proto} {Ipv4.Format(c.Source)}:{FlowKey.PortToHost(c.SourcePort)} -> {Ipv4.Format(c.Destination)}:{FlowKey.PortToHost(c.DestinationPort)}";
     }
 
     /// <summary>

@@ -93,7 +93,7 @@ public sealed partial class NatEngine
         int tag = 0;
         switch (r.Origin)
         {
-            case SessionOrigin.Masquerade or SessionOrigin.Inbound:
+            case SessionOrigin.Masquerade or SessionOrigin.Inbound or SessionOrigin.Related:
                 m = FindOrRestoreMapping(r, iport, eport);
                 break;
             case SessionOrigin.Forward:
@@ -128,6 +128,12 @@ public sealed partial class NatEngine
         }
         ref Session ses = ref Table.Sessions[s];
         ses.Origin = r.Origin;
+        if (r.Origin == SessionOrigin.Masquerade)
+        {
+            // The helper's stream state is not saved: a control connection whose payload length was
+            // changed resumes without its sequence offsets (new commands are still handled).
+            ses.Alg = _settings.Algs.Classify(r.Protocol, r.RemotePort);
+        }
         ses.Tcp = r.Tcp;
         Table.Mappings[m].Tag = tag;
         ses.PacketsIn2Out = (uint)r.PacketsIn2Out;

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using Natd.Dataplane.Alg;
 using Natd.Dataplane.Io;
 using Natd.Dataplane.Packets;
 using Natd.Dataplane.Sessions;
@@ -147,12 +148,29 @@ public sealed partial class NatEngine
                     s = CreateIdentity(key, out r);
                     break;
                 default:
-                    s = CreateIn2Out(key, out r);
+                    r = Ok;
+                    s = _triggers.Length > 0 && proto != IpProtocol.Icmp ? TryTriggerOutbound(key, ref r) : -1;
+                    if (s < 0 && r == Ok)
+                    {
+                        s = CreateIn2Out(key, out r);
+                    }
                     break;
             }
             if (s < 0)
             {
                 return Drop(r);
+            }
+            if (action == RuleAction.Masquerade)
+            {
+                if (_expectOutbound.Count > 0)
+                {
+                    MatchOutboundExpectation(s, key);
+                }
+                Table.Sessions[s].Alg = _settings.Algs.Classify(proto, FlowKey.PortToHost(key.DestinationPort));
+                if (_triggers.Length > 0)
+                {
+                    MaybeActivateTrigger(key, Table.Sessions[s].ExternalAddress);
+                }
             }
         }
 
@@ -182,6 +200,10 @@ public sealed partial class NatEngine
         Table.Touch(s, _now);
         Counters.PacketsIn2Out++;
         Counters.BytesIn2Out += ipSpan.Length;
+        if (ses.Alg != AlgKind.None && !hairpin)
+        {
+            return ToHelper(ref ses, AlgDirection.In2Out, Side.Outside, nextHop, PayloadLength(l4, proto));
+        }
         return hairpin ? Verdict.ToOutside : SendTo(Side.Outside, slot[..length], nextHop);
     }
 
@@ -226,6 +248,27 @@ public sealed partial class NatEngine
             {
                 return Drop(DropReason.NoRoute);
             }
+            if (_expectInbound.Count > 0 && proto != IpProtocol.Icmp)
+            {
+                r = Ok;
+                s = TryInboundExpectation(key, tcpFlags, ref r);
+                if (r != Ok)
+                {
+                    return Drop(r);
+                }
+            }
+            if (s < 0 && _triggers.Length > 0 && proto != IpProtocol.Icmp)
+            {
+                r = Ok;
+                s = TryTriggerInbound(key, tcpFlags, ref r);
+                if (r != Ok)
+                {
+                    return Drop(r);
+                }
+            }
+        }
+        if (s < 0)
+        {
             int f = proto == IpProtocol.Icmp ? -1 : FindForward(proto, key.Destination, key.DestinationPort);
             if ((f >= 0 || _settings.Filtering != FilteringBehaviour.AddressAndPortDependent) && !InboundAllowed(key))
             {
@@ -274,8 +317,16 @@ public sealed partial class NatEngine
         Table.Touch(s, _now);
         Counters.PacketsOut2In++;
         Counters.BytesOut2In += ipSpan.Length;
+        if (ses.Alg != AlgKind.None && !hairpin)
+        {
+            return ToHelper(ref ses, AlgDirection.Out2In, Side.Inside, nextHop, PayloadLength(l4, proto));
+        }
         return SendTo(Side.Inside, slot[..length], nextHop);
     }
+
+    /// <summary>Bytes of transport payload (TCP after its header, UDP after its 8 bytes).</summary>
+    private static int PayloadLength(ReadOnlySpan<byte> l4, byte proto)
+        => proto == IpProtocol.Tcp ? l4.Length - Tcp.HeaderLength(l4) : proto == IpProtocol.Udp ? l4.Length - Udp.Length : 0;
 
     /// <summary>The 5-tuple key of a TCP or UDP packet as it arrived, and its TCP flags (0 for UDP).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

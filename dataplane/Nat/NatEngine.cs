@@ -30,6 +30,12 @@ public enum Verdict : byte
     Loopback,
     /// <summary>Handled with nothing to transmit now (ARP learned, or frame held until its next hop resolves).</summary>
     Consumed,
+    /// <summary>
+    /// Translated, but it belongs to an ALG's control connection: the caller gives a copy to the
+    /// ALG's helper with <see cref="NatEngine.PendingAlg"/> and finishes it with
+    /// <see cref="NatEngine.CompleteAlg"/> when the helper returns it.
+    /// </summary>
+    ToHelper,
 }
 
 /// <summary>Where an engine sends frames it makes on its own (ARP requests, frames released from the ARP hold queue). Slow path only.</summary>
@@ -352,9 +358,9 @@ public sealed partial class NatEngine
         {
             RebuildPorts(next);
         }
-        else if (rulesChanged)
+        else
         {
-            ReserveForwardPorts();
+            ReserveForwardPorts(); // forwards or trigger ranges may have changed
         }
         if (rulesChanged || poolChanged)
         {
@@ -373,6 +379,7 @@ public sealed partial class NatEngine
     private void RebuildPorts(NatSettings next)
     {
         var ports = new PortAllocator(_pool.Length, next.PortMin, next.PortMax, _seed ^ (ulong)_now, _options.Shard, _options.Shards);
+        ClearExpectations(); // their reserved ports were the old allocator's
         Table.Ports = ports;
         var mappings = Table.Mappings;
         for (int m = 0; m < mappings.Length; m++)
@@ -414,6 +421,7 @@ public sealed partial class NatEngine
             {
                 SessionOrigin.Forward => ForwardStillHas(s.In2Out, s.Out2In),
                 SessionOrigin.Inbound => true, // follows its mapping, which followed the rule that made it
+                SessionOrigin.Related => true, // follows its control connection, checked on its own
                 SessionOrigin.Accept => DecideQuietly(s.In2Out) == RuleAction.Accept,
                 _ => DecideQuietly(s.In2Out) == RuleAction.Masquerade,
             };
@@ -478,6 +486,7 @@ public sealed partial class NatEngine
     public int Sweep(long nowMs, int budget)
     {
         ExpireHeld(nowMs);
+        SweepAlg(nowMs);
         return Table.Expire(nowMs, _settings.Timeouts, budget);
     }
 

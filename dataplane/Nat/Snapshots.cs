@@ -32,7 +32,17 @@ public sealed record SessionInfo(
     long PacketsIn2Out,
     long PacketsOut2In,
     long BytesIn2Out,
-    long BytesOut2In);
+    long BytesOut2In)
+{
+    /// <summary>The ALG whose helper sees this session's frames ("ftp", "irc", "tftp", "pptp"), or null.</summary>
+    public string? Alg { get; init; }
+
+    /// <summary>
+    /// For a connection an ALG expected or a trigger opened: its control connection, as
+    /// "ftp tcp 10.0.0.2:40312 -> 198.51.100.2:21"; null otherwise.
+    /// </summary>
+    public string? RelatedTo { get; init; }
+}
 
 /// <summary>Counters of the whole dataplane (summed over shards) at one instant.</summary>
 public sealed record StatsSnapshot
@@ -71,6 +81,13 @@ public sealed record StatsSnapshot
     public long Handoffs { get; init; }
     /// <summary>NAT events lost because the event queue was full.</summary>
     public long EventsDropped { get; init; }
+    /// <summary>
+    /// ALG events keyed "alg/event" (e.g. "ftp/rewrites"): frames handed to the helper, payload
+    /// rewrites, refused commands, frames lost with a failed helper, helper restarts.
+    /// </summary>
+    public IReadOnlyDictionary<string, long> AlgEvents { get; init; } = new Dictionary<string, long>();
+    /// <summary>Expectations: "created", "used", "expired", "refused" (counters) and "pending" (now).</summary>
+    public IReadOnlyDictionary<string, long> Expectations { get; init; } = new Dictionary<string, long>();
     /// <summary>Per interface: frames the kernel dropped before natd read them (ring full) and frames natd could not queue for transmission.</summary>
     public IReadOnlyList<PortCounters> Ports { get; init; } = [];
 }

@@ -50,6 +50,8 @@ public enum SessionOrigin : byte
     Inbound,
     /// <summary>A port-less protocol (GRE, ESP, ...) masqueraded by a rule: one inside host per remote.</summary>
     PortLess,
+    /// <summary>A connection an ALG expected (FTP data, DCC, a TFTP reply) or a port trigger opened.</summary>
+    Related,
 }
 
 /// <summary>
@@ -82,6 +84,7 @@ internal struct Session
     public TcpSeen Tcp;
     public SessionOrigin Origin;
     public bool InUse;
+    public Alg.AlgKind Alg;           // its frames go through this ALG's helper (None: the fast path)
 
     /// <summary>Key of packets from outside: remote -> external (ICMP: the reply's identifier as destination port).</summary>
     public readonly FlowKey Out2In

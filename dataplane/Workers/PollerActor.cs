@@ -1,5 +1,7 @@
+using System.Buffers;
 using System.Diagnostics;
 using Natd.Dataplane.Actors;
+using Natd.Dataplane.Alg;
 using Natd.Dataplane.Io;
 using Natd.Dataplane.Nat;
 
@@ -19,6 +21,15 @@ public sealed record PollerOptions
 
     /// <summary>Links to the other shards (null: a single poller).</summary>
     public ShardLinks? Links { get; init; }
+
+    /// <summary>ALG helper actors indexed by <see cref="AlgKind"/> (null entries: that ALG is off; frames of its sessions pass untouched).</summary>
+    public IReadOnlyList<IActorRef?> AlgHelpers { get; init; } = [];
+
+    /// <summary>How long a frame may stay with an ALG helper before the poller gives it up (a helper that failed lost it), milliseconds.</summary>
+    public int AlgTimeoutMilliseconds { get; init; } = 5000;
+
+    /// <summary>Shard 0's poller, where PPTP calls are registered with the GRE translator (null: this is shard 0).</summary>
+    public IActorRef? GreOwner { get; init; }
 }
 
 /// <summary>
@@ -44,6 +55,11 @@ public sealed class PollerActor : LoopActor, IFrameSink
     private readonly bool[] _signal;
     private ShardRouter? _router;
     private long _now;
+    private readonly Wakeup? _wake;
+    private readonly bool _ownWake;
+    private readonly Dictionary<long, (AlgPending Pending, long SinceMs)> _algInFlight = [];
+    private long _algNext;
+    private static readonly AlgActions NoActions = new();
 
     /// <summary>Creates a poller over an engine and its two ports (all owned by the caller, used only from this actor's thread once started).</summary>
     public PollerActor(NatEngine engine, IPacketPort inside, IPacketPort outside, PollerOptions options, PollerStats stats)
@@ -59,6 +75,18 @@ public sealed class PollerActor : LoopActor, IFrameSink
         _me = options.Shard;
         _signal = new bool[_links?.Shards ?? 1];
         engine.AttachSink(this);
+        bool algs = false;
+        foreach (var h in options.AlgHelpers)
+        {
+            algs |= h is not null;
+        }
+        // Helpers wake the poller when they return a frame, so an ALG adds no poll(2) timeout of latency.
+        _wake = _links?.WakeupOf(_me);
+        if (_wake is null && algs)
+        {
+            _wake = new Wakeup();
+            _ownWake = true;
+        }
     }
 
     /// <summary>Monotonic milliseconds, the engine's clock in live operation.</summary>
@@ -151,6 +179,105 @@ public sealed class PollerActor : LoopActor, IFrameSink
         else if (v == Verdict.ToInside)
         {
             Transmit(_inside, slot[..len]);
+        }
+        else if (v == Verdict.ToHelper)
+        {
+            ToHelper(slot[..len]);
+        }
+    }
+
+    /// <summary>Gives a translated ALG frame to its helper (slow path: one copy into a rented buffer).</summary>
+    private void ToHelper(ReadOnlySpan<byte> frame)
+    {
+        AlgPending p = _engine.PendingAlg;
+        IActorRef? helper = (int)p.Kind < _options.AlgHelpers.Count ? _options.AlgHelpers[(int)p.Kind] : null;
+        if (helper is null)
+        {
+            // The ALG is not running here: the frame goes as translated.
+            Span<byte> copy = _scratch.AsSpan(0, frame.Length);
+            frame.CopyTo(copy);
+            Finish(_engine.CompleteAlg(_scratch, frame.Length, p, NoActions, _now), _scratch.AsSpan(), frame.Length);
+            return;
+        }
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(frame.Length + AlgFrame.Headroom);
+        frame.CopyTo(buffer);
+        long id = ++_algNext;
+        _algInFlight[id] = (p, _now);
+        helper.Tell(new AlgFrame(buffer, frame.Length, p, id, Self, _wake), Self);
+    }
+
+    /// <summary>A frame back from its helper: open what it asked for and transmit.</summary>
+    private void FromHelper(AlgFrame f)
+    {
+        try
+        {
+            if (!_algInFlight.Remove(f.RequestId))
+            {
+                return; // given up on already (it took longer than the timeout): its reservations are gone
+            }
+            int len = f.Length;
+            Finish(_engine.CompleteAlg(f.Buffer, len, f.Pending, f.Actions, NowMs), f.Buffer, len);
+            if (f.Actions.GreCalls.Count > 0)
+            {
+                ForwardGreCalls(f.Actions.GreCalls);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(f.Buffer);
+        }
+    }
+
+    private void Finish(Verdict v, Span<byte> buffer, int len)
+    {
+        if (v == Verdict.ToOutside)
+        {
+            Transmit(_outside, buffer[..len]);
+        }
+        else if (v == Verdict.ToInside)
+        {
+            Transmit(_inside, buffer[..len]);
+        }
+    }
+
+    /// <summary>PPTP calls go to the GRE translator, which lives in shard 0 with the other port-less protocols.</summary>
+    private void ForwardGreCalls(List<GreCall> calls)
+    {
+        if (_options.GreOwner is null || _me == 0)
+        {
+            foreach (GreCall c in calls)
+            {
+                _engine.ApplyGreCall(c);
+            }
+            return;
+        }
+        _options.GreOwner.Tell(new ApplyGreCalls([.. calls]), Self);
+        _links?.WakeupOf(0).Signal();
+    }
+
+    /// <summary>Frees what frames lost with a failed helper had reserved.</summary>
+    private void ReapAlgFrames(long nowMs)
+    {
+        if (_algInFlight.Count == 0)
+        {
+            return;
+        }
+        List<long>? lost = null;
+        foreach (var kv in _algInFlight)
+        {
+            if (nowMs - kv.Value.SinceMs > _options.AlgTimeoutMilliseconds)
+            {
+                (lost ??= []).Add(kv.Key);
+            }
+        }
+        if (lost is null)
+        {
+            return;
+        }
+        foreach (long id in lost)
+        {
+            _engine.AbandonAlg(_algInFlight[id].Pending);
+            _algInFlight.Remove(id);
         }
     }
 
@@ -252,12 +379,12 @@ public sealed class PollerActor : LoopActor, IFrameSink
     protected override void Idle(TimeSpan maxWait)
     {
         _stats.IdleWaits++;
-        if (_links is null)
+        if (_wake is null)
         {
             PortPoller.Wait(_inside, _outside, (int)maxWait.TotalMilliseconds);
             return;
         }
-        var wake = _links.WakeupOf(_me);
+        var wake = _wake!;
         PortPoller.Wait(_inside, _outside, wake.Descriptor, (int)maxWait.TotalMilliseconds);
         wake.Drain();
     }
@@ -272,7 +399,17 @@ public sealed class PollerActor : LoopActor, IFrameSink
                 _engine.CollectSessions(list, NowMs);
                 Sender.Tell(list);
                 break;
+            case AlgFrame f:
+                FromHelper(f);
+                break;
+            case ApplyGreCalls g:
+                foreach (GreCall c in g.Calls)
+                {
+                    _engine.ApplyGreCall(c);
+                }
+                break;
             case SweepSlice sweep:
+                ReapAlgFrames(NowMs);
                 int deleted = _engine.Sweep(NowMs, sweep.Budget);
                 Sender.Tell(deleted);
                 break;
@@ -305,6 +442,10 @@ public sealed class PollerActor : LoopActor, IFrameSink
     /// <inheritdoc />
     protected override void PostStop()
     {
+        if (_ownWake)
+        {
+            _wake!.Dispose();
+        }
         _batch.Dispose();
         base.PostStop();
     }

@@ -58,3 +58,7 @@ public sealed record ShardState(
     IReadOnlyList<SessionRecord> Sessions,
     IReadOnlyList<KeyValuePair<uint, Packets.MacAddress>> InsideNeighbours,
     IReadOnlyList<KeyValuePair<uint, Packets.MacAddress>> OutsideNeighbours);
+
+/// <summary>PPTP calls an ALG helper saw set up or cleared, for shard 0's GRE translator (no reply).</summary>
+/// <param name="Calls">The calls, in order.</param>
+public sealed record ApplyGreCalls(IReadOnlyList<Alg.GreCall> Calls);

@@ -13,7 +13,7 @@ namespace Natd.Dataplane.Workers;
 /// <item>inside to outside: the inside source address's hash, so a subscriber's sessions all live in one shard;</item>
 /// <item>outside to inside, to a pool address: the destination port (or ICMP identifier, or the
 /// quoted source port of an ICMP error) modulo the shard count, the slice that allocated it;</item>
-/// <item>port forwards, their backends, port-less protocols and protocol forwards: shard 0;</item>
+/// <item>port forwards, their backends, port-less protocols, protocol forwards and port-trigger traffic: shard 0;</item>
 /// <item>replies to flows a rule accepted untranslated: the inside destination's hash;</item>
 /// <item>everything else (ARP, natd's own addresses, malformed frames): the receiving poller.</item>
 /// </list>
@@ -26,6 +26,7 @@ public sealed class ShardRouter
     private readonly HashSet<uint> _own;
     private readonly HashSet<uint> _backends;
     private readonly ulong _seed;
+    private readonly bool _hasTriggers;
 
     /// <summary>Creates a router for <paramref name="shards"/> shards.</summary>
     public ShardRouter(NatSettings settings, int shards, ulong seed)
@@ -35,6 +36,7 @@ public sealed class ShardRouter
         _seed = seed;
         _own = [.. settings.Pool, settings.Inside.Address.Address, settings.Outside.Address.Address];
         _backends = [];
+        _hasTriggers = settings.Algs.Triggers.Count > 0;
         foreach (var f in settings.Forwards)
         {
             foreach (var b in f.Backends)
@@ -75,6 +77,10 @@ public sealed class ShardRouter
             {
                 return 0;
             }
+            if (_hasTriggers && proto != IpProtocol.Icmp && IsTriggerTraffic(proto, Checksum.ReadRaw16(l4, 0), Checksum.ReadRaw16(l4, 2)))
+            {
+                return 0;
+            }
             return OwnerOfInside(src);
         }
         if (!_own.Contains(dst))
@@ -111,11 +117,29 @@ public sealed class ShardRouter
             };
         }
         ushort dport = Checksum.ReadRaw16(l4, 2);
-        if (IsForward(proto, dst, FlowKey.PortToHost(dport)))
+        if (IsForward(proto, dst, FlowKey.PortToHost(dport)) || (_hasTriggers && IsTriggerTraffic(proto, dport, dport)))
         {
             return 0;
         }
         return PortOwner(dport);
+    }
+
+    /// <summary>
+    /// Port-trigger traffic lives in shard 0 (NatEngine.Triggers): a connection to a trigger port,
+    /// and anything from or to a port of an opened range. Ports raw (network order).
+    /// </summary>
+    private bool IsTriggerTraffic(byte proto, ushort sourcePortRaw, ushort destinationPortRaw)
+    {
+        ushort sport = FlowKey.PortToHost(sourcePortRaw), dport = FlowKey.PortToHost(destinationPortRaw);
+        foreach (var t in _settings.Algs.Triggers)
+        {
+            if ((t.TriggerProtocol == proto && t.TriggerPorts.Contains(dport))
+                || (t.OpenProtocol == proto && (t.OpenPorts.Contains(sport) || t.OpenPorts.Contains(dport))))
+            {
+                return true;
+            }
+        }
+        return false;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -95,8 +95,20 @@ public static class MetricsFormatter
             Sample(sb, "natd_rule_hits_total", "rule", rule, value);
         }
 
-        // No ALG reports events into the snapshot yet; the family is declared so dashboards and alerts can refer to it.
-        Family(sb, "natd_alg_events_total", "counter", "Application-level gateway events (payload rewrites, expectations), by ALG and event.");
+        Family(sb, "natd_alg_events_total", "counter", "Application-level gateway events by ALG and event: frames handed to the helper, payload rewrites, refused commands, frames lost with a failed helper, helper restarts.");
+        foreach (var (key, value) in Extras(stats.AlgEvents, static _ => false))
+        {
+            int slash = key.IndexOf('/', StringComparison.Ordinal);
+            Sample2(sb, "natd_alg_events_total", "alg", key[..slash], "event", key[(slash + 1)..], value);
+        }
+
+        Family(sb, "natd_expectations_total", "counter", "ALG expectations (pinholes for related connections) by event: created, used, expired, refused.");
+        foreach (var (name, value) in Extras(stats.Expectations, static k => k == "pending"))
+        {
+            Sample(sb, "natd_expectations_total", "event", name, value);
+        }
+        Family(sb, "natd_expectations_pending", "gauge", "ALG expectations waiting for their connection.");
+        Sample(sb, "natd_expectations_pending", null, null, stats.Expectations.GetValueOrDefault("pending"));
 
         Family(sb, "natd_handoffs_total", "counter", "Frames handed from the poller that received them to the poller that owns their flow.");
         Sample(sb, "natd_handoffs_total", null, null, stats.Handoffs);

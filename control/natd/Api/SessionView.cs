@@ -36,13 +36,25 @@ public sealed record SessionView(
     long BytesIn2Out,
     long BytesOut2In)
 {
+    /// <summary>The ALG whose helper handles this connection ("ftp", ...), absent otherwise.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? Alg { get; init; }
+
+    /// <summary>The control connection of an expected (related) connection, absent otherwise.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public string? RelatedTo { get; init; }
+
     /// <summary>Converts the dataplane's view.</summary>
     public static SessionView From(SessionInfo s)
     {
         ArgumentNullException.ThrowIfNull(s);
         return new SessionView(s.Protocol, Ipv4.Format(s.InsideAddress), s.InsidePort,
             Ipv4.Format(s.ExternalAddress), s.ExternalPort, Ipv4.Format(s.RemoteAddress), s.RemotePort,
-            s.ExpiresInSeconds, s.State, s.PacketsIn2Out, s.PacketsOut2In, s.BytesIn2Out, s.BytesOut2In);
+            s.ExpiresInSeconds, s.State, s.PacketsIn2Out, s.PacketsOut2In, s.BytesIn2Out, s.BytesOut2In)
+        {
+            Alg = s.Alg,
+            RelatedTo = s.RelatedTo,
+        };
     }
 }
 

@@ -21,7 +21,7 @@ public static partial class ConfigLoader
 
     internal static readonly string[] LogLevels = ["trace", "debug", "information", "warning", "error", "critical", "none"];
 
-    private static readonly string[] TopKeys = ["interfaces", "nat", "timeouts", "limits", "dataplane", "control", "log", "rules", "forwards", "protocol-forwards"];
+    private static readonly string[] TopKeys = ["interfaces", "nat", "timeouts", "limits", "dataplane", "control", "log", "rules", "forwards", "protocol-forwards", "algs", "triggers"];
     private static readonly string[] InterfacesKeys = ["inside", "outside"];
     private static readonly string[] InterfaceKeys = ["name", "address", "networks", "gateway", "mac", "neighbours", "driver"];
     internal static readonly string[] DriverWords = ["auto", "af_xdp", "af_packet"];
@@ -138,6 +138,22 @@ public static partial class ConfigLoader
           #   file: { path: /var/log/natd/events.jsonl, max-bytes: 104857600, keep: 5 }   # JSON lines, rotated
           #   syslog: { server: 127.0.0.1:514, facility: local0, hostname: natd }          # RFC 5424 over UDP
           #   ipfix: { collector: 127.0.0.1:4739, domain: 1, template-interval: 60 }       # RFC 7011/8158 over UDP
+        algs:                          # application-level gateways (helper actors), like insmod ip_masq_ftp ports=21,2121
+          ftp: { enabled: true, ports: [21] }       # PORT/EPRT rewritten, PASV/EPSV data related; a bare true/false also works
+          irc: { enabled: false, ports: [6667] }    # DCC SEND/CHAT offers rewritten; off: an offer opens a port to any remote
+          tftp: { enabled: true, ports: [69] }      # the server's reply from its new port reaches the client
+          pptp: { enabled: true, ports: [1723] }    # Call IDs masqueraded, GRE v1 translated by Call ID
+          ipsec:                       # ESP and ISAKMP masquerading (VPN Masquerade HOWTO section 6)
+            enabled: true
+            init-timeout: 10           # seconds an outbound SPI waits for its inbound SPI, 1..300
+            init-retries: 30           # packets of another host dropped while a remote is serialised, 0..10000
+            parallel: false            # several inside hosts' ESP to one remote host at once
+            esp-timeout: 1800          # idle timeout of an ESP association, seconds
+            isakmp-timeout: 28800      # idle timeout of ISAKMP entries, seconds (>= the IKE rekey interval)
+          expectation-timeout: 60      # seconds a pinhole waits for its related connection, 1..3600
+        # triggers:                    # port triggers (ipautofw); default: none
+        #   - preset: realaudio        # realaudio, quake, cuseeme, vdolive
+        #   - { name: game, protocol: tcp, ports: 7070, open: { protocol: udp, ports: 6970-7170 } }
 
         """;
 
@@ -225,6 +241,7 @@ public static partial class ConfigLoader
                 VerifyL4Checksums = verify,
             };
             settings = RulesAndForwards(top, settings);
+            settings = Algs(top, settings);
             return new NatdConfig
             {
                 Nat = settings,

@@ -1,4 +1,5 @@
 using Natd.Dataplane.Actors;
+using Natd.Dataplane.Alg;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
 using Natd.Dataplane.Sessions;
@@ -29,7 +30,7 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers, ShardL
     {
         lock (_portGate) // the kernel's ring statistics reset on read: one reader at a time
         {
-            return Task.FromResult(Snapshot(pollers) with { Handoffs = links?.TotalHandoffs ?? 0, Ports = PortCounters() });
+            return Task.FromResult(Snapshot(pollers, AlgRestarts) with { Handoffs = links?.TotalHandoffs ?? 0, Ports = PortCounters() });
         }
     }
 
@@ -56,7 +57,7 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers, ShardL
     }
 
     /// <summary>Sums the counters of every shard.</summary>
-    public static StatsSnapshot Snapshot(IReadOnlyList<PollerHandle> pollers)
+    public static StatsSnapshot Snapshot(IReadOnlyList<PollerHandle> pollers, Func<AlgKind, long>? algRestarts = null)
     {
         var drops = new Dictionary<string, long>();
         for (int r = 0; r < DropReasons.Count; r++)
@@ -69,6 +70,8 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers, ShardL
         long est = 0, trans = 0, udpC = 0, icmpC = 0, eventsDropped = 0;
         double busy = 0;
         var ports = new List<PortUsage>();
+        var algEvents = new Dictionary<string, long>(StringComparer.Ordinal);
+        long expCreated = 0, expUsed = 0, expExpired = 0, expRefused = 0, expPending = 0;
         long arpReplies = 0, arpRequests = 0, icmpErrors = 0, echo = 0, held = 0, csum = 0, icmpXlat = 0;
         foreach (var p in pollers)
         {
@@ -92,6 +95,17 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers, ShardL
                 ruleHits[rc.Names[r]] = ruleHits.GetValueOrDefault(rc.Names[r]) + Volatile.Read(ref rc.Hits[r]);
             }
             refusals += c.BackendRefusals; hairpins += c.Hairpinned; protoFwd += c.ProtocolForwarded;
+            AlgCounters ac = p.Engine.AlgStats;
+            foreach (AlgKind kind in AlgKinds)
+            {
+                string name = NatEngine.AlgName(kind);
+                Add(algEvents, name + "/frames", Volatile.Read(ref ac.Frames[(int)kind]));
+                Add(algEvents, name + "/rewrites", Volatile.Read(ref ac.Rewrites[(int)kind]));
+                Add(algEvents, name + "/refused", Volatile.Read(ref ac.Refused[(int)kind]));
+                Add(algEvents, name + "/lost", Volatile.Read(ref ac.Lost[(int)kind]));
+            }
+            expCreated += ac.ExpectationsCreated; expUsed += ac.ExpectationsUsed; expExpired += ac.ExpectationsExpired;
+            expRefused += ac.ExpectationsRefused; expPending += p.Engine.ExpectationCount;
             long elapsed = System.Diagnostics.Stopwatch.GetTimestamp() - p.Stats.StartedTicks;
             busy += elapsed > 0 ? (double)p.Stats.BusyTicks / elapsed : 0;
             var pool = p.Engine.Settings.Pool;
@@ -125,7 +139,28 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers, ShardL
             PortUsage = ports,
             PollerBusyRatio = pollers.Count == 0 ? 0 : busy / pollers.Count,
             EventsDropped = eventsDropped,
+            AlgEvents = WithRestarts(algEvents, algRestarts),
+            Expectations = new Dictionary<string, long>
+            {
+                ["created"] = expCreated, ["used"] = expUsed, ["expired"] = expExpired, ["refused"] = expRefused, ["pending"] = expPending,
+            },
         };
+    }
+
+    private static readonly AlgKind[] AlgKinds = [AlgKind.Ftp, AlgKind.Irc, AlgKind.Tftp, AlgKind.Pptp];
+
+    private static void Add(Dictionary<string, long> d, string key, long value) => d[key] = d.GetValueOrDefault(key) + value;
+
+    /// <summary>Restarts of each ALG helper (its supervisor's count), when the daemon told us where to read them.</summary>
+    public Func<AlgKind, long>? AlgRestarts { get; set; }
+
+    private static Dictionary<string, long> WithRestarts(Dictionary<string, long> events, Func<AlgKind, long>? restarts)
+    {
+        foreach (AlgKind kind in AlgKinds)
+        {
+            events[NatEngine.AlgName(kind) + "/restarts"] = restarts?.Invoke(kind) ?? 0;
+        }
+        return events;
     }
 }
 

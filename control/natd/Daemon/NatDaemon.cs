@@ -3,6 +3,7 @@ using Natd.Control.Api;
 using Natd.Control.Config;
 using Natd.Control.Logging;
 using Natd.Dataplane.Actors;
+using Natd.Dataplane.Alg;
 using Natd.Dataplane.Io;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Workers;
@@ -19,6 +20,7 @@ internal sealed class NatDaemon : IAsyncDisposable
     private readonly IReadOnlyList<(IPacketPort Inside, IPacketPort Outside)> _ports;
     private ICancelable? _sweepTimer;
     private ICancelable? _eventLogTimer;
+    private ICancelable? _algTimer;
 
     private NatDaemon(NatdConfig config, IReadOnlyList<(IPacketPort, IPacketPort)> ports, ActorSystem system,
         IReadOnlyList<PollerHandle> pollers, IActorRef configActor, ShardLinks? links)
@@ -44,6 +46,12 @@ internal sealed class NatDaemon : IAsyncDisposable
     public ControlServer? Control { get; private set; }
     public DataplaneQuery Query { get; }
     public ShardLinks? Links { get; }
+
+    /// <summary>Parent of the ALG helpers (restarts them).</summary>
+    public IActorRef? AlgSupervisor { get; private init; }
+
+    /// <summary>ALG helpers by <see cref="AlgKind"/> (null: none).</summary>
+    public IReadOnlyList<IActorRef?> AlgHelpers { get; private init; } = [];
 
     /// <summary>Sessions restored from the state snapshot at start.</summary>
     public int RestoredSessions { get; private init; }
@@ -99,12 +107,24 @@ internal sealed class NatDaemon : IAsyncDisposable
                 NatEventLogger.AttachRing(e.Table, events.Queue); // before the poller threads start: no cross-thread write
             }
         }
+        // ALG helpers first: pollers hand them frames from their first batch on.
+        var algHelpers = new IActorRef?[Enum.GetValues<AlgKind>().Length];
+        var algSupervisor = system.ActorOf(Props.Create(() => new AlgSupervisorActor(AlgRegistry.Handlers, algHelpers))
+            .WithSupervisorStrategy(AlgSupervisorActor.Strategy), "algs");
+        await WaitForHelpersAsync(algHelpers, ct).ConfigureAwait(false);
         var handles = new PollerHandle[shards];
         for (int k = 0; k < shards; k++)
         {
             int shard = k;
             var stats = new PollerStats();
-            var options = new PollerOptions { BatchSize = config.BatchSize, Shard = shard, Links = links };
+            var options = new PollerOptions
+            {
+                BatchSize = config.BatchSize,
+                Shard = shard,
+                Links = links,
+                AlgHelpers = algHelpers,
+                GreOwner = shard == 0 ? null : handles[0].Actor,
+            };
             var (inside, outside) = ports[shard];
             var engine = engines[shard];
             var props = Props.Create(() => new PollerActor(engine, inside, outside, options, stats));
@@ -116,7 +136,8 @@ internal sealed class NatDaemon : IAsyncDisposable
         }
         var configActor = system.ActorOf(Props.Create(() => new ConfigActor(config, handles, loggers.CreateLogger("natd.config"))), "config");
         var sweeper = system.ActorOf(Props.Create(() => new SweeperActor(handles, SweeperActor.SliceBudget, loggers.CreateLogger("natd.sweeper"))), "sweeper");
-        var daemon = new NatDaemon(config, ports, system, handles, configActor, links) { RestoredSessions = restored };
+        var daemon = new NatDaemon(config, ports, system, handles, configActor, links) { RestoredSessions = restored, AlgSupervisor = algSupervisor, AlgHelpers = algHelpers };
+        daemon.Query.AlgRestarts = kind => algHelpers[(int)kind] is { } h ? system.Stats.RestartsOf(h) : 0;
         if (startControl)
         {
             try
@@ -137,7 +158,30 @@ internal sealed class NatDaemon : IAsyncDisposable
             daemon._eventLogTimer = system.Scheduler.ScheduleTellRepeatedly(NatEventLogger.DrainInterval, NatEventLogger.DrainInterval, eventLogger, NatEventLogger.Drain.Instance);
         }
         daemon._sweepTimer = system.Scheduler.ScheduleTellRepeatedly(SweeperActor.Interval, SweeperActor.Interval, sweeper, SweeperActor.Tick.Instance);
+        // Helper state of a control connection outlives any idle session it could belong to.
+        var algIdle = new ExpireAlgState(config.Nat.Timeouts.TcpEstablished * 1000L);
+        daemon._algTimer = system.Scheduler.ScheduleTellRepeatedly(TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(1), algSupervisor, algIdle);
         return daemon;
+    }
+
+    /// <summary>The ALG supervisor fills the helper refs as it starts (on its own thread): wait for them, bounded.</summary>
+    private static async Task WaitForHelpersAsync(IActorRef?[] helpers, CancellationToken ct)
+    {
+        int expected = AlgRegistry.Handlers.Count;
+        for (int i = 0; i < 200; i++)
+        {
+            int n = 0;
+            for (int k = 0; k < helpers.Length; k++)
+            {
+                n += Volatile.Read(ref helpers[k]) is null ? 0 : 1;
+            }
+            if (n >= expected)
+            {
+                return;
+            }
+            await Task.Delay(10, ct).ConfigureAwait(false);
+        }
+        throw new InvalidOperationException("the ALG helpers did not start within 2 s");
     }
 
     /// <summary>Splits a snapshot's sessions by the shard that owns them now (the shard count may have changed).</summary>
@@ -182,6 +226,7 @@ internal sealed class NatDaemon : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         _sweepTimer?.Cancel();
+        _algTimer?.Cancel();
         _eventLogTimer?.Cancel(); // the logger drains what is left in its PostStop when the system terminates
         if (Control is not null)
         {

@@ -55,6 +55,8 @@ internal sealed class FakeDataplaneQuery : IDataplaneQuery
                 new PortUsage("198.51.100.3", "tcp", 0, 64512),
             ],
             RuleHits = new Dictionary<string, long> { ["vpn-isakmp"] = 12, ["rule-2"] = 3 },
+            AlgEvents = new Dictionary<string, long> { ["ftp/frames"] = 41, ["ftp/rewrites"] = 3, ["irc/refused"] = 2, ["tftp/restarts"] = 1 },
+            Expectations = new Dictionary<string, long> { ["created"] = 5, ["used"] = 4, ["expired"] = 1, ["refused"] = 0, ["pending"] = 2 },
             PollerBusyRatio = 0.125,
             Handoffs = 17,
             EventsDropped = 2,

@@ -150,12 +150,21 @@ public partial class MetricsFormatterTests
         {
             Assert.Equal(v, Value(f, "natd_rule_hits_total", "rule", rule));
         }
-        Assert.Empty(f["natd_alg_events_total"].Samples);
+        Assert.Equal(s.AlgEvents.Count, f["natd_alg_events_total"].Samples.Count);
+        foreach (var (key, v) in s.AlgEvents)
+        {
+            string[] parts = key.Split('/');
+            Assert.Contains(f["natd_alg_events_total"].Samples, x => x.Labels["alg"] == parts[0] && x.Labels["event"] == parts[1] && x.Value == v);
+        }
+        foreach (var (ev, v) in s.Expectations)
+        {
+            Assert.Equal(v, ev == "pending" ? Value(f, "natd_expectations_pending") : Value(f, "natd_expectations_total", "event", ev));
+        }
         Assert.Equal(s.Handoffs, Value(f, "natd_handoffs_total"));
         Assert.Equal(s.EventsDropped, Value(f, "natd_nat_events_dropped_total"));
         Assert.Equal(s.PollerBusyRatio, DoubleValue(f, "natd_poller_busy_ratio"));
 
-        string[] gauges = ["natd_sessions", "natd_sessions_by_state", "natd_ports_in_use", "natd_ports_capacity", "natd_poller_busy_ratio"];
+        string[] gauges = ["natd_sessions", "natd_sessions_by_state", "natd_ports_in_use", "natd_ports_capacity", "natd_poller_busy_ratio", "natd_expectations_pending"];
         foreach (var fam in f.Values)
         {
             if (gauges.Contains(fam.Name))

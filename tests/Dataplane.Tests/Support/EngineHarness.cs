@@ -16,6 +16,12 @@ public sealed class EngineHarness : IFrameSink
     public List<(Side Side, byte[] Frame)> Sunk { get; } = [];
     public long Now { get; set; } = 1_000_000;
 
+    /// <summary>
+    /// Finish frames the engine hands to an ALG helper at once, with no helper action (as a poller
+    /// does for an ALG that is not running): tests of everything but ALGs see plain forwarding.
+    /// </summary>
+    public bool CompleteAlgFrames { get; init; } = true;
+
     public EngineHarness(Func<NatSettings, NatSettings>? tweak = null, bool learnNeighbours = true, ulong seed = 42)
     {
         var s = LabSettings();
@@ -56,6 +62,10 @@ public sealed class EngineHarness : IFrameSink
         frame.CopyTo(slot, 0);
         int len = frame.Length;
         var v = Engine.Process(slot, ref len, ingress, flags, Now);
+        if (v == Verdict.ToHelper && CompleteAlgFrames)
+        {
+            v = Engine.CompleteAlg(slot, len, Engine.PendingAlg, new Natd.Dataplane.Alg.AlgActions(), Now);
+        }
         output = slot.AsSpan(0, len).ToArray();
         return v;
     }
