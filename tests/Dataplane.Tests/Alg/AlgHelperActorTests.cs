@@ -1,0 +1,86 @@
+using Natd.Dataplane.Actors;
+using Natd.Dataplane.Alg;
+using Natd.Dataplane.Nat;
+using Natd.Dataplane.Sessions;
+using Natd.Tests.Actors;
+
+namespace Natd.Tests.Alg;
+
+/// <summary>The helper actors: frames come back in order, a failing handler is restarted (counted) and the others keep working.</summary>
+public class AlgHelperActorTests
+{
+    /// <summary>Appends its frame count to each frame; throws on a frame whose first byte is 0xFF.</summary>
+    private sealed class CountingHandler : IAlgHandler
+    {
+        public static int Created;
+        private int _seen;
+
+        public CountingHandler() => Interlocked.Increment(ref Created);
+
+        public AlgKind Kind => AlgKind.Ftp;
+
+        public int Handle(in AlgConnection connection, AlgDirection direction, Span<byte> buffer, int length, ushort reservedPort, AlgActions actions, long nowMs)
+        {
+            if (buffer[0] == 0xFF)
+            {
+                throw new InvalidOperationException("handler bug");
+            }
+            buffer[length] = (byte)++_seen;
+            actions.Rewrites++;
+            return length + 1;
+        }
+
+        public void Forget(in AlgConnection connection)
+        {
+        }
+
+        public int Expire(long nowMs, long idleMs) => 0;
+    }
+
+    private static AlgFrame Frame(byte first, long id, IActorRef replyTo)
+    {
+        var buffer = new byte[16];
+        buffer[0] = first;
+        var pending = new AlgPending(AlgKind.Ftp, default, AlgDirection.In2Out, Side.Outside, 0, 0, -1, null, default(FlowKey));
+        return new AlgFrame(buffer, 4, pending, id, replyTo, null);
+    }
+
+    [Fact]
+    public async Task Frames_return_in_order_and_a_crash_restarts_the_helper_with_fresh_state_while_later_frames_still_flow()
+    {
+        await using var system = ActorSystem.Create("alg-test");
+        var helpers = new IActorRef?[5];
+        var supervisor = system.ActorOf(Props.Create(() => new AlgSupervisorActor([(AlgKind.Ftp, () => new CountingHandler())], helpers))
+            .WithSupervisorStrategy(AlgSupervisorActor.Strategy), "algs");
+        for (int i = 0; i < 200 && Volatile.Read(ref helpers[(int)AlgKind.Ftp]) is null; i++)
+        {
+            await Task.Delay(10);
+        }
+        var ftp = Assert.IsAssignableFrom<IActorRef>(helpers[(int)AlgKind.Ftp]);
+        var poller = new Probe("poller");
+        int createdBefore = Volatile.Read(ref CountingHandler.Created);
+
+        for (int i = 1; i <= 3; i++)
+        {
+            ftp.Tell(Frame(1, i, poller));
+        }
+        for (int i = 1; i <= 3; i++)
+        {
+            var back = await poller.Expect<AlgFrame>();
+            Assert.Equal(i, back.RequestId);
+            Assert.Equal(5, back.Length);
+            Assert.Equal(i, back.Buffer[4]); // the handler's state carried across the connection's frames
+            Assert.Equal(1, back.Actions.Rewrites);
+        }
+
+        ftp.Tell(Frame(0xFF, 4, poller)); // lost with the crash
+        ftp.Tell(Frame(1, 5, poller));
+        var after = await poller.Expect<AlgFrame>();
+        Assert.Equal(5, after.RequestId);
+        Assert.Equal(1, after.Buffer[4]); // a fresh handler after the restart
+        Assert.Equal(1, system.Stats.RestartsOf(ftp));
+        Assert.Equal(createdBefore + 1, Volatile.Read(ref CountingHandler.Created));
+        Assert.Equal(0, poller.Pending);
+        _ = supervisor;
+    }
+}
