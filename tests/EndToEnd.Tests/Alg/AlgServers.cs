@@ -163,7 +163,7 @@ public sealed partial class FtpServer : IDisposable
             anonymous_enable=YES
             no_anon_password=YES
             anon_root={root}
-            ftp_username=nobody
+            ftp_username=ftp
             write_enable=YES
             anon_upload_enable=YES
             anon_umask=022
