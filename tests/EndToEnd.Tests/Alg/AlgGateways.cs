@@ -208,7 +208,7 @@ public static class KernelHelpers
                 [$"add table ip p; add ct helper ip p h {{ type \"{helper}\" protocol {protocol}; }}"]));
             return r.ExitCode == 0
                 ? null
-                : $"the kernel has no conntrack helper \"{helper}\" (nf_conntrack_{helper}/nf_nat_{helper} neither built in nor loadable): {r.StdErr.Trim()}";
+                : $"the kernel has no conntrack helper \"{helper}\" (nf_conntrack_{helper}/nf_nat_{helper} neither built in nor loadable): nft said \"{r.StdErr.Trim().Split('\n')[0]}\"";
         }
         catch (LabException)
         {

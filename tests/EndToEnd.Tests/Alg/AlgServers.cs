@@ -366,10 +366,10 @@ public static class DccClients
             print(*a, flush=True)
 
         class Irc:
-            def __init__(self, host, port, nick, deadline):
+            def __init__(self, host, port, nick, deadline, source=None):
                 self.deadline = deadline
                 self.buf = b""
-                self.s = socket.create_connection((host, port), timeout=5)
+                self.s = socket.create_connection((host, port), timeout=5, source_address=(source, 0) if source else None)
                 self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self.send("NICK " + nick)
                 self.send("USER %s 0 * :%s" % (nick, nick))
@@ -444,15 +444,15 @@ public static class DccClients
             conn.close()
             irc.send("QUIT :done")
 
-        def take(server, port, deadline):
-            irc = Irc(server, port, "bob", deadline)
+        def take(server, port, source, deadline):
+            irc = Irc(server, port, "bob", deadline, source)
             line = irc.wait(lambda p, t: len(p) > 3 and p[1] == "PRIVMSG" and "\x01DCC " in t)
             words = line.split("\x01")[1].split(" ")
             kind, number, dport = words[1], int(words[3]), int(words[4])
             size = int(words[5]) if kind == "SEND" else 0
             log("offer", kind, number, dport, size) if kind == "SEND" else log("offer", kind, number, dport)
             address = socket.inet_ntoa(number.to_bytes(4, "big"))
-            conn = socket.create_connection((address, dport), timeout=left(deadline))
+            conn = socket.create_connection((address, dport), timeout=left(deadline), source_address=(source, 0))
             log("connected to %s:%d from %s:%d" % (conn.getpeername() + conn.getsockname()))
             conn.settimeout(left(deadline))
             if kind == "SEND":
@@ -478,7 +478,7 @@ public static class DccClients
         if role == "offer":
             offer(server, port, sys.argv[5], sys.argv[6], sys.argv[7] if len(sys.argv) > 7 else "", deadline)
         else:
-            take(server, port, deadline)
+            take(server, port, sys.argv[5], deadline)
         log("done")
         """;
 
@@ -493,15 +493,19 @@ public static class DccClients
         return path;
     }
 
-    /// <summary>Starts bob on the outside host and waits until the server registered him.</summary>
+    /// <summary>
+    /// Starts bob on the outside host, from <paramref name="source"/> (a host other than the IRC
+    /// server's, as DCC peers are), and waits until the server registered him.
+    /// </summary>
     /// <param name="lab">The lab.</param>
+    /// <param name="source">Bob's address, configured on the outside host.</param>
     /// <param name="seconds">The script's overall deadline.</param>
     /// <returns>The running taker.</returns>
     /// <exception cref="LabException">Not registered within 10 s.</exception>
-    public static LabProcess StartTaker(LabTopology lab, double seconds)
+    public static LabProcess StartTaker(LabTopology lab, IPAddress source, double seconds)
     {
         var process = lab.StartIn(lab.OutsideNs, "python3", "-u", ScriptPath(lab), "take", lab.OutsideHost.ToString(),
-            IrcServer.Port.ToString(CultureInfo.InvariantCulture), seconds.ToString(CultureInfo.InvariantCulture));
+            IrcServer.Port.ToString(CultureInfo.InvariantCulture), seconds.ToString(CultureInfo.InvariantCulture), source.ToString());
         if (process.WaitForLine(l => l == "registered bob", TimeSpan.FromSeconds(10)) is null)
         {
             throw new LabException("bob did not register with the IRC server\n" + process.Dump());

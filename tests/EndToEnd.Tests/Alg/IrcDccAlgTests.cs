@@ -17,6 +17,11 @@ public sealed partial class IrcDccAlgTests(ITestOutputHelper output)
 {
     private const int FileSize = 2 * 1024 * 1024;
     private const double ScriptSeconds = 25;
+
+    // Bob is a third host, not the IRC server's: an expectation must not be limited to the server.
+    // Which source alice then sees is the gateway's business: Linux's nf_nat_irc rewrites it to
+    // the IRC server's address (nf_nat_follow_master), so it is not asserted.
+    private const string BobAddress = "198.51.100.3/24";
     private static readonly TimeSpan ExitWait = TimeSpan.FromSeconds(ScriptSeconds + 5);
 
     [AlgTheory("irc")]
@@ -38,7 +43,6 @@ public sealed partial class IrcDccAlgTests(ITestOutputHelper output)
         AssertBothCompleted(offerer, taker);
         Assert.Contains($"received {FileSize.ToString(CultureInfo.InvariantCulture)} sha256 {expected}", taker.StdOutLines);
         Assert.Contains($"acknowledged {FileSize.ToString(CultureInfo.InvariantCulture)}", offerer.StdOutLines);
-        AssertConnectionCameFromBob(lab, offerer);
         scenario.Pass();
     }
 
@@ -58,14 +62,13 @@ public sealed partial class IrcDccAlgTests(ITestOutputHelper output)
         AssertBothCompleted(offerer, taker);
         Assert.Contains("chat got " + DccClients.OffererChat, taker.StdOutLines);
         Assert.Contains("chat got " + DccClients.TakerChat, offerer.StdOutLines);
-        AssertConnectionCameFromBob(lab, offerer);
         scenario.Pass();
     }
 
     /// <summary>Runs bob then alice; bob's verdict first, so a bad offer fails fast instead of alice waiting for a connection.</summary>
     private (LabProcess Offerer, LabProcess Taker) Exchange(LabTopology lab, IrcServer irc, string mode, string? file)
     {
-        var taker = DccClients.StartTaker(lab, ScriptSeconds);
+        var taker = DccClients.StartTaker(lab, lab.AddOutsideHostAddress(BobAddress), ScriptSeconds);
         var offerer = DccClients.StartOfferer(lab, mode, file, ScriptSeconds);
         _takerDone = taker.WaitForExit(ExitWait);
         _offererDone = offerer.WaitForExit(_takerDone && taker.ExitCode == 0 ? ExitWait : TimeSpan.FromSeconds(2));
@@ -95,10 +98,6 @@ public sealed partial class IrcDccAlgTests(ITestOutputHelper output)
             int.Parse(m.Groups[3].Value, CultureInfo.InvariantCulture),
             m.Groups[4].Success ? int.Parse(m.Groups[4].Value, CultureInfo.InvariantCulture) : 0);
     }
-
-    /// <summary>Alice's listener was reached by bob's own address: only the destination was translated.</summary>
-    private static void AssertConnectionCameFromBob(LabTopology lab, LabProcess offerer) =>
-        Assert.Contains(offerer.StdOutLines, l => l.StartsWith($"accepted from {lab.OutsideHost}:", StringComparison.Ordinal));
 
     [GeneratedRegex(@"^offer (SEND|CHAT) (\d+) (\d+)(?: (\d+))?$", RegexOptions.CultureInvariant)]
     private static partial Regex OfferLine();
