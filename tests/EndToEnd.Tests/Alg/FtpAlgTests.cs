@@ -89,6 +89,41 @@ public sealed class FtpAlgTests(ITestOutputHelper output)
         AssertClientsExternal(ftp, lab);
     }
 
+    // Each rewritten PORT is 4 bytes longer than the original (10,0,0,2 -> 198,51,100,1), so the
+    // control connection's sequence offset grows with every transfer: a gateway that does not keep
+    // adjusting seq/ack for the rest of the connection breaks the second or third command.
+    [AlgTheory("ftp")]
+    [MemberData(nameof(AlgGatewayKinds.Kinds), MemberType = typeof(AlgGatewayKinds))]
+    public void Lftp_three_active_downloads_on_one_control_connection(string kind)
+    {
+        using var scenario = Scenario.Start(AlgGatewayKinds.Create(kind), output);
+        var lab = scenario.Lab;
+        using var ftp = FtpServer.Start(lab);
+        var names = new[] { "one.bin", "two.bin", "three.bin" };
+        var expected = names.Select((n, i) => LabFiles.WriteRandom(Path.Combine(ftp.RootDirectory, n), 512 * 1024 + i, seed: 100 + i)).ToArray();
+
+        var gets = names.Select(n => $"get {n} -o {Path.Combine(lab.WorkDirectory, "lftp-" + n)}");
+        var script = string.Join("; ", [
+            "set net:max-retries 1", "set net:timeout 15", "set cmd:fail-exit yes", "set ftp:ssl-allow no",
+            "set ftp:passive-mode off", $"open ftp://{lab.OutsideHost}", .. gets, "bye"]);
+        var lftp = lab.TryRunIn(lab.InsideNs, ClientTimeout, "lftp", "-c", script);
+        output.WriteLine($"$ lftp -c '{script}'\nexit {lftp.ExitCode}\n{lftp.Combined}");
+        output.WriteLine(ftp.Log());
+
+        Assert.True(lftp.ExitCode == 0, $"lftp exit {lftp.ExitCode}: {lftp.Combined}");
+        for (var i = 0; i < names.Length; i++)
+        {
+            Assert.Equal(expected[i], LabFiles.Sha256(Path.Combine(lab.WorkDirectory, "lftp-" + names[i])));
+        }
+
+        // One login (one control connection) and one PORT per transfer, all rewritten.
+        Assert.Single(ftp.Log().Split('\n'), l => l.Contains("CONNECT: Client", StringComparison.Ordinal));
+        Assert.Equal(names.Length, ftp.Commands().Count(c => c.StartsWith("PORT ", StringComparison.OrdinalIgnoreCase)));
+        AssertDataCommand(ftp, lab, ["PORT"]);
+        AssertClientsExternal(ftp, lab);
+        scenario.Pass();
+    }
+
     private void CurlDownload(Scenario scenario, int port, string mode)
     {
         var lab = scenario.Lab;
