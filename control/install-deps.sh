@@ -16,6 +16,13 @@ wanted=(
   "procps:ps"
   "tshark:tshark"
   "prometheus:promtool"
+  # ALG end-to-end tests: real FTP, TFTP and IRC servers and clients. The tests run their own
+  # instances inside the lab namespaces; the packages' system services must not run (see below).
+  "vsftpd:vsftpd"
+  "lftp:lftp"
+  "tftpd-hpa:in.tftpd"
+  "tftp-hpa:tftp"
+  "ngircd:ngircd"
 )
 
 have_command() {
@@ -48,8 +55,25 @@ fi
 
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# vsftpd, tftpd-hpa and ngircd start their system daemons on install (on ports 21, 69, 6667 of
+# the root namespace); the tests start their own. A policy-rc.d that answers 101 ("action
+# forbidden") keeps invoke-rc.d from starting anything; one already in place is left as it is.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\n# install-deps.sh: no service starts during the install\nexit 101\n' >"$policy"
+  chmod 755 "$policy"
+  trap 'rm -f "$policy"' EXIT
+fi
 # tshark's package asks whether non-root users may capture: answer no, without a prompt.
 echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
 apt-get -o DPkg::Lock::Timeout=300 update -q
 apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "${missing[@]}"
 echo "install-deps: installed ${missing[*]}"
+
+# On a machine that runs systemd, units are enabled and may have been started regardless of
+# policy-rc.d: stop and disable them so the root namespace keeps its ports free.
+if [ -d /run/systemd/system ]; then
+  for unit in vsftpd tftpd-hpa ngircd; do
+    systemctl disable --now "$unit" >/dev/null 2>&1 || true
+  done
+fi

@@ -229,9 +229,12 @@ public sealed class Scenario : IDisposable
 
     public IGatewayUnderTest Gateway { get; }
 
-    public static Scenario Start(string kind, ITestOutputHelper output, bool disableTxChecksumOffload = false)
+    public static Scenario Start(string kind, ITestOutputHelper output, bool disableTxChecksumOffload = false) =>
+        Start(GatewayKinds.Create(kind), output, disableTxChecksumOffload);
+
+    /// <summary>As <see cref="Start(string, ITestOutputHelper, bool)"/> with a gateway built by the caller (e.g. <see cref="Alg.AlgGatewayKinds.Create(string)"/>); the scenario owns it.</summary>
+    public static Scenario Start(IGatewayUnderTest gateway, ITestOutputHelper output, bool disableTxChecksumOffload = false)
     {
-        var gateway = GatewayKinds.Create(kind);
         LabTopology lab;
         try
         {
