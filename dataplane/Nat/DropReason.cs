@@ -64,13 +64,15 @@ public enum DropReason : byte
     ProtocolInUse,
     /// <summary>A port forward's backend refused a new connection (RST or unreachable); the backend is skipped for a while.</summary>
     BackendRefused,
+    /// <summary>GRE version 1 (PPTP, RFC 2637 section 4.1) whose header is malformed (flags, protocol 0x880B, or shorter than its optional fields).</summary>
+    BadGre,
 }
 
 /// <summary>Names for <see cref="DropReason"/>.</summary>
 public static class DropReasons
 {
     /// <summary>Number of reasons (array size for counters).</summary>
-    public const int Count = (int)DropReason.BackendRefused + 1;
+    public const int Count = (int)DropReason.BadGre + 1;
 
     private static readonly string[] Labels = BuildLabels();
 

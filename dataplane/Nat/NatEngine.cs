@@ -351,6 +351,7 @@ public sealed partial class NatEngine
         if (poolChanged)
         {
             RebuildPorts(next);
+            DropGreCallsOffPool();
         }
         else if (rulesChanged)
         {
@@ -478,6 +479,7 @@ public sealed partial class NatEngine
     public int Sweep(long nowMs, int budget)
     {
         ExpireHeld(nowMs);
+        SweepGreCalls(nowMs, budget);
         return Table.Expire(nowMs, _settings.Timeouts, budget);
     }
 
