@@ -39,9 +39,21 @@ public sealed partial class NatEngine
     /// same server at once. Call on shard 0's thread (the poller's mailbox), between batches.
     /// </summary>
     /// <param name="call">The call, addresses network order, Call IDs host order.</param>
+    /// <param name="nowMs">The engine's clock (monotonic milliseconds, as passed to <see cref="Process"/>): an added call's idle time starts here.</param>
     /// <returns>False when an add found the table full (or the call incomplete), or a remove found nothing.</returns>
-    public bool ApplyGreCall(in GreCall call)
-        => call.Add ? GreCalls.Add(call, _now) : GreCalls.Remove(call);
+    public bool ApplyGreCall(in GreCall call, long nowMs)
+    {
+        if (nowMs > _now)
+        {
+            _now = nowMs;
+        }
+        return call.Add ? GreCalls.Add(call, _now) : GreCalls.Remove(call);
+    }
+
+    /// <summary>As <see cref="ApplyGreCall(in GreCall, long)"/>, timed by the last batch the engine processed.</summary>
+    /// <param name="call">The call.</param>
+    /// <returns>False when an add found the table full (or the call incomplete), or a remove found nothing.</returns>
+    public bool ApplyGreCall(in GreCall call) => ApplyGreCall(call, _now);
 
     /// <summary>
     /// Validates the enhanced GRE header (RFC 2637 section 4.1: C=0, R=0, K=1, s=0, recursion 0,
