@@ -9,5 +9,8 @@ public static class AlgRegistry
     /// says, so a reload can switch an ALG on or off (<see cref="AlgSettings.Classify"/> decides
     /// per new connection).
     /// </summary>
-    public static IReadOnlyList<(AlgKind Kind, Func<IAlgHandler> Factory)> Handlers { get; } = [];
+    public static IReadOnlyList<(AlgKind Kind, Func<IAlgHandler> Factory)> Handlers { get; } =
+    [
+        (AlgKind.Pptp, () => new Pptp.PptpHandler()),
+    ];
 }

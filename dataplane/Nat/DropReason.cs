@@ -66,6 +66,8 @@ public enum DropReason : byte
     BackendRefused,
     /// <summary>An ALG could not rewrite a frame of its control connection safely (it would not fit the frame).</summary>
     AlgRefused,
+    /// <summary>GRE version 1 (PPTP, RFC 2637 section 4.1) whose header is malformed (flags, protocol 0x880B, or shorter than its optional fields).</summary>
+    BadGre,
 }
 
 /// <summary>Names for <see cref="DropReason"/>.</summary>

@@ -43,6 +43,8 @@ public sealed class NatCounters
     public long ProtocolForwarded;
     /// <summary>Packets hairpinned (inside to an external address and back inside, RFC 4787 REQ-9).</summary>
     public long Hairpinned;
+    /// <summary>GRE version 1 packets of PPTP calls translated by Call ID (both directions, RFC 2637).</summary>
+    public long PptpGreTranslated;
 
     /// <summary>Drops by <see cref="DropReason"/>.</summary>
     public readonly long[] Drops = new long[DropReasons.Count];

@@ -57,6 +57,15 @@ public sealed partial class NatEngine
         {
             return Drop(DropReason.NoRoute);
         }
+        if (proto == IpProtocol.Gre)
+        {
+            // PPTP calls the ALG registered are translated by Call ID before any port-less rule.
+            GreMatch g = PptpGreIn2Out(slot, length, ipSpan, ip.HeaderLength, nextHop, out Verdict gv);
+            if (g != GreMatch.None)
+            {
+                return g == GreMatch.Sent ? gv : Drop(DropReason.BadGre);
+            }
+        }
         int pf = FindProtocolForwardByServer(proto, src);
         if (pf >= 0)
         {
@@ -114,6 +123,15 @@ public sealed partial class NatEngine
         var ip = new Ipv4Header(ipSpan);
         byte proto = ip.Protocol;
         uint src = ip.Source, dst = ip.Destination;
+        if (proto == IpProtocol.Gre)
+        {
+            // A PPTP call's GRE goes to the client that owns its Call ID; an unknown Call ID falls through.
+            GreMatch g = PptpGreOut2In(slot, ref length, ipSpan, ihl, out Verdict gv);
+            if (g != GreMatch.None)
+            {
+                return g == GreMatch.Sent ? gv : Drop(DropReason.BadGre);
+            }
+        }
         int s = LookupOut2In(new FlowKey(src, dst, 0, 0, proto));
         uint inside;
         if (s >= 0)

@@ -357,6 +357,7 @@ public sealed partial class NatEngine
         if (poolChanged)
         {
             RebuildPorts(next);
+            DropGreCallsOffPool();
         }
         else
         {
@@ -487,6 +488,7 @@ public sealed partial class NatEngine
     {
         ExpireHeld(nowMs);
         SweepAlg(nowMs);
+        SweepGreCalls(nowMs, budget);
         return Table.Expire(nowMs, _settings.Timeouts, budget);
     }
 

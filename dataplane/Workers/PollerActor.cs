@@ -247,7 +247,7 @@ public sealed class PollerActor : LoopActor, IFrameSink
         {
             foreach (GreCall c in calls)
             {
-                _engine.ApplyGreCall(c);
+                _engine.ApplyGreCall(c, NowMs);
             }
             return;
         }
@@ -405,7 +405,7 @@ public sealed class PollerActor : LoopActor, IFrameSink
             case ApplyGreCalls g:
                 foreach (GreCall c in g.Calls)
                 {
-                    _engine.ApplyGreCall(c);
+                    _engine.ApplyGreCall(c, NowMs);
                 }
                 break;
             case SweepSlice sweep:
