@@ -36,7 +36,7 @@ public sealed class PptpTests(ITestOutputHelper output)
     }
 
     /// <summary>natd with its PPTP ALG (PptpHandler on the helper actor, GRE calls applied in shard 0).</summary>
-    [RootFact(Skip = "needs the lead's wiring: PptpHandler on the PPTP helper actor, its GreCalls delivered to shard 0's NatEngine.ApplyGreCall, and the algs.pptp config key")]
+    [RootFact]
     public void Natd_gives_each_client_only_its_own_gre()
     {
         using var lab = LabTopology.Create(new LabOptions());
