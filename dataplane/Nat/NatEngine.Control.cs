@@ -32,6 +32,7 @@ public sealed partial class NatEngine
                 proto == IpProtocol.Tcp ? TcpStateName(s.Tcp) : "active",
                 s.PacketsIn2Out, s.PacketsOut2In, s.BytesIn2Out, s.BytesOut2In));
         }
+        CollectIpsecSessions(into, nowMs);
     }
 
     /// <summary>
@@ -102,7 +103,7 @@ public sealed partial class NatEngine
 
     /// <summary>Deletes every session (natctl flush). Must run on the engine's thread.</summary>
     /// <returns>Sessions deleted.</returns>
-    public int Flush() => Table.Clear();
+    public int Flush() => Table.Clear() + (_ipsec?.Clear() ?? 0);
 
     /// <summary>Human name of a TCP session's state, as listed by natctl.</summary>
     public static string TcpStateName(TcpSeen seen)

@@ -93,6 +93,7 @@ public sealed partial class NatEngine
                 Table.Ports.TryReserve(pool, cls, p);
             }
         }
+        ReserveIsakmpPorts();
     }
 
     /// <summary>

@@ -344,6 +344,7 @@ public sealed partial class NatEngine
         }
         CompileRules(next);
         RefreshTimeouts();
+        RefreshIpsec();
         if (next.Filtering != FilteringBehaviour.AddressAndPortDependent)
         {
             Table.EnableExternalIndex();
@@ -478,7 +479,8 @@ public sealed partial class NatEngine
     public int Sweep(long nowMs, int budget)
     {
         ExpireHeld(nowMs);
-        return Table.Expire(nowMs, _settings.Timeouts, budget);
+        int n = Table.Expire(nowMs, _settings.Timeouts, budget);
+        return _ipsec is null ? n : n + _ipsec.Expire(nowMs, Math.Max(0, budget - n));
     }
 
     private long _now;
