@@ -18,15 +18,17 @@ public sealed partial class NatEngine
     /// <summary>Bytes of the ESP header natd reads: SPI and sequence number (RFC 4303 section 2).</summary>
     private const int EspHeaderLength = 8;
 
-    private IpsecMasq? _ipsec;
+    private readonly IpsecMasq _ipsec;
 
     /// <summary>
     /// IPsec masquerading state (ESP SPIs and ISAKMP cookies, VPN Masquerade HOWTO section 6). Lives
-    /// in shard 0, where the router steers ESP, AH and UDP 500-to-500 traffic; created on first use.
+    /// in shard 0, where the router steers ESP, AH and UDP 500-to-500 traffic (other shards keep a
+    /// token table). Owned by the engine's thread; its counts may be read elsewhere, a batch old.
     /// </summary>
-    public IpsecMasq Ipsec => _ipsec ??= new IpsecMasq(_settings.Algs.Ipsec, IpsecCapacity());
+    public IpsecMasq Ipsec => _ipsec;
 
-    private int IpsecCapacity() => Math.Clamp(_settings.MaxSessions / 16, 64, 4096);
+    private static IpsecMasq NewIpsec(NatSettings settings, int shard)
+        => new(settings.Algs.Ipsec, shard == 0 ? Math.Clamp(settings.MaxSessions / 16, 64, 4096) : 16);
 
     /// <summary>True when IPsec masquerading handles ESP, AH and ISAKMP.</summary>
     private bool IpsecOn => _settings.Algs.Ipsec.Enabled;
@@ -34,10 +36,7 @@ public sealed partial class NatEngine
     /// <summary>Hands the reloaded IPsec settings to the state machine (timeouts apply at once).</summary>
     private void RefreshIpsec()
     {
-        if (_ipsec != null)
-        {
-            _ipsec.Settings = _settings.Algs.Ipsec;
-        }
+        _ipsec.Settings = _settings.Algs.Ipsec;
     }
 
     /// <summary>Keeps UDP 500 on every pool address out of dynamic allocation, so inbound ISAKMP is never a session's.</summary>
@@ -83,7 +82,7 @@ public sealed partial class NatEngine
         }
         uint spi = BinaryPrimitives.ReadUInt32BigEndian(ipSpan[ihl..]);
         uint ext = _pool[PoolIndexFor(src)];
-        IpsecVerdict v = Ipsec.EspOut(src, dst, spi, ext, _now);
+        IpsecVerdict v = _ipsec.EspOut(src, dst, spi, ext, _now);
         if (v != IpsecVerdict.Forward)
         {
             verdict = Drop(IpsecDrop(v));
@@ -124,7 +123,7 @@ public sealed partial class NatEngine
             return true;
         }
         uint spi = BinaryPrimitives.ReadUInt32BigEndian(ipSpan[ihl..]);
-        IpsecVerdict v = Ipsec.EspIn(src, dst, spi, _now, out uint inside);
+        IpsecVerdict v = _ipsec.EspIn(src, dst, spi, _now, out uint inside);
         if (v != IpsecVerdict.Forward)
         {
             verdict = Drop(IpsecDrop(v));
@@ -168,7 +167,7 @@ public sealed partial class NatEngine
         ulong icookie = BinaryPrimitives.ReadUInt64BigEndian(l4[Udp.Length..]);
         ulong rcookie = BinaryPrimitives.ReadUInt64BigEndian(l4[(Udp.Length + 8)..]);
         uint ext = _pool[PoolIndexFor(src)];
-        IpsecVerdict v = Ipsec.IsakmpOut(src, FlowKey.PortToHost(sportRaw), key.Destination, FlowKey.PortToHost(key.DestinationPort),
+        IpsecVerdict v = _ipsec.IsakmpOut(src, FlowKey.PortToHost(sportRaw), key.Destination, FlowKey.PortToHost(key.DestinationPort),
             ext, icookie, rcookie, _now, out ushort extPort);
         if (v != IpsecVerdict.Forward)
         {
@@ -206,7 +205,7 @@ public sealed partial class NatEngine
         }
         ulong icookie = BinaryPrimitives.ReadUInt64BigEndian(l4[Udp.Length..]);
         ulong rcookie = BinaryPrimitives.ReadUInt64BigEndian(l4[(Udp.Length + 8)..]);
-        IpsecVerdict v = Ipsec.IsakmpIn(key.Source, FlowKey.PortToHost(key.SourcePort), key.Destination, FlowKey.PortToHost(key.DestinationPort),
+        IpsecVerdict v = _ipsec.IsakmpIn(key.Source, FlowKey.PortToHost(key.SourcePort), key.Destination, FlowKey.PortToHost(key.DestinationPort),
             icookie, rcookie, _now, out uint inside, out ushort insidePort);
         if (v != IpsecVerdict.Forward)
         {
@@ -258,10 +257,6 @@ public sealed partial class NatEngine
     /// <summary>ESP and ISAKMP entries as session rows for natctl (control path: allocates).</summary>
     private void CollectIpsecSessions(List<SessionInfo> into, long nowMs)
     {
-        if (_ipsec is null)
-        {
-            return;
-        }
         var esp = new List<EspEntryInfo>();
         _ipsec.CollectEsp(esp, nowMs);
         foreach (var e in esp)

@@ -115,6 +115,7 @@ public sealed partial class NatEngine
         _poolIndex = IndexPool(_pool);
         ulong seed = _options.Seed ?? BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
         _seed = seed;
+        _ipsec = NewIpsec(settings, _options.Shard);
         var ports = new PortAllocator(_pool.Length, settings.PortMin, settings.PortMax, seed ^ 0x5DEECE66DUL, _options.Shard, _options.Shards);
         // limits.sessions is the whole dataplane's; each shard holds its share.
         Table = new SessionTable(Math.Max(1, (settings.MaxSessions + _options.Shards - 1) / _options.Shards), ports, seed);
@@ -480,7 +481,7 @@ public sealed partial class NatEngine
     {
         ExpireHeld(nowMs);
         int n = Table.Expire(nowMs, _settings.Timeouts, budget);
-        return _ipsec is null ? n : n + _ipsec.Expire(nowMs, Math.Max(0, budget - n));
+        return n + _ipsec.Expire(nowMs, Math.Max(0, budget - n));
     }
 
     private long _now;
