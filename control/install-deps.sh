@@ -16,6 +16,7 @@ wanted=(
   "procps:ps"
   "tshark:tshark"
   "prometheus:promtool"
+  "python3-scapy:scapy"
 )
 
 have_command() {
