@@ -34,9 +34,12 @@ public sealed partial class IpsecTests(ITestOutputHelper output)
         Assert.NotNull(server.WaitForLine(l => l == "ready", TimeSpan.FromSeconds(15)));
 
         // Same initiator cookie from both: natd keeps port 500 for both and tells replies apart by the responder cookie.
+        // Both send their first message at one instant and the server holds its first replies 0.2 s,
+        // so the second is held back by natd (cookie collision) and goes out on its retransmission.
         const string cookie = "0x0123456789abcdef";
-        using (var ia = Client(lab, "isakmp", a, "A", "--icookie", cookie))
-        using (var ib = Client(lab, "isakmp", b, "B", "--icookie", cookie))
+        string startAt = (DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0 + 4).ToString("F3", System.Globalization.CultureInfo.InvariantCulture);
+        using (var ia = Client(lab, "isakmp", a, "A", "--icookie", cookie, "--start-at", startAt))
+        using (var ib = Client(lab, "isakmp", b, "B", "--icookie", cookie, "--start-at", startAt))
         {
             var ra = Result(ia, "isakmp");
             var rb = Result(ib, "isakmp");
@@ -44,6 +47,9 @@ public sealed partial class IpsecTests(ITestOutputHelper output)
             Assert.Equal(4, rb.Own);
             Assert.Equal(0, ra.Foreign + rb.Foreign);
         }
+        // natd let one first message through, held the other until the first's responder cookie was known.
+        var firsts = server.StdOutLines.Where(l => l.StartsWith("isakmp from", StringComparison.Ordinal) && l.Contains("rcookie=0000000000000000", StringComparison.Ordinal)).ToList();
+        Assert.Equal(2, firsts.Count);
         // The server saw both from the external address and port 500.
         Assert.Contains(server.StdOutLines, l => l.StartsWith($"isakmp from {lab.GatewayOutside}:500 ", StringComparison.Ordinal) && l.EndsWith("tag=A", StringComparison.Ordinal));
         Assert.Contains(server.StdOutLines, l => l.StartsWith($"isakmp from {lab.GatewayOutside}:500 ", StringComparison.Ordinal) && l.EndsWith("tag=B", StringComparison.Ordinal));

@@ -55,8 +55,14 @@ def server(args):
     esp = socket.socket(socket.AF_INET, socket.SOCK_RAW, 50)
     print("ready", flush=True)
     deadline = time.time() + args.lifetime
+    held = []  # (due, bytes, peer): first-message replies, held so colliding first messages overlap
     while time.time() < deadline:
-        ready, _, _ = select.select([isakmp, natt, esp], [], [], 0.5)
+        now = time.time()
+        for item in [h for h in held if h[0] <= now]:
+            isakmp.sendto(item[1], item[2])
+            held.remove(item)
+        wait = min([0.5] + [max(0, h[0] - now) for h in held])
+        ready, _, _ = select.select([isakmp, natt, esp], [], [], wait)
         for s in ready:
             if s is isakmp:
                 data, peer = s.recvfrom(2048)
@@ -64,10 +70,12 @@ def server(args):
                 if parsed is None:
                     continue
                 icookie, rcookie, tag = parsed
+                print(f"isakmp from {peer[0]}:{peer[1]} icookie={icookie:016x} rcookie={rcookie:016x} tag={tag}", flush=True)
                 if rcookie == 0:
                     rcookie = 0xC0C0_0000_0000_0000 | tag_number(tag)
-                print(f"isakmp from {peer[0]}:{peer[1]} icookie={icookie:016x} tag={tag}", flush=True)
-                s.sendto(isakmp_bytes(icookie, rcookie, tag), peer)
+                    held.append((time.time() + args.hold, isakmp_bytes(icookie, rcookie, tag), peer))
+                else:
+                    s.sendto(isakmp_bytes(icookie, rcookie, tag), peer)
             elif s is natt:
                 data, peer = s.recvfrom(2048)
                 print(f"natt from {peer[0]}:{peer[1]} {data.decode(errors='replace')}", flush=True)
@@ -91,6 +99,8 @@ def client_isakmp(args):
     s.bind((args.src, 500))
     own = foreign = sent = 0
     rcookie = 0
+    if args.start_at > 0:
+        time.sleep(max(0.0, args.start_at - time.time()))  # both clients' first messages at once
     deadline = time.time() + args.timeout
     while rcookie == 0 and time.time() < deadline:
         s.sendto(isakmp_bytes(args.icookie, 0, args.tag), (args.dst, 500))
@@ -185,6 +195,8 @@ def main():
     p.add_argument("--wait", type=float, default=1.0)
     p.add_argument("--timeout", type=float, default=10.0)
     p.add_argument("--lifetime", type=float, default=120.0)
+    p.add_argument("--hold", type=float, default=0.2, help="server: seconds a reply to a first ISAKMP message is held")
+    p.add_argument("--start-at", type=float, default=0.0, help="client: wall-clock time (epoch s) to send the first message")
     args = p.parse_args()
     return {"server": server, "isakmp": client_isakmp, "esp": client_esp, "natt": client_natt}[args.role](args)
 
