@@ -23,6 +23,7 @@ wanted=(
   "tftpd-hpa:in.tftpd"
   "tftp-hpa:tftp"
   "ngircd:ngircd"
+  "python3-scapy:scapy"
 )
 
 have_command() {

@@ -68,6 +68,22 @@ public enum DropReason : byte
     AlgRefused,
     /// <summary>GRE version 1 (PPTP, RFC 2637 section 4.1) whose header is malformed (flags, protocol 0x880B, or shorter than its optional fields).</summary>
     BadGre,
+    /// <summary>AH (IP protocol 51) with IPsec masquerading on: its ICV covers the addresses NAT rewrites (RFC 4302), so it is refused.</summary>
+    AhRefused,
+    /// <summary>ESP with SPI 0, reserved by RFC 4303 section 2.1.</summary>
+    EspZeroSpi,
+    /// <summary>A new outbound ESP SPI to a remote host while another inside host waits there for its inbound SPI (VPN Masquerade HOWTO 6: serialised init).</summary>
+    EspSerialised,
+    /// <summary>An outbound ESP SPI ran out of init retries while serialised; refused for the init timeout.</summary>
+    EspRefused,
+    /// <summary>ESP to a remote host another inside host already has ESP with, parallel sessions off.</summary>
+    EspRemoteInUse,
+    /// <summary>Inbound ESP with an unknown SPI that no inside host can be associated with.</summary>
+    EspNoAssociation,
+    /// <summary>Inbound ISAKMP (UDP 500) whose cookies match no inside host.</summary>
+    IsakmpNoEntry,
+    /// <summary>Outbound ISAKMP with another inside host's initiator cookie to the same remote host, held until that host's responder cookie is known.</summary>
+    IsakmpCookieCollision,
 }
 
 /// <summary>Names for <see cref="DropReason"/>.</summary>

@@ -36,6 +36,7 @@ public sealed partial class NatEngine
                 RelatedTo = TryGetControl(i, out FlowKey control) ? DescribeControl(control) : null,
             });
         }
+        CollectIpsecSessions(into, nowMs);
     }
 
     /// <summary>Lower-case ALG name as configuration and natctl spell it.</summary>
@@ -124,7 +125,7 @@ public sealed partial class NatEngine
 
     /// <summary>Deletes every session (natctl flush). Must run on the engine's thread.</summary>
     /// <returns>Sessions deleted.</returns>
-    public int Flush() => Table.Clear();
+    public int Flush() => Table.Clear() + _ipsec.Clear();
 
     /// <summary>Human name of a TCP session's state, as listed by natctl.</summary>
     public static string TcpStateName(TcpSeen seen)

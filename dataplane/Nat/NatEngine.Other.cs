@@ -78,6 +78,10 @@ public sealed partial class NatEngine
             Counters.BytesIn2Out += ipSpan.Length;
             return SendTo(Side.Outside, slot[..length], nextHop);
         }
+        if (proto is IpProtocol.Esp or IpProtocol.Ah && IpsecOn && TryIpsecIn2Out(slot, ref length, ipSpan, nextHop, out Verdict ipsec))
+        {
+            return ipsec;
+        }
         var key = new FlowKey(src, dst, 0, 0, proto);
         int s = LookupIn2Out(key);
         if (s < 0)
@@ -131,6 +135,10 @@ public sealed partial class NatEngine
             {
                 return g == GreMatch.Sent ? gv : Drop(DropReason.BadGre);
             }
+        }
+        if (proto is IpProtocol.Esp or IpProtocol.Ah && IpsecOn && TryIpsecOut2In(slot, ref length, ipSpan, ihl, out Verdict ipsec))
+        {
+            return ipsec;
         }
         int s = LookupOut2In(new FlowKey(src, dst, 0, 0, proto));
         uint inside;

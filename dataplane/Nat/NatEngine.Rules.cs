@@ -94,6 +94,7 @@ public sealed partial class NatEngine
             }
         }
         ReserveTriggerPorts();
+        ReserveIsakmpPorts();
     }
 
     /// <summary>

@@ -125,6 +125,11 @@ public sealed partial class NatEngine
         {
             return Drop(DropReason.NoRoute);
         }
+        if (proto == IpProtocol.Udp && key.SourcePort == IsakmpPortRaw && key.DestinationPort == IsakmpPortRaw && !hairpin && IpsecOn
+            && TryIsakmpIn2Out(slot, ref length, ipSpan, ihl, key, nextHop, out Verdict isakmp))
+        {
+            return isakmp; // ISAKMP keeps port 500 and is routed back by cookies (VPN Masquerade HOWTO 6)
+        }
         int s = LookupIn2Out(key);
         if (s < 0)
         {
@@ -241,6 +246,11 @@ public sealed partial class NatEngine
             key = PortKey(ip, l4, proto, out tcpFlags);
         }
 
+        if (proto == IpProtocol.Udp && key.DestinationPort == IsakmpPortRaw && !transit && !hairpin && IpsecOn
+            && TryIsakmpOut2In(slot, ref length, ipSpan, ihl, key, out Verdict isakmp))
+        {
+            return isakmp;
+        }
         int s = LookupOut2In(key);
         if (s < 0)
         {

@@ -121,6 +121,7 @@ public sealed partial class NatEngine
         _poolIndex = IndexPool(_pool);
         ulong seed = _options.Seed ?? BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
         _seed = seed;
+        _ipsec = NewIpsec(settings, _options.Shard);
         var ports = new PortAllocator(_pool.Length, settings.PortMin, settings.PortMax, seed ^ 0x5DEECE66DUL, _options.Shard, _options.Shards);
         // limits.sessions is the whole dataplane's; each shard holds its share.
         Table = new SessionTable(Math.Max(1, (settings.MaxSessions + _options.Shards - 1) / _options.Shards), ports, seed);
@@ -350,6 +351,7 @@ public sealed partial class NatEngine
         }
         CompileRules(next);
         RefreshTimeouts();
+        RefreshIpsec();
         if (next.Filtering != FilteringBehaviour.AddressAndPortDependent)
         {
             Table.EnableExternalIndex();
@@ -489,7 +491,8 @@ public sealed partial class NatEngine
         ExpireHeld(nowMs);
         SweepAlg(nowMs);
         SweepGreCalls(nowMs, budget);
-        return Table.Expire(nowMs, _settings.Timeouts, budget);
+        int n = Table.Expire(nowMs, _settings.Timeouts, budget);
+        return n + _ipsec.Expire(nowMs, Math.Max(0, budget - n));
     }
 
     private long _now;

@@ -28,6 +28,8 @@ public static class IpProtocol
     public const byte Gre = 47;
     /// <summary>ESP (RFC 4303).</summary>
     public const byte Esp = 50;
+    /// <summary>AH (RFC 4302): its ICV covers the IP addresses, so it cannot be masqueraded.</summary>
+    public const byte Ah = 51;
 }
 
 /// <summary>View of an Ethernet II header: 14 bytes, destination MAC, source MAC, EtherType.</summary>

@@ -13,7 +13,8 @@ namespace Natd.Dataplane.Workers;
 /// <item>inside to outside: the inside source address's hash, so a subscriber's sessions all live in one shard;</item>
 /// <item>outside to inside, to a pool address: the destination port (or ICMP identifier, or the
 /// quoted source port of an ICMP error) modulo the shard count, the slice that allocated it;</item>
-/// <item>port forwards, their backends, port-less protocols, protocol forwards and port-trigger traffic: shard 0;</item>
+/// <item>port forwards, their backends, port-less protocols, protocol forwards, port-trigger traffic and, with IPsec
+/// masquerading on, ISAKMP (UDP 500 to 500 inside, UDP to port 500 of an own address outside): shard 0;</item>
 /// <item>replies to flows a rule accepted untranslated: the inside destination's hash;</item>
 /// <item>everything else (ARP, natd's own addresses, malformed frames): the receiving poller.</item>
 /// </list>
@@ -27,6 +28,8 @@ public sealed class ShardRouter
     private readonly HashSet<uint> _backends;
     private readonly ulong _seed;
     private readonly bool _hasTriggers;
+    private readonly bool _isakmp;
+    private static readonly ushort IsakmpRaw = FlowKey.PortToRaw(NatEngine.IsakmpPort);
 
     /// <summary>Creates a router for <paramref name="shards"/> shards.</summary>
     public ShardRouter(NatSettings settings, int shards, ulong seed)
@@ -34,6 +37,7 @@ public sealed class ShardRouter
         _shards = shards;
         _settings = settings;
         _seed = seed;
+        _isakmp = settings.Algs.Ipsec.Enabled;
         _own = [.. settings.Pool, settings.Inside.Address.Address, settings.Outside.Address.Address];
         _backends = [];
         _hasTriggers = settings.Algs.Triggers.Count > 0;
@@ -73,9 +77,9 @@ public sealed class ShardRouter
         bool ported = proto is IpProtocol.Tcp or IpProtocol.Udp or IpProtocol.Icmp;
         if (ingress == Side.Inside)
         {
-            if (!ported)
+            if (!ported || (_isakmp && proto == IpProtocol.Udp && Checksum.ReadRaw16(l4, 0) == IsakmpRaw && Checksum.ReadRaw16(l4, 2) == IsakmpRaw))
             {
-                return 0;
+                return 0; // ESP/ISAKMP state (IPsec masquerading) lives in shard 0
             }
             if (_hasTriggers && proto != IpProtocol.Icmp && IsTriggerTraffic(proto, Checksum.ReadRaw16(l4, 0), Checksum.ReadRaw16(l4, 2)))
             {
@@ -117,7 +121,8 @@ public sealed class ShardRouter
             };
         }
         ushort dport = Checksum.ReadRaw16(l4, 2);
-        if (IsForward(proto, dst, FlowKey.PortToHost(dport)) || (_hasTriggers && IsTriggerTraffic(proto, dport, dport)))
+        if (IsForward(proto, dst, FlowKey.PortToHost(dport)) || (_isakmp && proto == IpProtocol.Udp && dport == IsakmpRaw)
+            || (_hasTriggers && IsTriggerTraffic(proto, dport, dport)))
         {
             return 0;
         }

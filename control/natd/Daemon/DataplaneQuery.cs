@@ -67,6 +67,7 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers, ShardL
         long i2o = 0, o2i = 0, bi2o = 0, bo2i = 0, rx = 0, tx = 0, created = 0, deleted = 0, tcp = 0, udp = 0, icmp = 0;
         var ruleHits = new Dictionary<string, long>();
         long refusals = 0, hairpins = 0, protoFwd = 0;
+        long esp = 0, isakmp = 0, espAssociated = 0, espToRekeyed = 0, cookiesLearned = 0;
         long est = 0, trans = 0, udpC = 0, icmpC = 0, eventsDropped = 0;
         double busy = 0;
         var ports = new List<PortUsage>();
@@ -106,6 +107,9 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers, ShardL
             }
             expCreated += ac.ExpectationsCreated; expUsed += ac.ExpectationsUsed; expExpired += ac.ExpectationsExpired;
             expRefused += ac.ExpectationsRefused; expPending += p.Engine.ExpectationCount;
+            var ipsec = p.Engine.Ipsec;
+            esp += ipsec.EspCount; isakmp += ipsec.IsakmpCount;
+            espAssociated += ipsec.Associated; espToRekeyed += ipsec.AssociatedToRekeyed; cookiesLearned += ipsec.CookiesLearned;
             long elapsed = System.Diagnostics.Stopwatch.GetTimestamp() - p.Stats.StartedTicks;
             busy += elapsed > 0 ? (double)p.Stats.BusyTicks / elapsed : 0;
             var pool = p.Engine.Settings.Pool;
@@ -122,7 +126,7 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers, ShardL
             PacketsIn2Out = i2o, PacketsOut2In = o2i, BytesIn2Out = bi2o, BytesOut2In = bo2i,
             FramesReceived = rx, FramesTransmitted = tx,
             Drops = drops,
-            Sessions = new Dictionary<string, long> { ["tcp"] = tcp, ["udp"] = udp, ["icmp"] = icmp },
+            Sessions = new Dictionary<string, long> { ["tcp"] = tcp, ["udp"] = udp, ["icmp"] = icmp, ["esp"] = esp, ["isakmp"] = isakmp },
             SessionsCreated = created, SessionsDeleted = deleted,
             Gateway = new Dictionary<string, long>
             {
@@ -130,6 +134,8 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers, ShardL
                 ["echo-replies-sent"] = echo, ["frames-held-for-arp"] = held, ["checksums-completed"] = csum,
                 ["icmp-errors-translated"] = icmpXlat, ["forward-backend-refusals"] = refusals,
                 ["hairpinned"] = hairpins, ["protocol-forwarded"] = protoFwd,
+                ["esp-spis-associated"] = espAssociated, ["esp-spis-to-rekeyed-host"] = espToRekeyed,
+                ["isakmp-cookies-learned"] = cookiesLearned,
             },
             RuleHits = ruleHits,
             SessionsByState = new Dictionary<string, long>

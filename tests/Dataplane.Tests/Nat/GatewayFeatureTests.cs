@@ -61,7 +61,7 @@ public class GatewayFeatureTests
             6 => Tcp(src, 40000, dst, dport, 0x02),
             17 => Udp(src, 40000, dst, dport),
             1 => Icmp(src, dst, 8, 0, 1, 1),
-            _ => Wrap(src, dst, proto, new byte[16], 64, null, null),
+            _ => Wrap(src, dst, proto, [0, 0, 0x10, 0x01, .. new byte[12]], 64, null, null), // ESP SPI 0x1001 (0 is reserved, RFC 4303)
         };
         var v = h.Run(f, Side.Inside, out var o);
         switch (expected)

@@ -1,0 +1,112 @@
+using System.Text.RegularExpressions;
+using Natd.Control.Lab;
+using Xunit.Abstractions;
+
+namespace Natd.Tests.EndToEnd;
+
+/// <summary>
+/// IPsec masquerading through the real daemon (VPN Masquerade HOWTO section 6): two inside clients
+/// (10.0.0.2 and 10.0.0.3) run ISAKMP from port 500 with the same initiator cookie, then ESP, then
+/// NAT-T, against one scapy-built peer on the outside host; each must get only its own replies.
+/// Defaults apply: IPsec on, parallel sessions off, so the second client's ESP to the same remote
+/// host is refused while the first holds it.
+/// </summary>
+[Collection(EndToEndCollection.Name)]
+[Trait("Category", "EndToEnd")]
+public sealed partial class IpsecTests(ITestOutputHelper output)
+{
+    private static readonly TimeSpan Step = TimeSpan.FromSeconds(30);
+
+    private static string Script => Path.Combine(AppContext.BaseDirectory, "Scripts", "ipsec_lab.py");
+
+    [RootTheory]
+    [InlineData("natd")]
+    [InlineData("natd-w1")]
+    public void Two_clients_share_an_initiator_cookie_and_each_gets_only_its_own_isakmp_esp_and_nat_t_replies(string kind)
+    {
+        Assert.True(HasScapy(), "python3-scapy is not installed (control/install-deps.sh installs it)");
+        using var scenario = Scenario.Start(kind, output);
+        var lab = scenario.Lab;
+        var second = lab.AddInsideHostAddress("10.0.0.3/24");
+        string a = lab.InsideHost.ToString(), b = second.ToString(), remote = lab.OutsideHost.ToString();
+
+        using var server = lab.StartIn(lab.OutsideNs, "/usr/bin/python3", Script, "server", "--lifetime", "90");
+        Assert.NotNull(server.WaitForLine(l => l == "ready", TimeSpan.FromSeconds(15)));
+
+        // Same initiator cookie from both: natd keeps port 500 for both and tells replies apart by the responder cookie.
+        // Both send their first message at one instant and the server holds its first replies 0.2 s,
+        // so the second is held back by natd (cookie collision) and goes out on its retransmission.
+        const string cookie = "0x0123456789abcdef";
+        string startAt = (DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0 + 4).ToString("F3", System.Globalization.CultureInfo.InvariantCulture);
+        using (var ia = Client(lab, "isakmp", a, "A", "--icookie", cookie, "--start-at", startAt))
+        using (var ib = Client(lab, "isakmp", b, "B", "--icookie", cookie, "--start-at", startAt))
+        {
+            var ra = Result(ia, "isakmp");
+            var rb = Result(ib, "isakmp");
+            Assert.Equal(4, ra.Own);
+            Assert.Equal(4, rb.Own);
+            Assert.Equal(0, ra.Foreign + rb.Foreign);
+        }
+        // natd let one first message through, held the other until the first's responder cookie was known.
+        var firsts = server.StdOutLines.Where(l => l.StartsWith("isakmp from", StringComparison.Ordinal) && l.Contains("rcookie=0000000000000000", StringComparison.Ordinal)).ToList();
+        Assert.Equal(2, firsts.Count);
+        // The server saw both from the external address and port 500.
+        Assert.Contains(server.StdOutLines, l => l.StartsWith($"isakmp from {lab.GatewayOutside}:500 ", StringComparison.Ordinal) && l.EndsWith("tag=A", StringComparison.Ordinal));
+        Assert.Contains(server.StdOutLines, l => l.StartsWith($"isakmp from {lab.GatewayOutside}:500 ", StringComparison.Ordinal) && l.EndsWith("tag=B", StringComparison.Ordinal));
+
+        using (var ea = Client(lab, "esp", a, "A", "--spi", "0x1001"))
+        {
+            var r = Result(ea, "esp");
+            Assert.Equal(5, r.Own);
+            Assert.Equal(0, r.Foreign);
+        }
+        using (var eb = Client(lab, "esp", b, "B", "--spi", "0x1002", "--count", "3", "--wait", "0.5"))
+        {
+            var r = Result(eb, "esp");
+            Assert.Equal(0, r.Own); // parallel sessions off: the remote host is A's
+            Assert.Equal(0, r.Foreign);
+        }
+        using (var ea = Client(lab, "esp", a, "A", "--spi", "0x1001", "--count", "2"))
+        {
+            var r = Result(ea, "esp");
+            Assert.Equal(2, r.Own); // A's association survived B's attempts
+            Assert.Equal(0, r.Foreign);
+        }
+        Assert.Contains(server.StdOutLines, l => l == $"esp from {lab.GatewayOutside} spi=00001001 tag=A");
+        Assert.DoesNotContain(server.StdOutLines, l => l.StartsWith("esp from", StringComparison.Ordinal) && l.EndsWith("tag=B", StringComparison.Ordinal));
+
+        // NAT-T (UDP 4500) is ordinary UDP: both clients on port 4500 get distinct external ports.
+        using (var na = Client(lab, "natt", a, "A"))
+        using (var nb = Client(lab, "natt", b, "B"))
+        {
+            Assert.Equal((1, 0), Pair(Result(na, "natt")));
+            Assert.Equal((1, 0), Pair(Result(nb, "natt")));
+        }
+        var natt = server.StdOutLines.Where(l => l.StartsWith("natt from", StringComparison.Ordinal)).ToList();
+        Assert.Equal(2, natt.Count);
+        Assert.All(natt, l => Assert.StartsWith($"natt from {lab.GatewayOutside}:", l));
+        scenario.Pass();
+    }
+
+    private static (int, int) Pair((int Own, int Foreign) r) => (r.Own, r.Foreign);
+
+    private LabProcess Client(LabTopology lab, string phase, string src, string tag, params string[] extra)
+        => lab.StartIn(lab.InsideNs, "/usr/bin/python3", [Script, phase, "--src", src, "--tag", tag, "--dst", lab.OutsideHost.ToString(), .. extra]);
+
+    private (int Own, int Foreign) Result(LabProcess p, string phase)
+    {
+        Assert.True(p.WaitForExit(Step), $"{phase} client did not finish: {p.Dump()}");
+        output.WriteLine(p.Dump());
+        var line = p.StdOutLines.LastOrDefault(l => l.StartsWith(phase + " ", StringComparison.Ordinal));
+        Assert.NotNull(line);
+        var m = ResultLine().Match(line);
+        Assert.True(m.Success, line);
+        return (int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture),
+            int.Parse(m.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    private static bool HasScapy() => Sh.TryRun(TimeSpan.FromSeconds(20), "/usr/bin/python3", "-c", "import scapy.layers.isakmp").ExitCode == 0;
+
+    [GeneratedRegex(@"own=(\d+) foreign=(\d+)")]
+    private static partial Regex ResultLine();
+}
