@@ -35,7 +35,7 @@ public struct LineDecision
 /// <summary>
 /// Common frame handling of ALGs whose control protocol is text lines over TCP (FTP, IRC): per
 /// connection it tracks where lines start in each direction, offers each complete line that starts
-/// at a segment start to <see cref="Decide"/>, splices rewrites, replays the last rewrite on
+/// a new in-order segment to <see cref="Decide"/> (retransmissions are not parsed again), splices rewrites, replays the last rewrite on
 /// retransmissions and corrects seq/ack/SACK of every later segment (<see cref="TcpStreamEdits"/>).
 /// A line split across segments or longer than <see cref="MaxLineLength"/> is never rewritten;
 /// when it looks like a command the ALG acts on (<see cref="LooksInteresting"/>) it is counted in
@@ -95,17 +95,20 @@ public abstract class TcpLineAlgHandler : IAlgHandler
         {
             // Data on a SYN (TCP Fast Open) is left alone: no FTP or IRC client sends a command there.
             bool endsLine = buffer[segment.PayloadOffset + payloadLength - 1] == (byte)'\n';
-            uint dataSeq = seq;
             if (state.Edits.TryReplay(direction, buffer, ref length, ref segment))
             {
                 actions.Rewrites++;
                 changed = true;
             }
-            else if (lines.IsLineStart(dataSeq))
+            else if (lines.IsNewLine(seq))
             {
                 changed = HandleLine(connection, direction, buffer, ref length, ref segment, reservedPort, actions, state);
             }
-            lines.Advance(dataSeq, payloadLength, endsLine);
+            else if (lines.IsAhead(seq) && LooksInteresting(direction, segment.Payload(buffer)[..Math.Min(payloadLength, MaxLineLength)]))
+            {
+                actions.Refused++; // out of order: where its lines start is unknown
+            }
+            lines.Advance(seq, payloadLength, endsLine);
         }
         if (state.Edits.Adjust(direction, buffer, segment) | changed)
         {
@@ -189,11 +192,15 @@ public abstract class TcpLineAlgHandler : IAlgHandler
         }
 
         /// <summary>
-        /// In order: a line starts here when the previous segment ended one. Out of order or a
-        /// retransmission (no replay matched): assume a segment start is a line start, as senders
-        /// of these protocols write a line per segment; the address checks still apply.
+        /// New data that starts a line: the next segment in order after one that ended a line (or
+        /// the first segment seen, when the handshake was missed). A retransmission is never
+        /// parsed again (only the last edit is replayed), so its bytes stay what the peer may
+        /// already have; a segment ahead of a gap has no known line start.
         /// </summary>
-        public readonly bool IsLineStart(uint seq) => !_synced || seq != _next || _atLineStart;
+        public readonly bool IsNewLine(uint seq) => !_synced || (seq == _next && _atLineStart);
+
+        /// <summary>True for a segment that starts beyond the next expected byte (an earlier one is missing).</summary>
+        public readonly bool IsAhead(uint seq) => _synced && SeqMath.After(seq, _next);
 
         public void Advance(uint seq, int payloadLength, bool endsLine)
         {

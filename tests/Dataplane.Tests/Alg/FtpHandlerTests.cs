@@ -102,6 +102,27 @@ public class FtpHandlerTests
     }
 
     [Fact]
+    public void Retransmission_of_a_refused_command_stays_unchanged_even_with_a_reserved_port()
+    {
+        var (h, a) = Open();
+        var f = Cmd("PORT 10,0,0,2,195,80\r\n");
+        Assert.Equal(f, Run(h, AlgDirection.In2Out, f, a, reservedPort: 0));
+        Assert.Equal(1, a.Refused);
+        Assert.Equal(f, Run(h, AlgDirection.In2Out, f, a, reservedPort: 40001));
+        Assert.Empty(a.Expectations);
+    }
+
+    [Fact]
+    public void Command_ahead_of_a_gap_is_refused()
+    {
+        var (h, a) = Open();
+        var f = Cmd("PORT 10,0,0,2,195,80\r\n", seq: 1100);
+        Assert.Equal(f, Run(h, AlgDirection.In2Out, f, a, reservedPort: 40001));
+        Assert.Equal(1, a.Refused);
+        Assert.Empty(a.Expectations);
+    }
+
+    [Fact]
     public void Coalesced_retransmission_reproduces_the_edit_and_moves_the_rest()
     {
         var (h, a) = Open();
