@@ -31,16 +31,6 @@ internal static class AsciiText
         return true;
     }
 
-    /// <summary>
-    /// True when <paramref name="text"/> could be the start of <paramref name="upperWord"/> or
-    /// starts with it (an incomplete command that may be the one watched for).
-    /// </summary>
-    public static bool CouldBe(ReadOnlySpan<byte> text, ReadOnlySpan<byte> upperWord)
-    {
-        int n = Math.Min(text.Length, upperWord.Length);
-        return n > 0 && EqualsIgnoreCase(text[..n], upperWord[..n]);
-    }
-
     /// <summary>Index of <paramref name="upperWord"/> in <paramref name="text"/> (case-insensitive), or -1.</summary>
     public static int IndexOfIgnoreCase(ReadOnlySpan<byte> text, ReadOnlySpan<byte> upperWord)
     {

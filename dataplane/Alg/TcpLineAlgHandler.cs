@@ -72,7 +72,7 @@ public abstract class TcpLineAlgHandler : IAlgHandler
     /// <inheritdoc />
     public int Handle(in AlgConnection connection, AlgDirection direction, Span<byte> buffer, int length, ushort reservedPort, AlgActions actions, long nowMs)
     {
-        if ((uint)length > (uint)buffer.Length || !TcpSegment.TryParse(buffer[..length], out var segment))
+        if ((uint)length > (uint)buffer.Length || !FrameLayout.TryParseTcp(buffer[..length], out var segment))
         {
             return length;
         }
@@ -135,7 +135,7 @@ public abstract class TcpLineAlgHandler : IAlgHandler
         return n;
     }
 
-    private bool HandleLine(in AlgConnection connection, AlgDirection direction, Span<byte> buffer, ref int length, ref TcpSegment segment,
+    private bool HandleLine(in AlgConnection connection, AlgDirection direction, Span<byte> buffer, ref int length, ref FrameLayout segment,
         ushort reservedPort, AlgActions actions, ConnectionState state)
     {
         Span<byte> payload = segment.Payload(buffer);

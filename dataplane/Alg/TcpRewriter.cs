@@ -26,14 +26,14 @@ public static class TcpRewriter
     /// <param name="removeLength">Number of bytes replaced.</param>
     /// <param name="insert">New bytes.</param>
     /// <returns>False, frame untouched, when the range is outside the payload or the result would exceed the buffer or 65535 bytes.</returns>
-    public static bool Splice(Span<byte> buffer, ref int length, ref TcpSegment segment, int payloadOffset, int removeLength, ReadOnlySpan<byte> insert)
+    public static bool Splice(Span<byte> buffer, ref int length, ref FrameLayout segment, int payloadOffset, int removeLength, ReadOnlySpan<byte> insert)
     {
         if (payloadOffset < 0 || removeLength < 0 || payloadOffset > segment.PayloadLength - removeLength)
         {
             return false;
         }
         int newTotal = segment.TotalLength - removeLength + insert.Length;
-        if (newTotal > ushort.MaxValue || TcpSegment.IpOffset + newTotal > buffer.Length)
+        if (newTotal > ushort.MaxValue || FrameLayout.IpOffset + newTotal > buffer.Length)
         {
             return false;
         }
@@ -44,7 +44,7 @@ public static class TcpRewriter
         buffer.Slice(tailFrom, tailLength).CopyTo(buffer[(start + insert.Length)..]);
         insert.CopyTo(buffer[start..]);
         segment.TotalLength = newTotal;
-        var ip = new Ipv4Header(buffer[TcpSegment.IpOffset..]);
+        var ip = new Ipv4Header(buffer[FrameLayout.IpOffset..]);
         ip.TotalLength = newTotal;
         ip.UpdateChecksum();
         length = segment.FrameLength;
@@ -53,11 +53,11 @@ public static class TcpRewriter
     }
 
     /// <summary>Recomputes the TCP checksum over the pseudo header (RFC 793 section 3.1), header and payload.</summary>
-    public static void FixTcpChecksum(Span<byte> buffer, in TcpSegment segment)
+    public static void FixTcpChecksum(Span<byte> buffer, in FrameLayout segment)
         => FixL4Checksum(buffer, segment, IpProtocol.Tcp, Tcp.ChecksumOffset);
 
     /// <summary>Recomputes the UDP checksum (RFC 768; a computed 0 is sent as 0xFFFF).</summary>
-    public static void FixUdpChecksum(Span<byte> buffer, in TcpSegment segment)
+    public static void FixUdpChecksum(Span<byte> buffer, in FrameLayout segment)
         => FixL4Checksum(buffer, segment, IpProtocol.Udp, Udp.ChecksumOffset);
 
     /// <summary>
@@ -66,10 +66,10 @@ public static class TcpRewriter
     /// The checksum is not fixed.
     /// </summary>
     /// <returns>True when a field changed.</returns>
-    public static bool AdjustSeqAck(Span<byte> buffer, in TcpSegment segment, in SeqAdjustWay self, in SeqAdjustWay other)
+    public static bool AdjustSeqAck(Span<byte> buffer, in FrameLayout segment, in SeqAdjustWay self, in SeqAdjustWay other)
     {
         bool changed = false;
-        Span<byte> tcp = buffer.Slice(segment.TcpOffset, segment.TcpHeaderLength);
+        Span<byte> tcp = buffer.Slice(segment.L4Offset, segment.L4HeaderLength);
         if (!self.IsIdentity)
         {
             uint seq = BinaryPrimitives.ReadUInt32BigEndian(tcp[4..]);
@@ -132,11 +132,11 @@ public static class TcpRewriter
         return changed;
     }
 
-    private static void FixL4Checksum(Span<byte> buffer, in TcpSegment segment, byte protocol, int checksumOffset)
+    private static void FixL4Checksum(Span<byte> buffer, in FrameLayout segment, byte protocol, int checksumOffset)
     {
-        var ip = new Ipv4Header(buffer[TcpSegment.IpOffset..]);
+        var ip = new Ipv4Header(buffer[FrameLayout.IpOffset..]);
         int l4Length = segment.TotalLength - segment.IpHeaderLength;
-        Span<byte> l4 = buffer.Slice(segment.TcpOffset, l4Length);
+        Span<byte> l4 = buffer.Slice(segment.L4Offset, l4Length);
         Checksum.WriteRaw16(l4, checksumOffset, 0);
         ushort c = Checksum.Compute(l4, Checksum.PseudoHeaderSum(ip.Source, ip.Destination, protocol, l4Length));
         if (c == 0 && protocol == IpProtocol.Udp)

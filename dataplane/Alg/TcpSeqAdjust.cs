@@ -35,7 +35,7 @@ public struct SeqAdjustWay
         {
             return true;
         }
-        if (OffsetBefore == OffsetAfter || SeqMath.After(seq, CorrectionPos))
+        if (CanRecord(seq))
         {
             CorrectionPos = seq;
             OffsetBefore = OffsetAfter;
@@ -44,6 +44,9 @@ public struct SeqAdjustWay
         }
         return false;
     }
+
+    /// <summary>True when a length change in the segment at <paramref name="seq"/> can be tracked (see <see cref="Record"/>).</summary>
+    public readonly bool CanRecord(uint seq) => OffsetBefore == OffsetAfter || SeqMath.After(seq, CorrectionPos);
 
     /// <summary>The sequence number on the wire for a segment the sender numbered <paramref name="seq"/>.</summary>
     public readonly uint MapSeq(uint seq) => seq + (uint)(SeqMath.After(seq, CorrectionPos) ? OffsetAfter : OffsetBefore);
@@ -86,7 +89,7 @@ public sealed class TcpStreamEdits
     /// its direction, re-applies that edit: same replacement bytes, no new correction.
     /// </summary>
     /// <returns>True when the frame was rewritten (<paramref name="length"/> and <paramref name="segment"/> updated).</returns>
-    public bool TryReplay(AlgDirection direction, Span<byte> buffer, ref int length, ref TcpSegment segment)
+    public bool TryReplay(AlgDirection direction, Span<byte> buffer, ref int length, ref FrameLayout segment)
     {
         LastEdit e = _last[(int)direction];
         if (e.Original is null || e.Replacement is null)
@@ -111,13 +114,13 @@ public sealed class TcpStreamEdits
     /// retransmissions. <paramref name="segment"/> must be the unadjusted segment (original sequence).
     /// </summary>
     /// <returns>False, frame untouched, when the result does not fit the buffer or the change cannot be tracked.</returns>
-    public bool TryEdit(AlgDirection direction, Span<byte> buffer, ref int length, ref TcpSegment segment,
+    public bool TryEdit(AlgDirection direction, Span<byte> buffer, ref int length, ref FrameLayout segment,
         int offset, int removeLength, ReadOnlySpan<byte> replacement, int unitLength)
     {
         uint seq = segment.Seq(buffer);
         ref SeqAdjustWay way = ref Way(direction);
         int delta = replacement.Length - removeLength;
-        if (delta != 0 && !way.IsIdentity && way.OffsetBefore != way.OffsetAfter && !SeqMath.After(seq, way.CorrectionPos))
+        if (delta != 0 && !way.CanRecord(seq))
         {
             return false; // an edit before the last one would need a second correction position
         }
@@ -148,7 +151,7 @@ public sealed class TcpStreamEdits
     /// and SACK blocks by the other direction's. Does not fix the checksum.
     /// </summary>
     /// <returns>True when a field changed.</returns>
-    public bool Adjust(AlgDirection direction, Span<byte> buffer, in TcpSegment segment)
+    public bool Adjust(AlgDirection direction, Span<byte> buffer, in FrameLayout segment)
     {
         ref SeqAdjustWay self = ref Way(direction);
         ref SeqAdjustWay other = ref Way(direction == AlgDirection.In2Out ? AlgDirection.Out2In : AlgDirection.In2Out);

@@ -27,8 +27,8 @@ public sealed class FtpHandler : TcpLineAlgHandler
     /// <inheritdoc />
     protected override bool LooksInteresting(AlgDirection direction, ReadOnlySpan<byte> start)
         => direction == AlgDirection.In2Out
-            ? AsciiText.CouldBe(start, "PORT "u8) || AsciiText.CouldBe(start, "EPRT "u8)
-            : AsciiText.CouldBe(start, "227"u8) || AsciiText.CouldBe(start, "229"u8);
+            ? AsciiText.StartsWithIgnoreCase(start, "PORT"u8) || AsciiText.StartsWithIgnoreCase(start, "EPRT"u8)
+            : start.StartsWith("227"u8) || start.StartsWith("229"u8);
 
     private static LineDecision DecideCommand(in AlgConnection connection, ReadOnlySpan<byte> line, ushort reservedPort, Span<byte> replacement)
     {

@@ -27,7 +27,7 @@ public sealed class TftpHandler : IAlgHandler
     /// <inheritdoc />
     public int Handle(in AlgConnection connection, AlgDirection direction, Span<byte> buffer, int length, ushort reservedPort, AlgActions actions, long nowMs)
     {
-        if ((uint)length > (uint)buffer.Length || !TcpSegment.TryParseUdp(buffer[..length], out var datagram))
+        if ((uint)length > (uint)buffer.Length || !FrameLayout.TryParseUdp(buffer[..length], out var datagram))
         {
             return length;
         }

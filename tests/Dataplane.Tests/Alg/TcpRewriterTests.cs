@@ -5,11 +5,11 @@ namespace Natd.Tests.Alg;
 
 public class TcpRewriterTests
 {
-    private static (byte[] buffer, int length, TcpSegment seg) Load(byte[] frame, int room = 256)
+    private static (byte[] buffer, int length, FrameLayout seg) Load(byte[] frame, int room = 256)
     {
         var buffer = new byte[frame.Length + room];
         frame.CopyTo(buffer, 0);
-        Assert.True(TcpSegment.TryParse(buffer.AsSpan(0, frame.Length), out var seg));
+        Assert.True(FrameLayout.TryParseTcp(buffer.AsSpan(0, frame.Length), out var seg));
         return (buffer, frame.Length, seg);
     }
 
@@ -104,18 +104,18 @@ public class TcpRewriterTests
     public void Parser_rejects_fragments_other_protocols_and_bad_lengths()
     {
         var f = Tcp(AlgDirection.In2Out, 0x18, 1, 1, Bytes("x"));
-        Assert.True(TcpSegment.TryParse(f, out _));
+        Assert.True(FrameLayout.TryParseTcp(f, out _));
         var frag = (byte[])f.Clone();
         frag[20] |= 0x20; // MF
-        Assert.False(TcpSegment.TryParse(frag, out _));
+        Assert.False(FrameLayout.TryParseTcp(frag, out _));
         var longer = (byte[])f.Clone();
         longer[17] += 10; // total length beyond the frame
-        Assert.False(TcpSegment.TryParse(longer, out _));
+        Assert.False(FrameLayout.TryParseTcp(longer, out _));
         var badOffset = (byte[])f.Clone();
         badOffset[14 + 20 + 12] = 0x30; // data offset 12 bytes
-        Assert.False(TcpSegment.TryParse(badOffset, out _));
-        Assert.False(TcpSegment.TryParse(Udp(AlgDirection.In2Out, [1, 2]), out _));
-        Assert.True(TcpSegment.TryParseUdp(Udp(AlgDirection.In2Out, [1, 2]), out var u));
+        Assert.False(FrameLayout.TryParseTcp(badOffset, out _));
+        Assert.False(FrameLayout.TryParseTcp(Udp(AlgDirection.In2Out, [1, 2]), out _));
+        Assert.True(FrameLayout.TryParseUdp(Udp(AlgDirection.In2Out, [1, 2]), out var u));
         Assert.Equal(2, u.PayloadLength);
     }
 }

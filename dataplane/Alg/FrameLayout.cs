@@ -4,10 +4,11 @@ using Natd.Dataplane.Packets;
 namespace Natd.Dataplane.Alg;
 
 /// <summary>
-/// Where the parts of an Ethernet II + IPv4 + TCP frame sit (byte offsets from the frame start),
-/// as <see cref="TryParse"/> found them. ALG handlers work on frames natd already translated.
+/// Where the parts of an Ethernet II + IPv4 + TCP (or UDP) frame sit (byte offsets from the frame
+/// start), as <see cref="TryParseTcp"/> or <see cref="TryParseUdp"/> found them. ALG handlers work
+/// on frames natd already translated.
 /// </summary>
-public struct TcpSegment
+public struct FrameLayout
 {
     /// <summary>Offset of the IPv4 header (the Ethernet header is 14 bytes).</summary>
     public const int IpOffset = EthernetHeader.Length;
@@ -18,17 +19,17 @@ public struct TcpSegment
     /// <summary>IPv4 total length in bytes (header and TCP segment; Ethernet padding excluded).</summary>
     public int TotalLength;
 
-    /// <summary>TCP header length in bytes (20..60, options included).</summary>
-    public int TcpHeaderLength;
+    /// <summary>TCP header length in bytes (20..60, options included), or 8 for UDP.</summary>
+    public int L4HeaderLength;
 
-    /// <summary>Offset of the TCP header.</summary>
-    public readonly int TcpOffset => IpOffset + IpHeaderLength;
+    /// <summary>Offset of the TCP or UDP header.</summary>
+    public readonly int L4Offset => IpOffset + IpHeaderLength;
 
     /// <summary>Offset of the first payload byte.</summary>
-    public readonly int PayloadOffset => TcpOffset + TcpHeaderLength;
+    public readonly int PayloadOffset => L4Offset + L4HeaderLength;
 
     /// <summary>Payload length in bytes.</summary>
-    public readonly int PayloadLength => TotalLength - IpHeaderLength - TcpHeaderLength;
+    public readonly int PayloadLength => TotalLength - IpHeaderLength - L4HeaderLength;
 
     /// <summary>Frame length the IPv4 total length implies (Ethernet header plus IPv4 packet).</summary>
     public readonly int FrameLength => IpOffset + TotalLength;
@@ -38,26 +39,26 @@ public struct TcpSegment
     /// without exception, on anything else: another EtherType or protocol, a fragment (its TCP
     /// checksum cannot be recomputed from one piece), or lengths that do not fit the frame.
     /// </summary>
-    public static bool TryParse(ReadOnlySpan<byte> frame, out TcpSegment segment)
+    public static bool TryParseTcp(ReadOnlySpan<byte> frame, out FrameLayout segment)
         => TryParseL4(frame, IpProtocol.Tcp, out segment);
 
-    /// <summary>Like <see cref="TryParse"/> for UDP (RFC 768): <see cref="TcpHeaderLength"/> is then the 8-byte UDP header.</summary>
-    public static bool TryParseUdp(ReadOnlySpan<byte> frame, out TcpSegment segment)
+    /// <summary>Like <see cref="TryParseTcp"/> for UDP (RFC 768): <see cref="L4HeaderLength"/> is then the 8-byte UDP header.</summary>
+    public static bool TryParseUdp(ReadOnlySpan<byte> frame, out FrameLayout segment)
         => TryParseL4(frame, IpProtocol.Udp, out segment);
 
-    /// <summary>Sequence number, host order.</summary>
-    public readonly uint Seq(ReadOnlySpan<byte> frame) => BinaryPrimitives.ReadUInt32BigEndian(frame[(TcpOffset + 4)..]);
+    /// <summary>TCP sequence number, host order.</summary>
+    public readonly uint Seq(ReadOnlySpan<byte> frame) => BinaryPrimitives.ReadUInt32BigEndian(frame[(L4Offset + 4)..]);
 
-    /// <summary>Acknowledgment number, host order.</summary>
-    public readonly uint Ack(ReadOnlySpan<byte> frame) => BinaryPrimitives.ReadUInt32BigEndian(frame[(TcpOffset + 8)..]);
+    /// <summary>TCP acknowledgment number, host order.</summary>
+    public readonly uint Ack(ReadOnlySpan<byte> frame) => BinaryPrimitives.ReadUInt32BigEndian(frame[(L4Offset + 8)..]);
 
-    /// <summary>TCP flags byte.</summary>
-    public readonly byte Flags(ReadOnlySpan<byte> frame) => frame[TcpOffset + 13];
+    /// <summary>TCP flags byte (see <see cref="Tcp"/>).</summary>
+    public readonly byte Flags(ReadOnlySpan<byte> frame) => frame[L4Offset + 13];
 
     /// <summary>The payload bytes.</summary>
     public readonly Span<byte> Payload(Span<byte> frame) => frame.Slice(PayloadOffset, PayloadLength);
 
-    private static bool TryParseL4(ReadOnlySpan<byte> frame, byte protocol, out TcpSegment segment)
+    private static bool TryParseL4(ReadOnlySpan<byte> frame, byte protocol, out FrameLayout segment)
     {
         segment = default;
         if (frame.Length < IpOffset + Ipv4Header.MinLength
@@ -97,7 +98,7 @@ public struct TcpSegment
         }
         segment.IpHeaderLength = ihl;
         segment.TotalLength = total;
-        segment.TcpHeaderLength = l4Header;
+        segment.L4HeaderLength = l4Header;
         return true;
     }
 }
