@@ -85,24 +85,22 @@ public abstract class TcpLineAlgHandler : IAlgHandler
         ref LineTracker lines = ref state.Lines(direction);
         uint seq = segment.Seq(buffer);
         byte flags = segment.Flags(buffer);
-        bool changed = false;
         int payloadLength = segment.PayloadLength;
         if ((flags & Packets.Tcp.Syn) != 0)
         {
+            // Data on a SYN (TCP Fast Open) is left alone: no FTP or IRC client sends a command there.
             lines.Start(seq + 1);
         }
         else if (payloadLength > 0)
         {
-            // Data on a SYN (TCP Fast Open) is left alone: no FTP or IRC client sends a command there.
             bool endsLine = buffer[segment.PayloadOffset + payloadLength - 1] == (byte)'\n';
             if (state.Edits.TryReplay(direction, buffer, ref length, ref segment))
             {
                 actions.Rewrites++;
-                changed = true;
             }
             else if (lines.IsNewLine(seq))
             {
-                changed = HandleLine(connection, direction, buffer, ref length, ref segment, reservedPort, actions, state);
+                HandleLine(connection, direction, buffer, ref length, ref segment, reservedPort, actions, state);
             }
             else if (lines.IsAhead(seq) && LooksInteresting(direction, segment.Payload(buffer)[..Math.Min(payloadLength, MaxLineLength)]))
             {
@@ -110,7 +108,8 @@ public abstract class TcpLineAlgHandler : IAlgHandler
             }
             lines.Advance(seq, payloadLength, endsLine);
         }
-        if (state.Edits.Adjust(direction, buffer, segment) | changed)
+        // A splice already fixed the checksum; the seq/ack correction comes after it.
+        if (state.Edits.Adjust(direction, buffer, segment))
         {
             TcpRewriter.FixTcpChecksum(buffer, segment);
         }
@@ -135,7 +134,7 @@ public abstract class TcpLineAlgHandler : IAlgHandler
         return n;
     }
 
-    private bool HandleLine(in AlgConnection connection, AlgDirection direction, Span<byte> buffer, ref int length, ref FrameLayout segment,
+    private void HandleLine(in AlgConnection connection, AlgDirection direction, Span<byte> buffer, ref int length, ref FrameLayout segment,
         ushort reservedPort, AlgActions actions, ConnectionState state)
     {
         Span<byte> payload = segment.Payload(buffer);
@@ -148,7 +147,7 @@ public abstract class TcpLineAlgHandler : IAlgHandler
             {
                 actions.Refused++;
             }
-            return false;
+            return;
         }
         int textLength = newline > 0 && window[newline - 1] == (byte)'\r' ? newline - 1 : newline;
         LineDecision d = Decide(connection, direction, window[..textLength], reservedPort, _scratch);
@@ -156,10 +155,10 @@ public abstract class TcpLineAlgHandler : IAlgHandler
         {
             case LineVerdict.Refuse:
                 actions.Refused++;
-                return false;
+                return;
             case LineVerdict.Expect:
                 actions.Expectations.Add(d.Expectation);
-                return false;
+                return;
             case LineVerdict.RewriteAndExpect:
                 if (d.EditOffset < 0 || d.EditLength < 0 || d.EditOffset + d.EditLength > textLength
                     || (uint)d.ReplacementLength > (uint)_scratch.Length
@@ -167,13 +166,13 @@ public abstract class TcpLineAlgHandler : IAlgHandler
                         _scratch.AsSpan(0, d.ReplacementLength), newline + 1))
                 {
                     actions.Refused++;
-                    return false;
+                    return;
                 }
                 actions.Rewrites++;
                 actions.Expectations.Add(d.Expectation);
-                return true;
+                return;
             default:
-                return false;
+                return;
         }
     }
 
