@@ -11,6 +11,9 @@ public static class AlgRegistry
     /// </summary>
     public static IReadOnlyList<(AlgKind Kind, Func<IAlgHandler> Factory)> Handlers { get; } =
     [
+        (AlgKind.Ftp, () => new Ftp.FtpHandler()),
+        (AlgKind.Irc, () => new Irc.IrcHandler()),
+        (AlgKind.Tftp, () => new Tftp.TftpHandler()),
         (AlgKind.Pptp, () => new Pptp.PptpHandler()),
     ];
 }
