@@ -20,10 +20,9 @@ public static class AlgPorts
 }
 
 /// <summary>
-/// The gateway kinds the ALG end-to-end theories run against. Separate from
-/// <see cref="GatewayKinds"/> because natd's ALGs are wired later: today only the kernel (with its
-/// conntrack helpers) is a row; add "natd" and "natd-w1" to <see cref="DefaultNames"/> once natd
-/// handles the <see cref="NatdAlgConfig"/> section.
+/// The gateway kinds the ALG end-to-end theories run against: the kernel with its conntrack helpers
+/// as the baseline that proves the tests themselves, natd with two pollers ("natd") and with one
+/// ("natd-w1"), both with <see cref="NatdAlgConfig"/>.
 /// </summary>
 public static class AlgGatewayKinds
 {
@@ -41,7 +40,7 @@ public static class AlgGatewayKinds
     public const string OverrideVariable = "NATD_ALG_KINDS";
 
     /// <summary>The rows run by default.</summary>
-    public static IReadOnlyList<string> DefaultNames => ["kernel"];
+    public static IReadOnlyList<string> DefaultNames => ["kernel", "natd", "natd-w1"];
 
     /// <summary>The rows in force: <see cref="OverrideVariable"/> if set, else <see cref="DefaultNames"/>.</summary>
     public static IReadOnlyList<string> Names =>

@@ -121,6 +121,21 @@ public sealed class FtpAlgTests(ITestOutputHelper output)
         Assert.Equal(names.Length, ftp.Commands().Count(c => c.StartsWith("PORT ", StringComparison.OrdinalIgnoreCase)));
         AssertDataCommand(ftp, lab, ["PORT"]);
         AssertClientsExternal(ftp, lab);
+        if (kind.StartsWith("natd", StringComparison.Ordinal))
+        {
+            // natctl's source: the data connections (from the server's port 20) are listed as
+            // related to the one control connection, which is marked as the FTP ALG's.
+            var sessions = lab.RunIn(lab.GatewayNs, "curl", "-s", "http://127.0.0.1:9180/sessions").StdOut;
+            output.WriteLine(sessions);
+            using var doc = System.Text.Json.JsonDocument.Parse(sessions);
+            var rows = doc.RootElement.EnumerateArray().ToList();
+            var control = Assert.Single(rows, r => r.GetProperty("remotePort").GetInt32() == 21);
+            Assert.Equal("ftp", control.GetProperty("alg").GetString());
+            string controlText = $"ftp tcp {lab.InsideHost}:{control.GetProperty("insidePort").GetInt32()} -> {lab.OutsideHost}:21";
+            var data = rows.Where(r => r.GetProperty("remotePort").GetInt32() == 20).ToList();
+            Assert.Equal(names.Length, data.Count);
+            Assert.All(data, r => Assert.Equal(controlText, r.GetProperty("relatedTo").GetString()));
+        }
         scenario.Pass();
     }
 
