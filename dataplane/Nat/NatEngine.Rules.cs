@@ -282,22 +282,37 @@ public sealed partial class NatEngine
             reason = DropReason.NoSession; // the backend already talks to this remote from that port
             return -1;
         }
-        int m = Table.AddMapping(backend.Key, iport, key.Destination, key.DestinationPort, key.Protocol, -1, endpointIndependent: false);
-        if (m < 0)
+        int s = AddStaticSession(in2out, key, SessionOrigin.Forward, out reason);
+        if (s >= 0)
         {
-            reason = DropReason.SessionLimit;
+            Table.Mappings[Table.Sessions[s].Mapping].Tag = (f << 8) | b;
+        }
+        return s;
+    }
+
+    /// <summary>
+    /// A session on a mapping of its own whose external port no allocator owns (a forward's, a
+    /// trigger's, an identity): -1 with <see cref="DropReason.SessionLimit"/> when the table is full.
+    /// </summary>
+    private int AddStaticSession(in FlowKey in2out, in FlowKey out2in, SessionOrigin origin, out DropReason reason)
+    {
+        reason = DropReason.SessionLimit;
+        if (Table.Count >= Table.Capacity)
+        {
             return -1;
         }
-        int s = Table.AddSession(m, in2out, key, InitialClass(key.Protocol), _now);
+        int m = Table.AddMapping(in2out.Source, in2out.SourcePort, out2in.Destination, out2in.DestinationPort, in2out.Protocol, -1, endpointIndependent: false);
+        if (m < 0)
+        {
+            return -1;
+        }
+        int s = Table.AddSession(m, in2out, out2in, InitialClass(in2out.Protocol), _now);
         if (s < 0)
         {
             Table.RemoveMapping(m);
-            reason = DropReason.SessionLimit;
             return -1;
         }
-        ref Session ses = ref Table.Sessions[s];
-        ses.Origin = SessionOrigin.Forward;
-        Table.Mappings[m].Tag = (f << 8) | b;
+        Table.Sessions[s].Origin = origin;
         reason = Ok;
         return s;
     }
@@ -315,31 +330,9 @@ public sealed partial class NatEngine
 
     /// <summary>Identity session for a flow a rule accepts: routed without translation, replies matched statefully.</summary>
     private int CreateIdentity(in FlowKey key, out DropReason reason)
-    {
-        if (Table.Count >= Table.Capacity)
-        {
-            reason = DropReason.SessionLimit;
-            return -1;
-        }
-        int m = Table.AddMapping(key.Source, key.SourcePort, key.Source, key.SourcePort, key.Protocol, -1, endpointIndependent: false);
-        if (m < 0)
-        {
-            reason = DropReason.SessionLimit;
-            return -1;
-        }
-        int s = Table.AddSession(m, key, key.Protocol == IpProtocol.Icmp
+        => AddStaticSession(key, key.Protocol == IpProtocol.Icmp
             ? new FlowKey(key.Destination, key.Source, 0, key.SourcePort, key.Protocol)
-            : key.Reverse(), InitialClass(key.Protocol), _now);
-        if (s < 0)
-        {
-            Table.RemoveMapping(m);
-            reason = DropReason.SessionLimit;
-            return -1;
-        }
-        Table.Sessions[s].Origin = SessionOrigin.Accept;
-        reason = Ok;
-        return s;
-    }
+            : key.Reverse(), SessionOrigin.Accept, out reason);
 
     /// <summary>The protocol forward for (protocol, external address), or -1.</summary>
     private int FindProtocolForwardByExternal(byte proto, uint external)

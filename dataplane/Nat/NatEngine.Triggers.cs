@@ -134,23 +134,16 @@ public sealed partial class NatEngine
 
     private int CreateTriggered(in FlowKey in2out, in FlowKey out2in, ref DropReason reason)
     {
-        if (Table.Count >= Table.Capacity || Table.FindIn2Out(in2out) >= 0 || Table.FindOut2In(out2in) >= 0)
+        if (Table.FindIn2Out(in2out) >= 0 || Table.FindOut2In(out2in) >= 0)
         {
             reason = DropReason.SessionLimit;
             return -1;
         }
         // The port is reserved for the trigger, not the allocator's: the mapping never frees it.
-        int m = Table.AddMapping(in2out.Source, in2out.SourcePort, out2in.Destination, out2in.DestinationPort, in2out.Protocol, -1, endpointIndependent: false);
-        if (m < 0)
-        {
-            reason = DropReason.SessionLimit;
-            return -1;
-        }
-        int s = Table.AddSession(m, in2out, out2in, InitialClass(in2out.Protocol), _now);
+        int s = AddStaticSession(in2out, out2in, SessionOrigin.Related, out DropReason r);
         if (s < 0)
         {
-            Table.RemoveMapping(m);
-            reason = DropReason.SessionLimit;
+            reason = r;
             return -1;
         }
         TriggerSessions++;

@@ -167,18 +167,17 @@ public static class GatewayKinds
     public static IReadOnlyList<string> Names => ["kernel", "natd", "natd-w1"];
 
     /// <summary>Theory rows: one per name in <see cref="Names"/>.</summary>
-    public static TheoryData<string> Kinds
-    {
-        get
-        {
-            var data = new TheoryData<string>();
-            foreach (var name in Names)
-            {
-                data.Add(name);
-            }
+    public static TheoryData<string> Kinds => Rows(Names);
 
-            return data;
+    /// <summary>One theory row per name.</summary>
+    public static TheoryData<string> Rows(IEnumerable<string> names)
+    {
+        var data = new TheoryData<string>();
+        foreach (var name in names)
+        {
+            data.Add(name);
         }
+        return data;
     }
 
     /// <summary>Each kind with transmit checksum offload off (true) and on (false) on the hosts' veths.</summary>

@@ -49,19 +49,7 @@ public static class AlgGatewayKinds
             : DefaultNames;
 
     /// <summary>One row per kind.</summary>
-    public static TheoryData<string> Kinds
-    {
-        get
-        {
-            var data = new TheoryData<string>();
-            foreach (var name in Names)
-            {
-                data.Add(name);
-            }
-
-            return data;
-        }
-    }
+    public static TheoryData<string> Kinds => GatewayKinds.Rows(Names);
 
     /// <summary>Every kind crossed with every mode (e.g. FTP's passive and active variants).</summary>
     /// <param name="modes">Second theory argument values.</param>
