@@ -27,6 +27,9 @@ internal static class Cli
           sessions [--protocol tcp|udp|icmp] [--inside ADDR[:PORT]] [--remote ADDR[:PORT]]
                      list NAT sessions (the ipfwadm -M -l -n view), optionally filtered
           stats      show dataplane counters
+          expectations
+                     list pending ALG expectations (pinholes waiting for an FTP data connection,
+                     a DCC peer, a TFTP reply) with their control connection
           metrics    print the Prometheus metrics text as natd serves it
           flush      delete every session
           delete PROTO INSIDE:PORT [REMOTE[:PORT]]
@@ -44,7 +47,7 @@ internal static class Cli
                      validate a configuration file locally (runs natd config check; natd need not run)
 
         options:
-          --json               print the API's JSON (sessions, stats, timeouts, flush, delete, reload)
+          --json               print the API's JSON (sessions, stats, expectations, timeouts, flush, delete, reload)
           -n                   numeric output; natctl never resolves names, accepted for ipfwadm habit
           --control HOST:PORT  natd control API (default: $NATD_CONTROL, else 127.0.0.1:9180)
           -h, --help           show this text
@@ -150,7 +153,7 @@ internal static class Cli
         Request request;
         switch (command)
         {
-            case "sessions" or "stats" or "metrics" or "flush" or "reload" when positional.Count > 1:
+            case "sessions" or "stats" or "metrics" or "flush" or "reload" or "expectations" when positional.Count > 1:
                 return await UsageError(stderr, $"unexpected argument '{positional[1]}'").ConfigureAwait(false);
             case "sessions":
                 if (!TrySessionsQuery(values, out string? query, out string? why))
@@ -161,6 +164,9 @@ internal static class Cli
                 break;
             case "stats":
                 request = new Request(HttpMethod.Get, "/stats", null, Render.Stats);
+                break;
+            case "expectations":
+                request = new Request(HttpMethod.Get, "/expectations", null, Render.Expectations);
                 break;
             case "metrics":
                 if (json)
@@ -215,7 +221,7 @@ internal static class Cli
     }
 
     /// <summary>What the API answer is turned into on stdout.</summary>
-    private enum Render { Raw, Sessions, Stats, Deleted, Outcome, Timeouts, TimeoutsOutcome }
+    private enum Render { Raw, Sessions, Stats, Expectations, Deleted, Outcome, Timeouts, TimeoutsOutcome }
 
     private sealed record Request(HttpMethod Method, string Path, string? Body, Render Render);
 
@@ -275,6 +281,10 @@ internal static class Cli
                         await stdout.WriteAsync(SessionTable.Render(
                             JsonSerializer.Deserialize(body, NatctlJsonContext.Default.SessionRowArray) ?? [])).ConfigureAwait(false);
                         break;
+                    case Render.Expectations:
+                        await stdout.WriteAsync(ExpectationsTable(
+                            JsonSerializer.Deserialize(body, NatctlJsonContext.Default.ExpectationRowArray) ?? [])).ConfigureAwait(false);
+                        break;
                     case Render.Stats:
                         await stdout.WriteAsync(StatsTable.Render(
                             JsonSerializer.Deserialize(body, NatctlJsonContext.Default.StatsRow) ?? new StatsRow())).ConfigureAwait(false);
@@ -319,6 +329,23 @@ internal static class Cli
         }
         await stdout.FlushAsync(ct).ConfigureAwait(false);
         return status == 422 ? Unreachable : Ok;
+    }
+
+    /// <summary>Pending expectations, one a line, soonest to expire first.</summary>
+    internal static string ExpectationsTable(ExpectationRow[] rows)
+    {
+        var sorted = new List<ExpectationRow>(rows);
+        sorted.Sort(static (a, b) => a.ExpiresInSeconds.CompareTo(b.ExpiresInSeconds));
+        var sb = new System.Text.StringBuilder("ALG expectations\n");
+        sb.Append("alg  prot kind     expire    inside                external              remote                control\n");
+        foreach (var r in sorted)
+        {
+            sb.Append(r.Alg.PadRight(4)).Append(' ').Append(r.Protocol.PadRight(4)).Append(' ').Append(r.Kind.PadRight(8)).Append(' ')
+              .Append(SessionTable.FormatExpire(r.ExpiresInSeconds).PadLeft(9)).Append(' ')
+              .Append(r.Inside.PadRight(21)).Append(' ').Append((r.External.Length == 0 ? "-" : r.External).PadRight(21)).Append(' ')
+              .Append(r.Remote.PadRight(21)).Append(' ').Append(r.Control).Append('\n');
+        }
+        return sb.ToString();
     }
 
     /// <summary>"name  value s" lines in the API's order (tcp-established, tcp-transitory, udp, icmp).</summary>

@@ -25,6 +25,20 @@ internal sealed record SessionRow
     public string? RelatedTo { get; init; }
 }
 
+/// <summary>One pending ALG expectation as natd's GET /expectations returns it.</summary>
+internal sealed record ExpectationRow
+{
+    public string Alg { get; init; } = "";
+    public string Kind { get; init; } = "";
+    public string Protocol { get; init; } = "";
+    public string Inside { get; init; } = "";
+    public string External { get; init; } = "";
+    public string Remote { get; init; } = "";
+    /// <summary>Seconds left.</summary>
+    public double ExpiresInSeconds { get; init; }
+    public string Control { get; init; } = "";
+}
+
 /// <summary>natd's GET /stats answer (camelCase JSON of the dataplane's StatsSnapshot).</summary>
 internal sealed record StatsRow
 {
@@ -78,6 +92,7 @@ internal sealed record OutcomeRow
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
 [JsonSerializable(typeof(SessionRow[]))]
+[JsonSerializable(typeof(ExpectationRow[]))]
 [JsonSerializable(typeof(StatsRow))]
 [JsonSerializable(typeof(DeletedRow))]
 [JsonSerializable(typeof(OutcomeRow))]

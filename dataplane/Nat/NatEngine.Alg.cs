@@ -432,6 +432,16 @@ public sealed partial class NatEngine
         }
     }
 
+    /// <summary>Drops every expectation and frees its reserved port (natctl flush).</summary>
+    private void FlushExpectations()
+    {
+        for (int i = 0; i < _expectHigh; i++)
+        {
+            RemoveExpectation(i, freePort: true);
+        }
+        _related.Clear();
+    }
+
     /// <summary>Pending expectations, for natctl (slow path).</summary>
     public void CollectExpectations(List<ExpectationInfo> into, long nowMs)
     {

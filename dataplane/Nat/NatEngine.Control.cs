@@ -125,7 +125,11 @@ public sealed partial class NatEngine
 
     /// <summary>Deletes every session (natctl flush). Must run on the engine's thread.</summary>
     /// <returns>Sessions deleted.</returns>
-    public int Flush() => Table.Clear() + _ipsec.Clear();
+    public int Flush()
+    {
+        FlushExpectations();
+        return Table.Clear() + _ipsec.Clear();
+    }
 
     /// <summary>Human name of a TCP session's state, as listed by natctl.</summary>
     public static string TcpStateName(TcpSeen seen)

@@ -119,4 +119,7 @@ public interface IDataplaneQuery
 
     /// <summary>Counters now.</summary>
     Task<StatsSnapshot> GetStatsAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>Pending ALG expectations now, in no particular order.</summary>
+    Task<IReadOnlyList<ExpectationInfo>> GetExpectationsAsync(CancellationToken cancellationToken = default);
 }

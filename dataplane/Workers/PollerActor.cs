@@ -402,6 +402,11 @@ public sealed class PollerActor : LoopActor, IFrameSink
             case AlgFrame f:
                 FromHelper(f);
                 break;
+            case GetExpectations:
+                var expectations = new List<ExpectationInfo>(_engine.ExpectationCount);
+                _engine.CollectExpectations(expectations, NowMs);
+                Sender.Tell(expectations);
+                break;
             case ApplyGreCalls g:
                 foreach (GreCall c in g.Calls)
                 {

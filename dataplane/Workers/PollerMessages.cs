@@ -9,6 +9,13 @@ public sealed record GetSessions
     public static readonly GetSessions Instance = new();
 }
 
+/// <summary>Ask a poller for its pending ALG expectations; the reply is a <see cref="List{ExpectationInfo}"/>.</summary>
+public sealed record GetExpectations
+{
+    /// <summary>The one instance.</summary>
+    public static readonly GetExpectations Instance = new();
+}
+
 /// <summary>Ask a poller to delete up to <paramref name="Budget"/> expired sessions; the reply is the count deleted (int).</summary>
 /// <param name="Budget">Most sessions to delete in this slice.</param>
 public sealed record SweepSlice(int Budget);

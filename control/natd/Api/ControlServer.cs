@@ -82,6 +82,7 @@ public sealed partial class ControlServer : IAsyncDisposable
         var app = builder.Build();
         var log = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<ControlServer>();
         app.MapGet("/sessions", ctx => Answer(ctx, log, WriteSessionsAsync(ctx, query)));
+        app.MapGet("/expectations", ctx => Answer(ctx, log, WriteExpectationsAsync(ctx, query)));
         app.MapGet("/stats", ctx => Answer(ctx, log, WriteStatsAsync(ctx, query)));
         app.MapGet("/metrics", ctx => Answer(ctx, log, WriteMetricsAsync(ctx, query)));
         app.MapPost("/flush", ctx => Answer(ctx, log, Operate(ctx, operations, FlushAsync)));
@@ -144,6 +145,18 @@ public sealed partial class ControlServer : IAsyncDisposable
         }
         ctx.Response.ContentType = "application/json; charset=utf-8";
         await JsonSerializer.SerializeAsync(ctx.Response.Body, views.ToArray(), ControlJsonContext.Default.SessionViewArray, ctx.RequestAborted).ConfigureAwait(false);
+    }
+
+    private static async Task WriteExpectationsAsync(HttpContext ctx, IDataplaneQuery query)
+    {
+        var pending = await query.GetExpectationsAsync(ctx.RequestAborted).ConfigureAwait(false);
+        var views = new ExpectationView[pending.Count];
+        for (int i = 0; i < views.Length; i++)
+        {
+            views[i] = ExpectationView.From(pending[i]);
+        }
+        ctx.Response.ContentType = "application/json; charset=utf-8";
+        await JsonSerializer.SerializeAsync(ctx.Response.Body, views, ControlJsonContext.Default.ExpectationViewArray, ctx.RequestAborted).ConfigureAwait(false);
     }
 
     private static async Task WriteStatsAsync(HttpContext ctx, IDataplaneQuery query)

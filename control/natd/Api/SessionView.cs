@@ -58,8 +58,37 @@ public sealed record SessionView(
     }
 }
 
+/// <summary>
+/// One pending ALG expectation as GET /expectations returns it (JSON, camelCase): addresses as
+/// dotted quads, "*" for any remote, ports 0 for any.
+/// </summary>
+/// <param name="Alg">"ftp", "irc", "tftp" or "pptp".</param>
+/// <param name="Kind">"inbound" (a pinhole) or "outbound" (marks the inside host's new flow related).</param>
+/// <param name="Protocol">"tcp" or "udp".</param>
+/// <param name="Inside">Inside endpoint "a.b.c.d:port" (port 0: any).</param>
+/// <param name="External">External endpoint (inbound).</param>
+/// <param name="Remote">Expected peer "a.b.c.d:port", "*" for any address, port 0 for any port.</param>
+/// <param name="ExpiresInSeconds">Seconds left.</param>
+/// <param name="Control">The control connection, "inside:port -> remote:port".</param>
+public sealed record ExpectationView(string Alg, string Kind, string Protocol, string Inside, string External, string Remote, double ExpiresInSeconds, string Control)
+{
+    /// <summary>Converts the dataplane's view.</summary>
+    public static ExpectationView From(ExpectationInfo e)
+    {
+        ArgumentNullException.ThrowIfNull(e);
+        string remote = e.RemoteAddress == 0 ? "*" : Ipv4.Format(e.RemoteAddress);
+        return new ExpectationView(NatEngine.AlgName(e.Alg), e.Kind == Dataplane.Alg.ExpectationKind.Inbound ? "inbound" : "outbound",
+            e.Protocol == IpProtocol.Tcp ? "tcp" : "udp",
+            $"{Ipv4.Format(e.InsideAddress)}:{e.InsidePort}",
+            e.Kind == Dataplane.Alg.ExpectationKind.Inbound ? $"{Ipv4.Format(e.ExternalAddress)}:{e.ExternalPort}" : "",
+            $"{remote}:{e.RemotePort}", e.ExpiresInSeconds,
+            $"{Ipv4.Format(e.ControlInside)}:{e.ControlInsidePort} -> {Ipv4.Format(e.ControlRemote)}:{e.ControlRemotePort}");
+    }
+}
+
 /// <summary>Source-generated JSON contract of the control API (camelCase, no reflection).</summary>
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
 [JsonSerializable(typeof(SessionView[]))]
+[JsonSerializable(typeof(ExpectationView[]))]
 [JsonSerializable(typeof(StatsSnapshot))]
 internal sealed partial class ControlJsonContext : JsonSerializerContext;

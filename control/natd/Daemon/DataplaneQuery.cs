@@ -26,6 +26,16 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers, ShardL
         return all;
     }
 
+    public async Task<IReadOnlyList<ExpectationInfo>> GetExpectationsAsync(CancellationToken cancellationToken = default)
+    {
+        var all = new List<ExpectationInfo>();
+        foreach (var p in pollers)
+        {
+            all.AddRange(await p.Actor.Ask<List<ExpectationInfo>>(GetExpectations.Instance, AskTimeout, cancellationToken).ConfigureAwait(false));
+        }
+        return all;
+    }
+
     public Task<StatsSnapshot> GetStatsAsync(CancellationToken cancellationToken = default)
     {
         lock (_portGate) // the kernel's ring statistics reset on read: one reader at a time

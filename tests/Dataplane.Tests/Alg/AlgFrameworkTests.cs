@@ -93,6 +93,12 @@ public class AlgFrameworkTests
         Assert.Equal(before + 1, TcpPortsInUse(h));
         Assert.Equal(Verdict.ToOutside, Complete(h, p, ActiveData(p, 40000)));
         Assert.Equal(1, h.Engine.ExpectationCount);
+        var pending = new List<ExpectationInfo>();
+        h.Engine.CollectExpectations(pending, h.Now);
+        var e = Assert.Single(pending);
+        Assert.Equal((AlgKind.Ftp, ExpectationKind.Inbound, Ipv4.Parse(In), (ushort)40000, Ipv4.Parse(Ext), p.ReservedPort, Ipv4.Parse(Out), (ushort)0, (ushort)21),
+            (e.Alg, e.Kind, e.InsideAddress, e.InsidePort, e.ExternalAddress, e.ExternalPort, e.RemoteAddress, e.RemotePort, e.ControlRemotePort));
+        Assert.Equal(60, e.ExpiresInSeconds, 3);
 
         // A third party that guessed the port gets nothing.
         Assert.Equal(Verdict.Drop, h.Run(EngineHarness.FromOutside(Tcp(ThirdParty, 20, Ext, p.ReservedPort, Syn)), Side.Outside, out _));

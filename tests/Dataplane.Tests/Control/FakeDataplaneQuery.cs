@@ -15,6 +15,17 @@ internal sealed class FakeDataplaneQuery : IDataplaneQuery
     public Task<IReadOnlyList<SessionInfo>> GetSessionsAsync(CancellationToken cancellationToken = default)
         => Fail ? Task.FromException<IReadOnlyList<SessionInfo>>(new InvalidOperationException("poller 0 did not answer")) : Task.FromResult(Sessions);
 
+    public IReadOnlyList<ExpectationInfo> Expectations { get; init; } =
+    [
+        new(Natd.Dataplane.Alg.AlgKind.Ftp, Natd.Dataplane.Alg.ExpectationKind.Inbound, IpProtocol.Tcp, Ipv4.Parse("10.0.0.2"), 40100,
+            Ipv4.Parse("198.51.100.1"), 61555, Ipv4.Parse("198.51.100.2"), 0, 42.5, Ipv4.Parse("10.0.0.2"), 40312, Ipv4.Parse("198.51.100.2"), 21),
+        new(Natd.Dataplane.Alg.AlgKind.Irc, Natd.Dataplane.Alg.ExpectationKind.Inbound, IpProtocol.Tcp, Ipv4.Parse("10.0.0.3"), 5000,
+            Ipv4.Parse("198.51.100.1"), 61600, 0, 0, 12, Ipv4.Parse("10.0.0.3"), 45000, Ipv4.Parse("198.51.100.9"), 6667),
+    ];
+
+    public Task<IReadOnlyList<ExpectationInfo>> GetExpectationsAsync(CancellationToken cancellationToken = default)
+        => Fail ? Task.FromException<IReadOnlyList<ExpectationInfo>>(new InvalidOperationException("poller 0 did not answer")) : Task.FromResult(Expectations);
+
     public Task<StatsSnapshot> GetStatsAsync(CancellationToken cancellationToken = default)
         => Fail ? Task.FromException<StatsSnapshot>(new InvalidOperationException("poller 0 did not answer")) : Task.FromResult(Stats);
 

@@ -55,6 +55,25 @@ public sealed class NatctlTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Expectations_lists_pending_pinholes_soonest_first_with_their_control_connection()
+    {
+        var (code, output, err) = await Run("expectations", "--control", _control);
+        Assert.Equal(0, code);
+        Assert.Equal("", err);
+        string[] lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal("ALG expectations", lines[0]);
+        Assert.Equal(4, lines.Length);
+        Assert.Equal("irc  tcp  inbound    0:12.00 10.0.0.3:5000         198.51.100.1:61600    *:0                   10.0.0.3:45000 -> 198.51.100.9:6667", lines[2]);
+        Assert.Equal("ftp  tcp  inbound    0:42.50 10.0.0.2:40100        198.51.100.1:61555    198.51.100.2:0        10.0.0.2:40312 -> 198.51.100.2:21", lines[3]);
+
+        var (jcode, json, _) = await Run("expectations", "--json", "--control", _control);
+        Assert.Equal(0, jcode);
+        using var doc = System.Text.Json.JsonDocument.Parse(json);
+        Assert.Equal("198.51.100.1:61555", doc.RootElement[0].GetProperty("external").GetString());
+        Assert.Equal("*:0", doc.RootElement[1].GetProperty("remote").GetString());
+    }
+
+    [Fact]
     public async Task Sessions_json_is_the_api_json_indented()
     {
         var (code, output, _) = await Run("sessions", "--json", $"--control={_control}");
