@@ -37,7 +37,7 @@ public sealed partial class IpsecTests(ITestOutputHelper output)
         // Both send their first message at one instant and the server holds its first replies 0.2 s,
         // so the second is held back by natd (cookie collision) and goes out on its retransmission.
         const string cookie = "0x0123456789abcdef";
-        string startAt = (DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0 + 4).ToString("F3", System.Globalization.CultureInfo.InvariantCulture);
+        string startAt = (DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() / 1000.0 + 6).ToString("F3", System.Globalization.CultureInfo.InvariantCulture);
         using (var ia = Client(lab, "isakmp", a, "A", "--icookie", cookie, "--start-at", startAt))
         using (var ib = Client(lab, "isakmp", b, "B", "--icookie", cookie, "--start-at", startAt))
         {

@@ -192,7 +192,7 @@ def main():
     p.add_argument("--icookie", type=lambda v: int(v, 0), default=0x1111222233334444)
     p.add_argument("--spi", type=lambda v: int(v, 0), default=0x1001)
     p.add_argument("--count", type=int, default=5)
-    p.add_argument("--wait", type=float, default=1.0)
+    p.add_argument("--wait", type=float, default=3.0)
     p.add_argument("--timeout", type=float, default=10.0)
     p.add_argument("--lifetime", type=float, default=120.0)
     p.add_argument("--hold", type=float, default=0.2, help="server: seconds a reply to a first ISAKMP message is held")
