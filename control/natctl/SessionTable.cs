@@ -14,13 +14,20 @@ namespace Natd.Ctl;
 /// </code>
 /// source is the inside host, destination the remote, the masquerade (external) port in parentheses.
 /// An ALG's control connection ends with "alg ftp"; a connection it expected ends with
-/// "related to ftp tcp 10.0.0.2:40300 -> 198.51.100.2:21" (its control connection).
+/// "related to ftp tcp 10.0.0.2:40300 -> 198.51.100.2:21" (its control connection). IPsec rows
+/// show what tells them apart instead of ports alone:
+/// <code>
+/// isakmp  59:59.00 10.0.0.2         203.0.113.10     500 (500) -> 500 cookies 0123456789abcdef/c0c0000000000041
+/// esp     29:59.00 10.0.0.2         203.0.113.10     spi 00001001/00002001 associated
+/// gre      1:59.00 10.0.0.5         203.0.113.10
+/// </code>
+/// The protocol column is four wide as ipfwadm's, wider only when a name needs it (isakmp).
 /// </summary>
 internal static class SessionTable
 {
     private const int AddressWidth = 16;
 
-    /// <summary>Renders the sessions sorted by protocol (tcp, udp, icmp, then others), inside address, inside port.</summary>
+    /// <summary>Renders the sessions sorted by protocol (tcp, udp, icmp, isakmp, esp, gre, then others), inside address, inside port.</summary>
     public static string Render(IReadOnlyList<SessionRow> sessions)
     {
         var rows = new List<SessionRow>(sessions);
@@ -34,24 +41,26 @@ internal static class SessionTable
             expireWidth = Math.Max(expireWidth, expires[i].Length);
         }
 
+        int protocolWidth = "prot".Length; // ipfwadm's column; widened only for names like "isakmp"
+        foreach (var r in rows)
+        {
+            protocolWidth = Math.Max(protocolWidth, r.Protocol.Length);
+        }
+
         var sb = new StringBuilder(64 * (rows.Count + 2));
         sb.Append("IP masquerading entries\n");
-        sb.Append("prot ").Append("expire".PadRight(expireWidth)).Append(' ')
+        sb.Append("prot".PadRight(protocolWidth)).Append(' ').Append("expire".PadRight(expireWidth)).Append(' ')
           .Append("source".PadRight(AddressWidth)).Append(' ')
           .Append("destination".PadRight(AddressWidth)).Append(' ')
           .Append("ports\n");
         for (int i = 0; i < rows.Count; i++)
         {
             var r = rows[i];
-            sb.Append(r.Protocol.PadRight(4)).Append(' ')
+            sb.Append(r.Protocol.PadRight(protocolWidth)).Append(' ')
               .Append(expires[i].PadLeft(expireWidth)).Append(' ')
               .Append(r.InsideAddress.PadRight(AddressWidth)).Append(' ')
               .Append(r.RemoteAddress.PadRight(AddressWidth)).Append(' ');
-            sb.Append(CultureInfo.InvariantCulture, $"{r.InsidePort} ({r.ExternalPort})");
-            if (r.Protocol != "icmp")
-            {
-                sb.Append(CultureInfo.InvariantCulture, $" -> {r.RemotePort}");
-            }
+            AppendPorts(sb, r);
             if (r.Alg is not null)
             {
                 sb.Append(" alg ").Append(r.Alg);
@@ -60,9 +69,54 @@ internal static class SessionTable
             {
                 sb.Append(" related to ").Append(r.RelatedTo);
             }
+            // Trailing blanks left by a row with nothing in the ports column.
+            while (sb[^1] == ' ')
+            {
+                sb.Length--;
+            }
             sb.Append('\n');
         }
         return sb.ToString();
+    }
+
+    /// <summary>
+    /// The ports column: "inside (external) -> remote" for tcp, udp and isakmp (UDP 500, followed by
+    /// its "cookies initiator/responder"), "identifier (external)" for icmp, the SPIs and state for
+    /// esp ("spi outbound/inbound associated"; natd's State reads "associated spi 00001001/00002001"),
+    /// nothing for other port-less protocols (gre, ah, a protocol number).
+    /// </summary>
+    private static void AppendPorts(StringBuilder sb, SessionRow r)
+    {
+        switch (r.Protocol)
+        {
+            case "tcp" or "udp":
+                sb.Append(CultureInfo.InvariantCulture, $"{r.InsidePort} ({r.ExternalPort}) -> {r.RemotePort}");
+                break;
+            case "isakmp":
+                sb.Append(CultureInfo.InvariantCulture, $"{r.InsidePort} ({r.ExternalPort}) -> {r.RemotePort}");
+                if (r.State.Length > 0)
+                {
+                    sb.Append(' ').Append(r.State);
+                }
+                break;
+            case "icmp":
+                sb.Append(CultureInfo.InvariantCulture, $"{r.InsidePort} ({r.ExternalPort})");
+                break;
+            case "esp":
+                int spi = r.State.IndexOf("spi ", StringComparison.Ordinal);
+                if (spi < 0)
+                {
+                    sb.Append(r.State);
+                    break;
+                }
+                string state = r.State[..spi].Trim();
+                sb.Append(r.State.AsSpan(spi).TrimEnd());
+                if (state.Length > 0)
+                {
+                    sb.Append(' ').Append(state);
+                }
+                break;
+        }
     }
 
     /// <summary>
@@ -93,12 +147,16 @@ internal static class SessionTable
         return c;
     }
 
+    /// <summary>tcp, udp, icmp, then IPsec (its key exchange before its data) and PPTP's GRE, then the rest.</summary>
     private static int ProtocolRank(string protocol) => protocol switch
     {
         "tcp" => 0,
         "udp" => 1,
         "icmp" => 2,
-        _ => 3,
+        "isakmp" => 3,
+        "esp" => 4,
+        "gre" => 5,
+        _ => 6,
     };
 
     /// <summary>Numeric order (10.0.0.9 before 10.0.0.10); unparsable text after addresses, ordinally.</summary>

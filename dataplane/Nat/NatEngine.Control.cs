@@ -24,7 +24,7 @@ public sealed partial class NatEngine
             double expires = SessionTable.TimeoutSeconds(s.Class, _settings.Timeouts) - (nowMs - s.LastSeenMs) / 1000.0;
             byte proto = s.In2Out.Protocol;
             into.Add(new SessionInfo(
-                proto == IpProtocol.Tcp ? "tcp" : proto == IpProtocol.Udp ? "udp" : "icmp",
+                ProtocolName(proto),
                 s.In2Out.Source, FlowKey.PortToHost(s.In2Out.SourcePort),
                 s.Out2In.Destination, FlowKey.PortToHost(s.Out2In.DestinationPort),
                 s.Out2In.Source, FlowKey.PortToHost(s.Out2In.SourcePort),
@@ -39,6 +39,21 @@ public sealed partial class NatEngine
         CollectIpsecSessions(into, nowMs);
     }
 
+    /// <summary>
+    /// Lower-case protocol name of a session row: tcp, udp, icmp, and for port-less masquerading
+    /// (rules that masquerade any IP protocol) gre, esp, ah or the decimal protocol number.
+    /// </summary>
+    public static string ProtocolName(byte protocol) => protocol switch
+    {
+        IpProtocol.Tcp => "tcp",
+        IpProtocol.Udp => "udp",
+        IpProtocol.Icmp => "icmp",
+        IpProtocol.Gre => "gre",
+        IpProtocol.Esp => "esp",
+        IpProtocol.Ah => "ah",
+        _ => protocol.ToString(System.Globalization.CultureInfo.InvariantCulture),
+    };
+
     /// <summary>Lower-case ALG name as configuration and natctl spell it.</summary>
     public static string AlgName(Alg.AlgKind kind) => kind switch
     {
@@ -52,7 +67,7 @@ public sealed partial class NatEngine
     private string DescribeControl(in FlowKey c)
     {
         Alg.AlgKind kind = _settings.Algs.Classify(c.Protocol, FlowKey.PortToHost(c.DestinationPort));
-        string proto = c.Protocol == IpProtocol.Tcp ? "tcp" : c.Protocol == IpProtocol.Udp ? "udp" : c.Protocol.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        string proto = ProtocolName(c.Protocol);
         string who = kind == Alg.AlgKind.None ? "trigger" : AlgName(kind);
         return $"{who} {proto} {Ipv4.Format(c.Source)}:{FlowKey.PortToHost(c.SourcePort)} -> {Ipv4.Format(c.Destination)}:{FlowKey.PortToHost(c.DestinationPort)}";
     }

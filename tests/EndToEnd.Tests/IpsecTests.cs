@@ -9,7 +9,8 @@ namespace Natd.Tests.EndToEnd;
 /// (10.0.0.2 and 10.0.0.3) run ISAKMP from port 500 with the same initiator cookie, then ESP, then
 /// NAT-T, against one scapy-built peer on the outside host; each must get only its own replies.
 /// Defaults apply: IPsec on, parallel sessions off, so the second client's ESP to the same remote
-/// host is refused while the first holds it.
+/// host is refused while the first holds it. A second theory runs with <c>parallel: true</c>, where
+/// it is forwarded and answered.
 /// </summary>
 [Collection(EndToEndCollection.Name)]
 [Trait("Category", "EndToEnd")]
@@ -85,6 +86,66 @@ public sealed partial class IpsecTests(ITestOutputHelper output)
         var natt = server.StdOutLines.Where(l => l.StartsWith("natt from", StringComparison.Ordinal)).ToList();
         Assert.Equal(2, natt.Count);
         Assert.All(natt, l => Assert.StartsWith($"natt from {lab.GatewayOutside}:", l));
+        scenario.Pass();
+    }
+
+    /// <summary>natd with two pollers ("natd") or one ("natd-w1") and parallel ESP sessions switched on.</summary>
+    public static NatdGateway ParallelGateway(string kind) => kind switch
+    {
+        "natd" => new NatdGateway { ExtraConfig = "dataplane: { workers: 2 }\n" + ParallelConfig },
+        "natd-w1" => new NatdGateway { ExtraConfig = "dataplane: { workers: 1 }\n" + ParallelConfig },
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "expected natd or natd-w1"),
+    };
+
+    private const string ParallelConfig = "algs: { ipsec: { parallel: true } }\n";
+
+    /// <summary>
+    /// With <c>parallel: true</c> the remote host is no longer one inside host's: once A's SPI is
+    /// associated (the init slot is free again), B's new SPI to the same remote host is forwarded,
+    /// takes the init slot, and the remote host's first packet with an unknown SPI is associated
+    /// with B. Afterwards both SAs run side by side, each inbound SPI to its own host.
+    /// </summary>
+    [RootTheory]
+    [InlineData("natd")]
+    [InlineData("natd-w1")]
+    public void Parallel_sessions_let_a_second_client_run_esp_with_the_same_remote_host(string kind)
+    {
+        Assert.True(HasScapy(), "python3-scapy is not installed (control/install-deps.sh installs it)");
+        using var scenario = Scenario.Start(ParallelGateway(kind), output);
+        var lab = scenario.Lab;
+        var second = lab.AddInsideHostAddress("10.0.0.3/24");
+        string a = lab.InsideHost.ToString(), b = second.ToString();
+
+        using var server = lab.StartIn(lab.OutsideNs, "/usr/bin/python3", Script, "server", "--lifetime", "60");
+        Assert.NotNull(server.WaitForLine(l => l == "ready", TimeSpan.FromSeconds(15)));
+
+        using (var ea = Client(lab, "esp", a, "A", "--spi", "0x1001", "--count", "3"))
+        {
+            Assert.Equal((3, 0), Pair(Result(ea, "esp")));
+        }
+        using (var eb = Client(lab, "esp", b, "B", "--spi", "0x1002", "--count", "3"))
+        {
+            Assert.Equal((3, 0), Pair(Result(eb, "esp"))); // refused (RemoteInUse) with parallel off
+        }
+        // Both associations hold, interleaved: each reply SPI reaches only its own host.
+        using (var ea = Client(lab, "esp", a, "A", "--spi", "0x1001", "--count", "3"))
+        using (var eb = Client(lab, "esp", b, "B", "--spi", "0x1002", "--count", "3"))
+        {
+            Assert.Equal((3, 0), Pair(Result(ea, "esp")));
+            Assert.Equal((3, 0), Pair(Result(eb, "esp")));
+        }
+        Assert.Contains(server.StdOutLines, l => l == $"esp from {lab.GatewayOutside} spi=00001001 tag=A");
+        Assert.Contains(server.StdOutLines, l => l == $"esp from {lab.GatewayOutside} spi=00001002 tag=B");
+
+        // natctl's source: one associated entry per client, each with its own inbound SPI (the
+        // server answers with 0x20000000 + the sum of the tag's bytes).
+        var sessions = lab.RunIn(lab.GatewayNs, "curl", "-s", "http://127.0.0.1:9180/sessions").StdOut;
+        output.WriteLine(sessions);
+        using var doc = System.Text.Json.JsonDocument.Parse(sessions);
+        var esp = doc.RootElement.EnumerateArray().Where(r => r.GetProperty("protocol").GetString() == "esp")
+            .Select(r => $"{r.GetProperty("insideAddress").GetString()} {r.GetProperty("state").GetString()}")
+            .Order(StringComparer.Ordinal).ToArray();
+        Assert.Equal([$"{a} associated spi 00001001/20000041", $"{b} associated spi 00001002/20000042"], esp);
         scenario.Pass();
     }
 

@@ -79,6 +79,48 @@ public class SessionTableTests
     }
 
     [Fact]
+    public void Ipsec_and_port_less_rows_show_what_identifies_them()
+    {
+        // The rows natd's CollectSessions emits for IPsec (NatEngine.Ipsec.cs) and port-less protocols.
+        var rows = new[]
+        {
+            Row("gre", "10.0.0.5", 0, 0, "203.0.113.10", 0, 119) with { State = "active" },
+            Row("esp", "10.0.0.3", 0, 0, "203.0.113.10", 0, 10) with { State = "pending spi 00001002/00000000" },
+            Row("esp", "10.0.0.2", 0, 0, "203.0.113.10", 0, 1799) with { State = "associated spi 00001001/00002001" },
+            Row("isakmp", "10.0.0.2", 500, 500, "203.0.113.10", 500, 3599) with { State = "cookies 0123456789abcdef/c0c0000000000041" },
+            Row("udp", "10.0.0.2", 4500, 4500, "203.0.113.10", 4500, 299),
+            Row("tcp", "10.0.0.2", 40000, 61000, "203.0.113.10", 1723, 7000),
+        };
+        const string expected =
+            "IP masquerading entries\n" +
+            "prot   expire    source           destination      ports\n" +
+            "tcp    116:40.00 10.0.0.2         203.0.113.10     40000 (61000) -> 1723\n" +
+            "udp      4:59.00 10.0.0.2         203.0.113.10     4500 (4500) -> 4500\n" +
+            "isakmp  59:59.00 10.0.0.2         203.0.113.10     500 (500) -> 500 cookies 0123456789abcdef/c0c0000000000041\n" +
+            "esp     29:59.00 10.0.0.2         203.0.113.10     spi 00001001/00002001 associated\n" +
+            "esp      0:10.00 10.0.0.3         203.0.113.10     spi 00001002/00000000 pending\n" +
+            "gre      1:59.00 10.0.0.5         203.0.113.10\n";
+        Assert.Equal(expected, SessionTable.Render(rows));
+    }
+
+    [Fact]
+    public void Protocols_unknown_to_natctl_sort_last_and_keep_their_state_text()
+    {
+        var rows = new[]
+        {
+            Row("132", "10.0.0.2", 0, 0, "192.0.2.1", 0, 5),
+            Row("esp", "10.0.0.2", 0, 0, "192.0.2.1", 0, 5) with { State = "refused" },
+            Row("icmp", "10.0.0.2", 7, 8, "192.0.2.1", 0, 5),
+        };
+        var lines = SessionTable.Render(rows).Split('\n', StringSplitOptions.RemoveEmptyEntries)[2..];
+        Assert.StartsWith("icmp ", lines[0], StringComparison.Ordinal);
+        Assert.StartsWith("esp ", lines[1], StringComparison.Ordinal);
+        Assert.EndsWith("192.0.2.1        refused", lines[1], StringComparison.Ordinal);
+        Assert.StartsWith("132 ", lines[2], StringComparison.Ordinal);
+        Assert.EndsWith("192.0.2.1", lines[2], StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void No_sessions_prints_the_headers_only()
         => Assert.Equal("IP masquerading entries\nprot expire    source           destination      ports\n", SessionTable.Render([]));
 }

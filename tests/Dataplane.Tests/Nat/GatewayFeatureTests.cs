@@ -125,6 +125,10 @@ public class GatewayFeatureTests
         var back = h.Out(reply, Side.Outside);
         Assert.Equal("10.0.0.5", Dst(back));
         Assert.True(ChecksumsValid(back));
+        // Listed under its own name, not as icmp.
+        var row = h.Engine.CollectSessionsList(h.Now).Single();
+        Assert.Equal("gre", row.Protocol);
+        Assert.Equal((0, 0), (row.InsidePort, row.RemotePort));
     }
 
     private static NatSettings WithForward(NatSettings s, Balance balance = Balance.RoundRobin) => s with
