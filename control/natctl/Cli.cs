@@ -24,7 +24,7 @@ internal static class Cli
         usage: natctl <command> [options]
 
         commands:
-          sessions [--protocol tcp|udp|icmp] [--inside ADDR[:PORT]] [--remote ADDR[:PORT]]
+          sessions [--protocol tcp|udp|icmp|isakmp|esp|gre] [--inside ADDR[:PORT]] [--remote ADDR[:PORT]]
                      list NAT sessions (the ipfwadm -M -l -n view), optionally filtered
           stats      show dataplane counters
           expectations
@@ -373,9 +373,9 @@ internal static class Cli
         var parts = new List<string>();
         if (values.TryGetValue("--protocol", out string? protocol))
         {
-            if (protocol is not ("tcp" or "udp" or "icmp"))
+            if (protocol is not ("tcp" or "udp" or "icmp" or "isakmp" or "esp" or "gre"))
             {
-                error = $"--protocol '{protocol}' is not tcp, udp or icmp";
+                error = $"--protocol '{protocol}' is not tcp, udp, icmp, isakmp, esp or gre";
                 return false;
             }
             parts.Add("protocol=" + protocol);

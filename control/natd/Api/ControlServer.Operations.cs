@@ -313,9 +313,9 @@ internal readonly record struct SessionFilter(string? Protocol, uint Inside, ush
             }
         }
         string? protocol = query["protocol"].FirstOrDefault();
-        if (protocol is not null && protocol is not ("tcp" or "udp" or "icmp"))
+        if (protocol is not null && protocol is not ("tcp" or "udp" or "icmp" or "isakmp" or "esp" or "gre"))
         {
-            error = $"protocol '{protocol}' is not tcp, udp or icmp";
+            error = $"protocol '{protocol}' is not tcp, udp, icmp, isakmp, esp or gre";
             return false;
         }
         uint inside = 0, remote = 0;

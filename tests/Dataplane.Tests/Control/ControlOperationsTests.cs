@@ -73,7 +73,7 @@ public sealed class ControlOperationsTests : IAsyncLifetime
     }
 
     [Theory]
-    [InlineData("?protocol=gre", "protocol 'gre' is not tcp, udp or icmp")]
+    [InlineData("?protocol=sctp", "protocol 'sctp' is not tcp, udp, icmp, isakmp, esp or gre")]
     [InlineData("?inside=10.0.0", "inside '10.0.0' is not ADDRESS[:PORT]")]
     [InlineData("?remote=1.2.3.4:99999", "remote '1.2.3.4:99999' is not ADDRESS[:PORT]")]
     [InlineData("?port=80", "unknown filter 'port'")]

@@ -156,7 +156,7 @@ public sealed class NatctlTests : IAsyncLifetime
     [InlineData]
     [InlineData("flush", "now")]
     [InlineData("frobnicate")]
-    [InlineData("sessions", "--protocol", "gre")]
+    [InlineData("sessions", "--protocol", "sctp")]
     [InlineData("sessions", "--inside", "10.0.0")]
     [InlineData("sessions", "--udp", "600")]
     [InlineData("stats", "--protocol", "tcp")]
