@@ -24,9 +24,16 @@ wanted=(
   "tftp-hpa:tftp"
   "ngircd:ngircd"
   "python3-scapy:scapy"
+  # IPsec end-to-end test: strongSwan's charon with swanctl, and kernel-libipsec (userspace ESP
+  # over a TUN device, in libcharon-extra-plugins) for kernels without ESP (CONFIG_INET_ESP).
+  "strongswan-charon:/usr/lib/ipsec/charon"
+  "strongswan-swanctl:swanctl"
+  "libcharon-extra-plugins:/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so"
 )
 
 have_command() {
+  # An absolute path (a daemon or plugin outside PATH) counts if the file exists.
+  [ "${1#/}" != "$1" ] && { [ -e "$1" ]; return; }
   command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]
 }
 
@@ -56,9 +63,10 @@ fi
 
 echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-# vsftpd, tftpd-hpa and ngircd start their system daemons on install (on ports 21, 69, 6667 of
-# the root namespace); the tests start their own. A policy-rc.d that answers 101 ("action
-# forbidden") keeps invoke-rc.d from starting anything; one already in place is left as it is.
+# vsftpd, tftpd-hpa, ngircd and strongSwan may start their system daemons on install (on ports 21,
+# 69, 6667, 500 and 4500 of the root namespace); the tests start their own. A policy-rc.d that
+# answers 101 ("action forbidden") keeps invoke-rc.d from starting anything; one already in place is
+# left as it is.
 policy=/usr/sbin/policy-rc.d
 if [ ! -e "$policy" ]; then
   printf '#!/bin/sh\n# install-deps.sh: no service starts during the install\nexit 101\n' >"$policy"
@@ -74,7 +82,7 @@ echo "install-deps: installed ${missing[*]}"
 # On a machine that runs systemd, units are enabled and may have been started regardless of
 # policy-rc.d: stop and disable them so the root namespace keeps its ports free.
 if [ -d /run/systemd/system ]; then
-  for unit in vsftpd tftpd-hpa ngircd; do
+  for unit in vsftpd tftpd-hpa ngircd strongswan strongswan-starter; do
     systemctl disable --now "$unit" >/dev/null 2>&1 || true
   done
 fi
