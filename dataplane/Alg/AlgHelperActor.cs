@@ -92,15 +92,14 @@ public sealed class AlgHelperActor : ActorBase
 }
 
 /// <summary>
-/// Parent of the ALG helpers: one child per enabled ALG, restarted on failure (up to 100 times a
-/// minute, then stopped: a helper that crashes on every frame must not spin), so a crash never
-/// reaches the pollers.
+/// Parent of the ALG helpers: one child per ALG, restarted on every failure, so a crash never
+/// reaches the pollers. Restarts are not capped: stopping a helper would switch its ALG off for
+/// every subscriber, which a peer that can crash it on purpose would like; a restart costs only the
+/// stream state of that ALG's open connections, and every one is counted
+/// (natd_alg_events_total{event="restarts"}) for an alert.
 /// </summary>
 public sealed class AlgSupervisorActor : ActorBase
 {
-    /// <summary>Restart budget per helper per minute.</summary>
-    public const int MaxRestartsPerMinute = 100;
-
     private readonly IReadOnlyList<(AlgKind Kind, Func<IAlgHandler> Factory)> _algs;
     private readonly IActorRef?[] _helpers;
 
@@ -112,7 +111,7 @@ public sealed class AlgSupervisorActor : ActorBase
     }
 
     /// <summary>The strategy its children run under.</summary>
-    public static SupervisorStrategy Strategy { get; } = new OneForOneStrategy(MaxRestartsPerMinute, TimeSpan.FromMinutes(1), _ => Directive.Restart);
+    public static SupervisorStrategy Strategy { get; } = new OneForOneStrategy(_ => Directive.Restart);
 
     /// <inheritdoc />
     protected override void PreStart()

@@ -58,7 +58,6 @@ public class AlgHelperActorTests
         }
         var ftp = Assert.IsAssignableFrom<IActorRef>(helpers[(int)AlgKind.Ftp]);
         var poller = new Probe("poller");
-        int createdBefore = Volatile.Read(ref CountingHandler.Created);
 
         for (int i = 1; i <= 3; i++)
         {
@@ -73,6 +72,8 @@ public class AlgHelperActorTests
             Assert.Equal(1, back.Actions.Rewrites);
         }
 
+        // Read only now: the helper's first instance (and its handler) is made on its own thread.
+        int createdBefore = Volatile.Read(ref CountingHandler.Created);
         ftp.Tell(Frame(0xFF, 4, poller)); // lost with the crash
         ftp.Tell(Frame(1, 5, poller));
         var after = await poller.Expect<AlgFrame>();
