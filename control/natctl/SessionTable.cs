@@ -83,7 +83,8 @@ internal static class SessionTable
     /// The ports column: "inside (external) -> remote" for tcp, udp and isakmp (UDP 500, followed by
     /// its "cookies initiator/responder"), "identifier (external)" for icmp, the SPIs and state for
     /// esp ("spi outbound/inbound associated"; natd's State reads "associated spi 00001001/00002001"),
-    /// nothing for other port-less protocols (gre, ah, a protocol number).
+    /// "call inside (external) -> server" Call IDs for a PPTP call's gre row, nothing for other
+    /// port-less protocols (gre, ah, a protocol number).
     /// </summary>
     private static void AppendPorts(StringBuilder sb, SessionRow r)
     {
@@ -101,6 +102,10 @@ internal static class SessionTable
                 break;
             case "icmp":
                 sb.Append(CultureInfo.InvariantCulture, $"{r.InsidePort} ({r.ExternalPort})");
+                break;
+            case "gre" when r.State == "pptp-call":
+                // A PPTP call: the client's Call ID, the one natd gave the server, the server's.
+                sb.Append(CultureInfo.InvariantCulture, $"call {r.InsidePort} ({r.ExternalPort}) -> {r.RemotePort}");
                 break;
             case "esp":
                 int spi = r.State.IndexOf("spi ", StringComparison.Ordinal);

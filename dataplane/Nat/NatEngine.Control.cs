@@ -1,3 +1,4 @@
+using Natd.Dataplane.Alg.Pptp;
 using Natd.Dataplane.Packets;
 using Natd.Dataplane.Sessions;
 
@@ -37,6 +38,23 @@ public sealed partial class NatEngine
             });
         }
         CollectIpsecSessions(into, nowMs);
+        CollectGreCalls(into, nowMs);
+    }
+
+    /// <summary>PPTP calls as "gre" rows: the Call IDs stand where ports would (inside, external, the server's), state "pptp-call".</summary>
+    private void CollectGreCalls(List<SessionInfo> into, long nowMs)
+    {
+        var calls = GreCalls.Entries;
+        double timeout = _settings.Timeouts.Udp;
+        for (int i = 0; i < calls.Length; i++)
+        {
+            ref GreCallTable.Entry c = ref calls[i];
+            if (c.InUse)
+            {
+                into.Add(new SessionInfo("gre", c.InsideAddress, c.InsideCallId, c.ExternalAddress, c.ExternalCallId, c.RemoteAddress, c.RemoteCallId,
+                    Math.Max(0, timeout - (nowMs - c.LastSeenMs) / 1000.0), "pptp-call", 0, 0, 0, 0) { Alg = "pptp" });
+            }
+        }
     }
 
     /// <summary>

@@ -25,6 +25,19 @@ public class PptpGreEngineTests
         => WithMacs(Gre(Server, Ext, callId, seq: seq, ack: ack), EngineHarness.RouterMac, GatewayOutsideMac);
 
     [Fact]
+    public void Calls_are_listed_as_gre_rows_with_their_call_ids_for_natctl()
+    {
+        var h = TwoCalls();
+        var rows = new List<SessionInfo>();
+        h.Engine.CollectSessions(rows, h.Now + 10_000);
+        var b = Assert.Single(rows, r => r.Protocol == "gre" && r.InsideAddress == Ipv4.Parse(B));
+        Assert.Equal((0x4000, 0x5001, 12, "pptp-call", "pptp"), (b.InsidePort, b.ExternalPort, b.RemotePort, b.State, b.Alg));
+        Assert.Equal(Ipv4.Parse(Ext), b.ExternalAddress);
+        Assert.Equal(h.Engine.Settings.Timeouts.Udp - 10, b.ExpiresInSeconds, 3);
+        Assert.Equal(2, rows.Count(r => r.Protocol == "gre"));
+    }
+
+    [Fact]
     public void Two_clients_calling_one_server_each_get_only_their_own_gre()
     {
         var h = TwoCalls();

@@ -43,6 +43,14 @@ public class SessionTableTests
     }
 
     [Fact]
+    public void A_pptp_call_shows_its_call_ids_where_ports_would_be()
+    {
+        var row = Row("gre", "10.0.0.3", 16384, 20481, "198.51.100.2", 12, 299) with { State = "pptp-call", Alg = "pptp" };
+        var line = SessionTable.Render([row]).Split('\n', StringSplitOptions.RemoveEmptyEntries)[2];
+        Assert.Equal("gre    4:59.00 10.0.0.3         198.51.100.2     call 16384 (20481) -> 12 alg pptp", line);
+    }
+
+    [Fact]
     public void Sorts_by_protocol_then_numeric_inside_address_then_port()
     {
         var rows = new[]
