@@ -308,6 +308,11 @@ public sealed partial class NatEngine
         {
             return -1;
         }
+        if (!InboundAllowed(key))
+        {
+            reason = DropReason.RuleDeny; // rules naming `in: outside` apply to related connections too
+            return -1;
+        }
         if (Table.Count >= Table.Capacity)
         {
             reason = DropReason.SessionLimit;

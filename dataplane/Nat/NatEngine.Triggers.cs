@@ -104,6 +104,11 @@ public sealed partial class NatEngine
         {
             return -1;
         }
+        if (!InboundAllowed(key))
+        {
+            reason = DropReason.RuleDeny;
+            return -1;
+        }
         ref ActiveTrigger a = ref _triggers[t];
         var in2out = new FlowKey(a.Inside, key.Source, key.DestinationPort, key.SourcePort, key.Protocol);
         int s = CreateTriggered(in2out, key, ref reason);

@@ -127,6 +127,26 @@ public class AlgFrameworkTests
     }
 
     [Fact]
+    public void Rules_that_deny_inbound_traffic_also_deny_an_expected_connection()
+    {
+        var h = new EngineHarness(s => s with
+        {
+            Rules =
+            [
+                new ForwardRule { Name = "no-active-ftp-data", Protocol = IpProtocol.Tcp, SourcePorts = [new PortRange(20, 20)], In = RuleInterface.Outside, Action = RuleAction.Deny },
+                new ForwardRule { Name = "subscribers", Sources = [Ipv4Prefix.Parse("10.0.0.0/24")], Action = RuleAction.Masquerade },
+            ],
+        }) { CompleteAlgFrames = false };
+        OpenControl(h);
+        AlgPending p = Command(h, "PORT 10,0,0,2,156,64\r\n");
+        Complete(h, p, ActiveData(p, 40000));
+        Assert.Equal(Verdict.Drop, h.Run(EngineHarness.FromOutside(Tcp(Out, 20, Ext, p.ReservedPort, Syn)), Side.Outside, out _));
+        Assert.Equal(DropReason.RuleDeny, h.Engine.LastDrop);
+        // From another source port the rule does not match: the expectation still opens.
+        Assert.Equal(Verdict.ToInside, h.Run(EngineHarness.FromOutside(Tcp(Out, 2020, Ext, p.ReservedPort, Syn)), Side.Outside, out _));
+    }
+
+    [Fact]
     public void A_reserved_port_the_helper_did_not_use_is_freed_and_so_is_one_whose_frame_was_lost()
     {
         var h = Harness();
