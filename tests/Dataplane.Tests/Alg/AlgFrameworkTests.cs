@@ -82,6 +82,19 @@ public class AlgFrameworkTests
     }
 
     [Fact]
+    public void A_reload_switches_an_alg_for_new_connections_and_an_open_one_keeps_its_helper()
+    {
+        var h = Harness();
+        OpenControl(h, 40000);
+        string? why = h.Engine.UpdateSettings(h.Engine.Settings with { Algs = h.Engine.Settings.Algs with { Ftp = new AlgPorts(false, [21]) } });
+        Assert.Null(why);
+        Assert.Equal(Verdict.ToOutside, h.Run(Tcp(In, 40001, Out, 21, Syn), Side.Inside, out _));
+        Assert.Equal(Verdict.ToHelper, h.Run(Tcp(In, 40000, Out, 21, Ack), Side.Inside, out _)); // its seq offsets live in the helper
+        h.Engine.UpdateSettings(h.Engine.Settings with { Algs = h.Engine.Settings.Algs with { Ftp = new AlgPorts(true, [21, 2121]) } });
+        Assert.Equal(Verdict.ToHelper, h.Run(Tcp(In, 40002, Out, 2121, Syn), Side.Inside, out _));
+    }
+
+    [Fact]
     public void An_inbound_expectation_lets_exactly_the_server_open_one_connection_to_the_advertised_inside_port()
     {
         var h = Harness();
