@@ -13,6 +13,17 @@ public enum LineVerdict : byte
     RewriteAndExpect,
 }
 
+/// <summary>Which side opened a TCP connection of an ALG, as its handshake showed.</summary>
+public enum ConnectionOpener : byte
+{
+    /// <summary>The handshake was not seen (the helper started mid-connection).</summary>
+    Unknown,
+    /// <summary>The inside host sent the SYN: an inside client of a remote server.</summary>
+    Inside,
+    /// <summary>The remote host sent the SYN: a server inside reached through a port forward.</summary>
+    Outside,
+}
+
 /// <summary>A line-oriented ALG's decision about one line (see <see cref="TcpLineAlgHandler.Decide"/>).</summary>
 public struct LineDecision
 {
@@ -60,11 +71,13 @@ public abstract class TcpLineAlgHandler : IAlgHandler
     /// </summary>
     /// <param name="connection">The connection.</param>
     /// <param name="direction">Which way the line travels.</param>
+    /// <param name="opener">Which side opened the connection (client or server inside).</param>
     /// <param name="line">The line without its CR LF (or bare LF) terminator.</param>
     /// <param name="reservedPort">The external port reserved for this frame, 0 when none.</param>
     /// <param name="replacement">Where to write replacement bytes (128 bytes).</param>
     /// <returns>The decision; edit range within <paramref name="line"/>.</returns>
-    protected abstract LineDecision Decide(in AlgConnection connection, AlgDirection direction, ReadOnlySpan<byte> line, ushort reservedPort, Span<byte> replacement);
+    protected abstract LineDecision Decide(in AlgConnection connection, AlgDirection direction, ConnectionOpener opener, ReadOnlySpan<byte> line,
+        ushort reservedPort, Span<byte> replacement);
 
     /// <summary>True when an incomplete or overlong line starting with <paramref name="start"/> looks like something <see cref="Decide"/> would act on (counted as refused).</summary>
     protected abstract bool LooksInteresting(AlgDirection direction, ReadOnlySpan<byte> start);
@@ -90,6 +103,12 @@ public abstract class TcpLineAlgHandler : IAlgHandler
         {
             // Data on a SYN (TCP Fast Open) is left alone: no FTP or IRC client sends a command there.
             lines.Start(seq + 1);
+            if (state.Opener == ConnectionOpener.Unknown)
+            {
+                // A SYN comes from the opener, a SYN-ACK from the other side.
+                bool fromInside = (direction == AlgDirection.In2Out) == ((flags & Packets.Tcp.Ack) == 0);
+                state.Opener = fromInside ? ConnectionOpener.Inside : ConnectionOpener.Outside;
+            }
         }
         else if (payloadLength > 0)
         {
@@ -150,7 +169,7 @@ public abstract class TcpLineAlgHandler : IAlgHandler
             return;
         }
         int textLength = newline > 0 && window[newline - 1] == (byte)'\r' ? newline - 1 : newline;
-        LineDecision d = Decide(connection, direction, window[..textLength], reservedPort, _scratch);
+        LineDecision d = Decide(connection, direction, state.Opener, window[..textLength], reservedPort, _scratch);
         switch (d.Verdict)
         {
             case LineVerdict.Refuse:
@@ -217,6 +236,7 @@ public abstract class TcpLineAlgHandler : IAlgHandler
     {
         public readonly TcpStreamEdits Edits = new();
         public long LastSeenMs;
+        public ConnectionOpener Opener;
         private LineTracker _in2Out;
         private LineTracker _out2In;
 

@@ -84,7 +84,11 @@ public sealed partial class NatEngine
 
     private string DescribeControl(in FlowKey c)
     {
-        Alg.AlgKind kind = _settings.Algs.Classify(c.Protocol, FlowKey.PortToHost(c.DestinationPort));
+        // The control session knows its ALG (a forward's is classified by the inside server's port).
+        int cs = Table.FindIn2Out(c);
+        Alg.AlgKind kind = cs >= 0 && Table.Sessions[cs].Alg != Alg.AlgKind.None
+            ? Table.Sessions[cs].Alg
+            : _settings.Algs.Classify(c.Protocol, FlowKey.PortToHost(c.DestinationPort));
         string proto = ProtocolName(c.Protocol);
         string who = kind == Alg.AlgKind.None ? "trigger" : AlgName(kind);
         return $"{who} {proto} {Ipv4.Format(c.Source)}:{FlowKey.PortToHost(c.SourcePort)} -> {Ipv4.Format(c.Destination)}:{FlowKey.PortToHost(c.DestinationPort)}";

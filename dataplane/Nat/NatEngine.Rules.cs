@@ -1,3 +1,4 @@
+using Natd.Dataplane.Alg;
 using Natd.Dataplane.Packets;
 using Natd.Dataplane.Sessions;
 
@@ -286,8 +287,26 @@ public sealed partial class NatEngine
         if (s >= 0)
         {
             Table.Mappings[Table.Sessions[s].Mapping].Tag = (f << 8) | b;
+            Table.Sessions[s].Alg = ForwardAlg(key.Protocol, FlowKey.PortToHost(iport), FlowKey.PortToHost(key.DestinationPort));
         }
         return s;
+    }
+
+    /// <summary>
+    /// The ALG of a connection to a server inside behind a forward: the backend's port decides, else
+    /// the forward's external port (a forward of 2121 to an inside port 21, or the other way round).
+    /// Only FTP knows the server-inside role (227/229 from the server rewritten, as netfilter's FTP
+    /// helper does for a DNATed server); the other ALGs parse their client's side only, so their
+    /// forwards stay plain.
+    /// </summary>
+    private AlgKind ForwardAlg(byte proto, ushort backendPort, ushort externalPort)
+    {
+        AlgKind alg = _settings.Algs.Classify(proto, backendPort);
+        if (alg == AlgKind.None)
+        {
+            alg = _settings.Algs.Classify(proto, externalPort);
+        }
+        return alg == AlgKind.Ftp ? alg : AlgKind.None;
     }
 
     /// <summary>

@@ -3,13 +3,21 @@ using Natd.Dataplane.Packets;
 namespace Natd.Dataplane.Alg.Ftp;
 
 /// <summary>
-/// FTP ALG (like Linux <c>ip_masq_ftp</c> / <c>nf_conntrack_ftp</c>) for an inside client and a
-/// remote server. In2out <c>PORT</c> (RFC 959) and <c>EPRT |1|</c> (RFC 2428) naming the inside
-/// host are rewritten to the external address and the reserved external port, with an inbound
-/// expectation from the server to the inside port. Out2in <c>227</c> and <c>229</c> replies open an
-/// outbound expectation to the server's data port (no rewrite: the server's address is public).
-/// Anything naming another host (a third party), IPv6, bad numbers, a split or overlong command is
-/// refused: passed unchanged, nothing opened, counted.
+/// FTP ALG (like Linux <c>ip_masq_ftp</c> / <c>nf_conntrack_ftp</c>).
+/// <para>Inside client, remote server (the connection opened from inside): in2out <c>PORT</c>
+/// (RFC 959) and <c>EPRT |1|</c> (RFC 2428) naming the inside host are rewritten to the external
+/// address and the reserved external port, with an inbound expectation from the server to the
+/// inside port. Out2in <c>227</c> and <c>229</c> replies open an outbound expectation to the
+/// server's data port (no rewrite: the server's address is public).</para>
+/// <para>Server inside behind a port forward, remote client (the connection opened from outside),
+/// as netfilter's FTP helper does for a DNATed server: in2out <c>227</c> naming the server's own
+/// inside address and <c>229</c> are rewritten to the external address (227) and the reserved
+/// external port, with an inbound expectation from the client to the server's data port. Out2in
+/// <c>PORT</c>/<c>EPRT</c> naming the client open an outbound expectation marking the server's
+/// active data connection related (no rewrite: the client's address is public).</para>
+/// <para>When the handshake was not seen (the helper restarted) both roles are tried on each line.
+/// Anything naming another host (a third party), IPv6, bad numbers, a split or overlong line is
+/// refused: passed unchanged, nothing opened, counted.</para>
 /// </summary>
 public sealed class FtpHandler : TcpLineAlgHandler
 {
@@ -17,17 +25,30 @@ public sealed class FtpHandler : TcpLineAlgHandler
     public override AlgKind Kind => AlgKind.Ftp;
 
     /// <inheritdoc />
-    protected override LineDecision Decide(in AlgConnection connection, AlgDirection direction, ReadOnlySpan<byte> line, ushort reservedPort, Span<byte> replacement)
+    protected override LineDecision Decide(in AlgConnection connection, AlgDirection direction, ConnectionOpener opener, ReadOnlySpan<byte> line,
+        ushort reservedPort, Span<byte> replacement)
     {
-        return direction == AlgDirection.In2Out
-            ? DecideCommand(connection, line, reservedPort, replacement)
-            : DecideReply(connection, line);
+        LineDecision d = default;
+        if (opener != ConnectionOpener.Outside)
+        {
+            d = direction == AlgDirection.In2Out
+                ? DecideCommand(connection, line, reservedPort, replacement)
+                : DecideReply(connection, line);
+        }
+        if (d.Verdict == LineVerdict.Ignore && opener != ConnectionOpener.Inside)
+        {
+            d = direction == AlgDirection.In2Out
+                ? DecideServerReply(connection, line, reservedPort, replacement)
+                : DecideClientCommand(connection, line);
+        }
+        return d;
     }
 
     /// <inheritdoc />
     protected override bool LooksInteresting(AlgDirection direction, ReadOnlySpan<byte> start)
         => direction == AlgDirection.In2Out
             ? AsciiText.StartsWithIgnoreCase(start, "PORT"u8) || AsciiText.StartsWithIgnoreCase(start, "EPRT"u8)
+                || start.StartsWith("227"u8) || start.StartsWith("229"u8)
             : start.StartsWith("227"u8) || start.StartsWith("229"u8);
 
     private static LineDecision DecideCommand(in AlgConnection connection, ReadOnlySpan<byte> line, ushort reservedPort, Span<byte> replacement)
@@ -95,6 +116,81 @@ public sealed class FtpHandler : TcpLineAlgHandler
         if (m != FtpParser.Match.Ok || (!extended && ep.Address != connection.RemoteAddress))
         {
             return new LineDecision { Verdict = LineVerdict.Refuse };
+        }
+        return new LineDecision
+        {
+            Verdict = LineVerdict.Expect,
+            Expectation = new ExpectationRequest(ExpectationKind.Outbound, IpProtocol.Tcp, connection.RemoteAddress, (ushort)ep.Port,
+                0, connection.InsideAddress, 0, UsesReservedPort: false),
+        };
+    }
+
+    /// <summary>
+    /// Server inside: its passive reply names its own inside address (227) or only a port (229);
+    /// the client outside must connect to the external address and the reserved port instead.
+    /// </summary>
+    private static LineDecision DecideServerReply(in AlgConnection connection, ReadOnlySpan<byte> line, ushort reservedPort, Span<byte> replacement)
+    {
+        var refuse = new LineDecision { Verdict = LineVerdict.Refuse };
+        FtpParser.Match m = FtpParser.Parse227(line, out var ep);
+        bool extended = false;
+        if (m == FtpParser.Match.None)
+        {
+            m = FtpParser.Parse229(line, out ep);
+            extended = true;
+        }
+        if (m == FtpParser.Match.None)
+        {
+            return default;
+        }
+        // A 227 naming another host would let the client reach a third party through natd.
+        if (m != FtpParser.Match.Ok || (!extended && ep.Address != connection.InsideAddress) || reservedPort == 0)
+        {
+            return refuse;
+        }
+        int n = 0;
+        bool written = extended
+            ? AsciiText.TryWriteByte(replacement, ref n, (byte)'(')
+                && AsciiText.TryWriteByte(replacement, ref n, ep.Delimiter) && AsciiText.TryWriteByte(replacement, ref n, ep.Delimiter)
+                && AsciiText.TryWriteByte(replacement, ref n, ep.Delimiter)
+                && AsciiText.TryWriteDecimal(replacement, ref n, reservedPort)
+                && AsciiText.TryWriteByte(replacement, ref n, ep.Delimiter) && AsciiText.TryWriteByte(replacement, ref n, (byte)')')
+            : AsciiText.TryWriteAddress(replacement, ref n, connection.ExternalAddress, (byte)',')
+                && AsciiText.TryWriteByte(replacement, ref n, (byte)',')
+                && AsciiText.TryWriteDecimal(replacement, ref n, (ulong)(reservedPort >> 8))
+                && AsciiText.TryWriteByte(replacement, ref n, (byte)',')
+                && AsciiText.TryWriteDecimal(replacement, ref n, (ulong)(reservedPort & 0xFF));
+        if (!written)
+        {
+            return refuse;
+        }
+        return new LineDecision
+        {
+            Verdict = LineVerdict.RewriteAndExpect,
+            EditOffset = ep.Start,
+            EditLength = ep.End - ep.Start,
+            ReplacementLength = n,
+            // The client connects from any port of its own address (the control connection's remote).
+            Expectation = new ExpectationRequest(ExpectationKind.Inbound, IpProtocol.Tcp, connection.RemoteAddress, 0,
+                reservedPort, connection.InsideAddress, (ushort)ep.Port, UsesReservedPort: true),
+        };
+    }
+
+    /// <summary>
+    /// Client outside: its PORT/EPRT names its own public address, which the server inside reaches
+    /// through plain masquerading; the expectation only marks that connection related. One naming
+    /// another host is the server's to refuse (vsftpd does): natd opens nothing for it either way.
+    /// </summary>
+    private static LineDecision DecideClientCommand(in AlgConnection connection, ReadOnlySpan<byte> line)
+    {
+        FtpParser.Match m = FtpParser.ParsePort(line, out var ep);
+        if (m == FtpParser.Match.None)
+        {
+            m = FtpParser.ParseEprt(line, out ep);
+        }
+        if (m != FtpParser.Match.Ok || ep.Address != connection.RemoteAddress)
+        {
+            return default;
         }
         return new LineDecision
         {

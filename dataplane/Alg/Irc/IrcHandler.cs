@@ -16,7 +16,7 @@ public sealed class IrcHandler : TcpLineAlgHandler
     public override AlgKind Kind => AlgKind.Irc;
 
     /// <inheritdoc />
-    protected override LineDecision Decide(in AlgConnection connection, AlgDirection direction, ReadOnlySpan<byte> line, ushort reservedPort, Span<byte> replacement)
+    protected override LineDecision Decide(in AlgConnection connection, AlgDirection direction, ConnectionOpener opener, ReadOnlySpan<byte> line, ushort reservedPort, Span<byte> replacement)
     {
         if (direction != AlgDirection.In2Out)
         {

@@ -121,6 +121,28 @@ public class AlgFuzzTests
             }
         }, "10,0,0,2,", ".10.0.0.2.", "|10.0.0.2|", "!10.0.0.2!", "#10.0.0.2#")));
 
+    // A server inside behind a forward: its 227/229 (in2out) get the reserved port and an inbound
+    // expectation from the client only; the client's PORT/EPRT (out2in) only mark related.
+    // A 229 names no host, so any 229 may open one (to the server's own address, from the client).
+    [Fact]
+    public void Ftp_server_inside_sessions_never_throw_keep_streams_consistent_and_open_nothing_for_third_parties()
+        => Check.One(Fuzz(400, 0x5E7), Prop.ForAll(Sessions(FtpLines), steps => RunSession(new FtpHandler(), 21, outsideOpens: true, steps, (e, dir, reserved, c) =>
+        {
+            Assert.Equal(c.InsideAddress, e.InsideAddress);
+            Assert.Equal(c.RemoteAddress, e.RemoteAddress);
+            Assert.Equal(IpProtocol.Tcp, e.Protocol);
+            if (e.Kind == ExpectationKind.Inbound)
+            {
+                Assert.Equal(AlgDirection.In2Out, dir);
+                Assert.True(e.UsesReservedPort && reserved != 0 && e.ExternalPort == reserved && e.InsidePort != 0 && e.RemotePort == 0);
+            }
+            else
+            {
+                Assert.Equal(AlgDirection.Out2In, dir);
+                Assert.True(e.RemotePort != 0 && e.InsidePort == 0 && !e.UsesReservedPort);
+            }
+        }, "10,0,0,2,", "229 ")));
+
     [Fact]
     public void Irc_sessions_never_throw_keep_streams_consistent_and_open_nothing_for_third_parties()
         => Check.One(Fuzz(400, 0x1BC), Prop.ForAll(Sessions(IrcLines), steps => RunSession(new IrcHandler(), 6667, steps, (e, dir, reserved, c) =>
@@ -198,6 +220,11 @@ public class AlgFuzzTests
 
     private static void RunSession(TcpLineAlgHandler h, int remotePort, Step[] steps,
         Action<ExpectationRequest, AlgDirection, ushort, AlgConnection> checkExpectation, params string[] insideTexts)
+        => RunSession(h, remotePort, outsideOpens: false, steps, checkExpectation, insideTexts);
+
+    // outsideOpens: the remote host sends the SYN (a server inside behind a forward).
+    private static void RunSession(TcpLineAlgHandler h, int remotePort, bool outsideOpens, Step[] steps,
+        Action<ExpectationRequest, AlgDirection, ushort, AlgConnection> checkExpectation, params string[] insideTexts)
     {
         var c = Connection(remotePort: remotePort);
         var a = new AlgActions();
@@ -205,8 +232,16 @@ public class AlgFuzzTests
         uint[] wireNext = [1001, 5001];
         var received = new[] { new Dictionary<uint, byte>(), new Dictionary<uint, byte>() };
         var last = new (uint seq, byte[] payload, uint outSeq, byte[] outPayload)?[2];
-        Run(h, AlgDirection.In2Out, Tcp(AlgDirection.In2Out, 0x02, 1000, 0, conn: c), a, conn: c);
-        Run(h, AlgDirection.Out2In, Tcp(AlgDirection.Out2In, 0x12, 5000, 1001, conn: c), a, conn: c);
+        if (outsideOpens)
+        {
+            Run(h, AlgDirection.Out2In, Tcp(AlgDirection.Out2In, 0x02, 5000, 0, conn: c), a, conn: c);
+            Run(h, AlgDirection.In2Out, Tcp(AlgDirection.In2Out, 0x12, 1000, 5001, conn: c), a, conn: c);
+        }
+        else
+        {
+            Run(h, AlgDirection.In2Out, Tcp(AlgDirection.In2Out, 0x02, 1000, 0, conn: c), a, conn: c);
+            Run(h, AlgDirection.Out2In, Tcp(AlgDirection.Out2In, 0x12, 5000, 1001, conn: c), a, conn: c);
+        }
         foreach (var step in steps)
         {
             int d = step.Out2In ? 1 : 0;

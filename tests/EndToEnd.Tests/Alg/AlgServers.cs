@@ -107,7 +107,7 @@ public static class Listeners
 }
 
 /// <summary>
-/// vsftpd on the outside host (198.51.100.2), in the foreground with its own config: anonymous
+/// vsftpd on the outside host (198.51.100.2), or the inside one (10.0.0.2), in the foreground with its own config: anonymous
 /// login (no password), read access to <see cref="RootDirectory"/>, uploads into
 /// <see cref="UploadDirectory"/>, passive (PASV/EPSV) and active (PORT/EPRT, data connections from
 /// port 20) transfers, and a protocol log naming every client address.
@@ -139,14 +139,21 @@ public sealed partial class FtpServer : IDisposable
     /// <summary>vsftpd's log (protocol and transfer lines).</summary>
     public string LogPath { get; }
 
-    /// <summary>Starts vsftpd on the outside host and waits until it listens.</summary>
+    /// <summary>Starts vsftpd on the outside host (or the inside one) and waits until it listens.</summary>
     /// <param name="lab">The lab.</param>
     /// <param name="port">Control port (<c>listen_port</c>).</param>
+    /// <param name="inside">
+    /// Run on the inside host (reached through a port forward) instead of the outside one. No
+    /// <c>pasv_address</c>: its 227 replies name its own inside address, as a server behind a NAT
+    /// does unless told otherwise; that is what the FTP ALG rewrites.
+    /// </param>
     /// <returns>The running server.</returns>
     /// <exception cref="LabException">vsftpd did not start listening in 10 s.</exception>
-    public static FtpServer Start(LabTopology lab, int port = 21)
+    public static FtpServer Start(LabTopology lab, int port = 21, bool inside = false)
     {
-        var dir = LabFiles.Directory(Path.Combine(lab.WorkDirectory, $"vsftpd-{port}"), LabFiles.Mode755);
+        var ns = inside ? lab.InsideNs : lab.OutsideNs;
+        var address = inside ? lab.InsideHost : lab.OutsideHost;
+        var dir = LabFiles.Directory(Path.Combine(lab.WorkDirectory, $"vsftpd-{(inside ? "inside-" : "")}{port}"), LabFiles.Mode755);
         // vsftpd refuses an anonymous root the ftp user could write to, and needs an empty,
         // root-owned, non-writable directory for its unprivileged child.
         var root = LabFiles.Directory(Path.Combine(dir, "root"), LabFiles.Mode755);
@@ -157,7 +164,7 @@ public sealed partial class FtpServer : IDisposable
         File.WriteAllText(config, $"""
             listen=YES
             listen_ipv6=NO
-            listen_address={lab.OutsideHost}
+            listen_address={address}
             listen_port={port}
             background=NO
             anonymous_enable=YES
@@ -186,8 +193,8 @@ public sealed partial class FtpServer : IDisposable
             idle_session_timeout=30
 
             """);
-        var process = lab.StartIn(lab.OutsideNs, "vsftpd", config);
-        Listeners.WaitFor(lab, lab.OutsideNs, udp: false, port, process, ReadyTimeout);
+        var process = lab.StartIn(ns, "vsftpd", config);
+        Listeners.WaitFor(lab, ns, udp: false, port, process, ReadyTimeout);
         return new FtpServer(process, port, root, log);
     }
 

@@ -47,6 +47,88 @@ public sealed class FtpAlgTests(ITestOutputHelper output)
         scenario.Pass();
     }
 
+    /// <summary>
+    /// The forward that puts vsftpd on the inside host behind the gateway's address (natd rows only:
+    /// the kernel row's helpers are bound to connections opened from inside).
+    /// </summary>
+    private const string ServerForward = """
+        forwards:
+          - { protocol: tcp, external: 198.51.100.1:21, backends: [10.0.0.2:21] }
+
+        """;
+
+    /// <summary>The natd rows crossed with the data-connection variants of an outside client.</summary>
+    public static TheoryData<string, string> ServerInsideModes
+    {
+        get
+        {
+            var data = new TheoryData<string, string>();
+            foreach (var name in AlgGatewayKinds.Names.Where(n => n.StartsWith("natd", StringComparison.Ordinal)))
+            {
+                foreach (var mode in new[] { "epsv", "pasv", "port" })
+                {
+                    data.Add(name, mode);
+                }
+            }
+
+            return data;
+        }
+    }
+
+    // The server is inside behind a port forward, the client outside (netfilter's FTP helper does
+    // this for DNATed servers). Passive: the server's 229 port and 227 address and port are
+    // rewritten to the external endpoint and a reserved port, which only the client may then open.
+    // Active: the client's PORT names its public address; the server's connection from port 20
+    // is ordinary masqueraded traffic.
+    [AlgTheory("ftp")]
+    [MemberData(nameof(ServerInsideModes))]
+    public void Curl_outside_downloads_from_vsftpd_inside_behind_a_port_forward(string kind, string mode)
+    {
+        var workers = kind == "natd-w1" ? 1 : 2;
+        var gateway = new NatdGateway { ExtraConfig = $"dataplane: {{ workers: {workers} }}\n" + AlgGatewayKinds.NatdAlgConfig + ServerForward };
+        using var scenario = Scenario.Start(gateway, output);
+        var lab = scenario.Lab;
+        using var ftp = FtpServer.Start(lab, 21, inside: true);
+        var expected = LabFiles.WriteRandom(Path.Combine(ftp.RootDirectory, "big.bin"), FileSize, seed: 21);
+        var local = Path.Combine(lab.WorkDirectory, "curl-outside.bin");
+
+        string[] modeArgs = mode switch
+        {
+            "epsv" => [],
+            // curl ignores a 227's address by default (uses the control connection's): make it use it.
+            "pasv" => ["--disable-epsv", "--no-ftp-skip-pasv-ip"],
+            "port" => ["--ftp-port", "-", "--disable-eprt"],
+            _ => throw new ArgumentOutOfRangeException(nameof(mode), mode, null),
+        };
+        string[] args = ["-v", "-sS", "--max-time", "30", "--connect-timeout", "10", "-o", local, .. modeArgs, $"ftp://{lab.GatewayOutside}/big.bin"];
+        var curl = lab.TryRunIn(lab.OutsideNs, ClientTimeout, "curl", args);
+        output.WriteLine($"$ curl {string.Join(' ', args)}\nexit {curl.ExitCode}\n{curl.Combined}");
+        var downloaded = ftp.WaitForLog("OK DOWNLOAD", LogWait);
+        output.WriteLine(ftp.Log());
+
+        Assert.True(curl.ExitCode == 0, $"curl exit {curl.ExitCode}: {curl.Combined}");
+        Assert.NotNull(downloaded);
+        Assert.Equal(expected, LabFiles.Sha256(local));
+        // The client's commands reach the server as sent: PORT names the client's own public address.
+        var verb = mode.ToUpperInvariant();
+        var command = Assert.Single(ftp.Commands(), c => c.StartsWith(verb, StringComparison.OrdinalIgnoreCase));
+        if (mode == "port")
+        {
+            Assert.StartsWith("PORT " + lab.OutsideHost.ToString().Replace('.', ',') + ",", command, StringComparison.OrdinalIgnoreCase);
+        }
+
+        // No source translation on a forward: the server sees the client itself.
+        Assert.All(ftp.Clients(), c => Assert.Equal(lab.OutsideHost.ToString(), c));
+        if (mode == "pasv")
+        {
+            // The reply curl got names the external address, never the server's inside one.
+            Assert.Contains("227 Entering Passive Mode (" + lab.GatewayOutside.ToString().Replace('.', ',') + ",", curl.Combined, StringComparison.Ordinal);
+        }
+
+        Assert.DoesNotContain(lab.InsideHost.ToString().Replace('.', ','), curl.Combined, StringComparison.Ordinal);
+        scenario.Pass();
+    }
+
     [AlgTheory("ftp")]
     [MemberData(nameof(LftpModes))]
     public void Lftp_transfers_a_file_byte_for_byte(string kind, string mode)
