@@ -51,16 +51,12 @@ public sealed class FtpHandler : TcpLineAlgHandler
                 || start.StartsWith("227"u8) || start.StartsWith("229"u8)
             : start.StartsWith("227"u8) || start.StartsWith("229"u8);
 
+    private static readonly LineDecision Refuse = new() { Verdict = LineVerdict.Refuse };
+
+    /// <summary>Inside client: its PORT/EPRT names the inside host; the server must reach the external address and the reserved port.</summary>
     private static LineDecision DecideCommand(in AlgConnection connection, ReadOnlySpan<byte> line, ushort reservedPort, Span<byte> replacement)
     {
-        var refuse = new LineDecision { Verdict = LineVerdict.Refuse };
-        FtpParser.Match m = FtpParser.ParsePort(line, out var ep);
-        bool extended = false;
-        if (m == FtpParser.Match.None)
-        {
-            m = FtpParser.ParseEprt(line, out ep);
-            extended = true;
-        }
+        FtpParser.Match m = ParseActive(line, out var ep, out bool extended);
         if (m == FtpParser.Match.None)
         {
             return default;
@@ -68,7 +64,7 @@ public sealed class FtpHandler : TcpLineAlgHandler
         // A PORT naming another host would make natd open a pinhole for a third party (FTP bounce).
         if (m != FtpParser.Match.Ok || ep.Address != connection.InsideAddress || reservedPort == 0)
         {
-            return refuse;
+            return Refuse;
         }
         int n = 0;
         bool written = extended
@@ -78,36 +74,15 @@ public sealed class FtpHandler : TcpLineAlgHandler
                 && AsciiText.TryWriteByte(replacement, ref n, ep.Delimiter)
                 && AsciiText.TryWriteDecimal(replacement, ref n, reservedPort)
                 && AsciiText.TryWriteByte(replacement, ref n, ep.Delimiter)
-            : AsciiText.TryWriteAddress(replacement, ref n, connection.ExternalAddress, (byte)',')
-                && AsciiText.TryWriteByte(replacement, ref n, (byte)',')
-                && AsciiText.TryWriteDecimal(replacement, ref n, (ulong)(reservedPort >> 8))
-                && AsciiText.TryWriteByte(replacement, ref n, (byte)',')
-                && AsciiText.TryWriteDecimal(replacement, ref n, (ulong)(reservedPort & 0xFF));
-        if (!written)
-        {
-            return refuse;
-        }
-        return new LineDecision
-        {
-            Verdict = LineVerdict.RewriteAndExpect,
-            EditOffset = ep.Start,
-            EditLength = ep.End - ep.Start,
-            ReplacementLength = n,
-            // The server connects from any port (20 by RFC 959, but vsftpd and others vary).
-            Expectation = new ExpectationRequest(ExpectationKind.Inbound, IpProtocol.Tcp, connection.RemoteAddress, 0,
-                reservedPort, connection.InsideAddress, (ushort)ep.Port, UsesReservedPort: true),
-        };
+            : TryWriteCommaEndpoint(replacement, ref n, connection.ExternalAddress, reservedPort);
+        // The server connects from any port (20 by RFC 959, but vsftpd and others vary).
+        return written ? RewriteAndExpectInbound(connection, ep, n, reservedPort) : Refuse;
     }
 
+    /// <summary>Inside client: a 227/229 reply names the server's data port; the client's connection to it is marked related.</summary>
     private static LineDecision DecideReply(in AlgConnection connection, ReadOnlySpan<byte> line)
     {
-        FtpParser.Match m = FtpParser.Parse227(line, out var ep);
-        bool extended = false;
-        if (m == FtpParser.Match.None)
-        {
-            m = FtpParser.Parse229(line, out ep);
-            extended = true;
-        }
+        FtpParser.Match m = ParsePassive(line, out var ep, out bool extended);
         if (m == FtpParser.Match.None)
         {
             return default;
@@ -115,14 +90,9 @@ public sealed class FtpHandler : TcpLineAlgHandler
         // 229 carries no address: the data connection goes to the control connection's server.
         if (m != FtpParser.Match.Ok || (!extended && ep.Address != connection.RemoteAddress))
         {
-            return new LineDecision { Verdict = LineVerdict.Refuse };
+            return Refuse;
         }
-        return new LineDecision
-        {
-            Verdict = LineVerdict.Expect,
-            Expectation = new ExpectationRequest(ExpectationKind.Outbound, IpProtocol.Tcp, connection.RemoteAddress, (ushort)ep.Port,
-                0, connection.InsideAddress, 0, UsesReservedPort: false),
-        };
+        return ExpectOutbound(connection, ep);
     }
 
     /// <summary>
@@ -131,14 +101,7 @@ public sealed class FtpHandler : TcpLineAlgHandler
     /// </summary>
     private static LineDecision DecideServerReply(in AlgConnection connection, ReadOnlySpan<byte> line, ushort reservedPort, Span<byte> replacement)
     {
-        var refuse = new LineDecision { Verdict = LineVerdict.Refuse };
-        FtpParser.Match m = FtpParser.Parse227(line, out var ep);
-        bool extended = false;
-        if (m == FtpParser.Match.None)
-        {
-            m = FtpParser.Parse229(line, out ep);
-            extended = true;
-        }
+        FtpParser.Match m = ParsePassive(line, out var ep, out bool extended);
         if (m == FtpParser.Match.None)
         {
             return default;
@@ -146,7 +109,7 @@ public sealed class FtpHandler : TcpLineAlgHandler
         // A 227 naming another host would let the client reach a third party through natd.
         if (m != FtpParser.Match.Ok || (!extended && ep.Address != connection.InsideAddress) || reservedPort == 0)
         {
-            return refuse;
+            return Refuse;
         }
         int n = 0;
         bool written = extended
@@ -155,25 +118,9 @@ public sealed class FtpHandler : TcpLineAlgHandler
                 && AsciiText.TryWriteByte(replacement, ref n, ep.Delimiter)
                 && AsciiText.TryWriteDecimal(replacement, ref n, reservedPort)
                 && AsciiText.TryWriteByte(replacement, ref n, ep.Delimiter) && AsciiText.TryWriteByte(replacement, ref n, (byte)')')
-            : AsciiText.TryWriteAddress(replacement, ref n, connection.ExternalAddress, (byte)',')
-                && AsciiText.TryWriteByte(replacement, ref n, (byte)',')
-                && AsciiText.TryWriteDecimal(replacement, ref n, (ulong)(reservedPort >> 8))
-                && AsciiText.TryWriteByte(replacement, ref n, (byte)',')
-                && AsciiText.TryWriteDecimal(replacement, ref n, (ulong)(reservedPort & 0xFF));
-        if (!written)
-        {
-            return refuse;
-        }
-        return new LineDecision
-        {
-            Verdict = LineVerdict.RewriteAndExpect,
-            EditOffset = ep.Start,
-            EditLength = ep.End - ep.Start,
-            ReplacementLength = n,
-            // The client connects from any port of its own address (the control connection's remote).
-            Expectation = new ExpectationRequest(ExpectationKind.Inbound, IpProtocol.Tcp, connection.RemoteAddress, 0,
-                reservedPort, connection.InsideAddress, (ushort)ep.Port, UsesReservedPort: true),
-        };
+            : TryWriteCommaEndpoint(replacement, ref n, connection.ExternalAddress, reservedPort);
+        // The client connects from any port of its own address (the control connection's remote).
+        return written ? RewriteAndExpectInbound(connection, ep, n, reservedPort) : Refuse;
     }
 
     /// <summary>
@@ -183,20 +130,52 @@ public sealed class FtpHandler : TcpLineAlgHandler
     /// </summary>
     private static LineDecision DecideClientCommand(in AlgConnection connection, ReadOnlySpan<byte> line)
     {
-        FtpParser.Match m = FtpParser.ParsePort(line, out var ep);
-        if (m == FtpParser.Match.None)
+        FtpParser.Match m = ParseActive(line, out var ep, out _);
+        return m == FtpParser.Match.Ok && ep.Address == connection.RemoteAddress ? ExpectOutbound(connection, ep) : default;
+    }
+
+    /// <summary>PORT (RFC 959), else EPRT (RFC 2428; <paramref name="extended"/> true).</summary>
+    private static FtpParser.Match ParseActive(ReadOnlySpan<byte> line, out FtpParser.Endpoint ep, out bool extended)
+    {
+        FtpParser.Match m = FtpParser.ParsePort(line, out ep);
+        extended = m == FtpParser.Match.None;
+        return extended ? FtpParser.ParseEprt(line, out ep) : m;
+    }
+
+    /// <summary>227 (RFC 959), else 229 (RFC 2428; <paramref name="extended"/> true).</summary>
+    private static FtpParser.Match ParsePassive(ReadOnlySpan<byte> line, out FtpParser.Endpoint ep, out bool extended)
+    {
+        FtpParser.Match m = FtpParser.Parse227(line, out ep);
+        extended = m == FtpParser.Match.None;
+        return extended ? FtpParser.Parse229(line, out ep) : m;
+    }
+
+    /// <summary>"h1,h2,h3,h4,p1,p2" (RFC 959 host-port).</summary>
+    private static bool TryWriteCommaEndpoint(Span<byte> to, ref int n, uint address, ushort port)
+        => AsciiText.TryWriteAddress(to, ref n, address, (byte)',')
+            && AsciiText.TryWriteByte(to, ref n, (byte)',')
+            && AsciiText.TryWriteDecimal(to, ref n, (ulong)(port >> 8))
+            && AsciiText.TryWriteByte(to, ref n, (byte)',')
+            && AsciiText.TryWriteDecimal(to, ref n, (ulong)(port & 0xFF));
+
+    /// <summary>The endpoint's text becomes the replacement; the remote may connect once to the reserved port, to the advertised inside port.</summary>
+    private static LineDecision RewriteAndExpectInbound(in AlgConnection connection, in FtpParser.Endpoint ep, int replacementLength, ushort reservedPort)
+        => new()
         {
-            m = FtpParser.ParseEprt(line, out ep);
-        }
-        if (m != FtpParser.Match.Ok || ep.Address != connection.RemoteAddress)
-        {
-            return default;
-        }
-        return new LineDecision
+            Verdict = LineVerdict.RewriteAndExpect,
+            EditOffset = ep.Start,
+            EditLength = ep.End - ep.Start,
+            ReplacementLength = replacementLength,
+            Expectation = new ExpectationRequest(ExpectationKind.Inbound, IpProtocol.Tcp, connection.RemoteAddress, 0,
+                reservedPort, connection.InsideAddress, (ushort)ep.Port, UsesReservedPort: true),
+        };
+
+    /// <summary>The inside host's connection to the remote's advertised port is marked related.</summary>
+    private static LineDecision ExpectOutbound(in AlgConnection connection, in FtpParser.Endpoint ep)
+        => new()
         {
             Verdict = LineVerdict.Expect,
             Expectation = new ExpectationRequest(ExpectationKind.Outbound, IpProtocol.Tcp, connection.RemoteAddress, (ushort)ep.Port,
                 0, connection.InsideAddress, 0, UsesReservedPort: false),
         };
-    }
 }
