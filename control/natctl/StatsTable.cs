@@ -58,13 +58,20 @@ internal static class StatsTable
         {
             lines.Add(new("rule " + kv.Key, kv.Value));
         }
+        // Like drops, ALG counters are listed once they are not zero (the idle ALGs would be 20 lines of 0).
         foreach (var kv in Sorted(s.AlgEvents))
         {
-            lines.Add(new("alg " + kv.Key.Replace('/', ' '), kv.Value));
+            if (kv.Value != 0)
+            {
+                lines.Add(new("alg " + kv.Key.Replace('/', ' '), kv.Value));
+            }
         }
-        foreach (var kv in Sorted(s.Expectations))
+        if (s.Expectations.GetValueOrDefault("created") != 0 || s.Expectations.GetValueOrDefault("refused") != 0)
         {
-            lines.Add(new("expectations " + kv.Key, kv.Value));
+            foreach (var kv in Sorted(s.Expectations))
+            {
+                lines.Add(new("expectations " + kv.Key, kv.Value));
+            }
         }
         lines.Add(new("handoffs", s.Handoffs));
         lines.Add(new("nat events dropped", s.EventsDropped));
