@@ -9,6 +9,7 @@ using Xunit.Abstractions;
 namespace Natd.Tests.Sessions;
 
 /// <summary>Issue 5's table budget: 10 M sessions in 1.5 GB, at most 128 bytes a session with both index entries; bounded expiry slices.</summary>
+[Collection(HeavyMemoryCollection.Name)]
 public class TableScaleTests(ITestOutputHelper output)
 {
     [Fact]
@@ -116,4 +117,15 @@ public class TableScaleTests(ITestOutputHelper output)
     {
         public bool Matches(int value, in FlowKey key) => keys[value].Equals(key);
     }
+}
+
+/// <summary>
+/// Tests that allocate gigabytes (million-session tables) run alone: their collections stall every
+/// other thread, and tests with short network timeouts (natctl's 3 s connect) must not run beside them.
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class HeavyMemoryCollection
+{
+    /// <summary>The collection's name.</summary>
+    public const string Name = "heavy-memory";
 }
