@@ -23,8 +23,9 @@ public sealed class FilteringTests(ITestOutputHelper output)
         var stranger = lab.AddOutsideHostAddress("198.51.100.3/24");
         using var echo = LabPrograms.StartUdpEchoServer(lab);
 
-        // The client keeps its socket open 1.5 s after the first reply, reporting anything else.
-        using var client = LabPrograms.StartUdpClient(lab, "open a mapping", gapSeconds: 1.5);
+        // The client keeps its socket open after the first reply, reporting anything else, until
+        // just after the server's push arrives (the stranger's datagram, sent first, would be in by then).
+        using var client = LabPrograms.StartUdpClient(lab, "open a mapping", gapSeconds: 15, until: "server push");
         Assert.NotNull(client.WaitForLine(l => l.StartsWith("reply ", StringComparison.Ordinal), ReplyWait));
         var externalPort = echo.WaitForSeenPort(lab.GatewayOutside, ReplyWait);
         Assert.NotNull(externalPort);
@@ -35,7 +36,7 @@ public sealed class FilteringTests(ITestOutputHelper output)
         // proves the client would have reported the stranger's datagram had it been delivered.
         LabPrograms.SendUdp(lab, lab.OutsideNs, lab.OutsideHost, echo.Port, lab.GatewayOutside, externalPort.Value, "server push");
 
-        Assert.True(client.WaitForExit(TimeSpan.FromSeconds(10)), client.Dump());
+        Assert.True(client.WaitForExit(TimeSpan.FromSeconds(25)), client.Dump());
         var exchange = LabPrograms.ParseUdpClient(client);
         output.WriteLine(exchange.Output);
         output.WriteLine(LabPrograms.Report(null, echo));

@@ -212,11 +212,13 @@ public static class LabPrograms
 
     // Sends a request, waits for the reply; optionally keeps the socket open for GAP seconds,
     // reporting anything that arrives ("extra"), then proves the socket still works with a second
-    // exchange. Exit 2 when the server's reply does not come within TIMEOUT seconds.
+    // exchange. Exit 2 when the server's reply does not come within TIMEOUT seconds. With UNTIL, the
+    // gap ends 0.5 s after a datagram containing that text, so a loaded machine only lengthens the wait.
     private const string UdpClientScript = """
         import socket, sys, time
         server, port, message = sys.argv[1], int(sys.argv[2]), sys.argv[3]
         gap, timeout = float(sys.argv[4]), float(sys.argv[5])
+        until = sys.argv[6] if len(sys.argv) > 6 else ""
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.sendto(message.encode(), (server, port))
         ip, p = s.getsockname()
@@ -245,7 +247,10 @@ public static class LabPrograms
                 s.settimeout(left)
                 try:
                     data, (rip, rp) = s.recvfrom(65535)
-                    print(f"extra from {rip}:{rp}: {data.decode(errors='replace')}", flush=True)
+                    text = data.decode(errors='replace')
+                    print(f"extra from {rip}:{rp}: {text}", flush=True)
+                    if until and until in text:
+                        end = min(end, time.monotonic() + 0.5)
                 except socket.timeout:
                     pass
             s.sendto((message + " again").encode(), (server, port))
@@ -381,14 +386,15 @@ public static class LabPrograms
     /// <param name="gapSeconds">How long the socket stays open after the first reply (0 = exit at once).</param>
     /// <param name="port">Server UDP port.</param>
     /// <param name="timeoutSeconds">Time-out for each reply.</param>
+    /// <param name="until">When not empty, the gap ends 0.5 s after a datagram containing this text arrives (at most <paramref name="gapSeconds"/>).</param>
     /// <returns>The running client.</returns>
-    public static LabProcess StartUdpClient(LabTopology lab, string message, double gapSeconds, int port = EchoPort, double timeoutSeconds = 3)
+    public static LabProcess StartUdpClient(LabTopology lab, string message, double gapSeconds, int port = EchoPort, double timeoutSeconds = 3, string until = "")
     {
         ArgumentNullException.ThrowIfNull(lab);
         var script = WriteScript(lab, "udp_client.py", UdpClientScript);
         return lab.StartIn(lab.InsideNs, "python3", "-u", script, lab.OutsideHost.ToString(),
             port.ToString(CultureInfo.InvariantCulture), message,
-            gapSeconds.ToString(CultureInfo.InvariantCulture), timeoutSeconds.ToString(CultureInfo.InvariantCulture));
+            gapSeconds.ToString(CultureInfo.InvariantCulture), timeoutSeconds.ToString(CultureInfo.InvariantCulture), until);
     }
 
     /// <summary>Parses the output of a finished <see cref="StartUdpClient"/> process.</summary>
