@@ -15,6 +15,13 @@ public enum FrameFlags : byte
     /// completes the checksum in software before translating.
     /// </summary>
     ChecksumPartial = 1,
+
+    /// <summary>
+    /// A hairpinned frame processed again as an outside arrival (<c>Verdict.Loopback</c>): its source
+    /// is natd's own external address by construction, so the outside source filter lets it pass.
+    /// Set by the dataplane only, never by a receive path.
+    /// </summary>
+    Hairpinned = 2,
 }
 
 /// <summary>

@@ -52,7 +52,10 @@ public enum DropReason : byte
     NotForUs,
     /// <summary>Packet to one of natd's own addresses that natd does not answer.</summary>
     ToGateway,
-    /// <summary>Source address is martian (0.0.0.0/8, 127/8, multicast, broadcast) or one of ours.</summary>
+    /// <summary>
+    /// Source or destination is martian (0/8, 127/8, multicast, class E, limited broadcast; RFC 1812
+    /// 5.3.7), or, from outside, the source is spoofed: one of natd's own addresses or an inside network (RFC 2827).
+    /// </summary>
     Martian,
     /// <summary>ARP packet that is malformed or not for IPv4 over Ethernet.</summary>
     BadArp,
@@ -84,6 +87,15 @@ public enum DropReason : byte
     IsakmpNoEntry,
     /// <summary>Outbound ISAKMP with another inside host's initiator cookie to the same remote host, held until that host's responder cookie is known.</summary>
     IsakmpCookieCollision,
+    /// <summary>
+    /// From outside, a private or special-use source (RFC 1918, RFC 6598, link-local) neither on the
+    /// outside link nor allowed (RFC 2827 ingress filtering; <c>interfaces.outside.martian-filter</c>, <c>allowed-sources</c>).
+    /// </summary>
+    PrivateSource,
+    /// <summary>From outside, addressed to natd's inside address: it answers only on the inside.</summary>
+    InsideAddressFromOutside,
+    /// <summary>A transport header's own length is impossible: UDP length below 8 or not the IP payload's (RFC 768), TCP data offset below 5 words (RFC 9293).</summary>
+    BadL4Length,
 }
 
 /// <summary>Names for <see cref="DropReason"/>.</summary>

@@ -27,9 +27,13 @@ public sealed partial class NatEngine
                     return DropReason.Truncated;
                 }
                 int thl = Tcp.HeaderLength(l4);
-                if (thl < Tcp.MinLength || thl > l4.Length)
+                if (thl < Tcp.MinLength)
                 {
-                    return DropReason.Truncated;
+                    return DropReason.BadL4Length;
+                }
+                if (thl > l4.Length)
+                {
+                    return DropReason.Truncated; // the data offset points beyond the IP payload
                 }
                 return SettleChecksum(l4, Tcp.ChecksumOffset, ip, proto, flags, udp: false);
             case IpProtocol.Udp:
@@ -38,9 +42,16 @@ public sealed partial class NatEngine
                     return DropReason.Truncated;
                 }
                 int ulen = System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(l4[4..]);
-                if (ulen < Udp.Length || ulen > l4.Length)
+                if (ulen > l4.Length)
                 {
-                    return DropReason.Truncated;
+                    return DropReason.Truncated; // announces more than the IP payload holds
+                }
+                if (ulen != l4.Length)
+                {
+                    // Below 8, or shorter than the IP payload: the bytes past it are no part of the
+                    // datagram and would be forwarded unchecked (the checksum covers the IP payload).
+                    // Dropped rather than trimmed: a translator has no use for bytes the sender did not count.
+                    return DropReason.BadL4Length;
                 }
                 return SettleChecksum(l4, Udp.ChecksumOffset, ip, proto, flags, udp: true);
             case IpProtocol.Icmp:

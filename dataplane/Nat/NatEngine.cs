@@ -119,6 +119,7 @@ public sealed partial class NatEngine
         OutsideMac = settings.Outside.Mac ?? outsideMac;
         (_pool, _insideAddress, _outsideAddress, _insidePrefix, _outsidePrefix, _insideNetworks) = Derive(settings);
         _poolIndex = IndexPool(_pool);
+        BuildSourceFilter(settings);
         ulong seed = _options.Seed ?? BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
         _seed = seed;
         _ipsec = NewIpsec(settings, _options.Shard);
@@ -290,13 +291,27 @@ public sealed partial class NatEngine
         }
         if (IsOwnAddress(dst))
         {
+            if (dst == _insideAddress && dst != _outsideAddress && PoolIndexOf(dst) < 0)
+            {
+                // The inside address is reachable from inside only: never answer (or leak it) outside.
+                return Drop(DropReason.InsideAddressFromOutside);
+            }
+            if ((flags & FrameFlags.Hairpinned) == 0 && CheckOutsideSource(src) is var bad && bad != Ok)
+            {
+                return Drop(bad);
+            }
             return ported ? Out2In(slot, ref length, ipSpan, ihl, flags, transit: false, hairpin: false) : OtherOut2In(slot, ref length, ipSpan, ihl);
         }
         if (_hasAcceptRules && ported)
         {
+            if (CheckOutsideSource(src) is var bad && bad != Ok)
+            {
+                return Drop(bad);
+            }
             // Replies to flows a rule accepted (routed untranslated) are addressed to the inside host.
             return Out2In(slot, ref length, ipSpan, ihl, flags, transit: true, hairpin: false);
         }
+        // Not for natd: dropped whatever its source (the source filter guards what natd would act on).
         return Drop(DropReason.NoRoute);
     }
 
@@ -319,7 +334,7 @@ public sealed partial class NatEngine
     /// Swaps in new settings (a reload), on the engine's thread, between batches. Everything but the
     /// interface names, MAC overrides and the session table size applies live:
     /// <list type="bullet">
-    /// <item>timeouts, mapping/filtering behaviour, checksum verification: at once (expiry reads timeouts at check time);</item>
+    /// <item>timeouts, mapping/filtering behaviour, checksum verification, the outside source filter: at once (expiry reads timeouts at check time);</item>
     /// <item>pool or port range (a dynamic external address, ip_dynaddr): sessions on addresses no
     /// longer in the pool are closed at once, the others keep their ports; new flows use the new pool;</item>
     /// <item>rules, forwards, protocol forwards: every existing session is checked against the new
@@ -341,6 +356,7 @@ public sealed partial class NatEngine
         _settings = next;
         (_pool, _insideAddress, _outsideAddress, _insidePrefix, _outsidePrefix, _insideNetworks) = Derive(next);
         _poolIndex = IndexPool(_pool);
+        BuildSourceFilter(next);
         foreach (var kv in next.Inside.Neighbours)
         {
             _insideNeighbours[kv.Key] = kv.Value;

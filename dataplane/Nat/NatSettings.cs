@@ -22,6 +22,21 @@ public enum FilteringBehaviour
     EndpointIndependent,
 }
 
+/// <summary>How strictly sources arriving on the outside are filtered (RFC 1812 section 5.3.7, RFC 2827 / BCP 38).</summary>
+public enum MartianFilter
+{
+    /// <summary>
+    /// Also drop private and special-use sources (RFC 1918, RFC 6598 100.64/10, link-local
+    /// 169.254/16) unless they are on the outside link or in <see cref="NatSettings.AllowedOutsideSources"/>.
+    /// </summary>
+    Strict,
+    /// <summary>
+    /// Only the always-invalid sources (0/8, 127/8, multicast, class E, limited broadcast) and
+    /// spoofed ones (natd's own addresses, the inside networks): for labs and private upstreams.
+    /// </summary>
+    Off,
+}
+
 /// <summary>One side of the gateway as the dataplane sees it.</summary>
 /// <param name="Name">Interface name (e.g. "natin").</param>
 /// <param name="Address">natd's own address on this side and the on-link prefix.</param>
@@ -98,4 +113,13 @@ public sealed record NatSettings
 
     /// <summary>Whether to verify the TCP/UDP/ICMP checksum of received packets (costs a pass over the payload).</summary>
     public bool VerifyL4Checksums { get; init; } = true;
+
+    /// <summary>Ingress filtering of outside sources; strict by default.</summary>
+    public MartianFilter MartianFilter { get; init; } = MartianFilter.Strict;
+
+    /// <summary>
+    /// Private or special-use prefixes accepted as sources from outside despite the strict filter
+    /// (a lab, a private upstream beyond the outside link). The outside on-link prefix needs no entry.
+    /// </summary>
+    public IReadOnlyList<Ipv4Prefix> AllowedOutsideSources { get; init; } = [];
 }

@@ -167,10 +167,10 @@ public sealed class PollerActor : LoopActor, IFrameSink
             int owner = _router?.Owner(slot[..len], Side.Outside) ?? -1;
             if (owner >= 0 && owner != _me)
             {
-                HandOff(owner, slot[..len], Side.Outside, learnOnly: false, FrameFlags.None);
+                HandOff(owner, slot[..len], Side.Outside, learnOnly: false, FrameFlags.Hairpinned);
                 return;
             }
-            v = _engine.Process(slot, ref len, Side.Outside, FrameFlags.None, _now);
+            v = _engine.Process(slot, ref len, Side.Outside, FrameFlags.Hairpinned, _now);
         }
         if (v == Verdict.ToOutside)
         {

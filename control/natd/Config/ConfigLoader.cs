@@ -24,6 +24,12 @@ public static partial class ConfigLoader
     private static readonly string[] TopKeys = ["interfaces", "nat", "timeouts", "limits", "dataplane", "control", "log", "rules", "forwards", "protocol-forwards", "algs", "triggers"];
     private static readonly string[] InterfacesKeys = ["inside", "outside"];
     private static readonly string[] InterfaceKeys = ["name", "address", "networks", "gateway", "mac", "neighbours", "driver"];
+    private static readonly string[] OutsideInterfaceKeys = [.. InterfaceKeys, "martian-filter", "allowed-sources"];
+    private static readonly string[] MartianFilterWords = ["strict", "off"];
+
+    /// <summary>The ranges the strict martian filter drops from outside, and the only ones allowed-sources may name.</summary>
+    private static readonly Ipv4Prefix[] PrivateSourceRanges =
+        [Ipv4Prefix.Parse("10.0.0.0/8"), Ipv4Prefix.Parse("172.16.0.0/12"), Ipv4Prefix.Parse("192.168.0.0/16"), Ipv4Prefix.Parse("100.64.0.0/10"), Ipv4Prefix.Parse("169.254.0.0/16")];
     internal static readonly string[] DriverWords = ["auto", "af_xdp", "af_packet"];
     internal const int MaxWorkers = 64;
     private static readonly string[] NatKeys = ["pool", "ports", "mapping", "filtering"];
@@ -112,6 +118,9 @@ public static partial class ConfigLoader
             gateway: 198.51.100.254    # default next hop; must be on-link; default: 198.51.100.254 when
                                        # address is the default, otherwise none
             networks: [0.0.0.0/0]      # destinations reached through this side
+            martian-filter: strict     # or off: accept RFC 1918, RFC 6598 and link-local sources from outside
+            # allowed-sources: [192.168.0.0/16]   # private sources accepted from outside (labs, private upstreams);
+                                       # the on-link prefix of address needs no entry; default: none
             # mac, neighbours: as for inside
         nat:
           pool: [198.51.100.1]         # external addresses; default: the outside address; never empty
@@ -187,6 +196,9 @@ public static partial class ConfigLoader
             Keys(interfaces, "interfaces", InterfacesKeys);
             var inside = Interface(interfaces?.Get("inside"), "interfaces.inside", Sides.Inside);
             var outside = Interface(interfaces?.Get("outside"), "interfaces.outside", Sides.Outside);
+            YMapping? outsideNode = interfaces?.Get("outside") as YMapping;
+            var martianFilter = (MartianFilter)Word(outsideNode?.Get("martian-filter"), "interfaces.outside.martian-filter", MartianFilterWords, 0);
+            var allowedSources = AllowedSources(outsideNode?.Get("allowed-sources"), inside.Settings);
             if (inside.Settings.Name == outside.Settings.Name)
             {
                 YNode? at = outside.NameNode ?? inside.NameNode;
@@ -239,7 +251,12 @@ public static partial class ConfigLoader
                 Timeouts = new Timeouts(tcpEst, tcpTrans, udp, icmp),
                 MaxSessions = sessions,
                 VerifyL4Checksums = verify,
+                MartianFilter = martianFilter,
             };
+            if (allowedSources is not null)
+            {
+                settings = settings with { AllowedOutsideSources = allowedSources };
+            }
             settings = RulesAndForwards(top, settings);
             settings = Algs(top, settings);
             return new NatdConfig
@@ -262,8 +279,8 @@ public static partial class ConfigLoader
         private InterfaceResult Interface(YNode? node, string path, Sides side)
         {
             YMapping? m = Mapping(node, path);
-            Keys(m, path, InterfaceKeys);
             bool inside = side == Sides.Inside;
+            Keys(m, path, inside ? InterfaceKeys : OutsideInterfaceKeys);
 
             YNode? nameNode = m?.Get("name");
             string name = inside ? "natin" : "natout";
@@ -425,6 +442,65 @@ public static partial class ConfigLoader
                 }
             }
             return list;
+        }
+
+        /// <summary>
+        /// interfaces.outside.allowed-sources: networks inside the private and special-use ranges the
+        /// strict filter drops, none lying within the inside (whose sources from outside are spoofed
+        /// whatever this says: a prefix that only overlaps the inside allows the rest). Null when absent.
+        /// </summary>
+        private List<Ipv4Prefix>? AllowedSources(YNode? node, InterfaceSettings inside)
+        {
+            const string path = "interfaces.outside.allowed-sources";
+            YSequence? seq = Sequence(node, path);
+            if (seq is null)
+            {
+                return null;
+            }
+            var list = new List<Ipv4Prefix>(seq.Items.Count);
+            for (int i = 0; i < seq.Items.Count; i++)
+            {
+                string itemPath = string.Create(CultureInfo.InvariantCulture, $"{path}[{i}]");
+                YNode item = seq.Items[i];
+                if (Text(item, itemPath) is not { } t)
+                {
+                    continue;
+                }
+                if (!t.Contains('/') || !Ipv4Prefix.TryParse(t, out var p))
+                {
+                    Error(item, itemPath, $"'{t}' is not a network (expected a.b.c.d/len with len 0..32)");
+                }
+                else if ((p.Address & ~p.Mask) != 0)
+                {
+                    Error(item, itemPath, $"'{t}' has host bits set (did you mean {new Ipv4Prefix(p.Address & p.Mask, p.Length)}?)");
+                }
+                else if (!Array.Exists(PrivateSourceRanges, r => r.Length <= p.Length && r.Contains(p.Address)))
+                {
+                    Error(item, itemPath, $"{t} is not within a range the martian filter drops ({string.Join(", ", PrivateSourceRanges)}); other sources need no allowance");
+                }
+                else if (Containing(p, inside) is { } clash)
+                {
+                    Error(item, itemPath, $"{t} lies within the inside network {clash}; inside sources arriving from outside are spoofed and always dropped");
+                }
+                else
+                {
+                    list.Add(p);
+                }
+            }
+            return list;
+        }
+
+        private static Ipv4Prefix? Containing(Ipv4Prefix p, InterfaceSettings inside)
+        {
+            var onLink = new Ipv4Prefix(inside.Address.Address & inside.Address.Mask, inside.Address.Length);
+            foreach (Ipv4Prefix n in inside.Networks.Prepend(onLink))
+            {
+                if (n.Length <= p.Length && n.Contains(p.Address))
+                {
+                    return n;
+                }
+            }
+            return null;
         }
 
         private List<uint> Pool(YNode? node, Ipv4Prefix outside)

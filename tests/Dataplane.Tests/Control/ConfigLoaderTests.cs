@@ -99,6 +99,31 @@ public class ConfigLoaderTests
     }
 
     [Fact]
+    public void The_outside_source_filter_defaults_to_strict_with_nothing_allowed()
+    {
+        var n = ConfigLoader.Default().Nat;
+        Assert.Equal(MartianFilter.Strict, n.MartianFilter);
+        Assert.Empty(n.AllowedOutsideSources);
+    }
+
+    [Fact]
+    public void The_outside_source_filter_keys_are_read()
+    {
+        const string yaml = """
+            interfaces:
+              outside:
+                martian-filter: off
+                allowed-sources: [192.168.0.0/16, 100.64.0.0/10, 10.1.0.0/16, 169.254.0.0/16, 172.16.0.0/12]
+            """;
+        var n = ConfigLoader.Parse(yaml, Src).Nat;
+        Assert.Equal(MartianFilter.Off, n.MartianFilter);
+        Assert.Equal(["192.168.0.0/16", "100.64.0.0/10", "10.1.0.0/16", "169.254.0.0/16", "172.16.0.0/12"], n.AllowedOutsideSources.Select(p => p.ToString()));
+        // A prefix that only overlaps the inside (10.0.0.0/24 here) is accepted: the inside part stays dropped.
+        Assert.Equal([Ipv4Prefix.Parse("10.0.0.0/8")], ConfigLoader.Parse("interfaces:\n  outside:\n    allowed-sources: [10.0.0.0/8]\n", Src).Nat.AllowedOutsideSources);
+        Assert.Empty(ConfigLoader.Parse("interfaces:\n  outside:\n    allowed-sources: []\n", Src).Nat.AllowedOutsideSources);
+    }
+
+    [Fact]
     public void The_key_reference_parses_to_the_defaults()
     {
         var described = ConfigLoader.Parse(ConfigLoader.Describe(), "reference");
@@ -251,6 +276,16 @@ public class ConfigLoaderTests
         { "nat:\n  ports:\n", "ports", "nat.ports", "has no value" },
         { "nat:\n  ports: 1024-2048\n  ports: 3000-4000\n", "ports", "nat.ports", "duplicate key 'ports' (first defined at line 2)" },
         { "- nat\n", "- nat", "", "expected a mapping" },
+        { "interfaces:\n  outside:\n    martian-filter: loose\n", "loose", "interfaces.outside.martian-filter", "unknown value 'loose' (accepted: strict, off)" },
+        { "interfaces:\n  inside:\n    martian-filter: off\n", "martian-filter", "interfaces.inside.martian-filter", "unknown key 'martian-filter'" },
+        { "interfaces:\n  inside:\n    allowed-sources: [192.168.0.0/16]\n", "allowed-sources", "interfaces.inside.allowed-sources", "unknown key 'allowed-sources'" },
+        { "interfaces:\n  outside:\n    allowed-sources: [192.168.0.0/16, 203.0.113.0/24]\n", "203.0.113.0/24", "interfaces.outside.allowed-sources[1]", "203.0.113.0/24 is not within a range the martian filter drops (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10, 169.254.0.0/16)" },
+        { "interfaces:\n  outside:\n    allowed-sources: [0.0.0.0/0]\n", "0.0.0.0/0", "interfaces.outside.allowed-sources[0]", "is not within a range the martian filter drops" },
+        { "interfaces:\n  outside:\n    allowed-sources: [172.0.0.0/8]\n", "172.0.0.0/8", "interfaces.outside.allowed-sources[0]", "is not within a range the martian filter drops" },
+        { "interfaces:\n  outside:\n    allowed-sources: [192.168.1.1/16]\n", "192.168.1.1/16", "interfaces.outside.allowed-sources[0]", "host bits set (did you mean 192.168.0.0/16?)" },
+        { "interfaces:\n  outside:\n    allowed-sources: [192.168.0.0]\n", "192.168.0.0", "interfaces.outside.allowed-sources[0]", "is not a network" },
+        { "interfaces:\n  outside:\n    allowed-sources: [10.0.0.128/25]\n", "10.0.0.128/25", "interfaces.outside.allowed-sources[0]", "lies within the inside network 10.0.0.0/24" },
+        { "interfaces:\n  outside:\n    allowed-sources: 192.168.0.0/16\n", "192.168.0.0/16", "interfaces.outside.allowed-sources", "expected a list" },
     };
 
     [Theory]

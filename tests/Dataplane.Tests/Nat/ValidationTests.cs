@@ -35,6 +35,15 @@ public class ValidationTests
         { "multicast", DropReason.Martian },
         { "icmp-timestamp", DropReason.UnsupportedIcmp },
         { "inside-to-inside", DropReason.NoRoute },
+        // Transport length fields against the IP payload: announcing more is truncation, an
+        // impossible or shorter length is bad-l4-length (never forwarded with unaccounted bytes).
+        { "udp-length-shorter-than-payload", DropReason.BadL4Length },
+        { "udp-length-below-8", DropReason.BadL4Length },
+        { "udp-length-zero", DropReason.BadL4Length },
+        { "udp-header-only-in-longer-payload", DropReason.BadL4Length },
+        { "tcp-offset-below-5", DropReason.BadL4Length },
+        { "tcp-offset-beyond-payload", DropReason.Truncated },
+        { "icmp-shorter-than-header", DropReason.Truncated },
     };
 
     [Theory]
@@ -78,6 +87,15 @@ public class ValidationTests
             case "multicast": return Udp(In, 5353, "224.0.0.251", 5353);
             case "icmp-timestamp": return Icmp(In, Out, 13, 0, 1, 1);
             case "inside-to-inside": return Udp(In, 40000, "10.0.0.3", 53);
+            // Zero UDP checksum ("none", RFC 768): only the length field is wrong, so before the
+            // length check this was forwarded with 8 trailing bytes the UDP length does not count.
+            case "udp-length-shorter-than-payload": return FixUdpLen(Udp(In, 40000, Out, 53, new byte[16], zeroChecksum: true), 16);
+            case "udp-length-below-8": return FixUdpLen(Udp(In, 40000, Out, 53, zeroChecksum: true), 4);
+            case "udp-length-zero": return FixUdpLen(Udp(In, 40000, Out, 53, zeroChecksum: true), 0);
+            case "udp-header-only-in-longer-payload": return FixUdpLen(Udp(In, 40000, Out, 53, zeroChecksum: true), 8);
+            case "tcp-offset-below-5": return FixTcp(Tcp(In, 40000, Out, 80, 0x02, payload: new byte[8]), 4);
+            case "tcp-offset-beyond-payload": return FixTcp(Tcp(In, 40000, Out, 80, 0x02, payload: new byte[8]), 8);
+            case "icmp-shorter-than-header": return Wrap(In, Out, 1, [8, 0, 0xf7, 0xff], 64, null, null);
             default: throw new ArgumentException(name);
         }
     }
@@ -91,6 +109,18 @@ public class ValidationTests
         ushort c = PlainChecksum(f.AsSpan(14, ihl));
         f[24] = (byte)(c >> 8);
         f[25] = (byte)c;
+        return f;
+    }
+
+    /// <summary>Sets the TCP data offset (32-bit words) and recomputes the checksum, so only the offset is wrong.</summary>
+    private static byte[] FixTcp(byte[] frame, int words)
+    {
+        var f = (byte[])frame.Clone();
+        int l4 = L4Offset(f);
+        f[l4 + 12] = (byte)(words << 4);
+        f[l4 + 16] = f[l4 + 17] = 0;
+        ushort c = PlainChecksum(f.AsSpan(l4), Pseudo(f[26..30], f[30..34], 6, f.Length - l4));
+        BinaryPrimitives.WriteUInt16BigEndian(f.AsSpan(l4 + 16), c);
         return f;
     }
 
