@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
 using YamlDotNet.Core;
@@ -45,20 +46,39 @@ public static partial class ConfigLoader
     /// <summary>The built-in lab configuration, identical to parsing an empty file.</summary>
     public static NatdConfig Default() => Parse("", "(built-in)");
 
+    /// <summary>
+    /// Largest configuration accepted, in bytes (1 MiB; natd.yaml is a few KiB). Bounds the memory and
+    /// parse time a reload can cost the running daemon.
+    /// </summary>
+    internal const int MaxFileBytes = 1 << 20;
+
     /// <summary>Reads and validates the YAML file at <paramref name="path"/>.</summary>
     /// <param name="path">File path; messages name it as given.</param>
     /// <returns>The configuration, with <see cref="NatdConfig.SourcePath"/> set to the full path.</returns>
-    /// <exception cref="ConfigException">The file cannot be read, is not valid YAML, or fails validation.</exception>
+    /// <exception cref="ConfigException">
+    /// The file cannot be read, is larger than <see cref="MaxFileBytes"/>, is not valid YAML, nests
+    /// deeper than <see cref="YamlTreeReader.MaxDepth"/>, or fails validation.
+    /// </exception>
     public static NatdConfig LoadFile(string path)
     {
         string text;
+        int length;
         try
         {
-            text = File.ReadAllText(path);
+            // Never more than the limit plus one byte in memory, whatever the file holds.
+            using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+            var bytes = new byte[MaxFileBytes + 1];
+            length = file.ReadAtLeast(bytes, bytes.Length, throwOnEndOfStream: false);
+            using var reader = new StreamReader(new MemoryStream(bytes, 0, length), Encoding.UTF8, detectEncodingFromByteOrderMarks: true);
+            text = reader.ReadToEnd();
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
         {
             throw new ConfigException([new ConfigDiagnostic(path, 0, 0, "", $"cannot read the configuration file: {ex.Message}")]);
+        }
+        if (length > MaxFileBytes)
+        {
+            throw new ConfigException([TooLarge(path, text)]);
         }
         return Parse(text, path) with { SourcePath = Path.GetFullPath(path) };
     }
@@ -72,12 +92,21 @@ public static partial class ConfigLoader
     {
         ArgumentNullException.ThrowIfNull(yamlText);
         ArgumentNullException.ThrowIfNull(sourceName);
+        if (yamlText.Length > MaxFileBytes || Encoding.UTF8.GetByteCount(yamlText) > MaxFileBytes)
+        {
+            throw new ConfigException([TooLarge(sourceName, yamlText)]);
+        }
         var v = new Validator(sourceName);
         YNode? root;
         Func<Mark>? lastMark = null;
         try
         {
             root = YamlTreeReader.Read(yamlText, v.Error, out lastMark);
+        }
+        catch (YamlNestingException ex)
+        {
+            // Alone: the tree was never built, so nothing else is known about the file.
+            throw new ConfigException([new ConfigDiagnostic(sourceName, ex.Start.Line, ex.Start.Column, ex.Path, ex.Message)]);
         }
         catch (YamlException ex)
         {
@@ -165,6 +194,36 @@ public static partial class ConfigLoader
         #   - { name: game, protocol: tcp, ports: 7070, open: { protocol: udp, ports: 6970-7170 } }
 
         """;
+
+    /// <summary>
+    /// The size error, placed at the first character whose UTF-8 encoding passes
+    /// <see cref="MaxFileBytes"/> (or at the end of <paramref name="text"/> when a file in another
+    /// encoding is larger than the limit only in its own bytes).
+    /// </summary>
+    private static ConfigDiagnostic TooLarge(string source, string text)
+    {
+        long bytes = 0, line = 1, column = 1;
+        for (int i = 0; i < text.Length; i++)
+        {
+            char c = text[i];
+            bytes += c < 0x80 ? 1 : c < 0x800 || char.IsSurrogate(c) ? 2 : 3;
+            if (bytes > MaxFileBytes)
+            {
+                break;
+            }
+            if (c == '\n')
+            {
+                line++;
+                column = 1;
+            }
+            else
+            {
+                column++;
+            }
+        }
+        return new ConfigDiagnostic(source, line, column, "",
+            $"the file is larger than {MaxFileBytes} bytes (1 MiB), the limit for a configuration; the limit falls here");
+    }
 
     /// <summary>YamlDotNet prefixes "(Line: 3, Col: 5, Idx: ...) - (...): "; our own prefix already says where.</summary>
     private static string StripMarks(string message)

@@ -51,6 +51,27 @@ public class NatdCliTests
         }
     }
 
+    [Fact]
+    public async Task Config_check_refuses_a_20000_deep_file_with_exit_2()
+    {
+        var dir = Directory.CreateTempSubdirectory("natd-cli-");
+        try
+        {
+            // The reproducer: python3 -c "print('rules: '+'['*20000+']'*20000)" > deep.yaml
+            string path = Path.Combine(dir.FullName, "deep.yaml");
+            File.WriteAllText(path, "rules: " + new string('[', 20000) + new string(']', 20000) + "\n");
+            var (code, stdout, stderr) = await Run("config", "check", path);
+            Assert.Equal(2, code);
+            Assert.Contains($"{path}:1:71: rules[0][0]", stderr, StringComparison.Ordinal);
+            Assert.Contains("nested more than 64 deep", stderr, StringComparison.Ordinal);
+            Assert.DoesNotContain(": ok", stdout, StringComparison.Ordinal);
+        }
+        finally
+        {
+            dir.Delete(true);
+        }
+    }
+
     private static async Task<(int Code, string Stdout, string Stderr)> Run(params string[] args)
     {
         var o = new StringWriter();

@@ -101,6 +101,20 @@ public sealed class LiveControlTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_deep_file_is_refused_by_natctl_reload_and_the_daemon_keeps_running()
+    {
+        File.WriteAllText(_path, "rules: " + new string('{', 20000) + new string('}', 20000) + "\n");
+        var (code, output, err) = await Natctl("reload");
+        Assert.Equal(2, code);
+        Assert.Equal("", output);
+        Assert.Contains("natd.yaml:1:71: rules", err, StringComparison.Ordinal);
+        Assert.Contains("nested more than 64 deep", err, StringComparison.Ordinal);
+        Assert.Equal(300, _daemon!.Engine.Settings.Timeouts.Udp);
+        (code, _, err) = await Natctl("stats");
+        Assert.True(code == 0, err);
+    }
+
+    [Fact]
     public async Task Delete_and_flush_remove_sessions_from_the_pollers()
     {
         await OpenUdpSessions(3, ("10.0.0.2", 40000), ("10.0.0.2", 40001), ("10.0.0.3", 40000));
