@@ -101,8 +101,9 @@ public sealed partial class NatEngine
     private Dictionary<uint, MacAddress> Static(Side side) => side == Side.Inside ? _insideStatic : _outsideStatic;
 
     /// <summary>
-    /// Entries learned before the engine saw its first time (configuration load, a restored
-    /// snapshot, tests) carry time 0; they count from the first frame or sweep instead.
+    /// Entries learned before the engine saw its first time (a restored snapshot, an ARP another
+    /// shard handed over, tests) carry time 0; they count from the engine's first time instead.
+    /// Every real clock (monotonic, capture time) is past 0.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void StartNeighbourClock(long nowMs)
@@ -145,6 +146,10 @@ public sealed partial class NatEngine
         if (statics.Count > 0 && statics.ContainsKey(address))
         {
             return; // like a permanent kernel entry, ARP does not override configuration
+        }
+        if (nowMs != 0)
+        {
+            StartNeighbourClock(nowMs);
         }
         NeighbourTable table = Learned(side);
         int i = table.Find(address);
