@@ -45,6 +45,14 @@ public sealed class NatCounters
     public long Hairpinned;
     /// <summary>GRE version 1 packets of PPTP calls translated by Call ID (both directions, RFC 2637).</summary>
     public long PptpGreTranslated;
+    /// <summary>Learned neighbours removed to make room in a full table (<see cref="NatSettings.MaxNeighbours"/>).</summary>
+    public long NeighboursEvicted;
+    /// <summary>Learned neighbours removed after going unused and unconfirmed for the stale time (60 s).</summary>
+    public long NeighboursExpired;
+    /// <summary>Pending ARP resolutions given up to make room in a full pending table (their held frames dropped).</summary>
+    public long PendingNeighboursEvicted;
+    /// <summary>Pending ARP resolutions that failed: no reply within the hold time.</summary>
+    public long PendingNeighboursExpired;
 
     /// <summary>Drops by <see cref="DropReason"/>.</summary>
     public readonly long[] Drops = new long[DropReasons.Count];

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Natd.Dataplane.Packets;
 
 namespace Natd.Dataplane.Nat;
@@ -7,9 +8,34 @@ public sealed partial class NatEngine
     private const int HoldSlots = 64;
     private const int HoldMs = 1000;
     private const int ArpRetryMs = 1000;
-    private readonly Dictionary<uint, MacAddress> _insideNeighbours = new(64);
-    private readonly Dictionary<uint, MacAddress> _outsideNeighbours = new(64);
-    private readonly Dictionary<uint, long> _arpAsked = new(64);
+
+    /// <summary>A confirmed neighbour is reachable this long, then stale (Linux base_reachable_time, 30 s).</summary>
+    internal const long ReachableMs = 30_000;
+
+    /// <summary>A neighbour neither used nor confirmed this long is removed (Linux gc_stale_time, 60 s).</summary>
+    internal const long StaleGcMs = 60_000;
+
+    /// <summary>A pending resolution with no request sent and no frame held for this long has failed.</summary>
+    internal const long PendingMs = HoldMs > ArpRetryMs ? HoldMs : ArpRetryMs;
+
+    /// <summary>
+    /// How stale an entry's place on the age list may get before a use moves it: a list move per
+    /// packet would cost the fast path, once a second per neighbour does not.
+    /// </summary>
+    private const long TouchMs = 1000;
+
+    /// <summary>Entries a sweep looks at per table and slice, so a sweep never stalls forwarding.</summary>
+    private const int NeighbourSweepSlice = 256;
+
+    // Static neighbours (configuration) never age and are never evicted; learned ones live in
+    // fixed-size tables, as do next hops being resolved (Linux's INCOMPLETE entries).
+    private Dictionary<uint, MacAddress> _insideStatic = [];
+    private Dictionary<uint, MacAddress> _outsideStatic = [];
+    private NeighbourTable _insideNeighbours = null!;
+    private NeighbourTable _outsideNeighbours = null!;
+    private NeighbourTable _insidePending = null!;
+    private NeighbourTable _outsidePending = null!;
+    private bool _neighbourClock;
     private readonly byte[] _holdBuffer = new byte[HoldSlots * Io.FrameBatch.SlotSize];
     private readonly HeldFrame[] _held = new HeldFrame[HoldSlots];
     private readonly byte[] _arpScratch = new byte[EthernetHeader.Length + ArpPacket.Length];
@@ -25,21 +51,139 @@ public sealed partial class NatEngine
         public long Tag;
     }
 
-    /// <summary>Neighbours known on a side (address network order, MAC). Allocates: control path only.</summary>
-    public IReadOnlyList<KeyValuePair<uint, MacAddress>> Neighbours(Side side)
-        => [.. (side == Side.Inside ? _insideNeighbours : _outsideNeighbours)];
+    /// <summary>Learned neighbours one side's table holds at most (<see cref="NatSettings.MaxNeighbours"/>).</summary>
+    public int NeighbourCapacity => _insideNeighbours.Capacity;
 
-    /// <summary>Records a neighbour (from ARP, configuration or a replay pre-scan) and releases frames held for it.</summary>
-    public void Learn(Side side, uint address, MacAddress mac)
+    /// <summary>Learned neighbours on <paramref name="side"/> (static ones not included).</summary>
+    public int LearnedNeighbourCount(Side side) => Learned(side).Count;
+
+    /// <summary>Next hops on <paramref name="side"/> being resolved by ARP.</summary>
+    public int PendingNeighbourCount(Side side) => Pending(side).Count;
+
+    private void CreateNeighbourTables(NatSettings settings)
+    {
+        int cap = Math.Max(1, settings.MaxNeighbours);
+        _insideNeighbours = new NeighbourTable(cap);
+        _outsideNeighbours = new NeighbourTable(cap);
+        _insidePending = new NeighbourTable(cap);
+        _outsidePending = new NeighbourTable(cap);
+        ApplyStaticNeighbours(settings);
+    }
+
+    private void ApplyStaticNeighbours(NatSettings settings)
+    {
+        _insideStatic = StaticOf(settings.Inside.Neighbours, _insideNeighbours);
+        _outsideStatic = StaticOf(settings.Outside.Neighbours, _outsideNeighbours);
+
+        static Dictionary<uint, MacAddress> StaticOf(IReadOnlyList<KeyValuePair<uint, MacAddress>> list, NeighbourTable learned)
+        {
+            var d = new Dictionary<uint, MacAddress>(list.Count);
+            foreach (var kv in list)
+            {
+                d[kv.Key] = kv.Value;
+                int i = learned.Find(kv.Key);
+                if (i >= 0)
+                {
+                    learned.Remove(i); // the static entry wins; its learned copy would only take room
+                }
+            }
+            return d;
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private NeighbourTable Learned(Side side) => side == Side.Inside ? _insideNeighbours : _outsideNeighbours;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private NeighbourTable Pending(Side side) => side == Side.Inside ? _insidePending : _outsidePending;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private Dictionary<uint, MacAddress> Static(Side side) => side == Side.Inside ? _insideStatic : _outsideStatic;
+
+    /// <summary>
+    /// Entries learned before the engine saw its first time (a restored snapshot, an ARP another
+    /// shard handed over, tests) carry time 0; they count from the engine's first time instead.
+    /// Every real clock (monotonic, capture time) is past 0.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void StartNeighbourClock(long nowMs)
+    {
+        if (!_neighbourClock)
+        {
+            _neighbourClock = true;
+            _insideNeighbours.Restamp(nowMs);
+            _outsideNeighbours.Restamp(nowMs);
+        }
+    }
+
+    /// <summary>Neighbours known on a side (address network order, MAC): static ones, then learned ones oldest first. Allocates: control path only.</summary>
+    public IReadOnlyList<KeyValuePair<uint, MacAddress>> Neighbours(Side side)
+    {
+        var list = new List<KeyValuePair<uint, MacAddress>>(Static(side));
+        Learned(side).CopyTo(list);
+        return list;
+    }
+
+    /// <summary>
+    /// Records a neighbour (from ARP, a restored snapshot or traffic in replay) as confirmed now, and
+    /// releases frames held for it. A static neighbour keeps its configured MAC. A full table
+    /// evicts its least recently used entry (counted in <see cref="NatCounters.NeighboursEvicted"/>).
+    /// </summary>
+    public void Learn(Side side, uint address, MacAddress mac) => Learn(side, address, mac, _now);
+
+    /// <inheritdoc cref="Learn(Side, uint, MacAddress)"/>
+    /// <param name="side">Side the neighbour is on.</param>
+    /// <param name="address">Its IPv4 address, network order.</param>
+    /// <param name="mac">Its MAC; multicast, broadcast and zero are ignored.</param>
+    /// <param name="nowMs">The engine's time in milliseconds.</param>
+    public void Learn(Side side, uint address, MacAddress mac, long nowMs)
     {
         if (mac.IsZero || mac == MacAddress.Broadcast || (mac.Value & 0x0100_0000_0000UL) != 0)
         {
             return; // never learn a multicast or empty MAC
         }
-        var table = side == Side.Inside ? _insideNeighbours : _outsideNeighbours;
-        ref MacAddress slot = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(table, address, out bool existed);
-        bool changed = !existed || slot != mac;
-        slot = mac;
+        var statics = Static(side);
+        if (statics.Count > 0 && statics.ContainsKey(address))
+        {
+            return; // like a permanent kernel entry, ARP does not override configuration
+        }
+        if (nowMs != 0)
+        {
+            StartNeighbourClock(nowMs);
+        }
+        NeighbourTable table = Learned(side);
+        int i = table.Find(address);
+        bool changed;
+        if (i >= 0)
+        {
+            ref NeighbourTable.Entry e = ref table.At(i);
+            changed = e.Mac != mac;
+            e.Mac = mac;
+            e.ConfirmedMs = nowMs;
+            if (nowMs - e.TouchedMs >= TouchMs || nowMs < e.TouchedMs)
+            {
+                table.Touch(i, nowMs);
+            }
+        }
+        else
+        {
+            i = table.Add(address, nowMs, out uint? evicted);
+            table.At(i).Mac = mac;
+            if (evicted.HasValue)
+            {
+                Counters.NeighboursEvicted++;
+            }
+            changed = true;
+        }
+        NeighbourTable pending = Pending(side);
+        if (pending.Count > 0)
+        {
+            int p = pending.Find(address);
+            if (p >= 0)
+            {
+                pending.Remove(p); // resolved
+            }
+        }
         if (changed && _heldCount > 0)
         {
             ReleaseHeld(side, address, mac);
@@ -49,13 +193,40 @@ public sealed partial class NatEngine
     /// <summary>Sets Ethernet addresses for the egress side, or holds the frame and asks ARP when the next hop is unknown.</summary>
     private Verdict SendTo(Side side, Span<byte> frame, uint nextHop)
     {
-        var table = side == Side.Inside ? _insideNeighbours : _outsideNeighbours;
         var eth = new EthernetHeader(frame);
         eth.Source = side == Side.Inside ? InsideMac : OutsideMac;
-        if (table.TryGetValue(nextHop, out MacAddress mac))
+        var statics = Static(side);
+        if (statics.Count > 0 && statics.TryGetValue(nextHop, out MacAddress fixedMac))
         {
-            eth.Destination = mac;
+            eth.Destination = fixedMac;
             return side == Side.Inside ? Verdict.ToInside : Verdict.ToOutside;
+        }
+        long now = _now;
+        StartNeighbourClock(now);
+        NeighbourTable table = Learned(side);
+        int i = table.Find(nextHop);
+        if (i >= 0)
+        {
+            ref NeighbourTable.Entry e = ref table.At(i);
+            if (now - Math.Max(e.UsedMs, e.ConfirmedMs) < StaleGcMs)
+            {
+                e.UsedMs = now;
+                if (now - e.TouchedMs >= TouchMs || now < e.TouchedMs)
+                {
+                    table.Touch(i, now);
+                }
+                if (now - e.ConfirmedMs >= ReachableMs && (now - e.ProbedMs >= ArpRetryMs || now < e.ProbedMs))
+                {
+                    // Stale: still used, and re-confirmed with a unicast request (the kernel's probe).
+                    e.ProbedMs = now;
+                    SendArpRequest(side, nextHop, e.Mac);
+                }
+                eth.Destination = e.Mac;
+                return side == Side.Inside ? Verdict.ToInside : Verdict.ToOutside;
+            }
+            // Unused past gc_stale_time: gone, whatever the sweep's pace; resolve it again.
+            table.Remove(i);
+            Counters.NeighboursExpired++;
         }
         return Hold(side, frame, nextHop);
     }
@@ -63,6 +234,7 @@ public sealed partial class NatEngine
     private Verdict Hold(Side side, ReadOnlySpan<byte> frame, uint nextHop)
     {
         ExpireHeld(_now);
+        int pending = AskArp(side, nextHop);
         int free = -1;
         for (int i = 0; i < HoldSlots; i++)
         {
@@ -72,7 +244,6 @@ public sealed partial class NatEngine
                 break;
             }
         }
-        AskArp(side, nextHop);
         if (free < 0 || frame.Length > Io.FrameBatch.SlotSize)
         {
             return Drop(DropReason.NeighbourUnresolved);
@@ -81,6 +252,9 @@ public sealed partial class NatEngine
         _held[free] = new HeldFrame { Used = true, Side = side, NextHop = nextHop, Length = frame.Length, SinceMs = _now, Tag = HoldTag };
         _heldCount++;
         Counters.FramesHeld++;
+        NeighbourTable table = Pending(side);
+        table.At(pending).UsedMs = _now;
+        table.Touch(pending, _now);
         return Verdict.Consumed;
     }
 
@@ -99,6 +273,7 @@ public sealed partial class NatEngine
                 }
                 h.Used = false;
                 _heldCount--;
+                _sink?.Released(side, h.Tag);
             }
         }
     }
@@ -118,23 +293,75 @@ public sealed partial class NatEngine
             ref HeldFrame h = ref _held[i];
             if (h.Used && (nowMs - h.SinceMs >= HoldMs || nowMs == long.MaxValue))
             {
-                h.Used = false;
-                _heldCount--;
-                Counters.Drops[(int)DropReason.NeighbourUnresolved]++;
-                _sink?.Discard(h.Side, _holdBuffer.AsSpan(i * Io.FrameBatch.SlotSize, h.Length), DropReason.NeighbourUnresolved, h.Tag);
+                DiscardHeldAt(i);
             }
         }
     }
 
-    /// <summary>Broadcasts an ARP request for <paramref name="target"/>, at most once a second per address.</summary>
-    private void AskArp(Side side, uint target)
+    /// <summary>Drops the frames held for <paramref name="address"/> on <paramref name="side"/> (its resolution failed or was evicted).</summary>
+    private void DiscardHeldFor(Side side, uint address)
     {
-        uint key = target ^ (side == Side.Inside ? 0u : 1u); // sides rarely share addresses; keep them apart anyway
-        if (_arpAsked.TryGetValue(key, out long last) && _now - last < ArpRetryMs && _now >= last)
+        if (_heldCount == 0)
         {
             return;
         }
-        _arpAsked[key] = _now;
+        for (int i = 0; i < HoldSlots; i++)
+        {
+            ref HeldFrame h = ref _held[i];
+            if (h.Used && h.Side == side && h.NextHop == address)
+            {
+                DiscardHeldAt(i);
+            }
+        }
+    }
+
+    private void DiscardHeldAt(int i)
+    {
+        ref HeldFrame h = ref _held[i];
+        h.Used = false;
+        _heldCount--;
+        Counters.Drops[(int)DropReason.NeighbourUnresolved]++;
+        _sink?.Discard(h.Side, _holdBuffer.AsSpan(i * Io.FrameBatch.SlotSize, h.Length), DropReason.NeighbourUnresolved, h.Tag);
+    }
+
+    /// <summary>
+    /// Starts or continues resolving <paramref name="target"/>: broadcasts an ARP request, at most
+    /// once a second per address. A full pending table gives up its oldest resolution (its held
+    /// frames are dropped as <see cref="DropReason.NeighbourUnresolved"/>).
+    /// </summary>
+    /// <returns>The pending entry's index.</returns>
+    private int AskArp(Side side, uint target)
+    {
+        NeighbourTable pending = Pending(side);
+        long now = _now;
+        int i = pending.Find(target);
+        if (i >= 0)
+        {
+            ref NeighbourTable.Entry e = ref pending.At(i);
+            if (now - e.ProbedMs < ArpRetryMs && now >= e.ProbedMs)
+            {
+                return i;
+            }
+            e.ProbedMs = now;
+            pending.Touch(i, now);
+        }
+        else
+        {
+            i = pending.Add(target, now, out uint? evicted);
+            pending.At(i).ProbedMs = now;
+            if (evicted.HasValue)
+            {
+                Counters.PendingNeighboursEvicted++;
+                DiscardHeldFor(side, evicted.Value);
+            }
+        }
+        SendArpRequest(side, target, MacAddress.Broadcast);
+        return i;
+    }
+
+    /// <summary>Sends an ARP request for <paramref name="target"/> to <paramref name="to"/> (broadcast, or the cached MAC when re-confirming).</summary>
+    private void SendArpRequest(Side side, uint target, MacAddress to)
+    {
         if (_sink is null)
         {
             return;
@@ -142,7 +369,7 @@ public sealed partial class NatEngine
         Span<byte> f = _arpScratch;
         var eth = new EthernetHeader(f);
         MacAddress me = side == Side.Inside ? InsideMac : OutsideMac;
-        eth.Destination = MacAddress.Broadcast;
+        eth.Destination = to;
         eth.Source = me;
         eth.EtherType = EtherType.Arp;
         var arp = new ArpPacket(f[EthernetHeader.Length..]);
@@ -155,6 +382,64 @@ public sealed partial class NatEngine
         if (_sink.Send(side, f))
         {
             Counters.ArpRequestsSent++;
+        }
+    }
+
+    /// <summary>
+    /// Ages neighbours in a bounded slice: learned entries neither used nor confirmed for
+    /// <see cref="StaleGcMs"/> are removed, pending resolutions with no request or held frame for
+    /// <see cref="PendingMs"/> fail (their held frames dropped). Looks only at the old end of each
+    /// table's age list, so the cost follows what expires.
+    /// </summary>
+    private void SweepNeighbours(long nowMs)
+    {
+        StartNeighbourClock(nowMs);
+        SweepLearned(_insideNeighbours, nowMs);
+        SweepLearned(_outsideNeighbours, nowMs);
+        SweepPending(_insidePending, Side.Inside, nowMs);
+        SweepPending(_outsidePending, Side.Outside, nowMs);
+    }
+
+    private void SweepLearned(NeighbourTable table, long nowMs)
+    {
+        for (int n = 0; n < NeighbourSweepSlice; n++)
+        {
+            int i = table.Oldest;
+            if (i < 0)
+            {
+                return;
+            }
+            ref NeighbourTable.Entry e = ref table.At(i);
+            if (nowMs - e.TouchedMs < StaleGcMs)
+            {
+                return; // the rest were touched later
+            }
+            long last = Math.Max(e.UsedMs, e.ConfirmedMs);
+            if (nowMs - last >= StaleGcMs)
+            {
+                table.Remove(i);
+                Counters.NeighboursExpired++;
+            }
+            else
+            {
+                table.Touch(i, last); // used since it was last moved: back in line by its real age
+            }
+        }
+    }
+
+    private void SweepPending(NeighbourTable table, Side side, long nowMs)
+    {
+        for (int n = 0; n < NeighbourSweepSlice; n++)
+        {
+            int i = table.Oldest;
+            if (i < 0 || nowMs - table.At(i).TouchedMs < PendingMs)
+            {
+                return;
+            }
+            uint address = table.At(i).Address;
+            table.Remove(i);
+            Counters.PendingNeighboursExpired++;
+            DiscardHeldFor(side, address);
         }
     }
 

@@ -53,6 +53,15 @@ public interface IFrameSink
     void Discard(Side side, ReadOnlySpan<byte> frame, DropReason reason, long holdTag)
     {
     }
+
+    /// <summary>
+    /// A frame the engine had kept (waiting for ARP) has just been given to <see cref="Send"/>: its
+    /// next hop answered. <paramref name="holdTag"/> as for <see cref="Discard"/>, so a driver can
+    /// forget what it kept about the frame. Default: nothing.
+    /// </summary>
+    void Released(Side side, long holdTag)
+    {
+    }
 }
 
 /// <summary>Options of an engine that are not configuration: they depend on how it is driven.</summary>
@@ -134,14 +143,7 @@ public sealed partial class NatEngine
             Table.EnableExternalIndex();
         }
         _icmpTokens = _options.IcmpErrorRate;
-        foreach (var kv in settings.Inside.Neighbours)
-        {
-            _insideNeighbours[kv.Key] = kv.Value;
-        }
-        foreach (var kv in settings.Outside.Neighbours)
-        {
-            _outsideNeighbours[kv.Key] = kv.Value;
-        }
+        CreateNeighbourTables(settings);
     }
 
     /// <summary>The configuration this engine runs.</summary>
@@ -347,9 +349,10 @@ public sealed partial class NatEngine
     {
         NatSettings cur = _settings;
         if (next.Inside.Name != cur.Inside.Name || next.Outside.Name != cur.Outside.Name
-            || next.Inside.Mac != cur.Inside.Mac || next.Outside.Mac != cur.Outside.Mac || next.MaxSessions != cur.MaxSessions)
+            || next.Inside.Mac != cur.Inside.Mac || next.Outside.Mac != cur.Outside.Mac || next.MaxSessions != cur.MaxSessions
+            || next.MaxNeighbours != cur.MaxNeighbours)
         {
-            return "interface names, MAC overrides and limits.sessions need a restart";
+            return "interface names, MAC overrides, limits.sessions and limits.neighbours need a restart";
         }
         bool poolChanged = !next.Pool.SequenceEqual(cur.Pool) || next.PortMin != cur.PortMin || next.PortMax != cur.PortMax;
         bool rulesChanged = !SameRules(cur, next);
@@ -357,14 +360,7 @@ public sealed partial class NatEngine
         (_pool, _insideAddress, _outsideAddress, _insidePrefix, _outsidePrefix, _insideNetworks) = Derive(next);
         _poolIndex = IndexPool(_pool);
         BuildSourceFilter(next);
-        foreach (var kv in next.Inside.Neighbours)
-        {
-            _insideNeighbours[kv.Key] = kv.Value;
-        }
-        foreach (var kv in next.Outside.Neighbours)
-        {
-            _outsideNeighbours[kv.Key] = kv.Value;
-        }
+        ApplyStaticNeighbours(next);
         CompileRules(next);
         RefreshTimeouts();
         RefreshIpsec();
@@ -505,6 +501,7 @@ public sealed partial class NatEngine
     public int Sweep(long nowMs, int budget)
     {
         ExpireHeld(nowMs);
+        SweepNeighbours(nowMs);
         SweepAlg(nowMs);
         SweepGreCalls(nowMs, budget);
         int n = Table.Expire(nowMs, _settings.Timeouts, budget);

@@ -93,6 +93,12 @@ public sealed record NatSettings
     public int MaxSessions { get; init; } = 262_144;
 
     /// <summary>
+    /// Neighbour table capacity: learned neighbours each shard keeps per side, and separately next
+    /// hops it may be resolving by ARP at once per side. Static neighbours do not count.
+    /// </summary>
+    public int MaxNeighbours { get; init; } = 4096;
+
+    /// <summary>
     /// Ordered forward rules; null means the built-in set: masquerade what comes from the inside
     /// networks and leaves through the outside interface. The first match decides; no match means
     /// <see cref="DefaultPolicy"/>.

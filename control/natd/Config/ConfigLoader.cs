@@ -18,6 +18,7 @@ public static partial class ConfigLoader
 
     internal const long MaxTimeoutSeconds = int.MaxValue;
     internal const int MaxSessions = 100_000_000;
+    internal const int MaxNeighbours = 16_777_216;
     internal const int MaxBatch = 1024;
 
     internal static readonly string[] LogLevels = ["trace", "debug", "information", "warning", "error", "critical", "none"];
@@ -35,7 +36,7 @@ public static partial class ConfigLoader
     internal const int MaxWorkers = 64;
     private static readonly string[] NatKeys = ["pool", "ports", "mapping", "filtering"];
     private static readonly string[] TimeoutKeys = ["tcp-established", "tcp-transitory", "udp", "icmp"];
-    private static readonly string[] LimitsKeys = ["sessions"];
+    private static readonly string[] LimitsKeys = ["sessions", "neighbours"];
     private static readonly string[] DataplaneKeys = ["batch", "verify-checksums", "workers"];
     private static readonly string[] ControlKeys = ["listen"];
     private static readonly string[] LogKeys = ["level", "events"];
@@ -163,6 +164,8 @@ public static partial class ConfigLoader
           icmp: 60                     # RFC 5508 REQ-1: 60 (warning below)
         limits:
           sessions: 262144             # session table capacity, 1..100000000
+          neighbours: 4096             # learned ARP entries per side and poller, 1..16777216; as many may be
+                                       # resolving at once; full => the least recently used is evicted
         dataplane:
           batch: 64                    # frames per receive poll, 1..1024
           verify-checksums: true       # verify TCP/UDP/ICMP checksums of received packets (true/false)
@@ -283,6 +286,7 @@ public static partial class ConfigLoader
             YMapping? limits = Mapping(top?.Get("limits"), "limits");
             Keys(limits, "limits", LimitsKeys);
             int sessions = (int)Integer(limits?.Get("sessions"), "limits.sessions", 262_144, 1, MaxSessions, "sessions");
+            int neighbours = (int)Integer(limits?.Get("neighbours"), "limits.neighbours", 4096, 1, MaxNeighbours, "neighbours");
 
             YMapping? dataplane = Mapping(top?.Get("dataplane"), "dataplane");
             Keys(dataplane, "dataplane", DataplaneKeys);
@@ -309,6 +313,7 @@ public static partial class ConfigLoader
                 Filtering = filtering,
                 Timeouts = new Timeouts(tcpEst, tcpTrans, udp, icmp),
                 MaxSessions = sessions,
+                MaxNeighbours = neighbours,
                 VerifyL4Checksums = verify,
                 MartianFilter = martianFilter,
             };

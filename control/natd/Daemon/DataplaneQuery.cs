@@ -84,6 +84,7 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers, ShardL
         var algEvents = new Dictionary<string, long>(StringComparer.Ordinal);
         long expCreated = 0, expUsed = 0, expExpired = 0, expRefused = 0, expPending = 0;
         long arpReplies = 0, arpRequests = 0, icmpErrors = 0, echo = 0, held = 0, csum = 0, icmpXlat = 0;
+        long neighEvicted = 0, neighExpired = 0, pendEvicted = 0, pendExpired = 0;
         foreach (var p in pollers)
         {
             NatCounters c = p.Engine.Counters;
@@ -94,6 +95,8 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers, ShardL
             }
             arpReplies += c.ArpRepliesSent; arpRequests += c.ArpRequestsSent; icmpErrors += c.IcmpErrorsSent;
             echo += c.EchoRepliesSent; held += c.FramesHeld; csum += c.ChecksumsCompleted; icmpXlat += c.IcmpErrorsTranslated;
+            neighEvicted += c.NeighboursEvicted; neighExpired += c.NeighboursExpired;
+            pendEvicted += c.PendingNeighboursEvicted; pendExpired += c.PendingNeighboursExpired;
             rx += p.Stats.FramesReceived; tx += p.Stats.FramesTransmitted;
             created += p.Engine.Table.Created; deleted += p.Engine.Table.Deleted;
             tcp += p.Engine.Table.CountOf(0); udp += p.Engine.Table.CountOf(1); icmp += p.Engine.Table.CountOf(2);
@@ -146,6 +149,8 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers, ShardL
                 ["hairpinned"] = hairpins, ["protocol-forwarded"] = protoFwd,
                 ["esp-spis-associated"] = espAssociated, ["esp-spis-to-rekeyed-host"] = espToRekeyed,
                 ["isakmp-cookies-learned"] = cookiesLearned,
+                ["neighbours-evicted"] = neighEvicted, ["neighbours-expired"] = neighExpired,
+                ["arp-pending-evicted"] = pendEvicted, ["arp-pending-expired"] = pendExpired,
             },
             RuleHits = ruleHits,
             SessionsByState = new Dictionary<string, long>

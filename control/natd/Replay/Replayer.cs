@@ -17,6 +17,8 @@ internal sealed record ReplaySummary
     public long RebuiltReplies { get; init; }
     public long SkippedLinkType { get; init; }
     public int SessionsAtEnd { get; init; }
+    /// <summary>Most held frames the replay kept originals of at once (the drops file's bookkeeping; bounded by the engine's hold queue).</summary>
+    public int HeldOriginalsPeak { get; init; }
     public required IReadOnlyDictionary<string, long> Drops { get; init; }
     public long TotalDrops => Drops.Values.Sum();
 }
@@ -146,6 +148,7 @@ internal sealed class Replayer : IFrameSink
                     break;
                 case Verdict.Consumed when _drops is not null && _engine.Counters.FramesHeld > _heldSeen:
                     _heldOriginals[read] = (original.AsSpan(0, data.Length).ToArray(), rec.TimestampNs, side);
+                    _heldOriginalsPeak = Math.Max(_heldOriginalsPeak, _heldOriginals.Count);
                     break;
             }
         }
@@ -171,6 +174,7 @@ internal sealed class Replayer : IFrameSink
             FramesRead = read, FromInside = fromInside, FromOutside = fromOutside,
             SentInside = _sentInside, SentOutside = _sentOutside, RebuiltReplies = rebuilt,
             SkippedLinkType = skipped, SessionsAtEnd = _engine.Table.Count, Drops = drops,
+            HeldOriginalsPeak = _heldOriginalsPeak,
         };
     }
 
@@ -224,7 +228,11 @@ internal sealed class Replayer : IFrameSink
         }
     }
 
+    // A held frame's original, until the engine sends it (Released) or gives it up (Discard).
+    void IFrameSink.Released(Side side, long holdTag) => _heldOriginals.Remove(holdTag);
+
     private readonly Dictionary<long, (byte[] Frame, long TimestampNs, Side Side)> _heldOriginals = [];
+    private int _heldOriginalsPeak;
     private long _heldSeen;
 
     /// <summary>

@@ -262,6 +262,8 @@ public class ConfigLoaderTests
         { "timeouts:\n  tcp-transitory: 2.5\n", "2.5", "timeouts.tcp-transitory", "whole number" },
         { "limits:\n  sessions: 100000001\n", "100000001", "limits.sessions", "from 1 to 100000000" },
         { "limits:\n  sessions: 0\n", "0", "limits.sessions", "from 1 to 100000000" },
+        { "limits:\n  neighbours: 0\n", "0", "limits.neighbours", "'0' is not a whole number of neighbours from 1 to 16777216" },
+        { "limits:\n  neighbours: 16777217\n", "16777217", "limits.neighbours", "from 1 to 16777216" },
         { "dataplane:\n  batch: 1025\n", "1025", "dataplane.batch", "from 1 to 1024" },
         { "dataplane:\n  batch: -1\n", "-1", "dataplane.batch", "from 1 to 1024" },
         { "dataplane:\n  verify-checksums: maybe\n", "maybe", "dataplane.verify-checksums", "accepted: true, false" },

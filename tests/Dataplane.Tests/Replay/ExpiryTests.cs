@@ -24,7 +24,11 @@ public class ExpiryTests
         long t0 = ReplayKit.T0;
         int ext = Assert.Single(Lab.ExternalPorts([Request(5353, t0)]));
         var frames = new List<CapFrame> { Lab.RouterArp(t0 - Second), Request(5353, t0), Reply(ext, t0 + gapSeconds * Second) };
-        return ReplayKit.Run(ReplayKit.PcapNg(frames));
+        // Learned neighbours age out after 60 s unused and nobody answers ARP in a replay: the
+        // inside host is a static neighbour, so only the session's timeout is under test.
+        var config = Natd.Control.Config.ConfigLoader.Parse(
+            "interfaces: { inside: { neighbours: { 10.0.0.2: 02:00:00:00:00:0a } } }", "expiry.yaml");
+        return ReplayKit.Run(ReplayKit.PcapNg(frames), config);
     }
 
     [Fact]
