@@ -68,15 +68,32 @@ public sealed class AlgHelperActor : ActorBase
     /// <summary>Frames handled since this incarnation started (tests).</summary>
     public long Handled { get; private set; }
 
+    /// <summary>
+    /// What a helper does with each frame: clears <paramref name="actions"/> and runs
+    /// <paramref name="handler"/> over the frame <paramref name="pending"/> describes. `natd replay`
+    /// calls it inline, in file order, where live mode goes through a helper actor; either way the
+    /// frame is then finished by <see cref="NatEngine.CompleteAlg"/>.
+    /// </summary>
+    /// <param name="handler">The ALG's handler (single threaded: one caller at a time).</param>
+    /// <param name="pending">What the engine recorded when it handed the frame over (<see cref="NatEngine.PendingAlg"/>).</param>
+    /// <param name="buffer">The frame in its first <paramref name="length"/> bytes, with room to grow (<see cref="AlgFrame.Headroom"/>).</param>
+    /// <param name="length">Frame length in bytes.</param>
+    /// <param name="actions">Receives the expectations, GRE calls and counts the handler asks for.</param>
+    /// <param name="nowMs">Monotonic milliseconds (the capture clock in replay).</param>
+    /// <returns>The frame's new length in bytes.</returns>
+    public static int Run(IAlgHandler handler, in AlgPending pending, Span<byte> buffer, int length, AlgActions actions, long nowMs)
+    {
+        actions.Clear();
+        return handler.Handle(pending.Connection, pending.Direction, buffer, length, pending.ReservedPort, actions, nowMs);
+    }
+
     /// <inheritdoc />
     protected override void OnReceive(object message)
     {
         switch (message)
         {
             case AlgFrame f:
-                f.Actions.Clear();
-                AlgPending p = f.Pending;
-                f.Length = _handler.Handle(p.Connection, p.Direction, f.Buffer, f.Length, p.ReservedPort, f.Actions, Environment.TickCount64);
+                f.Length = Run(_handler, f.Pending, f.Buffer, f.Length, f.Actions, Environment.TickCount64);
                 Handled++;
                 f.ReplyTo.Tell(f, Self);
                 f.Wake?.Signal();

@@ -58,6 +58,18 @@ public sealed partial class NatEngine
     private readonly Dictionary<(byte, uint, uint, ushort), int> _expectOutbound = [];
     private readonly Dictionary<int, FlowKey> _related = [];
 
+    // Expectations by deadline, so a sweep visits what expired, not every slot (created with _expect).
+    private DeadlineQueue? _expectDue;
+
+    // Relations of deleted sessions are forgotten once the map doubled since the last pass, so that
+    // pass costs amortised O(1) per relation made, not O(relations) per sweep. Until then a stale
+    // entry is harmless: TryGetControl checks the session is still related, MarkRelated overwrites.
+    private int _relatedPruneAt = RelatedPruneMin;
+    private const int RelatedPruneMin = 64;
+
+    /// <summary>Expectation slots the sweep examined so far: what it costs, which depends on what expires, not on how many are pending.</summary>
+    internal long ExpectationSweepVisits { get; private set; }
+
     /// <summary>Set when <see cref="Process"/> returned <see cref="Verdict.ToHelper"/>: the frame's ALG work.</summary>
     public AlgPending PendingAlg { get; private set; }
 
@@ -193,6 +205,7 @@ public sealed partial class NatEngine
         if (_expect.Length == 0)
         {
             _expect = new Expectation[64];
+            _expectDue ??= new DeadlineQueue(MaxExpectations);
         }
         int slot = -1;
         for (int i = 0; i < _expectHigh; i++)
@@ -228,6 +241,7 @@ public sealed partial class NatEngine
             Alg = p.Kind,
             InUse = true,
         };
+        _expectDue!.Ensure(slot, x.ExpiresMs); // a reused slot may still be queued at an earlier deadline: checked then
         if (e.Kind == ExpectationKind.Inbound)
         {
             var key = (x.Protocol, x.External, x.ExternalPort);
@@ -399,15 +413,25 @@ public sealed partial class NatEngine
     /// <summary>Expires expectations past their lifetime and forgets relations of deleted sessions. Slow path (sweeper).</summary>
     private void SweepAlg(long nowMs)
     {
-        for (int i = 0; i < _expectHigh; i++)
+        while (_expectDue is not null && _expectDue.TryPopDue(nowMs, out int i))
         {
-            if (_expect[i].InUse && _expect[i].ExpiresMs <= nowMs)
+            ExpectationSweepVisits++;
+            ref Expectation x = ref _expect[i];
+            if (!x.InUse)
+            {
+                continue; // used or replaced since
+            }
+            if (x.ExpiresMs <= nowMs)
             {
                 AlgStats.ExpectationsExpired++;
                 RemoveExpectation(i, freePort: true);
             }
+            else
+            {
+                _expectDue.Push(i, x.ExpiresMs); // the slot was reused by a later expectation
+            }
         }
-        if (_related.Count > 0)
+        if (_related.Count >= _relatedPruneAt)
         {
             List<int>? stale = null;
             foreach (var kv in _related)
@@ -425,6 +449,7 @@ public sealed partial class NatEngine
                     _related.Remove(s);
                 }
             }
+            _relatedPruneAt = Math.Max(RelatedPruneMin, 2 * _related.Count);
         }
     }
 
@@ -435,6 +460,7 @@ public sealed partial class NatEngine
         {
             RemoveExpectation(i, freePort: false);
         }
+        _expectDue?.Clear();
     }
 
     /// <summary>Drops every expectation and frees its reserved port (natctl flush).</summary>
@@ -444,7 +470,9 @@ public sealed partial class NatEngine
         {
             RemoveExpectation(i, freePort: true);
         }
+        _expectDue?.Clear();
         _related.Clear();
+        _relatedPruneAt = RelatedPruneMin;
     }
 
     /// <summary>Pending expectations, for natctl (slow path).</summary>

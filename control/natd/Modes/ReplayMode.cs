@@ -45,6 +45,8 @@ internal static class ReplayMode
         {
             stdout.WriteLine($"  skipped (not Ethernet) {s.SkippedLinkType}");
         }
+        stdout.WriteLine($"  forwarded          {s.Forwarded}");
+        stdout.WriteLine($"  consumed           {s.Consumed}");
         stdout.WriteLine($"  sessions at end    {s.SessionsAtEnd}");
         stdout.WriteLine($"  dropped            {s.TotalDrops}");
         foreach (var (reason, n) in s.Drops.OrderByDescending(kv => kv.Value))

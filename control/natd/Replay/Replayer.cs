@@ -1,5 +1,7 @@
 using System.Buffers.Binary;
 using Natd.Control.Config;
+using Natd.Control.Daemon;
+using Natd.Dataplane.Alg;
 using Natd.Dataplane.Io;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
@@ -16,11 +18,24 @@ internal sealed record ReplaySummary
     public long SentOutside { get; init; }
     public long RebuiltReplies { get; init; }
     public long SkippedLinkType { get; init; }
+
+    /// <summary>Frames read that left natd: translated (through an ALG or not, at once or after an ARP hold), or answered in place (ARP requests, ICMP errors).</summary>
+    public long Forwarded { get; init; }
+
+    /// <summary>Frames read that were dropped, each with a reason (<see cref="Drops"/> counts them by reason).</summary>
+    public long Dropped { get; init; }
+
+    /// <summary>Frames read that natd took in with nothing to send (ARP replies it learned from).</summary>
+    public long Consumed { get; init; }
+
     public int SessionsAtEnd { get; init; }
     /// <summary>Most held frames the replay kept originals of at once (the drops file's bookkeeping; bounded by the engine's hold queue).</summary>
     public int HeldOriginalsPeak { get; init; }
     public required IReadOnlyDictionary<string, long> Drops { get; init; }
     public long TotalDrops => Drops.Values.Sum();
+
+    /// <summary>Every frame read is forwarded, dropped, consumed or skipped for its link type.</summary>
+    public bool AddsUp => FramesRead == Forwarded + Dropped + Consumed + SkippedLinkType;
 }
 
 /// <summary>The input cannot be replayed (wrong link type, corrupt file).</summary>
@@ -31,6 +46,8 @@ internal sealed class ReplayInputException(string message) : Exception(message);
 /// timestamps as the clock (so expiry is deterministic), a fixed seed for port randomisation (so
 /// the output is reproducible), every transmitted frame written to a pcapng with interfaces
 /// "inside" and "outside", and dropped frames optionally written with their reason as comment.
+/// Frames of ALG connections run through the ALG's handler inline, in file order (live mode gives
+/// them to a helper actor), and every frame read ends forwarded, dropped or consumed.
 /// </summary>
 internal sealed class Replayer : IFrameSink
 {
@@ -41,6 +58,18 @@ internal sealed class Replayer : IFrameSink
     private readonly NatdConfig _config;
     private long _nowNs;
     private long _sentInside, _sentOutside;
+    private long _forwarded, _dropped, _consumed, _held, _heldDropped;
+
+    /// <summary>Sweep slices on the capture clock, as the live sweeper's (<see cref="SweeperActor.Interval"/>).</summary>
+    private static readonly long SliceMs = (long)SweeperActor.Interval.TotalMilliseconds;
+    private long _nextSweepMs = long.MinValue;
+
+    /// <summary>How often the ALG handlers drop the state of idle connections, as the daemon's timer (capture clock).</summary>
+    private const long AlgExpireEveryMs = 60_000;
+    private long _nextAlgExpireMs = long.MinValue;
+    private readonly IAlgHandler?[] _algs = new IAlgHandler?[Enum.GetValues<AlgKind>().Length];
+    private readonly AlgActions _algActions = new();
+    private readonly byte[] _algBuffer = new byte[FrameBatch.SlotSize + AlgFrame.Headroom];
 
     private Replayer(NatdConfig config, PcapNgWriter output, PcapNgWriter? drops, ulong seed)
     {
@@ -50,6 +79,10 @@ internal sealed class Replayer : IFrameSink
         _engine = new NatEngine(config.Nat, new MacAddress(0x02_00_00_00_00_01), new MacAddress(0x02_00_00_00_00_02),
             new EngineOptions { Promiscuous = true, LearnFromTraffic = true, Seed = seed });
         _engine.AttachSink(this);
+        foreach (var (kind, factory) in AlgRegistry.Handlers)
+        {
+            _algs[(int)kind] = factory();
+        }
     }
 
     /// <summary>The engine (for tests that inspect sessions afterwards).</summary>
@@ -98,6 +131,7 @@ internal sealed class Replayer : IFrameSink
             {
                 // Snapped or oversized frames cannot be forwarded whole.
                 CountDrop(DropReason.Truncated, data, SideOf(rec, data), rec.TimestampNs);
+                _dropped++;
                 continue;
             }
             _nowNs = rec.TimestampNs;
@@ -106,15 +140,14 @@ internal sealed class Replayer : IFrameSink
             data.CopyTo(original);
             int len = data.Length;
             Side side = SideOf(rec, data);
-            // Expire what is due before this frame is looked at (lookups also refuse expired
-            // sessions; the sweep keeps the table and the event stream in step with capture time).
-            _engine.Sweep(nowMs, 4096);
+            Sweep(nowMs);
             if (insideTrace && IsToInsideHost(data))
             {
                 // A remote's reply as the inside host saw it: rebuild what the remote really sent.
                 if (!_engine.TryRebuildOutsideFrame(slot.AsSpan(0, len), nowMs))
                 {
                     CountDrop(DropReason.NoSession, original.AsSpan(0, len), Side.Outside, rec.TimestampNs);
+                    _dropped++;
                     continue;
                 }
                 rebuilt++;
@@ -133,27 +166,47 @@ internal sealed class Replayer : IFrameSink
                 fromOutside++;
             }
             _engine.HoldTag = read;
-            _heldSeen = _engine.Counters.FramesHeld;
+            long heldSeen = _engine.Counters.FramesHeld;
             Verdict v = _engine.Process(slot, ref len, side, FrameFlags.None, nowMs);
+            byte[] frame = slot;
+            if (v == Verdict.ToHelper)
+            {
+                v = RunAlg(slot.AsSpan(0, len), ref len, nowMs);
+                frame = _algBuffer;
+            }
+            // One shard: the engine never answers Verdict.Loopback (a hairpin completes in place).
             switch (v)
             {
                 case Verdict.ToInside:
-                    Send(Side.Inside, slot.AsSpan(0, len));
+                    Send(Side.Inside, frame.AsSpan(0, len));
+                    _forwarded++;
                     break;
                 case Verdict.ToOutside:
-                    Send(Side.Outside, slot.AsSpan(0, len));
+                    Send(Side.Outside, frame.AsSpan(0, len));
+                    _forwarded++;
                     break;
                 case Verdict.Drop:
                     _drops?.Write(side == Side.Inside ? 0 : 1, original.AsSpan(0, data.Length), rec.TimestampNs, DropReasons.Label(_engine.LastDrop));
+                    _dropped++;
                     break;
-                case Verdict.Consumed when _drops is not null && _engine.Counters.FramesHeld > _heldSeen:
-                    _heldOriginals[read] = (original.AsSpan(0, data.Length).ToArray(), rec.TimestampNs, side);
-                    _heldOriginalsPeak = Math.Max(_heldOriginalsPeak, _heldOriginals.Count);
+                case Verdict.Consumed when _engine.Counters.FramesHeld > heldSeen:
+                    // Waiting for ARP: it ends sent (released) or dropped (the hold expires), counted then.
+                    _held++;
+                    if (_drops is not null)
+                    {
+                        _heldOriginals[read] = (original.AsSpan(0, data.Length).ToArray(), rec.TimestampNs, side);
+                        _heldOriginalsPeak = Math.Max(_heldOriginalsPeak, _heldOriginals.Count);
+                    }
+                    break;
+                case Verdict.Consumed:
+                    _consumed++;
                     break;
             }
         }
         // Frames still waiting for ARP when the capture ends will never leave: report them as drops.
         _engine.DiscardHeld();
+        _dropped += _heldDropped;
+        _forwarded += _held - _heldDropped; // the others were released when their next hop answered
         if (read > 0 && skipped == read)
         {
             throw new ReplayInputException($"input has link type {firstBadLinkType}; natd replays Ethernet captures only (LINKTYPE_ETHERNET = 1)");
@@ -173,9 +226,64 @@ internal sealed class Replayer : IFrameSink
         {
             FramesRead = read, FromInside = fromInside, FromOutside = fromOutside,
             SentInside = _sentInside, SentOutside = _sentOutside, RebuiltReplies = rebuilt,
-            SkippedLinkType = skipped, SessionsAtEnd = _engine.Table.Count, Drops = drops,
-            HeldOriginalsPeak = _heldOriginalsPeak,
+            SkippedLinkType = skipped, Forwarded = _forwarded, Dropped = _dropped, Consumed = _consumed,
+            SessionsAtEnd = _engine.Table.Count, Drops = drops, HeldOriginalsPeak = _heldOriginalsPeak,
         };
+    }
+
+    /// <summary>
+    /// Expires what is due, on the live sweeper's 100 ms slices of the capture clock with its budget
+    /// per slice (lookups refuse expired sessions in between, so expiry stays exact); every sweep
+    /// walk costs what expires, not the size of a table. Also drops idle ALG connection state once
+    /// a minute of capture time, as the daemon's timer does.
+    /// </summary>
+    private void Sweep(long nowMs)
+    {
+        if (nowMs >= _nextSweepMs)
+        {
+            long slices = _nextSweepMs == long.MinValue ? 1 : 1 + (nowMs - _nextSweepMs) / SliceMs;
+            _engine.Sweep(nowMs, (int)Math.Min(slices * SweeperActor.SliceBudget, int.MaxValue));
+            _nextSweepMs = nowMs - nowMs % SliceMs + SliceMs;
+        }
+        if (nowMs >= _nextAlgExpireMs)
+        {
+            if (_nextAlgExpireMs != long.MinValue)
+            {
+                long idleMs = _config.Nat.Timeouts.TcpEstablished * 1000L;
+                foreach (var h in _algs)
+                {
+                    h?.Expire(nowMs, idleMs);
+                }
+            }
+            _nextAlgExpireMs = nowMs + AlgExpireEveryMs;
+        }
+    }
+
+    /// <summary>
+    /// An ALG connection's frame (<see cref="Verdict.ToHelper"/>): runs the ALG's handler over a
+    /// copy in <see cref="_algBuffer"/> (room to grow), then finishes it as a poller finishes a
+    /// frame its helper returns: expectations, PPTP calls, transmission or the ARP hold.
+    /// </summary>
+    /// <returns>The frame's verdict; <paramref name="length"/> is its length in <see cref="_algBuffer"/>.</returns>
+    private Verdict RunAlg(ReadOnlySpan<byte> frame, ref int length, long nowMs)
+    {
+        AlgPending p = _engine.PendingAlg;
+        frame.CopyTo(_algBuffer);
+        IAlgHandler? handler = (int)p.Kind < _algs.Length ? _algs[(int)p.Kind] : null;
+        if (handler is null)
+        {
+            _algActions.Clear(); // no handler for this ALG: the frame goes as translated
+        }
+        else
+        {
+            length = AlgHelperActor.Run(handler, p, _algBuffer, length, _algActions, nowMs);
+        }
+        Verdict v = _engine.CompleteAlg(_algBuffer, length, p, _algActions, nowMs);
+        foreach (GreCall c in _algActions.GreCalls)
+        {
+            _engine.ApplyGreCall(c, nowMs);
+        }
+        return v;
     }
 
     private static PcapReader OpenReader(Stream input)
@@ -217,6 +325,7 @@ internal sealed class Replayer : IFrameSink
 
     void IFrameSink.Discard(Side side, ReadOnlySpan<byte> frame, DropReason reason, long holdTag)
     {
+        _heldDropped++;
         // Report the frame as it was read, on its ingress side, with its own timestamp.
         if (_heldOriginals.Remove(holdTag, out var original))
         {
@@ -233,7 +342,6 @@ internal sealed class Replayer : IFrameSink
 
     private readonly Dictionary<long, (byte[] Frame, long TimestampNs, Side Side)> _heldOriginals = [];
     private int _heldOriginalsPeak;
-    private long _heldSeen;
 
     /// <summary>
     /// The ingress side of a frame: a pcapng interface named inside/outside says it; otherwise an

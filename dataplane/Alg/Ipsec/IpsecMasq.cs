@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using Natd.Dataplane.Sessions;
 
 namespace Natd.Dataplane.Alg.Ipsec;
 
@@ -161,7 +162,11 @@ public sealed class IpsecMasq
     private readonly Dictionary<PeerKey, int> _peerIndex;
     private readonly Dictionary<CookieKey, int> _cookieIndex;
     private readonly FreeList _outFree, _inFree, _peerFree, _isakmpFree;
-    private int _cursor;
+
+    // Expiry order of each table: a sweep visits what is due, not the table (every live entry is
+    // queued, at a deadline no later than the one its timestamps give now).
+    private readonly DeadlineQueue _outDue, _inDue, _peerDue, _isakmpDue;
+    private IpsecSettings _settings;
 
     /// <summary>Creates empty tables.</summary>
     /// <param name="settings">Timeouts, retries and the parallel switch.</param>
@@ -170,7 +175,7 @@ public sealed class IpsecMasq
     public IpsecMasq(IpsecSettings settings, int capacity = 4096)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
-        Settings = settings;
+        _settings = settings;
         Capacity = capacity;
         _out = new OutEntry[capacity];
         _in = new InEntry[capacity];
@@ -184,10 +189,32 @@ public sealed class IpsecMasq
         _inFree = new FreeList(capacity);
         _peerFree = new FreeList(capacity);
         _isakmpFree = new FreeList(capacity);
+        _outDue = new DeadlineQueue(capacity);
+        _inDue = new DeadlineQueue(capacity);
+        _peerDue = new DeadlineQueue(capacity);
+        _isakmpDue = new DeadlineQueue(capacity);
     }
 
-    /// <summary>Settings in force (swapped on reload; read at check time).</summary>
-    public IpsecSettings Settings { get; set; }
+    /// <summary>
+    /// Settings in force (swapped on reload; read at check time). A change of timeouts re-queues
+    /// every entry at its new deadline (slow path: one pass over the tables).
+    /// </summary>
+    public IpsecSettings Settings
+    {
+        get => _settings;
+        set
+        {
+            bool requeue = _settings != value;
+            _settings = value;
+            if (requeue)
+            {
+                Requeue();
+            }
+        }
+    }
+
+    /// <summary>Entries the sweep (<see cref="Expire"/>) examined so far: what it costs, which depends on what is due, not on the table size.</summary>
+    public long SweepVisits { get; private set; }
 
     /// <summary>Entries per table.</summary>
     public int Capacity { get; }
@@ -370,6 +397,7 @@ public sealed class IpsecMasq
         }
         _in[n] = new InEntry { Key = key, Inside = host, Out = outEntry, LastMs = nowMs, InUse = true };
         _inIndex.Add(key, n);
+        _inDue.Ensure(n, nowMs + EspMs);
         if (serialised)
         {
             peer.Pending = false; // the init slot is free for the next host
@@ -451,6 +479,7 @@ public sealed class IpsecMasq
                 CreatedMs = nowMs, Next = head, InUse = true,
             };
             _cookieIndex[key] = mine;
+            _isakmpDue.Ensure(mine, nowMs + IsakmpMs);
         }
         ref IsakmpEntry m = ref _isakmp[mine];
         if (m.ResponderCookie == 0 && responderCookie != 0)
@@ -536,52 +565,147 @@ public sealed class IpsecMasq
     }
 
     /// <summary>
-    /// Deletes up to <paramref name="budget"/> idle entries, resuming where the last call stopped
-    /// (a bounded slice for the sweeper). Lookups already treat idle entries as gone.
+    /// Deletes up to <paramref name="budget"/> idle entries (a bounded slice for the sweeper),
+    /// visiting only entries whose deadline has come: those it deletes, and those refreshed since
+    /// they were queued, which go back at their new deadline (at most <paramref name="budget"/>
+    /// of those per call). Lookups already treat idle entries as gone.
     /// </summary>
+    /// <param name="nowMs">Current time, milliseconds.</param>
+    /// <param name="budget">Most entries to delete.</param>
     /// <returns>Entries deleted.</returns>
     public int Expire(long nowMs, int budget)
     {
-        int deleted = 0;
-        int total = Capacity * 4;
-        for (int visited = 0; visited < total && deleted < budget; visited++)
+        int deleted = 0, requeued = 0;
+        while (deleted < budget && requeued < budget && _outDue.TryPopDue(nowMs, out int i))
         {
-            int c = _cursor;
-            _cursor = (c + 1) % total;
-            int i = c % Capacity;
-            switch (c / Capacity)
+            SweepVisits++;
+            if (!_out[i].InUse)
             {
-                case 0:
-                    if (_out[i].InUse && OutStale(ref _out[i], nowMs))
-                    {
-                        RemoveOut(i);
-                        deleted++;
-                    }
-                    break;
-                case 1:
-                    if (_in[i].InUse && nowMs - _in[i].LastMs >= EspMs)
-                    {
-                        RemoveIn(i);
-                        deleted++;
-                    }
-                    break;
-                case 2:
-                    if (_isakmp[i].InUse && nowMs - _isakmp[i].LastMs >= IsakmpMs)
-                    {
-                        RemoveIsakmp(i);
-                        deleted++;
-                    }
-                    break;
-                default:
-                    if (_peers[i].InUse && PeerStale(ref _peers[i], nowMs))
-                    {
-                        RemovePeer(i);
-                        deleted++;
-                    }
-                    break;
+                continue; // freed by a lookup since: nothing to do
+            }
+            if (OutStale(ref _out[i], nowMs))
+            {
+                RemoveOut(i);
+                deleted++;
+            }
+            else
+            {
+                _outDue.Push(i, After(OutDeadline(ref _out[i]), nowMs));
+                requeued++;
+            }
+        }
+        while (deleted < budget && requeued < budget && _inDue.TryPopDue(nowMs, out int i))
+        {
+            SweepVisits++;
+            if (!_in[i].InUse)
+            {
+                continue;
+            }
+            if (nowMs - _in[i].LastMs >= EspMs)
+            {
+                RemoveIn(i);
+                deleted++;
+            }
+            else
+            {
+                _inDue.Push(i, After(_in[i].LastMs + EspMs, nowMs));
+                requeued++;
+            }
+        }
+        while (deleted < budget && requeued < budget && _isakmpDue.TryPopDue(nowMs, out int i))
+        {
+            SweepVisits++;
+            if (!_isakmp[i].InUse)
+            {
+                continue;
+            }
+            if (nowMs - _isakmp[i].LastMs >= IsakmpMs)
+            {
+                RemoveIsakmp(i);
+                deleted++;
+            }
+            else
+            {
+                _isakmpDue.Push(i, After(_isakmp[i].LastMs + IsakmpMs, nowMs));
+                requeued++;
+            }
+        }
+        while (deleted < budget && requeued < budget && _peerDue.TryPopDue(nowMs, out int i))
+        {
+            SweepVisits++;
+            if (!_peers[i].InUse)
+            {
+                continue;
+            }
+            if (PeerStale(ref _peers[i], nowMs))
+            {
+                RemovePeer(i);
+                deleted++;
+            }
+            else
+            {
+                _peerDue.Push(i, After(PeerDeadline(ref _peers[i], nowMs), nowMs));
+                requeued++;
             }
         }
         return deleted;
+    }
+
+    /// <summary>A live entry's next check: its deadline, and never now (it was just found live).</summary>
+    private static long After(long deadlineMs, long nowMs) => Math.Max(deadlineMs, nowMs + 1);
+
+    /// <summary>
+    /// When an outbound SPI idles out, given its state now. Its deadline only moves later (a packet,
+    /// or Blocked turning Pending with the usual init timeout shorter than the ESP timeout); were
+    /// it earlier, lookups would still refuse the entry and the sweep delete it at its old deadline.
+    /// </summary>
+    private long OutDeadline(ref OutEntry o) => o.LastMs + (o.State is EspState.Blocked or EspState.Refused ? InitMs : EspMs);
+
+    /// <summary>
+    /// The earliest time a remote host's record can go stale (<see cref="PeerStale"/>): once its
+    /// holder, its rekey and (while live) its pending init have all timed out.
+    /// </summary>
+    private long PeerDeadline(ref Peer p, long nowMs)
+    {
+        long d = p.RekeyMs + Math.Max(EspMs, IsakmpMs);
+        if (p.Holder != 0)
+        {
+            d = Math.Max(d, p.HolderSeenMs + EspMs);
+        }
+        if (PendingLive(ref p, nowMs))
+        {
+            d = Math.Max(d, p.PendingSinceMs + InitMs);
+        }
+        return d;
+    }
+
+    /// <summary>Queues every live entry again at its deadline under the settings now in force (a reload changed timeouts).</summary>
+    private void Requeue()
+    {
+        _outDue.Clear();
+        _inDue.Clear();
+        _peerDue.Clear();
+        _isakmpDue.Clear();
+        for (int i = 0; i < Capacity; i++)
+        {
+            if (_out[i].InUse)
+            {
+                _outDue.Push(i, OutDeadline(ref _out[i]));
+            }
+            if (_in[i].InUse)
+            {
+                _inDue.Push(i, _in[i].LastMs + EspMs);
+            }
+            if (_isakmp[i].InUse)
+            {
+                _isakmpDue.Push(i, _isakmp[i].LastMs + IsakmpMs);
+            }
+            if (_peers[i].InUse)
+            {
+                // Deadlines are lower bounds: the entry is checked then and re-queued if still live.
+                _peerDue.Push(i, _peers[i].RekeyMs + Math.Max(EspMs, IsakmpMs));
+            }
+        }
     }
 
     /// <summary>Forgets everything (natctl flush).</summary>
@@ -608,6 +732,10 @@ public sealed class IpsecMasq
                 RemovePeer(i);
             }
         }
+        _outDue.Clear();
+        _inDue.Clear();
+        _peerDue.Clear();
+        _isakmpDue.Clear();
         return n;
     }
 
@@ -723,6 +851,7 @@ public sealed class IpsecMasq
         }
         _peers[p] = new Peer { Key = key, PendingOut = -1, RekeyMs = nowMs, InUse = true };
         _peerIndex.Add(key, p);
+        _peerDue.Ensure(p, nowMs + Math.Max(EspMs, IsakmpMs));
         return p;
     }
 
@@ -735,6 +864,7 @@ public sealed class IpsecMasq
         }
         _out[e] = new OutEntry { Key = key, State = state, CreatedMs = nowMs, LastMs = nowMs, InUse = true };
         _outIndex.Add(key, e);
+        _outDue.Ensure(e, OutDeadline(ref _out[e]));
         return e;
     }
 

@@ -41,7 +41,10 @@ public sealed class GreCallTable
     private readonly Dictionary<Key, int> _in2Out;
     private readonly Dictionary<Key, int> _out2In;
     private int _freeHead;
-    private int _sweepCursor;
+
+    // Calls by last-seen time, so a sweep visits what idled out, not the table (every live call is
+    // queued at a time no later than its last packet's).
+    private readonly Sessions.DeadlineQueue _idle;
 
     /// <summary>Creates a table for at most <paramref name="capacity"/> calls.</summary>
     /// <param name="capacity">Maximum live calls (at least 1).</param>
@@ -55,10 +58,14 @@ public sealed class GreCallTable
         }
         _in2Out = new Dictionary<Key, int>(capacity);
         _out2In = new Dictionary<Key, int>(capacity);
+        _idle = new Sessions.DeadlineQueue(capacity);
     }
 
     /// <summary>Live calls.</summary>
     public int Count => _out2In.Count;
+
+    /// <summary>Calls the sweep (<see cref="Expire"/>) examined so far: what it costs, which depends on what idled out, not on the table size.</summary>
+    public long SweepVisits { get; private set; }
 
     /// <summary>Maximum live calls.</summary>
     public int Capacity => _entries.Length;
@@ -108,6 +115,7 @@ public sealed class GreCallTable
         };
         _out2In[outKey] = i;
         _in2Out[inKey] = i;
+        _idle.Ensure(i, nowMs); // a reused slot may still be queued at an older time: checked then
         return true;
     }
 
@@ -154,20 +162,32 @@ public sealed class GreCallTable
         _freeHead = index;
     }
 
-    /// <summary>Removes calls idle for <paramref name="idleMs"/> or longer, visiting at most <paramref name="budget"/> slots (a bounded slice, resumed next time).</summary>
+    /// <summary>
+    /// Removes up to <paramref name="budget"/> calls idle for <paramref name="idleMs"/> or longer (a
+    /// bounded slice), visiting only calls queued that long ago: those it removes, and those seen
+    /// since, which go back at their last packet's time (at most <paramref name="budget"/> per call).
+    /// </summary>
     /// <returns>Calls removed.</returns>
     public int Expire(long nowMs, long idleMs, int budget)
     {
-        int removed = 0;
-        int n = Math.Min(budget, _entries.Length);
-        for (int k = 0; k < n; k++)
+        int removed = 0, requeued = 0;
+        while (removed < budget && requeued < budget && _idle.TryPopDue(nowMs - idleMs, out int i))
         {
-            int i = _sweepCursor;
-            _sweepCursor = i + 1 == _entries.Length ? 0 : i + 1;
-            if (_entries[i].InUse && nowMs - _entries[i].LastSeenMs >= idleMs)
+            SweepVisits++;
+            ref Entry e = ref _entries[i];
+            if (!e.InUse)
+            {
+                continue; // removed since (a call cleared, replaced, or idled out on lookup)
+            }
+            if (nowMs - e.LastSeenMs >= idleMs)
             {
                 RemoveAt(i);
                 removed++;
+            }
+            else
+            {
+                _idle.Push(i, e.LastSeenMs);
+                requeued++;
             }
         }
         return removed;
@@ -180,5 +200,6 @@ public sealed class GreCallTable
         {
             RemoveAt(i);
         }
+        _idle.Clear();
     }
 }
