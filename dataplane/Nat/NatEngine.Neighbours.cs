@@ -208,14 +208,17 @@ public sealed partial class NatEngine
         if (i >= 0)
         {
             ref NeighbourTable.Entry e = ref table.At(i);
-            if (now - Math.Max(e.UsedMs, e.ConfirmedMs) < StaleGcMs)
+            // A replayed capture answers no ARP, and its own frames are what confirms a neighbour:
+            // learned-from-traffic entries do not age (the table's capacity still bounds them).
+            bool fromTraffic = _options.LearnFromTraffic;
+            if (fromTraffic || now - Math.Max(e.UsedMs, e.ConfirmedMs) < StaleGcMs)
             {
                 e.UsedMs = now;
                 if (now - e.TouchedMs >= TouchMs || now < e.TouchedMs)
                 {
                     table.Touch(i, now);
                 }
-                if (now - e.ConfirmedMs >= ReachableMs && (now - e.ProbedMs >= ArpRetryMs || now < e.ProbedMs))
+                if (!fromTraffic && now - e.ConfirmedMs >= ReachableMs && (now - e.ProbedMs >= ArpRetryMs || now < e.ProbedMs))
                 {
                     // Stale: still used, and re-confirmed with a unicast request (the kernel's probe).
                     e.ProbedMs = now;
@@ -389,13 +392,17 @@ public sealed partial class NatEngine
     /// Ages neighbours in a bounded slice: learned entries neither used nor confirmed for
     /// <see cref="StaleGcMs"/> are removed, pending resolutions with no request or held frame for
     /// <see cref="PendingMs"/> fail (their held frames dropped). Looks only at the old end of each
-    /// table's age list, so the cost follows what expires.
+    /// table's age list, so the cost follows what expires. With <see cref="EngineOptions.LearnFromTraffic"/>
+    /// (replay) learned entries do not age: nothing in a capture answers ARP.
     /// </summary>
     private void SweepNeighbours(long nowMs)
     {
         StartNeighbourClock(nowMs);
-        SweepLearned(_insideNeighbours, nowMs);
-        SweepLearned(_outsideNeighbours, nowMs);
+        if (!_options.LearnFromTraffic)
+        {
+            SweepLearned(_insideNeighbours, nowMs);
+            SweepLearned(_outsideNeighbours, nowMs);
+        }
         SweepPending(_insidePending, Side.Inside, nowMs);
         SweepPending(_outsidePending, Side.Outside, nowMs);
     }

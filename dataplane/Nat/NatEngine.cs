@@ -72,7 +72,8 @@ public sealed record EngineOptions
 
     /// <summary>
     /// Learn neighbours from IPv4 traffic as well as ARP: an on-link source teaches its MAC, and on the
-    /// outside an off-link source teaches the gateway's. Meant for replay, where no ARP is answered.
+    /// outside an off-link source teaches the gateway's. Meant for replay, where no ARP is answered:
+    /// such entries do not age by time (only the table's capacity evicts them) and are never probed.
     /// </summary>
     public bool LearnFromTraffic { get; init; }
 
