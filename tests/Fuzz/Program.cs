@@ -1,11 +1,11 @@
-using Natd.Fuzz;
-using Natd.Fuzz.Targets;
+using Natd.Fuzzing;
+using Natd.Fuzzing.Targets;
 using SharpFuzz;
 
 // natd's coverage-guided fuzzer (SharpFuzz driven by afl-fuzz; see tests/Fuzz/README.md).
-//   Natd.Fuzz TARGET               run under afl-fuzz (input on stdin), TARGET: packet, config, pcap, alg
-//   Natd.Fuzz replay TARGET FILE…  run files through a target without afl; exit 1 on the first failure
-//   Natd.Fuzz seed CORPUS_DIR      (re)write the generated seed files of every target's corpus
+//   Natd.Fuzzing TARGET               run under afl-fuzz (input on stdin), TARGET: packet, config, pcap, alg
+//   Natd.Fuzzing replay TARGET FILE…  run files through a target without afl; exit 1 on the first failure
+//   Natd.Fuzzing seed CORPUS_DIR      (re)write the generated seed files of every target's corpus
 if (args.Length >= 2 && args[0] == "seed")
 {
     Seeds.Write(args[1]);
@@ -24,7 +24,7 @@ if (args.Length >= 2 && args[0] == "replay")
 FuzzTarget? target = args.Length == 1 ? FuzzTargets.Get(args[0]) : null;
 if (target is null)
 {
-    Console.Error.WriteLine($"usage: Natd.Fuzz {string.Join('|', FuzzTargets.Names)} | replay TARGET FILE... | seed DIR");
+    Console.Error.WriteLine($"usage: Natd.Fuzzing {string.Join('|', FuzzTargets.Names)} | replay TARGET FILE... | seed DIR");
     return 2;
 }
 // Out of process: SharpFuzz forks a child per run of inputs, so a stack overflow or other

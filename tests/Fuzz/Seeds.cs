@@ -3,12 +3,12 @@ using System.Text;
 using Natd.Control.Config;
 using Natd.Dataplane.Io;
 using Natd.Dataplane.Packets;
-using Natd.Fuzz.Targets;
+using Natd.Fuzzing.Targets;
 
-namespace Natd.Fuzz;
+namespace Natd.Fuzzing;
 
 /// <summary>
-/// Writes the generated seed files of each target's corpus (`Natd.Fuzz seed tests/Fuzz/corpus`):
+/// Writes the generated seed files of each target's corpus (`Natd.Fuzzing seed tests/Fuzz/corpus`):
 /// hand-built conversations of each ALG, frames of the committed tcpdump captures in
 /// corpus/pcap/ moved onto the lab's addresses, and the loader's own key reference. Files copied
 /// by hand (captures, the packaged natd.yaml) are left alone. Output is deterministic.

@@ -1,6 +1,6 @@
-using Natd.Fuzz.Targets;
+using Natd.Fuzzing.Targets;
 
-namespace Natd.Tests.Fuzz;
+namespace Natd.Tests.FuzzReplay;
 
 /// <summary>
 /// Replays every file of the fuzz corpora (tests/Fuzz/corpus/TARGET/) and every finding

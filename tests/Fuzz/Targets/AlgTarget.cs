@@ -7,7 +7,7 @@ using Natd.Dataplane.Alg.Tftp;
 using Natd.Dataplane.Io;
 using Natd.Dataplane.Packets;
 
-namespace Natd.Fuzz.Targets;
+namespace Natd.Fuzzing.Targets;
 
 /// <summary>
 /// Fuzz target "alg": one ALG handler (or the TCP rewriter) over a fuzzed connection. Byte 0

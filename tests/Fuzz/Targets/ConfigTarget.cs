@@ -3,15 +3,15 @@ using Natd.Control.Config;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
 
-namespace Natd.Fuzz.Targets;
+namespace Natd.Fuzzing.Targets;
 
 /// <summary>
 /// Fuzz target "config": the input, as UTF-8 text, through the natd configuration loader
 /// (<see cref="ConfigLoader.Parse"/>). Invariants (violations throw
 /// <see cref="FuzzInvariantException"/>): only <see cref="ConfigException"/> escapes; every
 /// diagnostic of a rejection names the file, a line and a column (1-based) and a key path in the
-/// loader's "file:line:column: key: message" form (only YAML syntax errors and a document that is
-/// not a mapping concern no key); a configuration the loader accepts starts an engine.
+/// loader's "file:line:column: key: message" form (only errors of the document itself concern no
+/// key: YAML syntax, a dangling alias, a document that is not a mapping, an empty top-level key); a configuration the loader accepts starts an engine.
 /// </summary>
 public static class ConfigTarget
 {
@@ -50,8 +50,12 @@ public static class ConfigTarget
         {
             throw new FuzzInvariantException($"config: diagnostic without file:line:column: {s}");
         }
+        // Errors of the document itself name no key: YAML syntax, an alias with no anchor, a
+        // document that is not a mapping, and a top-level key that is the empty string.
         bool wholeDocument = d.Message.StartsWith("not valid YAML", StringComparison.Ordinal)
-            || (d.Message.StartsWith("expected a mapping", StringComparison.Ordinal) && d.Line == 1);
+            || d.Message.StartsWith("alias ", StringComparison.Ordinal)
+            || d.Message.StartsWith("expected a mapping", StringComparison.Ordinal)
+            || d.Message.StartsWith("unknown key ''", StringComparison.Ordinal);
         if (d.Path.Length == 0 && !wholeDocument)
         {
             throw new FuzzInvariantException($"config: diagnostic names no key: {s}");

@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 
-namespace Natd.Fuzz.Targets;
+namespace Natd.Fuzzing.Targets;
 
 /// <summary>Builds Ethernet + IPv4 frames for the targets and the seed corpora, checksummed with <see cref="Rfc1071"/>. Addresses network order, ports host order.</summary>
 public static class FrameBuilder

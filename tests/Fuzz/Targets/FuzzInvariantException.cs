@@ -1,4 +1,4 @@
-namespace Natd.Fuzz.Targets;
+namespace Natd.Fuzzing.Targets;
 
 /// <summary>
 /// An invariant of a fuzz target does not hold for the input. Thrown (never caught by the target)

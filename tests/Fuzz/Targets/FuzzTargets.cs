@@ -1,4 +1,4 @@
-namespace Natd.Fuzz.Targets;
+namespace Natd.Fuzzing.Targets;
 
 /// <summary>One fuzz target: runs an input, throws <see cref="FuzzInvariantException"/> (or lets a bug's exception escape) when it finds a bug.</summary>
 public delegate void FuzzTarget(ReadOnlySpan<byte> input);

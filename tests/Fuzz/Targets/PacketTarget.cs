@@ -4,7 +4,7 @@ using Natd.Dataplane.Io;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
 
-namespace Natd.Fuzz.Targets;
+namespace Natd.Fuzzing.Targets;
 
 /// <summary>
 /// Fuzz target "packet": a sequence of Ethernet frames through a fresh <see cref="NatEngine"/>

@@ -1,6 +1,6 @@
 using Natd.Dataplane.Io;
 
-namespace Natd.Fuzz.Targets;
+namespace Natd.Fuzzing.Targets;
 
 /// <summary>
 /// Fuzz target "pcap": the input as a capture file through <see cref="PcapReader"/> (pcap or

@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 
-namespace Natd.Fuzz.Targets;
+namespace Natd.Fuzzing.Targets;
 
 /// <summary>
 /// The fuzz targets' own Internet checksum (RFC 1071) and frame checks, written independently of
