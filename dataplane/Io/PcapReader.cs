@@ -251,10 +251,9 @@ public sealed class PcapReader : IDisposable
                     ReadInterface(start, b);
                     break;
                 case EnhancedPacketType:
-                    record = ReadEnhancedPacket(start, b, U32(b), U32(b[4..]), U32(b[8..]));
-                    return true;
                 case PacketType:
-                    record = ReadEnhancedPacket(start, b, U16(b), U32(b[4..]), U32(b[8..]));
+                    // The interface and timestamp fields are read inside, after the body's length is checked.
+                    record = ReadEnhancedPacket(start, b, obsolete: type == PacketType);
                     return true;
                 case SimplePacketType:
                     record = ReadSimplePacket(start, b);
@@ -340,12 +339,16 @@ public sealed class PcapReader : IDisposable
         _interfaces.Add(info);
     }
 
-    private PcapRecord ReadEnhancedPacket(long start, ReadOnlySpan<byte> body, uint interfaceId, uint timeHigh, uint timeLow)
+    private PcapRecord ReadEnhancedPacket(long start, ReadOnlySpan<byte> body, bool obsolete)
     {
         if (body.Length < 20)
         {
             throw new PcapFormatException(start, $"packet block body of {body.Length} bytes is shorter than 20");
         }
+        // The obsolete Packet Block has a 16-bit interface ID and a 16-bit drops count where the EPB has 32 bits of interface ID.
+        uint interfaceId = obsolete ? U16(body) : U32(body);
+        uint timeHigh = U32(body[4..]);
+        uint timeLow = U32(body[8..]);
         uint captured = U32(body[12..]);
         uint original = U32(body[16..]);
         if (captured > MaxCaptureLength)
