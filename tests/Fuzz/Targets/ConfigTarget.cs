@@ -51,11 +51,16 @@ public static class ConfigTarget
             throw new FuzzInvariantException($"config: diagnostic without file:line:column: {s}");
         }
         // Errors of the document itself name no key: YAML syntax, an alias with no anchor, a
-        // document that is not a mapping, and a top-level key that is the empty string.
+        // document that is not a mapping, a second document, a top-level key that is the empty
+        // string or not a scalar at all (there is no key to name), and a file over the size limit.
         bool wholeDocument = d.Message.StartsWith("not valid YAML", StringComparison.Ordinal)
             || d.Message.StartsWith("alias ", StringComparison.Ordinal)
             || d.Message.StartsWith("expected a mapping", StringComparison.Ordinal)
-            || d.Message.StartsWith("unknown key ''", StringComparison.Ordinal);
+            || d.Message.StartsWith("unknown key ''", StringComparison.Ordinal)
+            || d.Message.StartsWith("duplicate key ''", StringComparison.Ordinal)
+            || d.Message.StartsWith("the file holds more than one YAML document", StringComparison.Ordinal)
+            || d.Message.StartsWith("a key must be a plain word", StringComparison.Ordinal)
+            || d.Message.StartsWith("the file is larger than", StringComparison.Ordinal);
         if (d.Path.Length == 0 && !wholeDocument)
         {
             throw new FuzzInvariantException($"config: diagnostic names no key: {s}");
