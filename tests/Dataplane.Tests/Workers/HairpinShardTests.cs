@@ -144,7 +144,6 @@ public class HairpinShardTests
 internal sealed class ShardedGateway : IAsyncDisposable
 {
     private static readonly TimeSpan Limit = TimeSpan.FromSeconds(10);
-    private const ulong Seed = 0x9E3779B97F4A7C15UL;
     private readonly ActorSystem _system;
     private readonly ShardLinks? _links;
     private readonly (ConcurrentPort Inside, ConcurrentPort Outside)[] _ports;
@@ -176,8 +175,8 @@ internal sealed class ShardedGateway : IAsyncDisposable
             Inside = s.Inside with { Neighbours = inside },
             Outside = s.Outside with { Neighbours = [new(Ipv4.Parse("198.51.100.2"), MacAddress.Read(OutsideHostMac))] },
         };
-        var router = new ShardRouter(s, shards, Seed);
-        var links = shards > 1 ? new ShardLinks(shards, router) { RouterSeed = Seed } : null;
+        var router = new ShardMap(s, shards);
+        var links = shards > 1 ? new ShardLinks(shards, router) : null;
         var system = ActorSystem.Create("hairpin");
         var ports = new (ConcurrentPort, ConcurrentPort)[shards];
         var pollers = new IActorRef[shards];
