@@ -17,9 +17,10 @@ public enum FrameFlags : byte
     ChecksumPartial = 1,
 
     /// <summary>
-    /// A hairpinned frame processed again as an outside arrival (<c>Verdict.Loopback</c>): its source
-    /// is natd's own external address by construction, so the outside source filter lets it pass.
-    /// Set by the dataplane only, never by a receive path.
+    /// A hairpinned frame: masqueraded by one shard and handed to the shard owning its destination
+    /// (<c>Verdict.Loopback</c>), which finishes it as an outside arrival (<c>NatEngine.ProcessHairpinned</c>).
+    /// Its source is natd's own external address by construction, so the outside source filter lets
+    /// it pass. Set by the dataplane only, never by a receive path.
     /// </summary>
     Hairpinned = 2,
 }

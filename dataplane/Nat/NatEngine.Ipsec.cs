@@ -28,7 +28,7 @@ public sealed partial class NatEngine
     public IpsecMasq Ipsec => _ipsec;
 
     private static IpsecMasq NewIpsec(NatSettings settings, int shard)
-        => new(settings.Algs.Ipsec, shard == 0 ? Math.Clamp(settings.MaxSessions / 16, 64, 4096) : 16);
+        => new(settings.Algs.Ipsec, ShardMap.IpsecCapacity(shard, settings.MaxSessions));
 
     /// <summary>True when IPsec masquerading handles ESP, AH and ISAKMP.</summary>
     private bool IpsecOn => _settings.Algs.Ipsec.Enabled;

@@ -24,7 +24,11 @@ public sealed partial class NatEngine
     /// RFC 4787 REQ-9 / RFC 5382 REQ-8 hairpinning: an inside host sends to an external address and
     /// port of natd (a forward, or another inside host's mapping). The packet is masqueraded as if
     /// leaving, then translated as if arriving, and goes back inside: both hosts see each other's
-    /// external endpoints, never the inside addresses.
+    /// external endpoints, never the inside addresses. One path for 1..N shards: once masqueraded,
+    /// the frame is an outside arrival for the owner of its destination (<see cref="ShardMap.OwnerOfArrival"/>),
+    /// finished here by <see cref="HairpinArrival"/> when that is this shard, else returned as
+    /// <see cref="Verdict.Loopback"/> for the caller to hand to the owner, which runs the same method
+    /// through <see cref="ProcessHairpinned"/>.
     /// </summary>
     private Verdict Hairpin(Span<byte> slot, ref int length, Span<byte> ipSpan, int ihl, Io.FrameFlags flags)
     {
@@ -34,12 +38,55 @@ public sealed partial class NatEngine
             return v;
         }
         Counters.Hairpinned++;
-        if (_options.Shards > 1)
+        // The frame now travels as if natd had sent it to itself on the outside: never with the
+        // inside MACs it arrived with (another shard must not take it for someone else's frame).
+        var eth = new EthernetHeader(slot);
+        eth.Source = OutsideMac;
+        eth.Destination = OutsideMac;
+        var ip = new Ipv4Header(ipSpan);
+        if (_shardMap.OwnerOfArrival(ip.Protocol, ip.Destination, Checksum.ReadRaw16(ipSpan[ihl..], 2)) != _options.Shard)
         {
-            return Verdict.Loopback; // the destination port may belong to another shard: the poller re-steers it
+            return Verdict.Loopback;
         }
-        return Out2In(slot, ref length, ipSpan, ihl, Io.FrameFlags.None, transit: false, hairpin: true);
+        return HairpinArrival(slot, ref length, ipSpan, ihl);
     }
+
+    /// <summary>
+    /// Finishes a hairpinned TCP or UDP frame another shard masqueraded and handed over after it
+    /// answered <see cref="Verdict.Loopback"/>: translates it as an outside arrival to natd's
+    /// external endpoint (RFC 4787 REQ-9) and addresses it to the inside host. The frame is the one
+    /// that shard produced (IPv4, checksums valid, source natd's own address); one that is not is
+    /// dropped as <see cref="DropReason.Truncated"/> or <see cref="DropReason.BadIhl"/>, never thrown on.
+    /// </summary>
+    /// <param name="slot">The frame's buffer; the frame is its first <paramref name="length"/> bytes.</param>
+    /// <param name="length">Frame length in bytes; updated to the length to transmit.</param>
+    /// <param name="nowMs">Current time in milliseconds, as for <see cref="Process"/>.</param>
+    /// <returns><see cref="Verdict.ToInside"/>, <see cref="Verdict.Consumed"/> (held for ARP) or <see cref="Verdict.Drop"/>.</returns>
+    public Verdict ProcessHairpinned(Span<byte> slot, ref int length, long nowMs)
+    {
+        _now = nowMs;
+        Table.NowMs = nowMs;
+        if ((uint)length > (uint)slot.Length || length < EthernetHeader.Length + Ipv4Header.MinLength)
+        {
+            return Drop(DropReason.Truncated);
+        }
+        Span<byte> ipSpan = slot[EthernetHeader.Length..length];
+        var ip = new Ipv4Header(ipSpan);
+        int ihl = ip.HeaderLength;
+        if (ihl < Ipv4Header.MinLength || ihl > ipSpan.Length)
+        {
+            return Drop(DropReason.BadIhl);
+        }
+        if (ip.Protocol is not (IpProtocol.Tcp or IpProtocol.Udp) || ipSpan.Length < ihl + Udp.Length)
+        {
+            return Drop(DropReason.Truncated);
+        }
+        return HairpinArrival(slot, ref length, ipSpan, ihl);
+    }
+
+    /// <summary>The second half of a hairpin, on the shard owning the destination: out2in, addressed to the inside host.</summary>
+    private Verdict HairpinArrival(Span<byte> slot, ref int length, Span<byte> ipSpan, int ihl)
+        => Out2In(slot, ref length, ipSpan, ihl, Io.FrameFlags.None, transit: false, hairpin: true);
 
     /// <summary>
     /// An inside packet of a protocol without ports (GRE, ESP, ...): a protocol forward's server is

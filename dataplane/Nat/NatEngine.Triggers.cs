@@ -7,7 +7,7 @@ namespace Natd.Dataplane.Nat;
 // Port triggers, what ipautofw did: an inside host's connection to a trigger port opens a port
 // range on its external address, back to that host, while the triggering session lives. One host
 // holds a trigger at a time (the range maps to one inside host). Trigger traffic, the triggering
-// connection and the opened range, is steered to shard 0 (ShardRouter), so all of it lives here.
+// connection and the opened range, is steered to shard 0 (ShardMap), so all of it lives here.
 public sealed partial class NatEngine
 {
     private struct ActiveTrigger

@@ -24,8 +24,10 @@ public enum Verdict : byte
     /// <summary>Transmit the rewritten frame on the outside port.</summary>
     ToOutside,
     /// <summary>
-    /// Hairpinned with several shards: the frame was masqueraded and must now be processed as if it
-    /// had arrived on the outside port, by the shard that owns its destination port.
+    /// Hairpinned (RFC 4787 REQ-9): the frame was masqueraded and its destination (external address,
+    /// port) belongs to another shard (<see cref="ShardMap.OwnerOfArrival"/>). The caller hands it,
+    /// marked <see cref="FrameFlags.Hairpinned"/>, to that shard, which finishes it with
+    /// <see cref="NatEngine.ProcessHairpinned"/>. Never returned with one shard.
     /// </summary>
     Loopback,
     /// <summary>Handled with nothing to transmit now (ARP learned, or frame held until its next hop resolves).</summary>
@@ -86,8 +88,11 @@ public sealed record EngineOptions
     /// <summary>This engine's shard index (0-based).</summary>
     public int Shard { get; init; }
 
-    /// <summary>Number of shards; each owns a disjoint slice of the external ports (port % Shards == Shard).</summary>
+    /// <summary>Number of shards; each owns a disjoint slice of the external ports (<see cref="ShardMap.OwnerOfPort"/>).</summary>
     public int Shards { get; init; } = 1;
+
+    /// <summary>The <see cref="ShardMap"/> seed the pollers steer inside hosts with (the engine's map must agree with theirs).</summary>
+    public ulong ShardSeed { get; init; } = ShardMap.DefaultSeed;
 }
 
 /// <summary>
@@ -101,6 +106,7 @@ public sealed record EngineOptions
 public sealed partial class NatEngine
 {
     private NatSettings _settings;
+    private ShardMap _shardMap;
     private readonly EngineOptions _options;
     private uint[] _pool;
     private uint _insideAddress;
@@ -133,6 +139,7 @@ public sealed partial class NatEngine
         ulong seed = _options.Seed ?? BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
         _seed = seed;
         _ipsec = NewIpsec(settings, _options.Shard);
+        _shardMap = new ShardMap(settings, _options.Shards, _options.ShardSeed);
         var ports = new PortAllocator(_pool.Length, settings.PortMin, settings.PortMax, seed ^ 0x5DEECE66DUL, _options.Shard, _options.Shards);
         // limits.sessions is the whole dataplane's; each shard holds its share.
         Table = new SessionTable(Math.Max(1, (settings.MaxSessions + _options.Shards - 1) / _options.Shards), ports, seed);
@@ -361,6 +368,7 @@ public sealed partial class NatEngine
         (_pool, _insideAddress, _outsideAddress, _insidePrefix, _outsidePrefix, _insideNetworks) = Derive(next);
         _poolIndex = IndexPool(_pool);
         BuildSourceFilter(next);
+        _shardMap = new ShardMap(next, _options.Shards, _options.ShardSeed);
         ApplyStaticNeighbours(next);
         CompileRules(next);
         RefreshTimeouts();

@@ -29,8 +29,8 @@ public sealed class PortAllocator
     /// <param name="portMax">Highest port of the configured range.</param>
     /// <param name="seed">Fixed seed for reproducible runs (replay, tests); null draws one from the OS CSPRNG.</param>
     /// <param name="shard">This shard's index (0-based).</param>
-    /// <param name="shards">Shards sharing the ports: shard k owns the ports p with p % shards == k, so an
-    /// out2in packet's owner is its destination port modulo the shard count (DESIGN.md section 5).</param>
+    /// <param name="shards">Shards sharing the ports: shard k owns the ports <see cref="Nat.ShardMap.OwnerOfPort"/>
+    /// maps to k, so an out2in packet's owner is read off its destination port (DESIGN.md section 5).</param>
     /// <exception cref="ArgumentException">Empty pool or range, or a bad shard index.</exception>
     public PortAllocator(int addresses, int portMin, int portMax, ulong? seed = null, int shard = 0, int shards = 1)
     {
@@ -56,7 +56,7 @@ public sealed class PortAllocator
             {
                 for (int p = 0; p < 65536; p++)
                 {
-                    if (p % shards != shard)
+                    if (Nat.ShardMap.OwnerOfPort(p, shards) != shard)
                     {
                         bits[p >> 6] |= 1UL << (p & 63);
                     }

@@ -53,7 +53,7 @@ public sealed class PollerActor : LoopActor, IFrameSink
     private readonly int _me;
     private readonly byte[] _scratch = new byte[FrameBatch.SlotSize];
     private readonly bool[] _signal;
-    private ShardRouter? _router;
+    private ShardMap? _map;
     private long _now;
     private readonly Wakeup? _wake;
     private readonly bool _ownWake;
@@ -97,7 +97,7 @@ public sealed class PollerActor : LoopActor, IFrameSink
     {
         long start = Stopwatch.GetTimestamp();
         _now = NowMs;
-        _router = _links?.Router;
+        _map = _links?.Map;
         int n = RunPort(_inside, Side.Inside) + RunPort(_outside, Side.Outside);
         if (_links is not null)
         {
@@ -119,7 +119,7 @@ public sealed class PollerActor : LoopActor, IFrameSink
         FrameBatch batch = _batch;
         batch.Clear();
         int n = port.Receive(batch);
-        ShardRouter? router = _router;
+        ShardMap? map = _map;
         for (int i = 0; i < n; i++)
         {
             // Two-stage prefetch (index slot 4 frames ahead, session 2 ahead): hides the cache
@@ -134,7 +134,7 @@ public sealed class PollerActor : LoopActor, IFrameSink
             }
             int len = batch.Lengths[i];
             Span<byte> slot = batch.Slot(i);
-            if (router is not null)
+            if (map is not null)
             {
                 ReadOnlySpan<byte> frame = slot[..len];
                 if (len >= 14 && frame[12] == 0x08 && frame[13] == 0x06)
@@ -144,7 +144,7 @@ public sealed class PollerActor : LoopActor, IFrameSink
                 }
                 else
                 {
-                    int owner = router.Owner(frame, side);
+                    int owner = map.Owner(frame, side);
                     if (owner >= 0 && owner != _me)
                     {
                         HandOff(owner, frame, side, learnOnly: false, batch.Flags[i]);
@@ -160,17 +160,21 @@ public sealed class PollerActor : LoopActor, IFrameSink
 
     private void ProcessLocal(Span<byte> slot, int len, Side side, FrameFlags flags)
     {
-        Verdict v = _engine.Process(slot, ref len, side, flags, _now);
+        // A hairpinned frame another shard masqueraded is finished as an outside arrival, not re-run through Process.
+        Verdict v = (flags & FrameFlags.Hairpinned) != 0
+            ? _engine.ProcessHairpinned(slot, ref len, _now)
+            : _engine.Process(slot, ref len, side, flags, _now);
         if (v == Verdict.Loopback)
         {
-            // Hairpinned: now an outside arrival, owned by the shard of its destination port.
-            int owner = _router?.Owner(slot[..len], Side.Outside) ?? -1;
+            // Hairpinned, and its destination (external address, port) is another shard's: the same
+            // hairpin path runs there. A map swapped by a reload since the engine decided may name us.
+            int owner = _map?.Owner(slot[..len], Side.Outside) ?? -1;
             if (owner >= 0 && owner != _me)
             {
                 HandOff(owner, slot[..len], Side.Outside, learnOnly: false, FrameFlags.Hairpinned);
                 return;
             }
-            v = _engine.Process(slot, ref len, Side.Outside, FrameFlags.Hairpinned, _now);
+            v = _engine.ProcessHairpinned(slot, ref len, _now);
         }
         if (v == Verdict.ToOutside)
         {
@@ -433,8 +437,8 @@ public sealed class PollerActor : LoopActor, IFrameSink
                 string? why = _engine.UpdateSettings(apply.Settings);
                 if (why is null && _links is not null && _me == 0)
                 {
-                    // Forwards and the pool steer traffic: the router follows the new settings.
-                    _links.Router = new ShardRouter(apply.Settings, _links.Shards, _links.RouterSeed);
+                    // Forwards and the pool steer traffic: the map follows the new settings (same seed: subscribers stay put).
+                    _links.Map = new ShardMap(apply.Settings, _links.Shards, _links.Map.Seed);
                 }
                 Sender.Tell(new ApplyResult(why is null, why));
                 break;

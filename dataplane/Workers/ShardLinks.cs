@@ -10,11 +10,11 @@ public unsafe struct HandoffFrame
 {
     /// <summary>Frame length in bytes.</summary>
     public int Length;
-    /// <summary>Side the frame arrived on (or, after a hairpin, is treated as arriving on).</summary>
+    /// <summary>Side the frame arrived on (a hairpinned frame: <see cref="Side.Outside"/>).</summary>
     public Side Side;
     /// <summary>1 when the owner should only learn neighbours from this ARP frame (the receiver answered it).</summary>
     public byte LearnOnly;
-    /// <summary>Receive flags (an unfinished checksum must still be completed by the owner).</summary>
+    /// <summary>Receive flags (an unfinished checksum must still be completed by the owner; <see cref="FrameFlags.Hairpinned"/>: finish it with <see cref="NatEngine.ProcessHairpinned"/>).</summary>
     public FrameFlags Flags;
     /// <summary>The frame.</summary>
     public fixed byte Data[FrameBatch.SlotSize];
@@ -22,7 +22,7 @@ public unsafe struct HandoffFrame
 
 /// <summary>
 /// How the shards of one dataplane reach each other: a lock-free SPSC ring for every ordered pair
-/// of pollers (VPP's handoff queues), a wakeup per poller, and the router that names owners.
+/// of pollers (VPP's handoff queues), a wakeup per poller, and the <see cref="ShardMap"/> that names owners.
 /// Built once for N pollers; each poller uses row <c>Outgoing[me]</c> and column <c>Incoming[me]</c>.
 /// </summary>
 public sealed class ShardLinks : IDisposable
@@ -32,13 +32,13 @@ public sealed class ShardLinks : IDisposable
 
     private readonly SpscRing<HandoffFrame>?[,] _rings;
     private readonly Wakeup[] _wakeups;
-    private ShardRouter _router;
+    private ShardMap _map;
 
     /// <summary>Creates links for <paramref name="shards"/> pollers.</summary>
-    public ShardLinks(int shards, ShardRouter router)
+    public ShardLinks(int shards, ShardMap map)
     {
         Shards = shards;
-        _router = router;
+        _map = map;
         _rings = new SpscRing<HandoffFrame>?[shards, shards];
         _wakeups = new Wakeup[shards];
         for (int i = 0; i < shards; i++)
@@ -59,14 +59,11 @@ public sealed class ShardLinks : IDisposable
     /// <summary>Pollers.</summary>
     public int Shards { get; }
 
-    /// <summary>The router's hash seed, kept so a reload builds a router that steers subscribers the same way.</summary>
-    public ulong RouterSeed { get; init; }
-
-    /// <summary>The current router (replaced on reload; readers take one reference per batch).</summary>
-    public ShardRouter Router
+    /// <summary>The current shard map (replaced on reload with the same seed; readers take one reference per batch).</summary>
+    public ShardMap Map
     {
-        get => Volatile.Read(ref _router);
-        set => Volatile.Write(ref _router, value);
+        get => Volatile.Read(ref _map);
+        set => Volatile.Write(ref _map, value);
     }
 
     /// <summary>Frames poller i handed off, at index i*8 (padded: single writer per line).</summary>

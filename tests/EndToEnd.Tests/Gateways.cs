@@ -57,6 +57,9 @@ public sealed class NatdGateway : IGatewayUnderTest
     /// <summary>YAML appended to the lab config (forwards, rules, ...).</summary>
     public string ExtraConfig { get; init; } = "";
 
+    /// <summary>Extra keys of the nat map, each with a leading ", " (e.g. ", filtering: endpoint-independent").</summary>
+    public string NatConfig { get; init; } = "";
+
     /// <summary>Run with <c>--state</c> so a restart keeps sessions.</summary>
     public bool WithState { get; init; }
 
@@ -74,11 +77,14 @@ public sealed class NatdGateway : IGatewayUnderTest
     public string? ConfigPath { get; private set; }
 
     /// <summary>The natd.yaml for the lab topology (DESIGN.md section 9).</summary>
-    public static string ConfigFor(LabTopology lab) => $$"""
+    public static string ConfigFor(LabTopology lab) => ConfigFor(lab, "");
+
+    /// <summary>The lab's base configuration with <paramref name="nat"/> (e.g. ", filtering: endpoint-independent") appended inside the nat map.</summary>
+    public static string ConfigFor(LabTopology lab, string nat) => $$"""
         interfaces:
           inside:  { name: {{lab.InsideIf}},  address: {{lab.GatewayInside}}/{{lab.InsidePrefixLength}}, networks: [10.0.0.0/24] }
           outside: { name: {{lab.OutsideIf}}, address: {{lab.GatewayOutside}}/{{lab.OutsidePrefixLength}}, gateway: 198.51.100.254 }
-        nat: { pool: [{{lab.GatewayOutside}}], ports: 1024-65535 }
+        nat: { pool: [{{lab.GatewayOutside}}], ports: 1024-65535{{nat}} }
         control: { listen: 127.0.0.1:9180 }
 
         """;
@@ -99,7 +105,7 @@ public sealed class NatdGateway : IGatewayUnderTest
 
         _configDirectory = Directory.CreateTempSubdirectory("natd-e2e-").FullName;
         ConfigPath = Path.Combine(_configDirectory, "natd.yaml");
-        File.WriteAllText(ConfigPath, ConfigFor(lab) + ExtraConfig);
+        File.WriteAllText(ConfigPath, ConfigFor(lab, NatConfig) + ExtraConfig);
         _lab = lab;
         Launch();
     }

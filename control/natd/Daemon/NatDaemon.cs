@@ -83,9 +83,8 @@ internal sealed class NatDaemon : IAsyncDisposable
         {
             engines[k] = new NatEngine(config.Nat, ports[k].Inside.Mac, ports[k].Outside.Mac, new EngineOptions { Shard = k, Shards = shards });
         }
-        // A fixed steering seed: a subscriber lands on the same shard after a restart, where its restored ports belong.
-        const ulong routerSeed = 0x9E3779B97F4A7C15UL;
-        var links = shards > 1 ? new ShardLinks(shards, new ShardRouter(config.Nat, shards, routerSeed)) { RouterSeed = routerSeed } : null;
+        // ShardMap.DefaultSeed: a subscriber lands on the same shard after a restart, where its restored ports belong.
+        var links = shards > 1 ? new ShardLinks(shards, new ShardMap(config.Nat, shards)) : null;
         int restored = 0;
         if (restore is not null)
         {
@@ -192,19 +191,14 @@ internal sealed class NatDaemon : IAsyncDisposable
             yield return (0, model);
             yield break;
         }
-        var router = links.Router;
+        var map = links.Map;
         for (int k = 0; k < shards; k++)
         {
             int shard = k;
-            var mine = model.Sessions.Where(s => OwnerOf(router, s, shards) == shard).ToList();
+            var mine = model.Sessions.Where(s => map.OwnerOf(s) == shard).ToList();
             yield return (shard, model with { Sessions = mine });
         }
     }
-
-    private static int OwnerOf(ShardRouter router, SessionRecord s, int shards)
-        => s.Protocol is 6 or 17 or 1
-            ? (s.Origin is Dataplane.Sessions.SessionOrigin.Forward ? 0 : router.OwnerOfInside(s.InsideAddress)) % shards
-            : 0;
 
     /// <summary>Writes every shard's sessions and neighbours to <paramref name="path"/> (clean shutdown).</summary>
     /// <returns>Sessions saved.</returns>

@@ -111,8 +111,8 @@ public static class PacketTarget
             Verdict v = _engine.Process(_slot, ref len, side, FrameFlags.None, _now);
             if (v == Verdict.Loopback)
             {
-                // Hairpinned (one shard): the masqueraded frame now arrives on the outside, as the poller does it.
-                v = _engine.Process(_slot, ref len, Side.Outside, FrameFlags.None, _now);
+                // Hairpinned to another shard (never with one): finished as the owner's poller does it.
+                v = _engine.ProcessHairpinned(_slot, ref len, _now);
             }
             if (v == Verdict.ToHelper)
             {

@@ -241,8 +241,8 @@ public sealed class IpsecEngineTests
     {
         var on = EngineHarness.LabSettings();
         var off = on with { Algs = new AlgSettings { Ipsec = new IpsecSettings(Enabled: false) } };
-        var ron = new ShardRouter(on, 4, 1);
-        var roff = new ShardRouter(off, 4, 1);
+        var ron = new ShardMap(on, 4, 1);
+        var roff = new ShardMap(off, 4, 1);
         var outIsakmp = Isakmp(A, 500, Remote, 500, 1, 0);
         var inIsakmp = FromRemote(Isakmp(Remote, 500, Ext, 500, 1, 2));
         Assert.Equal(0, ron.Owner(outIsakmp, Side.Inside));
