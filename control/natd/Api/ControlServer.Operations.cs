@@ -3,6 +3,7 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Http;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
+using Natd.Dataplane.Sessions;
 
 namespace Natd.Control.Api;
 

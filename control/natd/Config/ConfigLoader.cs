@@ -3,6 +3,7 @@ using System.Text;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
 using YamlDotNet.Core;
+using Natd.Dataplane.Sessions;
 
 namespace Natd.Control.Config;
 
