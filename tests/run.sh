@@ -14,7 +14,7 @@ dotnet build Dataplane.sln -c Release --no-restore -nologo -warnaserror -clp:NoS
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-for proj in tests/Dataplane.Tests tests/EndToEnd.Tests; do
+for proj in tests/Architecture.Tests tests/Dataplane.Tests tests/EndToEnd.Tests; do
   dotnet test "$proj" -c Release --no-build -nologo --blame-hang-timeout 5m 2>&1 | tee -a "$log" || status=1
 done
 passed=$(grep -oE 'Passed: +[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')

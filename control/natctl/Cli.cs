@@ -4,6 +4,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using Natd.Contracts;
 
 namespace Natd.Ctl;
 
@@ -279,27 +280,27 @@ internal static class Cli
                         break;
                     case Render.Sessions:
                         await stdout.WriteAsync(SessionTable.Render(
-                            JsonSerializer.Deserialize(body, NatctlJsonContext.Default.SessionRowArray) ?? [])).ConfigureAwait(false);
+                            JsonSerializer.Deserialize(body, WireJsonContext.Default.SessionRowArray) ?? [])).ConfigureAwait(false);
                         break;
                     case Render.Expectations:
                         await stdout.WriteAsync(ExpectationsTable(
-                            JsonSerializer.Deserialize(body, NatctlJsonContext.Default.ExpectationRowArray) ?? [])).ConfigureAwait(false);
+                            JsonSerializer.Deserialize(body, WireJsonContext.Default.ExpectationRowArray) ?? [])).ConfigureAwait(false);
                         break;
                     case Render.Stats:
                         await stdout.WriteAsync(StatsTable.Render(
-                            JsonSerializer.Deserialize(body, NatctlJsonContext.Default.StatsRow) ?? new StatsRow())).ConfigureAwait(false);
+                            JsonSerializer.Deserialize(body, WireJsonContext.Default.StatsRow) ?? new StatsRow())).ConfigureAwait(false);
                         break;
                     case Render.Deleted:
-                        var deleted = JsonSerializer.Deserialize(body, NatctlJsonContext.Default.DeletedRow) ?? new DeletedRow();
+                        var deleted = JsonSerializer.Deserialize(body, WireJsonContext.Default.DeletedRow) ?? new DeletedRow();
                         await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
                             $"{deleted.Deleted} session{(deleted.Deleted == 1 ? "" : "s")} deleted")).ConfigureAwait(false);
                         break;
                     case Render.Timeouts:
                         await stdout.WriteAsync(TimeoutsTable(
-                            JsonSerializer.Deserialize(body, NatctlJsonContext.Default.DictionaryStringInt64) ?? [])).ConfigureAwait(false);
+                            JsonSerializer.Deserialize(body, WireJsonContext.Default.DictionaryStringInt64) ?? [])).ConfigureAwait(false);
                         break;
                     case Render.Outcome or Render.TimeoutsOutcome:
-                        var outcome = JsonSerializer.Deserialize(body, NatctlJsonContext.Default.OutcomeRow) ?? new OutcomeRow();
+                        var outcome = JsonSerializer.Deserialize(body, WireJsonContext.Default.OutcomeRow) ?? new OutcomeRow();
                         if (!outcome.Ok)
                         {
                             await stderr.WriteLineAsync(request.Render == Render.Outcome

@@ -5,9 +5,9 @@ namespace Natd.Ctl;
 /// <summary>
 /// `natctl config check FILE`: validates a configuration file without a running natd by running
 /// `natd config check FILE`, the natd installed beside natctl (install.sh puts both in one
-/// directory) or else the first on PATH. natctl does not link the configuration loader itself:
-/// natd references natctl (the lab prints natctl's views), so natctl referencing natd would be a
-/// cycle, and the loader belongs to natd, which must accept exactly what this check accepts.
+/// directory) or else the first on PATH. natctl does not link the configuration loader itself: natctl
+/// references only the contracts assembly (no YAML parser, no dataplane), and the loader belongs to
+/// natd, which must accept exactly what this check accepts.
 /// </summary>
 internal static class ConfigCheck
 {

@@ -1,3 +1,5 @@
+using Natd.Dataplane.Sessions;
+
 namespace Natd.Dataplane.Alg;
 
 /// <summary>Which way a frame of an ALG connection travels.</summary>

@@ -1,3 +1,5 @@
+using Natd.Dataplane.Sessions;
+
 namespace Natd.Dataplane.Alg;
 
 /// <summary>The ALG handlers natd ships, by <see cref="AlgKind"/>: what the ALG supervisor starts a helper for.</summary>

@@ -1,3 +1,5 @@
+using Natd.Dataplane.Sessions;
+
 namespace Natd.Dataplane.Alg;
 
 /// <summary>What a line-oriented ALG decided about one command or reply line.</summary>

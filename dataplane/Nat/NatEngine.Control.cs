@@ -33,7 +33,7 @@ public sealed partial class NatEngine
                 proto == IpProtocol.Tcp ? TcpStateName(s.Tcp) : "active",
                 s.PacketsIn2Out, s.PacketsOut2In, s.BytesIn2Out, s.BytesOut2In)
             {
-                Alg = s.Alg == Alg.AlgKind.None ? null : AlgName(s.Alg),
+                Alg = s.Alg == Sessions.AlgKind.None ? null : AlgName(s.Alg),
                 RelatedTo = TryGetControl(i, out FlowKey control) ? DescribeControl(control) : null,
             });
         }
@@ -73,12 +73,12 @@ public sealed partial class NatEngine
     };
 
     /// <summary>Lower-case ALG name as configuration and natctl spell it.</summary>
-    public static string AlgName(Alg.AlgKind kind) => kind switch
+    public static string AlgName(Sessions.AlgKind kind) => kind switch
     {
-        Alg.AlgKind.Ftp => "ftp",
-        Alg.AlgKind.Irc => "irc",
-        Alg.AlgKind.Tftp => "tftp",
-        Alg.AlgKind.Pptp => "pptp",
+        Sessions.AlgKind.Ftp => "ftp",
+        Sessions.AlgKind.Irc => "irc",
+        Sessions.AlgKind.Tftp => "tftp",
+        Sessions.AlgKind.Pptp => "pptp",
         _ => "none",
     };
 
@@ -86,11 +86,11 @@ public sealed partial class NatEngine
     {
         // The control session knows its ALG (a forward's is classified by the inside server's port).
         int cs = Table.FindIn2Out(c);
-        Alg.AlgKind kind = cs >= 0 && Table.Sessions[cs].Alg != Alg.AlgKind.None
+        Sessions.AlgKind kind = cs >= 0 && Table.Sessions[cs].Alg != Sessions.AlgKind.None
             ? Table.Sessions[cs].Alg
             : _settings.Algs.Classify(c.Protocol, FlowKey.PortToHost(c.DestinationPort));
         string proto = ProtocolName(c.Protocol);
-        string who = kind == Alg.AlgKind.None ? "trigger" : AlgName(kind);
+        string who = kind == Sessions.AlgKind.None ? "trigger" : AlgName(kind);
         return $"{who} {proto} {Ipv4.Format(c.Source)}:{FlowKey.PortToHost(c.SourcePort)} -> {Ipv4.Format(c.Destination)}:{FlowKey.PortToHost(c.DestinationPort)}";
     }
 

@@ -1,6 +1,7 @@
 using Natd.Dataplane.Alg;
 using Natd.Dataplane.Packets;
 using Natd.Dataplane.Sessions;
+using Natd.Dataplane.Actors;
 
 namespace Natd.Dataplane.Nat;
 
@@ -32,7 +33,7 @@ public sealed partial class NatEngine
     public IReadOnlyList<string> RuleNames => _ruleCounters.Names;
 
     /// <summary>Packets of rules marked log: true, queued for the control plane to log (rate limited, lossy by design).</summary>
-    public Workers.SpscRing<RuleLogRecord> RuleLog { get; } = new(256);
+    public Actors.SpscRing<RuleLogRecord> RuleLog { get; } = new(256);
 
     /// <summary>Rebuilds rule, forward and protocol-forward state from settings (construction and reload).</summary>
     private void CompileRules(NatSettings s)

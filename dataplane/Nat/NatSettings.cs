@@ -1,4 +1,5 @@
 using Natd.Dataplane.Packets;
+using Natd.Dataplane.Sessions;
 
 namespace Natd.Dataplane.Nat;
 
@@ -51,13 +52,6 @@ public sealed record InterfaceSettings(
     uint Gateway,
     MacAddress? Mac,
     IReadOnlyList<KeyValuePair<uint, MacAddress>> Neighbours);
-
-/// <summary>Session timeouts in seconds (RFC 5382 REQ-5, RFC 4787 REQ-5, RFC 5508 REQ-1, RFC 7857).</summary>
-/// <param name="TcpEstablished">TCP established idle timeout; at least 7440 s by RFC 5382.</param>
-/// <param name="TcpTransitory">TCP before establishment and after FIN/RST; 240 s by RFC 5382.</param>
-/// <param name="Udp">UDP idle timeout; never below 120 s by RFC 4787 REQ-5, 300 s recommended.</param>
-/// <param name="Icmp">ICMP query idle timeout; 60 s by RFC 5508 REQ-1.</param>
-public sealed record Timeouts(int TcpEstablished = 7440, int TcpTransitory = 240, int Udp = 300, int Icmp = 60);
 
 /// <summary>
 /// The immutable configuration one dataplane instance runs with. Built by the control plane from

@@ -26,21 +26,6 @@ public enum RuleInterface : byte
     Outside,
 }
 
-/// <summary>An inclusive port range, host order.</summary>
-/// <param name="Low">First port.</param>
-/// <param name="High">Last port.</param>
-public readonly record struct PortRange(ushort Low, ushort High)
-{
-    /// <summary>True when <paramref name="port"/> (host order) lies in the range.</summary>
-    public bool Contains(ushort port) => port >= Low && port <= High;
-
-    /// <summary>Number of ports.</summary>
-    public int Count => High - Low + 1;
-
-    /// <inheritdoc />
-    public override string ToString() => Low == High ? $"{Low}" : $"{Low}-{High}";
-}
-
 /// <summary>
 /// One forward rule, matched in order on the slow path only (a session, once made, carries the
 /// decision): every non-empty criterion must match. Empty lists mean "any".

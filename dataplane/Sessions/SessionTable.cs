@@ -1,6 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using Natd.Dataplane.Nat;
+using Natd.Dataplane.Actors;
 
 namespace Natd.Dataplane.Sessions;
 
@@ -84,7 +84,7 @@ internal struct Session
     public TcpSeen Tcp;
     public SessionOrigin Origin;
     public bool InUse;
-    public Alg.AlgKind Alg;           // its frames go through this ALG's helper (None: the fast path)
+    public Sessions.AlgKind Alg;           // its frames go through this ALG's helper (None: the fast path)
 
     /// <summary>Key of packets from outside: remote -> external (ICMP: the reply's identifier as destination port).</summary>
     public readonly FlowKey Out2In
@@ -194,7 +194,7 @@ public sealed class SessionTable
     public long Deleted { get; private set; }
 
     /// <summary>Where session create/delete events go (null: not logged). Written by the owning thread only.</summary>
-    public Workers.SpscRing<NatEvent>? Events { get; set; }
+    public Actors.SpscRing<NatEvent>? Events { get; set; }
 
     /// <summary>Events lost because <see cref="Events"/> was full (logging never blocks the poller).</summary>
     public long EventsDropped { get; private set; }

@@ -4,6 +4,7 @@ using Natd.Dataplane.Actors;
 using Natd.Dataplane.Alg;
 using Natd.Dataplane.Io;
 using Natd.Dataplane.Nat;
+using Natd.Dataplane.Sessions;
 
 namespace Natd.Dataplane.Workers;
 

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Natd.Dataplane.Io;
 using Natd.Dataplane.Nat;
+using Natd.Dataplane.Actors;
 
 namespace Natd.Dataplane.Workers;
 

@@ -1,14 +1,16 @@
 using System.Globalization;
 using System.Text.Json;
 using Microsoft.AspNetCore.Http;
+using Natd.Contracts;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
+using Natd.Dataplane.Sessions;
 
 namespace Natd.Control.Api;
 
 // The write endpoints: POST /flush, POST /sessions/delete, POST /reload, GET and PUT /timeouts.
-// Bodies are small JSON objects read with JsonDocument, answers written with Utf8JsonWriter, so no
-// reflection-based serialisation is involved.
+// Bodies are small JSON objects read with JsonDocument; answers are the contracts assembly's wire
+// records, serialised by its source-generated context (no reflection).
 public sealed partial class ControlServer
 {
     /// <summary>Largest request body read (bytes); the API's bodies are a few dozen bytes.</summary>
@@ -25,7 +27,7 @@ public sealed partial class ControlServer
     private static async Task FlushAsync(HttpContext ctx, IControlOperations ops)
     {
         long n = await ops.FlushAsync(ctx.RequestAborted).ConfigureAwait(false);
-        await Json(ctx, StatusCodes.Status200OK, w => w.WriteNumber("deleted", n)).ConfigureAwait(false);
+        await Json(ctx, StatusCodes.Status200OK, new DeletedRow { Deleted = n }, WireJsonContext.Default.DeletedRow).ConfigureAwait(false);
     }
 
     private static async Task DeleteAsync(HttpContext ctx, IControlOperations ops)
@@ -41,19 +43,20 @@ public sealed partial class ControlServer
             return;
         }
         long n = await ops.DeleteSessionsAsync(selector, ctx.RequestAborted).ConfigureAwait(false);
-        await Json(ctx, StatusCodes.Status200OK, w => w.WriteNumber("deleted", n)).ConfigureAwait(false);
+        await Json(ctx, StatusCodes.Status200OK, new DeletedRow { Deleted = n }, WireJsonContext.Default.DeletedRow).ConfigureAwait(false);
     }
 
     private static async Task ReloadAsync(HttpContext ctx, IControlOperations ops)
     {
         var r = await ops.ReloadAsync(ctx.RequestAborted).ConfigureAwait(false);
-        await Json(ctx, r.Ok ? StatusCodes.Status200OK : StatusCodes.Status422UnprocessableEntity, w => Outcome(w, r.Ok, r.Messages)).ConfigureAwait(false);
+        await Json(ctx, r.Ok ? StatusCodes.Status200OK : StatusCodes.Status422UnprocessableEntity,
+            new OutcomeRow { Ok = r.Ok, Messages = [.. r.Messages] }, WireJsonContext.Default.OutcomeRow).ConfigureAwait(false);
     }
 
     private static async Task GetTimeoutsAsync(HttpContext ctx, IControlOperations ops)
     {
         var t = await ops.GetTimeoutsAsync(ctx.RequestAborted).ConfigureAwait(false);
-        await Json(ctx, StatusCodes.Status200OK, w => TimeoutFields(w, t)).ConfigureAwait(false);
+        await Json(ctx, StatusCodes.Status200OK, TimeoutFields(t), WireJsonContext.Default.DictionaryStringInt64).ConfigureAwait(false);
     }
 
     private static async Task SetTimeoutsAsync(HttpContext ctx, IControlOperations ops)
@@ -71,13 +74,8 @@ public sealed partial class ControlServer
         var r = await ops.SetTimeoutsAsync(change, ctx.RequestAborted).ConfigureAwait(false);
         var now = await ops.GetTimeoutsAsync(ctx.RequestAborted).ConfigureAwait(false);
         var messages = r.Ok ? TimeoutWarnings(change) : r.Messages;
-        await Json(ctx, r.Ok ? StatusCodes.Status200OK : StatusCodes.Status422UnprocessableEntity, w =>
-        {
-            Outcome(w, r.Ok, messages);
-            w.WriteStartObject("timeouts");
-            TimeoutFields(w, now);
-            w.WriteEndObject();
-        }).ConfigureAwait(false);
+        await Json(ctx, r.Ok ? StatusCodes.Status200OK : StatusCodes.Status422UnprocessableEntity,
+            new OutcomeRow { Ok = r.Ok, Messages = [.. messages], Timeouts = TimeoutFields(now) }, WireJsonContext.Default.OutcomeRow).ConfigureAwait(false);
     }
 
     /// <summary>Parses {"protocol": "tcp", "inside": "a.b.c.d:port", "remote": "a.b.c.d[:port]"} (remote optional).</summary>
@@ -250,38 +248,21 @@ public sealed partial class ControlServer
         }
     }
 
-    private static void Outcome(Utf8JsonWriter w, bool ok, IReadOnlyList<string> messages)
+    /// <summary>The timeouts in force as GET /timeouts answers them: seconds by natd.yaml key, in <see cref="TimeoutKeys"/> order.</summary>
+    private static Dictionary<string, long> TimeoutFields(Timeouts t) => new(StringComparer.Ordinal)
     {
-        w.WriteBoolean("ok", ok);
-        w.WriteStartArray("messages");
-        foreach (string m in messages)
-        {
-            w.WriteStringValue(m);
-        }
-        w.WriteEndArray();
-    }
+        [TimeoutKeys[0]] = t.TcpEstablished,
+        [TimeoutKeys[1]] = t.TcpTransitory,
+        [TimeoutKeys[2]] = t.Udp,
+        [TimeoutKeys[3]] = t.Icmp,
+    };
 
-    private static void TimeoutFields(Utf8JsonWriter w, Timeouts t)
+    /// <summary>Answers <paramref name="body"/> as JSON with its wire contract.</summary>
+    private static async Task Json<T>(HttpContext ctx, int status, T body, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> contract)
     {
-        w.WriteNumber(TimeoutKeys[0], t.TcpEstablished);
-        w.WriteNumber(TimeoutKeys[1], t.TcpTransitory);
-        w.WriteNumber(TimeoutKeys[2], t.Udp);
-        w.WriteNumber(TimeoutKeys[3], t.Icmp);
-    }
-
-    /// <summary>Answers one JSON object whose members <paramref name="members"/> writes.</summary>
-    private static async Task Json(HttpContext ctx, int status, Action<Utf8JsonWriter> members)
-    {
-        using var ms = new MemoryStream();
-        using (var w = new Utf8JsonWriter(ms))
-        {
-            w.WriteStartObject();
-            members(w);
-            w.WriteEndObject();
-        }
         ctx.Response.StatusCode = status;
         ctx.Response.ContentType = "application/json; charset=utf-8";
-        await ctx.Response.Body.WriteAsync(ms.ToArray(), ctx.RequestAborted).ConfigureAwait(false);
+        await JsonSerializer.SerializeAsync(ctx.Response.Body, body, contract, ctx.RequestAborted).ConfigureAwait(false);
     }
 
     private static Task Plain(HttpContext ctx, int status, string text)

@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Natd.Contracts;
 using Natd.Control.Config;
 using Natd.Dataplane.Nat;
 
@@ -12,8 +13,8 @@ namespace Natd.Control.Api;
 
 /// <summary>
 /// The control HTTP API on the control port (127.0.0.1:9180 by default). Reads: GET /sessions (JSON
-/// array of <see cref="SessionView"/>, optionally filtered by ?protocol=tcp|udp|icmp, ?inside=ADDR[:PORT]
-/// and ?remote=ADDR[:PORT]), GET /stats (JSON <see cref="StatsSnapshot"/>), GET /metrics (Prometheus text
+/// array of <see cref="SessionRow"/>, optionally filtered by ?protocol=tcp|udp|icmp, ?inside=ADDR[:PORT]
+/// and ?remote=ADDR[:PORT]), GET /stats (JSON <see cref="StatsRow"/>), GET /metrics (Prometheus text
 /// 0.0.4, see <see cref="MetricsFormatter"/>), GET /healthz ("ok"), GET /timeouts. Writes (see
 /// <see cref="IControlOperations"/>): POST /flush, POST /sessions/delete, POST /reload, PUT /timeouts.
 /// Kestrel is bound to exactly the configured endpoint and nothing else: the API has no
@@ -135,35 +136,35 @@ public sealed partial class ControlServer : IAsyncDisposable
             return;
         }
         var sessions = await query.GetSessionsAsync(ctx.RequestAborted).ConfigureAwait(false);
-        var views = new List<SessionView>(sessions.Count);
+        var views = new List<SessionRow>(sessions.Count);
         foreach (var s in sessions)
         {
             if (filter.Matches(s))
             {
-                views.Add(SessionView.From(s));
+                views.Add(WireViews.Session(s));
             }
         }
         ctx.Response.ContentType = "application/json; charset=utf-8";
-        await JsonSerializer.SerializeAsync(ctx.Response.Body, views.ToArray(), ControlJsonContext.Default.SessionViewArray, ctx.RequestAborted).ConfigureAwait(false);
+        await JsonSerializer.SerializeAsync(ctx.Response.Body, views.ToArray(), WireJsonContext.Default.SessionRowArray, ctx.RequestAborted).ConfigureAwait(false);
     }
 
     private static async Task WriteExpectationsAsync(HttpContext ctx, IDataplaneQuery query)
     {
         var pending = await query.GetExpectationsAsync(ctx.RequestAborted).ConfigureAwait(false);
-        var views = new ExpectationView[pending.Count];
+        var views = new ExpectationRow[pending.Count];
         for (int i = 0; i < views.Length; i++)
         {
-            views[i] = ExpectationView.From(pending[i]);
+            views[i] = WireViews.Expectation(pending[i]);
         }
         ctx.Response.ContentType = "application/json; charset=utf-8";
-        await JsonSerializer.SerializeAsync(ctx.Response.Body, views, ControlJsonContext.Default.ExpectationViewArray, ctx.RequestAborted).ConfigureAwait(false);
+        await JsonSerializer.SerializeAsync(ctx.Response.Body, views, WireJsonContext.Default.ExpectationRowArray, ctx.RequestAborted).ConfigureAwait(false);
     }
 
     private static async Task WriteStatsAsync(HttpContext ctx, IDataplaneQuery query)
     {
         var stats = await query.GetStatsAsync(ctx.RequestAborted).ConfigureAwait(false);
         ctx.Response.ContentType = "application/json; charset=utf-8";
-        await JsonSerializer.SerializeAsync(ctx.Response.Body, stats, ControlJsonContext.Default.StatsSnapshot, ctx.RequestAborted).ConfigureAwait(false);
+        await JsonSerializer.SerializeAsync(ctx.Response.Body, WireViews.Stats(stats), WireJsonContext.Default.StatsRow, ctx.RequestAborted).ConfigureAwait(false);
     }
 
     private static async Task WriteMetricsAsync(HttpContext ctx, IDataplaneQuery query)

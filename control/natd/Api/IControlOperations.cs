@@ -1,4 +1,5 @@
 using Natd.Dataplane.Nat;
+using Natd.Dataplane.Sessions;
 
 namespace Natd.Control.Api;
 

@@ -3,6 +3,7 @@ using System.Text;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
 using YamlDotNet.Core;
+using Natd.Dataplane.Sessions;
 
 namespace Natd.Control.Config;
 
@@ -235,6 +236,16 @@ public static partial class ConfigLoader
         return message.StartsWith("(Line:", StringComparison.Ordinal) && i >= 0 ? message[(i + 3)..] : message;
     }
 
+    /// <summary>
+    /// The defaults of the settings natd.yaml may leave out are NatSettings' and NatdConfig's
+    /// initialisers, read from these instances, so each default is written once (the built-in
+    /// config text above documents them; a test checks it says the same).
+    /// </summary>
+    internal static readonly NatSettings Defaults = new() { Inside = null!, Outside = null!, Pool = [] };
+
+    /// <inheritdoc cref="NatdConfig.BatchSize"/>
+    internal static readonly int DefaultBatch = new NatdConfig { Nat = Defaults, ControlListen = "", LogLevel = "" }.BatchSize;
+
     /// <summary>Walks the tree once, building the settings and collecting diagnostics.</summary>
     private sealed partial class Validator(string source)
     {
@@ -278,20 +289,20 @@ public static partial class ConfigLoader
 
             YMapping? timeouts = Mapping(top?.Get("timeouts"), "timeouts");
             Keys(timeouts, "timeouts", TimeoutKeys);
-            int tcpEst = Timeout(timeouts, "tcp-established", 7440, "RFC 5382 REQ-5 requires at least 7440 s (2 h 4 min) for established TCP");
-            int tcpTrans = Timeout(timeouts, "tcp-transitory", 240, "RFC 5382 REQ-5 recommends 240 s (4 min) for transitory TCP");
-            int udp = Timeout(timeouts, "udp", 300, "RFC 4787 REQ-5 forbids UDP timeouts below 120 s (300 s recommended)", 120);
-            int icmp = Timeout(timeouts, "icmp", 60, "RFC 5508 REQ-1 requires at least 60 s for ICMP queries");
+            int tcpEst = Timeout(timeouts, "tcp-established", Defaults.Timeouts.TcpEstablished, "RFC 5382 REQ-5 requires at least 7440 s (2 h 4 min) for established TCP");
+            int tcpTrans = Timeout(timeouts, "tcp-transitory", Defaults.Timeouts.TcpTransitory, "RFC 5382 REQ-5 recommends 240 s (4 min) for transitory TCP");
+            int udp = Timeout(timeouts, "udp", Defaults.Timeouts.Udp, "RFC 4787 REQ-5 forbids UDP timeouts below 120 s (300 s recommended)", 120);
+            int icmp = Timeout(timeouts, "icmp", Defaults.Timeouts.Icmp, "RFC 5508 REQ-1 requires at least 60 s for ICMP queries");
 
             YMapping? limits = Mapping(top?.Get("limits"), "limits");
             Keys(limits, "limits", LimitsKeys);
-            int sessions = (int)Integer(limits?.Get("sessions"), "limits.sessions", 262_144, 1, MaxSessions, "sessions");
-            int neighbours = (int)Integer(limits?.Get("neighbours"), "limits.neighbours", 4096, 1, MaxNeighbours, "neighbours");
+            int sessions = (int)Integer(limits?.Get("sessions"), "limits.sessions", Defaults.MaxSessions, 1, MaxSessions, "sessions");
+            int neighbours = (int)Integer(limits?.Get("neighbours"), "limits.neighbours", Defaults.MaxNeighbours, 1, MaxNeighbours, "neighbours");
 
             YMapping? dataplane = Mapping(top?.Get("dataplane"), "dataplane");
             Keys(dataplane, "dataplane", DataplaneKeys);
-            int batch = (int)Integer(dataplane?.Get("batch"), "dataplane.batch", 64, 1, MaxBatch, "frames");
-            bool verify = Boolean(dataplane?.Get("verify-checksums"), "dataplane.verify-checksums", true);
+            int batch = (int)Integer(dataplane?.Get("batch"), "dataplane.batch", DefaultBatch, 1, MaxBatch, "frames");
+            bool verify = Boolean(dataplane?.Get("verify-checksums"), "dataplane.verify-checksums", Defaults.VerifyL4Checksums);
             int workers = (int)Integer(dataplane?.Get("workers"), "dataplane.workers", Math.Clamp(Environment.ProcessorCount, 1, MaxWorkers), 1, MaxWorkers, "pollers");
 
             YMapping? control = Mapping(top?.Get("control"), "control");
@@ -614,7 +625,7 @@ public static partial class ConfigLoader
             const string path = "nat.ports";
             if (Text(node, path) is not { } t)
             {
-                return (1024, 65535);
+                return (Defaults.PortMin, Defaults.PortMax);
             }
             int dash = t.IndexOf('-', StringComparison.Ordinal);
             if (dash > 0
@@ -625,7 +636,7 @@ public static partial class ConfigLoader
                 return ((ushort)low, (ushort)high);
             }
             Error(node!, path, $"'{t}' is not a port range (expected LOW-HIGH with 1 <= LOW <= HIGH <= 65535)");
-            return (1024, 65535);
+            return (Defaults.PortMin, Defaults.PortMax);
         }
 
         private int Timeout(YMapping? m, string key, int defaultSeconds, string rfc, int? warnBelow = null)

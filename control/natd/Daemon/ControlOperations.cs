@@ -3,6 +3,7 @@ using Natd.Control.Config;
 using Natd.Dataplane.Actors;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Workers;
+using Natd.Dataplane.Sessions;
 
 namespace Natd.Control.Daemon;
 

@@ -7,6 +7,7 @@ using Natd.Dataplane.Alg;
 using Natd.Dataplane.Io;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Workers;
+using Natd.Dataplane.Sessions;
 
 namespace Natd.Control.Daemon;
 

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Unicode;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
+using Natd.Dataplane.Sessions;
 
 namespace Natd.Control.Logging;
 

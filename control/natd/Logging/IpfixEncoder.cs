@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
+using Natd.Dataplane.Sessions;
 
 namespace Natd.Control.Logging;
 

@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Natd.Dataplane.Nat;
+using Natd.Dataplane.Sessions;
 
 namespace Natd.Control.Logging;
 

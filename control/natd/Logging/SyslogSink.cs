@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using System.Text.Unicode;
 using Microsoft.Extensions.Logging;
 using Natd.Dataplane.Nat;
+using Natd.Dataplane.Sessions;
 
 namespace Natd.Control.Logging;
 

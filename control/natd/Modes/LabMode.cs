@@ -1,4 +1,6 @@
 using System.Text;
+using System.Text.Json;
+using Natd.Contracts;
 using Natd.Control.Config;
 using Natd.Control.Daemon;
 using Natd.Control.Lab;
@@ -73,10 +75,12 @@ internal static class LabMode
 
             string api = daemon.Control!.Address.Authority;
             stdout.WriteLine($"$ natctl sessions --control {api}");
-            await Ctl.Cli.RunAsync(["sessions", "--control", api], stdout, stderr).ConfigureAwait(false);
+            await PrintAsync(api, "sessions", body => SessionTable.Render(
+                JsonSerializer.Deserialize(body, WireJsonContext.Default.SessionRowArray) ?? []), stdout, stderr).ConfigureAwait(false);
             stdout.WriteLine();
             stdout.WriteLine($"$ natctl stats --control {api}");
-            await Ctl.Cli.RunAsync(["stats", "--control", api], stdout, stderr).ConfigureAwait(false);
+            await PrintAsync(api, "stats", body => StatsTable.Render(
+                JsonSerializer.Deserialize(body, WireJsonContext.Default.StatsRow) ?? new StatsRow()), stdout, stderr).ConfigureAwait(false);
             stdout.WriteLine();
 
             bool httpOk = curl.ExitCode == 0 && curl.StdOut.Contains(HttpServer.FileContent.Trim(), StringComparison.Ordinal)
@@ -89,6 +93,21 @@ internal static class LabMode
     }
 
     private static string Verdict(bool ok) => ok ? "ok" : "FAILED";
+
+    /// <summary>Prints what `natctl PATH` would: GET /PATH on the control API, as natctl's table.</summary>
+    private static async Task PrintAsync(string api, string path, Func<string, string> render, TextWriter stdout, TextWriter stderr)
+    {
+        try
+        {
+            using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+            string body = await http.GetStringAsync(new Uri($"http://{api}/{path}")).ConfigureAwait(false);
+            await stdout.WriteAsync(render(body)).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is HttpRequestException or TaskCanceledException or JsonException)
+        {
+            await stderr.WriteLineAsync($"natd lab: GET /{path} failed: {e.Message}").ConfigureAwait(false);
+        }
+    }
 
     private static string Indent(string text)
     {

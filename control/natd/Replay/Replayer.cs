@@ -5,6 +5,8 @@ using Natd.Dataplane.Alg;
 using Natd.Dataplane.Io;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
+using Natd.Dataplane.Sessions;
+using Natd.Dataplane.Workers;
 
 namespace Natd.Control.Replay;
 

@@ -1,4 +1,5 @@
 using Natd.Dataplane.Packets;
+using Natd.Dataplane.Sessions;
 
 namespace Natd.Dataplane.Alg.Irc;
 

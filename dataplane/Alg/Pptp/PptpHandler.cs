@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using Natd.Dataplane.Packets;
+using Natd.Dataplane.Sessions;
 
 namespace Natd.Dataplane.Alg.Pptp;
 

@@ -3,6 +3,7 @@ using Natd.Dataplane.Alg;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Sessions;
 using Natd.Tests.Actors;
+using Natd.Dataplane.Workers;
 
 namespace Natd.Tests.Alg;
 

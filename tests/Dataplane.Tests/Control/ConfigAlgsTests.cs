@@ -2,6 +2,7 @@ using Natd.Control.Config;
 using Natd.Dataplane.Alg;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
+using Natd.Dataplane.Sessions;
 
 namespace Natd.Tests.Control;
 

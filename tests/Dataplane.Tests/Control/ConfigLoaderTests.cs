@@ -1,6 +1,7 @@
 using Natd.Control.Config;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
+using Natd.Dataplane.Sessions;
 
 namespace Natd.Tests.Control;
 

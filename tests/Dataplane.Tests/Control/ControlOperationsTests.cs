@@ -5,6 +5,7 @@ using Natd.Control.Api;
 using Natd.Ctl;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
+using Natd.Dataplane.Sessions;
 
 namespace Natd.Tests.Control;
 

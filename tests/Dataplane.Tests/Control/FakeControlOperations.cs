@@ -1,5 +1,6 @@
 using Natd.Control.Api;
 using Natd.Dataplane.Nat;
+using Natd.Dataplane.Sessions;
 
 namespace Natd.Tests.Control;
 

@@ -1,5 +1,6 @@
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
+using Natd.Dataplane.Sessions;
 
 namespace Natd.Tests.Control;
 
@@ -17,9 +18,9 @@ internal sealed class FakeDataplaneQuery : IDataplaneQuery
 
     public IReadOnlyList<ExpectationInfo> Expectations { get; init; } =
     [
-        new(Natd.Dataplane.Alg.AlgKind.Ftp, Natd.Dataplane.Alg.ExpectationKind.Inbound, IpProtocol.Tcp, Ipv4.Parse("10.0.0.2"), 40100,
+        new(Natd.Dataplane.Sessions.AlgKind.Ftp, Natd.Dataplane.Alg.ExpectationKind.Inbound, IpProtocol.Tcp, Ipv4.Parse("10.0.0.2"), 40100,
             Ipv4.Parse("198.51.100.1"), 61555, Ipv4.Parse("198.51.100.2"), 0, 42.5, Ipv4.Parse("10.0.0.2"), 40312, Ipv4.Parse("198.51.100.2"), 21),
-        new(Natd.Dataplane.Alg.AlgKind.Irc, Natd.Dataplane.Alg.ExpectationKind.Inbound, IpProtocol.Tcp, Ipv4.Parse("10.0.0.3"), 5000,
+        new(Natd.Dataplane.Sessions.AlgKind.Irc, Natd.Dataplane.Alg.ExpectationKind.Inbound, IpProtocol.Tcp, Ipv4.Parse("10.0.0.3"), 5000,
             Ipv4.Parse("198.51.100.1"), 61600, 0, 0, 12, Ipv4.Parse("10.0.0.3"), 45000, Ipv4.Parse("198.51.100.9"), 6667),
     ];
 

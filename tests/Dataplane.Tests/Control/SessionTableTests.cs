@@ -1,4 +1,4 @@
-using Natd.Ctl;
+using Natd.Contracts;
 
 namespace Natd.Tests.Control;
 

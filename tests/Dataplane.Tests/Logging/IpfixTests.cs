@@ -9,6 +9,7 @@ using Natd.Dataplane.Actors;
 using Natd.Dataplane.Nat;
 using Natd.Tests.Support;
 using static Natd.Tests.Support.Frames;
+using Natd.Dataplane.Sessions;
 
 namespace Natd.Tests.Logging;
 

@@ -2,6 +2,8 @@ using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
 using Natd.Tests.Support;
 using static Natd.Tests.Support.Frames;
+using Natd.Dataplane.Sessions;
+using Natd.Dataplane.Actors;
 
 namespace Natd.Tests.Nat;
 
@@ -245,7 +247,7 @@ public class NatEventTests
     public void Session_lifecycle_and_exhaustion_are_queued_as_events_and_a_full_queue_counts_losses()
     {
         var h = new EngineHarness(s => s with { PortMin = 6000, PortMax = 6001 });
-        var ring = new Natd.Dataplane.Workers.SpscRing<NatEvent>(4);
+        var ring = new Natd.Dataplane.Actors.SpscRing<NatEvent>(4);
         h.Engine.Table.Events = ring;
         int ext = SrcPort(h.Out(Udp(EngineHarness.InsideHost, 40000, EngineHarness.OutsideHost, 53)));
         h.Out(Udp(EngineHarness.InsideHost, 40001, EngineHarness.OutsideHost, 53));

@@ -4,6 +4,7 @@ using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
 using Natd.Tests.Support;
 using static Natd.Tests.Support.Frames;
+using Natd.Dataplane.Sessions;
 
 namespace Natd.Tests.Nat;
 

@@ -78,7 +78,7 @@ public sealed class LiveControlTests : IAsyncLifetime
         // The ConfigActor learnt the change: a second partial change keeps the first.
         (code, _, err) = await Natctl("timeouts", "set", "--icmp", "90");
         Assert.True(code == 0, err);
-        Assert.Equal(new Natd.Dataplane.Nat.Timeouts(7440, 240, 600, 90), _daemon.Engine.Settings.Timeouts);
+        Assert.Equal(new Natd.Dataplane.Sessions.Timeouts(7440, 240, 600, 90), _daemon.Engine.Settings.Timeouts);
         (code, output, _) = await Natctl("timeouts", "--json");
         Assert.Equal(0, code);
         Assert.Equal(90, JsonDocument.Parse(output).RootElement.GetProperty("icmp").GetInt32());
@@ -86,7 +86,7 @@ public sealed class LiveControlTests : IAsyncLifetime
         (code, output, _) = await Natctl("reload");
         Assert.Equal(0, code);
         Assert.Equal("configuration reloaded\n", output);
-        Assert.Equal(new Natd.Dataplane.Nat.Timeouts(7440, 240, 300, 60), _daemon.Engine.Settings.Timeouts);
+        Assert.Equal(new Natd.Dataplane.Sessions.Timeouts(7440, 240, 300, 60), _daemon.Engine.Settings.Timeouts);
     }
 
     [Fact]

@@ -5,6 +5,7 @@ using Natd.Dataplane.Packets;
 using Natd.Dataplane.Workers;
 using Natd.Tests.Support;
 using static Natd.Tests.Support.Frames;
+using Natd.Dataplane.Sessions;
 
 namespace Natd.Tests.Workers;
 

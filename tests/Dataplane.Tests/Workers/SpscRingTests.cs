@@ -1,4 +1,5 @@
 using Natd.Dataplane.Workers;
+using Natd.Dataplane.Actors;
 
 namespace Natd.Tests.Workers;
 

@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Text;
 
-namespace Natd.Ctl;
+namespace Natd.Contracts;
 
 /// <summary>
 /// The `ipfwadm -M -l -n` listing operators know:

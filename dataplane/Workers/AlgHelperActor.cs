@@ -1,8 +1,10 @@
 using Natd.Dataplane.Actors;
 using Natd.Dataplane.Io;
 using Natd.Dataplane.Nat;
+using Natd.Dataplane.Alg;
+using Natd.Dataplane.Sessions;
 
-namespace Natd.Dataplane.Alg;
+namespace Natd.Dataplane.Workers;
 
 /// <summary>
 /// One frame of an ALG connection on its way to the ALG's helper and back to the poller that owns

@@ -1,8 +1,15 @@
 using System.Text.Json.Serialization;
 
-namespace Natd.Ctl;
+namespace Natd.Contracts;
 
-/// <summary>One session as natd's GET /sessions returns it (camelCase JSON); addresses are dotted quads.</summary>
+// The control API's JSON (camelCase, source-generated): natd serialises these records and natctl
+// deserialises the same ones, so the two cannot drift apart. Property order is the wire order.
+
+/// <summary>
+/// One session as GET /sessions returns it: the dataplane's SessionInfo with the addresses as
+/// dotted-quad strings; protocol "tcp", "udp", "icmp", "isakmp", "esp" or "gre"; ports host order
+/// (ICMP: the identifier); packets and IPv4 bytes per direction; state the TCP state or "active".
+/// </summary>
 internal sealed record SessionRow
 {
     public string Protocol { get; init; } = "";
@@ -19,13 +26,19 @@ internal sealed record SessionRow
     public long PacketsOut2In { get; init; }
     public long BytesIn2Out { get; init; }
     public long BytesOut2In { get; init; }
-    /// <summary>The ALG handling this control connection, if any.</summary>
+    /// <summary>The ALG handling this control connection ("ftp", ...); absent otherwise.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public string? Alg { get; init; }
-    /// <summary>The control connection this one is related to, if any.</summary>
+    /// <summary>The control connection of an expected (related) connection; absent otherwise.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public string? RelatedTo { get; init; }
 }
 
-/// <summary>One pending ALG expectation as natd's GET /expectations returns it.</summary>
+/// <summary>
+/// One pending ALG expectation as GET /expectations returns it: alg "ftp", "irc", "tftp" or "pptp";
+/// kind "inbound" (a pinhole) or "outbound"; endpoints "a.b.c.d:port" (port 0: any; remote "*" for
+/// any address; external empty for outbound); control "inside:port -> remote:port".
+/// </summary>
 internal sealed record ExpectationRow
 {
     public string Alg { get; init; } = "";
@@ -39,7 +52,7 @@ internal sealed record ExpectationRow
     public string Control { get; init; } = "";
 }
 
-/// <summary>natd's GET /stats answer (camelCase JSON of the dataplane's StatsSnapshot).</summary>
+/// <summary>GET /stats: the dataplane's StatsSnapshot (counters summed over shards at one instant).</summary>
 internal sealed record StatsRow
 {
     public long PacketsIn2Out { get; init; }
@@ -65,6 +78,18 @@ internal sealed record StatsRow
     public Dictionary<string, long> AlgEvents { get; init; } = [];
     /// <summary>Expectations by event, and "pending".</summary>
     public Dictionary<string, long> Expectations { get; init; } = [];
+    /// <summary>Per interface: frames received, transmitted, dropped by the kernel (ring full) and refused by a full transmit ring.</summary>
+    public PortCountersRow[] Ports { get; init; } = [];
+}
+
+/// <summary>Counters of one interface, summed over its pollers' ports.</summary>
+internal sealed record PortCountersRow
+{
+    public string Interface { get; init; } = "";
+    public long RxFrames { get; init; }
+    public long TxFrames { get; init; }
+    public long RxDropped { get; init; }
+    public long TxDropped { get; init; }
 }
 
 /// <summary>Port utilisation of one external address and protocol.</summary>
@@ -82,14 +107,16 @@ internal sealed record DeletedRow
     public long Deleted { get; init; }
 }
 
-/// <summary>POST /reload and PUT /timeouts answers; <see cref="Timeouts"/> only from the latter.</summary>
+/// <summary>POST /reload and PUT /timeouts answers; <see cref="Timeouts"/> (seconds by natd.yaml key) only from the latter.</summary>
 internal sealed record OutcomeRow
 {
     public bool Ok { get; init; }
     public string[] Messages { get; init; } = [];
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public Dictionary<string, long>? Timeouts { get; init; }
 }
 
+/// <summary>The source-generated serialiser of every wire record (GET /timeouts is the Dictionary).</summary>
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
 [JsonSerializable(typeof(SessionRow[]))]
 [JsonSerializable(typeof(ExpectationRow[]))]
@@ -97,4 +124,4 @@ internal sealed record OutcomeRow
 [JsonSerializable(typeof(DeletedRow))]
 [JsonSerializable(typeof(OutcomeRow))]
 [JsonSerializable(typeof(Dictionary<string, long>))]
-internal sealed partial class NatctlJsonContext : JsonSerializerContext;
+internal sealed partial class WireJsonContext : JsonSerializerContext;

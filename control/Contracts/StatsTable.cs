@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 
-namespace Natd.Ctl;
+namespace Natd.Contracts;
 
 /// <summary>
 /// `natctl stats` as aligned "name value" lines: traffic, frames, sessions, then drops and

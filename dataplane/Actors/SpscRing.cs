@@ -1,7 +1,7 @@
 using System.Numerics;
 using System.Runtime.InteropServices;
 
-namespace Natd.Dataplane.Workers;
+namespace Natd.Dataplane.Actors;
 
 /// <summary>
 /// A bounded lock-free single-producer single-consumer ring of structs (the shape of VPP's handoff

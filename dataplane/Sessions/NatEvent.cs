@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace Natd.Dataplane.Nat;
+namespace Natd.Dataplane.Sessions;
 
 /// <summary>What a <see cref="NatEvent"/> records (the natEvent codes of RFC 8158 section 4 map onto these).</summary>
 public enum NatEventType : byte

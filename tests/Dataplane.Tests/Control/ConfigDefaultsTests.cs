@@ -1,0 +1,68 @@
+using Natd.Control.Config;
+using Natd.Dataplane.Nat;
+
+namespace Natd.Tests.Control;
+
+/// <summary>
+/// Each default is written once (NatSettings' and NatdConfig's initialisers); what the loader fills
+/// in for an empty file, the README's configuration block and `natd config describe`'s text must
+/// all say the same.
+/// </summary>
+public class ConfigDefaultsTests
+{
+    private static readonly NatSettings Initialisers = new() { Inside = null!, Outside = null!, Pool = [] };
+
+    public static TheoryData<string> Documents => ["README.md", "describe"];
+
+    [Fact]
+    public void Empty_file_gets_the_settings_initialisers()
+    {
+        var d = ConfigLoader.Default();
+        AssertSameDefaults(Initialisers, new NatdConfig { Nat = Initialisers, ControlListen = "", LogLevel = "" }.BatchSize, d, "ConfigLoader.Default()");
+    }
+
+    [Theory]
+    [MemberData(nameof(Documents))]
+    public void Documented_defaults_equal_the_code(string document)
+    {
+        string yaml = document == "README.md" ? ReadmeConfigBlock() : ConfigLoader.Describe();
+        var documented = ConfigLoader.Parse(yaml, document);
+        var d = ConfigLoader.Default();
+        AssertSameDefaults(d.Nat, d.BatchSize, documented, document);
+    }
+
+    private static void AssertSameDefaults(NatSettings expected, int expectedBatch, NatdConfig actual, string what)
+    {
+        var a = actual.Nat;
+        Assert.True(expected.Timeouts == a.Timeouts, $"{what}: timeouts {a.Timeouts}, defaults {expected.Timeouts}");
+        Assert.True(expected.MaxSessions == a.MaxSessions, $"{what}: limits.sessions {a.MaxSessions}, default {expected.MaxSessions}");
+        Assert.True(expected.MaxNeighbours == a.MaxNeighbours, $"{what}: limits.neighbours {a.MaxNeighbours}, default {expected.MaxNeighbours}");
+        Assert.True(expected.PortMin == a.PortMin && expected.PortMax == a.PortMax, $"{what}: nat.ports {a.PortMin}-{a.PortMax}, default {expected.PortMin}-{expected.PortMax}");
+        Assert.True(expected.Mapping == a.Mapping, $"{what}: nat.mapping {a.Mapping}, default {expected.Mapping}");
+        Assert.True(expected.Filtering == a.Filtering, $"{what}: nat.filtering {a.Filtering}, default {expected.Filtering}");
+        Assert.True(expected.VerifyL4Checksums == a.VerifyL4Checksums, $"{what}: dataplane.verify-checksums {a.VerifyL4Checksums}, default {expected.VerifyL4Checksums}");
+        Assert.True(expected.MartianFilter == a.MartianFilter, $"{what}: interfaces.outside.martian-filter {a.MartianFilter}, default {expected.MartianFilter}");
+        Assert.True(expectedBatch == actual.BatchSize, $"{what}: dataplane.batch {actual.BatchSize}, default {expectedBatch}");
+    }
+
+    /// <summary>The first ```yaml block of README.md (the documented configuration), without its trailing addendum.</summary>
+    private static string ReadmeConfigBlock()
+    {
+        string? dir = AppContext.BaseDirectory;
+        while (dir is not null && !File.Exists(Path.Combine(dir, "README.md")) || dir is not null && !File.Exists(Path.Combine(dir, "Dataplane.sln")))
+        {
+            dir = Path.GetDirectoryName(dir);
+        }
+        Assert.NotNull(dir);
+        string text = File.ReadAllText(Path.Combine(dir, "README.md"));
+        int start = text.IndexOf("```yaml\n", StringComparison.Ordinal);
+        Assert.True(start >= 0, "README.md has no ```yaml block");
+        start += "```yaml\n".Length;
+        int end = text.IndexOf("```", start, StringComparison.Ordinal);
+        string block = text[start..end];
+        // The block ends with a second "interfaces:" listing per-interface extras as comments; the
+        // configuration proper is what comes before it.
+        int again = block.IndexOf("\ninterfaces:", StringComparison.Ordinal);
+        return again > 0 ? block[..(again + 1)] : block;
+    }
+}
