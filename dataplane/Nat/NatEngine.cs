@@ -107,6 +107,9 @@ public sealed partial class NatEngine
 {
     private NatSettings _settings;
     private ShardMap _shardMap;
+
+    // The allocator's slice of the port space comes from the shard map, the one owner-of rule.
+    private int OwnerOfPort(int port) => _shardMap.OwnerOfExternalPort(port);
     private readonly EngineOptions _options;
     private uint[] _pool;
     private uint _insideAddress;
@@ -140,7 +143,7 @@ public sealed partial class NatEngine
         _seed = seed;
         _ipsec = NewIpsec(settings, _options.Shard);
         _shardMap = new ShardMap(settings, _options.Shards, _options.ShardSeed);
-        var ports = new PortAllocator(_pool.Length, settings.PortMin, settings.PortMax, seed ^ 0x5DEECE66DUL, _options.Shard, _options.Shards);
+        var ports = new PortAllocator(_pool.Length, settings.PortMin, settings.PortMax, seed ^ 0x5DEECE66DUL, _options.Shard, _options.Shards, OwnerOfPort);
         // limits.sessions is the whole dataplane's; each shard holds its share.
         Table = new SessionTable(Math.Max(1, (settings.MaxSessions + _options.Shards - 1) / _options.Shards), ports, seed);
         CompileRules(settings);
@@ -402,7 +405,7 @@ public sealed partial class NatEngine
     /// <summary>New allocator for a new pool or range; mappings on kept addresses keep their ports, the rest close.</summary>
     private void RebuildPorts(NatSettings next)
     {
-        var ports = new PortAllocator(_pool.Length, next.PortMin, next.PortMax, _seed ^ (ulong)_now, _options.Shard, _options.Shards);
+        var ports = new PortAllocator(_pool.Length, next.PortMin, next.PortMax, _seed ^ (ulong)_now, _options.Shard, _options.Shards, OwnerOfPort);
         ClearExpectations(); // their reserved ports were the old allocator's
         Table.Ports = ports;
         var mappings = Table.Mappings;

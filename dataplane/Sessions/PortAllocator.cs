@@ -29,14 +29,21 @@ public sealed class PortAllocator
     /// <param name="portMax">Highest port of the configured range.</param>
     /// <param name="seed">Fixed seed for reproducible runs (replay, tests); null draws one from the OS CSPRNG.</param>
     /// <param name="shard">This shard's index (0-based).</param>
-    /// <param name="shards">Shards sharing the ports: shard k owns the ports <see cref="Nat.ShardMap.OwnerOfPort"/>
+    /// <param name="shards">Shards sharing the ports: shard k owns the ports <paramref name="ownerOfPort"/>
     /// maps to k, so an out2in packet's owner is read off its destination port (DESIGN.md section 5).</param>
-    /// <exception cref="ArgumentException">Empty pool or range, or a bad shard index.</exception>
-    public PortAllocator(int addresses, int portMin, int portMax, ulong? seed = null, int shard = 0, int shards = 1)
+    /// <param name="ownerOfPort">The owner of each port (host order), required with more than one
+    /// shard: the dataplane's one owner-of rule (ShardMap), passed down so the allocator does not
+    /// restate it. Called 65,536 times here, never per packet.</param>
+    /// <exception cref="ArgumentException">Empty pool or range, a bad shard index, or several shards without <paramref name="ownerOfPort"/>.</exception>
+    public PortAllocator(int addresses, int portMin, int portMax, ulong? seed = null, int shard = 0, int shards = 1, Func<int, int>? ownerOfPort = null)
     {
         if (shards < 1 || shard < 0 || shard >= shards)
         {
             throw new ArgumentException($"bad shard {shard} of {shards}");
+        }
+        if (shards > 1 && ownerOfPort is null)
+        {
+            throw new ArgumentException("several shards need the owner-of-port rule", nameof(ownerOfPort));
         }
         if (addresses < 1 || portMin < 1 || portMax > 65535 || portMin > portMax)
         {
@@ -52,15 +59,17 @@ public sealed class PortAllocator
         {
             // Another shard's ports look taken here (without counting as used): random allocation
             // stays within this shard's slice, still RFC 6056 random inside it.
+            var others = new ulong[1024];
+            for (int p = 0; p < 65536; p++)
+            {
+                if (ownerOfPort!(p) != shard)
+                {
+                    others[p >> 6] |= 1UL << (p & 63);
+                }
+            }
             foreach (var bits in _bitmaps)
             {
-                for (int p = 0; p < 65536; p++)
-                {
-                    if (Nat.ShardMap.OwnerOfPort(p, shards) != shard)
-                    {
-                        bits[p >> 6] |= 1UL << (p & 63);
-                    }
-                }
+                others.CopyTo(bits, 0);
             }
         }
         Shard = shard;

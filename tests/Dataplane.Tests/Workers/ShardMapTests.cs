@@ -99,7 +99,7 @@ public class ShardMapTests
     [InlineData(5, 0)]
     public void The_allocator_hands_out_exactly_the_ports_the_map_gives_its_shard(int shards, int shard)
     {
-        var ports = new PortAllocator(1, 1024, 65535, seed: 9, shard, shards);
+        var ports = new PortAllocator(1, 1024, 65535, seed: 9, shard, shards, p => ShardMap.OwnerOfPort(p, shards));
         for (int i = 0; i < 2000; i++)
         {
             int p = ports.Allocate(0, 0, privileged: false);
