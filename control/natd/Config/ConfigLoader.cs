@@ -481,14 +481,19 @@ public static partial class ConfigLoader
             return p;
         }
 
-        private List<Ipv4Prefix>? NetworkList(YNode? node, string path)
+        /// <summary>
+        /// A list of networks (a.b.c.d/len, no host bits). <paramref name="atLeastOne"/> refuses an
+        /// empty list; <paramref name="refuse"/> gives the message for a well-formed network that is
+        /// still not acceptable here (null: accepted). Null when the key is absent or not a list.
+        /// </summary>
+        private List<Ipv4Prefix>? NetworkList(YNode? node, string path, bool atLeastOne = true, Func<Ipv4Prefix, string, string?>? refuse = null)
         {
             YSequence? seq = Sequence(node, path);
             if (seq is null)
             {
                 return null;
             }
-            if (seq.Items.Count == 0)
+            if (atLeastOne && seq.Items.Count == 0)
             {
                 Error(node!, path, "must list at least one network (a.b.c.d/len)");
                 return null;
@@ -508,8 +513,11 @@ public static partial class ConfigLoader
                 }
                 else if ((p.Address & ~p.Mask) != 0)
                 {
-                    var net = new Ipv4Prefix(p.Address & p.Mask, p.Length);
-                    Error(item, itemPath, $"'{t}' has host bits set (did you mean {net}?)");
+                    Error(item, itemPath, $"'{t}' has host bits set (did you mean {new Ipv4Prefix(p.Address & p.Mask, p.Length)}?)");
+                }
+                else if (refuse?.Invoke(p, t) is { } why)
+                {
+                    Error(item, itemPath, why);
                 }
                 else
                 {
@@ -525,45 +533,12 @@ public static partial class ConfigLoader
         /// whatever this says: a prefix that only overlaps the inside allows the rest). Null when absent.
         /// </summary>
         private List<Ipv4Prefix>? AllowedSources(YNode? node, InterfaceSettings inside)
-        {
-            const string path = "interfaces.outside.allowed-sources";
-            YSequence? seq = Sequence(node, path);
-            if (seq is null)
-            {
-                return null;
-            }
-            var list = new List<Ipv4Prefix>(seq.Items.Count);
-            for (int i = 0; i < seq.Items.Count; i++)
-            {
-                string itemPath = string.Create(CultureInfo.InvariantCulture, $"{path}[{i}]");
-                YNode item = seq.Items[i];
-                if (Text(item, itemPath) is not { } t)
-                {
-                    continue;
-                }
-                if (!t.Contains('/') || !Ipv4Prefix.TryParse(t, out var p))
-                {
-                    Error(item, itemPath, $"'{t}' is not a network (expected a.b.c.d/len with len 0..32)");
-                }
-                else if ((p.Address & ~p.Mask) != 0)
-                {
-                    Error(item, itemPath, $"'{t}' has host bits set (did you mean {new Ipv4Prefix(p.Address & p.Mask, p.Length)}?)");
-                }
-                else if (!Array.Exists(PrivateSourceRanges, r => r.Length <= p.Length && r.Contains(p.Address)))
-                {
-                    Error(item, itemPath, $"{t} is not within a range the martian filter drops ({string.Join(", ", PrivateSourceRanges)}); other sources need no allowance");
-                }
-                else if (Containing(p, inside) is { } clash)
-                {
-                    Error(item, itemPath, $"{t} lies within the inside network {clash}; inside sources arriving from outside are spoofed and always dropped");
-                }
-                else
-                {
-                    list.Add(p);
-                }
-            }
-            return list;
-        }
+            => NetworkList(node, "interfaces.outside.allowed-sources", atLeastOne: false, (p, t) =>
+                !Array.Exists(PrivateSourceRanges, r => r.Length <= p.Length && r.Contains(p.Address))
+                    ? $"{t} is not within a range the martian filter drops ({string.Join(", ", PrivateSourceRanges)}); other sources need no allowance"
+                    : Containing(p, inside) is { } clash
+                        ? $"{t} lies within the inside network {clash}; inside sources arriving from outside are spoofed and always dropped"
+                        : null);
 
         private static Ipv4Prefix? Containing(Ipv4Prefix p, InterfaceSettings inside)
         {
