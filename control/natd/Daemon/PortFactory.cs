@@ -8,7 +8,8 @@ namespace Natd.Control.Daemon;
 /// <param name="InsideDriver">"af_xdp" or "af_packet".</param>
 /// <param name="OutsideDriver">"af_xdp" or "af_packet".</param>
 /// <param name="Notes">Fallbacks taken, for the log.</param>
-internal sealed record OpenedPorts(IReadOnlyList<(IPacketPort Inside, IPacketPort Outside)> Pairs, string InsideDriver, string OutsideDriver, IReadOnlyList<string> Notes);
+/// <param name="SharedUmem">True when every poller's AF_XDP inside and outside sockets share a UMEM (frames forwarded without copies).</param>
+internal sealed record OpenedPorts(IReadOnlyList<(IPacketPort Inside, IPacketPort Outside)> Pairs, string InsideDriver, string OutsideDriver, IReadOnlyList<string> Notes, bool SharedUmem = false);
 
 /// <summary>
 /// Opens the configured driver on both interfaces for every poller. AF_XDP gives poller k queue
@@ -39,7 +40,7 @@ internal static class PortFactory
             var shared = OpenPairs(config.Nat.Inside.Name, config.Nat.Outside.Name, pollers, out pairError);
             if (shared is not null)
             {
-                return new OpenedPorts(shared, "af_xdp", "af_xdp", notes);
+                return new OpenedPorts(shared, "af_xdp", "af_xdp", notes, SharedUmem: true);
             }
         }
         var inside = OpenSide(config.Nat.Inside.Name, config.InsideDriver, pollers, notes, out string insideDriver);
