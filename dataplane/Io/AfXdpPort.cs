@@ -29,13 +29,13 @@ public readonly record struct AfXdpSocketStats(
 /// not even ARP for the interface's own addresses: the interface belongs to the dataplane, as
 /// with AF_PACKET plus a firewall that drops everything. Frames natd transmits are not received
 /// back (AF_XDP has no loopback of its own transmissions).</para>
-/// <para>A port from <see cref="Open"/> has a UMEM of its own: half the frames (at most a ring's
+/// <para>A port from <see cref="Open(string, AfXdpOptions)"/> has a UMEM of its own: half the frames (at most a ring's
 /// worth) are lent to the kernel on the fill ring for receiving; Receive copies each received
 /// frame into the batch and returns its UMEM frame to the fill ring at once. The other frames form
 /// a free stack for transmitting: TrySend copies a frame into one and writes a TX descriptor; the
 /// kernel returns it on the completion ring, which TrySend and Flush reap. Frames are never lost
 /// on a failed send.</para>
-/// <para>The two ports from <see cref="OpenPair"/> share one UMEM and one free stack, and forward
+/// <para>The two ports from <see cref="OpenPair(string, string, AfXdpOptions, AfXdpOptions)"/> share one UMEM and one free stack, and forward
 /// without copies: Receive lends the received UMEM frame to the batch (the engine translates it
 /// where the kernel wrote it), <see cref="TryForward"/> puts that same address on the egress
 /// socket's TX ring, its completion ring gives it back to the free stack, and both sockets top
@@ -51,7 +51,7 @@ public sealed unsafe class AfXdpPort : IPacketPort
     public const int FrameSize = 2048;
 
     /// <summary>
-    /// Bytes per UMEM frame of a pair opened with <see cref="OpenPair"/>. Received frames start 256
+    /// Bytes per UMEM frame of a pair opened with <see cref="OpenPair(string, string, AfXdpOptions, AfXdpOptions)"/>. Received frames start 256
     /// bytes in, and a lent frame is a batch slot of <see cref="FrameBatch.SlotSize"/> bytes from
     /// there (room to grow in place), which needs more than 2048.
     /// </summary>
@@ -148,7 +148,7 @@ public sealed unsafe class AfXdpPort : IPacketPort
     /// <summary>UMEM frames lent to the kernel for receiving (for a port of a pair: the number it keeps topping its fill ring up to).</summary>
     public int RxFrameCount { get; private set; }
 
-    /// <summary>True for a port of a pair (<see cref="OpenPair"/>): received frames stay in the UMEM and are lent to the batch.</summary>
+    /// <summary>True for a port of a pair (<see cref="OpenPair(string, string, AfXdpOptions, AfXdpOptions)"/>): received frames stay in the UMEM and are lent to the batch.</summary>
     public bool ZeroCopy => _lend;
 
     /// <summary>Frames in this port's UMEM (shared with the other port of a pair).</summary>
@@ -227,14 +227,32 @@ public sealed unsafe class AfXdpPort : IPacketPort
     /// and EACCES mean AF_XDP is unavailable here (old kernel, missing CAP_NET_ADMIN/CAP_BPF) and
     /// the message says AF_PACKET is the way out; EBUSY means another XDP program owns the interface.
     /// </exception>
-    public static AfXdpPort Open(string interfaceName, AfXdpOptions options)
+    public static AfXdpPort Open(string interfaceName, AfXdpOptions options) => Open(interfaceName, options, sameInterface: null);
+
+    /// <summary>
+    /// As <see cref="Open(string, AfXdpOptions)"/>; with <paramref name="sameInterface"/> (a port open
+    /// on another queue of the same interface) the socket joins that port's XDP program instead of
+    /// attaching one: an interface runs one XDP program, whose XSKMAP holds one socket per queue.
+    /// </summary>
+    /// <exception cref="ArgumentException">As Open, or <paramref name="sameInterface"/> is on another interface.</exception>
+    /// <exception cref="NativeIoException">As Open.</exception>
+    public static AfXdpPort Open(string interfaceName, AfXdpOptions options, AfXdpPort? sameInterface)
     {
         CheckName(interfaceName);
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
+        CheckJoin(interfaceName, sameInterface);
         var umem = new AfXdpUmem(options.FrameCount, FrameSize);
         int rxFrames = Math.Min(options.FrameCount / 2, options.RingSize);
-        return OpenSocket(interfaceName, options, umem, rxFrames, options.FrameCount - rxFrames, owner: null, lend: false);
+        return OpenSocket(interfaceName, options, umem, rxFrames, options.FrameCount - rxFrames, owner: null, lend: false, sameInterface);
+    }
+
+    private static void CheckJoin(string interfaceName, AfXdpPort? sameInterface)
+    {
+        if (sameInterface is not null && sameInterface.Name != interfaceName)
+        {
+            throw new ArgumentException($"a socket on '{interfaceName}' cannot join the XDP program of '{sameInterface.Name}'", nameof(sameInterface));
+        }
     }
 
     /// <summary>
@@ -256,11 +274,24 @@ public sealed unsafe class AfXdpPort : IPacketPort
     /// ports must be used from one thread, as the UMEM's free frames are shared without a lock.
     /// </remarks>
     /// <exception cref="ArgumentException">Options invalid or a name empty or too long.</exception>
-    /// <exception cref="NativeIoException">As <see cref="Open"/>; EINVAL from the second bind means the kernel cannot share a UMEM across devices (before 5.10).</exception>
+    /// <exception cref="NativeIoException">As <see cref="Open(string, AfXdpOptions)"/>; EINVAL from the second bind means the kernel cannot share a UMEM across devices (before 5.10).</exception>
     public static (AfXdpPort First, AfXdpPort Second) OpenPair(string first, string second, AfXdpOptions firstOptions, AfXdpOptions secondOptions)
+        => OpenPair(first, second, firstOptions, secondOptions, default);
+
+    /// <summary>
+    /// As <see cref="OpenPair(string, string, AfXdpOptions, AfXdpOptions)"/>; with
+    /// <paramref name="sameInterfaces"/> (the pair of another poller, on other queues of the same two
+    /// interfaces) both sockets join that pair's XDP programs (one program per interface).
+    /// </summary>
+    /// <exception cref="ArgumentException">As OpenPair, or a port of <paramref name="sameInterfaces"/> is on another interface.</exception>
+    /// <exception cref="NativeIoException">As OpenPair.</exception>
+    public static (AfXdpPort First, AfXdpPort Second) OpenPair(string first, string second, AfXdpOptions firstOptions, AfXdpOptions secondOptions,
+        (AfXdpPort First, AfXdpPort Second)? sameInterfaces)
     {
         CheckName(first);
         CheckName(second);
+        CheckJoin(first, sameInterfaces?.First);
+        CheckJoin(second, sameInterfaces?.Second);
         ArgumentNullException.ThrowIfNull(firstOptions);
         ArgumentNullException.ThrowIfNull(secondOptions);
         firstOptions.Validate();
@@ -270,11 +301,11 @@ public sealed unsafe class AfXdpPort : IPacketPort
         int fillSecond = Math.Min(frames / 4, secondOptions.RingSize);
         int txFrames = frames - fillFirst - fillSecond;
         var umem = new AfXdpUmem(frames, SharedFrameSize);
-        AfXdpPort a = OpenSocket(first, firstOptions, umem, fillFirst, txFrames, owner: null, lend: true);
+        AfXdpPort a = OpenSocket(first, firstOptions, umem, fillFirst, txFrames, owner: null, lend: true, sameInterfaces?.First);
         try
         {
             umem.AddRef();
-            AfXdpPort b = OpenSocket(second, secondOptions, umem, fillSecond, txFrames, owner: a, lend: true);
+            AfXdpPort b = OpenSocket(second, secondOptions, umem, fillSecond, txFrames, owner: a, lend: true, sameInterfaces?.Second);
             return (a, b);
         }
         catch
@@ -294,7 +325,7 @@ public sealed unsafe class AfXdpPort : IPacketPort
     }
 
     /// <summary>Opens one socket over <paramref name="umem"/>, whose reference it takes over (released on failure).</summary>
-    private static AfXdpPort OpenSocket(string interfaceName, AfXdpOptions options, AfXdpUmem umem, int fillFrames, int txFrames, AfXdpPort? owner, bool lend)
+    private static AfXdpPort OpenSocket(string interfaceName, AfXdpOptions options, AfXdpUmem umem, int fillFrames, int txFrames, AfXdpPort? owner, bool lend, AfXdpPort? program)
     {
         string where = $"on '{interfaceName}' queue {options.QueueId}";
         AfXdpPort? port = null;
@@ -313,7 +344,7 @@ public sealed unsafe class AfXdpPort : IPacketPort
                 AfXdpErrors.ThrowLast($"AF_XDP socket {where}");
             }
             port = new AfXdpPort(interfaceName, (int)ifIndex, options.QueueId, fd, umem, txFrames, options.RingSize, where, lend);
-            port.Setup(options, fillFrames, owner);
+            port.Setup(options, fillFrames, owner, program);
             return port;
         }
         catch
@@ -334,7 +365,7 @@ public sealed unsafe class AfXdpPort : IPacketPort
         }
     }
 
-    private void Setup(AfXdpOptions options, int fillFrames, AfXdpPort? owner)
+    private void Setup(AfXdpOptions options, int fillFrames, AfXdpPort? owner, AfXdpPort? program)
     {
         if (owner is null)
         {
@@ -375,7 +406,9 @@ public sealed unsafe class AfXdpPort : IPacketPort
 
         Bind(options, owner);
         Mac = ReadMac();
-        _bpf = BpfXskRedirect.Attach(IfIndex, (uint)QueueId, _fd, options.Mode, _where, options.RedirectEtherTypes);
+        _bpf = program?._bpf is { } shared
+            ? shared.Join((uint)QueueId, _fd, _where)
+            : BpfXskRedirect.Attach(IfIndex, (uint)QueueId, _fd, options.Mode, _where, options.RedirectEtherTypes);
         AttachMode = _bpf.Mode;
     }
 

@@ -32,7 +32,7 @@ public enum FrameFlags : byte
 /// <remarks>
 /// A slot is either the batch's own memory (ports that copy: AF_PACKET, memory, pcap) or a frame
 /// of an AF_XDP UMEM lent by the port that received it (a port opened with
-/// <see cref="AfXdpPort.OpenPair"/>): then the frame is translated where the kernel wrote it and
+/// <see cref="AfXdpPort.OpenPair(string, string, AfXdpOptions, AfXdpOptions)"/>): then the frame is translated where the kernel wrote it and
 /// <see cref="IPacketPort.TryForward"/> can transmit that very buffer. A lent frame not taken by a
 /// transmit goes back to its UMEM's free frames on <see cref="Clear"/> (or when the slot is reused
 /// or the batch disposed), so no frame is lost whatever the verdict.

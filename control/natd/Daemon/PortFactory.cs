@@ -20,7 +20,7 @@ internal sealed record OpenedPorts(IReadOnlyList<(IPacketPort Inside, IPacketPor
 /// </summary>
 /// <remarks>
 /// With AF_XDP on both sides, poller k's inside socket (queue k) and outside socket (queue k)
-/// share one UMEM (<see cref="AfXdpPort.OpenPair"/>): a frame is translated in the UMEM and sent
+/// share one UMEM (<see cref="AfXdpPort.OpenPair(string, string, AfXdpOptions, AfXdpOptions)"/>): a frame is translated in the UMEM and sent
 /// on the other interface without a copy. Each poller has its own UMEM, so no frame memory crosses
 /// threads; the kernel allows the sharing across devices when each socket has its own fill and
 /// completion ring (Linux 5.10 and later; the same device and queue would have to share the fill
@@ -78,7 +78,9 @@ internal static class PortFactory
         {
             for (int q = 0; q < pollers; q++)
             {
-                var (i, o) = AfXdpPort.OpenPair(inside, outside, XdpOptions(q), XdpOptions(q));
+                // Queue 0's pair attaches the XDP programs; the other queues' sockets join them.
+                (AfXdpPort, AfXdpPort)? first = q == 0 ? null : ((AfXdpPort)pairs[0].Item1, (AfXdpPort)pairs[0].Item2);
+                var (i, o) = AfXdpPort.OpenPair(inside, outside, XdpOptions(q), XdpOptions(q), first);
                 pairs.Add((i, o));
             }
             error = null;
@@ -108,7 +110,7 @@ internal static class PortFactory
             {
                 for (int q = 0; q < pollers; q++)
                 {
-                    opened.Add(AfXdpPort.Open(name, XdpOptions(q)));
+                    opened.Add(AfXdpPort.Open(name, XdpOptions(q), q == 0 ? null : (AfXdpPort)opened[0]));
                 }
                 used = "af_xdp";
                 return [.. opened];

@@ -5,7 +5,7 @@ using Natd.Dataplane.Io;
 namespace Natd.Tests.Io;
 
 /// <summary>
-/// Zero-copy forwarding between the two ports of an <see cref="AfXdpPort.OpenPair"/> (one UMEM
+/// Zero-copy forwarding between the two ports of an <see cref="AfXdpPort.OpenPair(string, string, AfXdpOptions, AfXdpOptions)"/> (one UMEM
 /// shared by sockets on two devices), on two 2-queue veth pairs: a sender on "ib" feeds the pair's
 /// "ia", which forwards to "oa", read by a receiver on "ob". Every test ends with the frame
 /// accounting: free frames plus the frames on both fill rings make up the whole UMEM.
@@ -152,6 +152,67 @@ public sealed class AfXdpPairTests : IDisposable
         batch.Clear();
         Settle(inside, outside);
         Assert.Equal(inside.UmemFrameCount, Accounted(inside, outside));
+    }
+
+    /// <summary>
+    /// natd with two workers: queue 1's pair joins the XDP programs queue 0's pair attached (an
+    /// interface takes one program; a second attach fails with EBUSY), each queue's frames reach
+    /// its own pair, and the programs stay until the last socket on the interface is gone.
+    /// </summary>
+    [Fact]
+    public void A_pair_on_a_second_queue_joins_the_first_pairs_programs_and_outlives_it()
+    {
+        var (in0, out0) = Pair(0);
+        var (in1, out1) = In(() => AfXdpPort.OpenPair(InA, OutA, Small with { QueueId = 1 }, Small with { QueueId = 1 }, (in0, out0)));
+        using var _i1 = in1;
+        using var _o1 = out1;
+        Assert.False(in1.SharesUmemWith(in0)); // one UMEM per poller
+        Assert.True(in1.SharesUmemWith(out1));
+        using var send0 = In(() => AfXdpPort.Open(InB, AfXdpOptions.Default with { QueueId = 0 }));
+        using var send1 = In(() => AfXdpPort.Open(InB, AfXdpOptions.Default with { QueueId = 1 }, send0));
+        var frames = new TestFrames(send0.Mac, in0.Mac);
+        using var batch = new FrameBatch(64);
+        try
+        {
+            Assert.Equal(5, SendAndCount(send0, in0, frames, 0, batch));
+            Assert.Equal(5, SendAndCount(send1, in1, frames, 100, batch));
+        }
+        finally
+        {
+            in0.Dispose();
+            out0.Dispose();
+        }
+        Assert.Contains("prog/xdp", Shell.Run("ip", "-n", _ns, "-d", "link", "show", InA), StringComparison.Ordinal);
+        Assert.Equal(5, SendAndCount(send1, in1, frames, 200, batch));
+        in1.Dispose();
+        out1.Dispose();
+        Assert.DoesNotContain("prog/xdp", Shell.Run("ip", "-n", _ns, "-d", "link", "show", InA), StringComparison.Ordinal);
+    }
+
+    private static int SendAndCount(AfXdpPort sender, AfXdpPort port, TestFrames frames, int first, FrameBatch batch)
+    {
+        for (int k = 0; k < 5; k++)
+        {
+            Assert.True(sender.TrySend(frames.Make(first + k, 100)));
+        }
+        sender.Flush();
+        int got = 0;
+        var clock = Stopwatch.StartNew();
+        while (got < 5 && clock.Elapsed < Deadline)
+        {
+            batch.Clear();
+            if (port.Receive(batch) == 0)
+            {
+                PortPoller.Wait(port, port, 20);
+            }
+            for (int i = 0; i < batch.Count; i++)
+            {
+                int seq = frames.SequenceOf(batch.Frame(i));
+                got += seq >= first && seq < first + 5 ? 1 : 0;
+            }
+        }
+        batch.Clear();
+        return got;
     }
 
     [Fact]
