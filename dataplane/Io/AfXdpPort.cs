@@ -29,11 +29,19 @@ public readonly record struct AfXdpSocketStats(
 /// not even ARP for the interface's own addresses: the interface belongs to the dataplane, as
 /// with AF_PACKET plus a firewall that drops everything. Frames natd transmits are not received
 /// back (AF_XDP has no loopback of its own transmissions).</para>
-/// <para>Half the UMEM frames (at most a ring's worth) are lent to the kernel on the fill ring for
-/// receiving; Receive copies each received frame into the batch and returns its UMEM frame to the
-/// fill ring at once. The other frames form a free stack for transmitting: TrySend copies a frame
-/// into one and writes a TX descriptor; the kernel returns it on the completion ring, which
-/// TrySend and Flush reap. Frames are never lost on a failed send.</para>
+/// <para>A port from <see cref="Open(string, AfXdpOptions)"/> has a UMEM of its own: half the frames (at most a ring's
+/// worth) are lent to the kernel on the fill ring for receiving; Receive copies each received
+/// frame into the batch and returns its UMEM frame to the fill ring at once. The other frames form
+/// a free stack for transmitting: TrySend copies a frame into one and writes a TX descriptor; the
+/// kernel returns it on the completion ring, which TrySend and Flush reap. Frames are never lost
+/// on a failed send.</para>
+/// <para>The two ports from <see cref="OpenPair(string, string, AfXdpOptions, AfXdpOptions)"/> share one UMEM and one free stack, and forward
+/// without copies: Receive lends the received UMEM frame to the batch (the engine translates it
+/// where the kernel wrote it), <see cref="TryForward"/> puts that same address on the egress
+/// socket's TX ring, its completion ring gives it back to the free stack, and both sockets top
+/// their fill rings up from there. Frames not transmitted return when the batch is cleared.
+/// (In XDP_COPY mode the kernel still copies between its buffers and the UMEM; what goes is the
+/// copy into and out of the UMEM in this process.)</para>
 /// <para>The XDP program is attached through a BPF link owned by this port: Dispose, or the process
 /// ending, detaches it. Receive, TrySend and Flush allocate nothing.</para>
 /// </remarks>
@@ -42,14 +50,24 @@ public sealed unsafe class AfXdpPort : IPacketPort
     /// <summary>Bytes per UMEM frame (chunk). Received frames start 256 bytes in (XDP_PACKET_HEADROOM), so at most 1792 bytes arrive.</summary>
     public const int FrameSize = 2048;
 
+    /// <summary>
+    /// Bytes per UMEM frame of a pair opened with <see cref="OpenPair(string, string, AfXdpOptions, AfXdpOptions)"/>. Received frames start 256
+    /// bytes in, and a lent frame is a batch slot of <see cref="FrameBatch.SlotSize"/> bytes from
+    /// there (room to grow in place), which needs more than 2048.
+    /// </summary>
+    public const int SharedFrameSize = 4096;
+
     /// <summary>Frames the kernel sends per sendto in copy mode (the kernel's TX batch): Flush kicks again while frames remain.</summary>
     private const int KernelTxBatch = 32;
 
     private readonly string _where;
+    private readonly AfXdpUmem _pool;
     private readonly ulong _umemSize;
-    private readonly ulong[] _free;
-    private readonly int _txFrameCount;
+    private readonly ulong _chunkMask;
     private readonly int _maxKicks;
+    // Zero-copy receive: received frames are lent to the batch instead of copied (ports of a pair).
+    private readonly bool _lend;
+    private int _txFrameCount;
 
     private int _fd;
     private byte* _umem;
@@ -60,11 +78,14 @@ public sealed unsafe class AfXdpPort : IPacketPort
     private XskRing _fill;
     private XskRing _completion;
 
-    private int _freeCount;
     private uint _txPublished;
+    // Frames given to the fill ring and not yet back on the RX ring (the kernel holds them), and how many it should hold.
+    private int _onFill;
+    private int _fillTarget;
 
     private PortStats _stats;
     private long _rxOversize;
+    private long _txZeroCopy;
     private long _txKicks;
     private long _txKickDeferred;
     private long _txKickErrors;
@@ -87,16 +108,18 @@ public sealed unsafe class AfXdpPort : IPacketPort
         public uint Cached;
     }
 
-    private AfXdpPort(string name, int ifIndex, int queueId, int fd, byte* umem, ulong umemSize, int txFrameCount, int ringSize, string where)
+    private AfXdpPort(string name, int ifIndex, int queueId, int fd, AfXdpUmem pool, int txFrameCount, int ringSize, string where, bool lend)
     {
         Name = name;
         IfIndex = ifIndex;
         QueueId = queueId;
         _fd = fd;
-        _umem = umem;
-        _umemSize = umemSize;
+        _pool = pool;
+        _umem = pool.Base;
+        _umemSize = pool.Size;
+        _chunkMask = (ulong)pool.ChunkSize - 1;
+        _lend = lend;
         _txFrameCount = txFrameCount;
-        _free = new ulong[txFrameCount];
         _maxKicks = (ringSize / KernelTxBatch) + 2;
         _where = where;
     }
@@ -122,8 +145,26 @@ public sealed unsafe class AfXdpPort : IPacketPort
     /// <summary>Frames TrySend accepts before a Flush and the kernel's completions free some: the TX frames or the TX ring, whichever is smaller.</summary>
     public int TxCapacity => (int)Math.Min((uint)_txFrameCount, _tx.Size);
 
-    /// <summary>UMEM frames lent to the kernel for receiving.</summary>
+    /// <summary>UMEM frames lent to the kernel for receiving (for a port of a pair: the number it keeps topping its fill ring up to).</summary>
     public int RxFrameCount { get; private set; }
+
+    /// <summary>True for a port of a pair (<see cref="OpenPair(string, string, AfXdpOptions, AfXdpOptions)"/>): received frames stay in the UMEM and are lent to the batch.</summary>
+    public bool ZeroCopy => _lend;
+
+    /// <summary>Frames in this port's UMEM (shared with the other port of a pair).</summary>
+    public int UmemFrameCount => _pool.FrameCount;
+
+    /// <summary>UMEM frames on the free stack: held by no ring and no batch.</summary>
+    public int UmemFreeFrames => _pool.FreeCount;
+
+    /// <summary>Frames this socket has on its fill ring or in the kernel between the fill and RX rings.</summary>
+    public int FillFrames => _onFill;
+
+    /// <summary>Frames transmitted by <see cref="TryForward"/> without a copy (the received UMEM frame itself went on the TX ring).</summary>
+    public long TxZeroCopy => _txZeroCopy;
+
+    /// <summary>True when both ports use one UMEM (a pair), so frames move between them without copies.</summary>
+    public bool SharesUmemWith(AfXdpPort other) => other is not null && ReferenceEquals(other._pool, _pool);
 
     /// <summary>Largest frame TrySend accepts, in bytes (<see cref="FrameBatch.SlotSize"/>, which equals <see cref="FrameSize"/>).</summary>
     public int MaxTxFrameLength => Math.Min(FrameSize, FrameBatch.SlotSize);
@@ -186,54 +227,155 @@ public sealed unsafe class AfXdpPort : IPacketPort
     /// and EACCES mean AF_XDP is unavailable here (old kernel, missing CAP_NET_ADMIN/CAP_BPF) and
     /// the message says AF_PACKET is the way out; EBUSY means another XDP program owns the interface.
     /// </exception>
-    public static AfXdpPort Open(string interfaceName, AfXdpOptions options)
+    public static AfXdpPort Open(string interfaceName, AfXdpOptions options) => Open(interfaceName, options, sameInterface: null);
+
+    /// <summary>
+    /// As <see cref="Open(string, AfXdpOptions)"/>; with <paramref name="sameInterface"/> (a port open
+    /// on another queue of the same interface) the socket joins that port's XDP program instead of
+    /// attaching one: an interface runs one XDP program, whose XSKMAP holds one socket per queue.
+    /// </summary>
+    /// <exception cref="ArgumentException">As Open, or <paramref name="sameInterface"/> is on another interface.</exception>
+    /// <exception cref="NativeIoException">As Open.</exception>
+    public static AfXdpPort Open(string interfaceName, AfXdpOptions options, AfXdpPort? sameInterface)
     {
-        ArgumentException.ThrowIfNullOrEmpty(interfaceName);
+        CheckName(interfaceName);
         ArgumentNullException.ThrowIfNull(options);
-        if (System.Text.Encoding.UTF8.GetByteCount(interfaceName) >= IFNAMSIZ)
-        {
-            throw new ArgumentException($"interface name '{interfaceName}' is longer than {IFNAMSIZ - 1} bytes", nameof(interfaceName));
-        }
         options.Validate();
-        string where = $"on '{interfaceName}' queue {options.QueueId}";
-
-        uint ifIndex = LibC.IfNameToIndex(interfaceName);
-        if (ifIndex == 0)
-        {
-            int e = Marshal.GetLastPInvokeError();
-            AfXdpErrors.Throw($"interface lookup (if_nametoindex) {where}", e == 0 ? ENODEV : e);
-        }
-
-        int fd = LibC.Socket(AF_XDP, SOCK_RAW | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-        {
-            AfXdpErrors.ThrowLast($"AF_XDP socket {where}");
-        }
-
-        ulong umemSize = (ulong)options.FrameCount * FrameSize;
-        byte* umem = (byte*)NativeMemory.AlignedAlloc((nuint)umemSize, (nuint)Environment.SystemPageSize);
+        CheckJoin(interfaceName, sameInterface);
+        var umem = new AfXdpUmem(options.FrameCount, FrameSize);
         int rxFrames = Math.Min(options.FrameCount / 2, options.RingSize);
-        var port = new AfXdpPort(interfaceName, (int)ifIndex, options.QueueId, fd, umem, umemSize,
-            options.FrameCount - rxFrames, options.RingSize, where);
+        return OpenSocket(interfaceName, options, umem, rxFrames, options.FrameCount - rxFrames, owner: null, lend: false, sameInterface);
+    }
+
+    private static void CheckJoin(string interfaceName, AfXdpPort? sameInterface)
+    {
+        if (sameInterface is not null && sameInterface.Name != interfaceName)
+        {
+            throw new ArgumentException($"a socket on '{interfaceName}' cannot join the XDP program of '{sameInterface.Name}'", nameof(sameInterface));
+        }
+    }
+
+    /// <summary>
+    /// Opens two sockets over ONE UMEM for zero-copy forwarding between them (natd's inside and
+    /// outside port of one poller): <paramref name="first"/> registers the UMEM
+    /// (<paramref name="firstOptions"/>.FrameCount frames of <see cref="SharedFrameSize"/> bytes),
+    /// <paramref name="second"/> binds with XDP_SHARED_UMEM to the first socket, with its own fill
+    /// and completion rings. Each socket keeps a quarter of the frames (at most a ring) on its fill
+    /// ring; the rest are free for transmitting. Received frames are lent to the batch, and
+    /// <see cref="TryForward"/> of a frame the other port received puts the same UMEM address on
+    /// this port's TX ring.
+    /// </summary>
+    /// <remarks>
+    /// The kernel (net/xdp/xsk.c, xsk_bind) allows a shared UMEM between sockets on different
+    /// devices or queues since Linux 5.10, when each socket brings its own fill and completion ring
+    /// (it gets its own buffer pool over the UMEM); sockets on the same device and queue would share
+    /// the fill ring instead, which natd never does. The second socket inherits the first's bind
+    /// mode (copy, need-wakeup): the kernel refuses mode flags together with XDP_SHARED_UMEM. Both
+    /// ports must be used from one thread, as the UMEM's free frames are shared without a lock.
+    /// </remarks>
+    /// <exception cref="ArgumentException">Options invalid or a name empty or too long.</exception>
+    /// <exception cref="NativeIoException">As <see cref="Open(string, AfXdpOptions)"/>; EINVAL from the second bind means the kernel cannot share a UMEM across devices (before 5.10).</exception>
+    public static (AfXdpPort First, AfXdpPort Second) OpenPair(string first, string second, AfXdpOptions firstOptions, AfXdpOptions secondOptions)
+        => OpenPair(first, second, firstOptions, secondOptions, default);
+
+    /// <summary>
+    /// As <see cref="OpenPair(string, string, AfXdpOptions, AfXdpOptions)"/>; with
+    /// <paramref name="sameInterfaces"/> (the pair of another poller, on other queues of the same two
+    /// interfaces) both sockets join that pair's XDP programs (one program per interface).
+    /// </summary>
+    /// <exception cref="ArgumentException">As OpenPair, or a port of <paramref name="sameInterfaces"/> is on another interface.</exception>
+    /// <exception cref="NativeIoException">As OpenPair.</exception>
+    public static (AfXdpPort First, AfXdpPort Second) OpenPair(string first, string second, AfXdpOptions firstOptions, AfXdpOptions secondOptions,
+        (AfXdpPort First, AfXdpPort Second)? sameInterfaces)
+    {
+        CheckName(first);
+        CheckName(second);
+        CheckJoin(first, sameInterfaces?.First);
+        CheckJoin(second, sameInterfaces?.Second);
+        ArgumentNullException.ThrowIfNull(firstOptions);
+        ArgumentNullException.ThrowIfNull(secondOptions);
+        firstOptions.Validate();
+        secondOptions.Validate();
+        int frames = firstOptions.FrameCount;
+        int fillFirst = Math.Min(frames / 4, firstOptions.RingSize);
+        int fillSecond = Math.Min(frames / 4, secondOptions.RingSize);
+        int txFrames = frames - fillFirst - fillSecond;
+        var umem = new AfXdpUmem(frames, SharedFrameSize);
+        AfXdpPort a = OpenSocket(first, firstOptions, umem, fillFirst, txFrames, owner: null, lend: true, sameInterfaces?.First);
         try
         {
-            port.Setup(options, rxFrames);
-            return port;
+            umem.AddRef();
+            AfXdpPort b = OpenSocket(second, secondOptions, umem, fillSecond, txFrames, owner: a, lend: true, sameInterfaces?.Second);
+            return (a, b);
         }
         catch
         {
-            port.Dispose();
+            a.Dispose();
             throw;
         }
     }
 
-    private void Setup(AfXdpOptions options, int rxFrames)
+    private static void CheckName(string interfaceName)
     {
-        var reg = new XdpUmemReg { Addr = (ulong)_umem, Len = _umemSize, ChunkSize = FrameSize, Headroom = 0 };
-        if (LibC.SetSockOpt(_fd, SOL_XDP, XDP_UMEM_REG, &reg, (uint)sizeof(XdpUmemReg)) != 0)
+        ArgumentException.ThrowIfNullOrEmpty(interfaceName);
+        if (System.Text.Encoding.UTF8.GetByteCount(interfaceName) >= IFNAMSIZ)
         {
-            AfXdpErrors.ThrowLast($"XDP_UMEM_REG ({options.FrameCount} frames of {FrameSize} bytes) {_where}");
+            throw new ArgumentException($"interface name '{interfaceName}' is longer than {IFNAMSIZ - 1} bytes", nameof(interfaceName));
         }
+    }
+
+    /// <summary>Opens one socket over <paramref name="umem"/>, whose reference it takes over (released on failure).</summary>
+    private static AfXdpPort OpenSocket(string interfaceName, AfXdpOptions options, AfXdpUmem umem, int fillFrames, int txFrames, AfXdpPort? owner, bool lend, AfXdpPort? program)
+    {
+        string where = $"on '{interfaceName}' queue {options.QueueId}";
+        AfXdpPort? port = null;
+        int fd = -1;
+        try
+        {
+            uint ifIndex = LibC.IfNameToIndex(interfaceName);
+            if (ifIndex == 0)
+            {
+                int e = Marshal.GetLastPInvokeError();
+                AfXdpErrors.Throw($"interface lookup (if_nametoindex) {where}", e == 0 ? ENODEV : e);
+            }
+            fd = LibC.Socket(AF_XDP, SOCK_RAW | SOCK_CLOEXEC, 0);
+            if (fd < 0)
+            {
+                AfXdpErrors.ThrowLast($"AF_XDP socket {where}");
+            }
+            port = new AfXdpPort(interfaceName, (int)ifIndex, options.QueueId, fd, umem, txFrames, options.RingSize, where, lend);
+            port.Setup(options, fillFrames, owner, program);
+            return port;
+        }
+        catch
+        {
+            if (port is not null)
+            {
+                port.Dispose();
+            }
+            else
+            {
+                if (fd >= 0)
+                {
+                    LibC.Close(fd);
+                }
+                umem.Release();
+            }
+            throw;
+        }
+    }
+
+    private void Setup(AfXdpOptions options, int fillFrames, AfXdpPort? owner, AfXdpPort? program)
+    {
+        if (owner is null)
+        {
+            var reg = new XdpUmemReg { Addr = (ulong)_umem, Len = _umemSize, ChunkSize = (uint)_pool.ChunkSize, Headroom = 0 };
+            if (LibC.SetSockOpt(_fd, SOL_XDP, XDP_UMEM_REG, &reg, (uint)sizeof(XdpUmemReg)) != 0)
+            {
+                AfXdpErrors.ThrowLast($"XDP_UMEM_REG ({_pool.FrameCount} frames of {_pool.ChunkSize} bytes) {_where}");
+            }
+        }
+        // A socket sharing the UMEM still gets its own fill and completion rings (another device or queue).
         int ring = options.RingSize;
         SetRingSize(XDP_UMEM_FILL_RING, ring, "XDP_UMEM_FILL_RING");
         SetRingSize(XDP_UMEM_COMPLETION_RING, ring, "XDP_UMEM_COMPLETION_RING");
@@ -257,23 +399,16 @@ public sealed unsafe class AfXdpPort : IPacketPort
         _fill = MapRing(off.Fill, ring, sizeof(ulong), XDP_UMEM_PGOFF_FILL_RING, "fill");
         _completion = MapRing(off.Completion, ring, sizeof(ulong), XDP_UMEM_PGOFF_COMPLETION_RING, "completion");
 
-        // Frames 0..rxFrames-1 wait on the fill ring for received frames; the rest are free for TX.
-        ulong* fill = (ulong*)_fill.Descriptors;
-        for (int i = 0; i < rxFrames; i++)
-        {
-            fill[(_fill.Local + (uint)i) & _fill.Mask] = (ulong)i * FrameSize;
-        }
-        _fill.Local += (uint)rxFrames;
-        Volatile.Write(ref *_fill.Producer, _fill.Local);
-        RxFrameCount = rxFrames;
-        for (int i = 0; i < _txFrameCount; i++)
-        {
-            _free[_freeCount++] = (ulong)(rxFrames + i) * FrameSize;
-        }
+        // fillFrames free frames wait on the fill ring for received frames; the rest stay free for TX.
+        _fillTarget = fillFrames;
+        RxFrameCount = fillFrames;
+        TopUpFill();
 
-        Bind(options);
+        Bind(options, owner);
         Mac = ReadMac();
-        _bpf = BpfXskRedirect.Attach(IfIndex, (uint)QueueId, _fd, options.Mode, _where, options.RedirectEtherTypes);
+        _bpf = program?._bpf is { } shared
+            ? shared.Join((uint)QueueId, _fd, _where)
+            : BpfXskRedirect.Attach(IfIndex, (uint)QueueId, _fd, options.Mode, _where, options.RedirectEtherTypes);
         AttachMode = _bpf.Mode;
     }
 
@@ -311,8 +446,25 @@ public sealed unsafe class AfXdpPort : IPacketPort
         return r;
     }
 
-    private void Bind(AfXdpOptions options)
+    private void Bind(AfXdpOptions options, AfXdpPort? owner)
     {
+        if (owner is not null)
+        {
+            var shared = new SockAddrXdp
+            {
+                Family = AF_XDP,
+                Flags = XDP_SHARED_UMEM, // no mode flags: the kernel takes them from the owner's socket
+                IfIndex = (uint)IfIndex,
+                QueueId = (uint)options.QueueId,
+                SharedUmemFd = (uint)owner._fd,
+            };
+            NeedWakeup = owner.NeedWakeup;
+            if (LibC.Bind(_fd, &shared, (uint)sizeof(SockAddrXdp)) != 0)
+            {
+                AfXdpErrors.ThrowLast($"bind (XDP_SHARED_UMEM with '{owner.Name}' queue {owner.QueueId}; across devices it needs Linux 5.10) to ifindex {IfIndex} {_where}");
+            }
+            return;
+        }
         var sxdp = new SockAddrXdp
         {
             Family = AF_XDP,
@@ -367,7 +519,12 @@ public sealed unsafe class AfXdpPort : IPacketPort
     }
 
     /// <inheritdoc />
-    /// <remarks>Timestamps are 0 (AF_XDP gives none) and flags None (copy mode delivers finished checksums).</remarks>
+    /// <remarks>
+    /// Timestamps are 0 (AF_XDP gives none) and flags None (copy mode delivers finished checksums).
+    /// A port of a pair lends each frame (the slot is the UMEM frame, see <see cref="FrameBatch.IsLent"/>)
+    /// and tops its fill ring up from the UMEM's free frames; a single port copies into the slot and
+    /// gives the UMEM frame straight back to the fill ring.
+    /// </remarks>
     /// <exception cref="ObjectDisposedException">The port was disposed.</exception>
     public int Receive(FrameBatch batch)
     {
@@ -386,6 +543,10 @@ public sealed unsafe class AfXdpPort : IPacketPort
         int added = 0;
         XdpDesc* rx = (XdpDesc*)_rx.Descriptors;
         ulong* fill = (ulong*)_fill.Descriptors;
+        if (_lend)
+        {
+            return ReceiveLent(batch, take, rx);
+        }
         for (uint i = 0; i < take; i++)
         {
             XdpDesc d = rx[(_rx.Local + i) & _rx.Mask];
@@ -405,7 +566,7 @@ public sealed unsafe class AfXdpPort : IPacketPort
             }
             // The frame is copied: lend it back for receiving. The fill ring always has room,
             // as it is as large as the set of receive frames.
-            fill[_fill.Local & _fill.Mask] = d.Addr & ~(ulong)(FrameSize - 1);
+            fill[_fill.Local & _fill.Mask] = d.Addr & ~_chunkMask;
             _fill.Local++;
         }
         if (take > 0)
@@ -415,12 +576,78 @@ public sealed unsafe class AfXdpPort : IPacketPort
             Volatile.Write(ref *_fill.Producer, _fill.Local); // release: the addresses are written
             _stats.RxFrames += added;
         }
+        WakeForFill();
+        return added;
+    }
+
+    /// <summary>Zero-copy receive: each frame becomes a batch slot over its UMEM frame; the fill ring is topped up from the free frames.</summary>
+    private int ReceiveLent(FrameBatch batch, uint take, XdpDesc* rx)
+    {
+        int added = 0;
+        for (uint i = 0; i < take; i++)
+        {
+            XdpDesc d = rx[(_rx.Local + i) & _rx.Mask];
+            // The slot is SlotSize bytes from the frame's start: it must stay inside the chunk.
+            if (d.Len <= (uint)FrameBatch.SlotSize && d.Addr + d.Len <= _umemSize
+                && (d.Addr & _chunkMask) + (ulong)FrameBatch.SlotSize <= (ulong)_pool.ChunkSize)
+            {
+                int slot = batch.Count;
+                batch.Lend(slot, _pool, d.Addr);
+                batch.Lengths[slot] = (int)d.Len;
+                batch.Flags[slot] = FrameFlags.None;
+                batch.Timestamps[slot] = 0;
+                batch.Count = slot + 1;
+                added++;
+            }
+            else
+            {
+                _rxOversize++;
+                _pool.Push(d.Addr);
+            }
+        }
+        if (take > 0)
+        {
+            _rx.Local += take;
+            Volatile.Write(ref *_rx.Consumer, _rx.Local);
+            _onFill -= (int)take;
+            _stats.RxFrames += added;
+        }
+        TopUpFill();
+        WakeForFill();
+        return added;
+    }
+
+    /// <summary>Puts free UMEM frames on the fill ring until it holds its share (<see cref="RxFrameCount"/>).</summary>
+    private void TopUpFill()
+    {
+        int want = _fillTarget - _onFill;
+        if (want <= 0)
+        {
+            return;
+        }
+        // The ring has room: at most _fillTarget (<= its size) frames are between fill and RX.
+        ulong* fill = (ulong*)_fill.Descriptors;
+        int n = 0;
+        while (n < want && _pool.TryPop(out ulong addr))
+        {
+            fill[_fill.Local & _fill.Mask] = addr;
+            _fill.Local++;
+            n++;
+        }
+        if (n > 0)
+        {
+            _onFill += n;
+            Volatile.Write(ref *_fill.Producer, _fill.Local); // release: the addresses are written
+        }
+    }
+
+    private void WakeForFill()
+    {
         if (NeedWakeup && (Volatile.Read(ref *_fill.Flags) & XDP_RING_NEED_WAKEUP) != 0)
         {
             // Zero-copy drivers ask for this when they ran out of fill frames; copy mode never does.
             LibC.RecvFrom(_fd, null, 0, MSG_DONTWAIT, null, null);
         }
-        return added;
     }
 
     /// <inheritdoc />
@@ -440,23 +667,57 @@ public sealed unsafe class AfXdpPort : IPacketPort
             _stats.TxDropped++;
             return false;
         }
-        if (_freeCount == 0)
+        if (_pool.FreeCount == 0)
         {
             ReapCompletions();
         }
-        if (_freeCount == 0 || !TxRingHasRoom())
+        if (!TxRingHasRoom() || !_pool.TryPop(out ulong addr))
         {
             _stats.TxDropped++;
             return false;
         }
-        ulong addr = _free[--_freeCount];
-        frame.CopyTo(new Span<byte>(_umem + addr, FrameSize));
+        frame.CopyTo(new Span<byte>(_umem + addr, _pool.ChunkSize));
         XdpDesc* d = (XdpDesc*)_tx.Descriptors + (_tx.Local & _tx.Mask);
         d->Addr = addr;
         d->Len = (uint)frame.Length;
         d->Options = 0;
         _tx.Local++;
         _stats.TxFrames++;
+        return true;
+    }
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// When the frame is lent from this port's UMEM (received by this port or the other port of its
+    /// pair) its address goes on the TX ring as it is, and the completion ring returns it to the
+    /// free frames: no copy. Otherwise the frame is copied, as <see cref="TrySend"/>. False (counted
+    /// in TxDropped) when the TX ring is full or the length is 0 or over a slot; the frame stays lent
+    /// to the batch, which gives it back on Clear.
+    /// </remarks>
+    /// <exception cref="ObjectDisposedException">The port was disposed.</exception>
+    public bool TryForward(FrameBatch batch, int index, int length)
+    {
+        if (_umem == null)
+        {
+            ThrowDisposed();
+        }
+        if (batch.LenderOf(index) != _pool)
+        {
+            return TrySend(batch.Slot(index)[..length]);
+        }
+        if ((uint)(length - 1) >= (uint)FrameBatch.SlotSize || !TxRingHasRoom())
+        {
+            _stats.TxDropped++;
+            return false;
+        }
+        ulong addr = batch.TakeLoan(index);
+        XdpDesc* d = (XdpDesc*)_tx.Descriptors + (_tx.Local & _tx.Mask);
+        d->Addr = addr;
+        d->Len = (uint)length;
+        d->Options = 0;
+        _tx.Local++;
+        _stats.TxFrames++;
+        _txZeroCopy++;
         return true;
     }
 
@@ -481,9 +742,9 @@ public sealed unsafe class AfXdpPort : IPacketPort
             return;
         }
         ulong* ring = (ulong*)_completion.Descriptors;
-        for (uint i = 0; i < n && _freeCount < _free.Length; i++)
+        for (uint i = 0; i < n; i++)
         {
-            _free[_freeCount++] = ring[(_completion.Local + i) & _completion.Mask] & ~(ulong)(FrameSize - 1);
+            _pool.Push(ring[(_completion.Local + i) & _completion.Mask]);
         }
         _completion.Local = produced;
         Volatile.Write(ref *_completion.Consumer, produced);
@@ -547,6 +808,11 @@ public sealed unsafe class AfXdpPort : IPacketPort
                 break; // no progress (backpressure): the next Flush tries again
             }
         }
+        if (_lend)
+        {
+            // Frames that came back from TX go to receiving again.
+            TopUpFill();
+        }
     }
 
     /// <summary>Detaches the XDP program, closes the map and the socket, unmaps the rings and frees the UMEM; later calls do nothing.</summary>
@@ -573,11 +839,11 @@ public sealed unsafe class AfXdpPort : IPacketPort
             LibC.Close(_fd);
             _fd = -1;
         }
-        // The kernel unpins the UMEM when the socket goes; the pages stay valid until it does.
+        // The kernel unpins the UMEM when its last socket goes; the last port frees the memory.
         if (_umem != null)
         {
-            NativeMemory.AlignedFree(_umem);
             _umem = null;
+            _pool.Release();
         }
     }
 

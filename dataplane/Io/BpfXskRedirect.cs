@@ -16,8 +16,15 @@ internal sealed unsafe class BpfXskRedirect : IDisposable
 {
     private const int LogSize = 64 * 1024;
 
+    /// <summary>
+    /// XSKMAP entries at least (queues 0..63, natd's worker limit): sockets on further queues of the
+    /// interface join this program (<see cref="Join"/>), as an interface takes one XDP program.
+    /// </summary>
+    internal const uint MinMapEntries = 64;
+
     private int _mapFd;
     private int _linkFd;
+    private int _users = 1;
 
     private BpfXskRedirect(int mapFd, int linkFd, XdpAttachMode mode)
     {
@@ -48,7 +55,7 @@ internal sealed unsafe class BpfXskRedirect : IDisposable
                 MapType = BPF_MAP_TYPE_XSKMAP,
                 KeySize = 4,
                 ValueSize = 4,
-                MaxEntries = queueId + 1,
+                MaxEntries = Math.Max(queueId + 1, MinMapEntries),
             };
             WriteName(mapAttr.MapName, "natd_xsks");
             mapFd = (int)Bpf(BPF_MAP_CREATE, &mapAttr, (uint)sizeof(BpfMapCreateAttr));
@@ -220,8 +227,37 @@ internal sealed unsafe class BpfXskRedirect : IDisposable
     }
 
     /// <summary>Closes the link (detaching the program from the interface) and the map.</summary>
+    /// <summary>
+    /// Puts <paramref name="socketFd"/> at <paramref name="queueId"/> of this program's map, so the
+    /// interface's frames on that queue reach it too (one program per interface, one socket per
+    /// queue). The kernel removes the entry when the socket closes. Each Join takes a reference,
+    /// which Dispose returns: the program stays attached until the last user is disposed.
+    /// </summary>
+    /// <exception cref="NativeIoException">The queue is beyond the map, or the update failed.</exception>
+    public BpfXskRedirect Join(uint queueId, int socketFd, string where)
+    {
+        if (_mapFd < 0)
+        {
+            AfXdpErrors.Throw($"joining an XDP program that is detached {where}", EINVAL);
+        }
+        uint key = queueId;
+        uint value = (uint)socketFd;
+        var elem = new BpfMapElemAttr { MapFd = (uint)_mapFd, Key = (ulong)&key, Value = (ulong)&value, Flags = BPF_ANY };
+        if (Bpf(BPF_MAP_UPDATE_ELEM, &elem, (uint)sizeof(BpfMapElemAttr)) < 0)
+        {
+            AfXdpErrors.ThrowLast($"bpf(BPF_MAP_UPDATE_ELEM) putting the socket at queue {queueId} of the interface's XSKMAP {where}");
+        }
+        Interlocked.Increment(ref _users);
+        return this;
+    }
+
+    /// <summary>Returns one reference; the last detaches the program and closes the map.</summary>
     public void Dispose()
     {
+        if (Interlocked.Decrement(ref _users) > 0)
+        {
+            return;
+        }
         if (_linkFd >= 0)
         {
             LibC.Close(_linkFd);

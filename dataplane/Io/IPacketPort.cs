@@ -46,6 +46,17 @@ public interface IPacketPort : IDisposable
     /// </summary>
     bool TrySend(ReadOnlySpan<byte> frame);
 
+    /// <summary>
+    /// Queues frame <paramref name="index"/> of <paramref name="batch"/> (its first
+    /// <paramref name="length"/> bytes, received by this or another port and translated in place)
+    /// for transmission. An AF_XDP port that shares its UMEM with the port that received the frame
+    /// transmits that UMEM buffer itself and takes it out of the batch (no copy); every other port
+    /// copies, exactly as <see cref="TrySend"/>, which is what this default does. Returns false as
+    /// TrySend does (the caller counts the drop); the frame then stays in the batch, whose Clear
+    /// returns it to its UMEM.
+    /// </summary>
+    bool TryForward(FrameBatch batch, int index, int length) => TrySend(batch.Slot(index)[..length]);
+
     /// <summary>Hands queued frames to the kernel or sink: one kick per batch.</summary>
     void Flush();
 

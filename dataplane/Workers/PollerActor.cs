@@ -153,13 +153,17 @@ public sealed class PollerActor : LoopActor, IFrameSink
                     }
                 }
             }
-            ProcessLocal(slot, len, side, batch.Flags[i]);
+            ProcessLocal(slot, len, side, batch.Flags[i], batch, i);
         }
         _stats.FramesReceived += n;
+        // Frames lent by an AF_XDP pair and not transmitted (dropped, held, handed off, given to a
+        // helper: those copied) go back to the UMEM now, not at the next receive.
+        batch.Clear();
         return n;
     }
 
-    private void ProcessLocal(Span<byte> slot, int len, Side side, FrameFlags flags)
+    /// <summary>Translates one frame in place and transmits it; <paramref name="batch"/> is where it lives (null: a copy, e.g. a hand-off), so a port can forward the buffer itself.</summary>
+    private void ProcessLocal(Span<byte> slot, int len, Side side, FrameFlags flags, FrameBatch? batch = null, int index = 0)
     {
         // A hairpinned frame another shard masqueraded is finished as an outside arrival, not re-run through Process.
         Verdict v = (flags & FrameFlags.Hairpinned) != 0
@@ -179,11 +183,11 @@ public sealed class PollerActor : LoopActor, IFrameSink
         }
         if (v == Verdict.ToOutside)
         {
-            Transmit(_outside, slot[..len]);
+            Forward(_outside, slot, len, batch, index);
         }
         else if (v == Verdict.ToInside)
         {
-            Transmit(_inside, slot[..len]);
+            Forward(_inside, slot, len, batch, index);
         }
         else if (v == Verdict.ToHelper)
         {
@@ -353,6 +357,23 @@ public sealed class PollerActor : LoopActor, IFrameSink
                 _signal[j] = false;
                 _links!.WakeupOf(j).Signal();
             }
+        }
+    }
+
+    /// <summary>Transmits a translated frame: from its batch slot with TryForward (an AF_XDP pair sends the UMEM buffer itself), else as a copy.</summary>
+    private void Forward(IPacketPort port, Span<byte> slot, int len, FrameBatch? batch, int index)
+    {
+        if (batch is null)
+        {
+            Transmit(port, slot[..len]);
+        }
+        else if (port.TryForward(batch, index, len))
+        {
+            _stats.FramesTransmitted++;
+        }
+        else
+        {
+            _engine.Counters.Drops[(int)DropReason.TxFull]++;
         }
     }
 

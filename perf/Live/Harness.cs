@@ -164,6 +164,8 @@ public sealed partial class Harness
         LabProcess? natd = null;
         try
         {
+            // One active veth queue per natd worker (AF_XDP binds a socket per queue); the kernel rows keep one.
+            lab.SetQueues(v.Kind == GatewayKind.Natd ? Math.Min(v.Workers, LabTopology.MaxQueues) : 1);
             switch (v.Kind)
             {
                 case GatewayKind.KernelForward:

@@ -76,6 +76,16 @@ public sealed class NatdGateway : IGatewayUnderTest
     /// <summary>The config file written for the topology (after <see cref="Start"/>).</summary>
     public string? ConfigPath { get; private set; }
 
+    /// <summary>dataplane.workers as <see cref="ExtraConfig"/> sets it, else natd's default (one per processor).</summary>
+    public int Workers
+    {
+        get
+        {
+            var m = System.Text.RegularExpressions.Regex.Match(ExtraConfig, @"workers:\s*(\d+)");
+            return m.Success ? int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) : Math.Max(1, Environment.ProcessorCount);
+        }
+    }
+
     /// <summary>The natd.yaml for the lab topology (DESIGN.md section 9).</summary>
     public static string ConfigFor(LabTopology lab) => ConfigFor(lab, "");
 
@@ -106,6 +116,9 @@ public sealed class NatdGateway : IGatewayUnderTest
         _configDirectory = Directory.CreateTempSubdirectory("natd-e2e-").FullName;
         ConfigPath = Path.Combine(_configDirectory, "natd.yaml");
         File.WriteAllText(ConfigPath, ConfigFor(lab, NatConfig) + ExtraConfig);
+        // One active veth queue per worker: natd's AF_XDP binds a socket per queue, and a queue
+        // without one would hand its frames to the gateway's kernel.
+        lab.SetQueues(Math.Min(Workers, LabTopology.MaxQueues));
         _lab = lab;
         Launch();
     }
@@ -205,9 +218,9 @@ public static class GatewayKinds
     public static IGatewayUnderTest Create(string kind) => kind switch
     {
         "kernel" => new KernelNatGateway(),
-        // Two pollers (AF_PACKET fanout and handoff on the lab's single-queue veths), like VPP's multi-worker rerun.
+        // Two pollers, one AF_XDP socket per veth queue (the lab's veths have two), like VPP's multi-worker rerun.
         "natd" => new NatdGateway { ExtraConfig = "dataplane: { workers: 2 }\n" },
-        // One poller: AF_XDP where the kernel allows it (the lab's veths have one queue).
+        // One poller: AF_XDP where the kernel allows it (the lab's veths run one queue then).
         "natd-w1" => new NatdGateway { ExtraConfig = "dataplane: { workers: 1 }\n" },
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "expected kernel, natd or natd-w1"),
     };

@@ -8,6 +8,36 @@ namespace Natd.Tests.EndToEnd;
 [Trait("Category", "EndToEnd")]
 public sealed class LabHarnessTests(ITestOutputHelper output)
 {
+    /// <summary>
+    /// The lab's veths have two queues, one active per worker: natd then runs AF_XDP on both
+    /// interfaces (one socket per queue, each poller's two sockets sharing a UMEM), not AF_PACKET,
+    /// with 1 and with 2 workers, and traffic goes through.
+    /// </summary>
+    [RootTheory]
+    [InlineData("natd-w1", 1)]
+    [InlineData("natd", 2)]
+    public void Natd_runs_af_xdp_with_a_shared_umem_on_both_sides_with_one_queue_per_worker(string kind, int workers)
+    {
+        using var scenario = Scenario.Start(kind, output);
+        var lab = scenario.Lab;
+        var natd = (NatdGateway)scenario.Gateway;
+        Assert.Equal(workers, lab.Queues);
+        string channels = lab.RunIn(lab.GatewayNs, "ethtool", "-l", lab.InsideIf).StdOut;
+        output.WriteLine(channels);
+        Assert.Matches($@"Current hardware settings:\s+RX:\s+{workers}\s+TX:\s+{workers}", channels);
+
+        string ready = natd.Process!.StdOutLines.First(l => l.StartsWith("natd: ready", StringComparison.Ordinal));
+        output.WriteLine(ready);
+        Assert.Contains($"inside={lab.InsideIf} (af_xdp,", ready);
+        Assert.Contains($"outside={lab.OutsideIf} (af_xdp,", ready);
+        Assert.Contains($"workers={workers} umem=shared ", ready);
+
+        using var echo = LabPrograms.StartUdpEchoServer(lab);
+        Assert.NotEmpty(LabPrograms.UdpRequest(lab, "through a shared umem").Replies);
+        Assert.Equal(3, LabPrograms.Ping(lab).Received);
+        scenario.Pass();
+    }
+
     [RootFact]
     public void Userspace_topology_has_the_documented_shape_and_dispose_removes_it()
     {

@@ -8,7 +8,8 @@ namespace Natd.Control.Daemon;
 /// <param name="InsideDriver">"af_xdp" or "af_packet".</param>
 /// <param name="OutsideDriver">"af_xdp" or "af_packet".</param>
 /// <param name="Notes">Fallbacks taken, for the log.</param>
-internal sealed record OpenedPorts(IReadOnlyList<(IPacketPort Inside, IPacketPort Outside)> Pairs, string InsideDriver, string OutsideDriver, IReadOnlyList<string> Notes);
+/// <param name="SharedUmem">True when every poller's AF_XDP inside and outside sockets share a UMEM (frames forwarded without copies).</param>
+internal sealed record OpenedPorts(IReadOnlyList<(IPacketPort Inside, IPacketPort Outside)> Pairs, string InsideDriver, string OutsideDriver, IReadOnlyList<string> Notes, bool SharedUmem = false);
 
 /// <summary>
 /// Opens the configured driver on both interfaces for every poller. AF_XDP gives poller k queue
@@ -17,6 +18,15 @@ internal sealed record OpenedPorts(IReadOnlyList<(IPacketPort Inside, IPacketPor
 /// while an explicit "af_xdp" fails. AF_PACKET sockets of several pollers join one PACKET_FANOUT
 /// group per interface, so each frame reaches one poller (which hands it to its owner).
 /// </summary>
+/// <remarks>
+/// With AF_XDP on both sides, poller k's inside socket (queue k) and outside socket (queue k)
+/// share one UMEM (<see cref="AfXdpPort.OpenPair(string, string, AfXdpOptions, AfXdpOptions)"/>): a frame is translated in the UMEM and sent
+/// on the other interface without a copy. Each poller has its own UMEM, so no frame memory crosses
+/// threads; the kernel allows the sharing across devices when each socket has its own fill and
+/// completion ring (Linux 5.10 and later; the same device and queue would have to share the fill
+/// ring instead, which never happens here). On an older kernel the pair is refused and each side is
+/// opened on its own (frames copied), with a note.
+/// </remarks>
 internal static class PortFactory
 {
     /// <summary>Opens the ports; on failure closes what it opened.</summary>
@@ -24,6 +34,15 @@ internal static class PortFactory
     public static OpenedPorts Open(NatdConfig config, int pollers)
     {
         var notes = new List<string>();
+        string? pairError = null;
+        if (config.InsideDriver is "auto" or "af_xdp" && config.OutsideDriver is "auto" or "af_xdp")
+        {
+            var shared = OpenPairs(config.Nat.Inside.Name, config.Nat.Outside.Name, pollers, out pairError);
+            if (shared is not null)
+            {
+                return new OpenedPorts(shared, "af_xdp", "af_xdp", notes, SharedUmem: true);
+            }
+        }
         var inside = OpenSide(config.Nat.Inside.Name, config.InsideDriver, pollers, notes, out string insideDriver);
         IPacketPort[] outside;
         string outsideDriver;
@@ -44,8 +63,43 @@ internal static class PortFactory
         {
             pairs[i] = (inside[i], outside[i]);
         }
+        if (pairError is not null && insideDriver == "af_xdp" && outsideDriver == "af_xdp")
+        {
+            notes.Add($"af_xdp without a shared UMEM, frames are copied ({FirstLine(pairError)})");
+        }
         return new OpenedPorts(pairs, insideDriver, outsideDriver, notes);
     }
+
+    /// <summary>One AF_XDP pair sharing a UMEM per poller, queue k for poller k; null (and the error) when any fails.</summary>
+    private static (IPacketPort, IPacketPort)[]? OpenPairs(string inside, string outside, int pollers, out string? error)
+    {
+        var pairs = new List<(IPacketPort, IPacketPort)>();
+        try
+        {
+            for (int q = 0; q < pollers; q++)
+            {
+                // Queue 0's pair attaches the XDP programs; the other queues' sockets join them.
+                (AfXdpPort, AfXdpPort)? first = q == 0 ? null : ((AfXdpPort)pairs[0].Item1, (AfXdpPort)pairs[0].Item2);
+                var (i, o) = AfXdpPort.OpenPair(inside, outside, XdpOptions(q), XdpOptions(q), first);
+                pairs.Add((i, o));
+            }
+            error = null;
+            return [.. pairs];
+        }
+        catch (Exception e) when (e is NativeIoException or ArgumentException)
+        {
+            foreach (var (i, o) in pairs)
+            {
+                i.Dispose();
+                o.Dispose();
+            }
+            error = e.Message;
+            return null;
+        }
+    }
+
+    // IPv4 and ARP only: whatever natd does not handle stays with the kernel.
+    private static AfXdpOptions XdpOptions(int queue) => AfXdpOptions.Default with { QueueId = queue, RedirectEtherTypes = [0x0800, 0x0806] };
 
     private static IPacketPort[] OpenSide(string name, string driver, int pollers, List<string> notes, out string used)
     {
@@ -56,8 +110,7 @@ internal static class PortFactory
             {
                 for (int q = 0; q < pollers; q++)
                 {
-                    // IPv4 and ARP only: whatever natd does not handle stays with the kernel.
-                    opened.Add(AfXdpPort.Open(name, AfXdpOptions.Default with { QueueId = q, RedirectEtherTypes = [0x0800, 0x0806] }));
+                    opened.Add(AfXdpPort.Open(name, XdpOptions(q), q == 0 ? null : (AfXdpPort)opened[0]));
                 }
                 used = "af_xdp";
                 return [.. opened];

@@ -34,4 +34,11 @@ public sealed record LabOptions
     /// checksums (TP_STATUS_CSUMNOTREADY on AF_PACKET), which the gateway must complete.
     /// </summary>
     public bool DisableTxChecksumOffload { get; init; }
+
+    /// <summary>
+    /// Active RX/TX queues per veth end, 1..<see cref="LabTopology.MaxQueues"/> (the veths are created
+    /// with the maximum; <see cref="LabTopology.SetQueues"/> changes it later). Match natd's workers
+    /// when it runs on AF_XDP. Default 1.
+    /// </summary>
+    public int Queues { get; init; } = 1;
 }

@@ -24,6 +24,13 @@ public sealed partial class LabTopology : IDisposable
     /// <summary>Name of each host's veth end, inside its own namespace.</summary>
     public const string HostIf = "eth0";
 
+    /// <summary>
+    /// Queues each veth end is created with (numrxqueues/numtxqueues). natd's AF_XDP binds one socket
+    /// per queue, one per worker, so up to this many workers run on AF_XDP here; <see cref="SetQueues"/>
+    /// makes as many active as natd has workers, so no queue is left without a socket.
+    /// </summary>
+    public const int MaxQueues = 2;
+
     /// <summary>Where the lab records which process owns a namespace, so concurrent runs spare each other.</summary>
     private const string OwnerDirectory = "/run/natd-lab";
 
@@ -367,8 +374,16 @@ public sealed partial class LabTopology : IDisposable
 
         // Create each pair from the gateway side straight into the peer namespace, so no name ever
         // appears in the root namespace (concurrent labs would collide there).
-        Sh.Run("ip", "-n", GatewayNs, "link", "add", InsideIf, "type", "veth", "peer", "name", HostIf, "netns", InsideNs);
-        Sh.Run("ip", "-n", GatewayNs, "link", "add", OutsideIf, "type", "veth", "peer", "name", HostIf, "netns", OutsideNs);
+        // Two queues on every end (native XDP on a veth needs as many RX queues as its peer has TX queues).
+        string q = MaxQueues.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        Sh.Run("ip", "-n", GatewayNs, "link", "add", InsideIf, "numrxqueues", q, "numtxqueues", q, "type", "veth",
+            "peer", "name", HostIf, "numrxqueues", q, "numtxqueues", q, "netns", InsideNs);
+        Sh.Run("ip", "-n", GatewayNs, "link", "add", OutsideIf, "numrxqueues", q, "numtxqueues", q, "type", "veth",
+            "peer", "name", HostIf, "numrxqueues", q, "numtxqueues", q, "netns", OutsideNs);
+        if (Options.Queues != MaxQueues)
+        {
+            SetQueues(Options.Queues);
+        }
 
         foreach (var (ns, dev) in Ends())
         {
@@ -419,6 +434,29 @@ public sealed partial class LabTopology : IDisposable
             "add rule ip natdlab forward ct state established,related accept; " +
             $"add rule ip natdlab forward iifname \"{InsideIf}\" oifname \"{OutsideIf}\" accept");
     }
+
+    /// <summary>
+    /// Makes <paramref name="queues"/> (1..<see cref="MaxQueues"/>) RX and TX queues active on all four
+    /// veth ends (ethtool -L). A veth delivers a frame on the peer's RX queue numbered like the TX
+    /// queue it left by, so with natd's AF_XDP and N workers the lab needs exactly N queues: a frame
+    /// on a queue without a socket would go to the gateway's kernel instead. Call it while no XDP
+    /// program is attached (before natd starts).
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">queues is not 1..MaxQueues.</exception>
+    public void SetQueues(int queues)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(queues, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(queues, MaxQueues);
+        string n = queues.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        foreach (var (ns, dev) in Ends())
+        {
+            Sh.RunIn(ns, "ethtool", "-L", dev, "rx", n, "tx", n);
+        }
+        Queues = queues;
+    }
+
+    /// <summary>RX/TX queues active on each veth end (<see cref="SetQueues"/>).</summary>
+    public int Queues { get; private set; } = MaxQueues;
 
     private IEnumerable<(string Ns, string Dev)> Ends()
     {

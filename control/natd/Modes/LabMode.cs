@@ -33,8 +33,8 @@ internal static class LabMode
             }
         }
 
-        // One poller: the lab's veths have one queue, so AF_XDP (natd's default driver) can serve it
-        // whole; the tests run the lab topology with two pollers as well.
+        // One poller on one active veth queue (LabOptions.Queues), so AF_XDP (natd's default driver)
+        // serves it whole; the tests run the lab topology with two queues and two pollers as well.
         NatdConfig config = ConfigLoader.Default() with { Workers = 1 };
         LabTopology.CleanupStale();
         stdout.WriteLine("natd lab: building namespaces (inside host 10.0.0.2 | gateway natd | outside host 198.51.100.2)");
