@@ -11,15 +11,18 @@ public sealed partial class NatEngine
         public static MaskedNet Of(Ipv4Prefix p) => new(p.Address & p.Mask, p.Mask);
     }
 
-    /// <summary>RFC 1918 (10/8, 172.16/12, 192.168/16), RFC 6598 shared address space (100.64/10) and link-local (169.254/16, RFC 3927).</summary>
-    private static readonly MaskedNet[] PrivateRanges =
-    [
-        MaskedNet.Of(Ipv4Prefix.Parse("10.0.0.0/8")),
-        MaskedNet.Of(Ipv4Prefix.Parse("172.16.0.0/12")),
-        MaskedNet.Of(Ipv4Prefix.Parse("192.168.0.0/16")),
-        MaskedNet.Of(Ipv4Prefix.Parse("100.64.0.0/10")),
-        MaskedNet.Of(Ipv4Prefix.Parse("169.254.0.0/16")),
-    ];
+    /// <summary><see cref="PrivateSources.Ranges"/> as masked pairs.</summary>
+    private static readonly MaskedNet[] PrivateRanges = MaskAll(PrivateSources.Ranges);
+
+    private static MaskedNet[] MaskAll(IReadOnlyList<Ipv4Prefix> prefixes)
+    {
+        var nets = new MaskedNet[prefixes.Count];
+        for (int i = 0; i < nets.Length; i++)
+        {
+            nets[i] = MaskedNet.Of(prefixes[i]);
+        }
+        return nets;
+    }
 
     private MaskedNet[] _ownSources = [];
     private MaskedNet _outsideLink;
@@ -48,12 +51,7 @@ public sealed partial class NatEngine
         }
         _insideSources = [.. inside];
         _privateSources = s.MartianFilter == MartianFilter.Strict ? PrivateRanges : [];
-        var allowed = new MaskedNet[s.AllowedOutsideSources.Count];
-        for (int i = 0; i < allowed.Length; i++)
-        {
-            allowed[i] = MaskedNet.Of(s.AllowedOutsideSources[i]);
-        }
-        _allowedSources = allowed;
+        _allowedSources = MaskAll(s.AllowedOutsideSources);
     }
 
     /// <summary>

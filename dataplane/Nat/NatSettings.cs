@@ -38,6 +38,20 @@ public enum MartianFilter
     Off,
 }
 
+/// <summary>The sources <see cref="MartianFilter.Strict"/> drops from outside, written once for the engine and the configuration check.</summary>
+public static class PrivateSources
+{
+    /// <summary>RFC 1918 (10/8, 172.16/12, 192.168/16), RFC 6598 shared address space (100.64/10) and link-local (169.254/16, RFC 3927).</summary>
+    public static IReadOnlyList<Ipv4Prefix> Ranges { get; } =
+    [
+        Ipv4Prefix.Parse("10.0.0.0/8"),
+        Ipv4Prefix.Parse("172.16.0.0/12"),
+        Ipv4Prefix.Parse("192.168.0.0/16"),
+        Ipv4Prefix.Parse("100.64.0.0/10"),
+        Ipv4Prefix.Parse("169.254.0.0/16"),
+    ];
+}
+
 /// <summary>One side of the gateway as the dataplane sees it.</summary>
 /// <param name="Name">Interface name (e.g. "natin").</param>
 /// <param name="Address">natd's own address on this side and the on-link prefix.</param>

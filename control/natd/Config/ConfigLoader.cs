@@ -31,8 +31,6 @@ public static partial class ConfigLoader
     private static readonly string[] MartianFilterWords = ["strict", "off"];
 
     /// <summary>The ranges the strict martian filter drops from outside, and the only ones allowed-sources may name.</summary>
-    private static readonly Ipv4Prefix[] PrivateSourceRanges =
-        [Ipv4Prefix.Parse("10.0.0.0/8"), Ipv4Prefix.Parse("172.16.0.0/12"), Ipv4Prefix.Parse("192.168.0.0/16"), Ipv4Prefix.Parse("100.64.0.0/10"), Ipv4Prefix.Parse("169.254.0.0/16")];
     internal static readonly string[] DriverWords = ["auto", "af_xdp", "af_packet"];
     internal const int MaxWorkers = 64;
     private static readonly string[] NatKeys = ["pool", "ports", "mapping", "filtering"];
@@ -534,8 +532,8 @@ public static partial class ConfigLoader
         /// </summary>
         private List<Ipv4Prefix>? AllowedSources(YNode? node, InterfaceSettings inside)
             => NetworkList(node, "interfaces.outside.allowed-sources", atLeastOne: false, (p, t) =>
-                !Array.Exists(PrivateSourceRanges, r => r.Length <= p.Length && r.Contains(p.Address))
-                    ? $"{t} is not within a range the martian filter drops ({string.Join(", ", PrivateSourceRanges)}); other sources need no allowance"
+                !PrivateSources.Ranges.Any(r => r.Length <= p.Length && r.Contains(p.Address))
+                    ? $"{t} is not within a range the martian filter drops ({string.Join(", ", PrivateSources.Ranges)}); other sources need no allowance"
                     : Containing(p, inside) is { } clash
                         ? $"{t} lies within the inside network {clash}; inside sources arriving from outside are spoofed and always dropped"
                         : null);
