@@ -227,10 +227,44 @@ public sealed class LabProcess : IDisposable
         _process.Dispose();
     }
 
+    /// <summary>
+    /// Waits, at most <paramref name="timeout"/>, until every line the program wrote to standard
+    /// output has been read (its end seen): a timed wait for exit does not wait for the reader, so
+    /// the last lines of a stopped program can otherwise still be in flight.
+    /// </summary>
+    /// <returns>True when the end of standard output was seen.</returns>
+    public bool WaitForStdOutEnd(TimeSpan timeout)
+    {
+        long deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
+        lock (_gate)
+        {
+            while (!_stdoutEnded)
+            {
+                long remaining = deadline - Stopwatch.GetTimestamp();
+                if (remaining <= 0)
+                {
+                    return false;
+                }
+                Monitor.Wait(_gate, TimeSpan.FromMilliseconds(Math.Min(100, remaining * 1000.0 / Stopwatch.Frequency)));
+            }
+            return true;
+        }
+    }
+
+    private bool _stdoutEnded;
+
     private void Add(List<string> lines, string? line)
     {
         if (line is null)
         {
+            if (ReferenceEquals(lines, _stdout))
+            {
+                lock (_gate)
+                {
+                    _stdoutEnded = true;
+                    Monitor.PulseAll(_gate);
+                }
+            }
             return;
         }
 

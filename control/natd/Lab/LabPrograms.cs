@@ -166,6 +166,7 @@ public sealed class PacketCapture : IDisposable
     {
         Thread.Sleep(linger);
         Process.Stop(TimeSpan.FromSeconds(2));
+        Process.WaitForStdOutEnd(TimeSpan.FromSeconds(2)); // tcpdump's last lines may still be in the pipe
         var packets = new List<string>();
         foreach (var line in Process.StdOutLines)
         {
