@@ -33,6 +33,7 @@ internal static class StatsTable
         }
         lines.Add(new("sessions created", s.SessionsCreated));
         lines.Add(new("sessions deleted", s.SessionsDeleted));
+        lines.Add(new("sessions swept", s.SessionsSwept));
         long dropTotal = 0;
         foreach (var kv in s.Drops)
         {
@@ -74,6 +75,7 @@ internal static class StatsTable
             }
         }
         lines.Add(new("handoffs", s.Handoffs));
+        lines.Add(new("handoff drops", s.HandoffDrops));
         lines.Add(new("nat events dropped", s.EventsDropped));
 
         // Ratios and utilisation are not counters but read the same way: a name and a right-aligned value.

@@ -73,6 +73,8 @@ internal sealed record StatsRow
     /// <summary>0..1.</summary>
     public double PollerBusyRatio { get; init; }
     public long Handoffs { get; init; }
+    public long HandoffDrops { get; init; }
+    public long SessionsSwept { get; init; }
     public long EventsDropped { get; init; }
     /// <summary>ALG events keyed "alg/event".</summary>
     public Dictionary<string, long> AlgEvents { get; init; } = [];

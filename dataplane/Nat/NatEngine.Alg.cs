@@ -1,4 +1,5 @@
 using Natd.Dataplane.Alg;
+using Natd.Dataplane.Counters;
 using Natd.Dataplane.Packets;
 using Natd.Dataplane.Sessions;
 
@@ -53,7 +54,8 @@ public sealed partial class NatEngine
 
     private Expectation[] _expect = [];
     private int _expectHigh;
-    private int _expectCount;
+    // The pending count is a gauge of the shard's counter table, so stats read it without asking the engine.
+    private ref long PendingExpectations => ref Counters[ShardCounter.ExpectationsPending];
     private readonly Dictionary<(byte, uint, ushort), int> _expectInbound = [];
     private readonly Dictionary<(byte, uint, uint, ushort), int> _expectOutbound = [];
     private readonly Dictionary<int, FlowKey> _related = [];
@@ -74,10 +76,12 @@ public sealed partial class NatEngine
     public AlgPending PendingAlg { get; private set; }
 
     /// <summary>ALG counters of this shard (single writer).</summary>
-    public AlgCounters AlgStats { get; } = new();
+    public AlgCounters AlgStats => _algStats ??= new AlgCounters(Counters);
+
+    private AlgCounters? _algStats;
 
     /// <summary>Pending expectations.</summary>
-    public int ExpectationCount => _expectCount;
+    public int ExpectationCount => (int)PendingExpectations;
 
     /// <summary>
     /// Ends the translated frame's fast path and hands it to its ALG: records what the helper and
@@ -197,7 +201,7 @@ public sealed partial class NatEngine
 
     private bool AddExpectation(in ExpectationRequest e, in AlgPending p)
     {
-        if (_expectCount >= MaxExpectations)
+        if (PendingExpectations >= MaxExpectations)
         {
             AlgStats.ExpectationsRefused++;
             return false;
@@ -260,7 +264,7 @@ public sealed partial class NatEngine
             }
             _expectOutbound[key] = slot;
         }
-        _expectCount++;
+        PendingExpectations++;
         AlgStats.ExpectationsCreated++;
         return true;
     }
@@ -285,7 +289,7 @@ public sealed partial class NatEngine
             Table.Ports.Free(x.PoolIndex, SessionTable.ProtocolClass(x.Protocol), x.ExternalPort);
         }
         x.InUse = false;
-        _expectCount--;
+        PendingExpectations--;
         if (i == _expectHigh - 1)
         {
             while (_expectHigh > 0 && !_expect[_expectHigh - 1].InUse)
@@ -521,27 +525,30 @@ public sealed record ExpectationInfo(
     uint ControlRemote,
     ushort ControlRemotePort);
 
-/// <summary>ALG counters of one shard, indexed by <see cref="AlgKind"/> where an array (single writer: the poller).</summary>
-public sealed class AlgCounters
+/// <summary>
+/// The ALG slots of a shard's counter table (<see cref="NatCounters"/>), by <see cref="AlgKind"/>
+/// where a span (single writer: the poller). A view: the values live in the one table.
+/// </summary>
+public sealed class AlgCounters(NatCounters counters)
 {
-    private const int Kinds = 5;
+    private readonly Counters.CounterTable _t = counters.Table;
 
     /// <summary>Frames handed to each ALG's helper.</summary>
-    public readonly long[] Frames = new long[Kinds];
+    public Span<long> Frames => _t.Range(NatCounters.AlgBase, NatCounters.AlgKinds);
     /// <summary>Payload edits each ALG made.</summary>
-    public readonly long[] Rewrites = new long[Kinds];
+    public Span<long> Rewrites => _t.Range(NatCounters.AlgBase + NatCounters.AlgKinds, NatCounters.AlgKinds);
     /// <summary>Commands each ALG refused (a third-party address, malformed, split), and expectations the engine refused.</summary>
-    public readonly long[] Refused = new long[Kinds];
+    public Span<long> Refused => _t.Range(NatCounters.AlgBase + 2 * NatCounters.AlgKinds, NatCounters.AlgKinds);
     /// <summary>Frames a helper never returned (it failed and was restarted).</summary>
-    public readonly long[] Lost = new long[Kinds];
+    public Span<long> Lost => _t.Range(NatCounters.AlgBase + 3 * NatCounters.AlgKinds, NatCounters.AlgKinds);
     /// <summary>Expectations opened.</summary>
-    public long ExpectationsCreated;
+    public ref long ExpectationsCreated => ref _t[(int)Counters.ShardCounter.ExpectationsCreated];
     /// <summary>Expectations a related connection used.</summary>
-    public long ExpectationsUsed;
+    public ref long ExpectationsUsed => ref _t[(int)Counters.ShardCounter.ExpectationsUsed];
     /// <summary>Expectations that expired unused.</summary>
-    public long ExpectationsExpired;
+    public ref long ExpectationsExpired => ref _t[(int)Counters.ShardCounter.ExpectationsExpired];
     /// <summary>Expectations refused because the shard had <see cref="NatEngine.MaxExpectations"/> pending.</summary>
-    public long ExpectationsRefused;
+    public ref long ExpectationsRefused => ref _t[(int)Counters.ShardCounter.ExpectationsRefused];
     /// <summary>In2out ALG frames for which no external port could be reserved.</summary>
-    public long PortsExhausted;
+    public ref long PortsExhausted => ref _t[(int)Counters.ShardCounter.AlgPortsExhausted];
 }

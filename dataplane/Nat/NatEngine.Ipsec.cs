@@ -27,8 +27,8 @@ public sealed partial class NatEngine
     /// </summary>
     public IpsecMasq Ipsec => _ipsec;
 
-    private static IpsecMasq NewIpsec(NatSettings settings, int shard)
-        => new(settings.Algs.Ipsec, ShardMap.IpsecCapacity(shard, settings.MaxSessions));
+    private static IpsecMasq NewIpsec(NatSettings settings, int shard, NatCounters counters)
+        => new(settings.Algs.Ipsec, ShardMap.IpsecCapacity(shard, settings.MaxSessions), counters.Table);
 
     /// <summary>True when IPsec masquerading handles ESP, AH and ISAKMP.</summary>
     private bool IpsecOn => _settings.Algs.Ipsec.Enabled;

@@ -141,11 +141,11 @@ public sealed partial class NatEngine
         BuildSourceFilter(settings);
         ulong seed = _options.Seed ?? BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
         _seed = seed;
-        _ipsec = NewIpsec(settings, _options.Shard);
+        _ipsec = NewIpsec(settings, _options.Shard, Counters);
         _shardMap = new ShardMap(settings, _options.Shards, _options.ShardSeed);
         var ports = new PortAllocator(_pool.Length, settings.PortMin, settings.PortMax, seed ^ 0x5DEECE66DUL, _options.Shard, _options.Shards, OwnerOfPort);
         // limits.sessions is the whole dataplane's; each shard holds its share.
-        Table = new SessionTable(Math.Max(1, (settings.MaxSessions + _options.Shards - 1) / _options.Shards), ports, seed);
+        Table = new SessionTable(Math.Max(1, (settings.MaxSessions + _options.Shards - 1) / _options.Shards), ports, seed, Counters.Table);
         CompileRules(settings);
         ReserveForwardPorts();
         RefreshTimeouts();
@@ -171,6 +171,11 @@ public sealed partial class NatEngine
 
     /// <summary>Counters (single writer: this engine's thread).</summary>
     public NatCounters Counters { get; } = new();
+
+    /// <summary>What other threads may read of this shard (counters, gauges, rule log) without reaching into the engine.</summary>
+    public ShardReadView ReadView => _readView ??= new ShardReadView(this);
+
+    private ShardReadView? _readView;
 
     /// <summary>Reason of the last <see cref="Verdict.Drop"/> returned by <see cref="Process"/>.</summary>
     public DropReason LastDrop { get; private set; }
@@ -517,7 +522,9 @@ public sealed partial class NatEngine
         SweepAlg(nowMs);
         SweepGreCalls(nowMs, budget);
         int n = Table.Expire(nowMs, _settings.Timeouts, budget);
-        return n + _ipsec.Expire(nowMs, Math.Max(0, budget - n));
+        n += _ipsec.Expire(nowMs, Math.Max(0, budget - n));
+        Counters.SessionsSwept += n;
+        return n;
     }
 
     private long _now;

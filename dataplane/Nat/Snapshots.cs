@@ -79,6 +79,10 @@ public sealed record StatsSnapshot
     public double PollerBusyRatio { get; init; }
     /// <summary>Frames handed from the poller that received them to the shard that owns their flow.</summary>
     public long Handoffs { get; init; }
+    /// <summary>Frames a poller could not hand to the shard that owns their flow (that shard's ring was full).</summary>
+    public long HandoffDrops { get; init; }
+    /// <summary>Sessions deleted by the sweeper's expiry slices since start (a part of <see cref="SessionsDeleted"/>).</summary>
+    public long SessionsSwept { get; init; }
     /// <summary>NAT events lost because the event queue was full.</summary>
     public long EventsDropped { get; init; }
     /// <summary>

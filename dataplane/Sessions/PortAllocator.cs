@@ -103,6 +103,9 @@ public sealed class PortAllocator
     /// <summary>Ports of the ordinary class range this shard may allocate (for utilisation figures).</summary>
     public int RangeSize => (_hi - _lo + Shards) / Shards;
 
+    /// <summary>External addresses this allocator serves.</summary>
+    public int Addresses => _used.Length / Classes;
+
     /// <summary>Ports in use for an address and protocol class.</summary>
     public int InUse(int address, int protocolClass) => _used[address * Classes + protocolClass];
 

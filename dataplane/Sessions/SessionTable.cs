@@ -145,8 +145,10 @@ public sealed class SessionTable
     private HashIndex<MappingExternalMatcher>? _byExternal;
     private readonly int[] _lruHead = [-1, -1, -1, -1];
     private readonly int[] _lruTail = [-1, -1, -1, -1];
-    private readonly long[] _countByProtocolClass = new long[PortAllocator.Classes];
-    private readonly long[] _countByClass = new long[ClassCount];
+    // Counts live in the shard's counter table (gauges and counters other threads read through its view).
+    private readonly Counters.CounterTable _counters;
+    private Span<long> _countByProtocolClass => _counters.Range((int)Counters.ShardCounter.SessionsTcp, PortAllocator.Classes);
+    private Span<long> _countByClass => _counters.Range((int)Counters.ShardCounter.SessionsTcpEstablished, ClassCount);
     private readonly ulong _seed;
     private int _freeSession;
     private int _freeMapping;
@@ -155,9 +157,11 @@ public sealed class SessionTable
     /// <param name="capacity">Maximum sessions (and mappings).</param>
     /// <param name="ports">External port allocator this table frees ports into.</param>
     /// <param name="hashSeed">Seed for the flow hash.</param>
-    public SessionTable(int capacity, PortAllocator ports, ulong hashSeed)
+    /// <param name="counters">The shard's counter table (sessions created/deleted, events dropped, sessions by class); null: a table of its own.</param>
+    public SessionTable(int capacity, PortAllocator ports, ulong hashSeed, Counters.CounterTable? counters = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        _counters = counters ?? new Counters.CounterTable(new Counters.CounterSchema(Counters.ShardCounters.Declarations));
         Capacity = capacity;
         Ports = ports;
         _seed = hashSeed;
@@ -188,16 +192,16 @@ public sealed class SessionTable
     public PortAllocator Ports { get; internal set; }
 
     /// <summary>Sessions created since start.</summary>
-    public long Created { get; private set; }
+    public long Created => _counters[(int)Counters.ShardCounter.SessionsCreated];
 
     /// <summary>Sessions deleted since start.</summary>
-    public long Deleted { get; private set; }
+    public long Deleted => _counters[(int)Counters.ShardCounter.SessionsDeleted];
 
     /// <summary>Where session create/delete events go (null: not logged). Written by the owning thread only.</summary>
     public Actors.SpscRing<NatEvent>? Events { get; set; }
 
     /// <summary>Events lost because <see cref="Events"/> was full (logging never blocks the poller).</summary>
-    public long EventsDropped { get; private set; }
+    public long EventsDropped => _counters[(int)Counters.ShardCounter.NatEventsDropped];
 
     /// <summary>Timeouts for the amortised expiry done by <see cref="AddSession"/>; null turns it off.</summary>
     public Timeouts? ReclaimOnCreate { get; set; }
@@ -379,7 +383,7 @@ public sealed class SessionTable
         LruAppend(s, cls);
         _countByClass[(int)cls]++;
         Count++;
-        Created++;
+        _counters[(int)Counters.ShardCounter.SessionsCreated]++;
         if (Events is not null)
         {
             Emit(NatEventType.SessionCreated, in ses);
@@ -462,7 +466,7 @@ public sealed class SessionTable
         ses.LruNext = _freeSession;
         _freeSession = s;
         Count--;
-        Deleted++;
+        _counters[(int)Counters.ShardCounter.SessionsDeleted]++;
     }
 
     /// <summary>Frees a mapping that has no session (e.g. session creation failed after it was made).</summary>
@@ -557,7 +561,7 @@ public sealed class SessionTable
         };
         if (!Events!.TryEnqueue(e))
         {
-            EventsDropped++;
+            _counters[(int)Counters.ShardCounter.NatEventsDropped]++;
         }
     }
 
@@ -579,7 +583,7 @@ public sealed class SessionTable
         };
         if (!Events.TryEnqueue(e))
         {
-            EventsDropped++;
+            _counters[(int)Counters.ShardCounter.NatEventsDropped]++;
         }
     }
 

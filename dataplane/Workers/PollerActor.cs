@@ -1,3 +1,4 @@
+using Natd.Dataplane.Counters;
 using System.Buffers;
 using System.Diagnostics;
 using Natd.Dataplane.Actors;
@@ -301,12 +302,12 @@ public sealed class PollerActor : LoopActor, IFrameSink
         frame.CopyTo(new Span<byte>(h.Data, FrameBatch.SlotSize));
         if (ring.TryEnqueue(h))
         {
-            _links.HandoffCounts[_me * 8]++;
+            _stats.Handoffs++;
             _signal[owner] = true;
         }
         else
         {
-            _links.HandoffDrops[_me * 8]++;
+            _stats.HandoffDrops++;
         }
     }
 
@@ -482,19 +483,36 @@ public sealed class PollerActor : LoopActor, IFrameSink
     }
 }
 
-/// <summary>Counters of one poller (single writer: its thread).</summary>
+/// <summary>
+/// The poller's slots of its shard's counter table (single writer: its thread): a view, the
+/// values live in the one table (<see cref="NatCounters"/>), read by other threads through its view.
+/// </summary>
 public sealed class PollerStats
 {
+    private readonly CounterTable _t;
+
+    /// <summary>Stats over a table of their own (tests, tools).</summary>
+    public PollerStats() : this(new CounterTable(new CounterSchema(ShardCounters.Declarations)))
+    {
+    }
+
+    /// <summary>Stats over the shard's table (the engine's <see cref="NatCounters.Table"/>).</summary>
+    public PollerStats(CounterTable table) => _t = table;
+
     /// <summary>Stopwatch timestamp when the poller was created (the busy ratio's denominator starts here).</summary>
     public long StartedTicks = Stopwatch.GetTimestamp();
     /// <summary>Frames received from both ports.</summary>
-    public long FramesReceived;
+    public ref long FramesReceived => ref _t[(int)ShardCounter.FramesReceived];
     /// <summary>Frames queued for transmission on both ports.</summary>
-    public long FramesTransmitted;
+    public ref long FramesTransmitted => ref _t[(int)ShardCounter.FramesTransmitted];
     /// <summary>Batches that carried at least one frame.</summary>
-    public long Batches;
+    public ref long Batches => ref _t[(int)ShardCounter.Batches];
     /// <summary>Stopwatch ticks spent on batches with frames (busy ratio = BusyTicks / elapsed).</summary>
-    public long BusyTicks;
+    public ref long BusyTicks => ref _t[(int)ShardCounter.BusyTicks];
     /// <summary>Times the poller blocked in poll(2) for lack of frames.</summary>
-    public long IdleWaits;
+    public ref long IdleWaits => ref _t[(int)ShardCounter.IdleWaits];
+    /// <summary>Frames handed to the poller that owns their flow.</summary>
+    public ref long Handoffs => ref _t[(int)ShardCounter.Handoffs];
+    /// <summary>Frames that could not be handed off (the owner's ring was full).</summary>
+    public ref long HandoffDrops => ref _t[(int)ShardCounter.HandoffDrops];
 }

@@ -53,8 +53,6 @@ public sealed class ShardLinks : IDisposable
                 }
             }
         }
-        HandoffCounts = new long[shards * 8]; // one cache line per poller
-        HandoffDrops = new long[shards * 8];
     }
 
     /// <summary>Pollers.</summary>
@@ -67,31 +65,11 @@ public sealed class ShardLinks : IDisposable
         set => Volatile.Write(ref _map, value);
     }
 
-    /// <summary>Frames poller i handed off, at index i*8 (padded: single writer per line).</summary>
-    public long[] HandoffCounts { get; }
-
-    /// <summary>Frames poller i could not hand off (the owner's ring was full), at index i*8.</summary>
-    public long[] HandoffDrops { get; }
-
     /// <summary>The ring from poller <paramref name="from"/> to poller <paramref name="to"/>.</summary>
     public SpscRing<HandoffFrame> Ring(int from, int to) => _rings[from, to]!;
 
     /// <summary>Poller <paramref name="shard"/>'s wakeup.</summary>
     public Wakeup WakeupOf(int shard) => _wakeups[shard];
-
-    /// <summary>Total handoffs.</summary>
-    public long TotalHandoffs
-    {
-        get
-        {
-            long n = 0;
-            for (int i = 0; i < Shards; i++)
-            {
-                n += Volatile.Read(ref HandoffCounts[i * 8]);
-            }
-            return n;
-        }
-    }
 
     /// <inheritdoc />
     public void Dispose()

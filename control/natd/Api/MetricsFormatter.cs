@@ -67,6 +67,9 @@ public static class MetricsFormatter
         Family(sb, "natd_sessions_deleted_total", "counter", "Sessions deleted (expired or closed) since start.");
         Sample(sb, "natd_sessions_deleted_total", null, null, stats.SessionsDeleted);
 
+        Family(sb, "natd_sessions_swept_total", "counter", "Sessions deleted by the sweeper's expiry slices since start (part of natd_sessions_deleted_total).");
+        Sample(sb, "natd_sessions_swept_total", null, null, stats.SessionsSwept);
+
         Family(sb, "natd_sessions_by_state", "gauge", "Sessions in the table now, by expiry class (TCP established or transitory, UDP, ICMP).");
         foreach (string state in States)
         {
@@ -112,6 +115,9 @@ public static class MetricsFormatter
 
         Family(sb, "natd_handoffs_total", "counter", "Frames handed from the poller that received them to the poller that owns their flow.");
         Sample(sb, "natd_handoffs_total", null, null, stats.Handoffs);
+
+        Family(sb, "natd_handoff_drops_total", "counter", "Frames a poller could not hand to the shard that owns their flow (its ring was full).");
+        Sample(sb, "natd_handoff_drops_total", null, null, stats.HandoffDrops);
 
         Family(sb, "natd_port_rx_dropped_total", "counter", "Frames the kernel dropped before natd read them (receive ring full), by interface.");
         foreach (var port in stats.Ports)

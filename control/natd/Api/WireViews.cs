@@ -88,6 +88,8 @@ internal static class WireViews
             RuleHits = Copy(s.RuleHits),
             PollerBusyRatio = s.PollerBusyRatio,
             Handoffs = s.Handoffs,
+            HandoffDrops = s.HandoffDrops,
+            SessionsSwept = s.SessionsSwept,
             EventsDropped = s.EventsDropped,
             AlgEvents = Copy(s.AlgEvents),
             Expectations = Copy(s.Expectations),

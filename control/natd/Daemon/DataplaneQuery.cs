@@ -1,5 +1,6 @@
 using Natd.Dataplane.Actors;
 using Natd.Dataplane.Alg;
+using Natd.Dataplane.Counters;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
 using Natd.Dataplane.Sessions;
@@ -12,7 +13,7 @@ namespace Natd.Control.Daemon;
 /// (the only thread that may walk its table), counters are summed from the shards' single-writer
 /// counter blocks, which other threads may read.
 /// </summary>
-internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers, ShardLinks? links = null) : IDataplaneQuery
+internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDataplaneQuery
 {
     private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(5);
 
@@ -40,7 +41,7 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers, ShardL
     {
         lock (_portGate) // the kernel's ring statistics reset on read: one reader at a time
         {
-            return Task.FromResult(Snapshot(pollers, AlgRestarts) with { Handoffs = links?.TotalHandoffs ?? 0, Ports = PortCounters() });
+            return Task.FromResult(Snapshot(pollers, AlgRestarts) with { Ports = PortCounters() });
         }
     }
 
@@ -66,111 +67,82 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers, ShardL
         return [.. byName.Values];
     }
 
-    /// <summary>Sums the counters of every shard.</summary>
+    /// <summary>
+    /// Sums every shard's counter table slot by slot (the tables share one name table) and sorts
+    /// the sums into the snapshot's groups by their declared group and name; reads only each
+    /// shard's <see cref="ShardReadView"/>, never an engine.
+    /// </summary>
     public static StatsSnapshot Snapshot(IReadOnlyList<PollerHandle> pollers, Func<AlgKind, long>? algRestarts = null)
     {
-        var drops = new Dictionary<string, long>();
-        for (int r = 0; r < DropReasons.Count; r++)
-        {
-            drops[DropReasons.Label((DropReason)r)] = 0;
-        }
-        long i2o = 0, o2i = 0, bi2o = 0, bo2i = 0, rx = 0, tx = 0, created = 0, deleted = 0, tcp = 0, udp = 0, icmp = 0;
+        CounterSchema schema = NatCounters.Schema;
+        var sums = new long[schema.Count];
         var ruleHits = new Dictionary<string, long>();
-        long refusals = 0, hairpins = 0, protoFwd = 0;
-        long esp = 0, isakmp = 0, espAssociated = 0, espToRekeyed = 0, cookiesLearned = 0;
-        long est = 0, trans = 0, udpC = 0, icmpC = 0, eventsDropped = 0;
-        double busy = 0;
         var ports = new List<PortUsage>();
-        var algEvents = new Dictionary<string, long>(StringComparer.Ordinal);
-        long expCreated = 0, expUsed = 0, expExpired = 0, expRefused = 0, expPending = 0;
-        long arpReplies = 0, arpRequests = 0, icmpErrors = 0, echo = 0, held = 0, csum = 0, icmpXlat = 0;
-        long neighEvicted = 0, neighExpired = 0, pendEvicted = 0, pendExpired = 0;
+        long esp = 0, isakmp = 0;
+        double busy = 0;
         foreach (var p in pollers)
         {
-            NatCounters c = p.Engine.Counters;
-            i2o += c.PacketsIn2Out; o2i += c.PacketsOut2In; bi2o += c.BytesIn2Out; bo2i += c.BytesOut2In;
-            for (int r = 0; r < DropReasons.Count; r++)
+            CounterView view = p.View.Counters;
+            for (int i = 0; i < sums.Length; i++)
             {
-                drops[DropReasons.Label((DropReason)r)] += Volatile.Read(ref c.Drops[r]);
+                sums[i] += view[i];
             }
-            arpReplies += c.ArpRepliesSent; arpRequests += c.ArpRequestsSent; icmpErrors += c.IcmpErrorsSent;
-            echo += c.EchoRepliesSent; held += c.FramesHeld; csum += c.ChecksumsCompleted; icmpXlat += c.IcmpErrorsTranslated;
-            neighEvicted += c.NeighboursEvicted; neighExpired += c.NeighboursExpired;
-            pendEvicted += c.PendingNeighboursEvicted; pendExpired += c.PendingNeighboursExpired;
-            rx += p.Stats.FramesReceived; tx += p.Stats.FramesTransmitted;
-            created += p.Engine.Table.Created; deleted += p.Engine.Table.Deleted;
-            tcp += p.Engine.Table.CountOf(0); udp += p.Engine.Table.CountOf(1); icmp += p.Engine.Table.CountOf(2);
-            est += p.Engine.Table.CountOf(LruClass.TcpEstablished); trans += p.Engine.Table.CountOf(LruClass.TcpTransitory);
-            udpC += p.Engine.Table.CountOf(LruClass.Udp); icmpC += p.Engine.Table.CountOf(LruClass.Icmp);
-            eventsDropped += p.Engine.Table.EventsDropped;
-            var rc = p.Engine.RuleCounters;
+            var rc = p.View.RuleHits;
             for (int r = 0; r < rc.Names.Length; r++)
             {
                 ruleHits[rc.Names[r]] = ruleHits.GetValueOrDefault(rc.Names[r]) + Volatile.Read(ref rc.Hits[r]);
             }
-            refusals += c.BackendRefusals; hairpins += c.Hairpinned; protoFwd += c.ProtocolForwarded;
-            AlgCounters ac = p.Engine.AlgStats;
-            foreach (AlgKind kind in AlgKinds)
-            {
-                string name = NatEngine.AlgName(kind);
-                Add(algEvents, name + "/frames", Volatile.Read(ref ac.Frames[(int)kind]));
-                Add(algEvents, name + "/rewrites", Volatile.Read(ref ac.Rewrites[(int)kind]));
-                Add(algEvents, name + "/refused", Volatile.Read(ref ac.Refused[(int)kind]));
-                Add(algEvents, name + "/lost", Volatile.Read(ref ac.Lost[(int)kind]));
-            }
-            expCreated += ac.ExpectationsCreated; expUsed += ac.ExpectationsUsed; expExpired += ac.ExpectationsExpired;
-            expRefused += ac.ExpectationsRefused; expPending += p.Engine.ExpectationCount;
-            var ipsec = p.Engine.Ipsec;
-            esp += ipsec.EspCount; isakmp += ipsec.IsakmpCount;
-            espAssociated += ipsec.Associated; espToRekeyed += ipsec.AssociatedToRekeyed; cookiesLearned += ipsec.CookiesLearned;
+            esp += p.View.EspSessions;
+            isakmp += p.View.IsakmpSessions;
             long elapsed = System.Diagnostics.Stopwatch.GetTimestamp() - p.Stats.StartedTicks;
-            busy += elapsed > 0 ? (double)p.Stats.BusyTicks / elapsed : 0;
-            var pool = p.Engine.Settings.Pool;
-            var alloc = p.Engine.Table.Ports;
-            for (int a = 0; a < pool.Count; a++)
+            busy += elapsed > 0 ? (double)view[(int)ShardCounter.BusyTicks] / elapsed : 0;
+            p.View.AddPortUsage(ports);
+        }
+        var drops = new Dictionary<string, long>();
+        var gateway = new Dictionary<string, long>();
+        var byState = new Dictionary<string, long>();
+        var sessions = new Dictionary<string, long>();
+        var expectations = new Dictionary<string, long>();
+        var algEvents = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (CounterDeclaration d in schema.Declarations)
+        {
+            long v = sums[d.Index];
+            switch (d.Group)
             {
-                ports.Add(new PortUsage(Ipv4.Format(pool[a]), "tcp", alloc.InUse(a, 0), alloc.RangeSize));
-                ports.Add(new PortUsage(Ipv4.Format(pool[a]), "udp", alloc.InUse(a, 1), alloc.RangeSize));
-                ports.Add(new PortUsage(Ipv4.Format(pool[a]), "icmp", alloc.InUse(a, 2), alloc.RangeSize));
+                case "drops": drops[d.Name] = v; break;
+                case "gateway": gateway[d.Name] = v; break;
+                case "state": byState[d.Name] = v; break;
+                case "sessions-now": sessions[d.Name] = v; break;
+                case "expectations": expectations[d.Name] = v; break;
+                case "alg" when !d.Name.StartsWith("none/", StringComparison.Ordinal): algEvents[d.Name] = v; break;
             }
         }
+        sessions["esp"] = esp;
+        sessions["isakmp"] = isakmp;
+        long Sum(ShardCounter c) => sums[(int)c];
         return new StatsSnapshot
         {
-            PacketsIn2Out = i2o, PacketsOut2In = o2i, BytesIn2Out = bi2o, BytesOut2In = bo2i,
-            FramesReceived = rx, FramesTransmitted = tx,
+            PacketsIn2Out = Sum(ShardCounter.PacketsIn2Out), PacketsOut2In = Sum(ShardCounter.PacketsOut2In),
+            BytesIn2Out = Sum(ShardCounter.BytesIn2Out), BytesOut2In = Sum(ShardCounter.BytesOut2In),
+            FramesReceived = Sum(ShardCounter.FramesReceived), FramesTransmitted = Sum(ShardCounter.FramesTransmitted),
             Drops = drops,
-            Sessions = new Dictionary<string, long> { ["tcp"] = tcp, ["udp"] = udp, ["icmp"] = icmp, ["esp"] = esp, ["isakmp"] = isakmp },
-            SessionsCreated = created, SessionsDeleted = deleted,
-            Gateway = new Dictionary<string, long>
-            {
-                ["arp-replies-sent"] = arpReplies, ["arp-requests-sent"] = arpRequests, ["icmp-errors-sent"] = icmpErrors,
-                ["echo-replies-sent"] = echo, ["frames-held-for-arp"] = held, ["checksums-completed"] = csum,
-                ["icmp-errors-translated"] = icmpXlat, ["forward-backend-refusals"] = refusals,
-                ["hairpinned"] = hairpins, ["protocol-forwarded"] = protoFwd,
-                ["esp-spis-associated"] = espAssociated, ["esp-spis-to-rekeyed-host"] = espToRekeyed,
-                ["isakmp-cookies-learned"] = cookiesLearned,
-                ["neighbours-evicted"] = neighEvicted, ["neighbours-expired"] = neighExpired,
-                ["arp-pending-evicted"] = pendEvicted, ["arp-pending-expired"] = pendExpired,
-            },
+            Sessions = sessions,
+            SessionsCreated = Sum(ShardCounter.SessionsCreated), SessionsDeleted = Sum(ShardCounter.SessionsDeleted),
+            SessionsSwept = Sum(ShardCounter.SessionsSwept),
+            Gateway = gateway,
             RuleHits = ruleHits,
-            SessionsByState = new Dictionary<string, long>
-            {
-                ["tcp-established"] = est, ["tcp-transitory"] = trans, ["udp"] = udpC, ["icmp"] = icmpC,
-            },
+            SessionsByState = byState,
             PortUsage = ports,
             PollerBusyRatio = pollers.Count == 0 ? 0 : busy / pollers.Count,
-            EventsDropped = eventsDropped,
+            Handoffs = Sum(ShardCounter.Handoffs),
+            HandoffDrops = Sum(ShardCounter.HandoffDrops),
+            EventsDropped = Sum(ShardCounter.NatEventsDropped),
             AlgEvents = WithRestarts(algEvents, algRestarts),
-            Expectations = new Dictionary<string, long>
-            {
-                ["created"] = expCreated, ["used"] = expUsed, ["expired"] = expExpired, ["refused"] = expRefused, ["pending"] = expPending,
-            },
+            Expectations = expectations,
         };
     }
 
     private static readonly AlgKind[] AlgKinds = [AlgKind.Ftp, AlgKind.Irc, AlgKind.Tftp, AlgKind.Pptp];
-
-    private static void Add(Dictionary<string, long> d, string key, long value) => d[key] = d.GetValueOrDefault(key) + value;
 
     /// <summary>Restarts of each ALG helper (its supervisor's count), when the daemon told us where to read them.</summary>
     public Func<AlgKind, long>? AlgRestarts { get; set; }
@@ -185,5 +157,5 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers, ShardL
     }
 }
 
-/// <summary>A running poller: its actor, its engine (for counter reads) and its stats.</summary>
-internal sealed record PollerHandle(IActorRef Actor, NatEngine Engine, PollerStats Stats, Dataplane.Io.IPacketPort? Inside = null, Dataplane.Io.IPacketPort? Outside = null);
+/// <summary>A running poller: its actor, what other threads may read of its shard, and its stats' start time.</summary>
+internal sealed record PollerHandle(IActorRef Actor, ShardReadView View, PollerStats Stats, Dataplane.Io.IPacketPort? Inside = null, Dataplane.Io.IPacketPort? Outside = null);

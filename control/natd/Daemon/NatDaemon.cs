@@ -24,16 +24,16 @@ internal sealed class NatDaemon : IAsyncDisposable
     private ICancelable? _algTimer;
 
     private NatDaemon(NatdConfig config, IReadOnlyList<(IPacketPort, IPacketPort)> ports, ActorSystem system,
-        IReadOnlyList<PollerHandle> pollers, IActorRef configActor, ShardLinks? links)
+        IReadOnlyList<PollerHandle> pollers, IActorRef configActor, ShardLinks? links, NatEngine firstEngine)
     {
         Config = config;
         _ports = ports;
         System = system;
         Pollers = pollers;
-        Engine = pollers[0].Engine;
+        Engine = firstEngine; // for the MACs it resolved at start; other threads read shards through their views
         ConfigActor = configActor;
         Links = links;
-        Query = new DataplaneQuery(Pollers, links);
+        Query = new DataplaneQuery(Pollers);
         Operations = new ControlOperations(Pollers, configActor);
     }
 
@@ -116,7 +116,6 @@ internal sealed class NatDaemon : IAsyncDisposable
         for (int k = 0; k < shards; k++)
         {
             int shard = k;
-            var stats = new PollerStats();
             var options = new PollerOptions
             {
                 BatchSize = config.BatchSize,
@@ -127,16 +126,17 @@ internal sealed class NatDaemon : IAsyncDisposable
             };
             var (inside, outside) = ports[shard];
             var engine = engines[shard];
+            var stats = new PollerStats(engine.Counters.Table); // the poller counts into its shard's one table
             var props = Props.Create(() => new PollerActor(engine, inside, outside, options, stats));
             if (shards > 1)
             {
                 props = props.WithDedicatedThread(() => CpuAffinity.PinCurrentThread(shard % Environment.ProcessorCount));
             }
-            handles[k] = new PollerHandle(system.ActorOf(props, $"poller-{shard}"), engine, stats, inside, outside);
+            handles[k] = new PollerHandle(system.ActorOf(props, $"poller-{shard}"), engine.ReadView, stats, inside, outside);
         }
         var configActor = system.ActorOf(Props.Create(() => new ConfigActor(config, handles, loggers.CreateLogger("natd.config"))), "config");
         var sweeper = system.ActorOf(Props.Create(() => new SweeperActor(handles, SweeperActor.SliceBudget, loggers.CreateLogger("natd.sweeper"))), "sweeper");
-        var daemon = new NatDaemon(config, ports, system, handles, configActor, links) { RestoredSessions = restored, AlgSupervisor = algSupervisor, AlgHelpers = algHelpers };
+        var daemon = new NatDaemon(config, ports, system, handles, configActor, links, engines[0]) { RestoredSessions = restored, AlgSupervisor = algSupervisor, AlgHelpers = algHelpers };
         daemon.Query.AlgRestarts = kind => algHelpers[(int)kind] is { } h ? system.Stats.RestartsOf(h) : 0;
         if (startControl)
         {

@@ -34,9 +34,6 @@ internal sealed partial class SweeperActor(IReadOnlyList<PollerHandle> pollers, 
     private long _portExhausted;
     private long _sessionLimit;
 
-    /// <summary>Sessions deleted by sweeps so far.</summary>
-    public static long Swept;
-
     protected override void OnReceive(object message)
     {
         switch (message)
@@ -52,9 +49,8 @@ internal sealed partial class SweeperActor(IReadOnlyList<PollerHandle> pollers, 
                     DrainRuleLog();
                 }
                 break;
-            case int deleted:
-                Interlocked.Add(ref Swept, deleted);
-                break;
+            case int:
+                break; // a slice's deleted count; the shard counted it (sessions swept) in its own table
             default:
                 Unhandled(message);
                 break;
@@ -66,8 +62,8 @@ internal sealed partial class SweeperActor(IReadOnlyList<PollerHandle> pollers, 
         long ports = 0, sessions = 0;
         foreach (var p in pollers)
         {
-            ports += Volatile.Read(ref p.Engine.Counters.Drops[(int)DropReason.PortExhausted]);
-            sessions += Volatile.Read(ref p.Engine.Counters.Drops[(int)DropReason.SessionLimit]);
+            ports += p.View.Counters[NatCounters.DropBase + (int)DropReason.PortExhausted];
+            sessions += p.View.Counters[NatCounters.DropBase + (int)DropReason.SessionLimit];
         }
         if (ports > _portExhausted)
         {
@@ -86,8 +82,8 @@ internal sealed partial class SweeperActor(IReadOnlyList<PollerHandle> pollers, 
     {
         foreach (var p in pollers)
         {
-            var names = p.Engine.RuleCounters.Names;
-            while (p.Engine.RuleLog.TryDequeue(out var r))
+            var names = p.View.RuleHits.Names;
+            while (p.View.RuleLog.TryDequeue(out var r))
             {
                 string rule = r.Rule < names.Length ? names[r.Rule] : $"#{r.Rule}";
                 LogRuleMatch(logger, rule, r.Action.ToString().ToLowerInvariant(), r.Protocol,

@@ -171,10 +171,12 @@ public sealed class IpsecMasq
     /// <summary>Creates empty tables.</summary>
     /// <param name="settings">Timeouts, retries and the parallel switch.</param>
     /// <param name="capacity">Entries per table (outbound SPIs, inbound SPIs, remote hosts, ISAKMP entries); at least 1.</param>
+    /// <param name="counters">The shard's counter table (SPIs associated, cookies learned); null: a table of its own.</param>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="capacity"/> below 1.</exception>
-    public IpsecMasq(IpsecSettings settings, int capacity = 4096)
+    public IpsecMasq(IpsecSettings settings, int capacity = 4096, Counters.CounterTable? counters = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        _counters = counters ?? new Counters.CounterTable(new Counters.CounterSchema(Counters.ShardCounters.Declarations));
         _settings = settings;
         Capacity = capacity;
         _out = new OutEntry[capacity];
@@ -229,13 +231,15 @@ public sealed class IpsecMasq
     public int IsakmpCount => _isakmp.Length - _isakmpFree.Count;
 
     /// <summary>Inbound SPIs associated with the host waiting in the init slot (serialised association).</summary>
-    public long Associated { get; private set; }
+    public long Associated => _counters[(int)Counters.ShardCounter.EspSpisAssociated];
+
+    private readonly Counters.CounterTable _counters;
 
     /// <summary>Inbound SPIs given to the most recently rekeyed host (no host was waiting).</summary>
-    public long AssociatedToRekeyed { get; private set; }
+    public long AssociatedToRekeyed => _counters[(int)Counters.ShardCounter.EspSpisToRekeyed];
 
     /// <summary>Responder cookies learned.</summary>
-    public long CookiesLearned { get; private set; }
+    public long CookiesLearned => _counters[(int)Counters.ShardCounter.IsakmpCookiesLearned];
 
     private long InitMs => Settings.InitTimeout * 1000L;
 
@@ -401,11 +405,11 @@ public sealed class IpsecMasq
         if (serialised)
         {
             peer.Pending = false; // the init slot is free for the next host
-            Associated++;
+            _counters[(int)Counters.ShardCounter.EspSpisAssociated]++;
         }
         else
         {
-            AssociatedToRekeyed++;
+            _counters[(int)Counters.ShardCounter.EspSpisToRekeyed]++;
         }
         if (outEntry >= 0)
         {
@@ -485,7 +489,7 @@ public sealed class IpsecMasq
         if (m.ResponderCookie == 0 && responderCookie != 0)
         {
             m.ResponderCookie = responderCookie;
-            CookiesLearned++;
+            _counters[(int)Counters.ShardCounter.IsakmpCookiesLearned]++;
         }
         m.LastMs = nowMs;
         m.LastOutMs = nowMs;
@@ -550,7 +554,7 @@ public sealed class IpsecMasq
         if (m.ResponderCookie == 0 && responderCookie != 0)
         {
             m.ResponderCookie = responderCookie;
-            CookiesLearned++;
+            _counters[(int)Counters.ShardCounter.IsakmpCookiesLearned]++;
         }
         m.LastMs = nowMs;
         m.PacketsIn++;

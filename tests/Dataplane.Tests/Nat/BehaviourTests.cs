@@ -333,7 +333,7 @@ public class PrefetchTests
             h.Out(Udp($"10.0.0.{2 + i % 200}", 1024 + (i / 200) % 5, EngineHarness.OutsideHost, 1000 + i / 1000));
         }
         long count = h.Engine.Table.Count;
-        long drops = h.Engine.Counters.Drops.Sum();
+        long drops = h.Engine.Counters.Drops.ToArray().Sum();
         var frame = Udp(EngineHarness.InsideHost, 1024, EngineHarness.OutsideHost, 53);
         var rnd = new Random(5);
         for (int i = 0; i < 5000; i++)
@@ -344,7 +344,7 @@ public class PrefetchTests
             h.Engine.Prefetch(cut, i % 2 == 0 ? Side.Inside : Side.Outside, session: i % 3 == 0);
         }
         Assert.Equal(count, h.Engine.Table.Count);
-        Assert.Equal(drops, h.Engine.Counters.Drops.Sum());
+        Assert.Equal(drops, h.Engine.Counters.Drops.ToArray().Sum());
         Assert.Equal(Verdict.ToOutside, h.Run(frame, Side.Inside, out _));
     }
 }

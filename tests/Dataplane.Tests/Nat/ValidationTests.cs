@@ -170,7 +170,7 @@ public class ValidationTests
             }
             h.Run(f, i % 2 == 0 ? Side.Inside : Side.Outside, out _);
         }
-        long drops = h.Engine.Counters.Drops.Sum();
+        long drops = h.Engine.Counters.Drops.ToArray().Sum();
         Assert.True(drops > 10_000, $"only {drops} drops");
     }
 }

@@ -106,7 +106,7 @@ public static class PacketTarget
             input[..len].CopyTo(_slot);
             bool l4Valid = Rfc1071.InputL4Valid(input[..len]);
             long dropsBefore = TotalDrops();
-            long[] byReason = (long[])_engine.Counters.Drops.Clone();
+            long[] byReason = _engine.Counters.Drops.ToArray();
             long heldBefore = _engine.Counters.FramesHeld;
 
             byte[] buffer = _slot;

@@ -1,0 +1,48 @@
+using Natd.Dataplane.Counters;
+using Natd.Dataplane.Packets;
+
+namespace Natd.Dataplane.Nat;
+
+/// <summary>
+/// What other threads (the metrics exporter, <c>natctl stats</c>, the sweeper's logs) may read of
+/// a shard while its poller runs: the counter table through its read-only view, the rule hit
+/// counters, a few gauges and the rule log queue. Everything here is single-writer data read
+/// without locks (values may be a batch old); nothing here changes the engine. Session listings
+/// and anything that walks the table are asked of the poller instead.
+/// </summary>
+public sealed class ShardReadView
+{
+    private readonly NatEngine _engine;
+
+    internal ShardReadView(NatEngine engine) => _engine = engine;
+
+    /// <summary>The shard's counter table, read-only.</summary>
+    public CounterView Counters => _engine.Counters.View;
+
+    /// <summary>Rule names and hits (replaced as a whole on reload).</summary>
+    public RuleCounters RuleHits => _engine.RuleCounters;
+
+    /// <summary>Packets matched by rules marked <c>log: true</c>, rate-limited by the engine; one reader drains it.</summary>
+    public Actors.SpscRing<RuleLogRecord> RuleLog => _engine.RuleLog;
+
+    /// <summary>ESP associations now (gauge).</summary>
+    public long EspSessions => _engine.Ipsec.EspCount;
+
+    /// <summary>ISAKMP entries now (gauge).</summary>
+    public long IsakmpSessions => _engine.Ipsec.IsakmpCount;
+
+    /// <summary>External ports in use per pool address and protocol (tcp, udp, icmp), appended to <paramref name="into"/>.</summary>
+    public void AddPortUsage(List<PortUsage> into)
+    {
+        ArgumentNullException.ThrowIfNull(into);
+        var pool = _engine.Settings.Pool;
+        var alloc = _engine.Table.Ports;
+        for (int a = 0; a < pool.Count && a < alloc.Addresses; a++)
+        {
+            string address = Ipv4.Format(pool[a]);
+            into.Add(new PortUsage(address, "tcp", alloc.InUse(a, 0), alloc.RangeSize));
+            into.Add(new PortUsage(address, "udp", alloc.InUse(a, 1), alloc.RangeSize));
+            into.Add(new PortUsage(address, "icmp", alloc.InUse(a, 2), alloc.RangeSize));
+        }
+    }
+}

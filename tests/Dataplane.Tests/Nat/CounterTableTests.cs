@@ -1,0 +1,118 @@
+using Natd.Control.Api;
+using Natd.Control.Daemon;
+using Natd.Dataplane.Counters;
+using Natd.Dataplane.Nat;
+using Natd.Dataplane.Sessions;
+using Natd.Tests.Support;
+using Natd.Dataplane.Workers;
+using Xunit;
+using static Natd.Tests.Support.Frames;
+
+namespace Natd.Tests.Nat;
+
+/// <summary>The one counter table of a shard: every slot declared once, every writer counting into it, readers through its view.</summary>
+public sealed class CounterTableTests
+{
+    private const string In = EngineHarness.InsideHost;
+    private const string Out = "203.0.113.9";
+
+    [Fact]
+    public void Every_slot_is_declared_once_with_a_unique_group_and_name()
+    {
+        CounterSchema schema = NatCounters.Schema;
+        Assert.Equal(ShardCounters.Count + DropReasons.Count + 4 * NatCounters.AlgKinds, schema.Count);
+        var seen = new HashSet<(string, string)>();
+        for (int i = 0; i < schema.Count; i++)
+        {
+            CounterDeclaration d = schema[i];
+            Assert.Equal(i, d.Index);
+            Assert.False(string.IsNullOrWhiteSpace(d.Help), $"slot {i} ({d.Group}/{d.Name}) has no help");
+            Assert.True(seen.Add((d.Group, d.Name)), $"{d.Group}/{d.Name} declared twice");
+        }
+        foreach (ShardCounter c in Enum.GetValues<ShardCounter>())
+        {
+            Assert.Equal((int)c, ShardCounters.Declarations[(int)c].Index);
+        }
+        for (int r = 0; r < DropReasons.Count; r++)
+        {
+            Assert.Equal(NatCounters.DropBase + r, schema.IndexOf("drops", DropReasons.Label((DropReason)r)));
+        }
+    }
+
+    [Fact]
+    public void A_schema_refuses_a_slot_or_a_name_declared_twice()
+    {
+        Assert.Throws<ArgumentException>(() => new CounterSchema([new(0, "g", "a", "h"), new(0, "g", "b", "h")]));
+        Assert.Throws<ArgumentException>(() => new CounterSchema([new(0, "g", "a", "h"), new(1, "g", "a", "h")]));
+        Assert.Throws<ArgumentException>(() => new CounterSchema([new(1, "g", "a", "h")]));
+    }
+
+    [Fact]
+    public void Named_members_write_the_slot_the_name_table_names()
+    {
+        var c = new NatCounters();
+        c.PacketsIn2Out += 2;
+        c.Hairpinned++;
+        c.Drops[(int)DropReason.Martian] += 3;
+        new AlgCounters(c).Frames[(int)AlgKind.Ftp] += 4;
+        new AlgCounters(c).ExpectationsCreated++;
+        var stats = new PollerStats(c.Table);
+        stats.HandoffDrops += 5;
+        CounterView v = c.View;
+        Assert.Equal(2, v.Get("packets", "in2out"));
+        Assert.Equal(1, v.Get("gateway", "hairpinned"));
+        Assert.Equal(3, v.Get("drops", "martian"));
+        Assert.Equal(4, v.Get("alg", "ftp/frames"));
+        Assert.Equal(1, v.Get("expectations", "created"));
+        Assert.Equal(5, v.Get("poller", "handoff-drops"));
+        long total = 0;
+        for (int i = 0; i < v.Count; i++)
+        {
+            total += v[i];
+        }
+        Assert.Equal(2 + 1 + 3 + 4 + 1 + 5, total); // nothing else moved
+    }
+
+    [Fact]
+    public void The_session_table_and_the_sweep_count_into_the_engine_table()
+    {
+        var h = new EngineHarness(s => s with { Timeouts = new Timeouts(Udp: 300, Icmp: 60) });
+        h.Out(Udp(In, 40000, Out, 53));
+        h.Out(Udp(In, 40001, Out, 53));
+        CounterView v = h.Engine.ReadView.Counters;
+        Assert.Equal(2, v.Get("sessions", "created"));
+        Assert.Equal(2, v.Get("sessions-now", "udp"));
+        Assert.Equal(2, v.Get("state", "udp"));
+        h.Now += 300_000;
+        Assert.Equal(2, h.Engine.Sweep(h.Now, 100));
+        Assert.Equal(2, v.Get("sessions", "swept"));
+        Assert.Equal(2, v.Get("sessions", "deleted"));
+        Assert.Equal(0, v.Get("sessions-now", "udp"));
+    }
+
+    [Fact]
+    public void Handoff_drops_and_sweeps_show_in_stats_metrics_and_natctl()
+    {
+        var h = new EngineHarness(s => s with { Timeouts = new Timeouts(Udp: 300, Icmp: 60) });
+        h.Out(Udp(In, 40000, Out, 53));
+        var stats = new PollerStats(h.Engine.Counters.Table);
+        stats.HandoffDrops += 7;
+        stats.Handoffs += 11;
+        h.Now += 300_000;
+        Assert.Equal(1, h.Engine.Sweep(h.Now, 100));
+
+        StatsSnapshot snap = DataplaneQuery.Snapshot([new PollerHandle(null!, h.Engine.ReadView, stats)]);
+        Assert.Equal(7, snap.HandoffDrops);
+        Assert.Equal(11, snap.Handoffs);
+        Assert.Equal(1, snap.SessionsSwept);
+        Assert.Equal(1, snap.SessionsCreated);
+
+        string metrics = MetricsFormatter.Format(snap);
+        Assert.Contains("\nnatd_handoff_drops_total 7\n", metrics, StringComparison.Ordinal);
+        Assert.Contains("\nnatd_sessions_swept_total 1\n", metrics, StringComparison.Ordinal);
+
+        string table = Natd.Contracts.StatsTable.Render(WireViews.Stats(snap));
+        Assert.Matches(@"(?m)^handoff drops\s+7$", table);
+        Assert.Matches(@"(?m)^sessions swept\s+1$", table);
+    }
+}
