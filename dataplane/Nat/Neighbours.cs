@@ -62,6 +62,7 @@ internal sealed class Neighbours
     private readonly HeldFrame[] _held = new HeldFrame[HoldSlots];
     private readonly byte[] _arpScratch = new byte[EthernetHeader.Length + ArpPacket.Length];
     private int _heldCount;
+    private long _holdSeq;
 
     private struct HeldFrame
     {
@@ -71,6 +72,8 @@ internal sealed class Neighbours
         public int Length;
         public long SinceMs;
         public long Tag;
+        /// <summary>Arrival order: slots are reused in any order, frames leave in the order they came.</summary>
+        public long Seq;
     }
 
     /// <summary>Creates empty tables and applies <paramref name="settings"/>' static neighbours.</summary>
@@ -170,7 +173,7 @@ internal sealed class Neighbours
 
     /// <summary>
     /// Records a neighbour as confirmed at <paramref name="nowMs"/> and releases the frames held for
-    /// it. A static neighbour keeps its configured MAC. A full table
+    /// it, in the order they were held. A static neighbour keeps its configured MAC. A full table
     /// evicts its least recently used entry (<see cref="NatCounters.NeighboursEvicted"/>).
     /// </summary>
     /// <param name="side">Side the neighbour is on.</param>
@@ -299,7 +302,7 @@ internal sealed class Neighbours
             return ctx.Drop(DropReason.NeighbourUnresolved);
         }
         frame.CopyTo(_holdBuffer.AsSpan(free * Io.FrameBatch.SlotSize));
-        _held[free] = new HeldFrame { Used = true, Side = side, NextHop = nextHop, Length = frame.Length, SinceMs = now, Tag = ctx.HoldTag };
+        _held[free] = new HeldFrame { Used = true, Side = side, NextHop = nextHop, Length = frame.Length, SinceMs = now, Tag = ctx.HoldTag, Seq = _holdSeq++ };
         _heldCount++;
         _counters.FramesHeld++;
         NeighbourTable table = Pending(side);
@@ -308,24 +311,34 @@ internal sealed class Neighbours
         return Verdict.Consumed;
     }
 
-    /// <summary>Sends the frames held for <paramref name="address"/>.</summary>
+    /// <summary>Sends the frames held for <paramref name="address"/>, oldest first (what the sender sent first arrives first).</summary>
     private void ReleaseHeld(Side side, uint address, MacAddress mac)
     {
-        for (int i = 0; i < HoldSlots; i++)
+        while (true)
         {
-            ref HeldFrame h = ref _held[i];
-            if (h.Used && h.Side == side && h.NextHop == address)
+            int next = -1;
+            for (int i = 0; i < HoldSlots; i++)
             {
-                Span<byte> f = _holdBuffer.AsSpan(i * Io.FrameBatch.SlotSize, h.Length);
-                new EthernetHeader(f).Destination = mac;
-                if (_sink is null || !_sink.Send(side, f))
+                ref HeldFrame c = ref _held[i];
+                if (c.Used && c.Side == side && c.NextHop == address && (next < 0 || c.Seq < _held[next].Seq))
                 {
-                    _counters.Drops[(int)DropReason.TxFull]++;
+                    next = i;
                 }
-                h.Used = false;
-                _heldCount--;
-                _sink?.Released(side, h.Tag);
             }
+            if (next < 0)
+            {
+                return;
+            }
+            ref HeldFrame h = ref _held[next];
+            Span<byte> f = _holdBuffer.AsSpan(next * Io.FrameBatch.SlotSize, h.Length);
+            new EthernetHeader(f).Destination = mac;
+            if (_sink is null || !_sink.Send(side, f))
+            {
+                _counters.Drops[(int)DropReason.TxFull]++;
+            }
+            h.Used = false;
+            _heldCount--;
+            _sink?.Released(side, h.Tag);
         }
     }
 
