@@ -94,7 +94,7 @@ public sealed partial class NatEngine
         int poolIndex = -1;
         if (direction == AlgDirection.In2Out && payloadLength > 0 && ses.Alg is AlgKind.Ftp or AlgKind.Irc)
         {
-            poolIndex = PoolIndexOf(ses.ExternalAddress);
+            poolIndex = _addresses.PoolIndexOf(ses.ExternalAddress);
             if (poolIndex >= 0)
             {
                 int port = Table.Ports.Allocate(poolIndex, SessionTable.ProtocolClass(IpProtocol.Tcp), privileged: false);

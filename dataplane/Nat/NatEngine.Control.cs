@@ -266,7 +266,7 @@ public sealed partial class NatEngine
         }
         var eip = new Ipv4Header(emb);
         int eihl = eip.HeaderLength;
-        if (eip.Version != 4 || eihl < Ipv4Header.MinLength || emb.Length < eihl + IcmpQuoteBytes || eip.Source != ip.Destination)
+        if (eip.Version != 4 || eihl < Ipv4Header.MinLength || emb.Length < eihl + IcmpErrorTranslator.QuoteBytes || eip.Source != ip.Destination)
         {
             return false;
         }
@@ -296,8 +296,8 @@ public sealed partial class NatEngine
         ip.ChecksumRaw = Checksum.ApplyDelta(ip.ChecksumRaw, ses.IpDeltaIn2Out);
         eip.Source = external;
         eip.ChecksumRaw = Checksum.ApplyDelta(eip.ChecksumRaw, ses.IpDeltaIn2Out);
-        RewriteEmbeddedL4(el4, proto, sourceSide: true, ses.Out2In.DestinationPort, ses.L4DeltaIn2Out);
-        FinishIcmp(icmp);
+        IcmpErrorTranslator.RewriteEmbeddedL4(el4, proto, sourceSide: true, ses.Out2In.DestinationPort, ses.L4DeltaIn2Out);
+        IcmpErrorTranslator.FinishIcmp(icmp);
         return true;
     }
 }

@@ -46,7 +46,7 @@ public sealed partial class NatEngine
         {
             return;
         }
-        for (int a = 0; a < _pool.Length; a++)
+        for (int a = 0; a < _addresses.Pool.Length; a++)
         {
             // In a shard that does not own port 500 it already looks taken: nothing to do.
             Table.Ports.TryReserve(a, SessionTable.ProtocolClass(IpProtocol.Udp), IsakmpPort);
@@ -81,7 +81,7 @@ public sealed partial class NatEngine
             return true;
         }
         uint spi = BinaryPrimitives.ReadUInt32BigEndian(ipSpan[ihl..]);
-        uint ext = _pool[PoolIndexFor(src)];
+        uint ext = _addresses.Pool[_addresses.PoolIndexFor(src)];
         IpsecVerdict v = _ipsec.EspOut(src, dst, spi, ext, _now);
         if (v != IpsecVerdict.Forward)
         {
@@ -107,7 +107,7 @@ public sealed partial class NatEngine
         var ip = new Ipv4Header(ipSpan);
         byte proto = ip.Protocol;
         uint src = ip.Source, dst = ip.Destination;
-        if (PoolIndexOf(dst) < 0 || FindProtocolForwardByExternal(proto, dst) >= 0
+        if (_addresses.PoolIndexOf(dst) < 0 || FindProtocolForwardByExternal(proto, dst) >= 0
             || LookupOut2In(new FlowKey(src, dst, 0, 0, proto)) >= 0)
         {
             return false;
@@ -139,7 +139,7 @@ public sealed partial class NatEngine
         ip.DecrementTtl();
         Counters.PacketsOut2In++;
         Counters.BytesOut2In += ipSpan.Length;
-        verdict = SendTo(Side.Inside, slot[..length], NextHopInside(inside));
+        verdict = SendTo(Side.Inside, slot[..length], _addresses.NextHopInside(inside));
         return true;
     }
 
@@ -166,7 +166,7 @@ public sealed partial class NatEngine
         ushort sportRaw = key.SourcePort;
         ulong icookie = BinaryPrimitives.ReadUInt64BigEndian(l4[Udp.Length..]);
         ulong rcookie = BinaryPrimitives.ReadUInt64BigEndian(l4[(Udp.Length + 8)..]);
-        uint ext = _pool[PoolIndexFor(src)];
+        uint ext = _addresses.Pool[_addresses.PoolIndexFor(src)];
         IpsecVerdict v = _ipsec.IsakmpOut(src, FlowKey.PortToHost(sportRaw), key.Destination, FlowKey.PortToHost(key.DestinationPort),
             ext, icookie, rcookie, _now, out ushort extPort);
         if (v != IpsecVerdict.Forward)
@@ -192,7 +192,7 @@ public sealed partial class NatEngine
     private bool TryIsakmpOut2In(Span<byte> slot, ref int length, Span<byte> ipSpan, int ihl, in FlowKey key, out Verdict verdict)
     {
         verdict = Verdict.Drop;
-        if (PoolIndexOf(key.Destination) < 0 || FindForward(IpProtocol.Udp, key.Destination, key.DestinationPort) >= 0
+        if (_addresses.PoolIndexOf(key.Destination) < 0 || FindForward(IpProtocol.Udp, key.Destination, key.DestinationPort) >= 0
             || LookupOut2In(key) >= 0)
         {
             return false;
@@ -225,7 +225,7 @@ public sealed partial class NatEngine
         RewriteUdpPort(l4, 2, Checksum.Delta(key.Destination, inside, key.DestinationPort, insidePortRaw), insidePortRaw);
         Counters.PacketsOut2In++;
         Counters.BytesOut2In += ipSpan.Length;
-        verdict = SendTo(Side.Inside, slot[..length], NextHopInside(inside));
+        verdict = SendTo(Side.Inside, slot[..length], _addresses.NextHopInside(inside));
         return true;
     }
 

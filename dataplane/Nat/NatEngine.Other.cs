@@ -99,7 +99,7 @@ public sealed partial class NatEngine
         var ip = new Ipv4Header(ipSpan);
         byte proto = ip.Protocol;
         uint src = ip.Source, dst = ip.Destination;
-        uint nextHop = NextHopOutside(dst);
+        uint nextHop = _addresses.NextHopOutside(dst);
         if (nextHop == 0)
         {
             return Drop(DropReason.NoRoute);
@@ -208,7 +208,7 @@ public sealed partial class NatEngine
             int pf = FindProtocolForwardByExternal(proto, dst);
             if (pf < 0)
             {
-                return Drop(PoolIndexOf(dst) >= 0 ? DropReason.NoSession : DropReason.ToGateway);
+                return Drop(_addresses.PoolIndexOf(dst) >= 0 ? DropReason.NoSession : DropReason.ToGateway);
             }
             if (ip.Ttl <= 1)
             {
@@ -222,7 +222,7 @@ public sealed partial class NatEngine
         ip.DecrementTtl();
         Counters.PacketsOut2In++;
         Counters.BytesOut2In += ipSpan.Length;
-        return SendTo(Side.Inside, slot[..length], NextHopInside(inside));
+        return SendTo(Side.Inside, slot[..length], _addresses.NextHopInside(inside));
     }
 
     /// <summary>Masquerades a port-less protocol: one inside host per (remote, external address), since nothing else tells replies apart.</summary>
@@ -233,7 +233,7 @@ public sealed partial class NatEngine
             reason = DropReason.SessionLimit;
             return -1;
         }
-        uint ext = _pool[PoolIndexFor(key.Source)];
+        uint ext = _addresses.Pool[_addresses.PoolIndexFor(key.Source)];
         var out2in = new FlowKey(key.Destination, ext, 0, 0, key.Protocol);
         if (LookupOut2In(out2in) >= 0)
         {

@@ -142,7 +142,7 @@ public sealed partial class NatEngine
         Counters.PptpGreTranslated++;
         Counters.PacketsOut2In++;
         Counters.BytesOut2In += ipSpan.Length;
-        verdict = SendTo(Side.Inside, slot[..length], NextHopInside(call.InsideAddress));
+        verdict = SendTo(Side.Inside, slot[..length], _addresses.NextHopInside(call.InsideAddress));
         return GreMatch.Sent;
     }
 
@@ -166,7 +166,7 @@ public sealed partial class NatEngine
         var entries = GreCalls.Entries;
         for (int i = 0; i < entries.Length; i++)
         {
-            if (entries[i].InUse && PoolIndexOf(entries[i].ExternalAddress) < 0)
+            if (entries[i].InUse && _addresses.PoolIndexOf(entries[i].ExternalAddress) < 0)
             {
                 GreCalls.RemoveAt(i);
             }

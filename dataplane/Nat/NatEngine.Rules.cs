@@ -82,7 +82,7 @@ public sealed partial class NatEngine
     {
         foreach (var f in _forwards)
         {
-            int pool = PoolIndexOf(f.ExternalAddress);
+            int pool = _addresses.PoolIndexOf(f.ExternalAddress);
             if (pool < 0)
             {
                 continue; // the outside address outside the pool: the allocator never uses it

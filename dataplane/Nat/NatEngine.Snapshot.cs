@@ -155,7 +155,7 @@ public sealed partial class NatEngine
                 return map.ExternalKey.Destination == r.ExternalAddress && map.ExternalKey.DestinationPort == eport ? existing : -1;
             }
         }
-        int pool = PoolIndexOf(r.ExternalAddress);
+        int pool = _addresses.PoolIndexOf(r.ExternalAddress);
         if (pool < 0 || !Table.Ports.TryReserve(pool, SessionTable.ProtocolClass(r.Protocol), r.ExternalPort))
         {
             return -1;

@@ -8,7 +8,7 @@ namespace Natd.Dataplane.Nat;
 
 public sealed partial class NatEngine
 {
-    private const DropReason Ok = (DropReason)255;
+    private const DropReason Ok = AddressPlan.Ok;
 
     /// <summary>
     /// Validates the transport header of a TCP, UDP or ICMP packet and settles its checksum:
@@ -131,7 +131,7 @@ public sealed partial class NatEngine
             key = PortKey(ip, l4, proto, out tcpFlags);
         }
 
-        uint nextHop = NextHopOutside(key.Destination);
+        uint nextHop = _addresses.NextHopOutside(key.Destination);
         if (nextHop == 0)
         {
             return Drop(DropReason.NoRoute);
@@ -303,7 +303,7 @@ public sealed partial class NatEngine
                 }
                 s = CreateForwardSession(f, key, out r);
             }
-            else if (PoolIndexOf(key.Destination) >= 0)
+            else if (_addresses.PoolIndexOf(key.Destination) >= 0)
             {
                 s = CreateOut2In(key, tcpFlags, out r);
             }
@@ -323,7 +323,7 @@ public sealed partial class NatEngine
 
         ref Session ses = ref Table.Sessions[s];
         uint inside = ses.In2Out.Source;
-        uint nextHop = NextHopInside(inside);
+        uint nextHop = _addresses.NextHopInside(inside);
         ip.Destination = inside;
         ip.ChecksumRaw = Checksum.ApplyDelta(ip.ChecksumRaw, ses.IpDeltaOut2In);
         ip.DecrementTtl();
@@ -390,17 +390,17 @@ public sealed partial class NatEngine
         int m = eim ? Table.FindMappingByInside(key.Source, key.SourcePort, key.Protocol) : -1;
         if (m < 0)
         {
-            int poolIndex = PoolIndexFor(key.Source);
+            int poolIndex = _addresses.PoolIndexFor(key.Source);
             int pclass = SessionTable.ProtocolClass(key.Protocol);
             bool privileged = key.Protocol != IpProtocol.Icmp && FlowKey.PortToHost(key.SourcePort) < 1024;
             int port = Table.Ports.Allocate(poolIndex, pclass, privileged);
             if (port < 0)
             {
-                Table.EmitRefusal(NatEventType.PortExhausted, key, _pool[poolIndex]);
+                Table.EmitRefusal(NatEventType.PortExhausted, key, _addresses.Pool[poolIndex]);
                 reason = DropReason.PortExhausted;
                 return -1;
             }
-            m = Table.AddMapping(key.Source, key.SourcePort, _pool[poolIndex], FlowKey.PortToRaw((ushort)port), key.Protocol, poolIndex, eim);
+            m = Table.AddMapping(key.Source, key.SourcePort, _addresses.Pool[poolIndex], FlowKey.PortToRaw((ushort)port), key.Protocol, poolIndex, eim);
             if (m < 0)
             {
                 Table.Ports.Free(poolIndex, pclass, port);
@@ -437,7 +437,7 @@ public sealed partial class NatEngine
         {
             // Without the external index (default filtering) the port bitmap still tells a partial
             // match (the port is mapped, the remote is not the session's) from plain unsolicited traffic.
-            int pool = PoolIndexOf(key.Destination);
+            int pool = _addresses.PoolIndexOf(key.Destination);
             bool mapped = pool >= 0 && Table.Ports.IsUsed(pool, SessionTable.ProtocolClass(key.Protocol), FlowKey.PortToHost(key.DestinationPort))
                 && !IsForwardPort(key.Protocol, key.Destination, key.DestinationPort);
             reason = mapped ? DropReason.Filtered : DropReason.NoSession;
@@ -518,11 +518,4 @@ public sealed partial class NatEngine
             : LruClass.TcpEstablished;
         Table.Reclass(s, cls);
     }
-
-    /// <summary>Outside next hop for a destination: itself when on-link, else the configured gateway (0: none).</summary>
-    private uint NextHopOutside(uint destination) => _outsidePrefix.Contains(destination) ? destination : _settings.Outside.Gateway;
-
-    /// <summary>Inside next hop: the host itself when on-link, else the inside gateway when configured, else the host.</summary>
-    private uint NextHopInside(uint destination)
-        => _insidePrefix.Contains(destination) || _settings.Inside.Gateway == 0 ? destination : _settings.Inside.Gateway;
 }

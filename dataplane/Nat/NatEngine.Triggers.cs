@@ -40,7 +40,7 @@ public sealed partial class NatEngine
         foreach (var t in triggers)
         {
             int cls = SessionTable.ProtocolClass(t.OpenProtocol);
-            for (int a = 0; a < _pool.Length; a++)
+            for (int a = 0; a < _addresses.Pool.Length; a++)
             {
                 for (int p = t.OpenPorts.Low; p <= t.OpenPorts.High; p++)
                 {
@@ -122,7 +122,7 @@ public sealed partial class NatEngine
     /// <summary>In2out miss from a host holding a trigger, from a port of its open range: keep the port (the peer expects it).</summary>
     private int TryTriggerOutbound(in FlowKey key, ref DropReason reason)
     {
-        uint external = _pool[PoolIndexFor(key.Source)];
+        uint external = _addresses.Pool[_addresses.PoolIndexFor(key.Source)];
         int t = ActiveTriggerFor(key.Protocol, FlowKey.PortToHost(key.SourcePort), key.Source, external);
         if (t < 0)
         {

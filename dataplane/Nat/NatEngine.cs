@@ -111,14 +111,11 @@ public sealed partial class NatEngine
     // The allocator's slice of the port space comes from the shard map, the one owner-of rule.
     private int OwnerOfPort(int port) => _shardMap.OwnerOfExternalPort(port);
     private readonly EngineOptions _options;
-    private uint[] _pool;
-    private uint _insideAddress;
-    private uint _outsideAddress;
-    private Ipv4Prefix _insidePrefix;
-    private Ipv4Prefix _outsidePrefix;
-    private Ipv4Prefix[] _insideNetworks;
+    private readonly AddressPlan _addresses;
+    private readonly Neighbours _neighbours;
+    private readonly IcmpResponder _icmp;
+    private readonly IcmpErrorTranslator _icmpErrors;
     private readonly ulong _seed;
-    private IFrameSink? _sink;
 
     /// <summary>Creates an engine.</summary>
     /// <param name="settings">Configuration (immutable).</param>
@@ -136,14 +133,12 @@ public sealed partial class NatEngine
         }
         InsideMac = settings.Inside.Mac ?? insideMac;
         OutsideMac = settings.Outside.Mac ?? outsideMac;
-        (_pool, _insideAddress, _outsideAddress, _insidePrefix, _outsidePrefix, _insideNetworks) = Derive(settings);
-        _poolIndex = IndexPool(_pool);
-        BuildSourceFilter(settings);
         ulong seed = _options.Seed ?? BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
         _seed = seed;
+        _addresses = new AddressPlan(settings, seed);
         _ipsec = NewIpsec(settings, _options.Shard, Counters);
         _shardMap = new ShardMap(settings, _options.Shards, _options.ShardSeed);
-        var ports = new PortAllocator(_pool.Length, settings.PortMin, settings.PortMax, seed ^ 0x5DEECE66DUL, _options.Shard, _options.Shards, OwnerOfPort);
+        var ports = new PortAllocator(_addresses.Pool.Length, settings.PortMin, settings.PortMax, seed ^ 0x5DEECE66DUL, _options.Shard, _options.Shards, OwnerOfPort);
         // limits.sessions is the whole dataplane's; each shard holds its share.
         Table = new SessionTable(Math.Max(1, (settings.MaxSessions + _options.Shards - 1) / _options.Shards), ports, seed, Counters.Table);
         CompileRules(settings);
@@ -153,8 +148,9 @@ public sealed partial class NatEngine
         {
             Table.EnableExternalIndex();
         }
-        _icmpTokens = _options.IcmpErrorRate;
-        CreateNeighbourTables(settings);
+        _neighbours = new Neighbours(settings, _addresses, InsideMac, OutsideMac, Counters, _options.LearnFromTraffic);
+        _icmp = new IcmpResponder(_addresses, InsideMac, OutsideMac, Counters, _options.IcmpErrorRate);
+        _icmpErrors = new IcmpErrorTranslator(Table, _timeoutMs, _addresses, _neighbours, _icmp, Counters);
     }
 
     /// <summary>The configuration this engine runs.</summary>
@@ -184,7 +180,7 @@ public sealed partial class NatEngine
     public long HoldTag { get; set; }
 
     /// <summary>Sets where self-made frames go (ARP requests, released held frames).</summary>
-    public void AttachSink(IFrameSink sink) => _sink = sink;
+    public void AttachSink(IFrameSink sink) => _neighbours.Attach(sink);
 
     /// <summary>
     /// Processes one received frame in place.
@@ -253,7 +249,7 @@ public sealed partial class NatEngine
         ipSpan = ipSpan[..total];
         uint src = ip.Source;
         uint dst = ip.Destination;
-        if (IsMartian(src) || IsMartian(dst))
+        if (AddressPlan.IsMartian(src) || AddressPlan.IsMartian(dst))
         {
             // Also multicast and broadcast destinations: natd never carries them across.
             return Drop(DropReason.Martian);
@@ -267,23 +263,23 @@ public sealed partial class NatEngine
         bool ported = proto is IpProtocol.Tcp or IpProtocol.Udp or IpProtocol.Icmp;
         if (ingress == Side.Inside)
         {
-            if (IsOwnAddress(dst))
+            if (_addresses.IsOwnAddress(dst))
             {
-                if ((proto is IpProtocol.Tcp or IpProtocol.Udp) && InInsideNetworks(src) && (PoolIndexOf(dst) >= 0 || HasForwardOn(dst)))
+                if ((proto is IpProtocol.Tcp or IpProtocol.Udp) && _addresses.InInsideNetworks(src) && (_addresses.PoolIndexOf(dst) >= 0 || HasForwardOn(dst)))
                 {
                     return Hairpin(slot, ref length, ipSpan, ihl, flags);
                 }
                 return ToGateway(slot, ref length, ingress, ipSpan, ihl);
             }
-            if (!InInsideNetworks(src))
+            if (!_addresses.InInsideNetworks(src))
             {
                 return Drop(DropReason.NotFromInsideNetwork);
             }
-            if (_options.LearnFromTraffic && _insidePrefix.Contains(src))
+            if (_options.LearnFromTraffic && _addresses.InsidePrefix.Contains(src))
             {
                 Learn(Side.Inside, src, eth.Source);
             }
-            if (InInsideNetworks(dst) || _insidePrefix.Contains(dst))
+            if (_addresses.InInsideNetworks(dst) || _addresses.InsidePrefix.Contains(dst))
             {
                 // natd translates between inside and outside only; inside-to-inside is not its job
                 // (and must never be masqueraded: the ipfwadm "-W" lesson).
@@ -298,7 +294,7 @@ public sealed partial class NatEngine
 
         if (_options.LearnFromTraffic)
         {
-            if (_outsidePrefix.Contains(src))
+            if (_addresses.OutsidePrefix.Contains(src))
             {
                 Learn(Side.Outside, src, eth.Source);
             }
@@ -307,14 +303,14 @@ public sealed partial class NatEngine
                 Learn(Side.Outside, _settings.Outside.Gateway, eth.Source);
             }
         }
-        if (IsOwnAddress(dst))
+        if (_addresses.IsOwnAddress(dst))
         {
-            if (dst == _insideAddress && dst != _outsideAddress && PoolIndexOf(dst) < 0)
+            if (dst == _addresses.InsideAddress && dst != _addresses.OutsideAddress && _addresses.PoolIndexOf(dst) < 0)
             {
                 // The inside address is reachable from inside only: never answer (or leak it) outside.
                 return Drop(DropReason.InsideAddressFromOutside);
             }
-            if ((flags & FrameFlags.Hairpinned) == 0 && CheckOutsideSource(src) is var bad && bad != Ok)
+            if ((flags & FrameFlags.Hairpinned) == 0 && _addresses.CheckOutsideSource(src) is var bad && bad != Ok)
             {
                 return Drop(bad);
             }
@@ -322,7 +318,7 @@ public sealed partial class NatEngine
         }
         if (_hasAcceptRules && ported)
         {
-            if (CheckOutsideSource(src) is var bad && bad != Ok)
+            if (_addresses.CheckOutsideSource(src) is var bad && bad != Ok)
             {
                 return Drop(bad);
             }
@@ -332,21 +328,6 @@ public sealed partial class NatEngine
         // Not for natd: dropped whatever its source (the source filter guards what natd would act on).
         return Drop(DropReason.NoRoute);
     }
-
-    private Dictionary<uint, int>? _poolIndex;
-
-    private static Dictionary<uint, int> IndexPool(uint[] pool)
-    {
-        var d = new Dictionary<uint, int>(pool.Length);
-        for (int i = 0; i < pool.Length; i++)
-        {
-            d.TryAdd(pool[i], i);
-        }
-        return d;
-    }
-
-    private static (uint[], uint, uint, Ipv4Prefix, Ipv4Prefix, Ipv4Prefix[]) Derive(NatSettings s)
-        => ([.. s.Pool], s.Inside.Address.Address, s.Outside.Address.Address, s.Inside.Address, s.Outside.Address, [.. s.Inside.Networks]);
 
     /// <summary>
     /// Swaps in new settings (a reload), on the engine's thread, between batches. Everything but the
@@ -373,11 +354,9 @@ public sealed partial class NatEngine
         bool poolChanged = !next.Pool.SequenceEqual(cur.Pool) || next.PortMin != cur.PortMin || next.PortMax != cur.PortMax;
         bool rulesChanged = !SameRules(cur, next);
         _settings = next;
-        (_pool, _insideAddress, _outsideAddress, _insidePrefix, _outsidePrefix, _insideNetworks) = Derive(next);
-        _poolIndex = IndexPool(_pool);
-        BuildSourceFilter(next);
+        _addresses.Update(next);
         _shardMap = new ShardMap(next, _options.Shards, _options.ShardSeed);
-        ApplyStaticNeighbours(next);
+        _neighbours.Update(next);
         CompileRules(next);
         RefreshTimeouts();
         RefreshIpsec();
@@ -410,7 +389,7 @@ public sealed partial class NatEngine
     /// <summary>New allocator for a new pool or range; mappings on kept addresses keep their ports, the rest close.</summary>
     private void RebuildPorts(NatSettings next)
     {
-        var ports = new PortAllocator(_pool.Length, next.PortMin, next.PortMax, _seed ^ (ulong)_now, _options.Shard, _options.Shards, OwnerOfPort);
+        var ports = new PortAllocator(_addresses.Pool.Length, next.PortMin, next.PortMax, _seed ^ (ulong)_now, _options.Shard, _options.Shards, OwnerOfPort);
         ClearExpectations(); // their reserved ports were the old allocator's
         Table.Ports = ports;
         var mappings = Table.Mappings;
@@ -421,7 +400,7 @@ public sealed partial class NatEngine
             {
                 continue;
             }
-            int idx = PoolIndexOf(map.ExternalKey.Destination);
+            int idx = _addresses.PoolIndexOf(map.ExternalKey.Destination);
             int port = FlowKey.PortToHost(map.ExternalKey.DestinationPort);
             if (idx >= 0 && ports.TryReserve(idx, SessionTable.ProtocolClass(map.ExternalKey.Protocol), port))
             {
@@ -517,8 +496,7 @@ public sealed partial class NatEngine
     /// <returns>Sessions deleted.</returns>
     public int Sweep(long nowMs, int budget)
     {
-        ExpireHeld(nowMs);
-        SweepNeighbours(nowMs);
+        _neighbours.Sweep(nowMs);
         SweepAlg(nowMs);
         SweepGreCalls(nowMs, budget);
         int n = Table.Expire(nowMs, _settings.Timeouts, budget);
@@ -541,20 +519,7 @@ public sealed partial class NatEngine
     private int LookupOut2In(in FlowKey key) => Live(Table.FindOut2In(key));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private int Live(int s)
-    {
-        if (s < 0)
-        {
-            return s;
-        }
-        ref Session ses = ref Table.Sessions[s];
-        if (_now - ses.LastSeenMs < _timeoutMs[(int)ses.Class])
-        {
-            return s;
-        }
-        Table.Delete(s);
-        return -1;
-    }
+    private int Live(int s) => SessionLiveness.Live(Table, _timeoutMs, s, _now);
 
     private readonly long[] _timeoutMs = new long[4];
 
@@ -575,50 +540,4 @@ public sealed partial class NatEngine
         Counters.Drops[(int)reason]++;
         return Verdict.Drop;
     }
-
-    private static bool IsMartian(uint src)
-    {
-        uint h = Ipv4.ToHostOrder(src);
-        uint first = h >> 24;
-        return first == 0 || first == 127 || first >= 224;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private int PoolIndexOf(uint address)
-    {
-        uint[] pool = _pool;
-        if (pool.Length > 8)
-        {
-            // A CGN pool of hundreds of addresses: one hash probe instead of a scan per packet.
-            return _poolIndex!.TryGetValue(address, out int idx) ? idx : -1;
-        }
-        for (int i = 0; i < pool.Length; i++)
-        {
-            if (pool[i] == address)
-            {
-                return i;
-            }
-        }
-        return -1;
-    }
-
-    private bool IsOwnAddress(uint address)
-        => address == _insideAddress || address == _outsideAddress || PoolIndexOf(address) >= 0;
-
-    private bool InInsideNetworks(uint address)
-    {
-        var nets = _insideNetworks;
-        for (int i = 0; i < nets.Length; i++)
-        {
-            if (nets[i].Contains(address))
-            {
-                return true;
-            }
-        }
-        return false;
-    }
-
-    /// <summary>Paired pooling (RFC 4787 REQ-2): an inside address always maps to the same external address.</summary>
-    private int PoolIndexFor(uint insideAddress)
-        => _pool.Length == 1 ? 0 : (int)(new FlowKey(insideAddress, 0, 0, 0, 0).Hash(_seed) % (uint)_pool.Length);
 }

@@ -257,7 +257,7 @@ public class IngressFilterTests
     [InlineData(new[] { "255.255.255.254", "255.255.255.255" }, new[] { "255.255.255.254/31" })]
     public void Pool_prefixes_cover_the_pool_exactly(string[] pool, string[] prefixes)
     {
-        var got = NatEngine.PoolPrefixes([.. pool.Select(Ipv4.Parse)]);
+        var got = AddressPlan.PoolPrefixes([.. pool.Select(Ipv4.Parse)]);
         Assert.Equal(prefixes, got.Select(p => p.ToString()));
     }
 

@@ -1,0 +1,279 @@
+using System.Runtime.CompilerServices;
+using Natd.Dataplane.Packets;
+
+namespace Natd.Dataplane.Nat;
+
+/// <summary>
+/// IPv4 addressing and routing of one engine, derived from <see cref="NatSettings"/> and rebuilt on
+/// reload (<see cref="Update"/>): owns the external pool and its index, natd's own addresses, the
+/// on-link prefixes, the inside networks, the next-hop choice (on-link or gateway) and the outside
+/// source filter's precomputed masks (RFC 1812 section 5.3.7, RFC 2827 / BCP 38). All addresses
+/// are network order. Lookups are a few compares or one hash probe: no allocation, no lock.
+/// Single writer (the engine's thread); <see cref="Update"/> runs between batches.
+/// </summary>
+internal sealed class AddressPlan
+{
+    /// <summary>
+    /// <see cref="CheckOutsideSource"/>'s "no drop" answer: outside the <see cref="DropReason"/>
+    /// values, so it is never counted.
+    /// </summary>
+    public const DropReason Ok = (DropReason)255;
+
+    /// <summary>Pools larger than this are looked up through a hash index instead of a scan.</summary>
+    private const int ScanLimit = 8;
+
+    /// <summary>A prefix as a precomputed (network, mask) pair, both network order: one AND and one compare per test.</summary>
+    private readonly record struct MaskedNet(uint Net, uint Mask)
+    {
+        public static MaskedNet Of(Ipv4Prefix p) => new(p.Address & p.Mask, p.Mask);
+    }
+
+    /// <summary><see cref="PrivateSources.Ranges"/> as masked pairs.</summary>
+    private static readonly MaskedNet[] PrivateRanges = MaskAll(PrivateSources.Ranges);
+
+    private readonly ulong _seed;
+    private uint[] _pool = [];
+    private Dictionary<uint, int>? _poolIndex;
+    private Ipv4Prefix[] _insideNetworks = [];
+    private uint _insideGateway;
+    private uint _outsideGateway;
+    private MaskedNet[] _ownSources = [];
+    private MaskedNet _outsideLink;
+    private MaskedNet[] _insideSources = [];
+    private MaskedNet[] _privateSources = [];
+    private MaskedNet[] _allowedSources = [];
+
+    /// <summary>Derives the plan from <paramref name="settings"/>.</summary>
+    /// <param name="settings">Configuration (the pool, both sides' addresses, networks and gateways, the martian filter).</param>
+    /// <param name="seed">Hash seed for paired pooling (<see cref="PoolIndexFor"/>); the engine's.</param>
+    public AddressPlan(NatSettings settings, ulong seed)
+    {
+        _seed = seed;
+        Update(settings);
+    }
+
+    /// <summary>The external address pool, in configuration order (index = pool index).</summary>
+    public uint[] Pool => _pool;
+
+    /// <summary>natd's inside address.</summary>
+    public uint InsideAddress { get; private set; }
+
+    /// <summary>natd's outside address.</summary>
+    public uint OutsideAddress { get; private set; }
+
+    /// <summary>The inside on-link prefix (natd's inside address and its length).</summary>
+    public Ipv4Prefix InsidePrefix { get; private set; }
+
+    /// <summary>The outside on-link prefix (natd's outside address and its length).</summary>
+    public Ipv4Prefix OutsidePrefix { get; private set; }
+
+    /// <summary>Rebuilds everything from <paramref name="next"/> (construction and reload).</summary>
+    public void Update(NatSettings next)
+    {
+        _pool = [.. next.Pool];
+        _poolIndex = IndexPool(_pool);
+        InsideAddress = next.Inside.Address.Address;
+        OutsideAddress = next.Outside.Address.Address;
+        InsidePrefix = next.Inside.Address;
+        OutsidePrefix = next.Outside.Address;
+        _insideNetworks = [.. next.Inside.Networks];
+        _insideGateway = next.Inside.Gateway;
+        _outsideGateway = next.Outside.Gateway;
+        BuildSourceFilter(next);
+    }
+
+    private static Dictionary<uint, int> IndexPool(uint[] pool)
+    {
+        var d = new Dictionary<uint, int>(pool.Length);
+        for (int i = 0; i < pool.Length; i++)
+        {
+            d.TryAdd(pool[i], i);
+        }
+        return d;
+    }
+
+    /// <summary>
+    /// Addresses never valid as a source or destination across natd: 0/8, 127/8 (loopback) and
+    /// 224/3 (multicast, class E, limited broadcast); RFC 1812 section 5.3.7.
+    /// </summary>
+    public static bool IsMartian(uint address)
+    {
+        uint h = Ipv4.ToHostOrder(address);
+        uint first = h >> 24;
+        return first == 0 || first == 127 || first >= 224;
+    }
+
+    /// <summary>The pool index of <paramref name="address"/>, or -1 when it is not an external address.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public int PoolIndexOf(uint address)
+    {
+        uint[] pool = _pool;
+        if (pool.Length > ScanLimit)
+        {
+            // A CGN pool of hundreds of addresses: one hash probe instead of a scan per packet.
+            return _poolIndex!.TryGetValue(address, out int idx) ? idx : -1;
+        }
+        for (int i = 0; i < pool.Length; i++)
+        {
+            if (pool[i] == address)
+            {
+                return i;
+            }
+        }
+        return -1;
+    }
+
+    /// <summary>Paired pooling (RFC 4787 REQ-2): the pool index an inside address always maps to.</summary>
+    public int PoolIndexFor(uint insideAddress)
+        => _pool.Length == 1 ? 0 : (int)(new Sessions.FlowKey(insideAddress, 0, 0, 0, 0).Hash(_seed) % (uint)_pool.Length);
+
+    /// <summary>True for natd's inside or outside address or an external (pool) address.</summary>
+    public bool IsOwnAddress(uint address)
+        => address == InsideAddress || address == OutsideAddress || PoolIndexOf(address) >= 0;
+
+    /// <summary>True when <paramref name="address"/> is in one of the configured inside networks.</summary>
+    public bool InInsideNetworks(uint address)
+    {
+        var nets = _insideNetworks;
+        for (int i = 0; i < nets.Length; i++)
+        {
+            if (nets[i].Contains(address))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /// <summary>Outside next hop for a destination: itself when on-link, else the configured gateway (0: none, no route).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public uint NextHopOutside(uint destination) => OutsidePrefix.Contains(destination) ? destination : _outsideGateway;
+
+    /// <summary>Inside next hop: the host itself when on-link, else the inside gateway when configured, else the host.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public uint NextHopInside(uint destination)
+        => InsidePrefix.Contains(destination) || _insideGateway == 0 ? destination : _insideGateway;
+
+    /// <summary>Precomputes the outside source filter from <paramref name="s"/>.</summary>
+    private void BuildSourceFilter(NatSettings s)
+    {
+        var own = new List<MaskedNet>
+        {
+            MaskedNet.Of(new Ipv4Prefix(s.Inside.Address.Address, 32)),
+            MaskedNet.Of(new Ipv4Prefix(s.Outside.Address.Address, 32)),
+        };
+        foreach (Ipv4Prefix p in PoolPrefixes(s.Pool))
+        {
+            own.Add(MaskedNet.Of(p));
+        }
+        _ownSources = [.. own];
+        _outsideLink = MaskedNet.Of(s.Outside.Address);
+        var inside = new List<MaskedNet> { MaskedNet.Of(s.Inside.Address) };
+        foreach (Ipv4Prefix p in s.Inside.Networks)
+        {
+            inside.Add(MaskedNet.Of(p));
+        }
+        _insideSources = [.. inside];
+        _privateSources = s.MartianFilter == MartianFilter.Strict ? PrivateRanges : [];
+        _allowedSources = MaskAll(s.AllowedOutsideSources);
+    }
+
+    /// <summary>
+    /// Ingress filtering of a source arriving on the outside (RFC 1812 section 5.3.7, RFC 2827 / BCP 38),
+    /// after the always-martian test every frame gets: natd's own addresses, the inside on-link
+    /// prefix and the inside networks are spoofed (<see cref="DropReason.Martian"/>); with the strict
+    /// filter, private and special-use sources are <see cref="DropReason.PrivateSource"/> unless on the
+    /// outside link or in the allowed sources. A few masked compares, no allocation.
+    /// </summary>
+    /// <returns><see cref="Ok"/> when the source may come from outside, else the drop reason.</returns>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public DropReason CheckOutsideSource(uint src)
+    {
+        if (AnyContains(_ownSources, src))
+        {
+            return DropReason.Martian;
+        }
+        if ((src & _outsideLink.Mask) == _outsideLink.Net)
+        {
+            return Ok; // the upstream link itself (a home router behind 192.168.1.0/24) is always a valid source
+        }
+        if (AnyContains(_insideSources, src))
+        {
+            return DropReason.Martian;
+        }
+        if (AnyContains(_privateSources, src) && !AnyContains(_allowedSources, src))
+        {
+            return DropReason.PrivateSource;
+        }
+        return Ok;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool AnyContains(MaskedNet[] nets, uint address)
+    {
+        for (int i = 0; i < nets.Length; i++)
+        {
+            if ((address & nets[i].Mask) == nets[i].Net)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private static MaskedNet[] MaskAll(IReadOnlyList<Ipv4Prefix> prefixes)
+    {
+        var nets = new MaskedNet[prefixes.Count];
+        for (int i = 0; i < nets.Length; i++)
+        {
+            nets[i] = MaskedNet.Of(prefixes[i]);
+        }
+        return nets;
+    }
+
+    /// <summary>
+    /// The pool as the fewest CIDR prefixes that cover exactly its addresses (a CGN pool of a /24 is
+    /// one prefix), so testing a source against it is a couple of masked compares, not a hash probe.
+    /// </summary>
+    /// <param name="pool">Addresses, network order, any order, duplicates allowed.</param>
+    /// <returns>Prefixes in ascending address order.</returns>
+    internal static List<Ipv4Prefix> PoolPrefixes(IReadOnlyList<uint> pool)
+    {
+        var host = new uint[pool.Count];
+        for (int i = 0; i < host.Length; i++)
+        {
+            host[i] = Ipv4.ToHostOrder(pool[i]);
+        }
+        Array.Sort(host);
+        var result = new List<Ipv4Prefix>();
+        int k = 0;
+        while (k < host.Length)
+        {
+            ulong lo = host[k];
+            ulong hi = lo;
+            k++;
+            while (k < host.Length && host[k] <= hi + 1)
+            {
+                hi = Math.Max(hi, host[k]);
+                k++;
+            }
+            while (lo <= hi)
+            {
+                // The largest aligned block starting at lo that stays within hi.
+                int len = 32;
+                while (len > 0)
+                {
+                    ulong size = 1UL << (32 - len + 1);
+                    if ((lo & (size - 1)) != 0 || lo + size - 1 > hi)
+                    {
+                        break;
+                    }
+                    len--;
+                }
+                result.Add(new Ipv4Prefix(Ipv4.FromHostOrder((uint)lo), len));
+                lo += 1UL << (32 - len);
+            }
+        }
+        return result;
+    }
+}

@@ -1,0 +1,94 @@
+using Natd.Dataplane.Nat;
+using Natd.Dataplane.Packets;
+using Natd.Tests.Support;
+
+namespace Natd.Tests.Nat;
+
+/// <summary>The address plan on its own: next hops (on-link or gateway), pool lookups small and large, own addresses, and a reload.</summary>
+public class AddressPlanTests
+{
+    private static uint A(string s) => Ipv4.Parse(s);
+
+    [Fact]
+    public void OutsideNextHopIsTheHostOnLinkElseTheGatewayElseNone()
+    {
+        var s = EngineHarness.LabSettings(); // outside 198.51.100.1/24, gateway .254
+        var plan = new AddressPlan(s, 1);
+        Assert.Equal(A("198.51.100.7"), plan.NextHopOutside(A("198.51.100.7")));
+        Assert.Equal(A("198.51.100.254"), plan.NextHopOutside(A("203.0.113.5")));
+
+        plan.Update(s with { Outside = s.Outside with { Gateway = 0 } });
+        Assert.Equal(0u, plan.NextHopOutside(A("203.0.113.5"))); // no route
+        Assert.Equal(A("198.51.100.7"), plan.NextHopOutside(A("198.51.100.7")));
+    }
+
+    [Fact]
+    public void InsideNextHopIsTheHostOnLinkElseTheInsideGatewayWhenOneIsSet()
+    {
+        var s = EngineHarness.LabSettings();
+        s = s with { Inside = s.Inside with { Networks = [Ipv4Prefix.Parse("10.0.0.0/24"), Ipv4Prefix.Parse("10.9.0.0/16")] } };
+        var plan = new AddressPlan(s, 1);
+        Assert.Equal(A("10.9.1.1"), plan.NextHopInside(A("10.9.1.1"))); // no inside gateway: the host itself
+        Assert.Equal(A("10.0.0.2"), plan.NextHopInside(A("10.0.0.2")));
+
+        plan.Update(s with { Inside = s.Inside with { Gateway = A("10.0.0.254") } });
+        Assert.Equal(A("10.0.0.254"), plan.NextHopInside(A("10.9.1.1")));
+        Assert.Equal(A("10.0.0.2"), plan.NextHopInside(A("10.0.0.2")));
+        Assert.True(plan.InInsideNetworks(A("10.9.1.1")));
+        Assert.False(plan.InInsideNetworks(A("10.10.0.1")));
+    }
+
+    [Theory]
+    [InlineData(3)]
+    [InlineData(300)] // past the scan limit: the hash index answers
+    public void PoolIndexOfFindsEveryPoolAddressAndNothingElse(int size)
+    {
+        var s = EngineHarness.LabSettings();
+        uint[] pool = [.. Enumerable.Range(0, size).Select(i => Ipv4.FromHostOrder(0xC633_6400u + 10 + (uint)i))]; // 198.51.100.10...
+        var plan = new AddressPlan(s with { Pool = pool }, 1);
+        for (int i = 0; i < size; i++)
+        {
+            Assert.Equal(i, plan.PoolIndexOf(pool[i]));
+            Assert.True(plan.IsOwnAddress(pool[i]));
+        }
+        Assert.Equal(-1, plan.PoolIndexOf(A("192.0.2.1")));
+        Assert.Equal(-1, plan.PoolIndexOf(A("198.51.100.9")));
+        Assert.InRange(plan.PoolIndexFor(A("10.0.0.2")), 0, size - 1);
+        Assert.Equal(plan.PoolIndexFor(A("10.0.0.2")), plan.PoolIndexFor(A("10.0.0.2"))); // paired pooling
+    }
+
+    [Fact]
+    public void AReloadReplacesOwnAddressesPoolAndSourceFilter()
+    {
+        var s = EngineHarness.LabSettings();
+        var plan = new AddressPlan(s, 1);
+        Assert.True(plan.IsOwnAddress(A("198.51.100.1")));
+        Assert.Equal(DropReason.Martian, plan.CheckOutsideSource(A("198.51.100.1"))); // spoofing natd
+        Assert.Equal(AddressPlan.Ok, plan.CheckOutsideSource(A("192.0.2.50")));
+
+        var next = s with
+        {
+            Outside = s.Outside with { Address = Ipv4Prefix.Parse("192.0.2.1/24"), Gateway = A("192.0.2.254") },
+            Pool = [A("192.0.2.1")],
+        };
+        plan.Update(next);
+        Assert.False(plan.IsOwnAddress(A("198.51.100.1")));
+        Assert.True(plan.IsOwnAddress(A("192.0.2.1")));
+        Assert.Equal(A("192.0.2.1"), plan.OutsideAddress);
+        Assert.Equal(0, plan.PoolIndexOf(A("192.0.2.1")));
+        Assert.Equal(DropReason.Martian, plan.CheckOutsideSource(A("192.0.2.1")));
+        Assert.Equal(AddressPlan.Ok, plan.CheckOutsideSource(A("198.51.100.1")));
+        Assert.Equal(DropReason.PrivateSource, plan.CheckOutsideSource(A("172.16.0.5")));
+        Assert.Equal(DropReason.Martian, plan.CheckOutsideSource(A("10.0.0.5"))); // the inside network
+    }
+
+    [Theory]
+    [InlineData("0.1.2.3", true)]
+    [InlineData("127.0.0.1", true)]
+    [InlineData("224.0.0.1", true)]
+    [InlineData("255.255.255.255", true)]
+    [InlineData("10.0.0.1", false)]
+    [InlineData("223.255.255.255", false)]
+    public void MartiansAreZeroLoopbackAndMulticastUp(string address, bool martian)
+        => Assert.Equal(martian, AddressPlan.IsMartian(A(address)));
+}
