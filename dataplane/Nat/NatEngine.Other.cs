@@ -5,21 +5,6 @@ namespace Natd.Dataplane.Nat;
 
 public sealed partial class NatEngine
 {
-    private bool _hasAcceptRules;
-
-    /// <summary>True when a port forward listens on <paramref name="address"/>.</summary>
-    private bool HasForwardOn(uint address)
-    {
-        foreach (var f in _forwards)
-        {
-            if (f.ExternalAddress == address)
-            {
-                return true;
-            }
-        }
-        return false;
-    }
-
     /// <summary>
     /// RFC 4787 REQ-9 / RFC 5382 REQ-8 hairpinning: an inside host sends to an external address and
     /// port of natd (a forward, or another inside host's mapping). The packet is masqueraded as if
@@ -89,172 +74,48 @@ public sealed partial class NatEngine
         => Out2In(slot, ref length, ipSpan, ihl, Io.FrameFlags.None, transit: false, hairpin: true);
 
     /// <summary>
-    /// An inside packet of a protocol without ports (GRE, ESP, ...): a protocol forward's server is
-    /// translated to the forward's external address; otherwise a rule may masquerade it with one
-    /// session per (inside host, remote), or accept it untranslated. With no rules configured it is
-    /// dropped as unsupported, as before any rule existed.
+    /// An inside packet of a protocol without ports (GRE, ESP, ...), routed here and translated by
+    /// <see cref="PortlessProtocols.In2Out"/> (PPTP GRE, protocol forward, IPsec, rules).
     /// </summary>
     private Verdict OtherIn2Out(Span<byte> slot, ref int length, Span<byte> ipSpan)
     {
         var ip = new Ipv4Header(ipSpan);
-        byte proto = ip.Protocol;
-        uint src = ip.Source, dst = ip.Destination;
-        uint nextHop = _addresses.NextHopOutside(dst);
+        uint nextHop = _addresses.NextHopOutside(ip.Destination);
         if (nextHop == 0)
         {
             return Drop(DropReason.NoRoute);
         }
-        if (proto == IpProtocol.Gre)
-        {
-            // PPTP calls the ALG registered are translated by Call ID before any port-less rule.
-            GreMatch g = PptpGreIn2Out(slot, length, ipSpan, ip.HeaderLength, nextHop, out Verdict gv);
-            if (g != GreMatch.None)
-            {
-                return g == GreMatch.Sent ? gv : Drop(DropReason.BadGre);
-            }
-        }
-        int pf = FindProtocolForwardByServer(proto, src);
-        if (pf >= 0)
-        {
-            uint ext = _protocolForwards[pf].ExternalAddress;
-            ip.Source = ext;
-            ip.ChecksumRaw = Checksum.Update(ip.ChecksumRaw, src, ext);
-            ip.DecrementTtl();
-            Counters.ProtocolForwarded++;
-            Counters.PacketsIn2Out++;
-            Counters.BytesIn2Out += ipSpan.Length;
-            return SendTo(Side.Outside, slot[..length], nextHop);
-        }
-        if (proto is IpProtocol.Esp or IpProtocol.Ah && IpsecOn && TryIpsecIn2Out(slot, ref length, ipSpan, nextHop, out Verdict ipsec))
-        {
-            return ipsec;
-        }
-        var key = new FlowKey(src, dst, 0, 0, proto);
-        int s = LookupIn2Out(key);
-        if (s < 0)
-        {
-            if (_builtInRules)
-            {
-                return Drop(DropReason.UnsupportedProtocol);
-            }
-            DropReason r;
-            switch (Decide(key, RuleInterface.Inside, RuleInterface.Outside))
-            {
-                case RuleAction.Deny:
-                    return Drop(DropReason.RuleDeny);
-                case RuleAction.Reject:
-                    return IcmpReply(slot, ref length, Side.Inside, ipSpan, ip.HeaderLength, Icmp.DestinationUnreachable, 13, DropReason.RuleReject);
-                case RuleAction.Accept:
-                    s = CreateIdentity(key, out r);
-                    break;
-                default:
-                    s = CreatePortLess(key, out r);
-                    break;
-            }
-            if (s < 0)
-            {
-                return Drop(r);
-            }
-        }
-        ref Session ses = ref Table.Sessions[s];
-        ip.Source = ses.Out2In.Destination;
-        ip.ChecksumRaw = Checksum.ApplyDelta(ip.ChecksumRaw, ses.IpDeltaIn2Out);
-        ip.DecrementTtl();
-        ses.PacketsIn2Out++;
-        ses.BytesIn2Out += ipSpan.Length;
-        Table.Touch(s, _now);
-        Counters.PacketsIn2Out++;
-        Counters.BytesIn2Out += ipSpan.Length;
-        return SendTo(Side.Outside, slot[..length], nextHop);
+        var ctx = new PacketContext(Counters, _now, HoldTag);
+        TunnelVerdict t = _portless.In2Out(ipSpan, _addresses.Pool[_addresses.PoolIndexFor(ip.Source)], ref ctx);
+        return Finish(t, slot, ref length, ipSpan, ip.HeaderLength, nextHop, ctx);
     }
 
-    /// <summary>An outside packet of a protocol without ports to natd's address: a port-less session's reply, or a protocol forward.</summary>
+    /// <summary>An outside packet of a protocol without ports to natd's address: <see cref="PortlessProtocols.Out2In"/>.</summary>
     private Verdict OtherOut2In(Span<byte> slot, ref int length, Span<byte> ipSpan, int ihl)
     {
-        var ip = new Ipv4Header(ipSpan);
-        byte proto = ip.Protocol;
-        uint src = ip.Source, dst = ip.Destination;
-        if (proto == IpProtocol.Gre)
-        {
-            // A PPTP call's GRE goes to the client that owns its Call ID; an unknown Call ID falls through.
-            GreMatch g = PptpGreOut2In(slot, ref length, ipSpan, ihl, out Verdict gv);
-            if (g != GreMatch.None)
-            {
-                return g == GreMatch.Sent ? gv : Drop(DropReason.BadGre);
-            }
-        }
-        if (proto is IpProtocol.Esp or IpProtocol.Ah && IpsecOn && TryIpsecOut2In(slot, ref length, ipSpan, ihl, out Verdict ipsec))
-        {
-            return ipsec;
-        }
-        int s = LookupOut2In(new FlowKey(src, dst, 0, 0, proto));
-        uint inside;
-        if (s >= 0)
-        {
-            if (ip.Ttl <= 1)
-            {
-                return TimeExceeded(slot, ref length, Side.Outside, ipSpan, ihl);
-            }
-            ref Session ses = ref Table.Sessions[s];
-            inside = ses.In2Out.Source;
-            ip.Destination = inside;
-            ip.ChecksumRaw = Checksum.ApplyDelta(ip.ChecksumRaw, ses.IpDeltaOut2In);
-            ses.PacketsOut2In++;
-            ses.BytesOut2In += ipSpan.Length;
-            Table.Touch(s, _now);
-        }
-        else
-        {
-            int pf = FindProtocolForwardByExternal(proto, dst);
-            if (pf < 0)
-            {
-                return Drop(_addresses.PoolIndexOf(dst) >= 0 ? DropReason.NoSession : DropReason.ToGateway);
-            }
-            if (ip.Ttl <= 1)
-            {
-                return TimeExceeded(slot, ref length, Side.Outside, ipSpan, ihl);
-            }
-            inside = _protocolForwards[pf].InsideServer;
-            ip.Destination = inside;
-            ip.ChecksumRaw = Checksum.Update(ip.ChecksumRaw, dst, inside);
-            Counters.ProtocolForwarded++;
-        }
-        ip.DecrementTtl();
-        Counters.PacketsOut2In++;
-        Counters.BytesOut2In += ipSpan.Length;
-        return SendTo(Side.Inside, slot[..length], _addresses.NextHopInside(inside));
+        var ctx = new PacketContext(Counters, _now, HoldTag);
+        TunnelVerdict t = _portless.Out2In(ipSpan, ihl, _addresses.PoolIndexOf(new Ipv4Header(ipSpan).Destination) >= 0, ref ctx);
+        return Finish(t, slot, ref length, ipSpan, ihl, 0, ctx);
     }
 
-    /// <summary>Masquerades a port-less protocol: one inside host per (remote, external address), since nothing else tells replies apart.</summary>
-    private int CreatePortLess(in FlowKey key, out DropReason reason)
+    /// <summary>
+    /// Turns what a tunnel or port-less component did into the frame's verdict: sends it (inside to
+    /// the next hop of its new destination), answers ICMP, or reports the drop the component counted.
+    /// </summary>
+    private Verdict Finish(TunnelVerdict t, Span<byte> slot, ref int length, Span<byte> ipSpan, int ihl, uint nextHopOutside, in PacketContext ctx)
     {
-        if (Table.Count >= Table.Capacity)
+        switch (t)
         {
-            reason = DropReason.SessionLimit;
-            return -1;
+            case TunnelVerdict.ToOutside:
+                return SendTo(Side.Outside, slot[..length], nextHopOutside);
+            case TunnelVerdict.ToInside:
+                return SendTo(Side.Inside, slot[..length], _addresses.NextHopInside(new Ipv4Header(ipSpan).Destination));
+            case TunnelVerdict.TimeExceeded:
+                return TimeExceeded(slot, ref length, Side.Outside, ipSpan, ihl);
+            case TunnelVerdict.Reject:
+                return IcmpReply(slot, ref length, Side.Inside, ipSpan, ihl, Icmp.DestinationUnreachable, 13, DropReason.RuleReject);
+            default:
+                return Dropped(ctx);
         }
-        uint ext = _addresses.Pool[_addresses.PoolIndexFor(key.Source)];
-        var out2in = new FlowKey(key.Destination, ext, 0, 0, key.Protocol);
-        if (LookupOut2In(out2in) >= 0)
-        {
-            reason = DropReason.ProtocolInUse;
-            return -1;
-        }
-        int m = Table.AddMapping(key.Source, 0, ext, 0, key.Protocol, -1, endpointIndependent: false);
-        if (m < 0)
-        {
-            reason = DropReason.SessionLimit;
-            return -1;
-        }
-        int s = Table.AddSession(m, key, out2in, LruClass.Udp, _now);
-        if (s < 0)
-        {
-            Table.RemoveMapping(m);
-            reason = DropReason.SessionLimit;
-            return -1;
-        }
-        Table.Sessions[s].Origin = SessionOrigin.PortLess;
-        reason = Ok;
-        return s;
     }
 }

@@ -164,9 +164,20 @@ public sealed partial class NatEngine
                     s = CreateIdentity(key, out r);
                     break;
                 default:
-                    r = Ok;
-                    s = _triggers.Length > 0 && proto != IpProtocol.Icmp ? TryTriggerOutbound(key, ref r) : -1;
-                    if (s < 0 && r == Ok)
+                    s = -1;
+                    if (_triggers.Any && proto != IpProtocol.Icmp)
+                    {
+                        var ctx = new PacketContext(Counters, _now, HoldTag);
+                        if (_triggers.TryOpenOutbound(key, _addresses.Pool[_addresses.PoolIndexFor(key.Source)], ref ctx, out s, out FlowKey parent))
+                        {
+                            if (s < 0)
+                            {
+                                return Dropped(ctx);
+                            }
+                            MarkRelated(s, parent);
+                        }
+                    }
+                    if (s < 0)
                     {
                         s = CreateIn2Out(key, out r);
                     }
@@ -183,9 +194,9 @@ public sealed partial class NatEngine
                     MatchOutboundExpectation(s, key);
                 }
                 Table.Sessions[s].Alg = _settings.Algs.Classify(proto, FlowKey.PortToHost(key.DestinationPort));
-                if (_triggers.Length > 0)
+                if (_triggers.Any)
                 {
-                    MaybeActivateTrigger(key, Table.Sessions[s].ExternalAddress);
+                    _triggers.MaybeActivate(key, Table.Sessions[s].ExternalAddress, _now);
                 }
             }
         }
@@ -196,7 +207,7 @@ public sealed partial class NatEngine
         {
             // The backend refused the connection: hold it down and let the client's SYN
             // retransmission open a new session on another backend instead of passing the refusal on.
-            MarkBackendDown(Table.Mappings[ses.Mapping].Tag);
+            _forwards.MarkBackendDown(Table.Mappings[ses.Mapping].Tag, _now);
             Table.Delete(s);
             return Drop(DropReason.BackendRefused);
         }
@@ -278,30 +289,32 @@ public sealed partial class NatEngine
                     return Drop(r);
                 }
             }
-            if (s < 0 && _triggers.Length > 0 && proto != IpProtocol.Icmp)
+            if (s < 0 && _triggers.Any && proto != IpProtocol.Icmp)
             {
-                r = Ok;
-                s = TryTriggerInbound(key, tcpFlags, ref r);
-                if (r != Ok)
+                var ctx = new PacketContext(Counters, _now, HoldTag);
+                if (_triggers.TryOpenInbound(key, tcpFlags, ref ctx, out s, out FlowKey parent))
                 {
-                    return Drop(r);
+                    if (s < 0)
+                    {
+                        return Dropped(ctx);
+                    }
+                    MarkRelated(s, parent);
                 }
             }
         }
         if (s < 0)
         {
-            int f = proto == IpProtocol.Icmp ? -1 : FindForward(proto, key.Destination, key.DestinationPort);
-            if ((f >= 0 || _settings.Filtering != FilteringBehaviour.AddressAndPortDependent) && !InboundAllowed(key))
+            var ctx = new PacketContext(Counters, _now, HoldTag);
+            if (proto != IpProtocol.Icmp && _forwards.TryOpen(key, tcpFlags, ref ctx, out s))
+            {
+                if (s < 0)
+                {
+                    return Dropped(ctx);
+                }
+            }
+            else if (_settings.Filtering != FilteringBehaviour.AddressAndPortDependent && !InboundAllowed(key))
             {
                 return Drop(DropReason.RuleDeny);
-            }
-            if (f >= 0)
-            {
-                if (proto == IpProtocol.Tcp && (tcpFlags & (Tcp.Syn | Tcp.Ack | Tcp.Rst)) != Tcp.Syn)
-                {
-                    return Drop(DropReason.NoSession);
-                }
-                s = CreateForwardSession(f, key, out r);
             }
             else if (_addresses.PoolIndexOf(key.Destination) >= 0)
             {
@@ -470,7 +483,7 @@ public sealed partial class NatEngine
         return s;
     }
 
-    private bool IsForwardPort(byte proto, uint external, ushort portRaw) => FindForward(proto, external, portRaw) >= 0;
+    private bool IsForwardPort(byte proto, uint external, ushort portRaw) => _forwards.IsForwardPort(proto, external, portRaw);
 
     private bool MappingHasRemote(ref Mapping map, uint remote)
     {
@@ -485,8 +498,7 @@ public sealed partial class NatEngine
         return false;
     }
 
-    private static LruClass InitialClass(byte proto)
-        => proto == IpProtocol.Tcp ? LruClass.TcpTransitory : proto == IpProtocol.Udp ? LruClass.Udp : LruClass.Icmp;
+    private static LruClass InitialClass(byte proto) => LiveSessions.InitialClass(proto);
 
     /// <summary>RFC 7857 section 2.2 / RFC 5382: established after SYNs both ways; transitory after FINs both ways or a RST.</summary>
     private void TrackTcp(int s, ref Session ses, byte flags, bool in2out)

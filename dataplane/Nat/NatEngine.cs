@@ -136,12 +136,11 @@ public sealed partial class NatEngine
         ulong seed = _options.Seed ?? BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
         _seed = seed;
         _addresses = new AddressPlan(settings, seed);
-        _ipsec = NewIpsec(settings, _options.Shard, Counters);
         _shardMap = new ShardMap(settings, _options.Shards, _options.ShardSeed);
         var ports = new PortAllocator(_addresses.Pool.Length, settings.PortMin, settings.PortMax, seed ^ 0x5DEECE66DUL, _options.Shard, _options.Shards, OwnerOfPort);
         // limits.sessions is the whole dataplane's; each shard holds its share.
         Table = new SessionTable(Math.Max(1, (settings.MaxSessions + _options.Shards - 1) / _options.Shards), ports, seed, Counters.Table);
-        CompileRules(settings);
+        CreatePolicy(settings);
         ReserveForwardPorts();
         RefreshTimeouts();
         if (settings.Filtering != FilteringBehaviour.AddressAndPortDependent)
@@ -265,7 +264,7 @@ public sealed partial class NatEngine
         {
             if (_addresses.IsOwnAddress(dst))
             {
-                if ((proto is IpProtocol.Tcp or IpProtocol.Udp) && _addresses.InInsideNetworks(src) && (_addresses.PoolIndexOf(dst) >= 0 || HasForwardOn(dst)))
+                if ((proto is IpProtocol.Tcp or IpProtocol.Udp) && _addresses.InInsideNetworks(src) && (_addresses.PoolIndexOf(dst) >= 0 || _forwards.HasForwardOn(dst)))
                 {
                     return Hairpin(slot, ref length, ipSpan, ihl, flags);
                 }
@@ -316,7 +315,7 @@ public sealed partial class NatEngine
             }
             return ported ? Out2In(slot, ref length, ipSpan, ihl, flags, transit: false, hairpin: false) : OtherOut2In(slot, ref length, ipSpan, ihl);
         }
-        if (_hasAcceptRules && ported)
+        if (_rules.HasAcceptRules && ported)
         {
             if (_addresses.CheckOutsideSource(src) is var bad && bad != Ok)
             {
@@ -359,7 +358,7 @@ public sealed partial class NatEngine
         _neighbours.Update(next);
         CompileRules(next);
         RefreshTimeouts();
-        RefreshIpsec();
+        _ipsecTunnels.Update(next);
         if (next.Filtering != FilteringBehaviour.AddressAndPortDependent)
         {
             Table.EnableExternalIndex();
@@ -367,7 +366,7 @@ public sealed partial class NatEngine
         if (poolChanged)
         {
             RebuildPorts(next);
-            DropGreCallsOffPool();
+            _gre.DropOffPool(_addresses.Pool);
         }
         else
         {
@@ -444,30 +443,10 @@ public sealed partial class NatEngine
     }
 
     /// <summary>The rules' decision for a key without counting a hit or logging.</summary>
-    private RuleAction DecideQuietly(in FlowKey key)
-    {
-        _quiet = true;
-        RuleAction a = Decide(key, RuleInterface.Inside, RuleInterface.Outside);
-        _quiet = false;
-        return a;
-    }
+    private RuleAction DecideQuietly(in FlowKey key) => _rules.DecideQuietly(key);
 
-    private bool ForwardStillHas(in FlowKey in2out, in FlowKey out2in)
-    {
-        int f = FindForward(out2in.Protocol, out2in.Destination, out2in.DestinationPort);
-        if (f < 0)
-        {
-            return false;
-        }
-        foreach (var b in _forwards[f].Backends)
-        {
-            if (b.Key == in2out.Source && (b.Value == 0 ? in2out.SourcePort == out2in.DestinationPort : FlowKey.PortToRaw(b.Value) == in2out.SourcePort))
-            {
-                return true;
-            }
-        }
-        return false;
-    }
+    /// <summary>True when a forward still sends the session's external endpoint to its inside endpoint.</summary>
+    private bool ForwardStillHas(in FlowKey in2out, in FlowKey out2in) => _forwards.StillHas(in2out, out2in);
 
     private sealed class RuleComparer : IEqualityComparer<ForwardRule>
     {
@@ -498,7 +477,7 @@ public sealed partial class NatEngine
     {
         _neighbours.Sweep(nowMs);
         SweepAlg(nowMs);
-        SweepGreCalls(nowMs, budget);
+        _gre.Sweep(nowMs, budget);
         int n = Table.Expire(nowMs, _settings.Timeouts, budget);
         n += _ipsec.Expire(nowMs, Math.Max(0, budget - n));
         Counters.SessionsSwept += n;
@@ -519,7 +498,7 @@ public sealed partial class NatEngine
     private int LookupOut2In(in FlowKey key) => Live(Table.FindOut2In(key));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private int Live(int s) => SessionLiveness.Live(Table, _timeoutMs, s, _now);
+    private int Live(int s) => _live.Live(s, _now);
 
     private readonly long[] _timeoutMs = new long[4];
 

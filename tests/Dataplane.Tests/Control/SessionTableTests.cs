@@ -89,7 +89,7 @@ public class SessionTableTests
     [Fact]
     public void Ipsec_and_port_less_rows_show_what_identifies_them()
     {
-        // The rows natd's CollectSessions emits for IPsec (NatEngine.Ipsec.cs) and port-less protocols.
+        // The rows natd's CollectSessions emits for IPsec (IpsecTunnels.Collect) and port-less protocols.
         var rows = new[]
         {
             Row("gre", "10.0.0.5", 0, 0, "203.0.113.10", 0, 119) with { State = "active" },
