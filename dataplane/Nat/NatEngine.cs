@@ -146,6 +146,8 @@ public sealed partial class NatEngine
         var ports = new PortAllocator(_pool.Length, settings.PortMin, settings.PortMax, seed ^ 0x5DEECE66DUL, _options.Shard, _options.Shards, OwnerOfPort);
         // limits.sessions is the whole dataplane's; each shard holds its share.
         Table = new SessionTable(Math.Max(1, (settings.MaxSessions + _options.Shards - 1) / _options.Shards), ports, seed);
+        AlgBridge = new AlgBridge(Table, settings);
+        Walker = new SessionWalker(Table, AlgBridge, settings);
         CompileRules(settings);
         ReserveForwardPorts();
         RefreshTimeouts();
@@ -376,6 +378,8 @@ public sealed partial class NatEngine
         CompileRules(next);
         RefreshTimeouts();
         RefreshIpsec();
+        AlgBridge.Update(next);
+        Walker.Update(next);
         if (next.Filtering != FilteringBehaviour.AddressAndPortDependent)
         {
             Table.EnableExternalIndex();
@@ -406,7 +410,7 @@ public sealed partial class NatEngine
     private void RebuildPorts(NatSettings next)
     {
         var ports = new PortAllocator(_pool.Length, next.PortMin, next.PortMax, _seed ^ (ulong)_now, _options.Shard, _options.Shards, OwnerOfPort);
-        ClearExpectations(); // their reserved ports were the old allocator's
+        AlgBridge.Clear(); // their reserved ports were the old allocator's
         Table.Ports = ports;
         var mappings = Table.Mappings;
         for (int m = 0; m < mappings.Length; m++)
@@ -514,7 +518,7 @@ public sealed partial class NatEngine
     {
         ExpireHeld(nowMs);
         SweepNeighbours(nowMs);
-        SweepAlg(nowMs);
+        AlgBridge.Sweep(nowMs);
         SweepGreCalls(nowMs, budget);
         int n = Table.Expire(nowMs, _settings.Timeouts, budget);
         return n + _ipsec.Expire(nowMs, Math.Max(0, budget - n));
