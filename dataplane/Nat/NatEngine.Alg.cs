@@ -34,7 +34,9 @@ public sealed partial class NatEngine
     private Verdict ToHelper(ref Session ses, AlgDirection direction, Side egress, uint nextHop, int payloadLength)
     {
         var ctx = new PacketContext(Counters, _now);
-        Verdict v = AlgBridge.HandOff(ref ctx, ref ses, direction, egress, nextHop, payloadLength, PoolIndexOf(ses.ExternalAddress));
+        // Only an in2out frame can reserve a port: the pool lookup is skipped for the rest.
+        int poolIndex = direction == AlgDirection.In2Out ? PoolIndexOf(ses.ExternalAddress) : -1;
+        Verdict v = AlgBridge.HandOff(ref ctx, ref ses, direction, egress, nextHop, payloadLength, poolIndex);
         PendingAlg = ctx.Alg;
         return v;
     }
