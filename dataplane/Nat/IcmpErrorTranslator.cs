@@ -174,27 +174,8 @@ internal sealed class IcmpErrorTranslator
     /// checksum is patched (RFC 1624 delta) only when the quote holds it (TCP's sits beyond the first 8 bytes).
     /// </summary>
     internal static void RewriteEmbeddedL4(Span<byte> l4, byte proto, bool sourceSide, ushort newPortRaw, ushort delta)
-    {
-        int portOffset = proto == IpProtocol.Icmp ? Icmp.IdentifierOffset : sourceSide ? 0 : 2;
-        Checksum.WriteRaw16(l4, portOffset, newPortRaw);
-        int csum = proto == IpProtocol.Tcp ? Tcp.ChecksumOffset : proto == IpProtocol.Udp ? Udp.ChecksumOffset : Icmp.ChecksumOffset;
-        if (l4.Length < csum + 2)
-        {
-            return;
-        }
-        ushort c = Checksum.ReadRaw16(l4, csum);
-        if (proto == IpProtocol.Udp && c == 0)
-        {
-            return;
-        }
-        c = Checksum.ApplyDelta(c, delta);
-        Checksum.WriteRaw16(l4, csum, proto == IpProtocol.Udp && c == 0 ? (ushort)0xFFFF : c);
-    }
+        => NaptRewrite.EmbeddedPort(l4, proto, sourceSide, newPortRaw, delta);
 
     /// <summary>Recomputes an ICMP message's checksum over the whole message.</summary>
-    internal static void FinishIcmp(Span<byte> icmp)
-    {
-        Checksum.WriteRaw16(icmp, Icmp.ChecksumOffset, 0);
-        Checksum.WriteRaw16(icmp, Icmp.ChecksumOffset, Checksum.Compute(icmp));
-    }
+    internal static void FinishIcmp(Span<byte> icmp) => NaptRewrite.IcmpChecksum(icmp);
 }

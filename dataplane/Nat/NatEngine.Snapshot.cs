@@ -27,26 +27,7 @@ public sealed record SessionRecord(
 public sealed partial class NatEngine
 {
     /// <summary>Appends every live session to <paramref name="into"/> (control path, engine thread).</summary>
-    public void ExportSessions(List<SessionRecord> into, long nowMs)
-    {
-        var sessions = Table.Sessions;
-        for (int i = 0; i < sessions.Length; i++)
-        {
-            ref Session s = ref sessions[i];
-            if (!s.InUse)
-            {
-                continue;
-            }
-            bool icmp = s.In2Out.Protocol == IpProtocol.Icmp;
-            into.Add(new SessionRecord(
-                s.In2Out.Protocol,
-                s.In2Out.Source, FlowKey.PortToHost(s.In2Out.SourcePort),
-                s.Out2In.Destination, FlowKey.PortToHost(s.Out2In.DestinationPort),
-                s.Out2In.Source, icmp ? (ushort)0 : FlowKey.PortToHost(s.Out2In.SourcePort),
-                s.Origin, s.Tcp, s.Class, Math.Max(0, nowMs - s.LastSeenMs),
-                s.PacketsIn2Out, s.PacketsOut2In, s.BytesIn2Out, s.BytesOut2In));
-        }
-    }
+    public void ExportSessions(List<SessionRecord> into, long nowMs) => Walker.Export(into, nowMs);
 
     /// <summary>
     /// Restores saved sessions oldest first (so each expiry list stays ordered by last activity),
@@ -81,10 +62,8 @@ public sealed partial class NatEngine
         {
             return false;
         }
-        bool icmp = r.Protocol == IpProtocol.Icmp;
-        ushort iport = FlowKey.PortToRaw(r.InsidePort), eport = FlowKey.PortToRaw(r.ExternalPort), rport = FlowKey.PortToRaw(r.RemotePort);
-        var in2out = new FlowKey(r.InsideAddress, r.RemoteAddress, iport, icmp ? (ushort)0 : rport, r.Protocol);
-        var out2in = new FlowKey(r.RemoteAddress, r.ExternalAddress, icmp ? (ushort)0 : rport, eport, r.Protocol);
+        SessionWalker.KeysOf(r, out FlowKey in2out, out FlowKey out2in);
+        ushort iport = in2out.SourcePort, eport = out2in.DestinationPort;
         if (Table.FindIn2Out(in2out) >= 0 || Table.FindOut2In(out2in) >= 0)
         {
             return false;

@@ -189,9 +189,9 @@ public sealed partial class NatEngine
             }
             if (action == RuleAction.Masquerade)
             {
-                if (_expectOutbound.Count > 0)
+                if (AlgBridge.HasOutbound)
                 {
-                    MatchOutboundExpectation(s, key);
+                    AlgBridge.MatchOutbound(s, key, _now);
                 }
                 Table.Sessions[s].Alg = _settings.Algs.Classify(proto, FlowKey.PortToHost(key.DestinationPort));
                 if (_triggers.Any)
@@ -280,7 +280,7 @@ public sealed partial class NatEngine
             {
                 return Drop(DropReason.NoRoute);
             }
-            if (_expectInbound.Count > 0 && proto != IpProtocol.Icmp)
+            if (AlgBridge.HasInbound && proto != IpProtocol.Icmp)
             {
                 r = Ok;
                 s = TryInboundExpectation(key, tcpFlags, ref r);
@@ -373,22 +373,7 @@ public sealed partial class NatEngine
     /// <summary>Writes the new port/identifier and patches the transport checksum with a precomputed delta.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void RewriteL4(Span<byte> l4, byte proto, int portOffset, ushort newPortRaw, ushort delta)
-    {
-        Checksum.WriteRaw16(l4, portOffset, newPortRaw);
-        int csumOffset = proto == IpProtocol.Tcp ? Tcp.ChecksumOffset : proto == IpProtocol.Udp ? Udp.ChecksumOffset : Icmp.ChecksumOffset;
-        ushort c = Checksum.ReadRaw16(l4, csumOffset);
-        if (proto == IpProtocol.Udp)
-        {
-            if (c == 0)
-            {
-                return; // no checksum stays no checksum
-            }
-            c = Checksum.ApplyDelta(c, delta);
-            Checksum.WriteRaw16(l4, csumOffset, c == 0 ? (ushort)0xFFFF : c);
-            return;
-        }
-        Checksum.WriteRaw16(l4, csumOffset, Checksum.ApplyDelta(c, delta));
-    }
+        => NaptRewrite.Port(l4, proto, portOffset, newPortRaw, delta);
 
     /// <summary>Slow path of in2out: find or make the mapping (RFC 4787 REQ-1 by default), allocate the port (RFC 6056), make the session.</summary>
     private int CreateIn2Out(in FlowKey key, out DropReason reason)

@@ -140,6 +140,8 @@ public sealed partial class NatEngine
         var ports = new PortAllocator(_addresses.Pool.Length, settings.PortMin, settings.PortMax, seed ^ 0x5DEECE66DUL, _options.Shard, _options.Shards, OwnerOfPort);
         // limits.sessions is the whole dataplane's; each shard holds its share.
         Table = new SessionTable(Math.Max(1, (settings.MaxSessions + _options.Shards - 1) / _options.Shards), ports, seed, Counters.Table);
+        AlgBridge = new AlgBridge(Table, settings, Counters);
+        Walker = new SessionWalker(Table, AlgBridge, settings);
         CreatePolicy(settings);
         ReserveForwardPorts();
         RefreshTimeouts();
@@ -359,6 +361,8 @@ public sealed partial class NatEngine
         CompileRules(next);
         RefreshTimeouts();
         _ipsecTunnels.Update(next);
+        AlgBridge.Update(next);
+        Walker.Update(next);
         if (next.Filtering != FilteringBehaviour.AddressAndPortDependent)
         {
             Table.EnableExternalIndex();
@@ -389,7 +393,7 @@ public sealed partial class NatEngine
     private void RebuildPorts(NatSettings next)
     {
         var ports = new PortAllocator(_addresses.Pool.Length, next.PortMin, next.PortMax, _seed ^ (ulong)_now, _options.Shard, _options.Shards, OwnerOfPort);
-        ClearExpectations(); // their reserved ports were the old allocator's
+        AlgBridge.Clear(); // their reserved ports were the old allocator's
         Table.Ports = ports;
         var mappings = Table.Mappings;
         for (int m = 0; m < mappings.Length; m++)
@@ -476,7 +480,7 @@ public sealed partial class NatEngine
     public int Sweep(long nowMs, int budget)
     {
         _neighbours.Sweep(nowMs);
-        SweepAlg(nowMs);
+        AlgBridge.Sweep(nowMs);
         _gre.Sweep(nowMs, budget);
         int n = Table.Expire(nowMs, _settings.Timeouts, budget);
         n += _ipsec.Expire(nowMs, Math.Max(0, budget - n));

@@ -28,7 +28,7 @@ public sealed record PollerOptions
     public IReadOnlyList<IActorRef?> AlgHelpers { get; init; } = [];
 
     /// <summary>How long a frame may stay with an ALG helper before the poller gives it up (a helper that failed lost it), milliseconds.</summary>
-    public int AlgTimeoutMilliseconds { get; init; } = 5000;
+    public int AlgTimeoutMilliseconds { get; init; } = (int)AlgBridge.DefaultHelperTimeoutMs;
 
     /// <summary>Shard 0's poller, where PPTP calls are registered with the GRE translator (null: this is shard 0).</summary>
     public IActorRef? GreOwner { get; init; }
@@ -59,8 +59,6 @@ public sealed class PollerActor : LoopActor, IFrameSink
     private long _now;
     private readonly Wakeup? _wake;
     private readonly bool _ownWake;
-    private readonly Dictionary<long, (AlgPending Pending, long SinceMs)> _algInFlight = [];
-    private long _algNext;
     private static readonly AlgActions NoActions = new();
 
     /// <summary>Creates a poller over an engine and its two ports (all owned by the caller, used only from this actor's thread once started).</summary>
@@ -77,6 +75,7 @@ public sealed class PollerActor : LoopActor, IFrameSink
         _me = options.Shard;
         _signal = new bool[_links?.Shards ?? 1];
         engine.AttachSink(this);
+        engine.AlgBridge.HelperTimeoutMs = options.AlgTimeoutMilliseconds;
         bool algs = false;
         foreach (var h in options.AlgHelpers)
         {
@@ -211,8 +210,7 @@ public sealed class PollerActor : LoopActor, IFrameSink
         }
         byte[] buffer = ArrayPool<byte>.Shared.Rent(frame.Length + AlgFrame.Headroom);
         frame.CopyTo(buffer);
-        long id = ++_algNext;
-        _algInFlight[id] = (p, _now);
+        long id = _engine.AlgBridge.Begin(p, _now);
         helper.Tell(new AlgFrame(buffer, frame.Length, p, id, Self, _wake), Self);
     }
 
@@ -221,7 +219,7 @@ public sealed class PollerActor : LoopActor, IFrameSink
     {
         try
         {
-            if (!_algInFlight.Remove(f.RequestId))
+            if (!_engine.AlgBridge.End(f.RequestId))
             {
                 return; // given up on already (it took longer than the timeout): its reservations are gone
             }
@@ -263,32 +261,6 @@ public sealed class PollerActor : LoopActor, IFrameSink
         }
         _options.GreOwner.Tell(new ApplyGreCalls([.. calls]), Self);
         _links?.WakeupOf(0).Signal();
-    }
-
-    /// <summary>Frees what frames lost with a failed helper had reserved.</summary>
-    private void ReapAlgFrames(long nowMs)
-    {
-        if (_algInFlight.Count == 0)
-        {
-            return;
-        }
-        List<long>? lost = null;
-        foreach (var kv in _algInFlight)
-        {
-            if (nowMs - kv.Value.SinceMs > _options.AlgTimeoutMilliseconds)
-            {
-                (lost ??= []).Add(kv.Key);
-            }
-        }
-        if (lost is null)
-        {
-            return;
-        }
-        foreach (long id in lost)
-        {
-            _engine.AbandonAlg(_algInFlight[id].Pending);
-            _algInFlight.Remove(id);
-        }
     }
 
     private unsafe void HandOff(int owner, ReadOnlySpan<byte> frame, Side side, bool learnOnly, FrameFlags flags)
@@ -441,7 +413,7 @@ public sealed class PollerActor : LoopActor, IFrameSink
                 }
                 break;
             case SweepSlice sweep:
-                ReapAlgFrames(NowMs);
+                // The engine's sweep gives up frames a helper kept too long (AlgBridge.Sweep).
                 int deleted = _engine.Sweep(NowMs, sweep.Budget);
                 Sender.Tell(deleted);
                 break;

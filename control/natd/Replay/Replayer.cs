@@ -146,7 +146,7 @@ internal sealed class Replayer : IFrameSink
             if (insideTrace && IsToInsideHost(data))
             {
                 // A remote's reply as the inside host saw it: rebuild what the remote really sent.
-                if (!_engine.TryRebuildOutsideFrame(slot.AsSpan(0, len), nowMs))
+                if (!InsideTraceRebuilder.TryRebuild(_engine, slot.AsSpan(0, len), nowMs))
                 {
                     CountDrop(DropReason.NoSession, original.AsSpan(0, len), Side.Outside, rec.TimestampNs);
                     _dropped++;
