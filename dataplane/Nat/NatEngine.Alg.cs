@@ -70,9 +70,6 @@ public sealed partial class NatEngine
     /// <summary>Expectation slots the sweep examined so far: what it costs, which depends on what expires, not on how many are pending.</summary>
     internal long ExpectationSweepVisits { get; private set; }
 
-    /// <summary>Set when <see cref="Process"/> returned <see cref="Verdict.ToHelper"/>: the frame's ALG work.</summary>
-    public AlgPending PendingAlg { get; private set; }
-
     /// <summary>ALG counters of this shard (single writer).</summary>
     public AlgCounters AlgStats { get; } = new();
 
@@ -84,7 +81,7 @@ public sealed partial class NatEngine
     /// <see cref="CompleteAlg"/> need, and reserves an external port when an in2out frame of an ALG
     /// that advertises inside endpoints (FTP PORT/EPRT, DCC offers) carries payload.
     /// </summary>
-    private Verdict ToHelper(ref Session ses, AlgDirection direction, Side egress, uint nextHop, int payloadLength)
+    private Verdict ToHelper(ref Session ses, AlgDirection direction, Side egress, uint nextHop, int payloadLength, ref PacketContext ctx)
     {
         ushort reserved = 0;
         int poolIndex = -1;
@@ -107,7 +104,7 @@ public sealed partial class NatEngine
         FlowKey k = ses.In2Out;
         var conn = new AlgConnection(k.Protocol, k.Source, FlowKey.PortToHost(k.SourcePort), k.Destination, FlowKey.PortToHost(k.DestinationPort),
             ses.ExternalAddress, FlowKey.PortToHost(ses.ExternalPort));
-        PendingAlg = new AlgPending(ses.Alg, conn, direction, egress, nextHop, reserved, poolIndex, reserved != 0 ? Table.Ports : null, k);
+        ctx.Alg = new AlgPending(ses.Alg, conn, direction, egress, nextHop, reserved, poolIndex, reserved != 0 ? Table.Ports : null, k);
         AlgStats.Frames[(int)ses.Alg]++;
         return Verdict.ToHelper;
     }
@@ -120,14 +117,20 @@ public sealed partial class NatEngine
     /// </summary>
     /// <param name="slot">The frame's buffer (it may have grown: the first <paramref name="length"/> bytes).</param>
     /// <param name="length">Frame length in bytes.</param>
-    /// <param name="pending">What <see cref="PendingAlg"/> was when the frame left.</param>
+    /// <param name="pending">What <see cref="PacketContext.Alg"/> was when the frame left.</param>
     /// <param name="actions">What the helper asked for.</param>
-    /// <param name="nowMs">Monotonic milliseconds.</param>
+    /// <param name="ctx">The frame's context (time in; drop reason out).</param>
     /// <returns><see cref="Verdict.ToInside"/> or <see cref="Verdict.ToOutside"/> to transmit, <see cref="Verdict.Consumed"/> when held for ARP, <see cref="Verdict.Drop"/> (counted).</returns>
-    public Verdict CompleteAlg(Span<byte> slot, int length, in AlgPending pending, AlgActions actions, long nowMs)
+    public Verdict CompleteAlg(Span<byte> slot, int length, in AlgPending pending, AlgActions actions, ref PacketContext ctx)
     {
-        _now = nowMs;
-        Table.NowMs = nowMs;
+        Begin(ref ctx);
+        Verdict v = CompleteAlgFrame(slot, length, pending, actions, ref ctx);
+        End(ref ctx);
+        return v;
+    }
+
+    private Verdict CompleteAlgFrame(Span<byte> slot, int length, in AlgPending pending, AlgActions actions, ref PacketContext ctx)
+    {
         bool reservedUsed = false;
         bool ours = pending.ReservedPort != 0 && ReferenceEquals(pending.Allocator, Table.Ports);
         foreach (ExpectationRequest e in actions.Expectations)
@@ -150,11 +153,11 @@ public sealed partial class NatEngine
         AlgStats.Refused[(int)pending.Kind] += actions.Refused;
         if (actions.Drop)
         {
-            return Drop(DropReason.AlgRefused);
+            return ctx.Drop(DropReason.AlgRefused);
         }
         if (length < EthernetHeader.Length + Ipv4Header.MinLength || length > slot.Length)
         {
-            return Drop(DropReason.Truncated);
+            return ctx.Drop(DropReason.Truncated);
         }
         return SendTo(pending.Egress, slot[..length], pending.NextHop);
     }

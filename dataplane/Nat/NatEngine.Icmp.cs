@@ -209,7 +209,7 @@ public sealed partial class NatEngine
     /// </summary>
     private Verdict IcmpReply(Span<byte> slot, ref int length, Side ingress, Span<byte> ipSpan, int ihl, byte type, byte code, DropReason reason)
     {
-        LastDrop = reason;
+        _drop = reason;
         Counters.Drops[(int)reason]++;
         var ip = new Ipv4Header(ipSpan);
         if (ip.Protocol == IpProtocol.Icmp && (ipSpan.Length <= ihl || Icmp.IsError(ipSpan[ihl])))

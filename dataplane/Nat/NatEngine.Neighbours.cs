@@ -252,7 +252,7 @@ public sealed partial class NatEngine
             return Drop(DropReason.NeighbourUnresolved);
         }
         frame.CopyTo(_holdBuffer.AsSpan(free * Io.FrameBatch.SlotSize));
-        _held[free] = new HeldFrame { Used = true, Side = side, NextHop = nextHop, Length = frame.Length, SinceMs = _now, Tag = HoldTag };
+        _held[free] = new HeldFrame { Used = true, Side = side, NextHop = nextHop, Length = frame.Length, SinceMs = _now, Tag = _holdTag };
         _heldCount++;
         Counters.FramesHeld++;
         NeighbourTable table = Pending(side);

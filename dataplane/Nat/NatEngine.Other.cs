@@ -30,9 +30,9 @@ public sealed partial class NatEngine
     /// <see cref="Verdict.Loopback"/> for the caller to hand to the owner, which runs the same method
     /// through <see cref="ProcessHairpinned"/>.
     /// </summary>
-    private Verdict Hairpin(Span<byte> slot, ref int length, Span<byte> ipSpan, int ihl, Io.FrameFlags flags)
+    private Verdict Hairpin(Span<byte> slot, ref int length, Span<byte> ipSpan, in ParsedFrame p, Io.FrameFlags flags, ref PacketContext ctx)
     {
-        Verdict v = In2Out(slot, ref length, ipSpan, ihl, flags, hairpin: true);
+        Verdict v = In2Out(slot, ref length, ipSpan, p, flags, hairpin: true, ref ctx);
         if (v != Verdict.ToOutside)
         {
             return v;
@@ -44,11 +44,11 @@ public sealed partial class NatEngine
         eth.Source = OutsideMac;
         eth.Destination = OutsideMac;
         var ip = new Ipv4Header(ipSpan);
-        if (_shardMap.OwnerOfArrival(ip.Protocol, ip.Destination, Checksum.ReadRaw16(ipSpan[ihl..], 2)) != _options.Shard)
+        if (_shardMap.OwnerOfArrival(ip.Protocol, ip.Destination, Checksum.ReadRaw16(ipSpan[p.Ihl..], 2)) != _options.Shard)
         {
             return Verdict.Loopback;
         }
-        return HairpinArrival(slot, ref length, ipSpan, ihl);
+        return HairpinArrival(slot, ref length, ref ctx);
     }
 
     /// <summary>
@@ -56,37 +56,55 @@ public sealed partial class NatEngine
     /// answered <see cref="Verdict.Loopback"/>: translates it as an outside arrival to natd's
     /// external endpoint (RFC 4787 REQ-9) and addresses it to the inside host. The frame is the one
     /// that shard produced (IPv4, checksums valid, source natd's own address); one that is not is
-    /// dropped as <see cref="DropReason.Truncated"/> or <see cref="DropReason.BadIhl"/>, never thrown on.
+    /// dropped with the reason <see cref="FrameParser"/> gives (<see cref="DropReason.Truncated"/>,
+    /// <see cref="DropReason.BadIhl"/>, ...), never thrown on.
     /// </summary>
     /// <param name="slot">The frame's buffer; the frame is its first <paramref name="length"/> bytes.</param>
     /// <param name="length">Frame length in bytes; updated to the length to transmit.</param>
-    /// <param name="nowMs">Current time in milliseconds, as for <see cref="Process"/>.</param>
+    /// <param name="ctx">The frame's context, as for <see cref="Process(Span{byte}, ref int, Side, Io.FrameFlags, ref PacketContext)"/>.</param>
     /// <returns><see cref="Verdict.ToInside"/>, <see cref="Verdict.Consumed"/> (held for ARP) or <see cref="Verdict.Drop"/>.</returns>
-    public Verdict ProcessHairpinned(Span<byte> slot, ref int length, long nowMs)
+    public Verdict ProcessHairpinned(Span<byte> slot, ref int length, ref PacketContext ctx)
     {
-        _now = nowMs;
-        Table.NowMs = nowMs;
+        Begin(ref ctx);
+        Verdict v = ProcessHairpinnedFrame(slot, ref length, ref ctx);
+        End(ref ctx);
+        return v;
+    }
+
+    private Verdict ProcessHairpinnedFrame(Span<byte> slot, ref int length, ref PacketContext ctx)
+    {
         if ((uint)length > (uint)slot.Length || length < EthernetHeader.Length + Ipv4Header.MinLength)
         {
-            return Drop(DropReason.Truncated);
+            return ctx.Drop(DropReason.Truncated);
         }
         Span<byte> ipSpan = slot[EthernetHeader.Length..length];
         var ip = new Ipv4Header(ipSpan);
         int ihl = ip.HeaderLength;
         if (ihl < Ipv4Header.MinLength || ihl > ipSpan.Length)
         {
-            return Drop(DropReason.BadIhl);
+            return ctx.Drop(DropReason.BadIhl);
         }
         if (ip.Protocol is not (IpProtocol.Tcp or IpProtocol.Udp) || ipSpan.Length < ihl + Udp.Length)
         {
-            return Drop(DropReason.Truncated);
+            return ctx.Drop(DropReason.Truncated);
         }
-        return HairpinArrival(slot, ref length, ipSpan, ihl);
+        return HairpinArrival(slot, ref length, ref ctx);
     }
 
-    /// <summary>The second half of a hairpin, on the shard owning the destination: out2in, addressed to the inside host.</summary>
-    private Verdict HairpinArrival(Span<byte> slot, ref int length, Span<byte> ipSpan, int ihl)
-        => Out2In(slot, ref length, ipSpan, ihl, Io.FrameFlags.None, transit: false, hairpin: true);
+    /// <summary>
+    /// The second half of a hairpin, on the shard owning the destination: out2in, addressed to the
+    /// inside host. The frame was rewritten by the first half, so it is parsed again as it is now.
+    /// </summary>
+    private Verdict HairpinArrival(Span<byte> slot, ref int length, ref PacketContext ctx)
+    {
+        FrameParser.Parse(slot[..length], Side.Outside, Table.HashSeed, out ParsedFrame p);
+        if (p.Drop != ParsedFrame.None || !p.IsIpv4)
+        {
+            return ctx.Drop(p.Drop == ParsedFrame.None ? DropReason.Truncated : p.Drop);
+        }
+        length = EthernetHeader.Length + p.TotalLength;
+        return Out2In(slot, ref length, slot[EthernetHeader.Length..length], p, Io.FrameFlags.None, transit: false, hairpin: true, ref ctx);
+    }
 
     /// <summary>
     /// An inside packet of a protocol without ports (GRE, ESP, ...): a protocol forward's server is
