@@ -18,9 +18,6 @@ public sealed partial class NatEngine
     /// <summary>Expectation slots the sweep examined so far (see <see cref="AlgBridge"/>).</summary>
     internal long ExpectationSweepVisits => AlgBridge.ExpectationSweepVisits;
 
-    /// <summary>Set when <see cref="Process"/> returned <see cref="Verdict.ToHelper"/>: the frame's ALG work.</summary>
-    public AlgPending PendingAlg { get; private set; }
-
     /// <summary>ALG counters of this shard (single writer).</summary>
     public AlgCounters AlgStats => AlgBridge.Stats;
 
@@ -28,18 +25,14 @@ public sealed partial class NatEngine
     public int ExpectationCount => AlgBridge.ExpectationCount;
 
     /// <summary>
-    /// Ends the translated frame's fast path and hands it to its ALG (<see cref="AlgBridge.HandOff"/>).
-    /// Until <see cref="Process"/> takes a <see cref="PacketContext"/>, the hand-off's result is
-    /// published in <see cref="PendingAlg"/>.
+    /// Ends the translated frame's fast path and hands it to its ALG (<see cref="AlgBridge.HandOff"/>):
+    /// what the helper needs goes into <see cref="PacketContext.Alg"/>.
     /// </summary>
-    private Verdict ToHelper(ref Session ses, AlgDirection direction, Side egress, uint nextHop, int payloadLength)
+    private Verdict ToHelper(ref Session ses, AlgDirection direction, Side egress, uint nextHop, int payloadLength, ref PacketContext ctx)
     {
-        var ctx = new PacketContext(Counters, _now);
         // Only an in2out frame can reserve a port: the pool lookup is skipped for the rest.
         int poolIndex = direction == AlgDirection.In2Out ? _addresses.PoolIndexOf(ses.ExternalAddress) : -1;
-        Verdict v = AlgBridge.HandOff(ref ctx, ref ses, direction, egress, nextHop, payloadLength, poolIndex);
-        PendingAlg = ctx.Alg;
-        return v;
+        return AlgBridge.HandOff(ref ctx, ref ses, direction, egress, nextHop, payloadLength, poolIndex);
     }
 
     /// <summary>
@@ -48,25 +41,27 @@ public sealed partial class NatEngine
     /// </summary>
     /// <param name="slot">The frame's buffer (it may have grown: the first <paramref name="length"/> bytes).</param>
     /// <param name="length">Frame length in bytes.</param>
-    /// <param name="pending">What <see cref="PendingAlg"/> was when the frame left.</param>
+    /// <param name="pending">What <see cref="PacketContext.Alg"/> was when the frame left.</param>
     /// <param name="actions">What the helper asked for.</param>
-    /// <param name="nowMs">Monotonic milliseconds.</param>
+    /// <param name="ctx">The frame's context (time in; drop reason out).</param>
     /// <returns><see cref="Verdict.ToInside"/> or <see cref="Verdict.ToOutside"/> to transmit, <see cref="Verdict.Consumed"/> when held for ARP, <see cref="Verdict.Drop"/> (counted).</returns>
-    public Verdict CompleteAlg(Span<byte> slot, int length, in AlgPending pending, AlgActions actions, long nowMs)
+    public Verdict CompleteAlg(Span<byte> slot, int length, in AlgPending pending, AlgActions actions, ref PacketContext ctx)
     {
-        _now = nowMs;
-        Table.NowMs = nowMs;
-        var ctx = new PacketContext(Counters, nowMs);
+        SetClock(ctx.NowMs);
+        return CompleteAlgFrame(slot, length, pending, actions, ref ctx);
+    }
+
+    private Verdict CompleteAlgFrame(Span<byte> slot, int length, in AlgPending pending, AlgActions actions, ref PacketContext ctx)
+    {
         if (!AlgBridge.Complete(ref ctx, pending, actions))
         {
-            LastDrop = ctx.DropReason; // counted by the context
-            return Verdict.Drop;
+            return Verdict.Drop; // recorded and counted by the context
         }
         if (length < EthernetHeader.Length + Ipv4Header.MinLength || length > slot.Length)
         {
-            return Drop(DropReason.Truncated);
+            return ctx.Drop(DropReason.Truncated);
         }
-        return SendTo(pending.Egress, slot[..length], pending.NextHop);
+        return _neighbours.SendTo(pending.Egress, slot[..length], pending.NextHop, ref ctx);
     }
 
     /// <summary>A frame its helper never returned (the helper failed): frees its reserved port (<see cref="AlgBridge.Abandon"/>).</summary>

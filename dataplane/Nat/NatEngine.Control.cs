@@ -49,46 +49,38 @@ public sealed partial class NatEngine
     public int DeleteSessions(byte protocol, uint insideAddress, ushort insidePort, uint remoteAddress, ushort remotePort)
         => Walker.Delete(protocol, insideAddress, insidePort, remoteAddress, remotePort);
 
-    /// <summary>Sessions above which <see cref="Prefetch"/> works (below, the table stays in the caches).</summary>
+    /// <summary>Sessions above which <see cref="Prefetch(in ParsedFrame, bool)"/> works (below, the table stays in the caches).</summary>
     public const int PrefetchThreshold = 65_536;
 
     /// <summary>
     /// Prefetch hint for a frame that will be processed a few frames from now: stage one
     /// (<paramref name="session"/> false) for about four frames ahead, stage two for about two.
-    /// Reads only the headers it needs, changes nothing, never fails.
+    /// Parses the frame (<see cref="FrameParser"/>); changes nothing, never fails. A poller that
+    /// parsed the frame already uses <see cref="Prefetch(in ParsedFrame, bool)"/>.
     /// </summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public void Prefetch(ReadOnlySpan<byte> frame, Side ingress, bool session)
     {
-        // A table that fits the caches gains nothing and would pay the extra parse and hash.
-        if (Table.Count < PrefetchThreshold || frame.Length < 42 || frame[12] != 0x08 || frame[13] != 0x00)
+        if (Table.Count < PrefetchThreshold)
         {
             return;
         }
-        ReadOnlySpan<byte> ip = frame[14..];
-        int ihl = (ip[0] & 0x0F) * 4;
-        if (ihl < 20 || ip.Length < ihl + 8)
+        FrameParser.Parse(frame, ingress, Table.HashSeed, out ParsedFrame p);
+        Prefetch(p, session);
+    }
+
+    /// <summary>
+    /// Prefetch hint for a parsed frame (its key's hash computed once by the parser): stage one
+    /// (<paramref name="session"/> false) for about four frames ahead, stage two for about two.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public void Prefetch(in ParsedFrame frame, bool session)
+    {
+        // A table that fits the caches gains nothing from the hint.
+        if (Table.Count < PrefetchThreshold || !frame.HasKey || frame.Drop != ParsedFrame.None)
         {
             return;
         }
-        byte proto = ip[9];
-        uint src = Checksum.ReadRaw32(ip, 12), dst = Checksum.ReadRaw32(ip, 16);
-        ReadOnlySpan<byte> l4 = ip[ihl..];
-        FlowKey key;
-        if (proto is IpProtocol.Tcp or IpProtocol.Udp)
-        {
-            key = new FlowKey(src, dst, Checksum.ReadRaw16(l4, 0), Checksum.ReadRaw16(l4, 2), proto);
-        }
-        else if (proto == IpProtocol.Icmp)
-        {
-            ushort id = Checksum.ReadRaw16(l4, Icmp.IdentifierOffset);
-            key = ingress == Side.Inside ? new FlowKey(src, dst, id, 0, proto) : new FlowKey(src, dst, 0, id, proto);
-        }
-        else
-        {
-            return;
-        }
-        Table.Prefetch(key, ingress == Side.Inside, session);
+        Table.Prefetch(frame.Hash, frame.Ingress == Side.Inside, session);
     }
 
     /// <summary>Deletes every session (natctl flush). Must run on the engine's thread.</summary>

@@ -28,11 +28,10 @@ public sealed partial class NatEngine
     /// In2out UDP from port 500 to port 500 (ISAKMP) with IPsec masquerading on: see
     /// <see cref="IpsecTunnels.IsakmpIn2Out"/>. False when the ordinary UDP path should handle it.
     /// </summary>
-    private bool TryIsakmpIn2Out(Span<byte> slot, ref int length, Span<byte> ipSpan, int ihl, in FlowKey key, uint nextHop, out Verdict verdict)
+    private bool TryIsakmpIn2Out(Span<byte> slot, ref int length, Span<byte> ipSpan, int ihl, in FlowKey key, uint nextHop, ref PacketContext ctx, out Verdict verdict)
     {
-        var ctx = new PacketContext(Counters, _now, HoldTag);
         TunnelVerdict t = _ipsecTunnels.IsakmpIn2Out(ipSpan, ihl, key, _addresses.Pool[_addresses.PoolIndexFor(key.Source)], ref ctx);
-        verdict = t == TunnelVerdict.Pass ? Verdict.Drop : Finish(t, slot, ref length, ipSpan, ihl, nextHop, ctx);
+        verdict = t == TunnelVerdict.Pass ? Verdict.Drop : Finish(t, slot, ref length, ipSpan, ihl, nextHop, ref ctx);
         return t != TunnelVerdict.Pass;
     }
 
@@ -40,11 +39,10 @@ public sealed partial class NatEngine
     /// Out2in UDP to port 500 with IPsec masquerading on: see <see cref="IpsecTunnels.IsakmpOut2In"/>.
     /// False when the ordinary path should handle it.
     /// </summary>
-    private bool TryIsakmpOut2In(Span<byte> slot, ref int length, Span<byte> ipSpan, int ihl, in FlowKey key, out Verdict verdict)
+    private bool TryIsakmpOut2In(Span<byte> slot, ref int length, Span<byte> ipSpan, int ihl, in FlowKey key, ref PacketContext ctx, out Verdict verdict)
     {
-        var ctx = new PacketContext(Counters, _now, HoldTag);
         TunnelVerdict t = _ipsecTunnels.IsakmpOut2In(ipSpan, ihl, key, _addresses.PoolIndexOf(key.Destination) >= 0, ref ctx);
-        verdict = t == TunnelVerdict.Pass ? Verdict.Drop : Finish(t, slot, ref length, ipSpan, ihl, 0, ctx);
+        verdict = t == TunnelVerdict.Pass ? Verdict.Drop : Finish(t, slot, ref length, ipSpan, ihl, 0, ref ctx);
         return t != TunnelVerdict.Pass;
     }
 

@@ -39,37 +39,4 @@ public sealed partial class NatEngine
     /// prefix that asked or answered natd, as for ARP this engine receives).
     /// </summary>
     public void LearnFromArp(ReadOnlySpan<byte> frame, Side side) => _neighbours.LearnFromArp(frame, side, _now);
-
-    // Bridges until Process threads a PacketContext: each runs the component with a context made
-    // from the engine's per-packet state and mirrors its drop into LastDrop.
-
-    /// <summary>Sets Ethernet addresses for the egress side, or holds the frame and asks ARP when the next hop is unknown.</summary>
-    private Verdict SendTo(Side side, Span<byte> frame, uint nextHop)
-    {
-        var ctx = NewContext();
-        return Finish(_neighbours.SendTo(side, frame, nextHop, ref ctx), ctx.DropReason);
-    }
-
-    /// <summary>ARP for natd's addresses (<see cref="Nat.Neighbours.HandleArp"/>).</summary>
-    private Verdict HandleArp(Span<byte> frame, ref int length, Side ingress)
-    {
-        var ctx = NewContext();
-        return Finish(_neighbours.HandleArp(frame, ref length, ingress, ref ctx), ctx.DropReason);
-    }
-
-    private PacketContext NewContext() => new(Counters, _now, HoldTag);
-
-    /// <summary>
-    /// Mirrors a component's recorded drop into <see cref="LastDrop"/>: on a drop verdict, and also
-    /// when a generated ICMP error answers the dropped frame (its verdict is the ingress side). No
-    /// component here records <see cref="DropReason.Truncated"/>, the context's default.
-    /// </summary>
-    private Verdict Finish(Verdict v, DropReason recorded)
-    {
-        if (v == Verdict.Drop || recorded != default)
-        {
-            LastDrop = recorded;
-        }
-        return v;
-    }
 }

@@ -15,9 +15,9 @@ public sealed partial class NatEngine
     /// <see cref="Verdict.Loopback"/> for the caller to hand to the owner, which runs the same method
     /// through <see cref="ProcessHairpinned"/>.
     /// </summary>
-    private Verdict Hairpin(Span<byte> slot, ref int length, Span<byte> ipSpan, int ihl, Io.FrameFlags flags)
+    private Verdict Hairpin(Span<byte> slot, ref int length, Span<byte> ipSpan, in ParsedFrame p, Io.FrameFlags flags, ref PacketContext ctx)
     {
-        Verdict v = In2Out(slot, ref length, ipSpan, ihl, flags, hairpin: true);
+        Verdict v = In2Out(slot, ref length, ipSpan, p, flags, hairpin: true, ref ctx);
         if (v != Verdict.ToOutside)
         {
             return v;
@@ -29,11 +29,11 @@ public sealed partial class NatEngine
         eth.Source = OutsideMac;
         eth.Destination = OutsideMac;
         var ip = new Ipv4Header(ipSpan);
-        if (_shardMap.OwnerOfArrival(ip.Protocol, ip.Destination, Checksum.ReadRaw16(ipSpan[ihl..], 2)) != _options.Shard)
+        if (_shardMap.OwnerOfArrival(ip.Protocol, ip.Destination, Checksum.ReadRaw16(ipSpan[p.Ihl..], 2)) != _options.Shard)
         {
             return Verdict.Loopback;
         }
-        return HairpinArrival(slot, ref length, ipSpan, ihl);
+        return HairpinArrival(slot, ref length, ref ctx);
     }
 
     /// <summary>
@@ -41,81 +41,95 @@ public sealed partial class NatEngine
     /// answered <see cref="Verdict.Loopback"/>: translates it as an outside arrival to natd's
     /// external endpoint (RFC 4787 REQ-9) and addresses it to the inside host. The frame is the one
     /// that shard produced (IPv4, checksums valid, source natd's own address); one that is not is
-    /// dropped as <see cref="DropReason.Truncated"/> or <see cref="DropReason.BadIhl"/>, never thrown on.
+    /// dropped with the reason <see cref="FrameParser"/> gives (<see cref="DropReason.Truncated"/>,
+    /// <see cref="DropReason.BadIhl"/>, ...), never thrown on.
     /// </summary>
     /// <param name="slot">The frame's buffer; the frame is its first <paramref name="length"/> bytes.</param>
     /// <param name="length">Frame length in bytes; updated to the length to transmit.</param>
-    /// <param name="nowMs">Current time in milliseconds, as for <see cref="Process"/>.</param>
+    /// <param name="ctx">The frame's context, as for <see cref="Process(Span{byte}, ref int, Side, Io.FrameFlags, ref PacketContext)"/>.</param>
     /// <returns><see cref="Verdict.ToInside"/>, <see cref="Verdict.Consumed"/> (held for ARP) or <see cref="Verdict.Drop"/>.</returns>
-    public Verdict ProcessHairpinned(Span<byte> slot, ref int length, long nowMs)
+    public Verdict ProcessHairpinned(Span<byte> slot, ref int length, ref PacketContext ctx)
     {
-        _now = nowMs;
-        Table.NowMs = nowMs;
+        SetClock(ctx.NowMs);
+        return ProcessHairpinnedFrame(slot, ref length, ref ctx);
+    }
+
+    private Verdict ProcessHairpinnedFrame(Span<byte> slot, ref int length, ref PacketContext ctx)
+    {
         if ((uint)length > (uint)slot.Length || length < EthernetHeader.Length + Ipv4Header.MinLength)
         {
-            return Drop(DropReason.Truncated);
+            return ctx.Drop(DropReason.Truncated);
         }
         Span<byte> ipSpan = slot[EthernetHeader.Length..length];
         var ip = new Ipv4Header(ipSpan);
         int ihl = ip.HeaderLength;
         if (ihl < Ipv4Header.MinLength || ihl > ipSpan.Length)
         {
-            return Drop(DropReason.BadIhl);
+            return ctx.Drop(DropReason.BadIhl);
         }
         if (ip.Protocol is not (IpProtocol.Tcp or IpProtocol.Udp) || ipSpan.Length < ihl + Udp.Length)
         {
-            return Drop(DropReason.Truncated);
+            return ctx.Drop(DropReason.Truncated);
         }
-        return HairpinArrival(slot, ref length, ipSpan, ihl);
+        return HairpinArrival(slot, ref length, ref ctx);
     }
 
-    /// <summary>The second half of a hairpin, on the shard owning the destination: out2in, addressed to the inside host.</summary>
-    private Verdict HairpinArrival(Span<byte> slot, ref int length, Span<byte> ipSpan, int ihl)
-        => Out2In(slot, ref length, ipSpan, ihl, Io.FrameFlags.None, transit: false, hairpin: true);
+    /// <summary>
+    /// The second half of a hairpin, on the shard owning the destination: out2in, addressed to the
+    /// inside host. The frame was rewritten by the first half, so it is parsed again as it is now.
+    /// </summary>
+    private Verdict HairpinArrival(Span<byte> slot, ref int length, ref PacketContext ctx)
+    {
+        FrameParser.Parse(slot[..length], Side.Outside, Table.HashSeed, out ParsedFrame p);
+        if (p.Drop != ParsedFrame.None || !p.IsIpv4)
+        {
+            return ctx.Drop(p.Drop == ParsedFrame.None ? DropReason.Truncated : p.Drop);
+        }
+        length = EthernetHeader.Length + p.TotalLength;
+        return Out2In(slot, ref length, slot[EthernetHeader.Length..length], p, Io.FrameFlags.None, transit: false, hairpin: true, ref ctx);
+    }
 
     /// <summary>
     /// An inside packet of a protocol without ports (GRE, ESP, ...), routed here and translated by
     /// <see cref="PortlessProtocols.In2Out"/> (PPTP GRE, protocol forward, IPsec, rules).
     /// </summary>
-    private Verdict OtherIn2Out(Span<byte> slot, ref int length, Span<byte> ipSpan)
+    private Verdict OtherIn2Out(Span<byte> slot, ref int length, Span<byte> ipSpan, ref PacketContext ctx)
     {
         var ip = new Ipv4Header(ipSpan);
         uint nextHop = _addresses.NextHopOutside(ip.Destination);
         if (nextHop == 0)
         {
-            return Drop(DropReason.NoRoute);
+            return ctx.Drop(DropReason.NoRoute);
         }
-        var ctx = new PacketContext(Counters, _now, HoldTag);
         TunnelVerdict t = _portless.In2Out(ipSpan, _addresses.Pool[_addresses.PoolIndexFor(ip.Source)], ref ctx);
-        return Finish(t, slot, ref length, ipSpan, ip.HeaderLength, nextHop, ctx);
+        return Finish(t, slot, ref length, ipSpan, ip.HeaderLength, nextHop, ref ctx);
     }
 
     /// <summary>An outside packet of a protocol without ports to natd's address: <see cref="PortlessProtocols.Out2In"/>.</summary>
-    private Verdict OtherOut2In(Span<byte> slot, ref int length, Span<byte> ipSpan, int ihl)
+    private Verdict OtherOut2In(Span<byte> slot, ref int length, Span<byte> ipSpan, int ihl, ref PacketContext ctx)
     {
-        var ctx = new PacketContext(Counters, _now, HoldTag);
         TunnelVerdict t = _portless.Out2In(ipSpan, ihl, _addresses.PoolIndexOf(new Ipv4Header(ipSpan).Destination) >= 0, ref ctx);
-        return Finish(t, slot, ref length, ipSpan, ihl, 0, ctx);
+        return Finish(t, slot, ref length, ipSpan, ihl, 0, ref ctx);
     }
 
     /// <summary>
     /// Turns what a tunnel or port-less component did into the frame's verdict: sends it (inside to
     /// the next hop of its new destination), answers ICMP, or reports the drop the component counted.
     /// </summary>
-    private Verdict Finish(TunnelVerdict t, Span<byte> slot, ref int length, Span<byte> ipSpan, int ihl, uint nextHopOutside, in PacketContext ctx)
+    private Verdict Finish(TunnelVerdict t, Span<byte> slot, ref int length, Span<byte> ipSpan, int ihl, uint nextHopOutside, ref PacketContext ctx)
     {
         switch (t)
         {
             case TunnelVerdict.ToOutside:
-                return SendTo(Side.Outside, slot[..length], nextHopOutside);
+                return _neighbours.SendTo(Side.Outside, slot[..length], nextHopOutside, ref ctx);
             case TunnelVerdict.ToInside:
-                return SendTo(Side.Inside, slot[..length], _addresses.NextHopInside(new Ipv4Header(ipSpan).Destination));
+                return _neighbours.SendTo(Side.Inside, slot[..length], _addresses.NextHopInside(new Ipv4Header(ipSpan).Destination), ref ctx);
             case TunnelVerdict.TimeExceeded:
-                return TimeExceeded(slot, ref length, Side.Outside, ipSpan, ihl);
+                return _icmp.TimeExceeded(slot, ref length, Side.Outside, ipSpan, ihl, ref ctx);
             case TunnelVerdict.Reject:
-                return IcmpReply(slot, ref length, Side.Inside, ipSpan, ihl, Icmp.DestinationUnreachable, 13, DropReason.RuleReject);
+                return _icmp.IcmpReply(slot, ref length, Side.Inside, ipSpan, ihl, Icmp.DestinationUnreachable, 13, DropReason.RuleReject, ref ctx);
             default:
-                return Dropped(ctx);
+                return Verdict.Drop; // recorded and counted by the component
         }
     }
 }

@@ -15,7 +15,7 @@ public sealed partial class NatEngine
     /// same server at once. Call on shard 0's thread (the poller's mailbox), between batches.
     /// </summary>
     /// <param name="call">The call, addresses network order, Call IDs host order.</param>
-    /// <param name="nowMs">The engine's clock (monotonic milliseconds, as passed to <see cref="Process"/>): an added call's idle time starts here.</param>
+    /// <param name="nowMs">The engine's clock (monotonic milliseconds, as passed to <see cref="Process(Span{byte}, ref int, Side, Io.FrameFlags, ref PacketContext)"/>): an added call's idle time starts here.</param>
     /// <returns>False when an add found the table full (or the call incomplete), or a remove found nothing.</returns>
     public bool ApplyGreCall(in GreCall call, long nowMs)
     {

@@ -64,13 +64,6 @@ public sealed partial class NatEngine
         _ipsecTunnels.ReservePorts(Table.Ports, _addresses.Pool.Length);
     }
 
-    /// <summary>A drop a component already recorded and counted in <paramref name="ctx"/>: only remembered for <see cref="LastDrop"/>.</summary>
-    private Verdict Dropped(in PacketContext ctx)
-    {
-        LastDrop = ctx.DropReason;
-        return Verdict.Drop;
-    }
-
     /// <summary>The rules' decision for a new outbound flow (hit counted, logged when asked). Slow path only.</summary>
     private RuleAction Decide(in FlowKey key, RuleInterface ingress, RuleInterface egress) => _rules.Decide(key, ingress, egress, _now);
 

@@ -11,54 +11,20 @@ public sealed partial class NatEngine
     private const DropReason Ok = AddressPlan.Ok;
 
     /// <summary>
-    /// Validates the transport header of a TCP, UDP or ICMP packet and settles its checksum:
-    /// completes it when the sender left it to offload, verifies it otherwise (when configured).
+    /// Settles the transport checksum of a TCP, UDP or ICMP packet whose header's shape the parser
+    /// already checked (<see cref="ParsedFrame.L4Drop"/>): completes it when the sender left it to
+    /// offload, verifies it otherwise (when configured).
     /// </summary>
-    private DropReason PrepareL4(Span<byte> ipSpan, int ihl, FrameFlags flags)
+    private DropReason SettleL4(Span<byte> ipSpan, int ihl, byte proto, FrameFlags flags)
     {
-        var ip = new Ipv4Header(ipSpan);
         Span<byte> l4 = ipSpan[ihl..];
-        byte proto = ip.Protocol;
         switch (proto)
         {
             case IpProtocol.Tcp:
-                if (l4.Length < Tcp.MinLength)
-                {
-                    return DropReason.Truncated;
-                }
-                int thl = Tcp.HeaderLength(l4);
-                if (thl < Tcp.MinLength)
-                {
-                    return DropReason.BadL4Length;
-                }
-                if (thl > l4.Length)
-                {
-                    return DropReason.Truncated; // the data offset points beyond the IP payload
-                }
-                return SettleChecksum(l4, Tcp.ChecksumOffset, ip, proto, flags, udp: false);
+                return SettleChecksum(l4, Tcp.ChecksumOffset, new Ipv4Header(ipSpan), proto, flags, udp: false);
             case IpProtocol.Udp:
-                if (l4.Length < Udp.Length)
-                {
-                    return DropReason.Truncated;
-                }
-                int ulen = System.Buffers.Binary.BinaryPrimitives.ReadUInt16BigEndian(l4[4..]);
-                if (ulen > l4.Length)
-                {
-                    return DropReason.Truncated; // announces more than the IP payload holds
-                }
-                if (ulen != l4.Length)
-                {
-                    // Below 8, or shorter than the IP payload: the bytes past it are no part of the
-                    // datagram and would be forwarded unchecked (the checksum covers the IP payload).
-                    // Dropped rather than trimmed: a translator has no use for bytes the sender did not count.
-                    return DropReason.BadL4Length;
-                }
-                return SettleChecksum(l4, Udp.ChecksumOffset, ip, proto, flags, udp: true);
+                return SettleChecksum(l4, Udp.ChecksumOffset, new Ipv4Header(ipSpan), proto, flags, udp: true);
             case IpProtocol.Icmp:
-                if (l4.Length < Icmp.HeaderLength)
-                {
-                    return DropReason.Truncated;
-                }
                 if (_settings.VerifyL4Checksums && !Checksum.Verify(l4))
                 {
                     return DropReason.BadL4Checksum;
@@ -101,116 +67,80 @@ public sealed partial class NatEngine
         return DropReason.BadL4Checksum;
     }
 
-    private Verdict In2Out(Span<byte> slot, ref int length, Span<byte> ipSpan, int ihl, FrameFlags flags, bool hairpin)
+    /// <summary>
+    /// In2out of a TCP, UDP or ICMP packet: the checks every such packet passes, then the fast path
+    /// (<see cref="In2OutFast"/>, a live session) and on a miss the slow path's flow openers
+    /// (<see cref="In2OutSlow"/>).
+    /// </summary>
+    private Verdict In2Out(Span<byte> slot, ref int length, Span<byte> ipSpan, in ParsedFrame p, FrameFlags flags, bool hairpin, ref PacketContext ctx)
     {
-        var ip = new Ipv4Header(ipSpan);
-        byte proto = ip.Protocol;
-        DropReason r = PrepareL4(ipSpan, ihl, flags);
+        if (p.L4Drop != ParsedFrame.None)
+        {
+            return ctx.Drop(p.L4Drop);
+        }
+        byte proto = p.Protocol;
+        DropReason r = SettleL4(ipSpan, p.Ihl, proto, flags);
         if (r != Ok)
         {
-            return Drop(r);
+            return ctx.Drop(r);
         }
-        Span<byte> l4 = ipSpan[ihl..];
-        FlowKey key;
-        byte tcpFlags = 0;
         if (proto == IpProtocol.Icmp)
         {
-            byte type = l4[0];
-            if (Icmp.IsError(type))
+            if (Icmp.IsError(p.IcmpType))
             {
-                return IcmpErrorIn2Out(slot, ref length, ipSpan, ihl);
+                return _icmpErrors.IcmpErrorIn2Out(slot, ref length, ipSpan, p.Ihl, ref ctx);
             }
-            if (type != Icmp.EchoRequest)
+            if (p.IcmpType != Icmp.EchoRequest)
             {
-                return Drop(DropReason.UnsupportedIcmp);
+                return ctx.Drop(DropReason.UnsupportedIcmp);
             }
-            key = new FlowKey(ip.Source, ip.Destination, Checksum.ReadRaw16(l4, Icmp.IdentifierOffset), 0, proto);
-        }
-        else
-        {
-            key = PortKey(ip, l4, proto, out tcpFlags);
         }
 
-        uint nextHop = _addresses.NextHopOutside(key.Destination);
+        uint nextHop = _addresses.NextHopOutside(p.Destination);
         if (nextHop == 0)
         {
-            return Drop(DropReason.NoRoute);
+            return ctx.Drop(DropReason.NoRoute);
         }
-        if (proto == IpProtocol.Udp && key.SourcePort == IsakmpPortRaw && key.DestinationPort == IsakmpPortRaw && !hairpin && IpsecOn
-            && TryIsakmpIn2Out(slot, ref length, ipSpan, ihl, key, nextHop, out Verdict isakmp))
+        if (proto == IpProtocol.Udp && p.Key.SourcePort == IsakmpPortRaw && p.Key.DestinationPort == IsakmpPortRaw && !hairpin && IpsecOn
+            && TryIsakmpIn2Out(slot, ref length, ipSpan, p.Ihl, p.Key, nextHop, ref ctx, out Verdict isakmp))
         {
-            return isakmp; // ISAKMP keeps port 500 and is routed back by cookies (VPN Masquerade HOWTO 6)
+            return isakmp; // ISAKMP keeps port 500 and is routed back by cookies (VPN Masquerade HOWTO 6): before any session
         }
-        int s = LookupIn2Out(key);
-        if (s < 0)
+        if (In2OutFast(slot, ref length, ipSpan, p, nextHop, hairpin, ref ctx, out Verdict v, out int live))
         {
-            // RFC 5382: only a SYN creates a TCP mapping; anything else without a session is stale or forged.
-            if (proto == IpProtocol.Tcp && (tcpFlags & (Tcp.Syn | Tcp.Ack | Tcp.Rst)) != Tcp.Syn)
-            {
-                return Drop(DropReason.TcpNotSyn);
-            }
-            RuleAction action = Decide(key, RuleInterface.Inside, RuleInterface.Outside);
-            switch (action)
-            {
-                case RuleAction.Deny:
-                    return Drop(DropReason.RuleDeny);
-                case RuleAction.Reject:
-                    return IcmpReply(slot, ref length, Side.Inside, ipSpan, ihl, Icmp.DestinationUnreachable, 13, DropReason.RuleReject);
-                case RuleAction.Accept:
-                    if (hairpin)
-                    {
-                        return Drop(DropReason.RuleDeny); // an untranslated packet to our own address has nowhere to go
-                    }
-                    s = CreateIdentity(key, out r);
-                    break;
-                default:
-                    s = -1;
-                    if (_triggers.Any && proto != IpProtocol.Icmp)
-                    {
-                        var ctx = new PacketContext(Counters, _now, HoldTag);
-                        if (_triggers.TryOpenOutbound(key, _addresses.Pool[_addresses.PoolIndexFor(key.Source)], ref ctx, out s, out FlowKey parent))
-                        {
-                            if (s < 0)
-                            {
-                                return Dropped(ctx);
-                            }
-                            MarkRelated(s, parent);
-                        }
-                    }
-                    if (s < 0)
-                    {
-                        s = CreateIn2Out(key, out r);
-                    }
-                    break;
-            }
-            if (s < 0)
-            {
-                return Drop(r);
-            }
-            if (action == RuleAction.Masquerade)
-            {
-                if (AlgBridge.HasOutbound)
-                {
-                    AlgBridge.MatchOutbound(s, key, _now);
-                }
-                Table.Sessions[s].Alg = _settings.Algs.Classify(proto, FlowKey.PortToHost(key.DestinationPort));
-                if (_triggers.Any)
-                {
-                    _triggers.MaybeActivate(key, Table.Sessions[s].ExternalAddress, _now);
-                }
-            }
+            return v;
         }
+        return In2OutSlow(slot, ref length, ipSpan, p, nextHop, hairpin, live, ref ctx);
+    }
 
-        ref Session ses = ref Table.Sessions[s];
-        if (ses.Origin == SessionOrigin.Forward && (tcpFlags & Tcp.Rst) != 0
-            && (ses.Tcp & (TcpSeen.SynOut2In | TcpSeen.Established)) == TcpSeen.SynOut2In)
+    /// <summary>
+    /// The in2out fast path: a live session's rewrite. False on a miss: <paramref name="live"/> is
+    /// -1 when no session matches, or a live session the slow path must see first (a port
+    /// forward's backend answering with a RST).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool In2OutFast(Span<byte> slot, ref int length, Span<byte> ipSpan, in ParsedFrame p, uint nextHop, bool hairpin,
+        ref PacketContext ctx, out Verdict verdict, out int live)
+    {
+        int s = LookupIn2Out(p.Key, p.Hash);
+        if (s < 0 || ((p.TcpFlags & Tcp.Rst) != 0 && Table.Sessions[s].Origin == SessionOrigin.Forward))
         {
-            // The backend refused the connection: hold it down and let the client's SYN
-            // retransmission open a new session on another backend instead of passing the refusal on.
-            _forwards.MarkBackendDown(Table.Mappings[ses.Mapping].Tag, _now);
-            Table.Delete(s);
-            return Drop(DropReason.BackendRefused);
+            verdict = Verdict.Drop;
+            live = s;
+            return false;
         }
+        live = s;
+        verdict = In2OutHit(s, slot, ref length, ipSpan, p, nextHop, hairpin, ref ctx);
+        return true;
+    }
+
+    /// <summary>Rewrites an in2out packet of session <paramref name="s"/> (found or just opened) and sends it on.</summary>
+    private Verdict In2OutHit(int s, Span<byte> slot, ref int length, Span<byte> ipSpan, in ParsedFrame p, uint nextHop, bool hairpin, ref PacketContext ctx)
+    {
+        var ip = new Ipv4Header(ipSpan);
+        byte proto = p.Protocol;
+        Span<byte> l4 = ipSpan[p.Ihl..];
+        ref Session ses = ref Table.Sessions[s];
 
         // Rewrite source address and port (or ICMP identifier) with the precomputed deltas.
         ip.Source = ses.Out2In.Destination;
@@ -220,7 +150,7 @@ public sealed partial class NatEngine
 
         if (proto == IpProtocol.Tcp)
         {
-            TrackTcp(s, ref ses, tcpFlags, in2out: true);
+            TrackTcp(s, ref ses, p.TcpFlags, in2out: true);
         }
         ses.PacketsIn2Out++;
         ses.BytesIn2Out += ipSpan.Length;
@@ -229,111 +159,85 @@ public sealed partial class NatEngine
         Counters.BytesIn2Out += ipSpan.Length;
         if (ses.Alg != AlgKind.None && !hairpin)
         {
-            return ToHelper(ref ses, AlgDirection.In2Out, Side.Outside, nextHop, PayloadLength(l4, proto));
+            return ToHelper(ref ses, AlgDirection.In2Out, Side.Outside, nextHop, PayloadLength(l4, proto), ref ctx);
         }
-        return hairpin ? Verdict.ToOutside : SendTo(Side.Outside, slot[..length], nextHop);
+        return hairpin ? Verdict.ToOutside : _neighbours.SendTo(Side.Outside, slot[..length], nextHop, ref ctx);
     }
 
-    private Verdict Out2In(Span<byte> slot, ref int length, Span<byte> ipSpan, int ihl, FrameFlags flags, bool transit, bool hairpin)
+    /// <summary>
+    /// Out2in of a TCP, UDP or ICMP packet: the checks every such packet passes, then the fast path
+    /// (<see cref="Out2InFast"/>, a live session) and on a miss the slow path's flow openers
+    /// (<see cref="Out2InSlow"/>).
+    /// </summary>
+    private Verdict Out2In(Span<byte> slot, ref int length, Span<byte> ipSpan, in ParsedFrame p, FrameFlags flags, bool transit, bool hairpin, ref PacketContext ctx)
     {
-        var ip = new Ipv4Header(ipSpan);
-        byte proto = ip.Protocol;
-        DropReason r = PrepareL4(ipSpan, ihl, flags);
+        if (p.L4Drop != ParsedFrame.None)
+        {
+            return ctx.Drop(p.L4Drop);
+        }
+        byte proto = p.Protocol;
+        DropReason r = SettleL4(ipSpan, p.Ihl, proto, flags);
         if (r != Ok)
         {
-            return Drop(r);
+            return ctx.Drop(r);
         }
-        Span<byte> l4 = ipSpan[ihl..];
-        FlowKey key;
-        byte tcpFlags = 0;
         if (proto == IpProtocol.Icmp)
         {
-            byte type = l4[0];
+            byte type = p.IcmpType;
             if (Icmp.IsError(type))
             {
-                return IcmpErrorOut2In(slot, ref length, ipSpan, ihl);
+                return _icmpErrors.IcmpErrorOut2In(slot, ref length, ipSpan, p.Ihl, ref ctx);
             }
             if (type == Icmp.EchoRequest)
             {
-                return ToGateway(slot, ref length, Side.Outside, ipSpan, ihl); // a ping of the external address
+                return _icmp.ToGateway(slot, ref length, Side.Outside, ipSpan, p.Ihl, ref ctx); // a ping of the external address
             }
             if (type != Icmp.EchoReply)
             {
-                return Drop(DropReason.UnsupportedIcmp);
+                return ctx.Drop(DropReason.UnsupportedIcmp);
             }
-            key = new FlowKey(ip.Source, ip.Destination, 0, Checksum.ReadRaw16(l4, Icmp.IdentifierOffset), proto);
-        }
-        else
-        {
-            key = PortKey(ip, l4, proto, out tcpFlags);
         }
 
-        if (proto == IpProtocol.Udp && key.DestinationPort == IsakmpPortRaw && !transit && !hairpin && IpsecOn
-            && TryIsakmpOut2In(slot, ref length, ipSpan, ihl, key, out Verdict isakmp))
+        if (proto == IpProtocol.Udp && p.Key.DestinationPort == IsakmpPortRaw && !transit && !hairpin && IpsecOn
+            && TryIsakmpOut2In(slot, ref length, ipSpan, p.Ihl, p.Key, ref ctx, out Verdict isakmp))
         {
             return isakmp;
         }
-        int s = LookupOut2In(key);
+        if (Out2InFast(slot, ref length, ipSpan, p, hairpin, ref ctx, out Verdict v))
+        {
+            return v;
+        }
+        return Out2InSlow(slot, ref length, ipSpan, p, transit, hairpin, ref ctx);
+    }
+
+    /// <summary>The out2in fast path: a live session's rewrite. False on a miss (no live session).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool Out2InFast(Span<byte> slot, ref int length, Span<byte> ipSpan, in ParsedFrame p, bool hairpin, ref PacketContext ctx, out Verdict verdict)
+    {
+        int s = LookupOut2In(p.Key, p.Hash);
         if (s < 0)
         {
-            if (transit)
-            {
-                return Drop(DropReason.NoRoute);
-            }
-            if (AlgBridge.HasInbound && proto != IpProtocol.Icmp)
-            {
-                r = Ok;
-                s = TryInboundExpectation(key, tcpFlags, ref r);
-                if (r != Ok)
-                {
-                    return Drop(r);
-                }
-            }
-            if (s < 0 && _triggers.Any && proto != IpProtocol.Icmp)
-            {
-                var ctx = new PacketContext(Counters, _now, HoldTag);
-                if (_triggers.TryOpenInbound(key, tcpFlags, ref ctx, out s, out FlowKey parent))
-                {
-                    if (s < 0)
-                    {
-                        return Dropped(ctx);
-                    }
-                    MarkRelated(s, parent);
-                }
-            }
+            verdict = Verdict.Drop;
+            return false;
         }
-        if (s < 0)
+        verdict = Out2InHit(s, slot, ref length, ipSpan, p, hairpin, ref ctx);
+        return true;
+    }
+
+    /// <summary>
+    /// Rewrites an out2in packet of session <paramref name="s"/> (found or just opened) and sends it
+    /// to the inside host: the whole fast path once the session is known.
+    /// </summary>
+    private Verdict Out2InHit(int s, Span<byte> slot, ref int length, Span<byte> ipSpan, in ParsedFrame p, bool hairpin, ref PacketContext ctx)
+    {
+        if (!hairpin && p.Ttl <= 1)
         {
-            var ctx = new PacketContext(Counters, _now, HoldTag);
-            if (proto != IpProtocol.Icmp && _forwards.TryOpen(key, tcpFlags, ref ctx, out s))
-            {
-                if (s < 0)
-                {
-                    return Dropped(ctx);
-                }
-            }
-            else if (_settings.Filtering != FilteringBehaviour.AddressAndPortDependent && !InboundAllowed(key))
-            {
-                return Drop(DropReason.RuleDeny);
-            }
-            else if (_addresses.PoolIndexOf(key.Destination) >= 0)
-            {
-                s = CreateOut2In(key, tcpFlags, out r);
-            }
-            else
-            {
-                return Drop(DropReason.ToGateway); // the outside address, outside the pool, with no forward
-            }
-            if (s < 0)
-            {
-                return Drop(r);
-            }
-        }
-        if (!hairpin && ip.Ttl <= 1)
-        {
-            return TimeExceeded(slot, ref length, Side.Outside, ipSpan, ihl);
+            return _icmp.TimeExceeded(slot, ref length, Side.Outside, ipSpan, p.Ihl, ref ctx);
         }
 
+        var ip = new Ipv4Header(ipSpan);
+        byte proto = p.Protocol;
+        Span<byte> l4 = ipSpan[p.Ihl..];
         ref Session ses = ref Table.Sessions[s];
         uint inside = ses.In2Out.Source;
         uint nextHop = _addresses.NextHopInside(inside);
@@ -344,7 +248,7 @@ public sealed partial class NatEngine
 
         if (proto == IpProtocol.Tcp)
         {
-            TrackTcp(s, ref ses, tcpFlags, in2out: false);
+            TrackTcp(s, ref ses, p.TcpFlags, in2out: false);
         }
         ses.PacketsOut2In++;
         ses.BytesOut2In += ipSpan.Length;
@@ -353,22 +257,14 @@ public sealed partial class NatEngine
         Counters.BytesOut2In += ipSpan.Length;
         if (ses.Alg != AlgKind.None && !hairpin)
         {
-            return ToHelper(ref ses, AlgDirection.Out2In, Side.Inside, nextHop, PayloadLength(l4, proto));
+            return ToHelper(ref ses, AlgDirection.Out2In, Side.Inside, nextHop, PayloadLength(l4, proto), ref ctx);
         }
-        return SendTo(Side.Inside, slot[..length], nextHop);
+        return _neighbours.SendTo(Side.Inside, slot[..length], nextHop, ref ctx);
     }
 
     /// <summary>Bytes of transport payload (TCP after its header, UDP after its 8 bytes).</summary>
     private static int PayloadLength(ReadOnlySpan<byte> l4, byte proto)
         => proto == IpProtocol.Tcp ? l4.Length - Tcp.HeaderLength(l4) : proto == IpProtocol.Udp ? l4.Length - Udp.Length : 0;
-
-    /// <summary>The 5-tuple key of a TCP or UDP packet as it arrived, and its TCP flags (0 for UDP).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static FlowKey PortKey(Ipv4Header ip, ReadOnlySpan<byte> l4, byte proto, out byte tcpFlags)
-    {
-        tcpFlags = proto == IpProtocol.Tcp ? Tcp.Flags(l4) : (byte)0;
-        return new FlowKey(ip.Source, ip.Destination, Checksum.ReadRaw16(l4, 0), Checksum.ReadRaw16(l4, 2), proto);
-    }
 
     /// <summary>Writes the new port/identifier and patches the transport checksum with a precomputed delta.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

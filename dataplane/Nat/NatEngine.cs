@@ -17,7 +17,7 @@ public enum Side : byte
 /// <summary>What to do with a processed frame.</summary>
 public enum Verdict : byte
 {
-    /// <summary>Dropped; <see cref="NatEngine.LastDrop"/> says why (already counted).</summary>
+    /// <summary>Dropped; <see cref="PacketContext.DropReason"/> says why (already counted).</summary>
     Drop,
     /// <summary>Transmit the rewritten frame on the inside port.</summary>
     ToInside,
@@ -34,7 +34,7 @@ public enum Verdict : byte
     Consumed,
     /// <summary>
     /// Translated, but it belongs to an ALG's control connection: the caller gives a copy to the
-    /// ALG's helper with <see cref="NatEngine.PendingAlg"/> and finishes it with
+    /// ALG's helper with <see cref="PacketContext.Alg"/> and finishes it with
     /// <see cref="NatEngine.CompleteAlg"/> when the helper returns it.
     /// </summary>
     ToHelper,
@@ -48,8 +48,8 @@ public interface IFrameSink
 
     /// <summary>
     /// A frame the engine had kept (waiting for ARP) and now gives up, already counted under
-    /// <paramref name="reason"/>. <paramref name="holdTag"/> is the <see cref="NatEngine.HoldTag"/>
-    /// that was set when the frame was processed, so a driver can report the frame as it was
+    /// <paramref name="reason"/>. <paramref name="holdTag"/> is the <see cref="PacketContext.HoldTag"/>
+    /// the frame was processed with, so a driver can report the frame as it was
     /// received (replay writes it to its drops file). Default: nothing.
     /// </summary>
     void Discard(Side side, ReadOnlySpan<byte> frame, DropReason reason, long holdTag)
@@ -174,31 +174,59 @@ public sealed partial class NatEngine
 
     private ShardReadView? _readView;
 
-    /// <summary>Reason of the last <see cref="Verdict.Drop"/> returned by <see cref="Process"/>.</summary>
-    public DropReason LastDrop { get; private set; }
-
-    /// <summary>A caller's label for the frame being processed, remembered if the frame is held for ARP and passed back to <see cref="IFrameSink.Discard"/>.</summary>
-    public long HoldTag { get; set; }
-
     /// <summary>Sets where self-made frames go (ARP requests, released held frames).</summary>
     public void AttachSink(IFrameSink sink) => _neighbours.Attach(sink);
 
     /// <summary>
-    /// Processes one received frame in place.
+    /// Processes one received frame in place: parses it (<see cref="FrameParser"/>) and runs
+    /// <see cref="Process(Span{byte}, ref int, Side, FrameFlags, in ParsedFrame, ref PacketContext)"/>.
     /// </summary>
     /// <param name="slot">The frame's buffer; the frame is its first <paramref name="length"/> bytes and may grow up to the slot's size.</param>
     /// <param name="length">Frame length in bytes; updated to the length to transmit.</param>
     /// <param name="ingress">Side the frame arrived on.</param>
     /// <param name="flags">Receive flags (checksum offload state).</param>
-    /// <param name="nowMs">Current time in milliseconds (monotonic, or capture time in replay), read once per batch.</param>
+    /// <param name="ctx">The packet's context: time in, drop reason and ALG hand-off out.</param>
     /// <returns>Where the (rewritten) frame goes.</returns>
-    public Verdict Process(Span<byte> slot, ref int length, Side ingress, FrameFlags flags, long nowMs)
+    public Verdict Process(Span<byte> slot, ref int length, Side ingress, FrameFlags flags, ref PacketContext ctx)
+    {
+        if ((uint)length > (uint)slot.Length)
+        {
+            return ctx.Drop(DropReason.Truncated);
+        }
+        FrameParser.Parse(slot[..length], ingress, Table.HashSeed, out ParsedFrame p);
+        return Process(slot, ref length, ingress, flags, p, ref ctx);
+    }
+
+    /// <summary>
+    /// Processes one received frame in place, already parsed by the caller (the poller parses each
+    /// frame once for prefetch, shard routing and translation).
+    /// </summary>
+    /// <param name="slot">The frame's buffer; the frame is its first <paramref name="length"/> bytes and may grow up to the slot's size.</param>
+    /// <param name="length">Frame length in bytes; updated to the length to transmit.</param>
+    /// <param name="ingress">Side the frame arrived on.</param>
+    /// <param name="flags">Receive flags (checksum offload state).</param>
+    /// <param name="frame">The frame's headers (<see cref="FrameParser.Parse"/> of the first <paramref name="length"/> bytes, this table's seed).</param>
+    /// <param name="ctx">The packet's context: time in (<see cref="PacketContext.NowMs"/>, read once per batch), drop reason and ALG hand-off out.</param>
+    /// <returns>Where the (rewritten) frame goes.</returns>
+    public Verdict Process(Span<byte> slot, ref int length, Side ingress, FrameFlags flags, in ParsedFrame frame, ref PacketContext ctx)
+    {
+        SetClock(ctx.NowMs);
+        return ProcessFrame(slot, ref length, ingress, flags, frame, ref ctx);
+    }
+
+    /// <summary>The engine's clock is the packet's (read once per batch by the poller; capture time in replay).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private void SetClock(long nowMs)
     {
         _now = nowMs;
         Table.NowMs = nowMs;
+    }
+
+    private Verdict ProcessFrame(Span<byte> slot, ref int length, Side ingress, FrameFlags flags, in ParsedFrame p, ref PacketContext ctx)
+    {
         if ((uint)length > (uint)slot.Length || length < EthernetHeader.Length)
         {
-            return Drop(DropReason.Truncated);
+            return ctx.Drop(DropReason.Truncated);
         }
         Span<byte> frame = slot[..length];
         var eth = new EthernetHeader(frame);
@@ -208,59 +236,27 @@ public sealed partial class NatEngine
             MacAddress dmac = eth.Destination;
             if (dmac != ourMac && dmac != MacAddress.Broadcast)
             {
-                return Drop(DropReason.NotForUs);
+                return ctx.Drop(DropReason.NotForUs);
             }
         }
-        ushort etherType = eth.EtherType;
-        if (etherType == EtherType.Arp)
+        if (p.EtherType == EtherType.Arp)
         {
-            return HandleArp(frame, ref length, ingress);
+            return _neighbours.HandleArp(frame, ref length, ingress, ref ctx);
         }
-        if (etherType != EtherType.Ipv4)
+        if (p.Drop != ParsedFrame.None)
         {
-            return Drop(DropReason.UnsupportedEthertype);
+            // Ethertype, then the IPv4 header (version, IHL, total length, checksum), then martian
+            // addresses and fragments: the parser checked them in that order.
+            return ctx.Drop(p.Drop);
         }
 
-        Span<byte> ipSpan = frame[EthernetHeader.Length..];
-        if (ipSpan.Length < Ipv4Header.MinLength)
-        {
-            return Drop(DropReason.Truncated);
-        }
-        var ip = new Ipv4Header(ipSpan);
-        if (ip.Version != 4)
-        {
-            return Drop(DropReason.BadVersion);
-        }
-        int ihl = ip.HeaderLength;
-        if (ihl < Ipv4Header.MinLength || ihl > ipSpan.Length)
-        {
-            return Drop(DropReason.BadIhl);
-        }
-        int total = ip.TotalLength;
-        if (total < ihl || total > ipSpan.Length)
-        {
-            return Drop(DropReason.BadTotalLength);
-        }
-        if (!Checksum.Verify(ipSpan[..ihl]))
-        {
-            return Drop(DropReason.BadIpChecksum);
-        }
         // Ethernet padding is not part of the datagram: never checksum or forward it.
-        length = EthernetHeader.Length + total;
-        ipSpan = ipSpan[..total];
-        uint src = ip.Source;
-        uint dst = ip.Destination;
-        if (AddressPlan.IsMartian(src) || AddressPlan.IsMartian(dst))
-        {
-            // Also multicast and broadcast destinations: natd never carries them across.
-            return Drop(DropReason.Martian);
-        }
-        if (ip.IsFragment)
-        {
-            return Drop(DropReason.Fragment);
-        }
-
-        byte proto = ip.Protocol;
+        length = EthernetHeader.Length + p.TotalLength;
+        Span<byte> ipSpan = slot[EthernetHeader.Length..length];
+        int ihl = p.Ihl;
+        uint src = p.Source;
+        uint dst = p.Destination;
+        byte proto = p.Protocol;
         bool ported = proto is IpProtocol.Tcp or IpProtocol.Udp or IpProtocol.Icmp;
         if (ingress == Side.Inside)
         {
@@ -268,13 +264,13 @@ public sealed partial class NatEngine
             {
                 if ((proto is IpProtocol.Tcp or IpProtocol.Udp) && _addresses.InInsideNetworks(src) && (_addresses.PoolIndexOf(dst) >= 0 || _forwards.HasForwardOn(dst)))
                 {
-                    return Hairpin(slot, ref length, ipSpan, ihl, flags);
+                    return Hairpin(slot, ref length, ipSpan, p, flags, ref ctx);
                 }
-                return ToGateway(slot, ref length, ingress, ipSpan, ihl);
+                return _icmp.ToGateway(slot, ref length, ingress, ipSpan, ihl, ref ctx);
             }
             if (!_addresses.InInsideNetworks(src))
             {
-                return Drop(DropReason.NotFromInsideNetwork);
+                return ctx.Drop(DropReason.NotFromInsideNetwork);
             }
             if (_options.LearnFromTraffic && _addresses.InsidePrefix.Contains(src))
             {
@@ -284,13 +280,13 @@ public sealed partial class NatEngine
             {
                 // natd translates between inside and outside only; inside-to-inside is not its job
                 // (and must never be masqueraded: the ipfwadm "-W" lesson).
-                return Drop(DropReason.NoRoute);
+                return ctx.Drop(DropReason.NoRoute);
             }
-            if (ip.Ttl <= 1)
+            if (p.Ttl <= 1)
             {
-                return TimeExceeded(slot, ref length, ingress, ipSpan, ihl);
+                return _icmp.TimeExceeded(slot, ref length, ingress, ipSpan, ihl, ref ctx);
             }
-            return ported ? In2Out(slot, ref length, ipSpan, ihl, flags, hairpin: false) : OtherIn2Out(slot, ref length, ipSpan);
+            return ported ? In2Out(slot, ref length, ipSpan, p, flags, hairpin: false, ref ctx) : OtherIn2Out(slot, ref length, ipSpan, ref ctx);
         }
 
         if (_options.LearnFromTraffic)
@@ -309,25 +305,25 @@ public sealed partial class NatEngine
             if (dst == _addresses.InsideAddress && dst != _addresses.OutsideAddress && _addresses.PoolIndexOf(dst) < 0)
             {
                 // The inside address is reachable from inside only: never answer (or leak it) outside.
-                return Drop(DropReason.InsideAddressFromOutside);
+                return ctx.Drop(DropReason.InsideAddressFromOutside);
             }
             if ((flags & FrameFlags.Hairpinned) == 0 && _addresses.CheckOutsideSource(src) is var bad && bad != Ok)
             {
-                return Drop(bad);
+                return ctx.Drop(bad);
             }
-            return ported ? Out2In(slot, ref length, ipSpan, ihl, flags, transit: false, hairpin: false) : OtherOut2In(slot, ref length, ipSpan, ihl);
+            return ported ? Out2In(slot, ref length, ipSpan, p, flags, transit: false, hairpin: false, ref ctx) : OtherOut2In(slot, ref length, ipSpan, ihl, ref ctx);
         }
         if (_rules.HasAcceptRules && ported)
         {
             if (_addresses.CheckOutsideSource(src) is var bad && bad != Ok)
             {
-                return Drop(bad);
+                return ctx.Drop(bad);
             }
             // Replies to flows a rule accepted (routed untranslated) are addressed to the inside host.
-            return Out2In(slot, ref length, ipSpan, ihl, flags, transit: true, hairpin: false);
+            return Out2In(slot, ref length, ipSpan, p, flags, transit: true, hairpin: false, ref ctx);
         }
         // Not for natd: dropped whatever its source (the source filter guards what natd would act on).
-        return Drop(DropReason.NoRoute);
+        return ctx.Drop(DropReason.NoRoute);
     }
 
     /// <summary>
@@ -497,9 +493,17 @@ public sealed partial class NatEngine
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int LookupIn2Out(in FlowKey key) => Live(Table.FindIn2Out(key));
 
-    /// <inheritdoc cref="LookupIn2Out"/>
+    /// <inheritdoc cref="LookupIn2Out(in FlowKey)"/>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int LookupOut2In(in FlowKey key) => Live(Table.FindOut2In(key));
+
+    /// <inheritdoc cref="LookupIn2Out(in FlowKey)"/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private int LookupIn2Out(in FlowKey key, uint hash) => Live(Table.FindIn2Out(key, hash));
+
+    /// <inheritdoc cref="LookupIn2Out(in FlowKey)"/>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private int LookupOut2In(in FlowKey key, uint hash) => Live(Table.FindOut2In(key, hash));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int Live(int s) => _live.Live(s, _now);
@@ -514,13 +518,5 @@ public sealed partial class NatEngine
         {
             _timeoutMs[c] = SessionTable.TimeoutSeconds((LruClass)c, t) * 1000L;
         }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private Verdict Drop(DropReason reason)
-    {
-        LastDrop = reason;
-        Counters.Drops[(int)reason]++;
-        return Verdict.Drop;
     }
 }

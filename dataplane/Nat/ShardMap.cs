@@ -133,35 +133,42 @@ public sealed class ShardMap
     /// <summary>The owning shard of <paramref name="frame"/> received on <paramref name="ingress"/>, or -1 for "whoever received it".</summary>
     public int Owner(ReadOnlySpan<byte> frame, Side ingress)
     {
-        if (_shards == 1 || frame.Length < 34 || BinaryPrimitives.ReadUInt16BigEndian(frame[12..]) != EtherType.Ipv4)
+        if (_shards == 1)
         {
             return -1;
         }
-        ReadOnlySpan<byte> ip = frame[14..];
-        int ihl = (ip[0] & 0x0F) * 4;
-        if (ihl < 20 || ip.Length < ihl + 8)
+        FrameParser.Parse(frame, ingress, 0, out ParsedFrame p);
+        return Owner(p, frame);
+    }
+
+    /// <summary>
+    /// The owning shard of a frame already parsed (<see cref="FrameParser.Parse"/>), or -1 for
+    /// "whoever received it" (one shard, ARP, or a frame the receiver drops as malformed).
+    /// <paramref name="frame"/> is read only for an ICMP error's embedded header.
+    /// </summary>
+    public int Owner(in ParsedFrame p, ReadOnlySpan<byte> frame)
+    {
+        if (_shards == 1 || !p.IsIpv4 || p.L4Drop != ParsedFrame.None)
         {
             return -1;
         }
-        byte proto = ip[9];
-        uint src = Checksum.ReadRaw32(ip, 12), dst = Checksum.ReadRaw32(ip, 16);
-        ReadOnlySpan<byte> l4 = ip[ihl..];
+        byte proto = p.Protocol;
         bool ported = proto is IpProtocol.Tcp or IpProtocol.Udp or IpProtocol.Icmp;
-        if (ingress == Side.Inside)
+        if (p.Ingress == Side.Inside)
         {
-            if (!ported || (_isakmp && proto == IpProtocol.Udp && Checksum.ReadRaw16(l4, 0) == IsakmpRaw && Checksum.ReadRaw16(l4, 2) == IsakmpRaw))
+            if (!ported || (_isakmp && proto == IpProtocol.Udp && p.Key.SourcePort == IsakmpRaw && p.Key.DestinationPort == IsakmpRaw))
             {
                 return PortLessShard; // ESP/ISAKMP state (IPsec masquerading) lives in shard 0
             }
-            if (_hasTriggers && proto != IpProtocol.Icmp && IsTriggerTraffic(proto, Checksum.ReadRaw16(l4, 0), Checksum.ReadRaw16(l4, 2)))
+            if (_hasTriggers && proto != IpProtocol.Icmp && IsTriggerTraffic(proto, p.Key.SourcePort, p.Key.DestinationPort))
             {
                 return PortLessShard;
             }
-            return OwnerOfInside(src);
+            return OwnerOfInside(p.Source);
         }
-        if (!_own.Contains(dst))
+        if (!_own.Contains(p.Destination))
         {
-            return ported ? OwnerOfInside(dst) : -1; // an accepted (untranslated) flow's reply
+            return ported ? OwnerOfInside(p.Destination) : -1; // an accepted (untranslated) flow's reply
         }
         if (!ported)
         {
@@ -169,22 +176,16 @@ public sealed class ShardMap
         }
         if (proto == IpProtocol.Icmp)
         {
-            byte type = l4[0];
-            if (type == Icmp.EchoReply)
+            if (p.IcmpType == Icmp.EchoReply)
             {
-                return PortOwner(Checksum.ReadRaw16(l4, Icmp.IdentifierOffset));
+                return PortOwner(p.Key.DestinationPort);
             }
-            if (!Icmp.IsError(type) || l4.Length < 8 + 20)
-            {
-                return -1;
-            }
-            ReadOnlySpan<byte> emb = l4[8..];
-            int eihl = (emb[0] & 0x0F) * 4;
-            if (eihl < 20 || emb.Length < eihl + 8)
+            if (p.InnerOffset < 0)
             {
                 return -1;
             }
-            ReadOnlySpan<byte> el4 = emb[eihl..];
+            ReadOnlySpan<byte> emb = frame[p.InnerOffset..];
+            ReadOnlySpan<byte> el4 = emb[((emb[0] & 0x0F) * 4)..];
             return emb[9] switch
             {
                 IpProtocol.Tcp or IpProtocol.Udp => PortOwner(Checksum.ReadRaw16(el4, 0)),
@@ -192,7 +193,7 @@ public sealed class ShardMap
                 _ => -1,
             };
         }
-        return OwnerOfArrival(proto, dst, Checksum.ReadRaw16(l4, 2));
+        return OwnerOfArrival(proto, p.Destination, p.Key.DestinationPort);
     }
 
     /// <summary>

@@ -231,15 +231,29 @@ public sealed class SessionTable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public int FindOut2In(in FlowKey key) => _out2in.Find(key, Hash(key));
 
+    /// <summary>The seed <see cref="Hash"/> uses, so a frame parser can hash a key once for every lookup.</summary>
+    public ulong HashSeed => _seed;
+
+    /// <summary><see cref="FindIn2Out(in FlowKey)"/> with the key's hash already computed (<see cref="Hash"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public int FindIn2Out(in FlowKey key, uint hash) => _in2out.Find(key, hash);
+
+    /// <summary><see cref="FindOut2In(in FlowKey)"/> with the key's hash already computed (<see cref="Hash"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public int FindOut2In(in FlowKey key, uint hash) => _out2in.Find(key, hash);
+
     /// <summary>
     /// Software prefetch for a packet a few frames ahead in the batch (VPP's two-stage prefetch):
     /// stage one pulls the index slot, stage two (a couple of frames later, when the slot is cached)
     /// pulls the session it names. Hints only.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public unsafe void Prefetch(in FlowKey key, bool in2out, bool session)
+    public void Prefetch(in FlowKey key, bool in2out, bool session) => Prefetch(Hash(key), in2out, session);
+
+    /// <summary><see cref="Prefetch(in FlowKey, bool, bool)"/> with the key's hash already computed (<see cref="Hash"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public unsafe void Prefetch(uint h, bool in2out, bool session)
     {
-        uint h = Hash(key);
         int v = in2out ? _in2out.Prefetch(h, session) : _out2in.Prefetch(h, session);
         if (v >= 0 && System.Runtime.Intrinsics.X86.Sse.IsSupported)
         {

@@ -77,7 +77,7 @@ public sealed class AlgHelperActor : ActorBase
     /// frame is then finished by <see cref="NatEngine.CompleteAlg"/>.
     /// </summary>
     /// <param name="handler">The ALG's handler (single threaded: one caller at a time).</param>
-    /// <param name="pending">What the engine recorded when it handed the frame over (<see cref="NatEngine.PendingAlg"/>).</param>
+    /// <param name="pending">What the engine recorded when it handed the frame over (<see cref="PacketContext.Alg"/>).</param>
     /// <param name="buffer">The frame in its first <paramref name="length"/> bytes, with room to grow (<see cref="AlgFrame.Headroom"/>).</param>
     /// <param name="length">Frame length in bytes.</param>
     /// <param name="actions">Receives the expectations, GRE calls and counts the handler asks for.</param>

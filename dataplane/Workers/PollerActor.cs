@@ -5,6 +5,7 @@ using Natd.Dataplane.Actors;
 using Natd.Dataplane.Alg;
 using Natd.Dataplane.Io;
 using Natd.Dataplane.Nat;
+using Natd.Dataplane.Packets;
 using Natd.Dataplane.Sessions;
 
 namespace Natd.Dataplane.Workers;
@@ -54,6 +55,7 @@ public sealed class PollerActor : LoopActor, IFrameSink
     private readonly ShardLinks? _links;
     private readonly int _me;
     private readonly byte[] _scratch = new byte[FrameBatch.SlotSize];
+    private readonly ParsedFrame[] _parsed;
     private readonly bool[] _signal;
     private ShardMap? _map;
     private long _now;
@@ -70,6 +72,7 @@ public sealed class PollerActor : LoopActor, IFrameSink
         _options = options;
         _stats = stats;
         _batch = new FrameBatch(options.BatchSize);
+        _parsed = new ParsedFrame[_batch.Capacity];
         IdleWait = TimeSpan.FromMilliseconds(options.IdleWaitMilliseconds);
         _links = options.Links;
         _me = options.Shard;
@@ -121,31 +124,38 @@ public sealed class PollerActor : LoopActor, IFrameSink
         batch.Clear();
         int n = port.Receive(batch);
         ShardMap? map = _map;
+        ParsedFrame[] parsed = _parsed;
+        ulong seed = _engine.Table.HashSeed;
+        // Parse once per frame: prefetch, routing and translation all read these headers.
+        for (int i = 0; i < n; i++)
+        {
+            FrameParser.Parse(batch.Slot(i)[..batch.Lengths[i]], side, seed, out parsed[i]);
+        }
         for (int i = 0; i < n; i++)
         {
             // Two-stage prefetch (index slot 4 frames ahead, session 2 ahead): hides the cache
             // misses of a table bigger than the caches, as VPP's frame loops do.
             if (i + 4 < n)
             {
-                _engine.Prefetch(batch.Frame(i + 4), side, session: false);
+                _engine.Prefetch(parsed[i + 4], session: false);
             }
             if (i + 2 < n)
             {
-                _engine.Prefetch(batch.Frame(i + 2), side, session: true);
+                _engine.Prefetch(parsed[i + 2], session: true);
             }
             int len = batch.Lengths[i];
             Span<byte> slot = batch.Slot(i);
             if (map is not null)
             {
                 ReadOnlySpan<byte> frame = slot[..len];
-                if (len >= 14 && frame[12] == 0x08 && frame[13] == 0x06)
+                if (parsed[i].EtherType == EtherType.Arp)
                 {
                     // Every shard keeps its own neighbour table: let the others learn from ARP too.
                     Broadcast(frame, side);
                 }
                 else
                 {
-                    int owner = map.Owner(frame, side);
+                    int owner = map.Owner(parsed[i], frame);
                     if (owner >= 0 && owner != _me)
                     {
                         HandOff(owner, frame, side, learnOnly: false, batch.Flags[i]);
@@ -153,7 +163,7 @@ public sealed class PollerActor : LoopActor, IFrameSink
                     }
                 }
             }
-            ProcessLocal(slot, len, side, batch.Flags[i], batch, i);
+            ProcessLocal(slot, len, side, batch.Flags[i], in parsed[i], batch, i);
         }
         _stats.FramesReceived += n;
         // Frames lent by an AF_XDP pair and not transmitted (dropped, held, handed off, given to a
@@ -162,13 +172,21 @@ public sealed class PollerActor : LoopActor, IFrameSink
         return n;
     }
 
-    /// <summary>Translates one frame in place and transmits it; <paramref name="batch"/> is where it lives (null: a copy, e.g. a hand-off), so a port can forward the buffer itself.</summary>
-    private void ProcessLocal(Span<byte> slot, int len, Side side, FrameFlags flags, FrameBatch? batch = null, int index = 0)
+    /// <summary>Parses and translates a frame that did not come from a receive batch (a hand-off's copy).</summary>
+    private void ProcessLocal(Span<byte> slot, int len, Side side, FrameFlags flags)
     {
+        FrameParser.Parse(slot[..len], side, _engine.Table.HashSeed, out ParsedFrame p);
+        ProcessLocal(slot, len, side, flags, in p);
+    }
+
+    /// <summary>Translates one parsed frame in place and transmits it; <paramref name="batch"/> is where it lives (null: a copy, e.g. a hand-off), so a port can forward the buffer itself.</summary>
+    private void ProcessLocal(Span<byte> slot, int len, Side side, FrameFlags flags, in ParsedFrame parsed, FrameBatch? batch = null, int index = 0)
+    {
+        var ctx = new PacketContext(_engine.Counters, _now);
         // A hairpinned frame another shard masqueraded is finished as an outside arrival, not re-run through Process.
         Verdict v = (flags & FrameFlags.Hairpinned) != 0
-            ? _engine.ProcessHairpinned(slot, ref len, _now)
-            : _engine.Process(slot, ref len, side, flags, _now);
+            ? _engine.ProcessHairpinned(slot, ref len, ref ctx)
+            : _engine.Process(slot, ref len, side, flags, parsed, ref ctx);
         if (v == Verdict.Loopback)
         {
             // Hairpinned, and its destination (external address, port) is another shard's: the same
@@ -179,7 +197,7 @@ public sealed class PollerActor : LoopActor, IFrameSink
                 HandOff(owner, slot[..len], Side.Outside, learnOnly: false, FrameFlags.Hairpinned);
                 return;
             }
-            v = _engine.ProcessHairpinned(slot, ref len, _now);
+            v = _engine.ProcessHairpinned(slot, ref len, ref ctx);
         }
         if (v == Verdict.ToOutside)
         {
@@ -191,21 +209,21 @@ public sealed class PollerActor : LoopActor, IFrameSink
         }
         else if (v == Verdict.ToHelper)
         {
-            ToHelper(slot[..len]);
+            ToHelper(slot[..len], ctx.Alg);
         }
     }
 
     /// <summary>Gives a translated ALG frame to its helper (slow path: one copy into a rented buffer).</summary>
-    private void ToHelper(ReadOnlySpan<byte> frame)
+    private void ToHelper(ReadOnlySpan<byte> frame, in AlgPending p)
     {
-        AlgPending p = _engine.PendingAlg;
         IActorRef? helper = (int)p.Kind < _options.AlgHelpers.Count ? _options.AlgHelpers[(int)p.Kind] : null;
         if (helper is null)
         {
             // The ALG is not running here: the frame goes as translated.
             Span<byte> copy = _scratch.AsSpan(0, frame.Length);
             frame.CopyTo(copy);
-            Finish(_engine.CompleteAlg(_scratch, frame.Length, p, NoActions, _now), _scratch.AsSpan(), frame.Length);
+            var ctx = new PacketContext(_engine.Counters, _now);
+            Finish(_engine.CompleteAlg(_scratch, frame.Length, p, NoActions, ref ctx), _scratch.AsSpan(), frame.Length);
             return;
         }
         byte[] buffer = ArrayPool<byte>.Shared.Rent(frame.Length + AlgFrame.Headroom);
@@ -224,7 +242,8 @@ public sealed class PollerActor : LoopActor, IFrameSink
                 return; // given up on already (it took longer than the timeout): its reservations are gone
             }
             int len = f.Length;
-            Finish(_engine.CompleteAlg(f.Buffer, len, f.Pending, f.Actions, NowMs), f.Buffer, len);
+            var ctx = new PacketContext(_engine.Counters, NowMs);
+            Finish(_engine.CompleteAlg(f.Buffer, len, f.Pending, f.Actions, ref ctx), f.Buffer, len);
             if (f.Actions.GreCalls.Count > 0)
             {
                 ForwardGreCalls(f.Actions.GreCalls);

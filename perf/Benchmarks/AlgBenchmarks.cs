@@ -11,7 +11,7 @@ namespace Natd.Benchmarks;
 
 /// <summary>
 /// What a frame of an FTP control connection costs, against a frame of an ordinary established
-/// TCP connection through <see cref="NatEngine.Process"/> (the baseline). Every operation copies a
+/// TCP connection through <see cref="NatEngine.Process(Span{byte}, ref int, Side, FrameFlags, ref PacketContext)"/> (the baseline). Every operation copies a
 /// 60-byte frame (a 6-byte <c>NOOP</c> line, or a <c>PORT</c> command) into a 2 KB slot and sets its
 /// sequence number to the next of its stream (checksum patched, RFC 1624), so the handler sees an
 /// in-order stream whose every segment starts a new line, as it would live; 64 frames per invocation.
@@ -83,7 +83,7 @@ public class AlgHandlerBenchmarks
         // Self-checks: each variant does what it claims, or the figures would time something else.
         if (PlainTcpIn2Out() != FramesPerInvoke || FtpNoopThroughEngine() != FramesPerInvoke)
         {
-            throw new InvalidOperationException($"engine frames not forwarded (last drop {_engine.LastDrop})");
+            throw new InvalidOperationException($"engine frames not forwarded (drops: {BenchLab.Drops(_engine)})");
         }
         if (FtpNoop() != FramesPerInvoke * _noop.Length || FtpNoopSeqAdjusted() != FramesPerInvoke * _noop.Length)
         {
@@ -115,7 +115,8 @@ public class AlgHandlerBenchmarks
             AlgBenchFrames.SetSeq(slot, _plainSeq);
             _plainSeq += (uint)Noop.Length;
             int len = _plain.Length;
-            if (engine.Process(slot, ref len, Side.Inside, FrameFlags.None, Now) == Verdict.ToOutside)
+            var ctx = new PacketContext(engine.Counters, Now);
+            if (engine.Process(slot, ref len, Side.Inside, FrameFlags.None, ref ctx) == Verdict.ToOutside)
             {
                 forwarded++;
             }
@@ -156,14 +157,15 @@ public class AlgHandlerBenchmarks
             AlgBenchFrames.SetSeq(slot, _engineSeq);
             _engineSeq += (uint)Noop.Length;
             int len = _engineNoop.Length;
-            if (engine.Process(slot, ref len, Side.Inside, FrameFlags.None, Now) != Verdict.ToHelper)
+            var ctx = new PacketContext(engine.Counters, Now);
+            if (engine.Process(slot, ref len, Side.Inside, FrameFlags.None, ref ctx) != Verdict.ToHelper)
             {
                 continue;
             }
-            AlgPending pending = engine.PendingAlg;
+            AlgPending pending = ctx.Alg;
             actions.Clear();
             len = _engineFtp.Handle(pending.Connection, pending.Direction, slot, len, pending.ReservedPort, actions, Now);
-            if (engine.CompleteAlg(slot, len, pending, actions, Now) == Verdict.ToOutside)
+            if (engine.CompleteAlg(slot, len, pending, actions, ref ctx) == Verdict.ToOutside)
             {
                 forwarded++;
             }
@@ -232,17 +234,18 @@ public class AlgHandlerBenchmarks
     {
         frame.CopyTo(_slot, 0);
         int len = frame.Length;
-        Verdict v = _engine.Process(_slot, ref len, ingress, FrameFlags.None, Now);
+        var ctx = new PacketContext(_engine.Counters, Now);
+        Verdict v = _engine.Process(_slot, ref len, ingress, FrameFlags.None, ref ctx);
         if (v == Verdict.ToHelper && alg != null)
         {
-            AlgPending p = _engine.PendingAlg;
+            AlgPending p = ctx.Alg;
             _actions.Clear();
             len = alg.Handle(p.Connection, p.Direction, _slot, len, p.ReservedPort, _actions, Now);
-            v = _engine.CompleteAlg(_slot, len, p, _actions, Now);
+            v = _engine.CompleteAlg(_slot, len, p, _actions, ref ctx);
         }
         if (v != expected)
         {
-            throw new InvalidOperationException($"handshake frame: {v}, expected {expected} (last drop {_engine.LastDrop})");
+            throw new InvalidOperationException($"handshake frame: {v}, expected {expected} (last drop {DropReasons.Label(ctx.DropReason)})");
         }
         return _slot.AsSpan(0, len).ToArray();
     }

@@ -201,7 +201,7 @@ public class AlgDataPathBenchmarks
         {
             if (run() != BenchLab.BatchSize)
             {
-                throw new InvalidOperationException($"{run.Method.Name}: not every frame forwarded (last drop {_engine.LastDrop})");
+                throw new InvalidOperationException($"{run.Method.Name}: not every frame forwarded (drops: {BenchLab.Drops(_engine)})");
             }
         }
     }
@@ -244,7 +244,8 @@ public class AlgDataPathBenchmarks
             Span<byte> slot = slots.Slot(i);
             f.CopyTo(slot);
             int len = f.Length;
-            if (engine.Process(slot, ref len, ingress, FrameFlags.None, Now) == expected)
+            var ctx = new PacketContext(engine.Counters, Now);
+            if (engine.Process(slot, ref len, ingress, FrameFlags.None, ref ctx) == expected)
             {
                 forwarded++;
             }
@@ -256,10 +257,11 @@ public class AlgDataPathBenchmarks
     {
         frame.CopyTo(slot, 0);
         int len = frame.Length;
-        Verdict v = _engine.Process(slot, ref len, ingress, FrameFlags.None, Now);
+        var ctx = new PacketContext(_engine.Counters, Now);
+        Verdict v = _engine.Process(slot, ref len, ingress, FrameFlags.None, ref ctx);
         if (v != expected)
         {
-            throw new InvalidOperationException($"setup frame: {v}, expected {expected} (last drop {_engine.LastDrop})");
+            throw new InvalidOperationException($"setup frame: {v}, expected {expected} (last drop {DropReasons.Label(ctx.DropReason)})");
         }
         return len;
     }

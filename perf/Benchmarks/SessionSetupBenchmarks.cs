@@ -63,7 +63,7 @@ public class SessionSetupBenchmarks
         // Each frame must have made a session: otherwise the figure would mix in drops.
         if (_notForwarded != 0 || _engine.Table.Count != _next)
         {
-            throw new InvalidOperationException($"{_notForwarded} new flows not forwarded; {_engine.Table.Count} sessions for {_next} flows (last drop {_engine.LastDrop})");
+            throw new InvalidOperationException($"{_notForwarded} new flows not forwarded; {_engine.Table.Count} sessions for {_next} flows (drops: {BenchLab.Drops(_engine)})");
         }
     }
 
@@ -85,7 +85,8 @@ public class SessionSetupBenchmarks
             Span<byte> slot = slots.Slot(i);
             src.Slice(i * BenchLab.Stride, BenchLab.FrameLength).CopyTo(slot);
             int len = BenchLab.FrameLength;
-            if (engine.Process(slot, ref len, Side.Inside, FrameFlags.None, BenchLab.StartMs) == Verdict.ToOutside)
+            var ctx = new PacketContext(engine.Counters, BenchLab.StartMs);
+            if (engine.Process(slot, ref len, Side.Inside, FrameFlags.None, ref ctx) == Verdict.ToOutside)
             {
                 forwarded++;
             }

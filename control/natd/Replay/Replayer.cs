@@ -167,13 +167,13 @@ internal sealed class Replayer : IFrameSink
             {
                 fromOutside++;
             }
-            _engine.HoldTag = read;
+            var ctx = new PacketContext(_engine.Counters, nowMs, holdTag: read);
             long heldSeen = _engine.Counters.FramesHeld;
-            Verdict v = _engine.Process(slot, ref len, side, FrameFlags.None, nowMs);
+            Verdict v = _engine.Process(slot, ref len, side, FrameFlags.None, ref ctx);
             byte[] frame = slot;
             if (v == Verdict.ToHelper)
             {
-                v = RunAlg(slot.AsSpan(0, len), ref len, nowMs);
+                v = RunAlg(slot.AsSpan(0, len), ref len, ref ctx);
                 frame = _algBuffer;
             }
             // One shard: the engine never answers Verdict.Loopback (a hairpin completes in place).
@@ -188,7 +188,7 @@ internal sealed class Replayer : IFrameSink
                     _forwarded++;
                     break;
                 case Verdict.Drop:
-                    _drops?.Write(side == Side.Inside ? 0 : 1, original.AsSpan(0, data.Length), rec.TimestampNs, DropReasons.Label(_engine.LastDrop));
+                    _drops?.Write(side == Side.Inside ? 0 : 1, original.AsSpan(0, data.Length), rec.TimestampNs, DropReasons.Label(ctx.DropReason));
                     _dropped++;
                     break;
                 case Verdict.Consumed when _engine.Counters.FramesHeld > heldSeen:
@@ -267,9 +267,10 @@ internal sealed class Replayer : IFrameSink
     /// frame its helper returns: expectations, PPTP calls, transmission or the ARP hold.
     /// </summary>
     /// <returns>The frame's verdict; <paramref name="length"/> is its length in <see cref="_algBuffer"/>.</returns>
-    private Verdict RunAlg(ReadOnlySpan<byte> frame, ref int length, long nowMs)
+    private Verdict RunAlg(ReadOnlySpan<byte> frame, ref int length, ref PacketContext ctx)
     {
-        AlgPending p = _engine.PendingAlg;
+        AlgPending p = ctx.Alg;
+        long nowMs = ctx.NowMs;
         frame.CopyTo(_algBuffer);
         IAlgHandler? handler = (int)p.Kind < _algs.Length ? _algs[(int)p.Kind] : null;
         if (handler is null)
@@ -280,7 +281,7 @@ internal sealed class Replayer : IFrameSink
         {
             length = AlgHelperActor.Run(handler, p, _algBuffer, length, _algActions, nowMs);
         }
-        Verdict v = _engine.CompleteAlg(_algBuffer, length, p, _algActions, nowMs);
+        Verdict v = _engine.CompleteAlg(_algBuffer, length, p, _algActions, ref ctx);
         foreach (GreCall c in _algActions.GreCalls)
         {
             _engine.ApplyGreCall(c, nowMs);

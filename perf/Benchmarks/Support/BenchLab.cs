@@ -15,6 +15,21 @@ namespace Natd.Benchmarks.Support;
 /// </summary>
 public static class BenchLab
 {
+    /// <summary>The engine's non-zero drop counters, "label=count" joined by commas, for a failed setup's message.</summary>
+    public static string Drops(NatEngine engine)
+    {
+        var parts = new List<string>();
+        for (int r = 0; r < DropReasons.Count; r++)
+        {
+            long n = engine.Counters.Drops[r];
+            if (n != 0)
+            {
+                parts.Add($"{DropReasons.Label((DropReason)r)}={n}");
+            }
+        }
+        return parts.Count == 0 ? "none" : string.Join(",", parts);
+    }
+
     /// <summary>Distinct inside hosts; 4096 spread paired pooling evenly over the external addresses.</summary>
     public const int Hosts = 4096;
 
@@ -143,10 +158,11 @@ public static class BenchLab
         {
             WriteIn2Out(slot, i);
             int len = FrameLength;
-            Verdict v = engine.Process(slot, ref len, Side.Inside, FrameFlags.None, nowMs);
+            var ctx = new PacketContext(engine.Counters, nowMs);
+            Verdict v = engine.Process(slot, ref len, Side.Inside, FrameFlags.None, ref ctx);
             if (v != Verdict.ToOutside)
             {
-                throw new InvalidOperationException($"flow {i}: expected ToOutside, got {v} ({engine.LastDrop}) with {engine.Table.Count} sessions");
+                throw new InvalidOperationException($"flow {i}: expected ToOutside, got {v} ({DropReasons.Label(ctx.DropReason)}) with {engine.Table.Count} sessions");
             }
             if (replies != null)
             {

@@ -34,7 +34,7 @@ public class AlgFrameworkTests
     {
         var v = h.Run(Tcp(In, clientPort, Out, 21, Ack | Psh, payload: System.Text.Encoding.ASCII.GetBytes(text)), Side.Inside, out _);
         Assert.Equal(Verdict.ToHelper, v);
-        return h.Engine.PendingAlg;
+        return h.PendingAlg;
     }
 
     private static Verdict Complete(EngineHarness h, in AlgPending p, params ExpectationRequest[] expectations)
@@ -44,7 +44,7 @@ public class AlgFrameworkTests
         var frame = Tcp(Ext, p.Connection.ExternalPort, Out, 21, Ack);
         var slot = new byte[2048];
         frame.CopyTo(slot, 0);
-        return h.Engine.CompleteAlg(slot, frame.Length, p, actions, h.Now);
+        return h.CompleteAlg(slot, frame.Length, p, actions, h.Now);
     }
 
     private static ExpectationRequest ActiveData(in AlgPending p, int insidePort, string? remote = null, string inside = In)
@@ -57,7 +57,7 @@ public class AlgFrameworkTests
     {
         var h = Harness();
         int ext = OpenControl(h);
-        AlgPending p = h.Engine.PendingAlg;
+        AlgPending p = h.PendingAlg;
         Assert.Equal(AlgKind.Ftp, p.Kind);
         Assert.Equal(AlgDirection.In2Out, p.Direction);
         Assert.Equal(Side.Outside, p.Egress);
@@ -66,8 +66,8 @@ public class AlgFrameworkTests
 
         var v = h.Run(EngineHarness.FromOutside(Tcp(Out, 21, Ext, ext, Syn | Ack)), Side.Outside, out var back);
         Assert.Equal(Verdict.ToHelper, v);
-        Assert.Equal(AlgDirection.Out2In, h.Engine.PendingAlg.Direction);
-        Assert.Equal(Side.Inside, h.Engine.PendingAlg.Egress);
+        Assert.Equal(AlgDirection.Out2In, h.PendingAlg.Direction);
+        Assert.Equal(Side.Inside, h.PendingAlg.Egress);
         Assert.Equal(In, Dst(back)); // translated before the helper sees it
     }
 
@@ -79,7 +79,7 @@ public class AlgFrameworkTests
         Assert.Equal(Verdict.ToOutside, h.Run(Tcp(In, 40001, Out, 80, Syn), Side.Inside, out _));
         var h2 = Harness(a => a with { Ftp = new AlgPorts(true, [2121]) });
         Assert.Equal(Verdict.ToHelper, h2.Run(Tcp(In, 40000, Out, 2121, Syn), Side.Inside, out _));
-        Assert.Equal(AlgKind.Ftp, h2.Engine.PendingAlg.Kind);
+        Assert.Equal(AlgKind.Ftp, h2.PendingAlg.Kind);
     }
 
     [Fact]
@@ -155,7 +155,7 @@ public class AlgFrameworkTests
         AlgPending p = Command(h, "PORT 10,0,0,2,156,64\r\n");
         Complete(h, p, ActiveData(p, 40000));
         Assert.Equal(Verdict.Drop, h.Run(EngineHarness.FromOutside(Tcp(Out, 20, Ext, p.ReservedPort, Syn)), Side.Outside, out _));
-        Assert.Equal(DropReason.RuleDeny, h.Engine.LastDrop);
+        Assert.Equal(DropReason.RuleDeny, h.LastDrop);
         // From another source port the rule does not match: the expectation still opens.
         Assert.Equal(Verdict.ToInside, h.Run(EngineHarness.FromOutside(Tcp(Out, 2020, Ext, p.ReservedPort, Syn)), Side.Outside, out _));
     }
@@ -216,7 +216,7 @@ public class AlgFrameworkTests
         var h = Harness();
         int ext = OpenControl(h);
         h.Run(EngineHarness.FromOutside(Tcp(Out, 21, Ext, ext, Ack | Psh, payload: "227 Entering Passive Mode (198,51,100,2,117,48)\r\n"u8.ToArray())), Side.Outside, out _);
-        AlgPending p = h.Engine.PendingAlg;
+        AlgPending p = h.PendingAlg;
         Assert.Equal(0, p.ReservedPort); // out2in frames never reserve
         Complete(h, p, new ExpectationRequest(ExpectationKind.Outbound, IpProtocol.Tcp, Ipv4.Parse(Out), 30000, 0, Ipv4.Parse(In), 0, false));
 
@@ -234,13 +234,13 @@ public class AlgFrameworkTests
         var h = Harness();
         var v = h.Run(Udp(In, 50000, Out, 69, "\0\u0001file\0octet\0"u8.ToArray()), Side.Inside, out var rrq);
         Assert.Equal(Verdict.ToHelper, v);
-        AlgPending p = h.Engine.PendingAlg;
+        AlgPending p = h.PendingAlg;
         Assert.Equal(AlgKind.Tftp, p.Kind);
         Assert.Equal(0, p.ReservedPort);
         int ext = SrcPort(rrq);
         var actions = new AlgActions();
         actions.Expectations.Add(new ExpectationRequest(ExpectationKind.Inbound, IpProtocol.Udp, Ipv4.Parse(Out), 0, (ushort)ext, Ipv4.Parse(In), 50000, false));
-        Assert.Equal(Verdict.ToOutside, h.Engine.CompleteAlg(rrq, rrq.Length, p, actions, h.Now));
+        Assert.Equal(Verdict.ToOutside, h.CompleteAlg(rrq, rrq.Length, p, actions, h.Now));
 
         Assert.Equal(Verdict.Drop, h.Run(EngineHarness.FromOutside(Udp(ThirdParty, 41000, Ext, ext, [0, 3, 0, 1])), Side.Outside, out _));
         var data = h.Out(EngineHarness.FromOutside(Udp(Out, 41000, Ext, ext, [0, 3, 0, 1])), Side.Outside);

@@ -40,14 +40,14 @@ public class FtpForwardEngineTests
         var slot = new byte[2048];
         frame.CopyTo(slot, 0);
         int len = frame.Length;
-        var v = h.Engine.Process(slot, ref len, ingress, FrameFlags.None, h.Now);
+        var v = h.Process(slot, ref len, ingress, FrameFlags.None, h.Now);
         pending = default;
         if (v == Verdict.ToHelper)
         {
-            pending = h.Engine.PendingAlg;
+            pending = h.PendingAlg;
             var actions = new AlgActions();
             len = ftp.Handle(pending.Connection, pending.Direction, slot, len, pending.ReservedPort, actions, h.Now);
-            v = h.Engine.CompleteAlg(slot, len, pending, actions, h.Now);
+            v = h.CompleteAlg(slot, len, pending, actions, h.Now);
         }
         output = slot.AsSpan(0, len).ToArray();
         return v;
@@ -91,7 +91,7 @@ public class FtpForwardEngineTests
     {
         var h = Harness(externalPort: 2121, backendPort: 21);
         Assert.Equal(Verdict.ToHelper, h.Run(EngineHarness.FromOutside(Tcp(Client, 50000, Ext, 2121, Syn)), Side.Outside, out _));
-        Assert.Equal(AlgKind.Ftp, h.Engine.PendingAlg.Kind);
+        Assert.Equal(AlgKind.Ftp, h.PendingAlg.Kind);
         var h2 = Harness(externalPort: 21, backendPort: 2121);
         Assert.Equal(Verdict.ToHelper, h2.Run(EngineHarness.FromOutside(Tcp(Client, 50000, Ext, 21, Syn)), Side.Outside, out _));
         var h3 = Harness(externalPort: 8080, backendPort: 8000);

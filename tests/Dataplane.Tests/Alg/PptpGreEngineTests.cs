@@ -64,7 +64,7 @@ public class PptpGreEngineTests
     {
         var h = TwoCalls();
         Assert.Equal(Verdict.Drop, h.Run(FromServer(0x4001), Side.Outside, out _));
-        Assert.Equal(DropReason.NoSession, h.Engine.LastDrop);
+        Assert.Equal(DropReason.NoSession, h.LastDrop);
         Assert.Equal(0, h.Engine.Counters.PptpGreTranslated);
     }
 
@@ -74,7 +74,7 @@ public class PptpGreEngineTests
         var h = TwoCalls();
         // B sends with A's server Call ID: no call of B's, so the port-less path (no rules: unsupported) decides.
         Assert.Equal(Verdict.Drop, h.Run(Gre(B, Server, 11), Side.Inside, out _));
-        Assert.Equal(DropReason.UnsupportedProtocol, h.Engine.LastDrop);
+        Assert.Equal(DropReason.UnsupportedProtocol, h.LastDrop);
     }
 
     [Fact]

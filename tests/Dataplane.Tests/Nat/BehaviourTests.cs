@@ -41,7 +41,7 @@ public class BehaviourTests
         // Same port, other address; and same address, other port: both only partial matches.
         var third = EngineHarness.FromOutside(Udp("198.51.100.3", 9999, Ext, ext));
         Assert.Equal(Verdict.Drop, h.Run(third, Side.Outside, out _));
-        Assert.Equal(DropReason.Filtered, h.Engine.LastDrop);
+        Assert.Equal(DropReason.Filtered, h.LastDrop);
         Assert.Equal(Verdict.Drop, h.Run(EngineHarness.FromOutside(Udp(Out, 1234, Ext, ext)), Side.Outside, out _));
         var s = h.Engine.CollectSessionsList(h.Now).Single();
         Assert.Equal(Ipv4.Parse(Out), s.RemoteAddress);
@@ -58,7 +58,7 @@ public class BehaviourTests
         var o = h.Out(EngineHarness.FromOutside(Udp(Out, 1234, Ext, ext)), Side.Outside);
         Assert.Equal(40000, DstPort(o));
         Assert.Equal(Verdict.Drop, h.Run(EngineHarness.FromOutside(Udp("198.51.100.3", 9999, Ext, ext)), Side.Outside, out _));
-        Assert.Equal(DropReason.Filtered, h.Engine.LastDrop);
+        Assert.Equal(DropReason.Filtered, h.LastDrop);
         Assert.Equal(2, h.Engine.Table.Count);
     }
 
@@ -71,7 +71,7 @@ public class BehaviourTests
         Assert.Equal(In, Dst(o));
         int other = ext == 65535 ? ext - 1 : ext + 1;
         Assert.Equal(Verdict.Drop, h.Run(EngineHarness.FromOutside(Udp("198.51.100.3", 7, Ext, other)), Side.Outside, out _));
-        Assert.Equal(DropReason.NoSession, h.Engine.LastDrop);
+        Assert.Equal(DropReason.NoSession, h.LastDrop);
     }
 
     [Fact]
@@ -142,7 +142,7 @@ public class BehaviourTests
             ext.Add(SrcPort(h.Out(Udp(In, 30000 + i, Out, 53))));
         }
         Assert.Equal(Verdict.Drop, h.Run(Udp(In, 31000, Out, 53), Side.Inside, out _));
-        Assert.Equal(DropReason.PortExhausted, h.Engine.LastDrop);
+        Assert.Equal(DropReason.PortExhausted, h.LastDrop);
         Assert.Equal(1, h.Drops(DropReason.PortExhausted));
         // Existing sessions unaffected both ways (no eviction).
         Assert.Equal(ext[3], SrcPort(h.Out(Udp(In, 30003, Out, 53))));
@@ -159,7 +159,7 @@ public class BehaviourTests
             h.Out(Udp(In, 30000 + i, Out, 53));
         }
         Assert.Equal(Verdict.Drop, h.Run(Udp(In, 31000, Out, 53), Side.Inside, out _));
-        Assert.Equal(DropReason.SessionLimit, h.Engine.LastDrop);
+        Assert.Equal(DropReason.SessionLimit, h.LastDrop);
     }
 
     [Fact]

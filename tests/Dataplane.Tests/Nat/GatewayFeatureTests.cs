@@ -77,13 +77,13 @@ public class GatewayFeatureTests
                 break;
             case "rule-reject":
                 Assert.Equal(Verdict.ToInside, v);
-                Assert.Equal(DropReason.RuleReject, h.Engine.LastDrop);
+                Assert.Equal(DropReason.RuleReject, h.LastDrop);
                 Assert.Equal(3, o[L4Offset(o)]);
                 Assert.Equal(13, o[L4Offset(o) + 1]);
                 break;
             default:
                 Assert.Equal(Verdict.Drop, v);
-                Assert.Equal(DropReason.RuleDeny, h.Engine.LastDrop);
+                Assert.Equal(DropReason.RuleDeny, h.LastDrop);
                 break;
         }
     }
@@ -172,7 +172,7 @@ public class GatewayFeatureTests
         string refused = Dst(first);
         // The backend answers the SYN with RST: natd drops it and holds that backend down.
         Assert.Equal(Verdict.Drop, h.Run(Tcp(refused, 8000, Out, 50000, 0x14, ack: 1001), Side.Inside, out _));
-        Assert.Equal(DropReason.BackendRefused, h.Engine.LastDrop);
+        Assert.Equal(DropReason.BackendRefused, h.LastDrop);
         // The client's retransmitted SYN now reaches the other backend, although the source hash prefers the first.
         var retry = h.Out(EngineHarness.FromOutside(Tcp(Out, 50000, Ext, 8080, 0x02)), Side.Outside);
         Assert.NotEqual(refused, Dst(retry));
@@ -287,7 +287,7 @@ public class InboundRuleTests
         });
         var bad = Frames.WithMacs(Frames.Tcp("203.0.113.9", 5000, EngineHarness.External, 8080, 0x02), EngineHarness.RouterMac, Frames.GatewayOutsideMac);
         Assert.Equal(Verdict.Drop, h.Run(bad, Side.Outside, out _));
-        Assert.Equal(DropReason.RuleDeny, h.Engine.LastDrop);
+        Assert.Equal(DropReason.RuleDeny, h.LastDrop);
         var good = EngineHarness.FromOutside(Frames.Tcp(EngineHarness.OutsideHost, 5000, EngineHarness.External, 8080, 0x02));
         Assert.Equal("10.0.0.2", Frames.Dst(h.Out(good, Side.Outside)));
         Assert.Equal(1, h.Engine.RuleHits[0]);

@@ -22,7 +22,7 @@ public class IngressFilterTests
     private static void AssertAnswered(EngineHarness h, byte[] request, string from, string to)
     {
         var v = h.Run(request, Side.Outside, out var o);
-        Assert.True(v == Verdict.ToOutside, $"expected an echo reply, got {v} ({h.Engine.LastDrop})");
+        Assert.True(v == Verdict.ToOutside, $"expected an echo reply, got {v} ({h.LastDrop})");
         Assert.Equal(from, Src(o));
         Assert.Equal(to, Dst(o));
         Assert.Equal(0, o[L4Offset(o)]); // echo reply
@@ -36,7 +36,7 @@ public class IngressFilterTests
         long before = h.Drops(reason);
         var v = h.Run(frame, Side.Outside, out _);
         Assert.True(v == Verdict.Drop, $"expected a drop ({reason}), got {v}");
-        Assert.Equal(reason, h.Engine.LastDrop);
+        Assert.Equal(reason, h.LastDrop);
         Assert.Equal(before + 1, h.Drops(reason));
         Assert.Equal(0, h.Engine.Table.Count);
     }
@@ -143,7 +143,7 @@ public class IngressFilterTests
     {
         var v = h.Run(frame, Side.Outside, out _);
         Assert.Equal(Verdict.Drop, v);
-        Assert.Equal(reason, h.Engine.LastDrop);
+        Assert.Equal(reason, h.LastDrop);
         Assert.Equal(1, h.Drops(reason));
     }
 
@@ -282,7 +282,7 @@ public class IngressFilterTests
         byte[] looped = EngineHarness.FromOutside(Udp("198.51.100.1", 30000, "198.51.100.1", 5000));
         AssertDropped(h, looped, DropReason.Martian);
         var v = h.Run(looped, Side.Outside, out var o, FrameFlags.Hairpinned);
-        Assert.True(v == Verdict.ToInside, $"expected the forward, got {v} ({h.Engine.LastDrop})");
+        Assert.True(v == Verdict.ToInside, $"expected the forward, got {v} ({h.LastDrop})");
         Assert.Equal("10.0.0.3", Dst(o));
     }
 }

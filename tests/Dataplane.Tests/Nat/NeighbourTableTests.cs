@@ -39,7 +39,7 @@ public class NeighbourTableTests
     {
         arp.CopyTo(slot, 0);
         int len = arp.Length;
-        Assert.Equal(Verdict.ToInside, h.Engine.Process(slot, ref len, Side.Inside, FrameFlags.None, h.Now));
+        Assert.Equal(Verdict.ToInside, h.Process(slot, ref len, Side.Inside, FrameFlags.None, h.Now));
     }
 
     [Fact]
@@ -88,9 +88,9 @@ public class NeighbourTableTests
             f.CopyTo(slot, 0);
             int len = f.Length;
             h.Now++;
-            var v = h.Engine.Process(slot, ref len, Side.Inside, FrameFlags.None, h.Now);
-            Assert.True(v is Verdict.Consumed or Verdict.Drop, $"frame {n}: {v} ({h.Engine.LastDrop})");
-            Assert.True(v == Verdict.Consumed || h.Engine.LastDrop == DropReason.NeighbourUnresolved, $"frame {n}: {h.Engine.LastDrop}");
+            var v = h.Process(slot, ref len, Side.Inside, FrameFlags.None, h.Now);
+            Assert.True(v is Verdict.Consumed or Verdict.Drop, $"frame {n}: {v} ({h.LastDrop})");
+            Assert.True(v == Verdict.Consumed || h.LastDrop == DropReason.NeighbourUnresolved, $"frame {n}: {h.LastDrop}");
         }
         Assert.Equal(256, h.Engine.PendingNeighbourCount(Side.Outside));
         Assert.Equal(Million - 256, h.Engine.Counters.PendingNeighboursEvicted);
@@ -243,7 +243,7 @@ public class NeighbourTableTests
         h.Engine.AttachSink(log);
         foreach (var (dst, tag) in new[] { ("198.51.100.10", 1L), ("198.51.100.11", 2L), ("198.51.100.12", 3L) })
         {
-            h.Engine.HoldTag = tag;
+            h.HoldTag = tag;
             Assert.Equal(Verdict.Consumed, h.Run(Udp(EngineHarness.InsideHost, 40000, dst, 53), Side.Inside, out _));
         }
         // The third resolution evicted the first: its frame is given up at once.
@@ -291,7 +291,7 @@ public class NeighbourTableTests
                 f.CopyTo(slot, 0);
                 int len = f.Length;
                 // 10 ms apart: past 30 s the entry is stale and re-confirmed once a second.
-                forwarded += h.Engine.Process(slot, ref len, Side.Inside, FrameFlags.None, h.Now + i * 10L) == Verdict.ToOutside ? 1 : 0;
+                forwarded += h.Process(slot, ref len, Side.Inside, FrameFlags.None, h.Now + i * 10L) == Verdict.ToOutside ? 1 : 0;
             }
             return forwarded;
         }
@@ -329,7 +329,7 @@ public class NeighbourMemoryTests
                 BinaryPrimitives.WriteUInt32BigEndian(arp.AsSpan(28), 0x0A00_0000u + (uint)n + 2);
                 arp.CopyTo(slot, 0);
                 int len = arp.Length;
-                h.Engine.Process(slot, ref len, Side.Inside, FrameFlags.None, h.Now);
+                h.Process(slot, ref len, Side.Inside, FrameFlags.None, h.Now);
             }
         }
         Churn(0, 10_000); // warm up: the table is full, code is jitted

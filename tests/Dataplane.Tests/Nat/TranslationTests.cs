@@ -205,6 +205,6 @@ public class UnmarkedPartialChecksumTests
         Assert.Equal(1, h.Engine.Counters.ChecksumsCompleted);
         f[l4 + 7] ^= 0x40;
         Assert.Equal(Natd.Dataplane.Nat.Verdict.Drop, h.Run(f, Natd.Dataplane.Nat.Side.Inside, out _));
-        Assert.Equal(Natd.Dataplane.Nat.DropReason.BadL4Checksum, h.Engine.LastDrop);
+        Assert.Equal(Natd.Dataplane.Nat.DropReason.BadL4Checksum, h.LastDrop);
     }
 }

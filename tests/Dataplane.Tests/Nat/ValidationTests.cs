@@ -54,7 +54,7 @@ public class ValidationTests
         byte[] f = Build(name);
         var v = h.Run(f, Side.Inside, out _);
         Assert.Equal(Verdict.Drop, v);
-        Assert.Equal(reason, h.Engine.LastDrop);
+        Assert.Equal(reason, h.LastDrop);
         Assert.Equal(1, h.Drops(reason));
         Assert.Equal(0, h.Engine.Table.Count);
     }

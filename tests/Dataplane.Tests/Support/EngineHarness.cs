@@ -74,16 +74,69 @@ public sealed class EngineHarness : IFrameSink
         return true;
     }
 
+    /// <summary>Reason of the last drop a frame run through this harness recorded (counted), as a poller reads it from the packet's context.</summary>
+    public DropReason LastDrop { get; private set; }
+
+    /// <summary>The ALG hand-off of the last frame whose verdict was <see cref="Verdict.ToHelper"/>.</summary>
+    public AlgPending PendingAlg { get; private set; }
+
+    /// <summary>The label the next frames are processed with (<see cref="PacketContext.HoldTag"/>).</summary>
+    public long HoldTag { get; set; }
+
+    /// <summary>Runs <see cref="NatEngine.Process(Span{byte}, ref int, Side, FrameFlags, ref PacketContext)"/> with a fresh context and keeps what it tells.</summary>
+    public Verdict Process(Span<byte> slot, ref int length, Side ingress, FrameFlags flags, long nowMs)
+    {
+        var ctx = new PacketContext(Engine.Counters, nowMs, HoldTag);
+        long before = TotalDrops();
+        Verdict v = Engine.Process(slot, ref length, ingress, flags, ref ctx);
+        Keep(v, ref ctx, before);
+        return v;
+    }
+
+    /// <summary>Runs <see cref="NatEngine.CompleteAlg"/> with a fresh context and keeps what it tells.</summary>
+    public Verdict CompleteAlg(Span<byte> slot, int length, in AlgPending pending, Natd.Dataplane.Alg.AlgActions actions, long nowMs)
+    {
+        var ctx = new PacketContext(Engine.Counters, nowMs, HoldTag);
+        long before = TotalDrops();
+        Verdict v = Engine.CompleteAlg(slot, length, pending, actions, ref ctx);
+        Keep(v, ref ctx, before);
+        return v;
+    }
+
+    private void Keep(Verdict v, ref PacketContext ctx, long dropsBefore)
+    {
+        // A drop is recorded when one was counted: also for a frame answered with an ICMP error
+        // (rejected, TTL expired), whose verdict sends the error.
+        if (v == Verdict.Drop || TotalDrops() > dropsBefore)
+        {
+            LastDrop = ctx.DropReason;
+        }
+        if (v == Verdict.ToHelper)
+        {
+            PendingAlg = ctx.Alg;
+        }
+    }
+
+    private long TotalDrops()
+    {
+        long n = 0;
+        foreach (long d in Engine.Counters.Drops)
+        {
+            n += d;
+        }
+        return n;
+    }
+
     /// <summary>Runs one frame; returns the verdict and the frame as it would be transmitted.</summary>
     public Verdict Run(byte[] frame, Side ingress, out byte[] output, FrameFlags flags = FrameFlags.None)
     {
         var slot = new byte[FrameBatch.SlotSize];
         frame.CopyTo(slot, 0);
         int len = frame.Length;
-        var v = Engine.Process(slot, ref len, ingress, flags, Now);
+        var v = Process(slot, ref len, ingress, flags, Now);
         if (v == Verdict.ToHelper && CompleteAlgFrames)
         {
-            v = Engine.CompleteAlg(slot, len, Engine.PendingAlg, new Natd.Dataplane.Alg.AlgActions(), Now);
+            v = CompleteAlg(slot, len, PendingAlg, new Natd.Dataplane.Alg.AlgActions(), Now);
         }
         output = slot.AsSpan(0, len).ToArray();
         return v;
@@ -93,7 +146,7 @@ public sealed class EngineHarness : IFrameSink
     {
         var v = Run(frame, ingress, out var o, flags);
         Assert.True(v == (ingress == Side.Inside ? Verdict.ToOutside : Verdict.ToInside),
-            $"expected forward, got {v} ({Engine.LastDrop})");
+            $"expected forward, got {v} ({LastDrop})");
         return o;
     }
 

@@ -63,7 +63,8 @@ public class ShardMapTests
             var slot = new byte[FrameBatch.SlotSize];
             frame.CopyTo(slot, 0);
             int len = frame.Length;
-            Assert.Equal(Verdict.ToOutside, engines[owner].Process(slot, ref len, Side.Inside, FrameFlags.None, 1000));
+            var ctx = new PacketContext(engines[owner].Counters, 1000);
+            Assert.Equal(Verdict.ToOutside, engines[owner].Process(slot, ref len, Side.Inside, FrameFlags.None, ref ctx));
             byte[] o = slot[..len];
             int ext = proto == 1 ? IcmpId(o) : SrcPort(o);
             Assert.Equal(owner, map.OwnerOfExternalPort(ext));

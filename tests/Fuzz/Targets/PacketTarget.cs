@@ -110,15 +110,16 @@ public static class PacketTarget
             long heldBefore = _engine.Counters.FramesHeld;
 
             byte[] buffer = _slot;
-            Verdict v = _engine.Process(_slot, ref len, side, FrameFlags.None, _now);
+            var ctx = new PacketContext(_engine.Counters, _now);
+            Verdict v = _engine.Process(_slot, ref len, side, FrameFlags.None, ref ctx);
             if (v == Verdict.Loopback)
             {
                 // Hairpinned to another shard (never with one): finished as the owner's poller does it.
-                v = _engine.ProcessHairpinned(_slot, ref len, _now);
+                v = _engine.ProcessHairpinned(_slot, ref len, ref ctx);
             }
             if (v == Verdict.ToHelper)
             {
-                (v, buffer, len) = Helper(_slot.AsSpan(0, len));
+                (v, buffer, len) = Helper(_slot.AsSpan(0, len), ref ctx);
             }
             switch (v)
             {
@@ -127,7 +128,7 @@ public static class PacketTarget
                     Emitted(v == Verdict.ToOutside ? Side.Outside : Side.Inside, buffer.AsSpan(0, len), l4Valid, "forwarded");
                     break;
                 case Verdict.Drop:
-                    DropReason r = _engine.LastDrop;
+                    DropReason r = ctx.DropReason;
                     if (TotalDrops() <= dropsBefore || (uint)r >= (uint)byReason.Length || _engine.Counters.Drops[(int)r] <= byReason[(int)r])
                     {
                         throw Fail($"dropped with reason {r}, but no drop was counted for it");
@@ -146,9 +147,9 @@ public static class PacketTarget
         }
 
         /// <summary>What the ALG helper actor and the poller do for a frame: handle it, then complete it.</summary>
-        private (Verdict, byte[], int) Helper(ReadOnlySpan<byte> frame)
+        private (Verdict, byte[], int) Helper(ReadOnlySpan<byte> frame, ref PacketContext ctx)
         {
-            AlgPending p = _engine.PendingAlg;
+            AlgPending p = ctx.Alg;
             var buffer = new byte[frame.Length + AlgFrame.Headroom];
             frame.CopyTo(buffer);
             int len = frame.Length;
@@ -161,7 +162,7 @@ public static class PacketTarget
                     throw Fail($"{p.Kind} handler returned length {len} for a buffer of {buffer.Length}");
                 }
             }
-            Verdict v = _engine.CompleteAlg(buffer, len, p, _actions, _now);
+            Verdict v = _engine.CompleteAlg(buffer, len, p, _actions, ref ctx);
             foreach (GreCall call in _actions.GreCalls)
             {
                 _engine.ApplyGreCall(call, _now);

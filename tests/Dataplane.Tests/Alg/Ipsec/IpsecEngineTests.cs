@@ -73,10 +73,10 @@ public sealed class IpsecEngineTests
         for (int i = 0; i < 3; i++)
         {
             Assert.Equal(Verdict.Drop, h.Run(Esp(B, Remote, 0x1002), Side.Inside, out _));
-            Assert.Equal(DropReason.EspSerialised, h.Engine.LastDrop);
+            Assert.Equal(DropReason.EspSerialised, h.LastDrop);
         }
         Assert.Equal(Verdict.Drop, h.Run(Esp(B, Remote, 0x1002), Side.Inside, out _));
-        Assert.Equal(DropReason.EspRefused, h.Engine.LastDrop);
+        Assert.Equal(DropReason.EspRefused, h.LastDrop);
         Assert.Equal(3, h.Drops(DropReason.EspSerialised));
         Assert.Equal(1, h.Drops(DropReason.EspRefused));
         // B's next SA (new SPI) gets its turn once A is associated.
@@ -93,7 +93,7 @@ public sealed class IpsecEngineTests
         h.Out(Esp(A, Remote, 0x1001));
         h.Out(FromRemote(Esp(Remote, Ext, 0x2001)), Side.Outside);
         Assert.Equal(Verdict.Drop, h.Run(Esp(B, Remote, 0x1002), Side.Inside, out _));
-        Assert.Equal(DropReason.EspRemoteInUse, h.Engine.LastDrop);
+        Assert.Equal(DropReason.EspRemoteInUse, h.LastDrop);
         h.Out(Esp(B, "198.51.100.3", 0x1002)); // another remote host is fine
     }
 
@@ -102,14 +102,14 @@ public sealed class IpsecEngineTests
     {
         var h = Harness();
         Assert.Equal(Verdict.Drop, h.Run(Esp(A, Remote, 0), Side.Inside, out _));
-        Assert.Equal(DropReason.EspZeroSpi, h.Engine.LastDrop);
+        Assert.Equal(DropReason.EspZeroSpi, h.LastDrop);
         Assert.Equal(Verdict.Drop, h.Run(FromRemote(Esp(Remote, Ext, 0x5555)), Side.Outside, out _));
-        Assert.Equal(DropReason.EspNoAssociation, h.Engine.LastDrop);
+        Assert.Equal(DropReason.EspNoAssociation, h.LastDrop);
         Assert.Equal(Verdict.Drop, h.Run(FromRemote(Esp(Remote, Ext, 0)), Side.Outside, out _));
         Assert.Equal(2, h.Drops(DropReason.EspZeroSpi));
         var shortEsp = Wrap(A, Remote, 50, [0, 0, 0, 1], 64, null, null);
         Assert.Equal(Verdict.Drop, h.Run(shortEsp, Side.Inside, out _));
-        Assert.Equal(DropReason.Truncated, h.Engine.LastDrop);
+        Assert.Equal(DropReason.Truncated, h.LastDrop);
     }
 
     [Fact]
@@ -117,7 +117,7 @@ public sealed class IpsecEngineTests
     {
         var h = Harness();
         Assert.Equal(Verdict.Drop, h.Run(Esp(A, Remote, 0x1001, proto: 51), Side.Inside, out _));
-        Assert.Equal(DropReason.AhRefused, h.Engine.LastDrop);
+        Assert.Equal(DropReason.AhRefused, h.LastDrop);
         Assert.Equal(Verdict.Drop, h.Run(FromRemote(Esp(Remote, Ext, 0x2001, proto: 51)), Side.Outside, out _));
         Assert.Equal(2, h.Drops(DropReason.AhRefused));
         Assert.Equal("ah-refused", DropReasons.Label(DropReason.AhRefused));
@@ -129,7 +129,7 @@ public sealed class IpsecEngineTests
     {
         var h = Harness(enabled: false);
         Assert.Equal(Verdict.Drop, h.Run(Esp(A, Remote, 0x1001), Side.Inside, out _));
-        Assert.Equal(DropReason.UnsupportedProtocol, h.Engine.LastDrop);
+        Assert.Equal(DropReason.UnsupportedProtocol, h.LastDrop);
         h.Out(Isakmp(A, 500, Remote, 500, 1, 0));
         Assert.Equal(1, h.Engine.Table.Count);
         Assert.Equal(0, h.Engine.Ipsec.IsakmpCount);
@@ -145,7 +145,7 @@ public sealed class IpsecEngineTests
         Assert.True(ChecksumsValid(oa));
         // B with the same initiator cookie waits until A's responder cookie is known.
         Assert.Equal(Verdict.Drop, h.Run(Isakmp(B, 500, Remote, 500, ic, 0), Side.Inside, out _));
-        Assert.Equal(DropReason.IsakmpCookieCollision, h.Engine.LastDrop);
+        Assert.Equal(DropReason.IsakmpCookieCollision, h.LastDrop);
         var ra = h.Out(FromRemote(Isakmp(Remote, 500, Ext, 500, ic, 0xAAAA)), Side.Outside);
         Assert.Equal((A, 500), (Dst(ra), DstPort(ra)));
         Assert.True(ChecksumsValid(ra));
@@ -155,7 +155,7 @@ public sealed class IpsecEngineTests
         Assert.Equal(A, Dst(h.Out(FromRemote(Isakmp(Remote, 500, Ext, 500, ic, 0xAAAA)), Side.Outside)));
         Assert.Equal(B, Dst(h.Out(FromRemote(Isakmp(Remote, 500, Ext, 500, ic, 0xBBBB)), Side.Outside)));
         Assert.Equal(Verdict.Drop, h.Run(FromRemote(Isakmp(Remote, 500, Ext, 500, ic, 0xCCCC)), Side.Outside, out _));
-        Assert.Equal(DropReason.IsakmpNoEntry, h.Engine.LastDrop);
+        Assert.Equal(DropReason.IsakmpNoEntry, h.LastDrop);
         Assert.Equal(0, h.Engine.Table.Count);
     }
 
@@ -168,7 +168,7 @@ public sealed class IpsecEngineTests
         var o = h.Out(Udp(A, 500, Remote, 500, p, zeroChecksum: true));
         Assert.Equal(0, BinaryPrimitives.ReadUInt16BigEndian(o.AsSpan(L4Offset(o) + 6)));
         Assert.Equal(Verdict.Drop, h.Run(Udp(A, 500, Remote, 500, new byte[8]), Side.Inside, out _));
-        Assert.Equal(DropReason.Truncated, h.Engine.LastDrop);
+        Assert.Equal(DropReason.Truncated, h.LastDrop);
     }
 
     [Fact]
