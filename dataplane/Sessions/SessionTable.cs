@@ -58,22 +58,24 @@ public enum SessionOrigin : byte
 /// One session: its inside-to-outside 5-tuple, the external endpoint, and the precomputed rewrite.
 /// The outside-to-inside key is implied (remote -> external), so it is computed, not stored: 88
 /// bytes a session (a test pins it). Sessions live in a preallocated array and refer to each
-/// other by index (no references, no allocation).
+/// other by index (no references, no allocation). Fields are laid out in this order on purpose:
+/// what a translated packet reads or writes (key, external endpoint, deltas, last seen, counters,
+/// class and flags) fills the first <see cref="HotBytes"/> bytes, so with the 88-byte stride a hit
+/// touches two cache lines (never three) and <see cref="SessionTable.PrefetchSession"/> fetches exactly
+/// those; the list links and the mapping (expiry, delete, listing) come last.
 /// </summary>
-[StructLayout(LayoutKind.Auto)]
+[StructLayout(LayoutKind.Sequential)]
 internal struct Session
 {
+    /// <summary>Bytes from the start that the fast path touches (through <see cref="Alg"/>).</summary>
+    public const int HotBytes = 67;
+
     public FlowKey In2Out;            // key of packets from inside: inside -> remote
     public long LastSeenMs;
     public long BytesIn2Out;
     public long BytesOut2In;
     public uint PacketsIn2Out;
     public uint PacketsOut2In;
-    public int LruPrev;
-    public int LruNext;
-    public int Mapping;
-    public int MapPrev;
-    public int MapNext;
     public uint ExternalAddress;      // network order
     public ushort ExternalPort;       // raw (network order in memory); ICMP: the translated identifier
     public ushort L4DeltaIn2Out;      // folded checksum delta for the L4 checksum (address + port)
@@ -85,6 +87,12 @@ internal struct Session
     public SessionOrigin Origin;
     public bool InUse;
     public Sessions.AlgKind Alg;           // its frames go through this ALG's helper (None: the fast path)
+    // Cold: touched on create, delete, expiry, TCP state change and the LRU move once a second.
+    public int LruPrev;
+    public int LruNext;
+    public int Mapping;
+    public int MapPrev;
+    public int MapNext;
 
     /// <summary>Key of packets from outside: remote -> external (ICMP: the reply's identifier as destination port).</summary>
     public readonly FlowKey Out2In
@@ -227,6 +235,13 @@ public sealed class SessionTable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public int FindIn2Out(in FlowKey key) => _in2out.Find(key, Hash(key));
 
+    /// <summary>
+    /// As <see cref="FindIn2Out(in FlowKey)"/> with the key's <see cref="Hash"/> already computed
+    /// (by a parse that also prefetched with it), so a packet is hashed once.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public int FindIn2Out(in FlowKey key, uint hash) => _in2out.Find(key, hash);
+
     /// <summary>Session whose outside-to-inside key is <paramref name="key"/>, or -1.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public int FindOut2In(in FlowKey key) => _out2in.Find(key, Hash(key));
@@ -234,11 +249,7 @@ public sealed class SessionTable
     /// <summary>The seed <see cref="Hash"/> uses, so a frame parser can hash a key once for every lookup.</summary>
     public ulong HashSeed => _seed;
 
-    /// <summary><see cref="FindIn2Out(in FlowKey)"/> with the key's hash already computed (<see cref="Hash"/>).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public int FindIn2Out(in FlowKey key, uint hash) => _in2out.Find(key, hash);
-
-    /// <summary><see cref="FindOut2In(in FlowKey)"/> with the key's hash already computed (<see cref="Hash"/>).</summary>
+    /// <summary>As <see cref="FindOut2In(in FlowKey)"/> with the key's <see cref="Hash"/> already computed.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public int FindOut2In(in FlowKey key, uint hash) => _out2in.Find(key, hash);
 
@@ -252,14 +263,47 @@ public sealed class SessionTable
 
     /// <summary><see cref="Prefetch(in FlowKey, bool, bool)"/> with the key's hash already computed (<see cref="Hash"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public unsafe void Prefetch(uint h, bool in2out, bool session)
+    public void Prefetch(uint hash, bool in2out, bool session)
     {
-        int v = in2out ? _in2out.Prefetch(h, session) : _out2in.Prefetch(h, session);
+        if (session)
+        {
+            PrefetchSession(hash, in2out);
+        }
+        else
+        {
+            PrefetchSlot(hash, in2out);
+        }
+    }
+
+    /// <summary>Stage one of the prefetch: the index slot (one cache line) of a key whose <see cref="Hash"/> is <paramref name="hash"/>. A hint only.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void PrefetchSlot(uint hash, bool in2out)
+    {
+        if (in2out)
+        {
+            _in2out.Prefetch(hash, value: false);
+        }
+        else
+        {
+            _out2in.Prefetch(hash, value: false);
+        }
+    }
+
+    /// <summary>
+    /// Stage two: the session named by the home slot of <paramref name="hash"/> when its tag matches
+    /// (the slot should be cached by stage one by now), the two cache lines its translation touches.
+    /// A hint only: a collision prefetches a harmless other session.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public unsafe void PrefetchSession(uint hash, bool in2out)
+    {
+        int v = in2out ? _in2out.Prefetch(hash, value: true) : _out2in.Prefetch(hash, value: true);
         if (v >= 0 && System.Runtime.Intrinsics.X86.Sse.IsSupported)
         {
-            void* p = Unsafe.AsPointer(ref _sessions[v]);
+            // The hot head of the session spans at most two lines: its first byte's and its last's.
+            byte* p = (byte*)Unsafe.AsPointer(ref _sessions[v]);
             System.Runtime.Intrinsics.X86.Sse.Prefetch0(p);
-            System.Runtime.Intrinsics.X86.Sse.Prefetch0((byte*)p + 64); // 88 bytes span two lines
+            System.Runtime.Intrinsics.X86.Sse.Prefetch0(p + Session.HotBytes - 1);
         }
     }
 

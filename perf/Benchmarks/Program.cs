@@ -5,7 +5,8 @@ using Natd.Benchmarks.Support;
 namespace Natd.Benchmarks;
 
 /// <summary>
-/// Entry point: <c>dotnet run -c Release --project perf/Benchmarks -- [--quick] [BenchmarkDotNet args]</c>.
+/// Entry point: <c>dotnet run -c Release --project perf/Benchmarks -- [--quick] [BenchmarkDotNet args]</c>,
+/// or <c>-- --scaling [--sessions N[,N]] [--seconds S] [--pollers N]</c> for <see cref="Scaling"/>.
 /// Runs every benchmark unless a <c>--filter</c> is given, prints the compact table, and exits 1
 /// when a fast-path benchmark allocated or any benchmark failed.
 /// </summary>
@@ -13,6 +14,14 @@ public static class Program
 {
     public static int Main(string[] args)
     {
+        int scaling = Array.IndexOf(args, "--scaling");
+        if (scaling >= 0)
+        {
+            // Multi-threaded aggregate throughput: not BenchmarkDotNet's kind of measurement.
+            var scalingArgs = new List<string>(args);
+            scalingArgs.RemoveAt(scaling);
+            return Scaling.Run(scalingArgs);
+        }
         bool quick = Array.IndexOf(args, "--quick") >= 0;
         var rest = new List<string>(args.Length + 2);
         foreach (string a in args)

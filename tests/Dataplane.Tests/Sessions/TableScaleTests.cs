@@ -21,6 +21,37 @@ public class TableScaleTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void Fast_path_fields_of_a_session_fit_its_prefetched_head()
+    {
+        // SessionTable.PrefetchSession fetches the lines of bytes 0 and HotBytes-1: every field a
+        // translated packet reads or writes must lie in that head, the cold links after it.
+        var s = default(Session);
+        static int Start<T>(ref Session s, ref T field) => (int)Unsafe.ByteOffset(ref Unsafe.As<Session, byte>(ref s), ref Unsafe.As<T, byte>(ref field));
+        static int End<T>(ref Session s, ref T field) => Start(ref s, ref field) + Unsafe.SizeOf<T>();
+        int hot = 0;
+        foreach (int end in new[]
+        {
+            End(ref s, ref s.In2Out), End(ref s, ref s.LastSeenMs), End(ref s, ref s.BytesIn2Out), End(ref s, ref s.BytesOut2In),
+            End(ref s, ref s.PacketsIn2Out), End(ref s, ref s.PacketsOut2In), End(ref s, ref s.ExternalAddress), End(ref s, ref s.ExternalPort),
+            End(ref s, ref s.L4DeltaIn2Out), End(ref s, ref s.L4DeltaOut2In), End(ref s, ref s.IpDeltaIn2Out), End(ref s, ref s.IpDeltaOut2In),
+            End(ref s, ref s.Class), End(ref s, ref s.Tcp), End(ref s, ref s.Origin), End(ref s, ref s.InUse), End(ref s, ref s.Alg),
+        })
+        {
+            hot = Math.Max(hot, end);
+        }
+        Assert.Equal(Session.HotBytes, hot);
+        foreach (int cold in new[] { Start(ref s, ref s.LruPrev), Start(ref s, ref s.LruNext), Start(ref s, ref s.Mapping), Start(ref s, ref s.MapPrev), Start(ref s, ref s.MapNext) })
+        {
+            Assert.True(cold >= Session.HotBytes, $"a cold field at offset {cold} lies in the hot head");
+        }
+        // At most two lines whatever the session's offset in its line (the array's stride is 88, offsets are multiples of 8).
+        for (int offset = 0; offset < 64; offset += 8)
+        {
+            Assert.True((offset + Session.HotBytes - 1) / 64 <= 1, $"at line offset {offset} the head spans three lines");
+        }
+    }
+
+    [Fact]
     public void One_million_session_engine_allocates_under_150_bytes_a_session()
     {
         const int n = 1_000_000;
