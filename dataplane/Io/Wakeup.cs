@@ -53,7 +53,7 @@ public sealed unsafe class Wakeup : IDisposable
     }
 }
 
-/// <summary>CPU pinning for poller threads (DESIGN.md section 5: pollers are pinned to cores).</summary>
+/// <summary>CPU pinning for poller threads (docs/architecture.md, "Shards": pollers are pinned to cores).</summary>
 public static unsafe class CpuAffinity
 {
     /// <summary>Pins the calling thread to one CPU (sched_setaffinity); false when refused (e.g. the CPU is not in the allowed set).</summary>

@@ -17,7 +17,7 @@ internal sealed class IcmpErrorTranslator
     public const int QuoteBytes = 8;
 
     private readonly SessionTable _table;
-    private readonly long[] _idleTimeoutMs;
+    private readonly LiveSessions _live;
     private readonly AddressPlan _addresses;
     private readonly Neighbours _neighbours;
     private readonly IcmpResponder _responder;
@@ -33,7 +33,7 @@ internal sealed class IcmpErrorTranslator
     public IcmpErrorTranslator(SessionTable table, long[] idleTimeoutMs, AddressPlan addresses, Neighbours neighbours, IcmpResponder responder, NatCounters counters)
     {
         _table = table;
-        _idleTimeoutMs = idleTimeoutMs;
+        _live = new LiveSessions(table, idleTimeoutMs); // the one idle-aware lookup rule
         _addresses = addresses;
         _neighbours = neighbours;
         _responder = responder;
@@ -54,7 +54,7 @@ internal sealed class IcmpErrorTranslator
         {
             return ctx.Drop(DropReason.IcmpErrorNoSession);
         }
-        int s = SessionLiveness.Live(_table, _idleTimeoutMs, _table.FindOut2In(key), ctx.NowMs);
+        int s = _live.Out2In(key, ctx.NowMs);
         if (s < 0 || ip.Destination != key.Destination)
         {
             return ctx.Drop(DropReason.IcmpErrorNoSession);
@@ -93,7 +93,7 @@ internal sealed class IcmpErrorTranslator
         {
             return ctx.Drop(DropReason.IcmpErrorNoSession);
         }
-        int s = SessionLiveness.Live(_table, _idleTimeoutMs, _table.FindIn2Out(key), ctx.NowMs);
+        int s = _live.In2Out(key, ctx.NowMs);
         if (s < 0 || ip.Source != key.Source)
         {
             return ctx.Drop(DropReason.IcmpErrorNoSession);

@@ -101,7 +101,9 @@ public sealed record EngineOptions
 /// out2in restores the inside destination, ICMP errors are translated with their embedded header
 /// (RFC 5508), TTL is decremented (RFC 1812) and Ethernet addresses set for the egress side.
 /// Sessions follow RFC 4787 (UDP), RFC 5382 and RFC 7857 (TCP), RFC 5508 (ICMP). Single
-/// threaded: one poller owns an engine. No allocation, lock or exception per packet.
+/// threaded: one poller owns an engine. No allocation, lock or exception per packet. The engine
+/// coordinates the steps of the packet path and its components own their state; the path, step
+/// by step with the file of each, is in docs/architecture.md ("One packet, ring to ring").
 /// </summary>
 public sealed partial class NatEngine
 {

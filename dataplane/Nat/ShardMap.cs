@@ -6,7 +6,7 @@ using Natd.Dataplane.Sessions;
 namespace Natd.Dataplane.Nat;
 
 /// <summary>
-/// The one answer to "which shard owns this?" (DESIGN.md section 5), from the configuration and the
+/// The one answer to "which shard owns this?" (docs/architecture.md, "Shards"), from the configuration and the
 /// shard count alone, so the pollers' steering, each engine's port allocator and hairpin, and the
 /// daemon's snapshot restore can never disagree:
 /// <list type="bullet">

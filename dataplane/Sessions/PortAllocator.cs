@@ -30,7 +30,7 @@ public sealed class PortAllocator
     /// <param name="seed">Fixed seed for reproducible runs (replay, tests); null draws one from the OS CSPRNG.</param>
     /// <param name="shard">This shard's index (0-based).</param>
     /// <param name="shards">Shards sharing the ports: shard k owns the ports <paramref name="ownerOfPort"/>
-    /// maps to k, so an out2in packet's owner is read off its destination port (DESIGN.md section 5).</param>
+    /// maps to k, so an out2in packet's owner is read off its destination port (docs/architecture.md, "Shards").</param>
     /// <param name="ownerOfPort">The owner of each port (host order), required with more than one
     /// shard: the dataplane's one owner-of rule (ShardMap), passed down so the allocator does not
     /// restate it. Called 65,536 times here, never per packet.</param>

@@ -54,7 +54,7 @@ public sealed class AlgFrame
 public sealed record ExpireAlgState(long IdleMs);
 
 /// <summary>
-/// The helper actor of one ALG (DESIGN.md sections 4.5 and 6): runs its <see cref="IAlgHandler"/>
+/// The helper actor of one ALG (docs/architecture.md, "ALG control connections" and "Actors"): runs its <see cref="IAlgHandler"/>
 /// over the frames pollers hand it, one at a time and in arrival order (so a connection's frames
 /// keep their order), and returns each frame to its poller. A failure restarts the helper with a
 /// fresh handler (its supervisor counts it); the frame in hand is lost, as a dropped packet would

@@ -36,7 +36,7 @@ public sealed record PollerOptions
 }
 
 /// <summary>
-/// The per-core packet loop, as an actor with a dedicated thread (DESIGN.md sections 4 and 6):
+/// The per-core packet loop, as an actor with a dedicated thread (docs/architecture.md, "One packet, ring to ring" and "Actors"):
 /// receive a batch from each port, read the clock once, classify and translate each frame in place
 /// with the shard's <see cref="NatEngine"/>, queue it to the egress port, flush each port once per
 /// batch. Between batches it drains its mailbox (sweeps, session listings, settings swaps); when no

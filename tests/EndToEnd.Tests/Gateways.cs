@@ -86,7 +86,7 @@ public sealed class NatdGateway : IGatewayUnderTest
         }
     }
 
-    /// <summary>The natd.yaml for the lab topology (DESIGN.md section 9).</summary>
+    /// <summary>The natd.yaml for the lab topology (README.md, "Two commands").</summary>
     public static string ConfigFor(LabTopology lab) => ConfigFor(lab, "");
 
     /// <summary>The lab's base configuration with <paramref name="nat"/> (e.g. ", filtering: endpoint-independent") appended inside the nat map.</summary>

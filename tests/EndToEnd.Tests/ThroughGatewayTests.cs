@@ -22,7 +22,7 @@ public sealed class ThroughGatewayTests(ITestOutputHelper output)
         scenario.Pass();
     }
 
-    // DESIGN.md section 9: with transmit checksum offload on, frames reach the gateway with
+    // In the lab, with transmit checksum offload on, frames reach the gateway with
     // partial checksums (TP_STATUS_CSUMNOTREADY); both settings must work.
     [RootTheory]
     [MemberData(nameof(GatewayKinds.KindsWithTxOffload), MemberType = typeof(GatewayKinds))]

@@ -6,7 +6,7 @@ using System.Text.RegularExpressions;
 namespace Natd.Control.Lab;
 
 /// <summary>
-/// The three-namespace lab of DESIGN.md section 9: an inside host (10.0.0.2/24, default route via
+/// the three-namespace lab (README.md, "Two commands"): an inside host (10.0.0.2/24, default route via
 /// 10.0.0.1), a gateway namespace holding the veth ends <c>natin</c> and <c>natout</c>, and an
 /// outside host (198.51.100.2/24, on-link route only). Every namespace has a unique name and is
 /// deleted on <see cref="Dispose"/>, together with every process the lab started in it.

@@ -26,7 +26,7 @@ public sealed record EventLoggerOptions
 }
 
 /// <summary>
-/// The NAT event logger (DESIGN.md section 6): drains every poller's event ring on its own actor
+/// The NAT event logger (docs/architecture.md, "Actors"): drains every poller's event ring on its own actor
 /// thread, stamps wall-clock time and writes each event to every configured sink (JSON lines file,
 /// RFC 5424 syslog, IPFIX). Pollers only ever do a non-blocking enqueue, so a slow or dead sink can
 /// fill the rings (losses counted in SessionTable.EventsDropped) but never stall forwarding. Sink

@@ -9,7 +9,7 @@ using Natd.Dataplane.Io;
 namespace Natd.Control.Modes;
 
 /// <summary>
-/// `natd` with no arguments: the built-in lab of DESIGN.md section 9. Builds three network
+/// `natd` with no arguments: the built-in lab (README.md, "Two commands"). Builds three network
 /// namespaces, attaches natd to the gateway's two veth ends (the gateway's kernel holds no address
 /// and does not forward), runs real programs through it (curl against python3's http.server, a UDP
 /// request/reply, ping), prints what the servers saw, the session table (`natctl sessions`) and

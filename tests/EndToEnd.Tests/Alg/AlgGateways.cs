@@ -27,7 +27,7 @@ public static class AlgPorts
 public static class AlgGatewayKinds
 {
     /// <summary>
-    /// natd's ALG configuration for the lab (DESIGN.md section 9 YAML), appended to the natd rows'
+    /// natd's ALG configuration for the lab (the lab's natd.yaml), appended to the natd rows'
     /// config: the same ports the kernel helpers are bound to.
     /// </summary>
     public const string NatdAlgConfig =
