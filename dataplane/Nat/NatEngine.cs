@@ -154,6 +154,7 @@ public sealed partial class NatEngine
         _neighbours = new Neighbours(settings, _addresses, InsideMac, OutsideMac, Counters, _options.LearnFromTraffic);
         _icmp = new IcmpResponder(_addresses, InsideMac, OutsideMac, Counters, _options.IcmpErrorRate);
         _icmpErrors = new IcmpErrorTranslator(Table, _timeoutMs, _addresses, _neighbours, _icmp, Counters);
+        ReadView = new ShardReadView(this);
     }
 
     /// <summary>The configuration this engine runs.</summary>
@@ -172,9 +173,7 @@ public sealed partial class NatEngine
     public NatCounters Counters { get; } = new();
 
     /// <summary>What other threads may read of this shard (counters, gauges, rule log) without reaching into the engine.</summary>
-    public ShardReadView ReadView => _readView ??= new ShardReadView(this);
-
-    private ShardReadView? _readView;
+    public ShardReadView ReadView { get; }
 
     /// <summary>Sets where self-made frames go (ARP requests, released held frames).</summary>
     public void AttachSink(IFrameSink sink) => _neighbours.Attach(sink);

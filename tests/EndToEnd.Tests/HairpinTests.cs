@@ -96,6 +96,41 @@ public sealed class HairpinTests(ITestOutputHelper output)
                 print("b timeout", flush=True)
         """;
 
+    /// <summary>An outside TCP reflector: answers each connection with the source it saw.</summary>
+    private const string TcpReflector = """
+        import socket
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("198.51.100.2", 7401)); s.listen(8); print("listening", flush=True)
+        while True:
+            c, peer = s.accept(); c.sendall(("%s:%d\n" % peer).encode()); c.close()
+        """;
+
+    /// <summary>
+    /// A (10.0.0.2) connects out from port 40500 to learn its TCP mapping, keeps that connection
+    /// open and listens on the same port; B (10.0.0.3) connects to A's external endpoint; A accepts
+    /// and reports the peer; B reads A's greeting.
+    /// </summary>
+    private const string TcpMappingClients = """
+        import socket
+        def sock():
+            x = socket.socket(); x.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            x.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1); x.settimeout(15); return x
+        out = sock(); out.bind(("10.0.0.2", 40500)); out.connect(("198.51.100.2", 7401))
+        ext = out.recv(100).decode().strip()
+        print("a external %s" % ext, flush=True)
+        lis = sock(); lis.bind(("10.0.0.2", 40500)); lis.listen(1)
+        host, port = ext.split(":")
+        b = socket.socket(); b.bind(("10.0.0.3", 0)); b.settimeout(15)
+        try:
+            b.connect((host, int(port)))
+            c, peer = lis.accept()
+            print("a accepted %s:%d" % peer, flush=True)
+            c.sendall(b"hello b\n")
+            print("b got %s" % b.recv(100).decode().strip(), flush=True)
+        except OSError as e:
+            print("error %s" % e, flush=True)
+        """;
+
     [RootTheory]
     [MemberData(nameof(NatdRows))]
     public void Udp_hairpin_to_a_forward_shows_both_sides_the_external_address(string kind)
@@ -149,6 +184,24 @@ public sealed class HairpinTests(ITestOutputHelper output)
         Assert.Matches(@"a got hello a from 198\.51\.100\.1:\d+", r.StdOut);
         Assert.Contains($"b got hello b from 198.51.100.1:{ext.Groups[1].Value}", r.StdOut, StringComparison.Ordinal);
         Assert.DoesNotContain("10.0.0.", r.StdOut, StringComparison.Ordinal);
+        scenario.Pass();
+    }
+
+    [RootTheory]
+    [MemberData(nameof(NatdRows))]
+    public void Tcp_hairpin_to_another_hosts_mapping_connects_with_endpoint_independent_filtering(string kind)
+    {
+        using var scenario = Scenario.Start(Natd(kind, "", nat: ", filtering: endpoint-independent"), output);
+        var lab = scenario.Lab;
+        lab.AddInsideHostAddress("10.0.0.3/24");
+        using var reflector = lab.StartIn(lab.OutsideNs, "python3", "-u", Script(lab, "tcp_reflector.py", TcpReflector));
+        Assert.NotNull(reflector.WaitForLine(l => l == "listening", TimeSpan.FromSeconds(10)));
+        var r = lab.TryRunIn(lab.InsideNs, TimeSpan.FromSeconds(40), "python3", "-u", Script(lab, "hairpin_tcp_mapping.py", TcpMappingClients));
+        output.WriteLine(r.Combined);
+        Assert.Matches(@"a external 198\.51\.100\.1:\d+", r.StdOut);
+        Assert.Matches(@"a accepted 198\.51\.100\.1:\d+", r.StdOut);
+        Assert.Contains("b got hello b", r.StdOut, StringComparison.Ordinal);
+        Assert.DoesNotContain("a accepted 10.0.0.", r.StdOut, StringComparison.Ordinal);
         scenario.Pass();
     }
 
