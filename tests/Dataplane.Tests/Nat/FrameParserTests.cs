@@ -210,17 +210,4 @@ public class FrameParserTests
         BinaryPrimitives.WriteUInt16BigEndian(f.AsSpan(34 + 4), (ushort)length);
         return f;
     }
-
-    /// <summary>Applies <paramref name="edit"/> to the IPv4 header and fixes its checksum, so only the edit is wrong.</summary>
-    private static byte[] FixIp(byte[] frame, Action<byte[]> edit)
-    {
-        var f = (byte[])frame.Clone();
-        edit(f);
-        int ihl = Math.Max(20, Math.Min((f[14] & 0xF) * 4, f.Length - 14));
-        f[24] = f[25] = 0;
-        ushort c = PlainChecksum(f.AsSpan(14, ihl));
-        f[24] = (byte)(c >> 8);
-        f[25] = (byte)c;
-        return f;
-    }
 }

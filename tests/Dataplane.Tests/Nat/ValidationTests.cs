@@ -100,17 +100,6 @@ public class ValidationTests
         }
     }
 
-    private static byte[] FixIp(byte[] frame, Action<byte[]> edit)
-    {
-        var f = (byte[])frame.Clone();
-        edit(f);
-        int ihl = Math.Max(20, Math.Min((f[14] & 0xF) * 4, f.Length - 14));
-        f[24] = f[25] = 0;
-        ushort c = PlainChecksum(f.AsSpan(14, ihl));
-        f[24] = (byte)(c >> 8);
-        f[25] = (byte)c;
-        return f;
-    }
 
     /// <summary>Sets the TCP data offset (32-bit words) and recomputes the checksum, so only the offset is wrong.</summary>
     private static byte[] FixTcp(byte[] frame, int words)

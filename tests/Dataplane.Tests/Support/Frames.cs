@@ -171,4 +171,20 @@ public static class Frames
             _ => true,
         };
     }
+
+    /// <summary>
+    /// A copy of an Ethernet+IPv4 <paramref name="frame"/> with <paramref name="edit"/> applied and
+    /// the IPv4 header checksum fixed afterwards, so only the edit is wrong.
+    /// </summary>
+    public static byte[] FixIp(byte[] frame, Action<byte[]> edit)
+    {
+        var f = (byte[])frame.Clone();
+        edit(f);
+        int ihl = Math.Max(20, Math.Min((f[14] & 0xF) * 4, f.Length - 14));
+        f[24] = f[25] = 0;
+        ushort c = PlainChecksum(f.AsSpan(14, ihl));
+        f[24] = (byte)(c >> 8);
+        f[25] = (byte)c;
+        return f;
+    }
 }
