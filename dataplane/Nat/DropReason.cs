@@ -96,6 +96,29 @@ public enum DropReason : byte
     InsideAddressFromOutside,
     /// <summary>A transport header's own length is impossible: UDP length below 8 or not the IP payload's (RFC 768), TCP data offset below 5 words (RFC 9293).</summary>
     BadL4Length,
+    /// <summary>A new flow of a subscriber already holding <c>limits.per-subscriber.sessions</c> sessions (RFC 6888 REQ-4).</summary>
+    SubscriberSessionLimit,
+    /// <summary>A new mapping of a subscriber already holding <c>limits.per-subscriber.ports</c> external ports (RFC 6888 REQ-4).</summary>
+    SubscriberPortLimit,
+    /// <summary>A new flow of a subscriber over <c>limits.per-subscriber.new-sessions-per-second</c> (RFC 6888 REQ-4).</summary>
+    SubscriberRateLimit,
+    /// <summary>
+    /// The subscriber's paired external address has no free port or block and <c>nat.pairing</c> is
+    /// strict, or it already holds <c>nat.port-block.per-subscriber</c> full blocks (RFC 4787 REQ-2, RFC 6888 REQ-6).
+    /// </summary>
+    PairedAddressFull,
+    /// <summary>An inside source outside every <c>nat.deterministic.inside</c> prefix: deterministic NAT has no range for it (RFC 7422).</summary>
+    NotDeterministicSubscriber,
+    /// <summary>A fragment overlapping another of the same datagram (teardrop, RFC 1858 and RFC 3128).</summary>
+    FragmentOverlap,
+    /// <summary>A new fragmented datagram while <c>fragments.max-datagrams</c> are being reassembled.</summary>
+    FragmentDatagramLimit,
+    /// <summary>A fragment beyond <c>fragments.max-per-datagram</c> of its datagram.</summary>
+    FragmentPerDatagramLimit,
+    /// <summary>A fragment held for its datagram's first fragment, which did not come within <c>fragments.timeout</c>.</summary>
+    FragmentTimeout,
+    /// <summary>A fragment whose datagram's first fragment was dropped (the first fragment's reason is counted once, on it).</summary>
+    FragmentOfDroppedDatagram,
 }
 
 /// <summary>Names for <see cref="DropReason"/>.</summary>

@@ -136,4 +136,10 @@ public sealed record NatSettings
     /// (a lab, a private upstream beyond the outside link). The outside on-link prefix needs no entry.
     /// </summary>
     public IReadOnlyList<Ipv4Prefix> AllowedOutsideSources { get; init; } = [];
+
+    /// <summary>Carrier-grade NAT: subscribers, port allocation mode, pairing, port quarantine, per-subscriber limits (RFC 6888).</summary>
+    public CgnatSettings Cgnat { get; init; } = new();
+
+    /// <summary>Fragment handling: virtual reassembly bounds (RFC 4787 REQ-14).</summary>
+    public FragmentSettings Fragments { get; init; } = new();
 }

@@ -13,6 +13,33 @@ public enum NatEventType : byte
     PortExhausted = 3,
     /// <summary>The session table was full (RFC 8158 natEvent 13, quota exceeded).</summary>
     SessionLimit = 4,
+    /// <summary>A subscriber was given a port block (RFC 8158 port block allocation).</summary>
+    PortBlockAllocated = 5,
+    /// <summary>A subscriber's port block was released after its last mapping ended (RFC 8158 port block de-allocation).</summary>
+    PortBlockReleased = 6,
+    /// <summary>A held block, logged again every <c>nat.port-block.interim-log</c> seconds (so retention never loses a long-held block).</summary>
+    PortBlockInterim = 7,
+    /// <summary>A subscriber hit a limit (<see cref="NatEvent.Detail"/> says which: <see cref="NatLimitKind"/>; RFC 8158 quota exceeded); rate limited per subscriber.</summary>
+    SubscriberLimit = 8,
+    /// <summary>An external address passed the configured utilisation threshold (RFC 8158 threshold reached).</summary>
+    PoolThreshold = 9,
+    /// <summary>A subscriber's mapping spilled to another external address (<c>nat.pairing: spill</c>).</summary>
+    PairingSpill = 10,
+}
+
+/// <summary>Which limit a <see cref="NatEventType.SubscriberLimit"/> event reports.</summary>
+public enum NatLimitKind : byte
+{
+    /// <summary>No limit (other events).</summary>
+    None = 0,
+    /// <summary><c>limits.per-subscriber.sessions</c>.</summary>
+    Sessions = 1,
+    /// <summary><c>limits.per-subscriber.ports</c>.</summary>
+    Ports = 2,
+    /// <summary><c>limits.per-subscriber.new-sessions-per-second</c>.</summary>
+    Rate = 3,
+    /// <summary><c>nat.port-block.per-subscriber</c> blocks all full.</summary>
+    Blocks = 4,
 }
 
 /// <summary>
@@ -38,4 +65,10 @@ public struct NatEvent
     public NatEventType Type;
     /// <summary>IP protocol.</summary>
     public byte Protocol;
+    /// <summary>Port blocks: the block's highest port (host order); <see cref="ExternalPort"/> is its lowest. 0 otherwise.</summary>
+    public ushort PortHigh;
+    /// <summary>Port blocks: ports between consecutive ports of the block (RFC 8158 portRangeStepSize; the shard count), 0 otherwise.</summary>
+    public byte PortStep;
+    /// <summary>Event detail: the <see cref="NatLimitKind"/> of a limit event; the utilisation percent of a threshold event.</summary>
+    public byte Detail;
 }

@@ -24,7 +24,7 @@ public static partial class ConfigLoader
 
     internal static readonly string[] LogLevels = ["trace", "debug", "information", "warning", "error", "critical", "none"];
 
-    private static readonly string[] TopKeys = ["interfaces", "nat", "timeouts", "limits", "dataplane", "control", "log", "rules", "forwards", "protocol-forwards", "algs", "triggers"];
+    private static readonly string[] TopKeys = ["interfaces", "nat", "timeouts", "limits", "dataplane", "control", "log", "rules", "forwards", "protocol-forwards", "algs", "triggers", "fragments"];
     private static readonly string[] InterfacesKeys = ["inside", "outside"];
     private static readonly string[] InterfaceKeys = ["name", "address", "networks", "gateway", "mac", "neighbours", "driver"];
     private static readonly string[] OutsideInterfaceKeys = [.. InterfaceKeys, "martian-filter", "allowed-sources"];
@@ -33,9 +33,9 @@ public static partial class ConfigLoader
     /// <summary>The ranges the strict martian filter drops from outside, and the only ones allowed-sources may name.</summary>
     internal static readonly string[] DriverWords = ["auto", "af_xdp", "af_packet"];
     internal const int MaxWorkers = 64;
-    private static readonly string[] NatKeys = ["pool", "ports", "mapping", "filtering"];
+    private static readonly string[] NatKeys = ["pool", "ports", "mapping", "filtering", "subscriber-prefix", "allocation", "port-block", "deterministic", "pairing", "port-reuse-delay"];
     private static readonly string[] TimeoutKeys = ["tcp-established", "tcp-transitory", "udp", "icmp"];
-    private static readonly string[] LimitsKeys = ["sessions", "neighbours"];
+    private static readonly string[] LimitsKeys = ["sessions", "neighbours", "per-subscriber"];
     private static readonly string[] DataplaneKeys = ["batch", "verify-checksums", "workers"];
     private static readonly string[] ControlKeys = ["listen"];
     private static readonly string[] LogKeys = ["level", "events"];
@@ -330,6 +330,7 @@ public static partial class ConfigLoader
             {
                 settings = settings with { AllowedOutsideSources = allowedSources };
             }
+            settings = Cgnat(nat, limits, settings) with { Fragments = Fragments(top?.Get("fragments")) };
             settings = RulesAndForwards(top, settings);
             settings = Algs(top, settings);
             return new NatdConfig
@@ -565,6 +566,7 @@ public static partial class ConfigLoader
                 return [outside.Address];
             }
             var pool = new List<uint>(seq.Items.Count);
+            var seen = new HashSet<uint>();
             for (int i = 0; i < seq.Items.Count; i++)
             {
                 string itemPath = string.Create(CultureInfo.InvariantCulture, $"{path}[{i}]");
@@ -573,22 +575,32 @@ public static partial class ConfigLoader
                 {
                     continue;
                 }
-                if (!Ipv4.TryParse(t, out uint a))
+                if (PoolItem(item, itemPath, t) is not { } addresses)
                 {
-                    Error(item, itemPath, $"'{t}' is not an IPv4 address (expected a.b.c.d)");
                     continue;
                 }
-                if (pool.Contains(a))
+                if (pool.Count + addresses.Count > MaxPoolAddresses)
                 {
-                    Error(item, itemPath, $"{t} is listed twice in the pool");
-                    continue;
+                    Error(item, itemPath, string.Create(CultureInfo.InvariantCulture,
+                        $"the pool would hold {pool.Count + addresses.Count} addresses; it takes at most {MaxPoolAddresses}"));
+                    break;
                 }
-                if (!outside.Contains(a))
+                bool outsideWarned = false;
+                foreach (uint a in addresses)
                 {
-                    Warn(item, itemPath,
-                        $"pool address {t} is outside the outside interface's prefix {new Ipv4Prefix(outside.Address & outside.Mask, outside.Length)}; the upstream router must route it to natd");
+                    if (!seen.Add(a))
+                    {
+                        Error(item, itemPath, $"{Ipv4.Format(a)} is listed twice in the pool");
+                        break;
+                    }
+                    if (!outside.Contains(a) && !outsideWarned)
+                    {
+                        outsideWarned = true;
+                        Warn(item, itemPath,
+                            $"pool address {Ipv4.Format(a)} is outside the outside interface's prefix {new Ipv4Prefix(outside.Address & outside.Mask, outside.Length)}; the upstream router must route it to natd");
+                    }
+                    pool.Add(a);
                 }
-                pool.Add(a);
             }
             return pool;
         }
