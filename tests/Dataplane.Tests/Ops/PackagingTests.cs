@@ -25,6 +25,22 @@ public class PackagingTests
     }
 
     [Fact]
+    public void The_carrier_grade_example_is_valid_and_warning_free()
+    {
+        var c = ConfigLoader.LoadFile(Path.Combine(Repo.Packaging, "cgnat.yaml"));
+        Assert.Empty(c.Warnings);
+        var n = c.Nat;
+        Assert.Equal([Ipv4Prefix.Parse("100.64.0.0/10")], n.Inside.Networks);
+        Assert.Equal(128, n.Pool.Count);
+        Assert.All(n.Pool, a => Assert.True(Ipv4Prefix.Parse("198.51.100.128/25").Contains(a)));
+        Assert.Equal(PortAllocation.PortBlock, n.Cgnat.Allocation);
+        Assert.Equal(new PortBlockSettings(512, 8, 86400), n.Cgnat.PortBlock);
+        Assert.Equal(Pairing.Strict, n.Cgnat.Pairing);
+        Assert.Equal(new SubscriberLimits(2000, 4096, 200), n.Cgnat.Limits);
+        Assert.Equal(new FragmentSettings(4096, 64, 2), n.Fragments);
+    }
+
+    [Fact]
     public void The_example_logs_nat_events_to_a_rotated_file()
     {
         var c = ConfigLoader.LoadFile(Path.Combine(Repo.Packaging, "natd.yaml"));
