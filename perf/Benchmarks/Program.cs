@@ -6,7 +6,8 @@ namespace Natd.Benchmarks;
 
 /// <summary>
 /// Entry point: <c>dotnet run -c Release --project perf/Benchmarks -- [--quick] [BenchmarkDotNet args]</c>,
-/// or <c>-- --scaling [--sessions N[,N]] [--seconds S] [--pollers N]</c> for <see cref="Scaling"/>.
+/// or <c>-- --scaling [--sessions N[,N]] [--seconds S] [--pollers N]</c> for <see cref="Scaling"/>,
+/// or <c>-- --log-volume [--sessions-per-subscriber S] [--block-size B]</c> for <see cref="LogVolume"/>.
 /// Runs every benchmark unless a <c>--filter</c> is given, prints the compact table, and exits 1
 /// when a fast-path benchmark allocated or any benchmark failed.
 /// </summary>
@@ -21,6 +22,14 @@ public static class Program
             var scalingArgs = new List<string>(args);
             scalingArgs.RemoveAt(scaling);
             return Scaling.Run(scalingArgs);
+        }
+        int logVolume = Array.IndexOf(args, "--log-volume");
+        if (logVolume >= 0)
+        {
+            // A count, not a timing.
+            var logArgs = new List<string>(args);
+            logArgs.RemoveAt(logVolume);
+            return LogVolume.Run(logArgs);
         }
         bool quick = Array.IndexOf(args, "--quick") >= 0;
         var rest = new List<string>(args.Length + 2);

@@ -9,9 +9,11 @@ namespace Natd.Control.Daemon;
 /// <summary>
 /// Owns the configuration: validates a new file whole and, only when it is valid, publishes the
 /// immutable snapshot to every poller. A bad file is rejected with its file/line/key messages and
-/// the running configuration stays in force.
+/// the running configuration stays in force. <c>applied</c>, when given, is told each configuration
+/// that comes into force (on this actor's thread), for readers outside the actor system.
 /// </summary>
-internal sealed partial class ConfigActor(NatdConfig initial, IReadOnlyList<PollerHandle> pollers, ILogger logger) : ActorBase
+internal sealed partial class ConfigActor(NatdConfig initial, IReadOnlyList<PollerHandle> pollers, ILogger logger,
+    Action<NatdConfig>? applied = null) : ActorBase
 {
     /// <summary>Reload the file at <paramref name="Path"/> (null: the file the daemon started with). Reply: <see cref="ReloadResult"/>.</summary>
     public sealed record Reload(string? Path);
@@ -165,6 +167,7 @@ internal sealed partial class ConfigActor(NatdConfig initial, IReadOnlyList<Poll
             return;
         }
         _current = p.Next;
+        applied?.Invoke(p.Next);
         LogApplied(logger, p.Path);
         p.Requester.Tell(new ReloadResult(true, [.. p.Next.Warnings.Select(w => w.ToString()), .. p.Notes]));
     }

@@ -134,7 +134,10 @@ internal sealed class NatDaemon : IAsyncDisposable
             }
             handles[k] = new PollerHandle(system.ActorOf(props, $"poller-{shard}"), engine.ReadView, stats, inside, outside);
         }
-        var configActor = system.ActorOf(Props.Create(() => new ConfigActor(config, handles, loggers.CreateLogger("natd.config"))), "config");
+        // The carrier-grade settings in force, for the event log's quota records (a reload may change the limits).
+        var cgnatInForce = new InForce<CgnatSettings>(config.Nat.Cgnat);
+        var configActor = system.ActorOf(Props.Create(() => new ConfigActor(config, handles, loggers.CreateLogger("natd.config"),
+            c => cgnatInForce.Value = c.Nat.Cgnat)), "config");
         var sweeper = system.ActorOf(Props.Create(() => new SweeperActor(handles, SweeperActor.SliceBudget, loggers.CreateLogger("natd.sweeper"))), "sweeper");
         var daemon = new NatDaemon(config, ports, system, handles, configActor, links, engines[0]) { RestoredSessions = restored, AlgSupervisor = algSupervisor, AlgHelpers = algHelpers };
         daemon.Query.AlgRestarts = kind => algHelpers[(int)kind] is { } h ? system.Stats.RestartsOf(h) : 0;
@@ -154,7 +157,7 @@ internal sealed class NatDaemon : IAsyncDisposable
         {
             var tables = engines.Select(e => e.Table).ToList();
             var eventLogger = system.ActorOf(Props.Create(() => new NatEventLogger(ev, tables, daemon.EventLogStats, loggers.CreateLogger("natd.events"),
-                new EventLoggerOptions { MaxSessions = (uint)config.Nat.MaxSessions })), "event-log");
+                new EventLoggerOptions { MaxSessions = (uint)config.Nat.MaxSessions, Cgnat = () => cgnatInForce.Value })), "event-log");
             daemon._eventLogTimer = system.Scheduler.ScheduleTellRepeatedly(NatEventLogger.DrainInterval, NatEventLogger.DrainInterval, eventLogger, NatEventLogger.Drain.Instance);
         }
         daemon._sweepTimer = system.Scheduler.ScheduleTellRepeatedly(SweeperActor.Interval, SweeperActor.Interval, sweeper, SweeperActor.Tick.Instance);
@@ -234,5 +237,17 @@ internal sealed class NatDaemon : IAsyncDisposable
             outside.Dispose();
         }
         Links?.Dispose();
+    }
+
+    /// <summary>A value one thread publishes and others read (the reference is swapped whole).</summary>
+    private sealed class InForce<T>(T initial) where T : class
+    {
+        private T _value = initial;
+
+        public T Value
+        {
+            get => Volatile.Read(ref _value);
+            set => Volatile.Write(ref _value, value);
+        }
     }
 }

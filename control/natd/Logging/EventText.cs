@@ -15,13 +15,43 @@ internal static class EventText
 {
     private static readonly string[] s_protocols = BuildProtocols();
 
-    /// <summary>The event's name: session-create, session-delete, port-exhausted, session-limit.</summary>
+    /// <summary>
+    /// The event's name: session-create, session-delete, port-exhausted, session-limit,
+    /// port-block-allocate, port-block-release, port-block-interim, subscriber-limit,
+    /// pool-threshold, pairing-spill.
+    /// </summary>
     public static string Name(NatEventType type) => type switch
     {
         NatEventType.SessionCreated => "session-create",
         NatEventType.SessionDeleted => "session-delete",
         NatEventType.PortExhausted => "port-exhausted",
         NatEventType.SessionLimit => "session-limit",
+        NatEventType.PortBlockAllocated => "port-block-allocate",
+        NatEventType.PortBlockReleased => "port-block-release",
+        NatEventType.PortBlockInterim => "port-block-interim",
+        NatEventType.SubscriberLimit => "subscriber-limit",
+        NatEventType.PoolThreshold => "pool-threshold",
+        NatEventType.PairingSpill => "pairing-spill",
+        _ => "unknown",
+    };
+
+    /// <summary>How an event's fields are laid out in every sink.</summary>
+    public static EventShape Shape(NatEventType type) => type switch
+    {
+        NatEventType.PortBlockAllocated or NatEventType.PortBlockReleased or NatEventType.PortBlockInterim => EventShape.PortBlock,
+        NatEventType.SubscriberLimit => EventShape.SubscriberLimit,
+        NatEventType.PoolThreshold => EventShape.PoolThreshold,
+        NatEventType.PairingSpill => EventShape.Pairing,
+        _ => EventShape.Session,
+    };
+
+    /// <summary>The limit a subscriber-limit event names: sessions, ports, rate, blocks (the config key's word).</summary>
+    public static string Limit(byte detail) => (NatLimitKind)detail switch
+    {
+        NatLimitKind.Sessions => "sessions",
+        NatLimitKind.Ports => "ports",
+        NatLimitKind.Rate => "rate",
+        NatLimitKind.Blocks => "blocks",
         _ => "unknown",
     };
 
@@ -44,6 +74,43 @@ internal static class EventText
         names[IpProtocol.Gre] = "gre";
         names[IpProtocol.Esp] = "esp";
         return names;
+    }
+}
+
+/// <summary>Field layouts of the events (<see cref="EventText.Shape"/>).</summary>
+internal enum EventShape
+{
+    /// <summary>Per-session events and exhaustion: protocol, inside endpoint, external endpoint when there is one.</summary>
+    Session,
+
+    /// <summary>Port-block allocate, release, interim: inside (subscriber) address, external address, port-low, port-high, port-step.</summary>
+    PortBlock,
+
+    /// <summary>A subscriber hit a limit: inside (subscriber) address and which limit.</summary>
+    SubscriberLimit,
+
+    /// <summary>An external address passed the utilisation threshold: external address and percent.</summary>
+    PoolThreshold,
+
+    /// <summary>A subscriber spilled to another external address: inside and the new external address.</summary>
+    Pairing,
+}
+
+/// <summary>An IPv4 address formatted as "a.b.c.d" (UTF-8, no allocation).</summary>
+/// <param name="NetworkOrderAddress">Address, network order.</param>
+internal readonly record struct AddressText(uint NetworkOrderAddress) : IUtf8SpanFormattable
+{
+    public bool TryFormat(Span<byte> utf8Destination, out int bytesWritten, ReadOnlySpan<char> format, IFormatProvider? provider)
+    {
+        uint a = Ipv4.ToHostOrder(NetworkOrderAddress);
+        return Utf8.TryWrite(utf8Destination, CultureInfo.InvariantCulture,
+            $"{a >> 24}.{(a >> 16) & 0xFF}.{(a >> 8) & 0xFF}.{a & 0xFF}", out bytesWritten);
+    }
+
+    public override string ToString()
+    {
+        Span<byte> b = stackalloc byte[16];
+        return TryFormat(b, out int n, default, null) ? System.Text.Encoding.ASCII.GetString(b[..n]) : "";
     }
 }
 

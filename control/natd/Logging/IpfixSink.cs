@@ -24,13 +24,19 @@ internal sealed class IpfixSink : INatEventSink
     private bool _reported;
 
     /// <summary>Creates the sink; nothing is sent until the first <see cref="Write"/> or <see cref="Flush"/>.</summary>
-    public IpfixSink(IpfixSinkSettings settings, uint maxSessions, EventLogStats stats, ILogger logger, TimeProvider time)
+    /// <param name="settings">Collector, domain, template interval.</param>
+    /// <param name="maxSessions">maxSessionEntries of session-table quota records.</param>
+    /// <param name="stats">Counters.</param>
+    /// <param name="logger">Where send failures are reported.</param>
+    /// <param name="time">Wall clock for export times and template intervals.</param>
+    /// <param name="cgnat">The carrier-grade settings in force (per-subscriber quota values); null: the defaults.</param>
+    public IpfixSink(IpfixSinkSettings settings, uint maxSessions, EventLogStats stats, ILogger logger, TimeProvider time, Func<CgnatSettings>? cgnat = null)
     {
         _settings = settings;
         _stats = stats;
         _logger = logger;
         _time = time;
-        _encoder = new IpfixEncoder(settings.Domain, maxSessions);
+        _encoder = new IpfixEncoder(settings.Domain, maxSessions, cgnat: cgnat);
     }
 
     public string Name => "ipfix";

@@ -8,7 +8,12 @@ namespace Natd.Control.Logging;
 /// <summary>
 /// Writes one JSON object per line, e.g.
 /// <c>{"time":"2026-11-21T13:47:01.123Z","event":"session-create","protocol":"udp","inside":"10.0.0.2:40000","external":"198.51.100.1:51795"}</c>
-/// ("external" is left out when the event has none). Before a line would take the file past
+/// ("external" is left out when the event has none). Carrier-grade events have their own fields:
+/// <c>{"time":"...","event":"port-block-allocate","inside":"10.64.0.7","external":"198.51.100.1","port-low":1024,"port-high":1535}</c>
+/// (also port-block-release and port-block-interim; "port-step" when the block's ports are not
+/// consecutive, "protocol" when the block belongs to one protocol), subscriber-limit ("inside",
+/// "limit": sessions, ports, rate or blocks), pool-threshold ("external", "percent") and
+/// pairing-spill ("inside", "external"). Before a line would take the file past
 /// <see cref="FileSinkSettings.MaxBytes"/> the file is rotated as logrotate does: path.(k-1) to
 /// path.k, ..., path to path.1, the oldest beyond Keep deleted. After a failure the file is not
 /// retried until the next drain, so an unwritable file costs one attempt per drain, not per event.
@@ -81,19 +86,52 @@ internal sealed class JsonLinesFileSink(FileSinkSettings settings, EventLogStats
     /// <summary>Formats one line (with its newline) into <paramref name="dest"/>; returns its length.</summary>
     internal static int Format(Span<byte> dest, in NatEvent e, long unixMs)
     {
-        int n;
-        if (EventText.HasExternal(in e))
+        // Common head: time and event name; each shape then adds its fields (README, "NAT event log").
+        Utf8.TryWrite(dest, $"{{\"time\":\"{new TimeText(unixMs)}\",\"event\":\"{EventText.Name(e.Type)}\"", out int n);
+        int w;
+        switch (EventText.Shape(e.Type))
         {
-            Utf8.TryWrite(dest,
-                $"{{\"time\":\"{new TimeText(unixMs)}\",\"event\":\"{EventText.Name(e.Type)}\",\"protocol\":\"{EventText.Protocol(e.Protocol)}\",\"inside\":\"{new EndpointText(e.InsideAddress, e.InsidePort)}\",\"external\":\"{new EndpointText(e.ExternalAddress, e.ExternalPort)}\"}}\n",
-                out n);
+            case EventShape.PortBlock:
+                if (e.Protocol != 0)
+                {
+                    Utf8.TryWrite(dest[n..], $",\"protocol\":\"{EventText.Protocol(e.Protocol)}\"", out w);
+                    n += w;
+                }
+                Utf8.TryWrite(dest[n..],
+                    $",\"inside\":\"{new AddressText(e.InsideAddress)}\",\"external\":\"{new AddressText(e.ExternalAddress)}\",\"port-low\":{e.ExternalPort},\"port-high\":{e.PortHigh}",
+                    out w);
+                n += w;
+                if (e.PortStep > 1)
+                {
+                    Utf8.TryWrite(dest[n..], $",\"port-step\":{e.PortStep}", out w);
+                    n += w;
+                }
+                break;
+            case EventShape.SubscriberLimit:
+                Utf8.TryWrite(dest[n..], $",\"inside\":\"{new AddressText(e.InsideAddress)}\",\"limit\":\"{EventText.Limit(e.Detail)}\"", out w);
+                n += w;
+                break;
+            case EventShape.PoolThreshold:
+                Utf8.TryWrite(dest[n..], $",\"external\":\"{new AddressText(e.ExternalAddress)}\",\"percent\":{e.Detail}", out w);
+                n += w;
+                break;
+            case EventShape.Pairing:
+                Utf8.TryWrite(dest[n..], $",\"inside\":\"{new AddressText(e.InsideAddress)}\",\"external\":\"{new AddressText(e.ExternalAddress)}\"", out w);
+                n += w;
+                break;
+            default:
+                Utf8.TryWrite(dest[n..],
+                    $",\"protocol\":\"{EventText.Protocol(e.Protocol)}\",\"inside\":\"{new EndpointText(e.InsideAddress, e.InsidePort)}\"", out w);
+                n += w;
+                if (EventText.HasExternal(in e))
+                {
+                    Utf8.TryWrite(dest[n..], $",\"external\":\"{new EndpointText(e.ExternalAddress, e.ExternalPort)}\"", out w);
+                    n += w;
+                }
+                break;
         }
-        else
-        {
-            Utf8.TryWrite(dest,
-                $"{{\"time\":\"{new TimeText(unixMs)}\",\"event\":\"{EventText.Name(e.Type)}\",\"protocol\":\"{EventText.Protocol(e.Protocol)}\",\"inside\":\"{new EndpointText(e.InsideAddress, e.InsidePort)}\"}}\n",
-                out n);
-        }
+        dest[n++] = (byte)'}';
+        dest[n++] = (byte)'\n';
         return n;
     }
 

@@ -21,6 +21,12 @@ public sealed record EventLoggerOptions
     /// <summary>Session table capacity, exported as maxSessionEntries (IPFIX IE 471) in quota-exceeded records.</summary>
     public uint MaxSessions { get; init; }
 
+    /// <summary>
+    /// The carrier-grade settings in force, read when a per-subscriber quota record is exported (its
+    /// maxEntriesPerUser is the limit that was hit); null: the defaults (no limits).
+    /// </summary>
+    public Func<CgnatSettings>? Cgnat { get; init; }
+
     /// <summary>Wall clock for IPFIX export times and template intervals.</summary>
     public TimeProvider Time { get; init; } = TimeProvider.System;
 }
@@ -231,7 +237,7 @@ public sealed class NatEventLogger : ActorBase
         }
         if (settings.Ipfix is { } i)
         {
-            sinks.Add(new IpfixSink(i, options.MaxSessions, stats, logger, options.Time));
+            sinks.Add(new IpfixSink(i, options.MaxSessions, stats, logger, options.Time, options.Cgnat));
         }
         return sinks;
     }

@@ -15,11 +15,11 @@ namespace Natd.Tests.Logging;
 
 public class IpfixTests
 {
-    private static string TsharkTime(long unixMs) =>
+    internal static string TsharkTime(long unixMs) =>
         DateTime.UnixEpoch.AddMilliseconds(unixMs).ToString("MMM d, yyyy HH:mm:ss.fff'000000 UTC'", CultureInfo.InvariantCulture);
 
     /// <summary>Every data record tshark decoded, in order, as its field dictionary (cflow.* names).</summary>
-    private static List<Dictionary<string, string>> DecodedFlows(JsonElement packets, out List<JsonElement> headers)
+    internal static List<Dictionary<string, string>> DecodedFlows(JsonElement packets, out List<JsonElement> headers)
     {
         var flows = new List<Dictionary<string, string>>();
         headers = [];
