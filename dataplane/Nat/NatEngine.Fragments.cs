@@ -32,13 +32,19 @@ public sealed partial class NatEngine
         {
             v = LaterFragment(slot, ref length, ipSpan, p, d, flags, ref ctx);
         }
+        else if (p.Protocol == IpProtocol.Icmp && p.IcmpType != Icmp.EchoRequest)
+        {
+            _fragments.SetDropped(d);
+            v = ctx.Drop(DropReason.Fragment); // only echo is followed in fragments
+        }
         else
         {
             v = In2Out(slot, ref length, ipSpan, p, flags, hairpin: false, ref ctx);
             // Translated means it left (or waits for ARP, or visits its ALG) toward the outside; a
-            // reject's ICMP answer goes back inside instead.
-            int s = v is Verdict.ToOutside or Verdict.Consumed or Verdict.ToHelper ? LookupIn2Out(p.Key, p.Hash) : -1;
-            FirstDone(d, s >= 0, s >= 0 ? Table.Sessions[s].Out2In.Destination : 0, Side.Inside, ref ctx);
+            // reject's ICMP answer goes back inside instead. The address is read off the rewritten
+            // header, whichever opener translated it (a session, ISAKMP by cookies, an accept rule).
+            bool translated = v is Verdict.ToOutside or Verdict.Consumed or Verdict.ToHelper;
+            FirstDone(d, translated, translated ? Checksum.ReadRaw32(ipSpan, 12) : 0, Side.Inside, ref ctx);
         }
         Settle(d);
         return v;
@@ -62,7 +68,12 @@ public sealed partial class NatEngine
             // Every fragment of the datagram met here (ShardMap.OwnerOfDatagram); the first one's
             // ports name the flow's owner. A fragment that owner already received from us is its own.
             int owner = (flags & FrameFlags.FragmentRouted) != 0 ? -1 : _shardMap.OwnerOfFlow(p, slot[..length]);
-            if (owner >= 0 && owner != _options.Shard)
+            if (p.Protocol == IpProtocol.Icmp && p.IcmpType != Icmp.EchoReply)
+            {
+                _fragments.SetDropped(d);
+                v = ctx.Drop(DropReason.Fragment); // a ping of natd itself is not answered in fragments
+            }
+            else if (owner >= 0 && owner != _options.Shard)
             {
                 _fragments.SetRouted(d, owner);
                 Counters[ShardCounter.FragmentsRouted]++;
@@ -73,8 +84,8 @@ public sealed partial class NatEngine
             else
             {
                 v = Out2In(slot, ref length, ipSpan, p, flags, transit: false, hairpin: false, ref ctx);
-                int s = v is Verdict.ToInside or Verdict.Consumed or Verdict.ToHelper ? LookupOut2In(p.Key, p.Hash) : -1;
-                FirstDone(d, s >= 0, s >= 0 ? Table.Sessions[s].In2Out.Source : 0, Side.Outside, ref ctx);
+                bool translated = v is Verdict.ToInside or Verdict.Consumed or Verdict.ToHelper; // not a time exceeded back out
+                FirstDone(d, translated, translated ? Checksum.ReadRaw32(ipSpan, 16) : 0, Side.Outside, ref ctx);
             }
         }
         Settle(d);

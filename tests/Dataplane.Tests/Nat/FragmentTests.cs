@@ -422,4 +422,42 @@ public class FragmentTests
         Assert.Equal(Verdict.Drop, h.Run(hair[0], Side.Inside, out _));
         Assert.Equal(DropReason.Fragment, h.LastDrop);
     }
+
+    [Fact]
+    public void A_fragmented_ping_of_natd_itself_is_dropped_not_answered_in_part()
+    {
+        var h = Harness();
+        var f = FragmentKit.Split(EngineHarness.FromOutside(Icmp(Out, Ext, 8, 0, 5, 1, Payload(3000))), 1480, id: 4);
+        Assert.Equal(Verdict.Drop, h.Run(f[0], Side.Outside, out _));
+        Assert.Equal(DropReason.Fragment, h.LastDrop);
+        Assert.Equal(Verdict.Drop, h.Run(f[1], Side.Outside, out _));
+        Assert.Equal(DropReason.FragmentOfDroppedDatagram, h.LastDrop);
+        Assert.Equal(0, h.Engine.Counters.EchoRepliesSent);
+    }
+
+    [Fact]
+    public void Fragmented_isakmp_with_ipsec_masquerading_takes_the_first_fragments_translation()
+    {
+        // IKE with certificates: UDP 500 to 500 is routed by cookies, not by a session.
+        var h = Harness(s => s with { Algs = s.Algs with { Ipsec = s.Algs.Ipsec with { Enabled = true } } });
+        var isakmp = new byte[3000];
+        isakmp[0] = 0x11; // initiator cookie
+        isakmp[7] = 0x22;
+        var f = FragmentKit.Split(Udp(In, 500, Out, 500, isakmp), 1480, id: 12);
+        var outs = RunAll(h, Order(f, "first-last"), Side.Inside, Side.Outside);
+        Assert.Equal(3, outs.Count);
+        Assert.All(outs, o => Assert.Equal(Ext, Src(o)));
+        var joined = FragmentKit.Join(outs);
+        Assert.True(ChecksumsValid(joined));
+        Assert.Equal(500, SrcPort(joined));
+
+        var answer = (byte[])isakmp.Clone();
+        answer[8] = 0x33; // responder cookie
+        var back = RunAll(h, Order(FragmentKit.Split(EngineHarness.FromOutside(Udp(Out, 500, Ext, 500, answer)), 1480, id: 13), "reversed"), Side.Outside, Side.Inside);
+        Assert.Equal(3, back.Count);
+        var joinedBack = FragmentKit.Join(back);
+        Assert.True(ChecksumsValid(joinedBack));
+        Assert.Equal(In, Dst(joinedBack));
+        Assert.Equal(500, DstPort(joinedBack));
+    }
 }
