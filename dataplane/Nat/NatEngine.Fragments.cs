@@ -199,12 +199,12 @@ public sealed partial class NatEngine
                 Verdict.ToShard => _sink?.HandOff(hctx.Shard, ingress, slot[..length], flags | FrameFlags.FragmentRouted) ?? false,
                 _ => true, // dropped (counted) or waiting for ARP (copied there)
             };
-            if (!sent)
+            if (!sent && v != Verdict.ToShard)
             {
                 hctx.Drop(DropReason.TxFull);
                 _sink?.Discard(ingress, slot[..length], DropReason.TxFull, hctx.HoldTag);
             }
-            else if (v is Verdict.ToInside or Verdict.ToOutside or Verdict.ToShard)
+            else if (sent && v is Verdict.ToInside or Verdict.ToOutside or Verdict.ToShard)
             {
                 _sink?.Released(ingress, hctx.HoldTag);
             }

@@ -62,6 +62,7 @@ public sealed class FragmentTests(ITestOutputHelper output)
         Assert.NotNull(seen);
         Assert.Matches(@"^server got 4000 bytes intact from 198\.51\.100\.1:\d+$", seen);
         Assert.Contains("client got 4000 bytes intact from 198.51.100.2:7500", r.StdOut, StringComparison.Ordinal);
+        Assert.True(Fragments(lab, "translated") >= 6, "three fragments each way were translated"); // a retry may add more
         scenario.Pass();
     }
 
@@ -78,7 +79,24 @@ public sealed class FragmentTests(ITestOutputHelper output)
         Assert.Equal("3", m.Groups[1].Value);
         Assert.Equal("3", m.Groups[2].Value);
         Assert.Contains("4008 bytes from " + lab.OutsideHost, r.StdOut, StringComparison.Ordinal);
+        Assert.True(Fragments(lab, "translated") >= 18, "three fragments each way, three times");
         scenario.Pass();
+    }
+
+    /// <summary>natd_fragments_total for <paramref name="outcome"/> from /metrics (the metrics lines are logged).</summary>
+    private long Fragments(LabTopology lab, string outcome)
+    {
+        var metrics = lab.RunIn(lab.GatewayNs, "curl", "-s", "http://127.0.0.1:9180/metrics").StdOut;
+        foreach (var line in metrics.Split('\n'))
+        {
+            if (line.StartsWith("natd_fragments_total{", StringComparison.Ordinal) || line.StartsWith("natd_drops_total{reason=\"fragment", StringComparison.Ordinal)
+                || line.StartsWith("natd_handoffs_total ", StringComparison.Ordinal))
+            {
+                output.WriteLine(line);
+            }
+        }
+        var m = Regex.Match(metrics, $"^natd_fragments_total\\{{outcome=\"{outcome}\"\\}} (\\d+)$", RegexOptions.Multiline | RegexOptions.CultureInvariant);
+        return m.Success ? long.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) : -1;
     }
 
     private static string Script(LabTopology lab, string name, string text)
