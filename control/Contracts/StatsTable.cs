@@ -74,6 +74,13 @@ internal static class StatsTable
                 lines.Add(new("expectations " + kv.Key, kv.Value));
             }
         }
+        foreach (var kv in Sorted(s.Fragments))
+        {
+            if (kv.Value != 0)
+            {
+                lines.Add(new("fragments " + kv.Key, kv.Value));
+            }
+        }
         lines.Add(new("handoffs", s.Handoffs));
         lines.Add(new("handoff drops", s.HandoffDrops));
         lines.Add(new("nat events dropped", s.EventsDropped));

@@ -80,6 +80,8 @@ internal sealed record StatsRow
     public Dictionary<string, long> AlgEvents { get; init; } = [];
     /// <summary>Expectations by event, and "pending".</summary>
     public Dictionary<string, long> Expectations { get; init; } = [];
+    /// <summary>Fragments by outcome: translated, held, released, routed.</summary>
+    public Dictionary<string, long> Fragments { get; init; } = [];
     /// <summary>Per interface: frames received, transmitted, dropped by the kernel (ring full) and refused by a full transmit ring.</summary>
     public PortCountersRow[] Ports { get; init; } = [];
 }

@@ -91,6 +91,15 @@ public enum ShardCounter
     /// <summary>In2out ALG frames for which no external port could be reserved.</summary>
     AlgPortsExhausted,
 
+    /// <summary>Fragments translated with their datagram's translation (the first included); RFC 4787 REQ-14.</summary>
+    FragmentsTranslated,
+    /// <summary>Fragments held because they came before their datagram's first fragment.</summary>
+    FragmentsHeld,
+    /// <summary>Held fragments released when their datagram's first fragment came.</summary>
+    FragmentsReleased,
+    /// <summary>Inbound fragments handed from the shard where their datagram meets to the shard that owns its flow.</summary>
+    FragmentsRouted,
+
     /// <summary>Frames received from both ports.</summary>
     FramesReceived,
     /// <summary>Frames queued for transmission on both ports.</summary>
@@ -158,6 +167,10 @@ public static class ShardCounters
         D(ShardCounter.ExpectationsRefused, "expectations", "refused", "ALG expectations refused: the shard's table was full."),
         D(ShardCounter.ExpectationsPending, "expectations", "pending", "ALG expectations waiting for their connection.", CounterKind.Gauge),
         D(ShardCounter.AlgPortsExhausted, "gateway", "alg-ports-exhausted", "In2out ALG frames for which no external port could be reserved."),
+        D(ShardCounter.FragmentsTranslated, "fragments", "translated", "Fragments translated with their datagram's translation (RFC 4787 REQ-14)."),
+        D(ShardCounter.FragmentsHeld, "fragments", "held", "Fragments held until their datagram's first fragment came."),
+        D(ShardCounter.FragmentsReleased, "fragments", "released", "Held fragments released when their datagram's first fragment came."),
+        D(ShardCounter.FragmentsRouted, "fragments", "routed", "Inbound fragments handed to the shard that owns their datagram's flow."),
         D(ShardCounter.FramesReceived, "poller", "frames-received", "Frames received from both ports."),
         D(ShardCounter.FramesTransmitted, "poller", "frames-transmitted", "Frames queued for transmission on both ports."),
         D(ShardCounter.Batches, "poller", "batches", "Batches that carried at least one frame."),

@@ -23,6 +23,13 @@ public enum FrameFlags : byte
     /// it pass. Set by the dataplane only, never by a receive path.
     /// </summary>
     Hairpinned = 2,
+
+    /// <summary>
+    /// An inbound fragment handed by the shard where its datagram's fragments meet
+    /// (<c>ShardMap.OwnerOfDatagram</c>) to the shard owning the datagram's flow (<c>Verdict.ToShard</c>),
+    /// which translates it without routing it again. Set by the dataplane only.
+    /// </summary>
+    FragmentRouted = 4,
 }
 
 /// <summary>

@@ -22,7 +22,11 @@ public enum DropReason : byte
     BadL4Checksum,
     /// <summary>TTL would reach zero on forwarding (an ICMP time exceeded is sent, RFC 1812 5.3.1).</summary>
     TtlExpired,
-    /// <summary>IPv4 fragment (MF set or offset non-zero): counted and dropped until reassembly exists.</summary>
+    /// <summary>
+    /// IPv4 fragment natd does not follow: of a protocol other than TCP, UDP and ICMP, a fragmented
+    /// ICMP error, or one addressed to natd itself, hairpinned or of an untranslated flow. TCP, UDP
+    /// and ICMP echo fragments are translated by virtual reassembly (<see cref="FragmentTable"/>).
+    /// </summary>
     Fragment,
     /// <summary>IP protocol natd does not translate (GRE, ESP, ... unless a rule allows).</summary>
     UnsupportedProtocol,
@@ -119,6 +123,8 @@ public enum DropReason : byte
     FragmentTimeout,
     /// <summary>A fragment whose datagram's first fragment was dropped (the first fragment's reason is counted once, on it).</summary>
     FragmentOfDroppedDatagram,
+    /// <summary>A fragment that came before its datagram's first while the shard's held-frame pool was full (<see cref="FragmentTable.HeldCapacity"/>); its datagram is refused.</summary>
+    FragmentHoldFull,
 }
 
 /// <summary>Names for <see cref="DropReason"/>.</summary>

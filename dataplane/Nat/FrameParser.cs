@@ -26,7 +26,8 @@ public struct ParsedFrame
     /// <summary>
     /// The first fault of the Ethernet or IPv4 header, in the order <c>Process</c> checks them
     /// (truncated, unsupported-ethertype, bad-version, bad-ihl, bad-total-length, bad-ip-checksum,
-    /// martian, fragment), or <see cref="None"/>. ARP frames are <see cref="None"/> (the ARP
+    /// martian, fragment of a protocol other than TCP, UDP and ICMP, a fragment reaching past
+    /// 65,535 bytes), or <see cref="None"/>. ARP frames are <see cref="None"/> (the ARP
     /// handler validates them).
     /// </summary>
     public DropReason Drop;
@@ -83,6 +84,21 @@ public struct ParsedFrame
 
     /// <summary><see cref="Key"/> hashed with the session table's seed (<see cref="SessionTable.HashSeed"/>).</summary>
     public uint Hash;
+
+    /// <summary>IPv4 identification of a fragment, raw (network order in memory); 0 for a whole datagram.</summary>
+    public ushort FragmentId;
+
+    /// <summary>A fragment's offset in the datagram's payload, bytes (the header's 8-byte units × 8).</summary>
+    public int FragmentOffset;
+
+    /// <summary>The more-fragments flag.</summary>
+    public bool MoreFragments;
+
+    /// <summary>True for a fragment of a TCP, UDP or ICMP datagram (MF set or offset non-zero); other protocols' fragments are <see cref="DropReason.Fragment"/>.</summary>
+    public readonly bool IsFragment => MoreFragments || FragmentOffset != 0;
+
+    /// <summary>True for a fragment other than the first: it carries no transport header, so <see cref="HasKey"/> is false.</summary>
+    public readonly bool IsLaterFragment => FragmentOffset != 0;
 
     /// <summary>True when the frame's IPv4 header is sound (<see cref="Drop"/> is <see cref="None"/> and it is IPv4).</summary>
     public readonly bool IsIpv4 => Drop == None && EtherType == Packets.EtherType.Ipv4;
@@ -164,10 +180,28 @@ public static class FrameParser
             p.Drop = DropReason.Martian;
             return;
         }
-        if ((BinaryPrimitives.ReadUInt16BigEndian(ip[6..]) & 0x3FFF) != 0)
+        ushort frag = BinaryPrimitives.ReadUInt16BigEndian(ip[6..]);
+        if ((frag & 0x3FFF) != 0)
         {
-            p.Drop = DropReason.Fragment;
-            return;
+            // Virtual reassembly (FragmentTable) follows TCP, UDP and ICMP; port-less protocols'
+            // fragments have no state to follow them by.
+            if (p.Protocol is not (IpProtocol.Tcp or IpProtocol.Udp or IpProtocol.Icmp))
+            {
+                p.Drop = DropReason.Fragment;
+                return;
+            }
+            p.MoreFragments = (frag & 0x2000) != 0;
+            p.FragmentOffset = (frag & 0x1FFF) * 8;
+            p.FragmentId = Checksum.ReadRaw16(ip, 4);
+            if (p.FragmentOffset + p.L4Length > ushort.MaxValue)
+            {
+                p.Drop = DropReason.BadTotalLength; // reassembled it would exceed an IPv4 datagram (ping of death)
+                return;
+            }
+            if (p.FragmentOffset != 0)
+            {
+                return; // no transport header: the datagram's first fragment names the flow
+            }
         }
         ParseL4(ip[ihl..total], ingress, hashSeed, ref p);
     }
@@ -203,12 +237,21 @@ public static class FrameParser
                     return;
                 }
                 int ulen = BinaryPrimitives.ReadUInt16BigEndian(l4[4..]);
-                if (ulen > l4.Length)
+                if (p.MoreFragments)
+                {
+                    // A first fragment: the UDP length is the whole datagram's.
+                    if (ulen < l4.Length || ulen < Udp.Length)
+                    {
+                        p.L4Drop = DropReason.BadL4Length;
+                        return;
+                    }
+                }
+                else if (ulen > l4.Length)
                 {
                     p.L4Drop = DropReason.Truncated; // announces more than the IP payload holds
                     return;
                 }
-                if (ulen != l4.Length)
+                else if (ulen != l4.Length)
                 {
                     // Below 8, or shorter than the IP payload: the bytes past it are no part of the
                     // datagram and would be forwarded unchecked (the checksum covers the IP payload).
@@ -226,6 +269,11 @@ public static class FrameParser
                 p.IcmpType = l4[0];
                 if (Icmp.IsError(p.IcmpType))
                 {
+                    if (p.MoreFragments)
+                    {
+                        p.L4Drop = DropReason.Fragment; // an error is a few hundred bytes: natd never translates a fragmented one
+                        return;
+                    }
                     // The quoted header and its first 8 bytes (RFC 792) name the flow the error is about.
                     ReadOnlySpan<byte> inner = l4[Icmp.HeaderLength..];
                     if (inner.Length >= Ipv4Header.MinLength + 8)

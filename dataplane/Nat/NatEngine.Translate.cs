@@ -15,8 +15,17 @@ public sealed partial class NatEngine
     /// already checked (<see cref="ParsedFrame.L4Drop"/>): completes it when the sender left it to
     /// offload, verifies it otherwise (when configured).
     /// </summary>
-    private DropReason SettleL4(Span<byte> ipSpan, int ihl, byte proto, FrameFlags flags)
+    private DropReason SettleL4(Span<byte> ipSpan, in ParsedFrame p, FrameFlags flags)
     {
+        if (p.IsFragment)
+        {
+            // A first fragment's checksum covers the whole datagram, which natd never sees at once
+            // (virtual reassembly): the receiving host verifies it. The kernel fragments only
+            // finished checksums, so there is no offloaded one to complete either.
+            return Ok;
+        }
+        int ihl = p.Ihl;
+        byte proto = p.Protocol;
         Span<byte> l4 = ipSpan[ihl..];
         switch (proto)
         {
@@ -79,7 +88,7 @@ public sealed partial class NatEngine
             return ctx.Drop(p.L4Drop);
         }
         byte proto = p.Protocol;
-        DropReason r = SettleL4(ipSpan, p.Ihl, proto, flags);
+        DropReason r = SettleL4(ipSpan, p, flags);
         if (r != Ok)
         {
             return ctx.Drop(r);
@@ -176,7 +185,7 @@ public sealed partial class NatEngine
             return ctx.Drop(p.L4Drop);
         }
         byte proto = p.Protocol;
-        DropReason r = SettleL4(ipSpan, p.Ihl, proto, flags);
+        DropReason r = SettleL4(ipSpan, p, flags);
         if (r != Ok)
         {
             return ctx.Drop(r);

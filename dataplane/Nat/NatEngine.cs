@@ -38,6 +38,11 @@ public enum Verdict : byte
     /// <see cref="NatEngine.CompleteAlg"/> when the helper returns it.
     /// </summary>
     ToHelper,
+    /// <summary>
+    /// An inbound fragment whose datagram's flow another shard owns: the caller hands it to shard
+    /// <see cref="PacketContext.Shard"/>, marked <see cref="FrameFlags.FragmentRouted"/>. Never returned with one shard.
+    /// </summary>
+    ToShard,
 }
 
 /// <summary>Where an engine sends frames it makes on its own (ARP requests, frames released from the ARP hold queue). Slow path only.</summary>
@@ -64,6 +69,13 @@ public interface IFrameSink
     void Released(Side side, long holdTag)
     {
     }
+
+    /// <summary>
+    /// Hands <paramref name="frame"/>, received on <paramref name="side"/>, to shard <paramref name="shard"/>
+    /// with <paramref name="flags"/> (held inbound fragments released to the shard owning their flow);
+    /// false when it could not be queued. Default: false (one shard never asks).
+    /// </summary>
+    bool HandOff(int shard, Side side, ReadOnlySpan<byte> frame, FrameFlags flags) => false;
 }
 
 /// <summary>Options of an engine that are not configuration: they depend on how it is driven.</summary>
@@ -154,6 +166,7 @@ public sealed partial class NatEngine
         _neighbours = new Neighbours(settings, _addresses, InsideMac, OutsideMac, Counters, _options.LearnFromTraffic);
         _icmp = new IcmpResponder(_addresses, InsideMac, OutsideMac, Counters, _options.IcmpErrorRate);
         _icmpErrors = new IcmpErrorTranslator(Table, _timeoutMs, _addresses, _neighbours, _icmp, Counters);
+        CreateFragments(settings);
         ReadView = new ShardReadView(this);
     }
 
@@ -176,7 +189,11 @@ public sealed partial class NatEngine
     public ShardReadView ReadView { get; }
 
     /// <summary>Sets where self-made frames go (ARP requests, released held frames).</summary>
-    public void AttachSink(IFrameSink sink) => _neighbours.Attach(sink);
+    public void AttachSink(IFrameSink sink)
+    {
+        _sink = sink;
+        _neighbours.Attach(sink);
+    }
 
     /// <summary>
     /// Processes one received frame in place: parses it (<see cref="FrameParser"/>) and runs
@@ -263,6 +280,10 @@ public sealed partial class NatEngine
         {
             if (_addresses.IsOwnAddress(dst))
             {
+                if (p.IsFragment)
+                {
+                    return ctx.Drop(DropReason.Fragment); // hairpinned or to natd itself: not followed
+                }
                 if ((proto is IpProtocol.Tcp or IpProtocol.Udp) && _addresses.InInsideNetworks(src) && (_addresses.PoolIndexOf(dst) >= 0 || _forwards.HasForwardOn(dst)))
                 {
                     return Hairpin(slot, ref length, ipSpan, p, flags, ref ctx);
@@ -286,6 +307,10 @@ public sealed partial class NatEngine
             if (p.Ttl <= 1)
             {
                 return _icmp.TimeExceeded(slot, ref length, ingress, ipSpan, ihl, ref ctx);
+            }
+            if (p.IsFragment)
+            {
+                return FragmentIn2Out(slot, ref length, ipSpan, p, flags, ref ctx);
             }
             return ported ? In2Out(slot, ref length, ipSpan, p, flags, hairpin: false, ref ctx) : OtherIn2Out(slot, ref length, ipSpan, ref ctx);
         }
@@ -312,9 +337,13 @@ public sealed partial class NatEngine
             {
                 return ctx.Drop(bad);
             }
+            if (p.IsFragment)
+            {
+                return FragmentOut2In(slot, ref length, ipSpan, p, flags, ref ctx);
+            }
             return ported ? Out2In(slot, ref length, ipSpan, p, flags, transit: false, hairpin: false, ref ctx) : OtherOut2In(slot, ref length, ipSpan, ihl, ref ctx);
         }
-        if (_rules.HasAcceptRules && ported)
+        if (_rules.HasAcceptRules && ported && !p.IsFragment)
         {
             if (_addresses.CheckOutsideSource(src) is var bad && bad != Ok)
             {
@@ -351,6 +380,10 @@ public sealed partial class NatEngine
         }
         bool poolChanged = !next.Pool.SequenceEqual(cur.Pool) || next.PortMin != cur.PortMin || next.PortMax != cur.PortMax;
         bool rulesChanged = !SameRules(cur, next);
+        if (next.Fragments != cur.Fragments)
+        {
+            CreateFragments(next); // datagrams in flight are forgotten (their later fragments time out)
+        }
         _settings = next;
         _addresses.Update(next);
         _shardMap = new ShardMap(next, _options.Shards, _options.ShardSeed);
@@ -479,6 +512,7 @@ public sealed partial class NatEngine
         _neighbours.Sweep(nowMs);
         AlgBridge.Sweep(nowMs);
         _gre.Sweep(nowMs, budget);
+        _fragments.Sweep(nowMs, budget);
         int n = Table.Expire(nowMs, _settings.Timeouts, budget);
         n += _ipsec.Expire(nowMs, Math.Max(0, budget - n));
         Counters.SessionsSwept += n;

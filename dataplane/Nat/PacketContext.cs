@@ -36,6 +36,9 @@ public ref struct PacketContext
     /// <summary>What the ALG helper needs; meaningful when the verdict is <see cref="Verdict.ToHelper"/>.</summary>
     public AlgPending Alg { get; internal set; }
 
+    /// <summary>The shard to hand the frame to; meaningful when the verdict is <see cref="Verdict.ToShard"/>.</summary>
+    public int Shard { get; internal set; }
+
     /// <summary>Records and counts a drop; returns <see cref="Verdict.Drop"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public Verdict Drop(DropReason reason)

@@ -18,6 +18,8 @@ namespace Natd.Dataplane.Nat;
 /// port-trigger traffic and, with IPsec masquerading on, ISAKMP (UDP 500 to 500 inside, UDP to port
 /// 500 of an own address outside): <see cref="PortLessShard"/> (0);</item>
 /// <item>replies to flows a rule accepted untranslated: the inside destination's hash;</item>
+/// <item>fragments: from inside the inside host's; from outside the datagram's meeting shard
+/// (<see cref="OwnerOfDatagram"/>), which hands them to the first fragment's owner;</item>
 /// <item>everything else (ARP, natd's own addresses, malformed frames): -1, "whoever received it".</item>
 /// </list>
 /// Reads only; safe to share between threads. Replaced whole when the configuration changes.
@@ -147,6 +149,37 @@ public sealed class ShardMap
     /// <paramref name="frame"/> is read only for an ICMP error's embedded header.
     /// </summary>
     public int Owner(in ParsedFrame p, ReadOnlySpan<byte> frame)
+    {
+        if (_shards == 1 || !p.IsIpv4 || p.L4Drop != ParsedFrame.None)
+        {
+            return -1;
+        }
+        if (p.IsFragment)
+        {
+            // Only the first fragment has ports. From inside the owner needs none; from outside all
+            // fragments of a datagram meet at one shard, which learns the owner from the first.
+            return p.Ingress == Side.Inside ? OwnerOfInside(p.Source)
+                : _own.Contains(p.Destination) ? OwnerOfDatagram(p) : OwnerOfInside(p.Destination);
+        }
+        return OwnerOfFlow(p, frame);
+    }
+
+    /// <summary>
+    /// The shard where every fragment of an inbound datagram (<see cref="ParsedFrame.IsFragment"/>)
+    /// meets: a hash of (source, destination, IP identification, protocol), which every fragment
+    /// carries. That shard's <see cref="FragmentTable"/> holds the fragments until the first one
+    /// names the flow's owner (<see cref="OwnerOfFlow"/>), then hands them all there in order.
+    /// </summary>
+    public int OwnerOfDatagram(in ParsedFrame p)
+        => _shards == 1 ? PortLessShard
+            : (int)(new FlowKey(p.Source, p.Destination, p.FragmentId, 0, p.Protocol).Hash(_seed) % (uint)_shards);
+
+    /// <summary>
+    /// The owner of a frame's flow read off its transport header (a whole datagram or a first
+    /// fragment), or -1 for "whoever received it"; the rules of <see cref="Owner(in ParsedFrame, ReadOnlySpan{byte})"/>
+    /// without the fragment steering.
+    /// </summary>
+    public int OwnerOfFlow(in ParsedFrame p, ReadOnlySpan<byte> frame)
     {
         if (_shards == 1 || !p.IsIpv4 || p.L4Drop != ParsedFrame.None)
         {

@@ -92,6 +92,11 @@ public sealed record StatsSnapshot
     public IReadOnlyDictionary<string, long> AlgEvents { get; init; } = new Dictionary<string, long>();
     /// <summary>Expectations: "created", "used", "expired", "refused" (counters) and "pending" (now).</summary>
     public IReadOnlyDictionary<string, long> Expectations { get; init; } = new Dictionary<string, long>();
+    /// <summary>
+    /// Fragments by outcome: "translated", "held", "released", "routed" (drops are in <see cref="Drops"/>,
+    /// the fragment-* reasons).
+    /// </summary>
+    public IReadOnlyDictionary<string, long> Fragments { get; init; } = new Dictionary<string, long>();
     /// <summary>Per interface: frames the kernel dropped before natd read them (ring full) and frames natd could not queue for transmission.</summary>
     public IReadOnlyList<PortCounters> Ports { get; init; } = [];
 }

@@ -211,6 +211,11 @@ public sealed class PollerActor : LoopActor, IFrameSink
         {
             ToHelper(slot[..len], ctx.Alg);
         }
+        else if (v == Verdict.ToShard)
+        {
+            // An inbound fragment: its datagram met here, its first fragment named the owner.
+            HandOff(ctx.Shard, slot[..len], side, learnOnly: false, flags | FrameFlags.FragmentRouted);
+        }
     }
 
     /// <summary>Gives a translated ALG frame to its helper (slow path: one copy into a rented buffer).</summary>
@@ -282,8 +287,13 @@ public sealed class PollerActor : LoopActor, IFrameSink
         _links?.WakeupOf(0).Signal();
     }
 
-    private unsafe void HandOff(int owner, ReadOnlySpan<byte> frame, Side side, bool learnOnly, FrameFlags flags)
+    private unsafe bool HandOff(int owner, ReadOnlySpan<byte> frame, Side side, bool learnOnly, FrameFlags flags)
     {
+        if (_links is null || (uint)owner >= (uint)_links.Shards || owner == _me)
+        {
+            _stats.HandoffDrops++;
+            return false;
+        }
         var ring = _links!.Ring(_me, owner);
         HandoffFrame h;
         h.Length = frame.Length;
@@ -295,11 +305,10 @@ public sealed class PollerActor : LoopActor, IFrameSink
         {
             _stats.Handoffs++;
             _signal[owner] = true;
+            return true;
         }
-        else
-        {
-            _stats.HandoffDrops++;
-        }
+        _stats.HandoffDrops++;
+        return false;
     }
 
     private void Broadcast(ReadOnlySpan<byte> frame, Side side)
@@ -392,6 +401,9 @@ public sealed class PollerActor : LoopActor, IFrameSink
         _stats.FramesTransmitted++;
         return true;
     }
+
+    /// <inheritdoc />
+    bool IFrameSink.HandOff(int shard, Side side, ReadOnlySpan<byte> frame, FrameFlags flags) => HandOff(shard, frame, side, learnOnly: false, flags);
 
     /// <inheritdoc />
     protected override void Idle(TimeSpan maxWait)

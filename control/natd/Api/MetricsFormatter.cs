@@ -16,6 +16,7 @@ public static class MetricsFormatter
     public const string ContentType = "text/plain; version=0.0.4; charset=utf-8";
 
     private static readonly string[] Protocols = ["tcp", "udp", "icmp"];
+    private static readonly string[] FragmentOutcomes = ["translated", "held", "released", "routed"];
     private static readonly string[] States = ["tcp-established", "tcp-transitory", "udp", "icmp"];
 
     /// <summary>Formats every natd metric family from one snapshot.</summary>
@@ -112,6 +113,12 @@ public static class MetricsFormatter
         }
         Family(sb, "natd_expectations_pending", "gauge", "ALG expectations waiting for their connection.");
         Sample(sb, "natd_expectations_pending", null, null, stats.Expectations.GetValueOrDefault("pending"));
+
+        Family(sb, "natd_fragments_total", "counter", "IPv4 fragments by outcome (RFC 4787 REQ-14): translated, held until their datagram's first fragment, released when it came, routed to the shard owning the flow; dropped ones are in natd_drops_total (fragment-* reasons).");
+        foreach (string outcome in FragmentOutcomes)
+        {
+            Sample(sb, "natd_fragments_total", "outcome", outcome, stats.Fragments.GetValueOrDefault(outcome));
+        }
 
         Family(sb, "natd_handoffs_total", "counter", "Frames handed from the poller that received them to the poller that owns their flow.");
         Sample(sb, "natd_handoffs_total", null, null, stats.Handoffs);

@@ -93,6 +93,7 @@ internal static class WireViews
             EventsDropped = s.EventsDropped,
             AlgEvents = Copy(s.AlgEvents),
             Expectations = Copy(s.Expectations),
+            Fragments = Copy(s.Fragments),
             Ports = interfaces,
         };
     }

@@ -103,6 +103,7 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDat
         var byState = new Dictionary<string, long>();
         var sessions = new Dictionary<string, long>();
         var expectations = new Dictionary<string, long>();
+        var fragments = new Dictionary<string, long>();
         var algEvents = new Dictionary<string, long>(StringComparer.Ordinal);
         foreach (CounterDeclaration d in schema.Declarations)
         {
@@ -114,6 +115,7 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDat
                 case "state": byState[d.Name] = v; break;
                 case "sessions-now": sessions[d.Name] = v; break;
                 case "expectations": expectations[d.Name] = v; break;
+                case "fragments": fragments[d.Name] = v; break;
                 case "alg" when !d.Name.StartsWith("none/", StringComparison.Ordinal): algEvents[d.Name] = v; break;
             }
         }
@@ -139,6 +141,7 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDat
             EventsDropped = Sum(ShardCounter.NatEventsDropped),
             AlgEvents = WithRestarts(algEvents, algRestarts),
             Expectations = expectations,
+            Fragments = fragments,
         };
     }
 

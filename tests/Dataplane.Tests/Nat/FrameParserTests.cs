@@ -120,8 +120,9 @@ public class FrameParserTests
         { "multicast", DropReason.Martian, ParsedFrame.None },
         // Martian before fragment, as the engine checked them.
         { "martian-fragment", DropReason.Martian, ParsedFrame.None },
-        { "fragment-mf", DropReason.Fragment, ParsedFrame.None },
-        { "fragment-offset", DropReason.Fragment, ParsedFrame.None },
+        // Fragments of TCP, UDP and ICMP are followed (FragmentTests); a port-less protocol's are not.
+        { "fragment-mf-gre", DropReason.Fragment, ParsedFrame.None },
+        { "fragment-offset-gre", DropReason.Fragment, ParsedFrame.None },
         { "truncated-tcp", ParsedFrame.None, DropReason.Truncated },
         { "tcp-offset-below-5", ParsedFrame.None, DropReason.BadL4Length },
         { "tcp-offset-beyond-payload", ParsedFrame.None, DropReason.Truncated },
@@ -182,8 +183,8 @@ public class FrameParserTests
             case "martian-loopback": return Udp("127.0.0.1", 40000, Out, 53);
             case "multicast": return Udp(In, 5353, "224.0.0.251", 5353);
             case "martian-fragment": return FixIp(Udp("0.1.2.3", 40000, Out, 53), f => f[20] = 0x20);
-            case "fragment-mf": return FixIp(udp, f => f[20] = 0x20);
-            case "fragment-offset": return FixIp(udp, f => { f[20] = 0x00; f[21] = 0x10; });
+            case "fragment-mf-gre": return FixIp(Wrap(In, Out, IpProtocol.Gre, new byte[8], 64, null, null), f => f[20] = 0x20);
+            case "fragment-offset-gre": return FixIp(Wrap(In, Out, IpProtocol.Gre, new byte[8], 64, null, null), f => { f[20] = 0x00; f[21] = 0x10; });
             case "truncated-tcp": return Wrap(In, Out, IpProtocol.Tcp, new byte[12], 64, null, null);
             case "tcp-offset-below-5": return SetByte(Tcp(In, 40000, Out, 80, TcpH.Syn, payload: new byte[8]), 34 + 12, 4 << 4);
             case "tcp-offset-beyond-payload": return SetByte(Tcp(In, 40000, Out, 80, TcpH.Syn, payload: new byte[8]), 34 + 12, 8 << 4);

@@ -20,8 +20,9 @@ public class ValidationTests
         { "total-length-beyond-frame", DropReason.BadTotalLength },
         { "total-length-below-header", DropReason.BadTotalLength },
         { "bad-ip-checksum", DropReason.BadIpChecksum },
-        { "fragment-mf", DropReason.Fragment },
-        { "fragment-offset", DropReason.Fragment },
+        // Fragments of TCP, UDP and ICMP are followed (FragmentTests); a port-less protocol's are not.
+        { "fragment-mf-gre", DropReason.Fragment },
+        { "fragment-offset-gre", DropReason.Fragment },
         { "gre", DropReason.UnsupportedProtocol },
         { "bad-udp-checksum", DropReason.BadL4Checksum },
         { "bad-tcp-checksum", DropReason.BadL4Checksum },
@@ -72,8 +73,8 @@ public class ValidationTests
             case "total-length-beyond-frame": return FixIp(udp, f => BinaryPrimitives.WriteUInt16BigEndian(f.AsSpan(16), 1500));
             case "total-length-below-header": return FixIp(udp, f => BinaryPrimitives.WriteUInt16BigEndian(f.AsSpan(16), 12));
             case "bad-ip-checksum": { var f = (byte[])udp.Clone(); f[24] ^= 0x55; return f; }
-            case "fragment-mf": return FixIp(udp, f => f[20] = 0x20);
-            case "fragment-offset": return FixIp(udp, f => { f[20] = 0x00; f[21] = 0x10; });
+            case "fragment-mf-gre": return FixIp(Wrap(In, Out, 47, new byte[8], 64, null, null), f => f[20] = 0x20);
+            case "fragment-offset-gre": return FixIp(Wrap(In, Out, 47, new byte[8], 64, null, null), f => { f[20] = 0x00; f[21] = 0x10; });
             case "gre": return Wrap(In, Out, 47, new byte[8], 64, null, null);
             case "bad-udp-checksum": { var f = (byte[])udp.Clone(); f[^1] ^= 0x01; return f; }
             case "bad-tcp-checksum": { var f = Tcp(In, 1, Out, 2, 0x02, payload: [1, 2, 3]); f[^1] ^= 0x01; return f; }

@@ -148,12 +148,44 @@ internal sealed class ShardedGateway : IAsyncDisposable
     private readonly ShardLinks? _links;
     private readonly (ConcurrentPort Inside, ConcurrentPort Outside)[] _ports;
 
-    private ShardedGateway(ActorSystem system, ShardLinks? links, (ConcurrentPort, ConcurrentPort)[] ports, IReadOnlyList<string> clients)
+    private ShardedGateway(ActorSystem system, ShardLinks? links, (ConcurrentPort, ConcurrentPort)[] ports, IReadOnlyList<string> clients, ShardMap router)
     {
+        Router = router;
         _system = system;
         _links = links;
         _ports = ports;
         Clients = clients;
+    }
+
+    /// <summary>The pollers' shard map.</summary>
+    public ShardMap Router { get; }
+
+    /// <summary>Injects <paramref name="frame"/> on shard <paramref name="rx"/>'s port of <paramref name="side"/>.</summary>
+    public void Inject(int rx, Side side, byte[] frame) => (side == Side.Inside ? _ports[rx].Inside : _ports[rx].Outside).Inject(frame);
+
+    /// <summary>Waits for <paramref name="count"/> frames transmitted on <paramref name="side"/> (any shard's port), then checks nothing more comes.</summary>
+    public async Task<List<byte[]>> Take(Side side, int count)
+    {
+        var got = new List<byte[]>();
+        var deadline = DateTime.UtcNow + Limit;
+        while (got.Count < count && DateTime.UtcNow < deadline)
+        {
+            foreach (var (inside, outside) in _ports)
+            {
+                while ((side == Side.Inside ? inside : outside).TryTake(out var f))
+                {
+                    got.Add(f);
+                }
+            }
+            await Task.Delay(2);
+        }
+        await Task.Delay(20);
+        foreach (var (i2, o2) in _ports)
+        {
+            Assert.False(i2.TryTake(out _) || o2.TryTake(out _), $"exactly {count} frames out");
+        }
+        Assert.Equal(count, got.Count);
+        return got;
     }
 
     /// <summary>Inside hosts to use as clients: at least one on each shard.</summary>
@@ -201,7 +233,7 @@ internal sealed class ShardedGateway : IAsyncDisposable
             }
         }
         Assert.All(perShard, c => Assert.True(c > 0, "every shard owns a client"));
-        return Task.FromResult(new ShardedGateway(system, links, ports, clients));
+        return Task.FromResult(new ShardedGateway(system, links, ports, clients, router));
     }
 
     /// <summary>Injects <paramref name="frame"/> on shard <paramref name="rx"/>'s inside port and returns the one frame transmitted on <paramref name="expect"/> (any shard's port).</summary>
