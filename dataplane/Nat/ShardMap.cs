@@ -60,7 +60,7 @@ public sealed class ShardMap
         {
             foreach (var b in f.Backends)
             {
-                _backends.Add(b.Key);
+                _backends.Add(settings.Cgnat.SubscriberOf(b.Key)); // the backend's whole subscriber: one shard, one range
             }
         }
     }
@@ -94,14 +94,22 @@ public sealed class ShardMap
     public static int IpsecCapacity(int shard, int maxSessions) => shard == PortLessShard ? Math.Clamp(maxSessions / 16, 64, 4096) : 16;
 
     /// <summary>
-    /// The shard owning an inside host (address network order): a forward's backend is shard 0's, any
-    /// other the hash of its subscriber (<see cref="CgnatSettings.SubscriberOf"/>: the address itself
-    /// with <c>nat.subscriber-prefix</c> 32), so every host of a subscriber shares its shard and range.
+    /// The shard owning an inside host (address network order): the owner of its subscriber
+    /// (<see cref="CgnatSettings.SubscriberOf"/>: the address itself with <c>nat.subscriber-prefix</c> 32),
+    /// so every host of a subscriber shares its shard (and a deterministic range): shard 0 for the
+    /// subscriber of a forward's backend, else the hash of the subscriber.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public int OwnerOfInside(uint insideAddress)
-        => _shards == 1 || (_backends.Count > 0 && _backends.Contains(insideAddress)) ? PortLessShard
-            : (int)(new FlowKey(_settings.Cgnat.SubscriberOf(insideAddress), 0, 0, 0, 0).Hash(_seed) % (uint)_shards);
+    {
+        if (_shards == 1)
+        {
+            return PortLessShard;
+        }
+        uint subscriber = _settings.Cgnat.SubscriberOf(insideAddress);
+        return _backends.Count > 0 && _backends.Contains(subscriber) ? PortLessShard
+            : (int)(new FlowKey(subscriber, 0, 0, 0, 0).Hash(_seed) % (uint)_shards);
+    }
 
     /// <summary>
     /// The owner of a TCP or UDP packet arriving from outside (or hairpinned) to natd's address

@@ -166,6 +166,35 @@ public class ShardMapTests
         Assert.True(owners.Count > 1);
     }
 
+    [Fact]
+    public void A_forward_backends_whole_subscriber_is_shard_zeros_and_so_is_its_deterministic_range()
+    {
+        // The backend 10.0.0.2 is in subscriber 10.0.0.0/30: its neighbours share its shard and range.
+        var s = Settings() with
+        {
+            Cgnat = new CgnatSettings
+            {
+                SubscriberPrefix = 30,
+                Allocation = PortAllocation.Deterministic,
+                Deterministic = new DeterministicSettings([Ipv4Prefix.Parse("10.0.0.0/24")]),
+            },
+        };
+        var det = DeterministicMap.For(s)!;
+        Assert.True(det.TryForward(Ipv4.Parse("10.0.0.3"), out var r));
+        for (int shards = 2; shards <= 4; shards++)
+        {
+            var map = new ShardMap(s, shards);
+            foreach (string host in new[] { "10.0.0.0", "10.0.0.1", "10.0.0.2", "10.0.0.3" })
+            {
+                Assert.Equal(ShardMap.PortLessShard, map.OwnerOfInside(Ipv4.Parse(host)));
+            }
+            for (int port = r.Low; port <= r.High; port++)
+            {
+                Assert.Equal(ShardMap.PortLessShard, map.OwnerOfArrival(IpProtocol.Tcp, Ipv4.Parse(Ext), FlowKey.PortToRaw((ushort)port)));
+            }
+        }
+    }
+
     public static TheoryData<string, byte[], Side> PinnedToShardZero() => new()
     {
         { "forward arrival", EngineHarness.FromOutside(Udp(Remote, 40000, Ext, 5000)), Side.Outside },
