@@ -120,6 +120,31 @@ internal sealed record OutcomeRow
     public Dictionary<string, long>? Timeouts { get; init; }
 }
 
+/// <summary>
+/// A deterministic NAT lookup's answer (RFC 7422; natd lookup, GET /lookup): the subscriber
+/// ("a.b.c.d", or "a.b.c.d/len" when nat.subscriber-prefix is below 32), its external address and
+/// port range (host order, inclusive). The JSON names are the CSV header's (natd lookup --table)
+/// and the port-block log's, so one script reads all three.
+/// </summary>
+internal sealed record LookupRow
+{
+    public string Inside { get; init; } = "";
+    public string External { get; init; } = "";
+    [JsonPropertyName("port-low")]
+    public int PortLow { get; init; }
+    [JsonPropertyName("port-high")]
+    public int PortHigh { get; init; }
+
+    /// <summary>The CSV header of <see cref="Csv"/> rows.</summary>
+    public const string CsvHeader = "inside,external,port-low,port-high";
+
+    /// <summary>The one-line form for scripts: <c>INSIDE EXTERNAL:LOW-HIGH</c>.</summary>
+    public string Line() => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{Inside} {External}:{PortLow}-{PortHigh}");
+
+    /// <summary>One CSV row under <see cref="CsvHeader"/>.</summary>
+    public string Csv() => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{Inside},{External},{PortLow},{PortHigh}");
+}
+
 /// <summary>The source-generated serialiser of every wire record (GET /timeouts is the Dictionary).</summary>
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
 [JsonSerializable(typeof(SessionRow[]))]
@@ -127,5 +152,6 @@ internal sealed record OutcomeRow
 [JsonSerializable(typeof(StatsRow))]
 [JsonSerializable(typeof(DeletedRow))]
 [JsonSerializable(typeof(OutcomeRow))]
+[JsonSerializable(typeof(LookupRow))]
 [JsonSerializable(typeof(Dictionary<string, long>))]
 internal sealed partial class WireJsonContext : JsonSerializerContext;

@@ -17,6 +17,8 @@ internal static class Cli
     public const int Ok = 0;
     public const int Usage = 1;
     public const int Unreachable = 2;
+    /// <summary>natctl lookup: no subscriber holds the address or port (the API answered 404).</summary>
+    public const int NotFound = 1;
 
     public const string DefaultControl = "127.0.0.1:9180";
     public const string ControlEnvironmentVariable = "NATD_CONTROL";
@@ -46,9 +48,14 @@ internal static class Cli
                      live changes last until the next reload or restart
           config check FILE
                      validate a configuration file locally (runs natd config check; natd need not run)
+          lookup --external ADDR:PORT | --inside ADDR
+                     deterministic NAT (RFC 7422) in the running configuration: the subscriber that
+                     holds an external address and port, or an inside host's external address and
+                     port range, as INSIDE EXTERNAL:LOW-HIGH (offline, from the file alone:
+                     natd lookup --config natd.yaml ...); exit 1 when no subscriber matches
 
         options:
-          --json               print the API's JSON (sessions, stats, expectations, timeouts, flush, delete, reload)
+          --json               print the API's JSON (sessions, stats, expectations, timeouts, flush, delete, reload, lookup)
           -n                   numeric output; natctl never resolves names, accepted for ipfwadm habit
           --control HOST:PORT  natd control API (default: $NATD_CONTROL, else 127.0.0.1:9180)
           -h, --help           show this text
@@ -62,17 +69,18 @@ internal static class Cli
     private static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(15);
 
     /// <summary>Options that take a value, and the commands they belong to.</summary>
-    private static readonly Dictionary<string, string> ValueOptions = new(StringComparer.Ordinal)
+    private static readonly Dictionary<string, string[]> ValueOptions = new(StringComparer.Ordinal)
     {
-        ["--protocol"] = "sessions",
-        ["--inside"] = "sessions",
-        ["--remote"] = "sessions",
-        ["--tcp"] = "timeouts set",
-        ["--tcp-established"] = "timeouts set",
-        ["--tcpfin"] = "timeouts set",
-        ["--tcp-transitory"] = "timeouts set",
-        ["--udp"] = "timeouts set",
-        ["--icmp"] = "timeouts set",
+        ["--protocol"] = ["sessions"],
+        ["--inside"] = ["sessions", "lookup"],
+        ["--remote"] = ["sessions"],
+        ["--external"] = ["lookup"],
+        ["--tcp"] = ["timeouts set"],
+        ["--tcp-established"] = ["timeouts set"],
+        ["--tcpfin"] = ["timeouts set"],
+        ["--tcp-transitory"] = ["timeouts set"],
+        ["--udp"] = ["timeouts set"],
+        ["--icmp"] = ["timeouts set"],
     };
 
     /// <summary>Runs one natctl command with the process environment.</summary>
@@ -145,16 +153,16 @@ internal static class Cli
         string commandName = command is "timeouts" or "config" && positional.Count > 1 ? command + " " + positional[1] : command;
         foreach (var option in values.Keys)
         {
-            if (ValueOptions[option] != commandName)
+            if (Array.IndexOf(ValueOptions[option], commandName) < 0)
             {
-                return await UsageError(stderr, $"{option} applies to '{ValueOptions[option]}', not '{commandName}'").ConfigureAwait(false);
+                return await UsageError(stderr, $"{option} applies to '{string.Join("' and '", ValueOptions[option])}', not '{commandName}'").ConfigureAwait(false);
             }
         }
 
         Request request;
         switch (command)
         {
-            case "sessions" or "stats" or "metrics" or "flush" or "reload" or "expectations" when positional.Count > 1:
+            case "sessions" or "stats" or "metrics" or "flush" or "reload" or "expectations" or "lookup" when positional.Count > 1:
                 return await UsageError(stderr, $"unexpected argument '{positional[1]}'").ConfigureAwait(false);
             case "sessions":
                 if (!TrySessionsQuery(values, out string? query, out string? why))
@@ -165,6 +173,17 @@ internal static class Cli
                 break;
             case "stats":
                 request = new Request(HttpMethod.Get, "/stats", null, Render.Stats);
+                break;
+            case "lookup":
+                values.TryGetValue("--inside", out string? lookupInside);
+                values.TryGetValue("--external", out string? lookupExternal);
+                if ((lookupInside is null) == (lookupExternal is null))
+                {
+                    return await UsageError(stderr, "lookup needs one of --external ADDR:PORT or --inside ADDR").ConfigureAwait(false);
+                }
+                request = new Request(HttpMethod.Get, lookupInside is not null
+                    ? "/lookup?inside=" + Uri.EscapeDataString(lookupInside)
+                    : "/lookup?external=" + Uri.EscapeDataString(lookupExternal!), null, Render.Lookup);
                 break;
             case "expectations":
                 request = new Request(HttpMethod.Get, "/expectations", null, Render.Expectations);
@@ -222,7 +241,7 @@ internal static class Cli
     }
 
     /// <summary>What the API answer is turned into on stdout.</summary>
-    private enum Render { Raw, Sessions, Stats, Expectations, Deleted, Outcome, Timeouts, TimeoutsOutcome }
+    private enum Render { Raw, Sessions, Stats, Expectations, Deleted, Outcome, Timeouts, TimeoutsOutcome, Lookup }
 
     private sealed record Request(HttpMethod Method, string Path, string? Body, Render Render);
 
@@ -244,6 +263,12 @@ internal static class Cli
                 using var response = await http.SendAsync(message, ct).ConfigureAwait(false);
                 body = await response.Content.ReadAsStringAsync(ct).ConfigureAwait(false);
                 status = (int)response.StatusCode;
+                // A lookup that finds no subscriber is an answer, not a failure: its own exit code.
+                if (status == 404 && request.Render == Render.Lookup)
+                {
+                    await stderr.WriteLineAsync("natctl: " + body.Trim()).ConfigureAwait(false);
+                    return NotFound;
+                }
                 // 422 is a refusal with reasons (a rejected reload or timeout change): rendered, exit 2.
                 if (!response.IsSuccessStatusCode && status != 422)
                 {
@@ -294,6 +319,10 @@ internal static class Cli
                         var deleted = JsonSerializer.Deserialize(body, WireJsonContext.Default.DeletedRow) ?? new DeletedRow();
                         await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
                             $"{deleted.Deleted} session{(deleted.Deleted == 1 ? "" : "s")} deleted")).ConfigureAwait(false);
+                        break;
+                    case Render.Lookup:
+                        var found = JsonSerializer.Deserialize(body, WireJsonContext.Default.LookupRow) ?? new LookupRow();
+                        await stdout.WriteLineAsync(found.Line()).ConfigureAwait(false);
                         break;
                     case Render.Timeouts:
                         await stdout.WriteAsync(TimeoutsTable(

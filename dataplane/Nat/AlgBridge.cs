@@ -119,6 +119,9 @@ public sealed class AlgBridge
     /// <summary>Expectation slots the sweep examined so far: what it costs, which depends on what expires, not on how many are pending.</summary>
     internal long ExpectationSweepVisits { get; private set; }
 
+    /// <summary>The engine's deterministic map (null unless <c>nat.allocation</c> is deterministic): expectation ports come from the subscriber's range.</summary>
+    internal DeterministicMap? Deterministic { get; set; }
+
     /// <summary>Takes a reloaded configuration (the lifetime of expectations made from now on).</summary>
     public void Update(NatSettings next) => _expectationTimeoutMs = next.Algs.ExpectationTimeout * 1000L;
 
@@ -143,7 +146,10 @@ public sealed class AlgBridge
         {
             if (poolIndex >= 0)
             {
-                int port = _table.Ports.Allocate(poolIndex, SessionTable.ProtocolClass(IpProtocol.Tcp), privileged: false);
+                // A deterministic subscriber's expectation port comes from its own range (RFC 7422), on its own address.
+                int port = Deterministic is not null && Deterministic.TryForward(ses.In2Out.Source, out DeterministicRange range) && range.PoolIndex == poolIndex
+                    ? _table.Ports.AllocateInRange(poolIndex, SessionTable.ProtocolClass(IpProtocol.Tcp), range.Low, range.High)
+                    : _table.Ports.Allocate(poolIndex, SessionTable.ProtocolClass(IpProtocol.Tcp), privileged: false);
                 if (port > 0)
                 {
                     reserved = (ushort)port;

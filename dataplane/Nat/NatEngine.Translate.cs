@@ -291,6 +291,15 @@ public sealed partial class NatEngine
         }
         bool eim = _settings.Mapping == MappingBehaviour.EndpointIndependent;
         int m = eim ? Table.FindMappingByInside(key.Source, key.SourcePort, key.Protocol) : -1;
+        if (m < 0 && _deterministic is not null)
+        {
+            // RFC 7422: the port comes from the subscriber's fixed range (NatEngine.Deterministic.cs).
+            m = CreateDeterministicMapping(key, eim, out reason);
+            if (m < 0)
+            {
+                return -1;
+            }
+        }
         if (m < 0)
         {
             int poolIndex = _addresses.PoolIndexFor(key.Source);

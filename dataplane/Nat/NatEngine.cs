@@ -157,6 +157,7 @@ public sealed partial class NatEngine
         AlgBridge = new AlgBridge(Table, settings, Counters);
         Walker = new SessionWalker(Table, AlgBridge, settings);
         CreatePolicy(settings);
+        ApplyDeterministic(settings);
         ReserveForwardPorts();
         RefreshTimeouts();
         if (settings.Filtering != FilteringBehaviour.AddressAndPortDependent)
@@ -378,7 +379,12 @@ public sealed partial class NatEngine
         {
             return "interface names, MAC overrides, limits.sessions and limits.neighbours need a restart";
         }
-        bool poolChanged = !next.Pool.SequenceEqual(cur.Pool) || next.PortMin != cur.PortMin || next.PortMax != cur.PortMax;
+        if (DeterministicMap.Validate(next) is { } noMap)
+        {
+            return noMap;
+        }
+        bool poolChanged = !next.Pool.SequenceEqual(cur.Pool) || next.PortMin != cur.PortMin || next.PortMax != cur.PortMax
+            || !SameDeterministic(cur.Cgnat, next.Cgnat); // a new map moves ranges: mappings outside theirs close
         bool rulesChanged = !SameRules(cur, next);
         if (next.Fragments != cur.Fragments)
         {
@@ -387,6 +393,7 @@ public sealed partial class NatEngine
         _settings = next;
         _addresses.Update(next);
         _shardMap = new ShardMap(next, _options.Shards, _options.ShardSeed);
+        ApplyDeterministic(next);
         _neighbours.Update(next);
         CompileRules(next);
         RefreshTimeouts();
@@ -413,6 +420,12 @@ public sealed partial class NatEngine
         return null;
     }
 
+    private static bool SameDeterministic(CgnatSettings a, CgnatSettings b)
+        => (a.Allocation == PortAllocation.Deterministic) == (b.Allocation == PortAllocation.Deterministic)
+           && (a.Allocation != PortAllocation.Deterministic
+               || (a.SubscriberPrefix == b.SubscriberPrefix && a.Deterministic!.Ports == b.Deterministic!.Ports
+                   && a.Deterministic.Inside.SequenceEqual(b.Deterministic.Inside)));
+
     private static bool SameRules(NatSettings a, NatSettings b)
         => a.DefaultPolicy == b.DefaultPolicy
            && (a.Rules is null ? b.Rules is null : b.Rules is not null && a.Rules.SequenceEqual(b.Rules, RuleComparer.Instance))
@@ -435,7 +448,7 @@ public sealed partial class NatEngine
             }
             int idx = _addresses.PoolIndexOf(map.ExternalKey.Destination);
             int port = FlowKey.PortToHost(map.ExternalKey.DestinationPort);
-            if (idx >= 0 && ports.TryReserve(idx, SessionTable.ProtocolClass(map.ExternalKey.Protocol), port))
+            if (idx >= 0 && InDeterministicRange(ref map) && ports.TryReserve(idx, SessionTable.ProtocolClass(map.ExternalKey.Protocol), port))
             {
                 map.PoolIndex = (short)idx;
                 continue;

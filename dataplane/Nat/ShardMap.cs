@@ -13,7 +13,10 @@ namespace Natd.Dataplane.Nat;
 /// <item>an inside host (subscriber): the hash of its address, so all its sessions live in one shard;
 /// a port forward's backend: shard 0, where forwards live;</item>
 /// <item>an external port (or ICMP identifier): <c>port % shards</c>, the slice that shard's
-/// <see cref="PortAllocator"/> hands out, so a reply's owner is read off its destination port;</item>
+/// <see cref="PortAllocator"/> hands out, so a reply's owner is read off its destination port;
+/// with deterministic allocation (RFC 7422) a subscriber's range is contiguous, so the owner of a
+/// port in a range is the owner of the subscriber <see cref="DeterministicMap.TryReverse(uint, int, out long)"/>
+/// names, and a port in no range keeps <c>port % shards</c>;</item>
 /// <item>port forwards, port-less protocols (GRE, ESP, AH: IPsec and PPTP state), protocol forwards,
 /// port-trigger traffic and, with IPsec masquerading on, ISAKMP (UDP 500 to 500 inside, UDP to port
 /// 500 of an own address outside): <see cref="PortLessShard"/> (0);</item>
@@ -39,6 +42,7 @@ public sealed class ShardMap
     private readonly ulong _seed;
     private readonly bool _hasTriggers;
     private readonly bool _isakmp;
+    private readonly DeterministicMap? _deterministic;
     private static readonly ushort IsakmpRaw = FlowKey.PortToRaw(NatEngine.IsakmpPort);
 
     /// <summary>Creates the map of <paramref name="shards"/> shards (1 or more) for <paramref name="settings"/>, hashing inside hosts with <paramref name="seed"/>.</summary>
@@ -53,11 +57,12 @@ public sealed class ShardMap
         _own = [.. settings.Pool, settings.Inside.Address.Address, settings.Outside.Address.Address];
         _backends = [];
         _hasTriggers = settings.Algs.Triggers.Count > 0;
+        _deterministic = shards > 1 ? DeterministicMap.For(settings) : null;
         foreach (var f in settings.Forwards)
         {
             foreach (var b in f.Backends)
             {
-                _backends.Add(b.Key);
+                _backends.Add(settings.Cgnat.SubscriberOf(b.Key)); // the backend's whole subscriber: one shard, one range
             }
         }
     }
@@ -76,9 +81,13 @@ public sealed class ShardMap
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int OwnerOfPort(int port, int shards) => port % shards;
 
-    /// <summary>The owner of external port <paramref name="port"/> (host order).</summary>
+    /// <summary>
+    /// The shard whose <see cref="PortAllocator"/> may hand out external port <paramref name="port"/>
+    /// (host order): <see cref="OwnerOfPort"/>, or -1 ("any") with deterministic allocation, where
+    /// only a subscriber's owner ever allocates in its range, so no shard pre-marks another's ports.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public int OwnerOfExternalPort(int port) => OwnerOfPort(port, _shards);
+    public int OwnerOfExternalPort(int port) => _deterministic is not null ? -1 : OwnerOfPort(port, _shards);
 
     /// <summary>
     /// Entries of the IPsec masquerading tables (ESP SPIs, ISAKMP cookies) of <paramref name="shard"/>:
@@ -86,11 +95,23 @@ public sealed class ShardMap
     /// </summary>
     public static int IpsecCapacity(int shard, int maxSessions) => shard == PortLessShard ? Math.Clamp(maxSessions / 16, 64, 4096) : 16;
 
-    /// <summary>The shard owning an inside host (address network order): a forward's backend is shard 0's, any other the hash of its address.</summary>
+    /// <summary>
+    /// The shard owning an inside host (address network order): the owner of its subscriber
+    /// (<see cref="CgnatSettings.SubscriberOf"/>: the address itself with <c>nat.subscriber-prefix</c> 32),
+    /// so every host of a subscriber shares its shard (and a deterministic range): shard 0 for the
+    /// subscriber of a forward's backend, else the hash of the subscriber.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public int OwnerOfInside(uint insideAddress)
-        => _shards == 1 || (_backends.Count > 0 && _backends.Contains(insideAddress)) ? PortLessShard
-            : (int)(new FlowKey(insideAddress, 0, 0, 0, 0).Hash(_seed) % (uint)_shards);
+    {
+        if (_shards == 1)
+        {
+            return PortLessShard;
+        }
+        uint subscriber = _settings.Cgnat.SubscriberOf(insideAddress);
+        return _backends.Count > 0 && _backends.Contains(subscriber) ? PortLessShard
+            : (int)(new FlowKey(subscriber, 0, 0, 0, 0).Hash(_seed) % (uint)_shards);
+    }
 
     /// <summary>
     /// The owner of a TCP or UDP packet arriving from outside (or hairpinned) to natd's address
@@ -109,7 +130,7 @@ public sealed class ShardMap
         {
             return PortLessShard;
         }
-        return PortOwner(destinationPortRaw);
+        return PortOwner(destination, destinationPortRaw);
     }
 
     /// <summary>
@@ -211,7 +232,7 @@ public sealed class ShardMap
         {
             if (p.IcmpType == Icmp.EchoReply)
             {
-                return PortOwner(p.Key.DestinationPort);
+                return PortOwner(p.Destination, p.Key.DestinationPort);
             }
             if (p.InnerOffset < 0)
             {
@@ -221,8 +242,8 @@ public sealed class ShardMap
             ReadOnlySpan<byte> el4 = emb[((emb[0] & 0x0F) * 4)..];
             return emb[9] switch
             {
-                IpProtocol.Tcp or IpProtocol.Udp => PortOwner(Checksum.ReadRaw16(el4, 0)),
-                IpProtocol.Icmp => PortOwner(Checksum.ReadRaw16(el4, Icmp.IdentifierOffset)),
+                IpProtocol.Tcp or IpProtocol.Udp => PortOwner(p.Destination, Checksum.ReadRaw16(el4, 0)),
+                IpProtocol.Icmp => PortOwner(p.Destination, Checksum.ReadRaw16(el4, Icmp.IdentifierOffset)),
                 _ => -1,
             };
         }
@@ -247,8 +268,17 @@ public sealed class ShardMap
         return false;
     }
 
+    /// <summary>The owner of external <paramref name="external"/> (network order) port <paramref name="rawPort"/> (network order).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private int PortOwner(ushort rawPort) => OwnerOfPort(FlowKey.PortToHost(rawPort), _shards);
+    private int PortOwner(uint external, ushort rawPort)
+    {
+        int port = FlowKey.PortToHost(rawPort);
+        if (_deterministic is not null && _deterministic.TryReverse(external, port, out long subscriber))
+        {
+            return OwnerOfInside(_deterministic.SubscriberAt(subscriber));
+        }
+        return OwnerOfPort(port, _shards);
+    }
 
     private bool IsForward(byte proto, uint dst, ushort port)
     {

@@ -33,7 +33,8 @@ public sealed class PortAllocator
     /// maps to k, so an out2in packet's owner is read off its destination port (docs/architecture.md, "Shards").</param>
     /// <param name="ownerOfPort">The owner of each port (host order), required with more than one
     /// shard: the dataplane's one owner-of rule (ShardMap), passed down so the allocator does not
-    /// restate it. Called 65,536 times here, never per packet.</param>
+    /// restate it; -1 means any shard may take the port (deterministic ranges decide which will).
+    /// Called 65,536 times here, never per packet.</param>
     /// <exception cref="ArgumentException">Empty pool or range, a bad shard index, or several shards without <paramref name="ownerOfPort"/>.</exception>
     public PortAllocator(int addresses, int portMin, int portMax, ulong? seed = null, int shard = 0, int shards = 1, Func<int, int>? ownerOfPort = null)
     {
@@ -62,7 +63,8 @@ public sealed class PortAllocator
             var others = new ulong[1024];
             for (int p = 0; p < 65536; p++)
             {
-                if (ownerOfPort!(p) != shard)
+                int owner = ownerOfPort!(p);
+                if (owner >= 0 && owner != shard)
                 {
                     others[p >> 6] |= 1UL << (p & 63);
                 }
@@ -124,6 +126,30 @@ public sealed class PortAllocator
         if (port < 0)
         {
             port = FindFree(bits, lo, start - 1);
+        }
+        if (port < 0)
+        {
+            return -1;
+        }
+        bits[port >> 6] |= 1UL << (port & 63);
+        _used[address * Classes + protocolClass]++;
+        return port;
+    }
+
+    /// <summary>
+    /// Takes a free port for <paramref name="address"/> (pool index) and <paramref name="protocolClass"/>
+    /// inside <paramref name="low"/>..<paramref name="high"/> (host order, inclusive): a deterministic
+    /// subscriber's range (RFC 7422), drawn at random within it as RFC 6056 Algorithm 1. The port
+    /// class is not kept: a range holds no privileged ports. Returns the port or -1 when the range is full.
+    /// </summary>
+    public int AllocateInRange(int address, int protocolClass, int low, int high)
+    {
+        ulong[] bits = _bitmaps[address * Classes + protocolClass];
+        int start = low + (int)(Next() % (ulong)(high - low + 1));
+        int port = FindFree(bits, start, high);
+        if (port < 0)
+        {
+            port = FindFree(bits, low, start - 1);
         }
         if (port < 0)
         {

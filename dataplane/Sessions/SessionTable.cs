@@ -208,6 +208,12 @@ public sealed class SessionTable
     /// <summary>Where session create/delete events go (null: not logged). Written by the owning thread only.</summary>
     public Actors.SpscRing<NatEvent>? Events { get; set; }
 
+    /// <summary>
+    /// Whether session create and delete go to <see cref="Events"/> (refusals always do). Off with
+    /// deterministic allocation (RFC 7422), where the configuration's map is the log. Owner's thread only.
+    /// </summary>
+    public bool SessionEvents { get; set; } = true;
+
     /// <summary>Events lost because <see cref="Events"/> was full (logging never blocks the poller).</summary>
     public long EventsDropped => _counters[(int)Counters.ShardCounter.NatEventsDropped];
 
@@ -442,7 +448,7 @@ public sealed class SessionTable
         _countByClass[(int)cls]++;
         Count++;
         _counters[(int)Counters.ShardCounter.SessionsCreated]++;
-        if (Events is not null)
+        if (Events is not null && SessionEvents)
         {
             Emit(NatEventType.SessionCreated, in ses);
         }
@@ -493,7 +499,7 @@ public sealed class SessionTable
         {
             return;
         }
-        if (Events is not null)
+        if (Events is not null && SessionEvents)
         {
             Emit(NatEventType.SessionDeleted, in ses);
         }

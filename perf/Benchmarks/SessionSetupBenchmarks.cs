@@ -32,7 +32,7 @@ public class SessionSetupBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        _engine = BenchLab.Engine(FlowsPerIteration);
+        _engine = new NatEngine(Configure(BenchLab.Settings(FlowsPerIteration)), BenchLab.InsideMac, BenchLab.OutsideMac, new EngineOptions { Seed = 0x5eed });
         _frames = new byte[FlowsPerIteration * BenchLab.Stride];
         for (int i = 0; i < FlowsPerIteration; i++)
         {
@@ -40,6 +40,9 @@ public class SessionSetupBenchmarks
         }
         _slots = new FrameBatch(BenchLab.BatchSize);
     }
+
+    /// <summary>The variant's settings: the lab's as they are (dynamic allocation) here.</summary>
+    protected virtual NatSettings Configure(NatSettings settings) => settings;
 
     [GlobalCleanup]
     public void Cleanup()
@@ -95,4 +98,26 @@ public class SessionSetupBenchmarks
         _notForwarded += BenchLab.BatchSize - forwarded;
         return forwarded;
     }
+}
+
+/// <summary>
+/// <see cref="SessionSetupBenchmarks"/> with deterministic allocation (RFC 7422) on the same
+/// traffic: the 4096 inside hosts (10.16.0.0/20) are the subscribers, 128 per pool address and
+/// 504 ports each, so each new flow costs a prefix walk and a range-limited RFC 6056 allocation
+/// instead of a whole-range one. Every flow must still get a session (checked per iteration).
+/// </summary>
+[BenchmarkCategory(Categories.SlowPath)]
+[OperationUnit("session")]
+[InvocationCount(InvocationsPerIteration, 1)]
+public class DeterministicSessionSetupBenchmarks : SessionSetupBenchmarks
+{
+    /// <inheritdoc />
+    protected override NatSettings Configure(NatSettings settings) => settings with
+    {
+        Cgnat = new CgnatSettings
+        {
+            Allocation = PortAllocation.Deterministic,
+            Deterministic = new DeterministicSettings([Natd.Dataplane.Packets.Ipv4Prefix.Parse("10.16.0.0/20")]),
+        },
+    };
 }

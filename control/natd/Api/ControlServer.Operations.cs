@@ -59,6 +59,38 @@ public sealed partial class ControlServer
         await Json(ctx, StatusCodes.Status200OK, TimeoutFields(t), WireJsonContext.Default.DictionaryStringInt64).ConfigureAwait(false);
     }
 
+    /// <summary>GET /lookup?inside=ADDR or ?external=ADDR:PORT, answered from the running configuration's deterministic map.</summary>
+    private static async Task LookupAsync(HttpContext ctx, IControlOperations ops)
+    {
+        string? inside = ctx.Request.Query["inside"], external = ctx.Request.Query["external"];
+        if ((inside is null) == (external is null) || ctx.Request.Query.Count != 1)
+        {
+            await Plain(ctx, StatusCodes.Status400BadRequest, "lookup takes one of ?inside=a.b.c.d or ?external=a.b.c.d:port").ConfigureAwait(false);
+            return;
+        }
+        var settings = await ops.GetNatSettingsAsync(ctx.RequestAborted).ConfigureAwait(false);
+        if (DeterministicLookup.MapOf(settings, out string? why) is not { } map)
+        {
+            await Plain(ctx, StatusCodes.Status409Conflict, why!).ConfigureAwait(false);
+            return;
+        }
+        var outcome = inside is not null
+            ? DeterministicLookup.Inside(map, inside, out LookupRow? row, out string message)
+            : DeterministicLookup.External(map, external!, out row, out message);
+        switch (outcome)
+        {
+            case DeterministicLookup.Outcome.Found:
+                await Json(ctx, StatusCodes.Status200OK, row!, WireJsonContext.Default.LookupRow).ConfigureAwait(false);
+                break;
+            case DeterministicLookup.Outcome.NotFound:
+                await Plain(ctx, StatusCodes.Status404NotFound, message).ConfigureAwait(false);
+                break;
+            default:
+                await Plain(ctx, StatusCodes.Status400BadRequest, message).ConfigureAwait(false);
+                break;
+        }
+    }
+
     private static async Task SetTimeoutsAsync(HttpContext ctx, IControlOperations ops)
     {
         using var doc = await ReadBody(ctx).ConfigureAwait(false);

@@ -15,7 +15,9 @@ namespace Natd.Control.Api;
 /// The control HTTP API on the control port (127.0.0.1:9180 by default). Reads: GET /sessions (JSON
 /// array of <see cref="SessionRow"/>, optionally filtered by ?protocol=tcp|udp|icmp, ?inside=ADDR[:PORT]
 /// and ?remote=ADDR[:PORT]), GET /stats (JSON <see cref="StatsRow"/>), GET /metrics (Prometheus text
-/// 0.0.4, see <see cref="MetricsFormatter"/>), GET /healthz ("ok"), GET /timeouts. Writes (see
+/// 0.0.4, see <see cref="MetricsFormatter"/>), GET /healthz ("ok"), GET /timeouts, GET /lookup
+/// (?inside=ADDR or ?external=ADDR:PORT: a deterministic NAT lookup in the running configuration's
+/// map, <see cref="LookupRow"/>; 404 for no subscriber, 409 when not deterministic). Writes (see
 /// <see cref="IControlOperations"/>): POST /flush, POST /sessions/delete, POST /reload, PUT /timeouts.
 /// Kestrel is bound to exactly the configured endpoint and nothing else: the API has no
 /// authentication, so it belongs on loopback or a management network only.
@@ -90,6 +92,7 @@ public sealed partial class ControlServer : IAsyncDisposable
         app.MapPost("/sessions/delete", ctx => Answer(ctx, log, Operate(ctx, operations, DeleteAsync)));
         app.MapPost("/reload", ctx => Answer(ctx, log, Operate(ctx, operations, ReloadAsync)));
         app.MapGet("/timeouts", ctx => Answer(ctx, log, Operate(ctx, operations, GetTimeoutsAsync)));
+        app.MapGet("/lookup", ctx => Answer(ctx, log, Operate(ctx, operations, LookupAsync)));
         app.MapPut("/timeouts", ctx => Answer(ctx, log, Operate(ctx, operations, SetTimeoutsAsync)));
         app.MapGet("/healthz", static ctx =>
         {

@@ -5,7 +5,7 @@ namespace Natd.Control.Api;
 
 /// <summary>
 /// The operations the control API performs on a running natd beyond reading it (POST /flush,
-/// POST /sessions/delete, POST /reload, GET and PUT /timeouts). Implementations marshal each request
+/// POST /sessions/delete, POST /reload, GET and PUT /timeouts, GET /lookup). Implementations marshal each request
 /// to the actors that own the state: sessions to their pollers, the configuration to the ConfigActor.
 /// </summary>
 public interface IControlOperations
@@ -24,6 +24,9 @@ public interface IControlOperations
 
     /// <summary>The idle timeouts in force (seconds).</summary>
     Task<Timeouts> GetTimeoutsAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>The NAT settings in force (the running configuration, e.g. for GET /lookup's deterministic map).</summary>
+    Task<NatSettings> GetNatSettingsAsync(CancellationToken cancellationToken = default);
 
     /// <summary>
     /// Changes some timeouts live (the others stay). Not written to the file: a reload or restart

@@ -54,6 +54,7 @@ public static partial class ConfigLoader
             YMapping? det = Mapping(detNode, "nat.deterministic");
             Keys(det, "nat.deterministic", DeterministicKeys);
             DeterministicSettings? deterministic = null;
+            bool insideOk = true;
             if (det is not null)
             {
                 var inside = NetworkList(det.Get("inside"), "nat.deterministic.inside") ?? [];
@@ -63,6 +64,7 @@ public static partial class ConfigLoader
                 {
                     if (p.Length > prefix)
                     {
+                        insideOk = false;
                         Error(det.Get("inside")!, "nat.deterministic.inside", string.Create(CultureInfo.InvariantCulture,
                             $"{p} is smaller than one subscriber (nat.subscriber-prefix {prefix})"));
                     }
@@ -85,7 +87,7 @@ public static partial class ConfigLoader
                 (int)Integer(per?.Get("ports"), "limits.per-subscriber.ports", 0, 0, 65_535 * 3, "ports"),
                 (int)Integer(per?.Get("new-sessions-per-second"), "limits.per-subscriber.new-sessions-per-second", 0, 0, 1_000_000, "sessions per second"));
 
-            return settings with
+            var result = settings with
             {
                 Cgnat = new CgnatSettings
                 {
@@ -98,6 +100,13 @@ public static partial class ConfigLoader
                     Limits = perSubscriber,
                 },
             };
+            // The map's own arithmetic (RFC 7422): overlapping prefixes, too few ports or addresses.
+            if (allocation == PortAllocation.Deterministic && insideOk && deterministic is { Inside.Count: > 0 }
+                && DeterministicMap.Validate(result) is { } why)
+            {
+                Error(detNode!, "nat.deterministic", why);
+            }
+            return result;
         }
 
         /// <summary>Reads the <c>fragments</c> section.</summary>

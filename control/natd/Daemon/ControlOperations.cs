@@ -53,6 +53,12 @@ internal sealed class ControlOperations(IReadOnlyList<PollerHandle> pollers, IAc
         return config.Nat.Timeouts;
     }
 
+    public async Task<NatSettings> GetNatSettingsAsync(CancellationToken cancellationToken = default)
+    {
+        var config = await configActor.Ask<NatdConfig>(ConfigActor.GetConfig.Instance, AskTimeout, cancellationToken).ConfigureAwait(false);
+        return config.Nat;
+    }
+
     public async Task<OperationResult> SetTimeoutsAsync(TimeoutsChange change, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(change);

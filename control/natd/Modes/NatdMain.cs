@@ -16,6 +16,10 @@ internal static class NatdMain
           natd replay [--config natd.yaml] --in IN.pcap[ng] --out OUT.pcapng [--drops DROPS.pcapng] [--inside-trace]
                                                  translate a capture offline (no privileges)
           natd config check FILE                 validate a configuration file
+          natd lookup [--config natd.yaml] (--inside A | --external A:PORT | --table) [--json]
+                                                 deterministic NAT (RFC 7422) from the configuration alone:
+                                                 INSIDE EXTERNAL:LOW-HIGH, or every subscriber as CSV;
+                                                 exit 0 found, 1 not found, 2 usage or configuration error
         exit codes: 0 ok, 1 usage or environment error, 2 bad configuration or input
         """;
 
@@ -33,6 +37,8 @@ internal static class NatdMain
                     return await RunMode.RunAsync(Option(args, "--config"), Option(args, "--state"), stdout, stderr).ConfigureAwait(false);
                 case "replay":
                     return ReplayMode.Run(args[1..], stdout, stderr);
+                case "lookup":
+                    return LookupMode.Run(args[1..], stdout, stderr);
                 case "lab":
                     return await LabMode.RunAsync(stdout, stderr).ConfigureAwait(false);
                 case "config" when args.Length == 3 && args[1] == "check":

@@ -51,7 +51,7 @@ public class ConfigCgnatTests
     {
         var n = ConfigLoader.Parse("""
             nat:
-              pool: [198.51.100.0/28]
+              pool: [198.18.0.0/20]
               allocation: deterministic
               deterministic: { inside: [10.64.0.0/16, 10.65.0.0/24], ports: 2000 }
             """, "t.yaml").Nat;
@@ -88,6 +88,12 @@ public class ConfigCgnatTests
     [InlineData("nat:\n  port-reuse-delay: 7200\n", "nat.port-reuse-delay", "from 0 to 3600")]
     [InlineData("nat:\n  allocation: deterministic\n  deterministic: { inside: [10.64.0.0/33] }\n", "nat.deterministic.inside[0]", "not a network")]
     [InlineData("nat:\n  subscriber-prefix: 24\n  allocation: deterministic\n  deterministic: { inside: [10.64.0.0/28] }\n", "nat.deterministic.inside", "smaller than one subscriber")]
+    [InlineData("nat:\n  pool: [198.51.100.0/28]\n  allocation: deterministic\n  deterministic: { inside: [10.64.0.0/10] }\n", "nat.deterministic",
+        "10.64.0.0/10 holds 4194304 subscribers; 16 addresses x 64512 ports give 0 ports each, below the minimum of 64")]
+    [InlineData("nat:\n  pool: [198.51.100.0/28]\n  allocation: deterministic\n  deterministic: { inside: [10.64.0.0/10], ports: 2000 }\n", "nat.deterministic",
+        "nat.deterministic.ports 2000: 4194304 subscribers need 131072 addresses at 32 per address; the pool has 16")]
+    [InlineData("nat:\n  pool: [198.51.100.0/28]\n  allocation: deterministic\n  deterministic: { inside: [10.64.0.0/24, 10.64.0.128/25] }\n", "nat.deterministic",
+        "10.64.0.128/25 overlaps 10.64.0.0/24")]
     [InlineData("limits:\n  per-subscriber: { flows: 3 }\n", "limits.per-subscriber.flows", "unknown key")]
     [InlineData("limits:\n  per-subscriber: { sessions: -1 }\n", "limits.per-subscriber.sessions", "whole number")]
     [InlineData("fragments: { timeout: 0 }\n", "fragments.timeout", "from 1 to 60")]

@@ -264,4 +264,54 @@ public sealed class ControlOperationsTests : IAsyncLifetime
         Assert.Equal(2, code);
         Assert.Equal("natctl: timeouts not changed:\n  a reload is already in progress\n", err);
     }
+
+    private static NatSettings DeterministicSettings() => Natd.Tests.Support.EngineHarness.LabSettings() with
+    {
+        Pool = [Ipv4.Parse("198.51.100.16"), Ipv4.Parse("198.51.100.17")],
+        Cgnat = new CgnatSettings
+        {
+            Allocation = PortAllocation.Deterministic,
+            Deterministic = new DeterministicSettings([Ipv4Prefix.Parse("10.64.0.0/24")], 0), // 128 per address, 504 ports each
+        },
+    };
+
+    [Fact]
+    public async Task Lookup_answers_from_the_running_configurations_map_both_ways()
+    {
+        _ops.Settings = DeterministicSettings();
+        var inside = await Natctl("lookup", "--inside", "10.64.0.130");
+        Assert.Equal((0, "10.64.0.130 198.51.100.17:2032-2535\n", ""), inside);
+        var external = await Natctl("lookup", "--external", "198.51.100.17:2535");
+        Assert.Equal((0, "10.64.0.130 198.51.100.17:2032-2535\n", ""), external);
+        var json = await Natctl("lookup", "--external", "198.51.100.16:1024", "--json");
+        Assert.Equal(0, json.Code);
+        using var doc = JsonDocument.Parse(json.Out);
+        Assert.Equal("10.64.0.0", doc.RootElement.GetProperty("inside").GetString());
+        Assert.Equal(1527, doc.RootElement.GetProperty("port-high").GetInt32());
+
+        var (status, body) = await Send(HttpMethod.Get, "/lookup?external=198.51.100.16:1024");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal("{\"inside\":\"10.64.0.0\",\"external\":\"198.51.100.16\",\"port-low\":1024,\"port-high\":1527}", body);
+    }
+
+    [Fact]
+    public async Task Lookup_not_found_exits_1_and_other_modes_or_bad_questions_are_refused()
+    {
+        _ops.Settings = DeterministicSettings();
+        var missing = await Natctl("lookup", "--inside", "10.64.1.1");
+        Assert.Equal(1, missing.Code);
+        Assert.Equal("", missing.Out);
+        Assert.Contains("10.64.1.1 is in no nat.deterministic.inside prefix", missing.Err, StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.NotFound, (await Send(HttpMethod.Get, "/lookup?external=203.0.113.1:1024")).Status);
+        Assert.Equal(HttpStatusCode.BadRequest, (await Send(HttpMethod.Get, "/lookup?external=198.51.100.16")).Status);
+        Assert.Equal(HttpStatusCode.BadRequest, (await Send(HttpMethod.Get, "/lookup?inside=10.64.0.1&external=198.51.100.16:1024")).Status);
+        var usage = await Natctl("lookup");
+        Assert.Equal(Cli.Usage, usage.Code);
+        Assert.Contains("lookup needs one of --external ADDR:PORT or --inside ADDR", usage.Err, StringComparison.Ordinal);
+
+        _ops.Settings = Natd.Tests.Support.EngineHarness.LabSettings(); // dynamic
+        var dynamic = await Natctl("lookup", "--inside", "10.0.0.2");
+        Assert.Equal(Cli.Unreachable, dynamic.Code);
+        Assert.Contains("deterministic lookup needs nat.allocation: deterministic", dynamic.Err, StringComparison.Ordinal);
+    }
 }

@@ -30,6 +30,10 @@ internal sealed class FakeControlOperations : IControlOperations
 
     public Task<Timeouts> GetTimeoutsAsync(CancellationToken cancellationToken = default) => Task.FromResult(Current);
 
+    public NatSettings Settings { get; set; } = Natd.Tests.Support.EngineHarness.LabSettings();
+
+    public Task<NatSettings> GetNatSettingsAsync(CancellationToken cancellationToken = default) => Task.FromResult(Settings);
+
     public Task<OperationResult> SetTimeoutsAsync(TimeoutsChange change, CancellationToken cancellationToken = default)
     {
         Changes.Add(change);

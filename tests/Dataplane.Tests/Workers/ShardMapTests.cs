@@ -120,6 +120,81 @@ public class ShardMapTests
         }
     }
 
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void Deterministic_ports_are_owned_by_their_subscribers_shard_and_other_ports_by_port_mod_shards(int shards)
+    {
+        var s = Settings() with
+        {
+            Forwards = [],
+            Cgnat = new CgnatSettings
+            {
+                Allocation = PortAllocation.Deterministic,
+                Deterministic = new DeterministicSettings([Ipv4Prefix.Parse("10.0.0.0/26")], 500),
+            },
+        };
+        var map = new ShardMap(s, shards);
+        var det = DeterministicMap.For(s)!;
+        uint ext = Ipv4.Parse(Ext);
+        for (int port = 1; port < 65536; port++)
+        {
+            int owner = map.OwnerOfArrival(IpProtocol.Tcp, ext, FlowKey.PortToRaw((ushort)port)); // TCP: UDP 500 is ISAKMP's (shard 0)
+            int expected = det.TryReverse(ext, port, out long i) ? map.OwnerOfInside(det.SubscriberAt(i)) : ShardMap.OwnerOfPort(port, shards);
+            Assert.Equal(expected, owner);
+            // The allocators pre-mark nothing: only a subscriber's owner allocates in its range.
+            Assert.Equal(-1, map.OwnerOfExternalPort(port));
+        }
+        // 64 subscribers x 500 ports from 1024: 33024 and up are in no range.
+        Assert.Equal(ShardMap.OwnerOfPort(40000, shards), map.OwnerOfArrival(IpProtocol.Tcp, ext, FlowKey.PortToRaw(40000)));
+        var allocator = new PortAllocator(1, 1024, 65535, seed: 3, 1, shards, map.OwnerOfExternalPort);
+        Assert.True(allocator.TryReserve(0, 1, 1024 + shards)); // port % shards == 0: another shard's slice in dynamic mode
+    }
+
+    [Fact]
+    public void Hosts_of_one_subscriber_prefix_share_a_shard()
+    {
+        var s = Settings() with { Forwards = [], Cgnat = new CgnatSettings { SubscriberPrefix = 28 } };
+        var map = new ShardMap(s, 4);
+        var owners = new HashSet<int>();
+        for (int h = 0; h < 256; h++)
+        {
+            uint a = Ipv4.Parse($"10.0.0.{h}");
+            Assert.Equal(map.OwnerOfInside(s.Cgnat.SubscriberOf(a)), map.OwnerOfInside(a));
+            owners.Add(map.OwnerOfInside(a));
+        }
+        Assert.True(owners.Count > 1);
+    }
+
+    [Fact]
+    public void A_forward_backends_whole_subscriber_is_shard_zeros_and_so_is_its_deterministic_range()
+    {
+        // The backend 10.0.0.2 is in subscriber 10.0.0.0/30: its neighbours share its shard and range.
+        var s = Settings() with
+        {
+            Cgnat = new CgnatSettings
+            {
+                SubscriberPrefix = 30,
+                Allocation = PortAllocation.Deterministic,
+                Deterministic = new DeterministicSettings([Ipv4Prefix.Parse("10.0.0.0/24")]),
+            },
+        };
+        var det = DeterministicMap.For(s)!;
+        Assert.True(det.TryForward(Ipv4.Parse("10.0.0.3"), out var r));
+        for (int shards = 2; shards <= 4; shards++)
+        {
+            var map = new ShardMap(s, shards);
+            foreach (string host in new[] { "10.0.0.0", "10.0.0.1", "10.0.0.2", "10.0.0.3" })
+            {
+                Assert.Equal(ShardMap.PortLessShard, map.OwnerOfInside(Ipv4.Parse(host)));
+            }
+            for (int port = r.Low; port <= r.High; port++)
+            {
+                Assert.Equal(ShardMap.PortLessShard, map.OwnerOfArrival(IpProtocol.Tcp, Ipv4.Parse(Ext), FlowKey.PortToRaw((ushort)port)));
+            }
+        }
+    }
+
     public static TheoryData<string, byte[], Side> PinnedToShardZero() => new()
     {
         { "forward arrival", EngineHarness.FromOutside(Udp(Remote, 40000, Ext, 5000)), Side.Outside },
