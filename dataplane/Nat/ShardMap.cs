@@ -32,6 +32,7 @@ public sealed class ShardMap
 
     private readonly int _shards;
     private readonly NatSettings _settings;
+    private readonly CgnatSettings _cgnat;
     private readonly HashSet<uint> _own;
     private readonly HashSet<uint> _backends;
     private readonly ulong _seed;
@@ -46,6 +47,7 @@ public sealed class ShardMap
         ArgumentOutOfRangeException.ThrowIfLessThan(shards, 1);
         _shards = shards;
         _settings = settings;
+        _cgnat = settings.Cgnat;
         _seed = seed;
         _isakmp = settings.Algs.Ipsec.Enabled;
         _own = [.. settings.Pool, settings.Inside.Address.Address, settings.Outside.Address.Address];
@@ -84,11 +86,15 @@ public sealed class ShardMap
     /// </summary>
     public static int IpsecCapacity(int shard, int maxSessions) => shard == PortLessShard ? Math.Clamp(maxSessions / 16, 64, 4096) : 16;
 
-    /// <summary>The shard owning an inside host (address network order): a forward's backend is shard 0's, any other the hash of its address.</summary>
+    /// <summary>
+    /// The shard owning an inside host (address network order): a forward's backend is shard 0's,
+    /// any other the hash of its subscriber (<see cref="CgnatSettings.SubscriberOf"/>), so every
+    /// address of a subscriber prefix shares one shard with its blocks, pairing and limits.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public int OwnerOfInside(uint insideAddress)
         => _shards == 1 || (_backends.Count > 0 && _backends.Contains(insideAddress)) ? PortLessShard
-            : (int)(new FlowKey(insideAddress, 0, 0, 0, 0).Hash(_seed) % (uint)_shards);
+            : (int)(new FlowKey(_cgnat.SubscriberOf(insideAddress), 0, 0, 0, 0).Hash(_seed) % (uint)_shards);
 
     /// <summary>
     /// The owner of a TCP or UDP packet arriving from outside (or hairpinned) to natd's address
