@@ -143,7 +143,8 @@ public sealed class AlgBridge
         {
             if (poolIndex >= 0)
             {
-                int port = _table.Ports.Allocate(poolIndex, SessionTable.ProtocolClass(IpProtocol.Tcp), privileged: false);
+                // Through the subscriber's allocation: with port blocks the expected port comes from its blocks.
+                int port = _table.AllocatePort(ses.In2Out.Source, SessionTable.ProtocolClass(IpProtocol.Tcp), privileged: false, poolIndex, out poolIndex, out _);
                 if (port > 0)
                 {
                     reserved = (ushort)port;
@@ -208,7 +209,7 @@ public sealed class AlgBridge
         }
         if (ours && !reservedUsed)
         {
-            _table.Ports.Free(pending.ReservedPoolIndex, SessionTable.ProtocolClass(IpProtocol.Tcp), pending.ReservedPort);
+            _table.FreeUnusedPort(pending.ControlKey.Source, pending.ReservedPoolIndex, SessionTable.ProtocolClass(IpProtocol.Tcp), pending.ReservedPort);
         }
         Stats.Rewrites[(int)pending.Kind] += actions.Rewrites;
         Stats.Refused[(int)pending.Kind] += actions.Refused;
@@ -226,7 +227,7 @@ public sealed class AlgBridge
         Stats.Lost[(int)pending.Kind]++;
         if (pending.ReservedPort != 0 && ReferenceEquals(pending.Allocator, _table.Ports))
         {
-            _table.Ports.Free(pending.ReservedPoolIndex, SessionTable.ProtocolClass(IpProtocol.Tcp), pending.ReservedPort);
+            _table.FreeUnusedPort(pending.ControlKey.Source, pending.ReservedPoolIndex, SessionTable.ProtocolClass(IpProtocol.Tcp), pending.ReservedPort);
         }
     }
 
@@ -343,7 +344,7 @@ public sealed class AlgBridge
         }
         if (freePort && x.PoolIndex >= 0)
         {
-            _table.Ports.Free(x.PoolIndex, SessionTable.ProtocolClass(x.Protocol), x.ExternalPort);
+            _table.FreeUnusedPort(x.Inside, x.PoolIndex, SessionTable.ProtocolClass(x.Protocol), x.ExternalPort);
         }
         x.InUse = false;
         Stats.ExpectationsPending--;
