@@ -361,3 +361,37 @@ public class CgnatSubscriberTests
         }
     }
 }
+
+/// <summary>Paired pooling fills the pool evenly (issue: the distribution across addresses for 10,000 subscribers).</summary>
+public class CgnatDistributionTests(Xunit.Abstractions.ITestOutputHelper output)
+{
+    private const int Subscribers = 10_000, Addresses = 16;
+
+    private static int[] Distribution(CgnatSettings cgn)
+    {
+        var pool = Enumerable.Range(1, Addresses).Select(i => Ipv4.Parse($"198.51.100.{100 + i}")).ToArray();
+        var s = EngineHarness.LabSettings() with { Pool = pool, MaxSessions = 2 * Subscribers, Cgnat = cgn };
+        var engine = new NatEngine(s, default, default, new EngineOptions { Seed = 7 });
+        var perAddress = new int[Addresses];
+        for (int i = 0; i < Subscribers; i++)
+        {
+            uint inside = Ipv4.FromHostOrder(0x0A40_0000u + (uint)i); // 10.64.0.0/10, RFC 6598
+            int port = engine.Table.AllocatePort(inside, 1, false, 0, out int poolIndex, out var reason);
+            Assert.True(port > 0, $"subscriber {i}: {reason}");
+            perAddress[poolIndex]++;
+        }
+        return perAddress;
+    }
+
+    [Fact]
+    public void Ten_thousand_subscribers_spread_evenly_over_sixteen_addresses()
+    {
+        var pba = Distribution(new CgnatSettings { Allocation = PortAllocation.PortBlock, PortBlock = new PortBlockSettings(Size: 64) });
+        var tracked = Distribution(new CgnatSettings { Limits = new SubscriberLimits(Sessions: 100) });
+        output.WriteLine($"port-block, least-loaded: {string.Join(' ', pba)} (min {pba.Min()}, max {pba.Max()})");
+        output.WriteLine($"dynamic with subscriber state, least-loaded: {string.Join(' ', tracked)} (min {tracked.Min()}, max {tracked.Max()})");
+        Assert.Equal(Subscribers, pba.Sum());
+        Assert.True(pba.Max() - pba.Min() <= 1, string.Join(' ', pba));
+        Assert.True(tracked.Max() - tracked.Min() <= 1, string.Join(' ', tracked));
+    }
+}
