@@ -114,7 +114,7 @@ public sealed partial class NatEngine
                     break;
                 case FlowOpener.Trigger:
                     if (action == RuleAction.Masquerade && _triggers.Any && proto != IpProtocol.Icmp
-                        && _triggers.TryOpenOutbound(p.Key, _addresses.Pool[_addresses.PoolIndexFor(p.Source)], ref ctx, out s, out FlowKey parent))
+                        && _triggers.TryOpenOutbound(p.Key, PairedAddress(p.Source), ref ctx, out s, out FlowKey parent))
                     {
                         if (s < 0)
                         {

@@ -441,6 +441,18 @@ public sealed partial class NatEngine
         };
     }
 
+    /// <summary>
+    /// The external address of inside host <paramref name="inside"/>'s port-less flows (GRE, ESP,
+    /// ISAKMP, port triggers): its subscriber's paired address when this shard pairs it (RFC 4787
+    /// REQ-2), else the hash of its subscriber. Port-less state lives in shard 0, which with several
+    /// shards knows only its own subscribers' pairing.
+    /// </summary>
+    private uint PairedAddress(uint inside)
+    {
+        int i = Table.Subscribers?.PairedIndexOf(inside) ?? -1;
+        return _addresses.Pool[i >= 0 ? i : _addresses.PoolIndexFor(inside)];
+    }
+
     /// <summary>True when a CGN feature needs per-subscriber state: port blocks, spill pairing or a per-subscriber limit.</summary>
     private static bool NeedsSubscribers(NatSettings s)
         => s.Cgnat.Allocation == PortAllocation.PortBlock || s.Cgnat.Pairing == Pairing.Spill || !s.Cgnat.Limits.None;

@@ -77,6 +77,13 @@ public sealed class SubscriberPorts
     /// <summary>The shard's blocks (null unless <c>nat.allocation: port-block</c>).</summary>
     public PortBlocks? Blocks => _blocks;
 
+    /// <summary>The pool index <paramref name="inside"/>'s subscriber is paired with, or -1 when it holds no port here.</summary>
+    public int PairedIndexOf(uint inside)
+    {
+        int i = Table.Find(_cgn.SubscriberOf(inside));
+        return i < 0 ? -1 : Table[i].PoolIndex;
+    }
+
     /// <summary>Blocks held on each address (index = pool index), for utilisation figures; empty without port blocks.</summary>
     public int BlocksHeldOn(int poolIndex) => _blocks is null ? 0 : _blocks.PerAddress - _blocks.FreeOn(poolIndex);
 

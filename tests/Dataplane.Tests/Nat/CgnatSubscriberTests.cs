@@ -144,6 +144,24 @@ public class CgnatSubscriberTests
     }
 
     [Fact]
+    public void Port_less_flows_leave_from_the_subscribers_paired_address()
+    {
+        // Four addresses; the least-loaded pairing (not the address hash) decides, and GRE follows it.
+        var h = Harness(Pba(size: 64), s => s with
+        {
+            Pool = Pool4,
+            Rules = [new ForwardRule { Name = "gre", Action = RuleAction.Masquerade, Protocol = 47 }, new ForwardRule { Name = "all", Action = RuleAction.Masquerade }],
+            DefaultPolicy = RuleAction.Deny,
+        }, out _);
+        for (int host = 10; host < 18; host++)
+        {
+            string udp = Src(h.Out(Udp(Host(host), 40000, Out, 53)));
+            string gre = Src(h.Out(Wrap(Host(host), $"203.0.113.{host}", 47, new byte[16], 64, null, null)));
+            Assert.Equal(udp, gre);
+        }
+    }
+
+    [Fact]
     public void The_session_limit_refuses_new_flows_keeps_the_old_ones_and_spares_other_subscribers()
     {
         var h = Harness(new CgnatSettings { Limits = new SubscriberLimits(Sessions: 3) }, null, out var events);
