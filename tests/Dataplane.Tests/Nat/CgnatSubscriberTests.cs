@@ -274,6 +274,28 @@ public class CgnatSubscriberTests
     }
 
     [Fact]
+    public void Restored_sessions_bring_back_their_subscribers_block_pairing_and_counts()
+    {
+        var h = Harness(Pba(size: 64), s => s with { Pool = Pool4 }, out var events);
+        var ports = Enumerable.Range(0, 5).Select(i => SrcPort(h.Out(Udp(Host(2), 40000 + i, Out, 53)))).ToList();
+        var block = Assert.Single(Drain(events, NatEventType.PortBlockAllocated));
+        var saved = new List<SessionRecord>();
+        h.Engine.ExportSessions(saved, h.Now);
+
+        var restored = Harness(Pba(size: 64), s => s with { Pool = Pool4 }, out _);
+        Assert.Equal(5, restored.Engine.ImportSessions(saved, restored.Now));
+        var sub = Assert.Single(restored.Engine.Table.Subscribers!.List());
+        Assert.Equal((5, 5), (sub.Ports, sub.Sessions));
+        Assert.Equal(block.ExternalAddress, sub.External);
+        Assert.Equal([(block.ExternalPort, (int)block.PortHigh)], sub.Blocks);
+        // A new flow goes on in the same block and address.
+        var o = restored.Out(Udp(Host(2), 41000, Out, 53));
+        Assert.Equal(block.ExternalAddress, Ipv4.Parse(Src(o)));
+        Assert.InRange(SrcPort(o), block.ExternalPort, block.PortHigh);
+        Assert.DoesNotContain(SrcPort(o), ports);
+    }
+
+    [Fact]
     public void Held_blocks_are_logged_again_every_interim_period()
     {
         var h = Harness(Pba(size: 16, interim: 60), null, out var events);
