@@ -350,6 +350,20 @@ public class CgnatSubscriberTests
         Assert.Equal(1, table.Subscribers!.List().Single().Ports);
     }
 
+    [Fact]
+    public void An_ftp_port_commands_reserved_port_comes_from_the_block()
+    {
+        var h = new EngineHarness(s => s with { Cgnat = Pba(size: 64) }) { CompleteAlgFrames = false };
+        var events = new SpscRing<NatEvent>(64);
+        h.Engine.Table.Events = events;
+        Assert.NotEqual(Verdict.Drop, h.Run(Tcp(Host(2), 40000, Out, 21, Natd.Dataplane.Packets.Tcp.Syn), Side.Inside, out _)); // to the FTP helper
+        var b = Assert.Single(Drain(events, NatEventType.PortBlockAllocated));
+        var data = Tcp(Host(2), 40000, Out, 21, Natd.Dataplane.Packets.Tcp.Ack, seq: 1001, ack: 1, payload: "PORT 10,0,0,2,156,65\r\n"u8.ToArray());
+        Assert.Equal(Verdict.ToHelper, h.Run(data, Side.Inside, out _));
+        Assert.InRange(h.PendingAlg.ReservedPort, b.ExternalPort, b.PortHigh);
+        Assert.Equal(2, h.Engine.Table.Subscribers!.List().Single().Ports); // the control mapping and the reservation
+    }
+
     /// <summary>
     /// Property: for random block sizes, shard counts and churn, the blocks held at any moment (all
     /// shards, all subscribers) never share a port, and every port of a block is its shard's.
