@@ -169,12 +169,16 @@ public class CgnatSubscriberTests
         {
             h.Out(Udp(Host(2), 40000 + i, Out, 53));
         }
+        // The first refusal is answered with ICMP administratively prohibited (type 3 code 13).
+        Assert.Equal(Verdict.ToInside, h.Run(Udp(Host(2), 41000, Out, 53), Side.Inside, out var icmp));
+        Assert.Equal((Natd.Dataplane.Packets.Icmp.DestinationUnreachable, 13), (icmp[L4Offset(icmp)], icmp[L4Offset(icmp) + 1]));
+        Assert.Equal(Host(2), Dst(icmp));
         for (int i = 0; i < 5; i++)
         {
-            Assert.Equal(Verdict.Drop, h.Run(Udp(Host(2), 41000 + i, Out, 53), Side.Inside, out _));
+            Assert.NotEqual(Verdict.ToOutside, h.Run(Udp(Host(2), 41000 + i, Out, 53), Side.Inside, out _));
             Assert.Equal(DropReason.SubscriberSessionLimit, h.LastDrop);
         }
-        Assert.Equal(5, h.Drops(DropReason.SubscriberSessionLimit));
+        Assert.Equal(6, h.Drops(DropReason.SubscriberSessionLimit));
         h.Out(Udp(Host(2), 40000, Out, 53)); // never evicted
         h.Out(Udp(Host(3), 40000, Out, 53));
         var ev = Assert.Single(Drain(events, NatEventType.SubscriberLimit)); // one per subscriber per 10 s
@@ -183,7 +187,7 @@ public class CgnatSubscriberTests
         h.Now += SubscriberPorts.LimitEventIntervalMs;
         h.Run(Udp(Host(2), 42000, Out, 53), Side.Inside, out _);
         Assert.Single(Drain(events, NatEventType.SubscriberLimit));
-        Assert.Equal(6, h.Engine.Table.Subscribers!.List().Single(s => s.Subscriber == Ipv4.Parse(Host(2))).SessionHits);
+        Assert.Equal(7, h.Engine.Table.Subscribers!.List().Single(s => s.Subscriber == Ipv4.Parse(Host(2))).SessionHits);
     }
 
     [Fact]
@@ -193,7 +197,7 @@ public class CgnatSubscriberTests
         h.Out(Udp(Host(2), 40000, Out, 53));
         h.Out(Icmp(Host(2), Out, 8, 0, 7, 1));
         h.Out(Udp(Host(2), 40000, "198.51.100.3", 53)); // same mapping (endpoint-independent): no new port
-        Assert.Equal(Verdict.Drop, h.Run(Tcp(Host(2), 40001, Out, 80, Natd.Dataplane.Packets.Tcp.Syn), Side.Inside, out _));
+        Assert.NotEqual(Verdict.ToOutside, h.Run(Tcp(Host(2), 40001, Out, 80, Natd.Dataplane.Packets.Tcp.Syn), Side.Inside, out _));
         Assert.Equal(DropReason.SubscriberPortLimit, h.LastDrop);
     }
 
@@ -205,7 +209,7 @@ public class CgnatSubscriberTests
         {
             h.Out(Udp(Host(2), 40000 + i, Out, 53));
         }
-        Assert.Equal(Verdict.Drop, h.Run(Udp(Host(2), 40005, Out, 53), Side.Inside, out _));
+        Assert.NotEqual(Verdict.ToOutside, h.Run(Udp(Host(2), 40005, Out, 53), Side.Inside, out _));
         Assert.Equal(DropReason.SubscriberRateLimit, h.LastDrop);
         h.Out(Udp(Host(2), 40000, Out, 53)); // an existing session is no new session
         h.Now += 1_000;
