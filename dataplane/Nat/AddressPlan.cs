@@ -33,6 +33,7 @@ internal sealed class AddressPlan
 
     private readonly ulong _seed;
     private uint[] _pool = [];
+    private CgnatSettings _cgnat = new();
     private Dictionary<uint, int>? _poolIndex;
     private Ipv4Prefix[] _insideNetworks = [];
     private uint _insideGateway;
@@ -71,6 +72,7 @@ internal sealed class AddressPlan
     public void Update(NatSettings next)
     {
         _pool = [.. next.Pool];
+        _cgnat = next.Cgnat;
         _poolIndex = IndexPool(_pool);
         InsideAddress = next.Inside.Address.Address;
         OutsideAddress = next.Outside.Address.Address;
@@ -123,9 +125,12 @@ internal sealed class AddressPlan
         return -1;
     }
 
-    /// <summary>Paired pooling (RFC 4787 REQ-2): the pool index an inside address always maps to.</summary>
+    /// <summary>
+    /// Paired pooling (RFC 4787 REQ-2): the pool index an inside address always maps to, the hash
+    /// of its subscriber (<see cref="CgnatSettings.SubscriberOf"/>) so a subscriber prefix shares one address.
+    /// </summary>
     public int PoolIndexFor(uint insideAddress)
-        => _pool.Length == 1 ? 0 : (int)(new Sessions.FlowKey(insideAddress, 0, 0, 0, 0).Hash(_seed) % (uint)_pool.Length);
+        => _pool.Length == 1 ? 0 : (int)(new Sessions.FlowKey(_cgnat.SubscriberOf(insideAddress), 0, 0, 0, 0).Hash(_seed) % (uint)_pool.Length);
 
     /// <summary>True for natd's inside or outside address or an external (pool) address.</summary>
     public bool IsOwnAddress(uint address)

@@ -146,10 +146,11 @@ public sealed class AlgBridge
         {
             if (poolIndex >= 0)
             {
-                // A deterministic subscriber's expectation port comes from its own range (RFC 7422), on its own address.
+                // A deterministic subscriber's expectation port comes from its own range (RFC 7422), on its own
+                // address; otherwise through the subscriber's allocation (with port blocks, from its blocks).
                 int port = Deterministic is not null && Deterministic.TryForward(ses.In2Out.Source, out DeterministicRange range) && range.PoolIndex == poolIndex
                     ? _table.Ports.AllocateInRange(poolIndex, SessionTable.ProtocolClass(IpProtocol.Tcp), range.Low, range.High)
-                    : _table.Ports.Allocate(poolIndex, SessionTable.ProtocolClass(IpProtocol.Tcp), privileged: false);
+                    : _table.AllocatePort(ses.In2Out.Source, SessionTable.ProtocolClass(IpProtocol.Tcp), privileged: false, poolIndex, out poolIndex, out _);
                 if (port > 0)
                 {
                     reserved = (ushort)port;
@@ -214,7 +215,7 @@ public sealed class AlgBridge
         }
         if (ours && !reservedUsed)
         {
-            _table.Ports.Free(pending.ReservedPoolIndex, SessionTable.ProtocolClass(IpProtocol.Tcp), pending.ReservedPort);
+            _table.FreeUnusedPort(pending.ControlKey.Source, pending.ReservedPoolIndex, SessionTable.ProtocolClass(IpProtocol.Tcp), pending.ReservedPort);
         }
         Stats.Rewrites[(int)pending.Kind] += actions.Rewrites;
         Stats.Refused[(int)pending.Kind] += actions.Refused;
@@ -232,7 +233,7 @@ public sealed class AlgBridge
         Stats.Lost[(int)pending.Kind]++;
         if (pending.ReservedPort != 0 && ReferenceEquals(pending.Allocator, _table.Ports))
         {
-            _table.Ports.Free(pending.ReservedPoolIndex, SessionTable.ProtocolClass(IpProtocol.Tcp), pending.ReservedPort);
+            _table.FreeUnusedPort(pending.ControlKey.Source, pending.ReservedPoolIndex, SessionTable.ProtocolClass(IpProtocol.Tcp), pending.ReservedPort);
         }
     }
 
@@ -349,7 +350,7 @@ public sealed class AlgBridge
         }
         if (freePort && x.PoolIndex >= 0)
         {
-            _table.Ports.Free(x.PoolIndex, SessionTable.ProtocolClass(x.Protocol), x.ExternalPort);
+            _table.FreeUnusedPort(x.Inside, x.PoolIndex, SessionTable.ProtocolClass(x.Protocol), x.ExternalPort);
         }
         x.InUse = false;
         Stats.ExpectationsPending--;

@@ -63,6 +63,10 @@ internal sealed class LiveSessions
         {
             return -1;
         }
+        if (origin == SessionOrigin.Forward && Table.Subscribers is { } sp && !sp.Admit(in2out.Source, nowMs, out reason))
+        {
+            return -1; // a forwarded connection counts against its backend's subscriber limits
+        }
         int m = Table.AddMapping(in2out.Source, in2out.SourcePort, out2in.Destination, out2in.DestinationPort, in2out.Protocol, -1, endpointIndependent: false);
         if (m < 0)
         {

@@ -13,11 +13,15 @@ public sealed partial class NatEngine
     /// <summary>The deterministic map the engine allocates from; null unless <c>nat.allocation</c> is deterministic.</summary>
     public DeterministicMap? Deterministic => _deterministic;
 
-    /// <summary>Builds the map of <paramref name="settings"/> and turns per-session events off with it (the map is the log).</summary>
+    /// <summary>
+    /// Builds the map of <paramref name="settings"/>. Per-session events are logged with dynamic
+    /// allocation only: with port blocks the block records are the log (RFC 6888 section 5), with
+    /// deterministic allocation the map is (RFC 7422).
+    /// </summary>
     private void ApplyDeterministic(NatSettings settings)
     {
         _deterministic = DeterministicMap.For(settings);
-        Table.SessionEvents = _deterministic is null;
+        Table.SessionEvents = settings.Cgnat.Allocation == PortAllocation.Dynamic;
         AlgBridge.Deterministic = _deterministic;
     }
 

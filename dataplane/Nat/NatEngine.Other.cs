@@ -101,7 +101,7 @@ public sealed partial class NatEngine
         {
             return ctx.Drop(DropReason.NoRoute);
         }
-        TunnelVerdict t = _portless.In2Out(ipSpan, _addresses.Pool[_addresses.PoolIndexFor(ip.Source)], ref ctx);
+        TunnelVerdict t = _portless.In2Out(ipSpan, PairedAddress(ip.Source), ref ctx);
         return Finish(t, slot, ref length, ipSpan, ip.HeaderLength, nextHop, ref ctx);
     }
 

@@ -114,7 +114,7 @@ public sealed partial class NatEngine
                     break;
                 case FlowOpener.Trigger:
                     if (action == RuleAction.Masquerade && _triggers.Any && proto != IpProtocol.Icmp
-                        && _triggers.TryOpenOutbound(p.Key, _addresses.Pool[_addresses.PoolIndexFor(p.Source)], ref ctx, out s, out FlowKey parent))
+                        && _triggers.TryOpenOutbound(p.Key, PairedAddress(p.Source), ref ctx, out s, out FlowKey parent))
                     {
                         if (s < 0)
                         {
@@ -137,6 +137,11 @@ public sealed partial class NatEngine
         }
         if (s < 0)
         {
+            if (r is DropReason.SubscriberSessionLimit or DropReason.SubscriberPortLimit or DropReason.SubscriberRateLimit && !hairpin)
+            {
+                // A refused flow is told at once (as a reject rule does), under the ICMP error rate limit.
+                return _icmp.IcmpReply(slot, ref length, Side.Inside, ipSpan, p.Ihl, Icmp.DestinationUnreachable, 13, r, ref ctx);
+            }
             return ctx.Drop(r);
         }
         if (action == RuleAction.Masquerade)

@@ -144,6 +144,10 @@ public sealed partial class NatEngine
         {
             Table.Ports.Free(pool, SessionTable.ProtocolClass(r.Protocol), r.ExternalPort);
         }
+        else
+        {
+            Table.Subscribers?.Adopt(r.InsideAddress, pool, SessionTable.ProtocolClass(r.Protocol), r.ExternalPort, nowMs: _now); // its pairing and block come back with it
+        }
         return m;
     }
 }

@@ -289,6 +289,11 @@ public sealed partial class NatEngine
             reason = DropReason.SessionLimit;
             return -1;
         }
+        SubscriberPorts? subscribers = Table.Subscribers;
+        if (subscribers is not null && !subscribers.Admit(key.Source, _now, out reason))
+        {
+            return -1; // a per-subscriber limit (RFC 6888 REQ-3, REQ-4): refused, nothing evicted
+        }
         bool eim = _settings.Mapping == MappingBehaviour.EndpointIndependent;
         int m = eim ? Table.FindMappingByInside(key.Source, key.SourcePort, key.Protocol) : -1;
         if (m < 0 && _deterministic is not null)
@@ -305,17 +310,30 @@ public sealed partial class NatEngine
             int poolIndex = _addresses.PoolIndexFor(key.Source);
             int pclass = SessionTable.ProtocolClass(key.Protocol);
             bool privileged = key.Protocol != IpProtocol.Icmp && FlowKey.PortToHost(key.SourcePort) < 1024;
-            int port = Table.Ports.Allocate(poolIndex, pclass, privileged);
-            if (port < 0)
+            int port;
+            if (subscribers is null)
             {
-                Table.EmitRefusal(NatEventType.PortExhausted, key, _addresses.Pool[poolIndex]);
-                reason = DropReason.PortExhausted;
-                return -1;
+                port = Table.Ports.Allocate(poolIndex, pclass, privileged);
+                if (port < 0)
+                {
+                    Table.EmitRefusal(NatEventType.PortExhausted, key, _addresses.Pool[poolIndex]);
+                    reason = DropReason.PortExhausted;
+                    return -1;
+                }
+            }
+            else
+            {
+                // Paired pooling, port blocks and the port limit; the subscriber's own events say why it failed.
+                port = subscribers.Allocate(key.Source, pclass, privileged, _now, out poolIndex, out reason);
+                if (port < 0)
+                {
+                    return -1;
+                }
             }
             m = Table.AddMapping(key.Source, key.SourcePort, _addresses.Pool[poolIndex], FlowKey.PortToRaw((ushort)port), key.Protocol, poolIndex, eim);
             if (m < 0)
             {
-                Table.Ports.Free(poolIndex, pclass, port);
+                Table.FreeUnusedPort(key.Source, poolIndex, pclass, port);
                 reason = DropReason.SessionLimit;
                 return -1;
             }
@@ -371,6 +389,10 @@ public sealed partial class NatEngine
         {
             reason = DropReason.SessionLimit;
             return -1;
+        }
+        if (Table.Subscribers is { } sp && !sp.Admit(map.InsideAddress, _now, out reason))
+        {
+            return -1; // an inbound session on a mapping counts against its subscriber too
         }
         var in2out = new FlowKey(map.InsideKey.Source, key.Source, map.InsideKey.SourcePort, key.SourcePort, key.Protocol);
         int s = Table.AddSession(m, in2out, key, InitialClass(key.Protocol), _now);

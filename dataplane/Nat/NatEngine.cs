@@ -151,9 +151,11 @@ public sealed partial class NatEngine
         _seed = seed;
         _addresses = new AddressPlan(settings, seed);
         _shardMap = new ShardMap(settings, _options.Shards, _options.ShardSeed);
-        var ports = new PortAllocator(_addresses.Pool.Length, settings.PortMin, settings.PortMax, seed ^ 0x5DEECE66DUL, _options.Shard, _options.Shards, OwnerOfPort);
         // limits.sessions is the whole dataplane's; each shard holds its share.
-        Table = new SessionTable(Math.Max(1, (settings.MaxSessions + _options.Shards - 1) / _options.Shards), ports, seed, Counters.Table);
+        int capacity = Math.Max(1, (settings.MaxSessions + _options.Shards - 1) / _options.Shards);
+        var ports = NewPorts(settings, seed ^ 0x5DEECE66DUL);
+        Table = new SessionTable(capacity, ports, seed, Counters.Table);
+        RebuildSubscribers();
         AlgBridge = new AlgBridge(Table, settings, Counters);
         Walker = new SessionWalker(Table, AlgBridge, settings);
         CreatePolicy(settings);
@@ -404,6 +406,7 @@ public sealed partial class NatEngine
         {
             Table.EnableExternalIndex();
         }
+        Table.Ports.ReuseDelayMs = next.Cgnat.PortReuseDelaySeconds * 1000L;
         if (poolChanged)
         {
             RebuildPorts(next);
@@ -416,6 +419,10 @@ public sealed partial class NatEngine
         if (rulesChanged || poolChanged)
         {
             RecheckSessions();
+        }
+        if (poolChanged || next.Cgnat != cur.Cgnat)
+        {
+            RebuildSubscribers();
         }
         return null;
     }
@@ -435,7 +442,7 @@ public sealed partial class NatEngine
     /// <summary>New allocator for a new pool or range; mappings on kept addresses keep their ports, the rest close.</summary>
     private void RebuildPorts(NatSettings next)
     {
-        var ports = new PortAllocator(_addresses.Pool.Length, next.PortMin, next.PortMax, _seed ^ (ulong)_now, _options.Shard, _options.Shards, OwnerOfPort);
+        var ports = NewPorts(next, _seed ^ (ulong)_now);
         AlgBridge.Clear(); // their reserved ports were the old allocator's
         Table.Ports = ports;
         var mappings = Table.Mappings;
@@ -461,6 +468,73 @@ public sealed partial class NatEngine
             }
         }
         ReserveForwardPorts();
+    }
+
+    /// <summary>
+    /// The shard's port allocator for <paramref name="settings"/>, with the port quarantine
+    /// (<c>nat.port-reuse-delay</c>): its ring can hold every port of the shard (no port ever leaves
+    /// early) up to 1 Mi ports (14 bytes each) for large pools, where a churn faster than that lets
+    /// the oldest port go early (counted: QuarantineOverflows). Sized by the port space, not the
+    /// session table.
+    /// </summary>
+    private PortAllocator NewPorts(NatSettings settings, ulong seed)
+    {
+        long shardPorts = (long)_addresses.Pool.Length * PortAllocator.Classes * (65536 / _options.Shards + 1);
+        int quarantine = (int)Math.Min(shardPorts, 1 << 20);
+        return new PortAllocator(_addresses.Pool.Length, settings.PortMin, settings.PortMax, seed, _options.Shard, _options.Shards, OwnerOfPort, quarantine)
+        {
+            ReuseDelayMs = settings.Cgnat.PortReuseDelaySeconds * 1000L,
+        };
+    }
+
+    /// <summary>
+    /// The external address of inside host <paramref name="inside"/>'s port-less flows (GRE, ESP,
+    /// ISAKMP, port triggers): its subscriber's paired address when this shard pairs it (RFC 4787
+    /// REQ-2), else the hash of its subscriber. Port-less state lives in shard 0, which with several
+    /// shards knows only its own subscribers' pairing.
+    /// </summary>
+    private uint PairedAddress(uint inside)
+    {
+        int i = Table.Subscribers?.PairedIndexOf(inside) ?? -1;
+        return _addresses.Pool[i >= 0 ? i : _addresses.PoolIndexFor(inside)];
+    }
+
+    /// <summary>True when a CGN feature needs per-subscriber state: port blocks, spill pairing or a per-subscriber limit.</summary>
+    private static bool NeedsSubscribers(NatSettings s)
+        => s.Cgnat.Allocation == PortAllocation.PortBlock || s.Cgnat.Pairing == Pairing.Spill || !s.Cgnat.Limits.None;
+
+    /// <summary>
+    /// (Re)builds the subscriber state from the table (construction, a snapshot restore, a reload that
+    /// changed the pool or the CGN settings): each live mapping's port is adopted by its subscriber
+    /// (pairing, block) and each session counted. Bounded by the table's size; never per packet.
+    /// </summary>
+    internal void RebuildSubscribers()
+    {
+        if (!NeedsSubscribers(_settings))
+        {
+            Table.Subscribers = null;
+            return;
+        }
+        var sp = new SubscriberPorts(Table, _settings.Cgnat, _addresses.Pool, _seed, _options.Shard, _options.Shards, Table.Capacity);
+        Table.Subscribers = null; // counted below, not by the table's hooks
+        var mappings = Table.Mappings;
+        for (int m = 0; m < mappings.Length; m++)
+        {
+            ref Mapping map = ref mappings[m];
+            if (map.InUse && !map.StaticPort)
+            {
+                sp.Adopt(map.InsideAddress, map.PoolIndex, SessionTable.ProtocolClass(map.Protocol), FlowKey.PortToHost(map.ExternalPort), _now);
+            }
+        }
+        var sessions = Table.Sessions;
+        for (int i = 0; i < sessions.Length; i++)
+        {
+            if (sessions[i].InUse)
+            {
+                sp.SessionAdded(mappings[sessions[i].Mapping].InsideAddress, _now);
+            }
+        }
+        Table.Subscribers = sp;
     }
 
     /// <summary>Closes sessions the current rules and forwards would not create the same way.</summary>
@@ -527,6 +601,8 @@ public sealed partial class NatEngine
         _gre.Sweep(nowMs, budget);
         _fragments.Sweep(nowMs, budget);
         int n = Table.Expire(nowMs, _settings.Timeouts, budget);
+        Table.Ports.DrainQuarantine(nowMs, budget);
+        Table.Subscribers?.Sweep(nowMs, budget);
         n += _ipsec.Expire(nowMs, Math.Max(0, budget - n));
         Counters.SessionsSwept += n;
         return n;

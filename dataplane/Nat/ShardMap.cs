@@ -37,6 +37,7 @@ public sealed class ShardMap
 
     private readonly int _shards;
     private readonly NatSettings _settings;
+    private readonly CgnatSettings _cgnat;
     private readonly HashSet<uint> _own;
     private readonly HashSet<uint> _backends;
     private readonly ulong _seed;
@@ -52,6 +53,7 @@ public sealed class ShardMap
         ArgumentOutOfRangeException.ThrowIfLessThan(shards, 1);
         _shards = shards;
         _settings = settings;
+        _cgnat = settings.Cgnat;
         _seed = seed;
         _isakmp = settings.Algs.Ipsec.Enabled;
         _own = [.. settings.Pool, settings.Inside.Address.Address, settings.Outside.Address.Address];

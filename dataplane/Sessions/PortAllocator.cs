@@ -19,6 +19,14 @@ public sealed class PortAllocator
     private readonly int[] _used;
     private readonly int _lo, _hi, _privLo, _privHi;
     private ulong _s0, _s1; // xorshift128+ state, seeded from a CSPRNG unless a seed is given
+    // Port quarantine: a FIFO ring of released ports still marked busy in their bitmap until due.
+    private readonly long[] _qDue;
+    private readonly int[] _qSlot;
+    private readonly ushort[] _qPort;
+    private int _qHead, _qCount;
+    // Which busy ports are quarantined rather than mapped (IsUsed: a reply to a closed mapping is
+    // plain unsolicited traffic). One bitmap per address and class, made on its first release.
+    private readonly ulong[]?[] _qBits;
 
     /// <summary>
     /// Creates an allocator for <paramref name="addresses"/> external addresses and the range
@@ -36,7 +44,9 @@ public sealed class PortAllocator
     /// restate it; -1 means any shard may take the port (deterministic ranges decide which will).
     /// Called 65,536 times here, never per packet.</param>
     /// <exception cref="ArgumentException">Empty pool or range, a bad shard index, or several shards without <paramref name="ownerOfPort"/>.</exception>
-    public PortAllocator(int addresses, int portMin, int portMax, ulong? seed = null, int shard = 0, int shards = 1, Func<int, int>? ownerOfPort = null)
+    /// <param name="quarantineCapacity">Released ports the quarantine holds at most (<see cref="Release"/>); 0: none, a released port is free at once.</param>
+    public PortAllocator(int addresses, int portMin, int portMax, ulong? seed = null, int shard = 0, int shards = 1, Func<int, int>? ownerOfPort = null,
+        int quarantineCapacity = 0)
     {
         if (shards < 1 || shard < 0 || shard >= shards)
         {
@@ -91,6 +101,10 @@ public sealed class PortAllocator
             _privLo = 1;
             _privHi = 1023;
         }
+        _qDue = new long[Math.Max(0, quarantineCapacity)];
+        _qSlot = new int[_qDue.Length];
+        _qPort = new ushort[_qDue.Length];
+        _qBits = new ulong[]?[addresses * Classes];
         ulong s = seed ?? BitConverter.ToUInt64(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
         _s0 = SplitMix(ref s);
         _s1 = SplitMix(ref s);
@@ -186,9 +200,91 @@ public sealed class PortAllocator
         }
     }
 
-    /// <summary>True when the port is allocated.</summary>
+    /// <summary>
+    /// Milliseconds a port given back through <see cref="Release"/> rests before it can be handed
+    /// out again (<c>nat.port-reuse-delay</c>), so a new holder never receives a stray segment of the
+    /// previous holder's connection. 0: released ports are free at once.
+    /// </summary>
+    public long ReuseDelayMs { get; set; }
+
+    /// <summary>Ports resting in the quarantine (not in use, not free).</summary>
+    public int Quarantined => _qCount;
+
+    /// <summary>Ports that left the quarantine early because it was full (the ring holds <c>quarantineCapacity</c> ports).</summary>
+    public long QuarantineOverflows { get; private set; }
+
+    /// <summary>Lowest port of the ordinary class (1024 and above when the range has such ports).</summary>
+    public int OrdinaryLow => _lo;
+
+    /// <summary>Highest port of the ordinary class.</summary>
+    public int OrdinaryHigh => _hi;
+
+    /// <summary>
+    /// Gives back a port whose mapping ended at <paramref name="nowMs"/> (engine clock): it stops
+    /// counting as used at once but stays busy for <see cref="ReuseDelayMs"/> (the quarantine;
+    /// <see cref="DrainQuarantine"/> frees it). When the quarantine is off or full the port (or,
+    /// when full, the oldest quarantined one) is freed at once; bounded memory either way.
+    /// </summary>
+    public void Release(int address, int protocolClass, int port, long nowMs)
+    {
+        int slot = address * Classes + protocolClass;
+        if (ReuseDelayMs <= 0 || _qDue.Length == 0)
+        {
+            Free(address, protocolClass, port);
+            return;
+        }
+        ulong[] bits = _bitmaps[slot];
+        if ((bits[port >> 6] & (1UL << (port & 63))) == 0)
+        {
+            return;
+        }
+        _used[slot]--;
+        if (_qCount == _qDue.Length)
+        {
+            QuarantineOverflows++;
+            Unquarantine();
+        }
+        int tail = (_qHead + _qCount) % _qDue.Length;
+        (_qBits[slot] ??= new ulong[1024])[port >> 6] |= 1UL << (port & 63);
+        _qDue[tail] = nowMs + ReuseDelayMs;
+        _qSlot[tail] = slot;
+        _qPort[tail] = (ushort)port;
+        _qCount++;
+    }
+
+    /// <summary>Frees quarantined ports whose delay has passed at <paramref name="nowMs"/>, at most <paramref name="budget"/>; returns how many.</summary>
+    public int DrainQuarantine(long nowMs, int budget)
+    {
+        int n = 0;
+        while (_qCount > 0 && n < budget && _qDue[_qHead] <= nowMs)
+        {
+            Unquarantine();
+            n++;
+        }
+        return n;
+    }
+
+    private void Unquarantine()
+    {
+        int port = _qPort[_qHead];
+        int slot = _qSlot[_qHead];
+        _bitmaps[slot][port >> 6] &= ~(1UL << (port & 63));
+        _qBits[slot]![port >> 6] &= ~(1UL << (port & 63));
+        _qHead = (_qHead + 1) % _qDue.Length;
+        _qCount--;
+    }
+
+    /// <summary>True when the port is allocated (busy and not resting in the quarantine).</summary>
     public bool IsUsed(int address, int protocolClass, int port)
-        => (_bitmaps[address * Classes + protocolClass][port >> 6] & (1UL << (port & 63))) != 0;
+    {
+        int slot = address * Classes + protocolClass;
+        ulong m = 1UL << (port & 63);
+        return (_bitmaps[slot][port >> 6] & m) != 0 && (_qBits[slot] is not { } q || (q[port >> 6] & m) == 0);
+    }
+
+    /// <summary>True when the port rests in the quarantine.</summary>
+    public bool IsQuarantined(int address, int protocolClass, int port)
+        => _qBits[address * Classes + protocolClass] is { } q && (q[port >> 6] & (1UL << (port & 63))) != 0;
 
     private static int FindFree(ulong[] bits, int from, int to)
     {

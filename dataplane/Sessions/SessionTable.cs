@@ -205,12 +205,20 @@ public sealed class SessionTable
     /// <summary>Sessions deleted since start.</summary>
     public long Deleted => _counters[(int)Counters.ShardCounter.SessionsDeleted];
 
+    /// <summary>
+    /// Subscriber state and subscriber-aware port allocation (port blocks, least-loaded pairing,
+    /// per-subscriber limits); null when no CGN feature is configured, so the default path does no
+    /// subscriber work. Every session and mapping added or removed is counted here.
+    /// </summary>
+    public SubscriberPorts? Subscribers { get; set; }
+
     /// <summary>Where session create/delete events go (null: not logged). Written by the owning thread only.</summary>
     public Actors.SpscRing<NatEvent>? Events { get; set; }
 
     /// <summary>
     /// Whether session create and delete go to <see cref="Events"/> (refusals always do). Off with
-    /// deterministic allocation (RFC 7422), where the configuration's map is the log. Owner's thread only.
+    /// port blocks (the block records are the log) and deterministic allocation (RFC 7422: the
+    /// configuration's map is the log). Owner's thread only.
     /// </summary>
     public bool SessionEvents { get; set; } = true;
 
@@ -453,6 +461,7 @@ public sealed class SessionTable
             Emit(NatEventType.SessionCreated, in ses);
         }
         _countByProtocolClass[ProtocolClass(in2out.Protocol)]++;
+        Subscribers?.SessionAdded(map.InsideAddress, nowMs);
         return s;
     }
 
@@ -520,10 +529,12 @@ public sealed class SessionTable
         {
             _sessions[ses.MapNext].MapPrev = ses.MapPrev;
         }
+        uint inside = map.InsideAddress;
         if (--map.SessionCount == 0)
         {
             RemoveMapping(m);
         }
+        Subscribers?.SessionRemoved(inside);
         _countByProtocolClass[ProtocolClass(ses.In2Out.Protocol)]--;
         _countByClass[(int)ses.Class]--;
         ses.InUse = false;
@@ -548,7 +559,16 @@ public sealed class SessionTable
         _byExternal?.Remove(Hash(map.ExternalKey), m);
         if (!map.StaticPort)
         {
-            Ports.Free(map.PoolIndex, ProtocolClass(map.ExternalKey.Protocol), FlowKey.PortToHost(map.ExternalKey.DestinationPort));
+            int pclass = ProtocolClass(map.ExternalKey.Protocol);
+            int port = FlowKey.PortToHost(map.ExternalKey.DestinationPort);
+            if (Subscribers is { } sp)
+            {
+                sp.Free(map.InsideAddress, map.PoolIndex, pclass, port, quarantine: true, NowMs);
+            }
+            else
+            {
+                Ports.Release(map.PoolIndex, pclass, port, NowMs); // rests in the quarantine (nat.port-reuse-delay)
+            }
         }
         map.InUse = false;
         map.FirstSession = _freeMapping;
@@ -624,6 +644,45 @@ public sealed class SessionTable
             ExternalPort = FlowKey.PortToHost(ses.Out2In.DestinationPort),
         };
         if (!Events!.TryEnqueue(e))
+        {
+            _counters[(int)Counters.ShardCounter.NatEventsDropped]++;
+        }
+    }
+
+    /// <summary>
+    /// Takes an external port (host order) for a new mapping (or an ALG's reservation) of inside
+    /// host <paramref name="inside"/>: through <see cref="Subscribers"/> when set (pairing, blocks,
+    /// the port limit), else from <see cref="Ports"/> on <paramref name="poolIndexHint"/>.
+    /// </summary>
+    /// <returns>The port and its <paramref name="poolIndex"/>, or -1 with <paramref name="reason"/>.</returns>
+    public int AllocatePort(uint inside, int protocolClass, bool privileged, int poolIndexHint, out int poolIndex, out Nat.DropReason reason)
+    {
+        if (Subscribers is { } sp)
+        {
+            return sp.Allocate(inside, protocolClass, privileged, NowMs, out poolIndex, out reason);
+        }
+        poolIndex = poolIndexHint;
+        reason = Nat.DropReason.PortExhausted;
+        return Ports.Allocate(poolIndexHint, protocolClass, privileged);
+    }
+
+    /// <summary>Gives back a port <see cref="AllocatePort"/> handed out that no mapping ever used (free at once: it carried no traffic).</summary>
+    public void FreeUnusedPort(uint inside, int poolIndex, int protocolClass, int port)
+    {
+        if (Subscribers is { } sp)
+        {
+            sp.Free(inside, poolIndex, protocolClass, port, quarantine: false, NowMs);
+        }
+        else
+        {
+            Ports.Free(poolIndex, protocolClass, port);
+        }
+    }
+
+    /// <summary>Queues a NAT event (port blocks, limits, pairing); counted as dropped when the queue is full, never blocks.</summary>
+    public void EmitEvent(in NatEvent e)
+    {
+        if (Events is not null && !Events.TryEnqueue(e))
         {
             _counters[(int)Counters.ShardCounter.NatEventsDropped]++;
         }

@@ -63,6 +63,9 @@ public sealed class NatdGateway : IGatewayUnderTest
     /// <summary>Run with <c>--state</c> so a restart keeps sessions.</summary>
     public bool WithState { get; init; }
 
+    /// <summary>nat.pool's items (e.g. "198.51.100.1, 198.51.100.11"); null: the lab's outside address.</summary>
+    public string? Pool { get; init; }
+
     /// <summary>The state snapshot path (with <see cref="WithState"/>).</summary>
     public string? StatePath => _configDirectory is null ? null : Path.Combine(_configDirectory, "sessions.json");
 
@@ -89,12 +92,12 @@ public sealed class NatdGateway : IGatewayUnderTest
     /// <summary>The natd.yaml for the lab topology (README.md, "Two commands").</summary>
     public static string ConfigFor(LabTopology lab) => ConfigFor(lab, "");
 
-    /// <summary>The lab's base configuration with <paramref name="nat"/> (e.g. ", filtering: endpoint-independent") appended inside the nat map.</summary>
-    public static string ConfigFor(LabTopology lab, string nat) => $$"""
+    /// <summary>The lab's base configuration with <paramref name="nat"/> (e.g. ", filtering: endpoint-independent") appended inside the nat map, and <paramref name="pool"/> (YAML list items) as nat.pool when given.</summary>
+    public static string ConfigFor(LabTopology lab, string nat, string? pool = null) => $$"""
         interfaces:
           inside:  { name: {{lab.InsideIf}},  address: {{lab.GatewayInside}}/{{lab.InsidePrefixLength}}, networks: [10.0.0.0/24] }
           outside: { name: {{lab.OutsideIf}}, address: {{lab.GatewayOutside}}/{{lab.OutsidePrefixLength}}, gateway: 198.51.100.254 }
-        nat: { pool: [{{lab.GatewayOutside}}], ports: 1024-65535{{nat}} }
+        nat: { pool: [{{pool ?? lab.GatewayOutside.ToString()}}], ports: 1024-65535{{nat}} }
         control: { listen: 127.0.0.1:9180 }
 
         """;
@@ -115,7 +118,7 @@ public sealed class NatdGateway : IGatewayUnderTest
 
         _configDirectory = Directory.CreateTempSubdirectory("natd-e2e-").FullName;
         ConfigPath = Path.Combine(_configDirectory, "natd.yaml");
-        File.WriteAllText(ConfigPath, ConfigFor(lab, NatConfig) + ExtraConfig);
+        File.WriteAllText(ConfigPath, ConfigFor(lab, NatConfig, Pool) + ExtraConfig);
         // One active veth queue per worker: natd's AF_XDP binds a socket per queue, and a queue
         // without one would hand its frames to the gateway's kernel.
         lab.SetQueues(Math.Min(Workers, LabTopology.MaxQueues));

@@ -246,7 +246,8 @@ public class NatEventTests
     [Fact]
     public void Session_lifecycle_and_exhaustion_are_queued_as_events_and_a_full_queue_counts_losses()
     {
-        var h = new EngineHarness(s => s with { PortMin = 6000, PortMax = 6001 });
+        // Ports come back at once after expiry here (no quarantine): the test refills the ring with new flows.
+        var h = new EngineHarness(s => s with { PortMin = 6000, PortMax = 6001, Cgnat = new CgnatSettings { PortReuseDelaySeconds = 0 } });
         var ring = new Natd.Dataplane.Actors.SpscRing<NatEvent>(4);
         h.Engine.Table.Events = ring;
         int ext = SrcPort(h.Out(Udp(EngineHarness.InsideHost, 40000, EngineHarness.OutsideHost, 53)));

@@ -260,4 +260,18 @@ public class ShardMapTests
         Assert.Equal(0, map.OwnerOfArrival(IpProtocol.Udp, Ipv4.Parse(Ext), FlowKey.PortToRaw(5000)));
         Assert.Equal(2, map.OwnerOfArrival(IpProtocol.Tcp, Ipv4.Parse(Ext), FlowKey.PortToRaw(5000))); // the forward is UDP only
     }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(4)]
+    public void Every_address_of_a_subscriber_prefix_shares_one_shard(int shards)
+    {
+        // With /32 subscribers the 64 hosts of a /26 spread over the shards; with /26 they are one subscriber, one shard.
+        var hosts = Enumerable.Range(0, 64).Select(i => Ipv4.Parse($"10.0.1.{i}")).ToArray();
+        var perHost = new ShardMap(Settings(), shards);
+        Assert.True(hosts.Select(perHost.OwnerOfInside).Distinct().Count() > 1);
+        var prefixed = new ShardMap(Settings() with { Cgnat = new CgnatSettings { SubscriberPrefix = 26 } }, shards);
+        Assert.Single(hosts.Select(prefixed.OwnerOfInside).Distinct());
+        Assert.Equal(perHost.OwnerOfInside(hosts[0]), prefixed.OwnerOfInside(hosts[37])); // the subscriber's own address decides
+    }
 }

@@ -1,0 +1,608 @@
+using Natd.Dataplane.Nat;
+
+namespace Natd.Dataplane.Sessions;
+
+/// <summary>A subscriber as operators see it (natctl subscribers): its address, pairing, blocks and what it holds against its limits.</summary>
+/// <param name="Subscriber">The subscriber's address or prefix (network order).</param>
+/// <param name="External">Its paired external address (network order), 0 when it holds no port.</param>
+/// <param name="Blocks">Its blocks as (low, high) ports, host order; the ports between are every <see cref="PortBlocks.Step"/>-th.</param>
+/// <param name="Ports">External ports held.</param>
+/// <param name="Sessions">Live sessions.</param>
+/// <param name="SessionHits">Flows refused by the session limit.</param>
+/// <param name="PortHits">Flows refused by the port limit.</param>
+/// <param name="RateHits">Flows refused by the rate limit.</param>
+/// <param name="BlockHits">Flows refused with all its blocks full.</param>
+public sealed record SubscriberInfo(uint Subscriber, uint External, IReadOnlyList<(int Low, int High)> Blocks, int Ports, int Sessions,
+    int SessionHits, int PortHits, int RateHits, int BlockHits);
+
+/// <summary>
+/// Subscriber-aware port allocation of one shard (RFC 6888): paired pooling (RFC 4787 REQ-2; a
+/// subscriber keeps one external address while it holds any port; the first port picks the
+/// least-loaded address), port-block allocation (RFC 6888 section 5: ports drawn at random inside
+/// the subscriber's blocks, RFC 6056 within the block), the port-block quarantine and interim
+/// records, and the per-subscriber limits (RFC 6888 REQ-3, REQ-4: sessions, ports, new sessions
+/// per second). The session table calls it for every session and mapping it adds or removes, so
+/// what a subscriber holds is counted in one place. Built only when a CGN feature is configured:
+/// the default (dynamic ports, hash pairing, no limits) never gets here. Single threaded; no
+/// allocation on the packet path (the tables are preallocated).
+/// </summary>
+public sealed class SubscriberPorts
+{
+    /// <summary>At most one limit event per subscriber this often (ms), so a subscriber hammering a limit cannot flood the log.</summary>
+    public const long LimitEventIntervalMs = 10_000;
+
+    private readonly SessionTable _table;
+    private readonly CgnatSettings _cgn;
+    private readonly uint[] _pool;
+    private readonly PortBlocks? _blocks;
+    private readonly DeadlineQueue? _releaseDue;
+    private readonly DeadlineQueue? _interimDue;
+    private readonly int[] _paired;      // subscribers paired to each address (dynamic mode's load)
+    private readonly int _tieStart;
+    private readonly long _delayMs;
+    private readonly long _interimMs;
+    private ulong _rng;
+
+    /// <summary>Creates the shard's subscriber state.</summary>
+    /// <param name="table">The shard's session table (its <see cref="SessionTable.Ports"/> and event queue).</param>
+    /// <param name="cgn">The CGN settings.</param>
+    /// <param name="pool">External addresses (network order; index = pool index).</param>
+    /// <param name="seed">Seed of the block and port choice and of the tie-break between equally loaded addresses.</param>
+    /// <param name="shard">This shard.</param>
+    /// <param name="shards">Shards.</param>
+    /// <param name="capacity">Subscribers the shard may hold (its session capacity: a subscriber holds at least a session, a port or a block).</param>
+    public SubscriberPorts(SessionTable table, CgnatSettings cgn, uint[] pool, ulong seed, int shard, int shards, int capacity)
+    {
+        _table = table;
+        _cgn = cgn;
+        _pool = pool;
+        Table = new SubscriberTable(capacity, seed ^ 0x51B5C0DEUL);
+        _paired = new int[pool.Length];
+        _tieStart = (int)(seed % (ulong)pool.Length);
+        _rng = seed | 1;
+        _delayMs = cgn.PortReuseDelaySeconds * 1000L;
+        _interimMs = cgn.PortBlock.InterimLogSeconds * 1000L;
+        if (cgn.Allocation == PortAllocation.PortBlock)
+        {
+            PortAllocator ports = table.Ports;
+            _blocks = new PortBlocks(pool.Length, ports.OrdinaryLow, ports.OrdinaryHigh, shard, shards, cgn.PortBlock.Size);
+            _releaseDue = new DeadlineQueue(_blocks.Count);
+            _interimDue = _interimMs > 0 ? new DeadlineQueue(_blocks.Count) : null;
+        }
+    }
+
+    /// <summary>The subscribers.</summary>
+    public SubscriberTable Table { get; }
+
+    /// <summary>The shard's blocks (null unless <c>nat.allocation: port-block</c>).</summary>
+    public PortBlocks? Blocks => _blocks;
+
+    /// <summary>The pool index <paramref name="inside"/>'s subscriber is paired with, or -1 when it holds no port here.</summary>
+    public int PairedIndexOf(uint inside)
+    {
+        int i = Table.Find(_cgn.SubscriberOf(inside));
+        return i < 0 ? -1 : Table[i].PoolIndex;
+    }
+
+    /// <summary>Blocks held on each address (index = pool index), for utilisation figures; empty without port blocks.</summary>
+    public int BlocksHeldOn(int poolIndex) => _blocks is null ? 0 : _blocks.PerAddress - _blocks.FreeOn(poolIndex);
+
+    private SubscriberLimits Limits => _cgn.Limits;
+
+    /// <summary>
+    /// Admits a new session of inside host <paramref name="inside"/> (network order) at
+    /// <paramref name="nowMs"/> against the subscriber's session and rate limits (the rate's token
+    /// bucket holds one second of burst, refilled from the engine clock). Existing sessions are
+    /// never evicted: a refused flow is dropped with the reason, and a limit event emitted.
+    /// </summary>
+    /// <returns>False with <paramref name="reason"/> (SubscriberSessionLimit or SubscriberRateLimit) when refused.</returns>
+    public bool Admit(uint inside, long nowMs, out DropReason reason)
+    {
+        reason = default;
+        SubscriberLimits l = Limits;
+        if (l.Sessions == 0 && l.NewSessionsPerSecond == 0)
+        {
+            return true;
+        }
+        uint key = _cgn.SubscriberOf(inside);
+        int i = Table.GetOrAdd(key, l.NewSessionsPerSecond, nowMs);
+        if (i < 0)
+        {
+            reason = DropReason.SessionLimit;
+            return false;
+        }
+        ref Subscriber s = ref Table[i];
+        if (l.Sessions > 0 && s.Sessions >= l.Sessions)
+        {
+            s.SessionHits++;
+            Refuse(ref s, NatLimitKind.Sessions, nowMs);
+            reason = DropReason.SubscriberSessionLimit;
+            return false;
+        }
+        if (l.NewSessionsPerSecond > 0)
+        {
+            if (nowMs - s.RefillMs >= 1000)
+            {
+                s.RefillMs = nowMs;
+                s.Tokens = l.NewSessionsPerSecond;
+            }
+            if (s.Tokens <= 0)
+            {
+                s.RateHits++;
+                Refuse(ref s, NatLimitKind.Rate, nowMs);
+                reason = DropReason.SubscriberRateLimit;
+                return false;
+            }
+            s.Tokens--;
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// Takes an external port (host order) for a new mapping of <paramref name="inside"/> in protocol
+    /// class <paramref name="protocolClass"/>: on the subscriber's paired address (the least-loaded
+    /// one for its first port), inside its blocks with port-block allocation (privileged ports keep
+    /// the per-port allocation, RFC 4787 REQ-3). When the paired address has nothing free, strict
+    /// pairing refuses (PairedAddressFull; PortExhausted with a one-address pool) and spill takes
+    /// another address and emits a PairingSpill event.
+    /// </summary>
+    /// <returns>The port, or -1 with <paramref name="reason"/>.</returns>
+    public int Allocate(uint inside, int protocolClass, bool privileged, long nowMs, out int poolIndex, out DropReason reason)
+    {
+        poolIndex = -1;
+        reason = default;
+        uint key = _cgn.SubscriberOf(inside);
+        int i = Table.GetOrAdd(key, Limits.NewSessionsPerSecond, nowMs);
+        if (i < 0)
+        {
+            reason = DropReason.SessionLimit;
+            return -1;
+        }
+        ref Subscriber s = ref Table[i];
+        if (Limits.Ports > 0 && s.Ports >= Limits.Ports)
+        {
+            s.PortHits++;
+            Refuse(ref s, NatLimitKind.Ports, nowMs);
+            reason = DropReason.SubscriberPortLimit;
+            return -1;
+        }
+        if (s.PoolIndex < 0)
+        {
+            s.PoolIndex = LeastLoaded(-1);
+            _paired[s.PoolIndex]++;
+        }
+        int port = _blocks is not null && !privileged
+            ? AllocateInBlocks(ref s, protocolClass, nowMs, out poolIndex, out reason)
+            : AllocatePort(ref s, protocolClass, privileged, nowMs, out poolIndex, out reason);
+        if (port < 0)
+        {
+            Settle(key);
+            return -1;
+        }
+        s.Ports++;
+        return port;
+    }
+
+    private int AllocatePort(ref Subscriber s, int protocolClass, bool privileged, long nowMs, out int poolIndex, out DropReason reason)
+    {
+        PortAllocator ports = _table.Ports;
+        poolIndex = s.PoolIndex;
+        int port = ports.Allocate(poolIndex, protocolClass, privileged);
+        if (port >= 0)
+        {
+            reason = default;
+            return port;
+        }
+        if (_cgn.Pairing == Pairing.Spill)
+        {
+            for (int k = 1; k < _pool.Length; k++)
+            {
+                int a = (s.PoolIndex + k) % _pool.Length;
+                port = ports.Allocate(a, protocolClass, privileged);
+                if (port >= 0)
+                {
+                    poolIndex = a;
+                    Emit(NatEventType.PairingSpill, s.Key, a, port, 0, 0, nowMs);
+                    reason = default;
+                    return port;
+                }
+            }
+        }
+        return Exhausted(ref s, nowMs, out reason);
+    }
+
+    private int AllocateInBlocks(ref Subscriber s, int protocolClass, long nowMs, out int poolIndex, out DropReason reason)
+    {
+        PortBlocks blocks = _blocks!;
+        for (int b = s.BlockHead; b >= 0; b = blocks.NextOf(b))
+        {
+            if (blocks.ClassUse(b, protocolClass) < blocks.Size)
+            {
+                int p = TakeInBlock(b, protocolClass);
+                if (p >= 0)
+                {
+                    poolIndex = blocks.AddressOf(b);
+                    reason = default;
+                    return p;
+                }
+            }
+        }
+        poolIndex = -1;
+        if (s.Blocks >= _cgn.PortBlock.PerSubscriber)
+        {
+            s.BlockHits++;
+            Refuse(ref s, NatLimitKind.Blocks, nowMs);
+            reason = DropReason.PairedAddressFull;
+            return -1;
+        }
+        int nb = blocks.Take(s.PoolIndex, s.Key, Next());
+        if (nb < 0 && _cgn.Pairing == Pairing.Spill)
+        {
+            int a = LeastLoaded(s.PoolIndex);
+            nb = a >= 0 ? blocks.Take(a, s.Key, Next()) : -1;
+            if (nb >= 0)
+            {
+                Emit(NatEventType.PairingSpill, s.Key, a, blocks.Low(nb), blocks.High(nb), (byte)blocks.Step, nowMs);
+            }
+        }
+        if (nb < 0)
+        {
+            return Exhausted(ref s, nowMs, out reason);
+        }
+        blocks.SetNext(nb, s.BlockHead);
+        s.BlockHead = nb;
+        s.Blocks++;
+        blocks.EmptySinceMs[nb] = nowMs;
+        Emit(NatEventType.PortBlockAllocated, s.Key, blocks.AddressOf(nb), blocks.Low(nb), blocks.High(nb), (byte)blocks.Step, nowMs);
+        if (_interimDue is not null)
+        {
+            blocks.NextInterimMs[nb] = nowMs + _interimMs;
+            _interimDue.Ensure(nb, nowMs + _interimMs);
+        }
+        int port = TakeInBlock(nb, protocolClass);
+        if (port < 0)
+        {
+            // Every port of the new block is reserved already (forwards, triggers): it rests empty and
+            // goes. Its release may forget the subscriber (and move entries), so s is not read after.
+            uint key = s.Key;
+            int paired = s.PoolIndex;
+            BlockEmptied(nb, nowMs);
+            reason = _pool.Length == 1 ? DropReason.PortExhausted : DropReason.PairedAddressFull;
+            Emit(NatEventType.PortExhausted, key, paired, 0, 0, 0, nowMs);
+            return -1;
+        }
+        poolIndex = blocks.AddressOf(nb);
+        reason = default;
+        return port;
+    }
+
+    /// <summary>RFC 6056 inside the block: a random start, then the next port free in the allocator (reserved ports are skipped).</summary>
+    private int TakeInBlock(int b, int protocolClass)
+    {
+        PortBlocks blocks = _blocks!;
+        PortAllocator ports = _table.Ports;
+        int a = blocks.AddressOf(b);
+        int size = blocks.Size;
+        int start = (int)(Next() % (ulong)size);
+        for (int k = 0; k < size; k++)
+        {
+            int port = blocks.PortAt(b, (start + k) % size);
+            if (ports.TryReserve(a, protocolClass, port))
+            {
+                blocks.Use(b, protocolClass, 1);
+                return port;
+            }
+        }
+        return -1;
+    }
+
+    private int Exhausted(ref Subscriber s, long nowMs, out DropReason reason)
+    {
+        // One address: the pool itself is exhausted; several: strict pairing (or no room anywhere) refuses.
+        reason = _pool.Length == 1 ? DropReason.PortExhausted : DropReason.PairedAddressFull;
+        Emit(NatEventType.PortExhausted, s.Key, s.PoolIndex, 0, 0, 0, nowMs);
+        return -1;
+    }
+
+    /// <summary>
+    /// Gives back the port of <paramref name="inside"/>'s ended mapping (or unused reservation): into
+    /// its block (the block goes after <c>nat.port-reuse-delay</c> once its last mapping ended), else
+    /// to the allocator, through the port quarantine when <paramref name="quarantine"/>.
+    /// </summary>
+    public void Free(uint inside, int poolIndex, int protocolClass, int port, bool quarantine, long nowMs)
+    {
+        int b = _blocks?.BlockOf(poolIndex, port) ?? -1;
+        if (b >= 0)
+        {
+            _table.Ports.Free(poolIndex, protocolClass, port);
+            _blocks!.Use(b, protocolClass, -1);
+            if (_blocks.IsHeld(b) && _blocks.Mappings(b) == 0)
+            {
+                BlockEmptied(b, nowMs);
+            }
+        }
+        else if (quarantine)
+        {
+            _table.Ports.Release(poolIndex, protocolClass, port, nowMs);
+        }
+        else
+        {
+            _table.Ports.Free(poolIndex, protocolClass, port);
+        }
+        uint key = _cgn.SubscriberOf(inside);
+        int i = Table.Find(key);
+        if (i >= 0)
+        {
+            ref Subscriber s = ref Table[i];
+            s.Ports = Math.Max(0, s.Ports - 1);
+            Settle(key);
+        }
+    }
+
+    /// <summary>
+    /// Counts a port <paramref name="inside"/> already holds (taken outside <see cref="Allocate"/>:
+    /// a restored snapshot, or a re-count after a reload), pairing the subscriber with its address
+    /// and giving it the port's block when free.
+    /// </summary>
+    public void Adopt(uint inside, int poolIndex, int protocolClass, int port, long nowMs)
+    {
+        uint key = _cgn.SubscriberOf(inside);
+        int i = Table.GetOrAdd(key, Limits.NewSessionsPerSecond, nowMs);
+        if (i < 0)
+        {
+            return;
+        }
+        ref Subscriber s = ref Table[i];
+        s.Ports++;
+        if (s.PoolIndex < 0)
+        {
+            s.PoolIndex = poolIndex;
+            _paired[poolIndex]++;
+        }
+        int b = _blocks?.BlockOf(poolIndex, port) ?? -1;
+        if (b < 0)
+        {
+            return;
+        }
+        if (_blocks!.TryTake(b, key))
+        {
+            _blocks.SetNext(b, s.BlockHead);
+            s.BlockHead = b;
+            s.Blocks++;
+            Emit(NatEventType.PortBlockAllocated, key, poolIndex, _blocks.Low(b), _blocks.High(b), (byte)_blocks.Step, nowMs);
+            if (_interimDue is not null)
+            {
+                _blocks.NextInterimMs[b] = nowMs + _interimMs;
+                _interimDue.Ensure(b, nowMs + _interimMs);
+            }
+        }
+        _blocks.Use(b, protocolClass, 1);
+    }
+
+    /// <summary>A session of <paramref name="inside"/> was added (any origin).</summary>
+    public void SessionAdded(uint inside, long nowMs)
+    {
+        int i = Table.GetOrAdd(_cgn.SubscriberOf(inside), Limits.NewSessionsPerSecond, nowMs);
+        if (i >= 0)
+        {
+            Table[i].Sessions++;
+        }
+    }
+
+    /// <summary>A session of <paramref name="inside"/> ended.</summary>
+    public void SessionRemoved(uint inside)
+    {
+        uint key = _cgn.SubscriberOf(inside);
+        int i = Table.Find(key);
+        if (i >= 0)
+        {
+            ref Subscriber s = ref Table[i];
+            s.Sessions = Math.Max(0, s.Sessions - 1);
+            Settle(key);
+        }
+    }
+
+    /// <summary>Forgets a subscriber that holds nothing any more (its pairing ends with its last port).</summary>
+    public void Settle(uint key)
+    {
+        int i = Table.Find(key);
+        if (i < 0)
+        {
+            return;
+        }
+        ref Subscriber s = ref Table[i];
+        if (s.Ports == 0 && s.Blocks == 0 && s.PoolIndex >= 0)
+        {
+            _paired[s.PoolIndex]--;
+            s.PoolIndex = -1;
+        }
+        if (s.Ports == 0 && s.Blocks == 0 && s.Sessions == 0)
+        {
+            Table.Remove(key);
+        }
+    }
+
+    /// <summary>
+    /// The sweeper's slice at <paramref name="nowMs"/>: releases up to <paramref name="budget"/>
+    /// blocks empty for <c>nat.port-reuse-delay</c> (PortBlockReleased) and emits the interim
+    /// records due (PortBlockInterim). Bounded by the budget, not by the number of blocks.
+    /// </summary>
+    /// <returns>Blocks released.</returns>
+    public int Sweep(long nowMs, int budget)
+    {
+        if (_blocks is null)
+        {
+            return 0;
+        }
+        int released = 0;
+        int visits = 0;
+        while (visits < budget && _releaseDue!.TryPopDue(nowMs, out int b))
+        {
+            visits++;
+            if (!_blocks.IsHeld(b) || _blocks.Mappings(b) != 0)
+            {
+                continue; // reused meanwhile: queued again when it empties
+            }
+            long due = _blocks.EmptySinceMs[b] + _delayMs;
+            if (due > nowMs)
+            {
+                _releaseDue.Push(b, due);
+                continue;
+            }
+            ReleaseBlock(b, nowMs);
+            released++;
+        }
+        while (_interimDue is not null && visits < budget && _interimDue.TryPopDue(nowMs, out int b))
+        {
+            visits++;
+            if (!_blocks.IsHeld(b))
+            {
+                continue;
+            }
+            if (_blocks.NextInterimMs[b] > nowMs)
+            {
+                _interimDue.Push(b, _blocks.NextInterimMs[b]); // re-taken after an earlier holder: its own deadline
+                continue;
+            }
+            Emit(NatEventType.PortBlockInterim, _blocks.OwnerOf(b), _blocks.AddressOf(b), _blocks.Low(b), _blocks.High(b), (byte)_blocks.Step, nowMs);
+            _blocks.NextInterimMs[b] = nowMs + _interimMs;
+            _interimDue.Push(b, nowMs + _interimMs);
+        }
+        return released;
+    }
+
+    private void BlockEmptied(int b, long nowMs)
+    {
+        _blocks!.EmptySinceMs[b] = nowMs;
+        if (_delayMs <= 0)
+        {
+            ReleaseBlock(b, nowMs);
+            return;
+        }
+        _releaseDue!.Ensure(b, nowMs + _delayMs);
+    }
+
+    private void ReleaseBlock(int b, long nowMs)
+    {
+        PortBlocks blocks = _blocks!;
+        uint key = blocks.OwnerOf(b);
+        int i = Table.Find(key);
+        if (i >= 0)
+        {
+            ref Subscriber s = ref Table[i];
+            if (s.BlockHead == b)
+            {
+                s.BlockHead = blocks.NextOf(b);
+            }
+            else
+            {
+                for (int p = s.BlockHead; p >= 0; p = blocks.NextOf(p))
+                {
+                    if (blocks.NextOf(p) == b)
+                    {
+                        blocks.SetNext(p, blocks.NextOf(b));
+                        break;
+                    }
+                }
+            }
+            s.Blocks = Math.Max(0, s.Blocks - 1);
+        }
+        Emit(NatEventType.PortBlockReleased, key, blocks.AddressOf(b), blocks.Low(b), blocks.High(b), (byte)blocks.Step, nowMs);
+        blocks.Return(b);
+        Settle(key);
+    }
+
+    /// <summary>
+    /// The address a subscriber's first port goes to: the least loaded (blocks held with port
+    /// blocks, subscribers paired otherwise), ties to the first from a seed-chosen start; with
+    /// port blocks only an address with a free block. -1 when none (besides <paramref name="except"/>).
+    /// </summary>
+    private int LeastLoaded(int except)
+    {
+        int best = -1;
+        int bestLoad = int.MaxValue;
+        int n = _pool.Length;
+        for (int k = 0; k < n; k++)
+        {
+            int a = (_tieStart + k) % n;
+            if (a == except)
+            {
+                continue;
+            }
+            int load;
+            if (_blocks is not null)
+            {
+                if (_blocks.FreeOn(a) == 0)
+                {
+                    continue;
+                }
+                load = _blocks.PerAddress - _blocks.FreeOn(a);
+            }
+            else
+            {
+                load = _paired[a];
+            }
+            if (load < bestLoad)
+            {
+                best = a;
+                bestLoad = load;
+            }
+        }
+        return best < 0 && except < 0 ? _tieStart : best;
+    }
+
+    private void Refuse(ref Subscriber s, NatLimitKind kind, long nowMs)
+    {
+        if (nowMs - s.LimitEventMs < LimitEventIntervalMs)
+        {
+            return;
+        }
+        s.LimitEventMs = nowMs;
+        _table.EmitEvent(new NatEvent
+        {
+            TimeMs = nowMs, Type = NatEventType.SubscriberLimit, InsideAddress = s.Key,
+            ExternalAddress = s.PoolIndex >= 0 ? _pool[s.PoolIndex] : 0, Detail = (byte)kind,
+        });
+    }
+
+    private void Emit(NatEventType type, uint key, int poolIndex, int low, int high, byte step, long nowMs)
+        => _table.EmitEvent(new NatEvent
+        {
+            TimeMs = nowMs, Type = type, InsideAddress = key, ExternalAddress = poolIndex >= 0 ? _pool[poolIndex] : 0,
+            ExternalPort = (ushort)low, PortHigh = (ushort)high, PortStep = step,
+        });
+
+    /// <summary>Every subscriber (natctl subscribers; allocates, control path only).</summary>
+    public List<SubscriberInfo> List()
+    {
+        var list = new List<SubscriberInfo>(Table.Count);
+        for (int i = 0; i < Table.Slots; i++)
+        {
+            ref Subscriber s = ref Table[i];
+            if (!s.InUse)
+            {
+                continue;
+            }
+            var blocks = new List<(int, int)>();
+            if (_blocks is { } pb)
+            {
+                for (int b = s.BlockHead; b >= 0; b = pb.NextOf(b))
+                {
+                    blocks.Add((pb.Low(b), pb.High(b)));
+                }
+            }
+            list.Add(new SubscriberInfo(s.Key, s.PoolIndex >= 0 ? _pool[s.PoolIndex] : 0, blocks, s.Ports, s.Sessions,
+                s.SessionHits, s.PortHits, s.RateHits, s.BlockHits));
+        }
+        return list;
+    }
+
+    private ulong Next()
+    {
+        // xorshift64*: the block and in-block port choice need unpredictability, not a CSPRNG per packet.
+        _rng ^= _rng >> 12;
+        _rng ^= _rng << 25;
+        _rng ^= _rng >> 27;
+        return _rng * 0x2545F4914F6CDD1DUL;
+    }
+}
