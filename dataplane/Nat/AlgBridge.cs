@@ -150,7 +150,7 @@ public sealed class AlgBridge
                 // address; otherwise through the subscriber's allocation (with port blocks, from its blocks).
                 int port = Deterministic is not null && Deterministic.TryForward(ses.In2Out.Source, out DeterministicRange range) && range.PoolIndex == poolIndex
                     ? _table.Ports.AllocateInRange(poolIndex, SessionTable.ProtocolClass(IpProtocol.Tcp), range.Low, range.High)
-                    : _table.AllocatePort(ses.In2Out.Source, SessionTable.ProtocolClass(IpProtocol.Tcp), privileged: false, poolIndex, out poolIndex, out _);
+                    : _table.AllocatePort(ses.In2Out.Source, SessionTable.ProtocolClass(IpProtocol.Tcp), privileged: false, poolIndex, out poolIndex);
                 if (port > 0)
                 {
                     reserved = (ushort)port;

@@ -63,7 +63,7 @@ internal sealed class LiveSessions
         {
             return -1;
         }
-        if (origin == SessionOrigin.Forward && Table.Subscribers is { } sp && !sp.Admit(in2out.Source, nowMs, out reason))
+        if (origin == SessionOrigin.Forward && Table.Subscribers is SubscriberPorts sp && !sp.Admit(in2out.Source, nowMs, out reason))
         {
             return -1; // a forwarded connection counts against its backend's subscriber limits
         }

@@ -289,7 +289,7 @@ public sealed partial class NatEngine
             reason = DropReason.SessionLimit;
             return -1;
         }
-        SubscriberPorts? subscribers = Table.Subscribers;
+        SubscriberPorts? subscribers = Subscribers;
         if (subscribers is not null && !subscribers.Admit(key.Source, _now, out reason))
         {
             return -1; // a per-subscriber limit (RFC 6888 REQ-3, REQ-4): refused, nothing evicted
@@ -390,7 +390,7 @@ public sealed partial class NatEngine
             reason = DropReason.SessionLimit;
             return -1;
         }
-        if (Table.Subscribers is { } sp && !sp.Admit(map.InsideAddress, _now, out reason))
+        if (Subscribers is { } sp && !sp.Admit(map.InsideAddress, _now, out reason))
         {
             return -1; // an inbound session on a mapping counts against its subscriber too
         }

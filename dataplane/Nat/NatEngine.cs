@@ -495,9 +495,15 @@ public sealed partial class NatEngine
     /// </summary>
     private uint PairedAddress(uint inside)
     {
-        int i = Table.Subscribers?.PairedIndexOf(inside) ?? -1;
+        int i = Subscribers?.PairedIndexOf(inside) ?? -1;
         return _addresses.Pool[i >= 0 ? i : _addresses.PoolIndexFor(inside)];
     }
+
+    /// <summary>
+    /// This shard's subscriber state (pairing, port blocks, per-subscriber limits), the session
+    /// table's <see cref="SessionTable.Subscribers"/>; null when no CGN feature needs it.
+    /// </summary>
+    public SubscriberPorts? Subscribers => Table.Subscribers as SubscriberPorts;
 
     /// <summary>True when a CGN feature needs per-subscriber state: port blocks, spill pairing or a per-subscriber limit.</summary>
     private static bool NeedsSubscribers(NatSettings s)
@@ -602,7 +608,7 @@ public sealed partial class NatEngine
         _fragments.Sweep(nowMs, budget);
         int n = Table.Expire(nowMs, _settings.Timeouts, budget);
         Table.Ports.DrainQuarantine(nowMs, budget);
-        Table.Subscribers?.Sweep(nowMs, budget);
+        Subscribers?.Sweep(nowMs, budget);
         n += _ipsec.Expire(nowMs, Math.Max(0, budget - n));
         Counters.SessionsSwept += n;
         return n;

@@ -210,7 +210,7 @@ public sealed class SessionTable
     /// per-subscriber limits); null when no CGN feature is configured, so the default path does no
     /// subscriber work. Every session and mapping added or removed is counted here.
     /// </summary>
-    public SubscriberPorts? Subscribers { get; set; }
+    public ISubscriberAccounting? Subscribers { get; set; }
 
     /// <summary>Where session create/delete events go (null: not logged). Written by the owning thread only.</summary>
     public Actors.SpscRing<NatEvent>? Events { get; set; }
@@ -654,15 +654,14 @@ public sealed class SessionTable
     /// host <paramref name="inside"/>: through <see cref="Subscribers"/> when set (pairing, blocks,
     /// the port limit), else from <see cref="Ports"/> on <paramref name="poolIndexHint"/>.
     /// </summary>
-    /// <returns>The port and its <paramref name="poolIndex"/>, or -1 with <paramref name="reason"/>.</returns>
-    public int AllocatePort(uint inside, int protocolClass, bool privileged, int poolIndexHint, out int poolIndex, out Nat.DropReason reason)
+    /// <returns>The port and its <paramref name="poolIndex"/>, or -1 (refused or exhausted).</returns>
+    public int AllocatePort(uint inside, int protocolClass, bool privileged, int poolIndexHint, out int poolIndex)
     {
         if (Subscribers is { } sp)
         {
-            return sp.Allocate(inside, protocolClass, privileged, NowMs, out poolIndex, out reason);
+            return sp.Allocate(inside, protocolClass, privileged, NowMs, out poolIndex);
         }
         poolIndex = poolIndexHint;
-        reason = Nat.DropReason.PortExhausted;
         return Ports.Allocate(poolIndexHint, protocolClass, privileged);
     }
 

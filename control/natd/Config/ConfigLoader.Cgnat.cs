@@ -87,6 +87,15 @@ public static partial class ConfigLoader
                 (int)Integer(per?.Get("ports"), "limits.per-subscriber.ports", 0, 0, 65_535 * 3, "ports"),
                 (int)Integer(per?.Get("new-sessions-per-second"), "limits.per-subscriber.new-sessions-per-second", 0, 0, 1_000_000, "sessions per second"));
 
+            if (allocation == PortAllocation.Deterministic && perSubscriber.Ports > 0)
+            {
+                Warn(per!.Get("ports"), "limits.per-subscriber.ports", "ignored with deterministic allocation: a subscriber's range is its port limit");
+            }
+            if (allocation == PortAllocation.Deterministic && pairing == Pairing.Spill)
+            {
+                Warn(nat!.Get("pairing"), "nat.pairing", "ignored with deterministic allocation: each subscriber has exactly one address");
+            }
+
             var result = settings with
             {
                 Cgnat = new CgnatSettings

@@ -61,6 +61,22 @@ public class ConfigCgnatTests
     }
 
     [Fact]
+    public void Deterministic_warns_that_a_port_limit_and_spill_pairing_do_not_apply()
+    {
+        var c = ConfigLoader.Parse("""
+            nat:
+              pool: [198.18.0.0/20]
+              allocation: deterministic
+              pairing: spill
+              deterministic: { inside: [10.64.0.0/16] }
+            limits:
+              per-subscriber: { ports: 100 }
+            """, "t.yaml");
+        Assert.Contains(c.Warnings, w => w.Path == "limits.per-subscriber.ports" && w.Message.Contains("range is its port limit", StringComparison.Ordinal));
+        Assert.Contains(c.Warnings, w => w.Path == "nat.pairing" && w.Message.Contains("exactly one address", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void Pool_takes_addresses_prefixes_and_ranges_in_order()
     {
         var pool = ConfigLoader.Parse("""

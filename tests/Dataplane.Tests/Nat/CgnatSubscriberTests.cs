@@ -59,7 +59,7 @@ public class CgnatSubscriberTests
         Assert.All(ports, p => Assert.InRange(p, b.ExternalPort, b.PortHigh));
         Assert.Equal(20, ports.Distinct().Count());
         Assert.NotEqual(Enumerable.Range(b.ExternalPort, 20), ports); // random inside the block (RFC 6056), not sequential
-        var sub = Assert.Single(h.Engine.Table.Subscribers!.List());
+        var sub = Assert.Single(h.Engine.Subscribers!.List());
         Assert.Equal(21, sub.Ports);
         Assert.Equal(21, sub.Sessions);
     }
@@ -187,7 +187,7 @@ public class CgnatSubscriberTests
         h.Now += SubscriberPorts.LimitEventIntervalMs;
         h.Run(Udp(Host(2), 42000, Out, 53), Side.Inside, out _);
         Assert.Single(Drain(events, NatEventType.SubscriberLimit));
-        Assert.Equal(7, h.Engine.Table.Subscribers!.List().Single(s => s.Subscriber == Ipv4.Parse(Host(2))).SessionHits);
+        Assert.Equal(7, h.Engine.Subscribers!.List().Single(s => s.Subscriber == Ipv4.Parse(Host(2))).SessionHits);
     }
 
     [Fact]
@@ -258,7 +258,7 @@ public class CgnatSubscriberTests
         Assert.Equal((1024, 1039), (rel.ExternalPort, rel.PortHigh));
         Assert.InRange(SrcPort(h.Out(Udp(Host(3), 40000, Out, 53))), 1024, 1039);
         Assert.Equal(Ipv4.Parse(Host(3)), Assert.Single(Drain(events, NatEventType.PortBlockAllocated)).InsideAddress);
-        Assert.DoesNotContain(h.Engine.Table.Subscribers!.List(), s => s.Subscriber == Ipv4.Parse(Host(2))); // it holds nothing: forgotten
+        Assert.DoesNotContain(h.Engine.Subscribers!.List(), s => s.Subscriber == Ipv4.Parse(Host(2))); // it holds nothing: forgotten
     }
 
     [Fact]
@@ -288,7 +288,7 @@ public class CgnatSubscriberTests
 
         var restored = Harness(Pba(size: 64), s => s with { Pool = Pool4 }, out _);
         Assert.Equal(5, restored.Engine.ImportSessions(saved, restored.Now));
-        var sub = Assert.Single(restored.Engine.Table.Subscribers!.List());
+        var sub = Assert.Single(restored.Engine.Subscribers!.List());
         Assert.Equal((5, 5), (sub.Ports, sub.Sessions));
         Assert.Equal(block.ExternalAddress, sub.External);
         Assert.Equal([(block.ExternalPort, (int)block.PortHigh)], sub.Blocks);
@@ -328,7 +328,7 @@ public class CgnatSubscriberTests
             var engine = new NatEngine(s, MacAddress.Read(GatewayInsideMac), MacAddress.Read(GatewayOutsideMac), new EngineOptions { Seed = 5, Shard = k, Shards = shards });
             var ring = new SpscRing<NatEvent>(64);
             engine.Table.Events = ring;
-            int port = engine.Table.AllocatePort(Ipv4.Parse(Host(2)), 1, false, 0, out _, out _);
+            int port = engine.Table.AllocatePort(Ipv4.Parse(Host(2)), 1, false, 0, out _);
             Assert.True(ring.TryDequeue(out var b));
             Assert.Equal(NatEventType.PortBlockAllocated, b.Type);
             Assert.Equal(shards, b.PortStep);
@@ -346,12 +346,12 @@ public class CgnatSubscriberTests
         var table = h.Engine.Table;
         int ctl = SrcPort(h.Out(Tcp(Host(2), 40000, Out, 21, Natd.Dataplane.Packets.Tcp.Syn)));
         var b = Assert.Single(Drain(events, NatEventType.PortBlockAllocated));
-        int port = table.AllocatePort(Ipv4.Parse(Host(2)), 0, false, 0, out int pool, out _);
+        int port = table.AllocatePort(Ipv4.Parse(Host(2)), 0, false, 0, out int pool);
         Assert.InRange(port, b.ExternalPort, b.PortHigh);
         Assert.InRange(ctl, b.ExternalPort, b.PortHigh);
         table.FreeUnusedPort(Ipv4.Parse(Host(2)), pool, 0, port);
         Assert.False(table.Ports.IsUsed(pool, 0, port));
-        Assert.Equal(1, table.Subscribers!.List().Single().Ports);
+        Assert.Equal(1, h.Engine.Subscribers!.List().Single().Ports);
     }
 
     [Fact]
@@ -365,7 +365,7 @@ public class CgnatSubscriberTests
         var data = Tcp(Host(2), 40000, Out, 21, Natd.Dataplane.Packets.Tcp.Ack, seq: 1001, ack: 1, payload: "PORT 10,0,0,2,156,65\r\n"u8.ToArray());
         Assert.Equal(Verdict.ToHelper, h.Run(data, Side.Inside, out _));
         Assert.InRange(h.PendingAlg.ReservedPort, b.ExternalPort, b.PortHigh);
-        Assert.Equal(2, h.Engine.Table.Subscribers!.List().Single().Ports); // the control mapping and the reservation
+        Assert.Equal(2, h.Engine.Subscribers!.List().Single().Ports); // the control mapping and the reservation
     }
 
     /// <summary>
@@ -433,8 +433,8 @@ public class CgnatDistributionTests(Xunit.Abstractions.ITestOutputHelper output)
         var perAddress = new int[Addresses];
         for (int i = 0; i < Subscribers; i++)
         {
-            uint inside = Ipv4.FromHostOrder(0x0A40_0000u + (uint)i); // 10.64.0.0/10, RFC 6598
-            int port = engine.Table.AllocatePort(inside, 1, false, 0, out int poolIndex, out var reason);
+            uint inside = Ipv4.FromHostOrder(0x0A40_0000u + (uint)i); // 10.64.0.0 upwards
+            int port = engine.Subscribers!.Allocate(inside, 1, false, engine.Table.NowMs, out int poolIndex, out var reason);
             Assert.True(port > 0, $"subscriber {i}: {reason}");
             perAddress[poolIndex]++;
         }

@@ -1,6 +1,6 @@
-using Natd.Dataplane.Nat;
+using Natd.Dataplane.Sessions;
 
-namespace Natd.Dataplane.Sessions;
+namespace Natd.Dataplane.Nat;
 
 /// <summary>A subscriber as operators see it (natctl subscribers): its address, pairing, blocks and what it holds against its limits.</summary>
 /// <param name="Subscriber">The subscriber's address or prefix (network order).</param>
@@ -26,7 +26,7 @@ public sealed record SubscriberInfo(uint Subscriber, uint External, IReadOnlyLis
 /// the default (dynamic ports, hash pairing, no limits) never gets here. Single threaded; no
 /// allocation on the packet path (the tables are preallocated).
 /// </summary>
-public sealed class SubscriberPorts
+public sealed class SubscriberPorts : ISubscriberAccounting
 {
     /// <summary>At most one limit event per subscriber this often (ms), so a subscriber hammering a limit cannot flood the log.</summary>
     public const long LimitEventIntervalMs = 10_000;
@@ -378,6 +378,10 @@ public sealed class SubscriberPorts
         }
         _blocks.Use(b, protocolClass, 1);
     }
+
+    /// <inheritdoc/>
+    int ISubscriberAccounting.Allocate(uint inside, int protocolClass, bool privileged, long nowMs, out int poolIndex)
+        => Allocate(inside, protocolClass, privileged, nowMs, out poolIndex, out _);
 
     /// <summary>A session of <paramref name="inside"/> was added (any origin).</summary>
     public void SessionAdded(uint inside, long nowMs)
