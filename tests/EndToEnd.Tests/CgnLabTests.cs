@@ -205,6 +205,10 @@ public sealed class CgnLabTests(ITestOutputHelper output)
                 Step: r.TryGetProperty("port-step", out var s) ? s.GetInt32() : 1))
             .ToList();
         output.WriteLine($"{records.Count} events, {blocks.Count} port-block-allocate");
+        // The refusal is logged once (at most one limit event per subscriber per 10 s), naming the host and the limit.
+        var limit = Assert.Single(records, r => r.GetProperty("event").GetString() == "subscriber-limit");
+        Assert.Equal((Heavy, "sessions"), (limit.GetProperty("inside").GetString(), limit.GetProperty("limit").GetString()));
+        Assert.Equal(blocks.Count + 1, records.Count); // nothing else: no session records, no block released yet
         Assert.Equal(blocks.Count, blocks.Select(b => (b.Ext, b.Low)).Distinct().Count()); // each block once
         Assert.All(blocks, b => Assert.Equal(workers, b.Step));
         Assert.All(blocks, b => Assert.Equal(BlockSize, (b.High - b.Low) / b.Step + 1));
