@@ -56,7 +56,7 @@ public sealed class CgnLabTests(ITestOutputHelper output)
     /// from every 10th; "again A,...": one new UDP flow each and curl from every 4th. Prints
     /// "udp HOST EXT:PORT", "http HOST EXT:PORT", "ping HOST ok|fail", "udp HOST timeout".
     /// </summary>
-    private const string Hosts_ = """
+    private const string HostTraffic = """
         import socket, subprocess, sys
         mode, hosts = sys.argv[1], sys.argv[2].split(",")
         def udp(h):
@@ -148,7 +148,7 @@ public sealed class CgnLabTests(ITestOutputHelper output)
         using var http = lab.StartIn(lab.OutsideNs, "python3", "-u", Script(lab, "cgn_http.py", HttpServer));
         Assert.NotNull(reflector.WaitForLine(l => l == "listening", TimeSpan.FromSeconds(10)));
         Assert.NotNull(http.WaitForLine(l => l == "listening", TimeSpan.FromSeconds(10)));
-        string hostsScript = Script(lab, "cgn_hosts.py", Hosts_);
+        string hostsScript = Script(lab, "cgn_hosts.py", HostTraffic);
         output.WriteLine($"setup {clock.Elapsed.TotalSeconds:0.0} s");
 
         // Every host but the heavy one: UDP from each, curl from a quarter, ping from a tenth.
