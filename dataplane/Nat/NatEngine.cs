@@ -410,6 +410,7 @@ public sealed partial class NatEngine
         if (poolChanged)
         {
             RebuildPorts(next);
+            ResetPoolThreshold();
             _gre.DropOffPool(_addresses.Pool);
         }
         else
@@ -603,6 +604,7 @@ public sealed partial class NatEngine
         int n = Table.Expire(nowMs, _settings.Timeouts, budget);
         Table.Ports.DrainQuarantine(nowMs, budget);
         Table.Subscribers?.Sweep(nowMs, budget);
+        CheckPoolThreshold(nowMs, budget);
         n += _ipsec.Expire(nowMs, Math.Max(0, budget - n));
         Counters.SessionsSwept += n;
         return n;
