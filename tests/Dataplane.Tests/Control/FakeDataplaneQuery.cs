@@ -92,6 +92,8 @@ internal sealed class FakeDataplaneQuery : IDataplaneQuery
             PollerBusyRatio = 0.125,
             Handoffs = 17,
             EventsDropped = 2,
+            Subscribers = 2,
+            PortBlocks = [new PortBlockUsage("198.51.100.1", 3, 62)],
         };
     }
 }
