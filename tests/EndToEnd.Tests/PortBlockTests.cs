@@ -95,6 +95,9 @@ public sealed class PortBlockTests(ITestOutputHelper output)
             Assert.Equal(workers, bm.Groups[3].Success ? int.Parse(bm.Groups[3].Value) : 1);
             Assert.All(g, x => Assert.InRange(x.Port, int.Parse(bm.Groups[1].Value), int.Parse(bm.Groups[2].Value)));
         }
+        var table = lab.TryRunIn(lab.GatewayNs, TimeSpan.FromSeconds(30), dotnet, natctl, "subscribers");
+        output.WriteLine(table.Combined);
+        Assert.Equal(Hosts + 1, table.StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length);
         var blocks = lab.TryRunIn(lab.GatewayNs, TimeSpan.FromSeconds(30), dotnet, natctl, "blocks");
         output.WriteLine(blocks.Combined);
         Assert.Equal(0, blocks.ExitCode);
