@@ -34,6 +34,7 @@ internal static class StatsTable
         lines.Add(new("sessions created", s.SessionsCreated));
         lines.Add(new("sessions deleted", s.SessionsDeleted));
         lines.Add(new("sessions swept", s.SessionsSwept));
+        lines.Add(new("subscribers", s.Subscribers));
         long dropTotal = 0;
         foreach (var kv in s.Drops)
         {
@@ -86,7 +87,7 @@ internal static class StatsTable
         lines.Add(new("nat events dropped", s.EventsDropped));
 
         // Ratios and utilisation are not counters but read the same way: a name and a right-aligned value.
-        var rows = new List<KeyValuePair<string, string>>(lines.Count + s.PortUsage.Length + 1);
+        var rows = new List<KeyValuePair<string, string>>(lines.Count + s.PortUsage.Length + s.PortBlocks.Length + 1);
         foreach (var kv in lines)
         {
             rows.Add(new(kv.Key, kv.Value.ToString(CultureInfo.InvariantCulture)));
@@ -97,6 +98,12 @@ internal static class StatsTable
             double pct = u.Capacity > 0 ? 100.0 * u.InUse / u.Capacity : 0;
             rows.Add(new($"ports {u.ExternalAddress} {u.Protocol}",
                 string.Create(CultureInfo.InvariantCulture, $"{u.InUse}/{u.Capacity} ({pct:0.0}%)")));
+        }
+        foreach (var b in s.PortBlocks)
+        {
+            double pct = b.Capacity > 0 ? 100.0 * b.InUse / b.Capacity : 0;
+            rows.Add(new($"port blocks {b.ExternalAddress}",
+                string.Create(CultureInfo.InvariantCulture, $"{b.InUse}/{b.Capacity} ({pct:0.0}%)")));
         }
 
         int nameWidth = 0, valueWidth = 0;

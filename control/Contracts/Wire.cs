@@ -82,6 +82,10 @@ internal sealed record StatsRow
     public Dictionary<string, long> Expectations { get; init; } = [];
     /// <summary>Fragments by outcome: translated, held, released, routed.</summary>
     public Dictionary<string, long> Fragments { get; init; } = [];
+    /// <summary>Subscribers with state now (port blocks, spill pairing or per-subscriber limits).</summary>
+    public long Subscribers { get; init; }
+    /// <summary>Port blocks per external address (port-block allocation).</summary>
+    public PortBlocksRow[] PortBlocks { get; init; } = [];
     /// <summary>Per interface: frames received, transmitted, dropped by the kernel (ring full) and refused by a full transmit ring.</summary>
     public PortCountersRow[] Ports { get; init; } = [];
 }
@@ -94,6 +98,14 @@ internal sealed record PortCountersRow
     public long TxFrames { get; init; }
     public long RxDropped { get; init; }
     public long TxDropped { get; init; }
+}
+
+/// <summary>Port blocks held and in all on one external address.</summary>
+internal sealed record PortBlocksRow
+{
+    public string ExternalAddress { get; init; } = "";
+    public long InUse { get; init; }
+    public long Capacity { get; init; }
 }
 
 /// <summary>Port utilisation of one external address and protocol.</summary>
@@ -145,6 +157,65 @@ internal sealed record LookupRow
     public string Csv() => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{Inside},{External},{PortLow},{PortHigh}");
 }
 
+/// <summary>
+/// One subscriber as GET /subscribers returns it (natctl subscribers): the subscriber ("a.b.c.d",
+/// or "a.b.c.d/len" when nat.subscriber-prefix is below 32), its paired external address ("" while
+/// it holds no port), its port blocks as "LOW-HIGH" ("LOW-HIGH/STEP" when the shards interleave,
+/// RFC 8158 portRangeStepSize), ports and sessions held and their limits (0 = unlimited), and the
+/// flows each limit refused. Kebab-case names, as natd lookup's.
+/// </summary>
+internal sealed record SubscriberRow
+{
+    public string Subscriber { get; init; } = "";
+    public string External { get; init; } = "";
+    public string[] Blocks { get; init; } = [];
+    public long Ports { get; init; }
+    [JsonPropertyName("port-limit")]
+    public long PortLimit { get; init; }
+    public long Sessions { get; init; }
+    [JsonPropertyName("session-limit")]
+    public long SessionLimit { get; init; }
+    /// <summary>Refused flows by limit: "sessions", "ports", "rate" (new sessions per second), "blocks" (all its blocks full).</summary>
+    [JsonPropertyName("limit-hits")]
+    public Dictionary<string, long> LimitHits { get; init; } = [];
+}
+
+/// <summary>GET /subscribers: the first <see cref="Subscribers"/> (by address) of <see cref="Total"/>.</summary>
+internal sealed record SubscribersAnswer
+{
+    public long Total { get; init; }
+    public SubscriberRow[] Subscribers { get; init; } = [];
+}
+
+/// <summary>
+/// One held port block as GET /blocks returns it (natctl blocks): external address, ports
+/// (host order, inclusive; <see cref="PortStep"/> between consecutive ports), "LOW-HIGH[/STEP]" as
+/// one string, the holder, mappings in it now and when it was allocated (UTC, ISO 8601).
+/// </summary>
+internal sealed record BlockRow
+{
+    public string External { get; init; } = "";
+    public string Block { get; init; } = "";
+    [JsonPropertyName("port-low")]
+    public int PortLow { get; init; }
+    [JsonPropertyName("port-high")]
+    public int PortHigh { get; init; }
+    [JsonPropertyName("port-step")]
+    public int PortStep { get; init; }
+    public string Subscriber { get; init; } = "";
+    [JsonPropertyName("ports-in-use")]
+    public long PortsInUse { get; init; }
+    [JsonPropertyName("allocated-at")]
+    public string AllocatedAt { get; init; } = "";
+}
+
+/// <summary>GET /blocks: the first <see cref="Blocks"/> (by address and port) of <see cref="Total"/>.</summary>
+internal sealed record BlocksAnswer
+{
+    public long Total { get; init; }
+    public BlockRow[] Blocks { get; init; } = [];
+}
+
 /// <summary>The source-generated serialiser of every wire record (GET /timeouts is the Dictionary).</summary>
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
 [JsonSerializable(typeof(SessionRow[]))]
@@ -153,5 +224,7 @@ internal sealed record LookupRow
 [JsonSerializable(typeof(DeletedRow))]
 [JsonSerializable(typeof(OutcomeRow))]
 [JsonSerializable(typeof(LookupRow))]
+[JsonSerializable(typeof(SubscribersAnswer))]
+[JsonSerializable(typeof(BlocksAnswer))]
 [JsonSerializable(typeof(Dictionary<string, long>))]
 internal sealed partial class WireJsonContext : JsonSerializerContext;

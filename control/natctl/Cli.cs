@@ -30,6 +30,12 @@ internal static class Cli
           sessions [--protocol tcp|udp|icmp|isakmp|esp|gre] [--inside ADDR[:PORT]] [--remote ADDR[:PORT]]
                      list NAT sessions (the ipfwadm -M -l -n view), optionally filtered
           stats      show dataplane counters
+          subscribers [--inside ADDR|ADDR/LEN] [--limit N]
+                     carrier-grade NAT subscribers: external address, port blocks (LOW-HIGH, /STEP
+                     when the shards interleave), ports and sessions against their limits, limit hits
+          blocks [--limit N]
+                     held port blocks (nat.allocation: port-block): external, ports, subscriber,
+                     ports in use, allocation time (UTC); both list at most N rows (default 1000)
           expectations
                      list pending ALG expectations (pinholes waiting for an FTP data connection,
                      a DCC peer, a TFTP reply) with their control connection
@@ -55,7 +61,7 @@ internal static class Cli
                      natd lookup --config natd.yaml ...); exit 1 when no subscriber matches
 
         options:
-          --json               print the API's JSON (sessions, stats, expectations, timeouts, flush, delete, reload, lookup)
+          --json               print the API's JSON (sessions, stats, subscribers, blocks, expectations, timeouts, flush, delete, reload, lookup)
           -n                   numeric output; natctl never resolves names, accepted for ipfwadm habit
           --control HOST:PORT  natd control API (default: $NATD_CONTROL, else 127.0.0.1:9180)
           -h, --help           show this text
@@ -72,7 +78,8 @@ internal static class Cli
     private static readonly Dictionary<string, string[]> ValueOptions = new(StringComparer.Ordinal)
     {
         ["--protocol"] = ["sessions"],
-        ["--inside"] = ["sessions", "lookup"],
+        ["--inside"] = ["sessions", "lookup", "subscribers"],
+        ["--limit"] = ["subscribers", "blocks"],
         ["--remote"] = ["sessions"],
         ["--external"] = ["lookup"],
         ["--tcp"] = ["timeouts set"],
@@ -162,7 +169,7 @@ internal static class Cli
         Request request;
         switch (command)
         {
-            case "sessions" or "stats" or "metrics" or "flush" or "reload" or "expectations" or "lookup" when positional.Count > 1:
+            case "sessions" or "stats" or "metrics" or "flush" or "reload" or "expectations" or "lookup" or "subscribers" or "blocks" when positional.Count > 1:
                 return await UsageError(stderr, $"unexpected argument '{positional[1]}'").ConfigureAwait(false);
             case "sessions":
                 if (!TrySessionsQuery(values, out string? query, out string? why))
@@ -173,6 +180,13 @@ internal static class Cli
                 break;
             case "stats":
                 request = new Request(HttpMethod.Get, "/stats", null, Render.Stats);
+                break;
+            case "subscribers" or "blocks":
+                if (!TryListQuery(values, out string? listQuery, out string? listError))
+                {
+                    return await UsageError(stderr, listError).ConfigureAwait(false);
+                }
+                request = new Request(HttpMethod.Get, "/" + command + listQuery, null, command == "blocks" ? Render.Blocks : Render.Subscribers);
                 break;
             case "lookup":
                 values.TryGetValue("--inside", out string? lookupInside);
@@ -241,7 +255,7 @@ internal static class Cli
     }
 
     /// <summary>What the API answer is turned into on stdout.</summary>
-    private enum Render { Raw, Sessions, Stats, Expectations, Deleted, Outcome, Timeouts, TimeoutsOutcome, Lookup }
+    private enum Render { Raw, Sessions, Stats, Expectations, Deleted, Outcome, Timeouts, TimeoutsOutcome, Lookup, Subscribers, Blocks }
 
     private sealed record Request(HttpMethod Method, string Path, string? Body, Render Render);
 
@@ -314,6 +328,14 @@ internal static class Cli
                     case Render.Stats:
                         await stdout.WriteAsync(StatsTable.Render(
                             JsonSerializer.Deserialize(body, WireJsonContext.Default.StatsRow) ?? new StatsRow())).ConfigureAwait(false);
+                        break;
+                    case Render.Subscribers:
+                        await stdout.WriteAsync(SubscriberListing.Render(
+                            JsonSerializer.Deserialize(body, WireJsonContext.Default.SubscribersAnswer) ?? new SubscribersAnswer())).ConfigureAwait(false);
+                        break;
+                    case Render.Blocks:
+                        await stdout.WriteAsync(SubscriberListing.Render(
+                            JsonSerializer.Deserialize(body, WireJsonContext.Default.BlocksAnswer) ?? new BlocksAnswer())).ConfigureAwait(false);
                         break;
                     case Render.Deleted:
                         var deleted = JsonSerializer.Deserialize(body, WireJsonContext.Default.DeletedRow) ?? new DeletedRow();
@@ -421,6 +443,37 @@ internal static class Cli
                 }
                 parts.Add(key + "=" + Uri.EscapeDataString(endpoint));
             }
+        }
+        query = parts.Count == 0 ? "" : "?" + string.Join('&', parts);
+        return true;
+    }
+
+    /// <summary>`subscribers` and `blocks`: ?inside= (an address or a prefix) and ?limit= (rows, 1..1000000).</summary>
+    private static bool TryListQuery(Dictionary<string, string> values, out string query, [NotNullWhen(false)] out string? error)
+    {
+        query = "";
+        error = null;
+        var parts = new List<string>();
+        if (values.TryGetValue("--inside", out string? inside))
+        {
+            string address = inside.Split('/', 2)[0];
+            bool lengthOk = !inside.Contains('/', StringComparison.Ordinal)
+                || (int.TryParse(inside.AsSpan(address.Length + 1), NumberStyles.None, CultureInfo.InvariantCulture, out int len) && len <= 32);
+            if (!IPAddress.TryParse(address, out var ip) || ip.AddressFamily != AddressFamily.InterNetwork || address.Count(c => c == '.') != 3 || !lengthOk)
+            {
+                error = $"--inside '{inside}' is not ADDRESS or ADDRESS/LEN (IPv4)";
+                return false;
+            }
+            parts.Add("inside=" + Uri.EscapeDataString(inside));
+        }
+        if (values.TryGetValue("--limit", out string? limit))
+        {
+            if (!int.TryParse(limit, NumberStyles.None, CultureInfo.InvariantCulture, out int n) || n < 1 || n > 1_000_000)
+            {
+                error = $"--limit '{limit}' is not a whole number from 1 to 1000000";
+                return false;
+            }
+            parts.Add("limit=" + limit);
         }
         query = parts.Count == 0 ? "" : "?" + string.Join('&', parts);
         return true;

@@ -90,6 +90,16 @@ public sealed record CgnatSettings
     /// <summary>Per-subscriber limits.</summary>
     public SubscriberLimits Limits { get; init; } = new();
 
+    /// <summary>
+    /// Utilisation (percent, 1..100; 0 = off) of an external address's ports, or of its blocks with
+    /// port-block allocation, at which its shard emits a PoolThreshold event (RFC 8158 "threshold
+    /// reached"); re-armed once the use falls <see cref="PoolThresholdHysteresis"/> points below.
+    /// </summary>
+    public int PoolThresholdPercent { get; init; } = 90;
+
+    /// <summary>Points below <see cref="PoolThresholdPercent"/> an address must fall before it can raise the event again.</summary>
+    public const int PoolThresholdHysteresis = 5;
+
     /// <summary>The subscriber an inside address (network order) belongs to: the address with its host bits below <see cref="SubscriberPrefix"/> cleared (network order).</summary>
     public uint SubscriberOf(uint insideAddress)
         => SubscriberPrefix >= 32 ? insideAddress : Ipv4.FromHostOrder(Ipv4.ToHostOrder(insideAddress) & (uint)(0xFFFF_FFFFUL << (32 - SubscriberPrefix)));

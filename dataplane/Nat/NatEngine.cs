@@ -410,6 +410,7 @@ public sealed partial class NatEngine
         if (poolChanged)
         {
             RebuildPorts(next);
+            ResetPoolThreshold();
             _gre.DropOffPool(_addresses.Pool);
         }
         else
@@ -609,6 +610,7 @@ public sealed partial class NatEngine
         int n = Table.Expire(nowMs, _settings.Timeouts, budget);
         Table.Ports.DrainQuarantine(nowMs, budget);
         Subscribers?.Sweep(nowMs, budget);
+        CheckPoolThreshold(nowMs, budget);
         n += _ipsec.Expire(nowMs, Math.Max(0, budget - n));
         Counters.SessionsSwept += n;
         return n;

@@ -31,6 +31,29 @@ public sealed class ShardReadView
     /// <summary>ISAKMP entries now (gauge).</summary>
     public long IsakmpSessions => _engine.Ipsec.IsakmpCount;
 
+    /// <summary>Subscribers the shard holds state for now (0 unless a CGN feature keeps subscriber state: port blocks, spill pairing or a per-subscriber limit).</summary>
+    public long Subscribers => _engine.Subscribers?.Table.Count ?? 0;
+
+    /// <summary>Pool addresses (network order) as the shard sees them.</summary>
+    public IReadOnlyList<uint> Pool => _engine.Settings.Pool;
+
+    /// <summary>Port blocks per pool address in this shard; 0 without port-block allocation.</summary>
+    public long BlocksPerAddress => _engine.Subscribers?.Blocks?.PerAddress ?? 0;
+
+    /// <summary>Port blocks the shard holds on pool address <paramref name="poolIndex"/>; 0 without port-block allocation.</summary>
+    public long BlocksInUse(int poolIndex)
+        => _engine.Subscribers is { Blocks: { } b } sp && (uint)poolIndex < (uint)b.Addresses ? sp.BlocksHeldOn(poolIndex) : 0;
+
+    /// <summary>True while pool address <paramref name="poolIndex"/> is past <c>nat.pool-threshold</c> in this shard.</summary>
+    public bool AboveThreshold(int poolIndex) => _engine.PoolAboveThreshold(poolIndex);
+
+    /// <summary>
+    /// Adds the shard's subscribers by ports held into <paramref name="buckets"/> (length
+    /// SubscriberPorts.PortBuckets.Length + 1, not cumulative; see SubscriberPorts.AddPortHistogram).
+    /// </summary>
+    /// <returns>Ports its subscribers hold.</returns>
+    public long AddSubscriberPorts(long[] buckets) => _engine.Subscribers?.AddPortHistogram(buckets) ?? 0;
+
     /// <summary>External ports in use per pool address and protocol (tcp, udp, icmp), appended to <paramref name="into"/>.</summary>
     public void AddPortUsage(List<PortUsage> into)
     {

@@ -97,6 +97,17 @@ public sealed record StatsSnapshot
     /// the fragment-* reasons).
     /// </summary>
     public IReadOnlyDictionary<string, long> Fragments { get; init; } = new Dictionary<string, long>();
+    /// <summary>Subscribers with state now (0 unless port blocks, spill pairing or a per-subscriber limit keep subscriber state).</summary>
+    public long Subscribers { get; init; }
+    /// <summary>Port blocks held per pool address (empty without port-block allocation).</summary>
+    public IReadOnlyList<PortBlockUsage> PortBlocks { get; init; } = [];
+    /// <summary>
+    /// Subscribers by ports held: [i] those with at most <see cref="Nat.SubscriberPorts.PortBuckets"/>[i]
+    /// ports (and more than the bound before), the last those above every bound; not cumulative.
+    /// </summary>
+    public IReadOnlyList<long> SubscriberPorts { get; init; } = [];
+    /// <summary>Ports held by all subscribers (the histogram's sum).</summary>
+    public long SubscriberPortsSum { get; init; }
     /// <summary>Per interface: frames the kernel dropped before natd read them (ring full) and frames natd could not queue for transmission.</summary>
     public IReadOnlyList<PortCounters> Ports { get; init; } = [];
 }
@@ -108,6 +119,12 @@ public sealed record StatsSnapshot
 /// <param name="RxDropped">Frames lost before natd read them (receive ring full, as the kernel reports).</param>
 /// <param name="TxDropped">Frames refused by a full transmit ring.</param>
 public sealed record PortCounters(string Interface, long RxFrames, long TxFrames, long RxDropped, long TxDropped);
+
+/// <summary>Port blocks of one external address (port-block allocation).</summary>
+/// <param name="ExternalAddress">Dotted-quad external address.</param>
+/// <param name="InUse">Blocks held by subscribers (all shards).</param>
+/// <param name="Capacity">Blocks the address has (all shards).</param>
+public sealed record PortBlockUsage(string ExternalAddress, long InUse, long Capacity);
 
 /// <summary>Port utilisation of one external address and protocol.</summary>
 /// <param name="ExternalAddress">Dotted-quad external address.</param>
@@ -131,4 +148,10 @@ public interface IDataplaneQuery
 
     /// <summary>Pending ALG expectations now, in no particular order.</summary>
     Task<IReadOnlyList<ExpectationInfo>> GetExpectationsAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>Every shard's subscribers now, in no particular order (empty unless a CGN feature keeps subscriber state).</summary>
+    Task<IReadOnlyList<Nat.SubscriberInfo>> GetSubscribersAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>Every shard's held port blocks now, in no particular order (empty unless <c>nat.allocation: port-block</c>).</summary>
+    Task<IReadOnlyList<Nat.BlockInfo>> GetBlocksAsync(CancellationToken cancellationToken = default);
 }

@@ -13,7 +13,27 @@ namespace Natd.Dataplane.Nat;
 /// <param name="RateHits">Flows refused by the rate limit.</param>
 /// <param name="BlockHits">Flows refused with all its blocks full.</param>
 public sealed record SubscriberInfo(uint Subscriber, uint External, IReadOnlyList<(int Low, int High)> Blocks, int Ports, int Sessions,
-    int SessionHits, int PortHits, int RateHits, int BlockHits);
+    int SessionHits, int PortHits, int RateHits, int BlockHits)
+{
+    /// <summary>The subscriber's prefix length (<c>nat.subscriber-prefix</c>; 32 for one address).</summary>
+    public int PrefixLength { get; init; } = 32;
+    /// <summary>Ports between consecutive ports of a block (RFC 8158 portRangeStepSize: the shard count).</summary>
+    public int Step { get; init; } = 1;
+    /// <summary>Ports it may hold: <c>limits.per-subscriber.ports</c>, or its blocks' worth with port blocks; 0 = unlimited.</summary>
+    public int PortLimit { get; init; }
+    /// <summary><c>limits.per-subscriber.sessions</c>; 0 = unlimited.</summary>
+    public int SessionLimit { get; init; }
+}
+
+/// <summary>One held port block as operators see it (natctl blocks).</summary>
+/// <param name="External">The block's external address (network order).</param>
+/// <param name="Low">Lowest port (host order).</param>
+/// <param name="High">Highest port (host order).</param>
+/// <param name="Step">Ports between consecutive ports of the block (RFC 8158 portRangeStepSize).</param>
+/// <param name="Subscriber">The holder (network order).</param>
+/// <param name="PortsInUse">Mappings in the block now (all protocols).</param>
+/// <param name="AgeSeconds">Seconds since the block was allocated.</param>
+public sealed record BlockInfo(uint External, int Low, int High, int Step, uint Subscriber, int PortsInUse, double AgeSeconds);
 
 /// <summary>
 /// Subscriber-aware port allocation of one shard (RFC 6888): paired pooling (RFC 4787 REQ-2; a
@@ -42,6 +62,14 @@ public sealed class SubscriberPorts : ISubscriberAccounting
     private readonly long _delayMs;
     private readonly long _interimMs;
     private ulong _rng;
+    private readonly int[] _portBuckets = new int[PortBuckets.Length + 1]; // subscribers by ports held; [0] unused (derived from the count)
+    private long _portsHeld;
+
+    /// <summary>
+    /// Upper bounds (inclusive) of the ports-per-subscriber histogram (natd_subscriber_ports): a
+    /// fixed set, so the metric has the same few series whatever the number of subscribers.
+    /// </summary>
+    public static readonly int[] PortBuckets = [0, 16, 64, 256, 1024, 4096, 16384];
 
     /// <summary>Creates the shard's subscriber state.</summary>
     /// <param name="table">The shard's session table (its <see cref="SessionTable.Ports"/> and event queue).</param>
@@ -179,7 +207,7 @@ public sealed class SubscriberPorts : ISubscriberAccounting
             Settle(key);
             return -1;
         }
-        s.Ports++;
+        CountPorts(ref s, 1);
         return port;
     }
 
@@ -253,6 +281,7 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         s.BlockHead = nb;
         s.Blocks++;
         blocks.EmptySinceMs[nb] = nowMs;
+        blocks.AllocatedMs[nb] = nowMs;
         Emit(NatEventType.PortBlockAllocated, s.Key, blocks.AddressOf(nb), blocks.Low(nb), blocks.High(nb), (byte)blocks.Step, nowMs);
         if (_interimDue is not null)
         {
@@ -334,7 +363,10 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         if (i >= 0)
         {
             ref Subscriber s = ref Table[i];
-            s.Ports = Math.Max(0, s.Ports - 1);
+            if (s.Ports > 0)
+            {
+                CountPorts(ref s, -1);
+            }
             Settle(key);
         }
     }
@@ -353,7 +385,7 @@ public sealed class SubscriberPorts : ISubscriberAccounting
             return;
         }
         ref Subscriber s = ref Table[i];
-        s.Ports++;
+        CountPorts(ref s, 1);
         if (s.PoolIndex < 0)
         {
             s.PoolIndex = poolIndex;
@@ -369,6 +401,7 @@ public sealed class SubscriberPorts : ISubscriberAccounting
             _blocks.SetNext(b, s.BlockHead);
             s.BlockHead = b;
             s.Blocks++;
+            _blocks.AllocatedMs[b] = nowMs;
             Emit(NatEventType.PortBlockAllocated, key, poolIndex, _blocks.Low(b), _blocks.High(b), (byte)_blocks.Step, nowMs);
             if (_interimDue is not null)
             {
@@ -596,9 +629,106 @@ public sealed class SubscriberPorts : ISubscriberAccounting
                 }
             }
             list.Add(new SubscriberInfo(s.Key, s.PoolIndex >= 0 ? _pool[s.PoolIndex] : 0, blocks, s.Ports, s.Sessions,
-                s.SessionHits, s.PortHits, s.RateHits, s.BlockHits));
+                s.SessionHits, s.PortHits, s.RateHits, s.BlockHits)
+            {
+                PrefixLength = _cgn.SubscriberPrefix,
+                Step = _blocks?.Step ?? 1,
+                PortLimit = PortLimit,
+                SessionLimit = Limits.Sessions,
+            });
         }
         return list;
+    }
+
+    /// <summary>
+    /// Ports a subscriber may hold: the port limit, or with port blocks its blocks' worth
+    /// (per-subscriber x size) when that is lower or no port limit is set; 0 = unlimited.
+    /// </summary>
+    private int PortLimit
+    {
+        get
+        {
+            int limit = Limits.Ports;
+            if (_blocks is not null)
+            {
+                int blocksWorth = _cgn.PortBlock.PerSubscriber * _cgn.PortBlock.Size;
+                limit = limit == 0 ? blocksWorth : Math.Min(limit, blocksWorth);
+            }
+            return limit;
+        }
+    }
+
+    /// <summary>Every held block at <paramref name="nowMs"/> (natctl blocks; allocates, control path only); empty without port blocks.</summary>
+    public List<BlockInfo> ListBlocks(long nowMs)
+    {
+        var list = new List<BlockInfo>();
+        if (_blocks is not { } pb)
+        {
+            return list;
+        }
+        for (int b = 0; b < pb.Count; b++)
+        {
+            if (pb.IsHeld(b))
+            {
+                list.Add(new BlockInfo(_pool[pb.AddressOf(b)], pb.Low(b), pb.High(b), pb.Step, pb.OwnerOf(b), pb.Mappings(b),
+                    Math.Max(0, nowMs - pb.AllocatedMs[b]) / 1000.0));
+            }
+        }
+        return list;
+    }
+
+    /// <summary>
+    /// Adds the subscribers by ports held to <paramref name="into"/> (length
+    /// <see cref="PortBuckets"/>.Length + 1): [i] counts those with more ports than bucket i - 1's
+    /// bound and at most bucket i's, the last those above every bound (not cumulative). Kept as ports
+    /// change, so any thread may read it (a batch old at most) without walking the table.
+    /// </summary>
+    /// <returns>Ports held by all of them.</returns>
+    public long AddPortHistogram(long[] into)
+    {
+        ArgumentNullException.ThrowIfNull(into);
+        long above = 0;
+        for (int i = 1; i < _portBuckets.Length; i++)
+        {
+            int n = Volatile.Read(ref _portBuckets[i]);
+            into[i] += n;
+            above += n;
+        }
+        into[0] += Math.Max(0, Table.Count - above);
+        return Volatile.Read(ref _portsHeld);
+    }
+
+    private static int BucketOf(int ports)
+    {
+        for (int i = 0; i < PortBuckets.Length; i++)
+        {
+            if (ports <= PortBuckets[i])
+            {
+                return i;
+            }
+        }
+        return PortBuckets.Length;
+    }
+
+    /// <summary>Changes a subscriber's ports by <paramref name="delta"/> (1 or -1), moving it between histogram buckets.</summary>
+    private void CountPorts(ref Subscriber s, int delta)
+    {
+        int from = BucketOf(s.Ports);
+        s.Ports += delta;
+        int to = BucketOf(s.Ports);
+        if (from != to)
+        {
+            // Bucket 0 (no ports) is the table's count minus the rest, so entries added and removed empty need no bookkeeping.
+            if (from > 0)
+            {
+                _portBuckets[from]--;
+            }
+            if (to > 0)
+            {
+                _portBuckets[to]++;
+            }
+        }
+        _portsHeld += delta;
     }
 
     private ulong Next()

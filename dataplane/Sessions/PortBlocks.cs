@@ -45,6 +45,7 @@ public sealed class PortBlocks
         _next = new int[blocks];
         EmptySinceMs = new long[blocks];
         NextInterimMs = new long[blocks];
+        AllocatedMs = new long[blocks];
         _free = new int[addresses];
         Array.Fill(_free, PerAddress);
     }
@@ -72,6 +73,9 @@ public sealed class PortBlocks
 
     /// <summary>Engine time (ms) a held block's next interim record is due.</summary>
     public long[] NextInterimMs { get; }
+
+    /// <summary>Engine time (ms) a held block was allocated to its holder (natctl blocks).</summary>
+    public long[] AllocatedMs { get; }
 
     /// <summary>The pool index of block <paramref name="block"/>.</summary>
     public int AddressOf(int block) => block / PerAddress;

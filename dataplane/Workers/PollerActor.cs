@@ -432,6 +432,16 @@ public sealed class PollerActor : LoopActor, IFrameSink
             case AlgFrame f:
                 FromHelper(f);
                 break;
+            case GetSubscribers:
+                var subscribers = new List<SubscriberInfo>();
+                _engine.CollectSubscribers(subscribers);
+                Sender.Tell(subscribers);
+                break;
+            case GetBlocks:
+                var blocks = new List<BlockInfo>();
+                _engine.CollectBlocks(blocks, NowMs);
+                Sender.Tell(blocks);
+                break;
             case GetExpectations:
                 var expectations = new List<ExpectationInfo>(_engine.ExpectationCount);
                 _engine.CollectExpectations(expectations, NowMs);

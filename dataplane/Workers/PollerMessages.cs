@@ -1,4 +1,5 @@
 using Natd.Dataplane.Nat;
+using Natd.Dataplane.Sessions;
 
 namespace Natd.Dataplane.Workers;
 
@@ -14,6 +15,20 @@ public sealed record GetExpectations
 {
     /// <summary>The one instance.</summary>
     public static readonly GetExpectations Instance = new();
+}
+
+/// <summary>Ask a poller for its subscribers; the reply is a <see cref="List{SubscriberInfo}"/> (Natd.Dataplane.Sessions).</summary>
+public sealed record GetSubscribers
+{
+    /// <summary>The one instance.</summary>
+    public static readonly GetSubscribers Instance = new();
+}
+
+/// <summary>Ask a poller for its held port blocks; the reply is a <see cref="List{BlockInfo}"/> (Natd.Dataplane.Sessions).</summary>
+public sealed record GetBlocks
+{
+    /// <summary>The one instance.</summary>
+    public static readonly GetBlocks Instance = new();
 }
 
 /// <summary>Ask a poller to delete up to <paramref name="Budget"/> expired sessions; the reply is the count deleted (int).</summary>

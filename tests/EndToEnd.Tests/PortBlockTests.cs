@@ -75,6 +75,37 @@ public sealed class PortBlockTests(ITestOutputHelper output)
             Assert.All(g, x => Assert.Equal(0, (x.Port - lo) % workers)); // one shard's ports
         }
         Assert.True(seen.Select(x => x.Ext).Distinct().Count() > 1, "hosts are spread over the pool");
+
+        // natctl subscribers and blocks show the same: each host on its address, its ports in its one block.
+        string dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } dh ? dh : "dotnet";
+        string natctl = Path.Combine(AppContext.BaseDirectory, "natctl.dll");
+        var subs = lab.TryRunIn(lab.GatewayNs, TimeSpan.FromSeconds(30), dotnet, natctl, "subscribers", "--json");
+        output.WriteLine(subs.Combined);
+        Assert.Equal(0, subs.ExitCode);
+        using var subDoc = System.Text.Json.JsonDocument.Parse(subs.StdOut);
+        var rows = subDoc.RootElement.GetProperty("subscribers").EnumerateArray().ToDictionary(e => e.GetProperty("subscriber").GetString()!);
+        foreach (var g in seen.GroupBy(x => x.Host))
+        {
+            var row = rows[g.Key];
+            Assert.Equal(g.First().Ext, row.GetProperty("external").GetString());
+            Assert.Equal(Flows, row.GetProperty("ports").GetInt64());
+            string block = Assert.Single(row.GetProperty("blocks").EnumerateArray()).GetString()!;
+            var bm = Regex.Match(block, @"^(\d+)-(\d+)(?:/(\d+))?$");
+            Assert.True(bm.Success, block);
+            Assert.Equal(workers, bm.Groups[3].Success ? int.Parse(bm.Groups[3].Value) : 1);
+            Assert.All(g, x => Assert.InRange(x.Port, int.Parse(bm.Groups[1].Value), int.Parse(bm.Groups[2].Value)));
+        }
+        var table = lab.TryRunIn(lab.GatewayNs, TimeSpan.FromSeconds(30), dotnet, natctl, "subscribers");
+        output.WriteLine(table.Combined);
+        Assert.Equal(Hosts + 1, table.StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length);
+        var blocks = lab.TryRunIn(lab.GatewayNs, TimeSpan.FromSeconds(30), dotnet, natctl, "blocks");
+        output.WriteLine(blocks.Combined);
+        Assert.Equal(0, blocks.ExitCode);
+        Assert.Equal(Hosts + 1, blocks.StdOut.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length); // header and one block each
+        var metrics = lab.TryRunIn(lab.GatewayNs, TimeSpan.FromSeconds(30), dotnet, natctl, "metrics");
+        long held = Regex.Matches(metrics.StdOut, @"^natd_port_blocks_in_use\{external=""[^""]+""\} (\d+)$", RegexOptions.Multiline).Sum(m => long.Parse(m.Groups[1].Value));
+        Assert.Equal(Hosts, held);
+        Assert.Matches($@"(?m)^natd_subscribers {Hosts}$", metrics.StdOut);
         scenario.Pass();
     }
 

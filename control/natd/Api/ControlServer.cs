@@ -14,7 +14,9 @@ namespace Natd.Control.Api;
 /// <summary>
 /// The control HTTP API on the control port (127.0.0.1:9180 by default). Reads: GET /sessions (JSON
 /// array of <see cref="SessionRow"/>, optionally filtered by ?protocol=tcp|udp|icmp, ?inside=ADDR[:PORT]
-/// and ?remote=ADDR[:PORT]), GET /stats (JSON <see cref="StatsRow"/>), GET /metrics (Prometheus text
+/// and ?remote=ADDR[:PORT]), GET /subscribers and GET /blocks (carrier-grade NAT state, ?limit=N rows,
+/// default 1000; /subscribers also ?inside=ADDR or ADDR/LEN; see <see cref="SubscribersAnswer"/> and
+/// <see cref="BlocksAnswer"/>), GET /stats (JSON <see cref="StatsRow"/>), GET /metrics (Prometheus text
 /// 0.0.4, see <see cref="MetricsFormatter"/>), GET /healthz ("ok"), GET /timeouts, GET /lookup
 /// (?inside=ADDR or ?external=ADDR:PORT: a deterministic NAT lookup in the running configuration's
 /// map, <see cref="LookupRow"/>; 404 for no subscriber, 409 when not deterministic). Writes (see
@@ -86,6 +88,8 @@ public sealed partial class ControlServer : IAsyncDisposable
         var log = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<ControlServer>();
         app.MapGet("/sessions", ctx => Answer(ctx, log, WriteSessionsAsync(ctx, query)));
         app.MapGet("/expectations", ctx => Answer(ctx, log, WriteExpectationsAsync(ctx, query)));
+        app.MapGet("/subscribers", ctx => Answer(ctx, log, WriteSubscribersAsync(ctx, query)));
+        app.MapGet("/blocks", ctx => Answer(ctx, log, WriteBlocksAsync(ctx, query)));
         app.MapGet("/stats", ctx => Answer(ctx, log, WriteStatsAsync(ctx, query)));
         app.MapGet("/metrics", ctx => Answer(ctx, log, WriteMetricsAsync(ctx, query)));
         app.MapPost("/flush", ctx => Answer(ctx, log, Operate(ctx, operations, FlushAsync)));

@@ -93,6 +93,23 @@ public static class MetricsFormatter
             Sample2(sb, "natd_ports_capacity", "address", u.ExternalAddress, "protocol", u.Protocol, u.Capacity);
         }
 
+        Family(sb, "natd_port_blocks_in_use", "gauge", "Port blocks held by subscribers (nat.allocation: port-block), by external address.");
+        foreach (var b in stats.PortBlocks)
+        {
+            Sample(sb, "natd_port_blocks_in_use", "external", b.ExternalAddress, b.InUse);
+        }
+
+        Family(sb, "natd_port_blocks_capacity", "gauge", "Port blocks an external address has (all shards), by external address.");
+        foreach (var b in stats.PortBlocks)
+        {
+            Sample(sb, "natd_port_blocks_capacity", "external", b.ExternalAddress, b.Capacity);
+        }
+
+        Family(sb, "natd_subscribers", "gauge", "Subscribers with carrier-grade NAT state (port blocks, spill pairing or per-subscriber limits).");
+        Sample(sb, "natd_subscribers", null, null, stats.Subscribers);
+
+        SubscriberPortsHistogram(sb, stats);
+
         Family(sb, "natd_rule_hits_total", "counter", "New flows that matched each forward rule, by rule name.");
         foreach (var (rule, value) in Extras(stats.RuleHits, static _ => false))
         {
@@ -178,6 +195,27 @@ public static class MetricsFormatter
         }
         list.Sort(static (a, b) => string.CompareOrdinal(a.Key, b.Key));
         return list;
+    }
+
+    /// <summary>
+    /// natd_subscriber_ports: subscribers by external ports held, as a Prometheus histogram over the
+    /// fixed bounds of <see cref="Dataplane.Nat.SubscriberPorts.PortBuckets"/> (cumulative
+    /// "le" buckets, +Inf, _sum, _count): a few series whatever the number of subscribers.
+    /// </summary>
+    private static void SubscriberPortsHistogram(StringBuilder sb, StatsSnapshot stats)
+    {
+        const string name = "natd_subscriber_ports";
+        int[] bounds = Dataplane.Nat.SubscriberPorts.PortBuckets;
+        Family(sb, name, "histogram", "External ports held per subscriber (subscribers with carrier-grade NAT state).");
+        long cumulative = 0;
+        for (int i = 0; i <= bounds.Length; i++)
+        {
+            cumulative += i < stats.SubscriberPorts.Count ? stats.SubscriberPorts[i] : 0;
+            string le = i < bounds.Length ? bounds[i].ToString(CultureInfo.InvariantCulture) : "+Inf";
+            Sample(sb, name + "_bucket", "le", le, cumulative);
+        }
+        Sample(sb, name + "_sum", null, null, stats.SubscriberPortsSum);
+        Sample(sb, name + "_count", null, null, cumulative);
     }
 
     private static void Family(StringBuilder sb, string name, string type, string help)

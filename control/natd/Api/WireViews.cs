@@ -54,6 +54,53 @@ internal static class WireViews
         };
     }
 
+    /// <summary>One subscriber of GET /subscribers.</summary>
+    public static SubscriberRow Subscriber(Dataplane.Nat.SubscriberInfo s)
+    {
+        ArgumentNullException.ThrowIfNull(s);
+        var blocks = new string[s.Blocks.Count];
+        for (int i = 0; i < blocks.Length; i++)
+        {
+            blocks[i] = SubscriberListing.Block(s.Blocks[i].Low, s.Blocks[i].High, s.Step);
+        }
+        Array.Sort(blocks, static (a, b) => PortOf(a).CompareTo(PortOf(b)));
+        return new SubscriberRow
+        {
+            Subscriber = s.PrefixLength >= 32
+                ? Ipv4.Format(s.Subscriber)
+                : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{Ipv4.Format(s.Subscriber)}/{s.PrefixLength}"),
+            External = s.External == 0 ? "" : Ipv4.Format(s.External),
+            Blocks = blocks,
+            Ports = s.Ports,
+            PortLimit = s.PortLimit,
+            Sessions = s.Sessions,
+            SessionLimit = s.SessionLimit,
+            LimitHits = new Dictionary<string, long>(StringComparer.Ordinal)
+            {
+                ["sessions"] = s.SessionHits, ["ports"] = s.PortHits, ["rate"] = s.RateHits, ["blocks"] = s.BlockHits,
+            },
+        };
+    }
+
+    private static int PortOf(string block) => int.Parse(block.AsSpan(0, block.IndexOf('-', StringComparison.Ordinal)), System.Globalization.CultureInfo.InvariantCulture);
+
+    /// <summary>One held block of GET /blocks; <paramref name="now"/> turns its age into the allocation time.</summary>
+    public static BlockRow Block(Dataplane.Nat.BlockInfo b, DateTimeOffset now)
+    {
+        ArgumentNullException.ThrowIfNull(b);
+        return new BlockRow
+        {
+            External = Ipv4.Format(b.External),
+            Block = SubscriberListing.Block(b.Low, b.High, b.Step),
+            PortLow = b.Low,
+            PortHigh = b.High,
+            PortStep = b.Step,
+            Subscriber = Ipv4.Format(b.Subscriber),
+            PortsInUse = b.PortsInUse,
+            AllocatedAt = (now - TimeSpan.FromSeconds(b.AgeSeconds)).ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture),
+        };
+    }
+
     /// <summary>GET /stats.</summary>
     public static StatsRow Stats(StatsSnapshot s)
     {
@@ -94,8 +141,20 @@ internal static class WireViews
             AlgEvents = Copy(s.AlgEvents),
             Expectations = Copy(s.Expectations),
             Fragments = Copy(s.Fragments),
+            Subscribers = s.Subscribers,
+            PortBlocks = BlockUsage(s.PortBlocks),
             Ports = interfaces,
         };
+    }
+
+    private static PortBlocksRow[] BlockUsage(IReadOnlyList<PortBlockUsage> usage)
+    {
+        var rows = new PortBlocksRow[usage.Count];
+        for (int i = 0; i < rows.Length; i++)
+        {
+            rows[i] = new PortBlocksRow { ExternalAddress = usage[i].ExternalAddress, InUse = usage[i].InUse, Capacity = usage[i].Capacity };
+        }
+        return rows;
     }
 
     /// <summary>A copy in the source's enumeration order (the order the JSON object lists its members in).</summary>

@@ -5,7 +5,7 @@ using Natd.Dataplane.Packets;
 namespace Natd.Control.Config;
 
 // The carrier-grade NAT keys (RFC 6888): nat.subscriber-prefix, nat.allocation, nat.port-block,
-// nat.deterministic, nat.pairing, nat.port-reuse-delay, limits.per-subscriber, and the fragments
+// nat.deterministic, nat.pairing, nat.port-reuse-delay, nat.pool-threshold, limits.per-subscriber, and the fragments
 // section (RFC 4787 REQ-14).
 public static partial class ConfigLoader
 {
@@ -29,6 +29,7 @@ public static partial class ConfigLoader
             var allocation = (PortAllocation)Word(nat?.Get("allocation"), "nat.allocation", AllocationWords, 0);
             var pairing = (Pairing)Word(nat?.Get("pairing"), "nat.pairing", PairingWords, 0);
             int reuse = (int)Integer(nat?.Get("port-reuse-delay"), "nat.port-reuse-delay", defaults.PortReuseDelaySeconds, 0, 3600, "seconds");
+            int threshold = (int)Integer(nat?.Get("pool-threshold"), "nat.pool-threshold", defaults.PoolThresholdPercent, 0, 100, "percent");
 
             int usable = settings.PortMax - Math.Max((int)settings.PortMin, 1024) + 1;
             if (usable < 1)
@@ -107,6 +108,7 @@ public static partial class ConfigLoader
                     Pairing = pairing,
                     PortReuseDelaySeconds = reuse,
                     Limits = perSubscriber,
+                    PoolThresholdPercent = threshold,
                 },
             };
             // The map's own arithmetic (RFC 7422): overlapping prefixes, too few ports or addresses.

@@ -33,7 +33,7 @@ public static partial class ConfigLoader
     /// <summary>The ranges the strict martian filter drops from outside, and the only ones allowed-sources may name.</summary>
     internal static readonly string[] DriverWords = ["auto", "af_xdp", "af_packet"];
     internal const int MaxWorkers = 64;
-    private static readonly string[] NatKeys = ["pool", "ports", "mapping", "filtering", "subscriber-prefix", "allocation", "port-block", "deterministic", "pairing", "port-reuse-delay"];
+    private static readonly string[] NatKeys = ["pool", "ports", "mapping", "filtering", "subscriber-prefix", "allocation", "port-block", "deterministic", "pairing", "port-reuse-delay", "pool-threshold"];
     private static readonly string[] TimeoutKeys = ["tcp-established", "tcp-transitory", "udp", "icmp"];
     private static readonly string[] LimitsKeys = ["sessions", "neighbours", "per-subscriber"];
     private static readonly string[] DataplaneKeys = ["batch", "verify-checksums", "workers"];

@@ -37,6 +37,26 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDat
         return all;
     }
 
+    public async Task<IReadOnlyList<SubscriberInfo>> GetSubscribersAsync(CancellationToken cancellationToken = default)
+    {
+        var all = new List<SubscriberInfo>();
+        foreach (var p in pollers)
+        {
+            all.AddRange(await p.Actor.Ask<List<SubscriberInfo>>(GetSubscribers.Instance, AskTimeout, cancellationToken).ConfigureAwait(false));
+        }
+        return all;
+    }
+
+    public async Task<IReadOnlyList<BlockInfo>> GetBlocksAsync(CancellationToken cancellationToken = default)
+    {
+        var all = new List<BlockInfo>();
+        foreach (var p in pollers)
+        {
+            all.AddRange(await p.Actor.Ask<List<BlockInfo>>(GetBlocks.Instance, AskTimeout, cancellationToken).ConfigureAwait(false));
+        }
+        return all;
+    }
+
     public Task<StatsSnapshot> GetStatsAsync(CancellationToken cancellationToken = default)
     {
         lock (_portGate) // the kernel's ring statistics reset on read: one reader at a time
@@ -78,7 +98,10 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDat
         var sums = new long[schema.Count];
         var ruleHits = new Dictionary<string, long>();
         var ports = new List<PortUsage>();
-        long esp = 0, isakmp = 0;
+        long esp = 0, isakmp = 0, subscribers = 0, subscriberPortsSum = 0;
+        var subscriberPorts = new long[SubscriberPorts.PortBuckets.Length + 1];
+        var blocksInUse = new Dictionary<uint, (long InUse, long Capacity)>();
+        var blockOrder = new List<uint>();
         double busy = 0;
         foreach (var p in pollers)
         {
@@ -97,6 +120,9 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDat
             long elapsed = System.Diagnostics.Stopwatch.GetTimestamp() - p.Stats.StartedTicks;
             busy += elapsed > 0 ? (double)view[(int)ShardCounter.BusyTicks] / elapsed : 0;
             p.View.AddPortUsage(ports);
+            subscribers += p.View.Subscribers;
+            subscriberPortsSum += p.View.AddSubscriberPorts(subscriberPorts);
+            AddBlocks(p.View, blocksInUse, blockOrder);
         }
         var drops = new Dictionary<string, long>();
         var gateway = new Dictionary<string, long>();
@@ -142,7 +168,30 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDat
             AlgEvents = WithRestarts(algEvents, algRestarts),
             Expectations = expectations,
             Fragments = fragments,
+            Subscribers = subscribers,
+            SubscriberPorts = subscriberPorts,
+            SubscriberPortsSum = subscriberPortsSum,
+            PortBlocks = blockOrder.ConvertAll(a => new PortBlockUsage(Ipv4.Format(a), blocksInUse[a].InUse, blocksInUse[a].Capacity)),
         };
+    }
+
+    /// <summary>Adds a shard's blocks held and blocks per pool address (the shards' shares of an address add up).</summary>
+    private static void AddBlocks(ShardReadView view, Dictionary<uint, (long InUse, long Capacity)> sums, List<uint> order)
+    {
+        long per = view.BlocksPerAddress;
+        if (per == 0)
+        {
+            return;
+        }
+        var pool = view.Pool;
+        for (int a = 0; a < pool.Count; a++)
+        {
+            if (!sums.TryGetValue(pool[a], out var s))
+            {
+                order.Add(pool[a]);
+            }
+            sums[pool[a]] = (s.InUse + view.BlocksInUse(a), s.Capacity + per);
+        }
     }
 
     private static readonly AlgKind[] AlgKinds = [AlgKind.Ftp, AlgKind.Irc, AlgKind.Tftp, AlgKind.Pptp];

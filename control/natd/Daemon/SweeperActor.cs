@@ -46,6 +46,7 @@ internal sealed partial class SweeperActor(IReadOnlyList<PollerHandle> pollers, 
                 if (++_ticks % 10 == 0)
                 {
                     CheckExhaustion(); // once a second: one log line per second at most
+                    CheckPoolThreshold();
                     DrainRuleLog();
                 }
                 break;
@@ -76,6 +77,46 @@ internal sealed partial class SweeperActor(IReadOnlyList<PollerHandle> pollers, 
             _sessionLimit = sessions;
         }
     }
+
+    // Per poller, the pool addresses it last reported past nat.pool-threshold.
+    private readonly Dictionary<(int Shard, uint Address), bool> _aboveThreshold = [];
+
+    /// <summary>
+    /// Logs an address passing nat.pool-threshold in a shard (the shard emitted the PoolThreshold
+    /// event to the NAT event log already) and its falling back below the re-arm level: one line per
+    /// change, never one per second while it stays there.
+    /// </summary>
+    private void CheckPoolThreshold()
+    {
+        for (int shard = 0; shard < pollers.Count; shard++)
+        {
+            var view = pollers[shard].View;
+            var pool = view.Pool;
+            for (int a = 0; a < pool.Count; a++)
+            {
+                bool above = view.AboveThreshold(a);
+                if (_aboveThreshold.GetValueOrDefault((shard, pool[a])) == above)
+                {
+                    continue;
+                }
+                _aboveThreshold[(shard, pool[a])] = above;
+                if (above)
+                {
+                    LogPoolThreshold(logger, Ipv4.Format(pool[a]), shard);
+                }
+                else
+                {
+                    LogPoolBelowThreshold(logger, Ipv4.Format(pool[a]), shard);
+                }
+            }
+        }
+    }
+
+    [LoggerMessage(EventId = 103, Level = LogLevel.Warning, Message = "external address {Address} passed nat.pool-threshold in shard {Shard} (ports, or port blocks, in use)")]
+    private static partial void LogPoolThreshold(ILogger logger, string address, int shard);
+
+    [LoggerMessage(EventId = 104, Level = LogLevel.Information, Message = "external address {Address} fell back below nat.pool-threshold in shard {Shard}")]
+    private static partial void LogPoolBelowThreshold(ILogger logger, string address, int shard);
 
     /// <summary>Logs packets that matched rules marked <c>log: true</c> (the engine rate-limits them, ipfwadm -o style).</summary>
     private void DrainRuleLog()

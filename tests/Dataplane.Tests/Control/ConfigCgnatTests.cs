@@ -18,6 +18,7 @@ public class ConfigCgnatTests
         Assert.Equal(Pairing.Strict, n.Cgnat.Pairing);
         Assert.Equal(120, n.Cgnat.PortReuseDelaySeconds);
         Assert.True(n.Cgnat.Limits.None);
+        Assert.Equal(90, n.Cgnat.PoolThresholdPercent);
         Assert.Equal(new FragmentSettings(1024, 64, 2), n.Fragments);
     }
 
@@ -32,6 +33,7 @@ public class ConfigCgnatTests
               port-block: { size: 256, per-subscriber: 4, interim-log: 3600 }
               pairing: spill
               port-reuse-delay: 60
+              pool-threshold: 75
             limits:
               per-subscriber: { sessions: 2000, ports: 1000, new-sessions-per-second: 50 }
             fragments: { max-datagrams: 100, max-per-datagram: 8, timeout: 5 }
@@ -41,6 +43,7 @@ public class ConfigCgnatTests
         Assert.Equal(new PortBlockSettings(256, 4, 3600), n.Cgnat.PortBlock);
         Assert.Equal(Pairing.Spill, n.Cgnat.Pairing);
         Assert.Equal(60, n.Cgnat.PortReuseDelaySeconds);
+        Assert.Equal(75, n.Cgnat.PoolThresholdPercent);
         Assert.Equal(new SubscriberLimits(2000, 1000, 50), n.Cgnat.Limits);
         Assert.Equal(new FragmentSettings(100, 8, 5), n.Fragments);
         Assert.Equal(Ipv4.Parse("10.1.2.0"), n.Cgnat.SubscriberOf(Ipv4.Parse("10.1.2.3")));
@@ -102,6 +105,8 @@ public class ConfigCgnatTests
     [InlineData("nat:\n  ports: 40000-40100\n  allocation: port-block\n", "nat.port-block.size", "a block of 512 ports does not fit the 101 ports")]
     [InlineData("nat:\n  pairing: loose\n", "nat.pairing", "accepted: strict, spill")]
     [InlineData("nat:\n  port-reuse-delay: 7200\n", "nat.port-reuse-delay", "from 0 to 3600")]
+    [InlineData("nat:\n  pool-threshold: 101\n", "nat.pool-threshold", "from 0 to 100")]
+    [InlineData("nat:\n  pool-threshold: -5\n", "nat.pool-threshold", "whole number")]
     [InlineData("nat:\n  allocation: deterministic\n  deterministic: { inside: [10.64.0.0/33] }\n", "nat.deterministic.inside[0]", "not a network")]
     [InlineData("nat:\n  subscriber-prefix: 24\n  allocation: deterministic\n  deterministic: { inside: [10.64.0.0/28] }\n", "nat.deterministic.inside", "smaller than one subscriber")]
     [InlineData("nat:\n  pool: [198.51.100.0/28]\n  allocation: deterministic\n  deterministic: { inside: [10.64.0.0/10] }\n", "nat.deterministic",

@@ -95,6 +95,29 @@ public sealed class ControlServerTests : IAsyncLifetime
         Assert.Equal(MetricsFormatter.Format(_query.Stats), await response.Content.ReadAsStringAsync());
     }
 
+    [Theory]
+    [InlineData("/subscribers?limit=0", "limit '0' is not a whole number from 1 to 1000000")]
+    [InlineData("/subscribers?inside=10.0.0", "inside '10.0.0' is not ADDRESS or ADDRESS/LEN")]
+    [InlineData("/subscribers?protocol=tcp", "unknown parameter 'protocol' (accepted: inside, limit)")]
+    [InlineData("/blocks?inside=10.0.0.2", "unknown parameter 'inside' (accepted: limit)")]
+    public async Task Bad_subscriber_and_block_queries_are_400_with_the_reason(string path, string reason)
+    {
+        using var response = await _http!.GetAsync(path);
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal(reason + "\n", await response.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task Subscribers_are_sorted_by_address_and_bounded_by_the_limit()
+    {
+        using var response = await _http!.GetAsync("/subscribers?limit=1");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        using var doc = JsonDocument.Parse(await response.Content.ReadAsStringAsync());
+        Assert.Equal(2, doc.RootElement.GetProperty("total").GetInt64());
+        var only = Assert.Single(doc.RootElement.GetProperty("subscribers").EnumerateArray());
+        Assert.Equal("10.0.0.2", only.GetProperty("subscriber").GetString());
+    }
+
     [Fact]
     public async Task Healthz_says_ok()
     {

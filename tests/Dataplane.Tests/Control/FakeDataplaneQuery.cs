@@ -27,6 +27,26 @@ internal sealed class FakeDataplaneQuery : IDataplaneQuery
     public Task<IReadOnlyList<ExpectationInfo>> GetExpectationsAsync(CancellationToken cancellationToken = default)
         => Fail ? Task.FromException<IReadOnlyList<ExpectationInfo>>(new InvalidOperationException("poller 0 did not answer")) : Task.FromResult(Expectations);
 
+    public IReadOnlyList<SubscriberInfo> Subscribers { get; init; } =
+    [
+        new(Ipv4.Parse("10.0.0.3"), Ipv4.Parse("198.51.100.1"), [(2048, 3070), (4096, 5118)], 700, 650, 0, 3, 0, 1)
+            { Step = 2, PortLimit = 1024, SessionLimit = 2000 },
+        new(Ipv4.Parse("10.0.0.2"), Ipv4.Parse("198.51.100.1"), [(1024, 2046)], 12, 10, 7, 0, 2, 0) { Step = 2, PortLimit = 1024, SessionLimit = 2000 },
+    ];
+
+    public IReadOnlyList<BlockInfo> Blocks { get; init; } =
+    [
+        new(Ipv4.Parse("198.51.100.1"), 4096, 5118, 2, Ipv4.Parse("10.0.0.3"), 188, 30),
+        new(Ipv4.Parse("198.51.100.1"), 1024, 2046, 2, Ipv4.Parse("10.0.0.2"), 12, 90.5),
+        new(Ipv4.Parse("198.51.100.1"), 2048, 3070, 2, Ipv4.Parse("10.0.0.3"), 512, 120),
+    ];
+
+    public Task<IReadOnlyList<SubscriberInfo>> GetSubscribersAsync(CancellationToken cancellationToken = default)
+        => Fail ? Task.FromException<IReadOnlyList<SubscriberInfo>>(new InvalidOperationException("poller 0 did not answer")) : Task.FromResult(Subscribers);
+
+    public Task<IReadOnlyList<BlockInfo>> GetBlocksAsync(CancellationToken cancellationToken = default)
+        => Fail ? Task.FromException<IReadOnlyList<BlockInfo>>(new InvalidOperationException("poller 0 did not answer")) : Task.FromResult(Blocks);
+
     public Task<StatsSnapshot> GetStatsAsync(CancellationToken cancellationToken = default)
         => Fail ? Task.FromException<StatsSnapshot>(new InvalidOperationException("poller 0 did not answer")) : Task.FromResult(Stats);
 
@@ -72,6 +92,8 @@ internal sealed class FakeDataplaneQuery : IDataplaneQuery
             PollerBusyRatio = 0.125,
             Handoffs = 17,
             EventsDropped = 2,
+            Subscribers = 2,
+            PortBlocks = [new PortBlockUsage("198.51.100.1", 3, 62)],
         };
     }
 }

@@ -43,7 +43,7 @@ public partial class MetricsFormatterTests
                 string[] parts = line.Split(' ');
                 Assert.Equal(4, parts.Length);
                 Assert.Equal(pendingHelpName, parts[2]); // HELP comes first, for the same family
-                Assert.Contains(parts[3], (string[])["counter", "gauge"]);
+                Assert.Contains(parts[3], (string[])["counter", "gauge", "histogram"]);
                 Assert.False(families.ContainsKey(parts[2]), $"family {parts[2]} appears twice");
                 current = new Family(parts[2], parts[3], pendingHelp!, []);
                 families.Add(current.Name, current);
@@ -54,7 +54,8 @@ public partial class MetricsFormatterTests
             var m = SampleLine().Match(line);
             Assert.True(m.Success, $"not a sample line: '{line}'");
             Assert.NotNull(current);
-            Assert.Equal(current!.Name, m.Groups[1].Value);
+            // A histogram's samples are its name with _bucket, _sum or _count.
+            Assert.Equal(current!.Name, current.Type == "histogram" ? HistogramBase(m.Groups[1].Value) : m.Groups[1].Value);
             var labels = new Dictionary<string, string>();
             if (m.Groups[2].Success)
             {
@@ -70,6 +71,18 @@ public partial class MetricsFormatterTests
             current.Samples.Add((labels, double.Parse(m.Groups[4].Value, CultureInfo.InvariantCulture)));
         }
         return families;
+    }
+
+    private static string HistogramBase(string sample)
+    {
+        foreach (string suffix in (string[])["_bucket", "_sum", "_count"])
+        {
+            if (sample.EndsWith(suffix, StringComparison.Ordinal))
+            {
+                return sample[..^suffix.Length];
+            }
+        }
+        return sample;
     }
 
     private static string Unescape(string v)
@@ -164,10 +177,15 @@ public partial class MetricsFormatterTests
         Assert.Equal(s.EventsDropped, Value(f, "natd_nat_events_dropped_total"));
         Assert.Equal(s.PollerBusyRatio, DoubleValue(f, "natd_poller_busy_ratio"));
 
-        string[] gauges = ["natd_sessions", "natd_sessions_by_state", "natd_ports_in_use", "natd_ports_capacity", "natd_poller_busy_ratio", "natd_expectations_pending"];
+        string[] gauges = ["natd_sessions", "natd_sessions_by_state", "natd_ports_in_use", "natd_ports_capacity", "natd_poller_busy_ratio", "natd_expectations_pending",
+            "natd_port_blocks_in_use", "natd_port_blocks_capacity", "natd_subscribers"];
         foreach (var fam in f.Values)
         {
-            if (gauges.Contains(fam.Name))
+            if (fam.Name == "natd_subscriber_ports")
+            {
+                Assert.Equal("histogram", fam.Type);
+            }
+            else if (gauges.Contains(fam.Name))
             {
                 Assert.Equal("gauge", fam.Type);
                 Assert.DoesNotContain("_total", fam.Name, StringComparison.Ordinal);
@@ -177,6 +195,36 @@ public partial class MetricsFormatterTests
                 Assert.Equal("counter", fam.Type);
                 Assert.EndsWith("_total", fam.Name, StringComparison.Ordinal);
             }
+        }
+    }
+
+    [Fact]
+    public void Port_blocks_are_one_series_per_address_and_ports_per_subscriber_a_fixed_histogram()
+    {
+        var s = FakeDataplaneQuery.SampleStats() with
+        {
+            Subscribers = 6,
+            PortBlocks = [new PortBlockUsage("198.51.100.1", 120, 126), new PortBlockUsage("198.51.100.2", 3, 126)],
+            SubscriberPorts = [1, 2, 0, 1, 0, 0, 0, 2],
+            SubscriberPortsSum = 40_100,
+        };
+        var f = ParseExposition(MetricsFormatter.Format(s));
+        Assert.Equal(6, Value(f, "natd_subscribers"));
+        Assert.Equal(2, f["natd_port_blocks_in_use"].Samples.Count);
+        Assert.Equal(120, Value(f, "natd_port_blocks_in_use", "external", "198.51.100.1"));
+        Assert.Equal(3, Value(f, "natd_port_blocks_in_use", "external", "198.51.100.2"));
+        Assert.Equal(126, Value(f, "natd_port_blocks_capacity", "external", "198.51.100.2"));
+        // Cumulative "le" buckets over the fixed bounds, then +Inf = _count.
+        var buckets = f["natd_subscriber_ports"].Samples.Where(x => x.Labels.ContainsKey("le")).ToList();
+        Assert.Equal(["0", "16", "64", "256", "1024", "4096", "16384", "+Inf"], buckets.Select(b => b.Labels["le"]));
+        Assert.Equal([1.0, 3, 3, 4, 4, 4, 4, 6], buckets.Select(b => b.Value));
+        string text = MetricsFormatter.Format(s);
+        Assert.Contains("\nnatd_subscriber_ports_sum 40100\n", text, StringComparison.Ordinal);
+        Assert.Contains("\nnatd_subscriber_ports_count 6\n", text, StringComparison.Ordinal);
+        // The per-subscriber limits' refusals are drop reasons like any other.
+        foreach (string reason in (string[])["subscriber-session-limit", "subscriber-port-limit", "subscriber-rate-limit", "paired-address-full"])
+        {
+            Assert.Equal(s.Drops[reason], Value(f, "natd_drops_total", "reason", reason));
         }
     }
 

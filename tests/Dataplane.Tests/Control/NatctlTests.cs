@@ -105,6 +105,87 @@ public sealed class NatctlTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Subscribers_prints_one_row_per_subscriber_with_blocks_limits_and_hits()
+    {
+        var (code, output, err) = await Run("subscribers", "--control", _control);
+        Assert.Equal(0, code);
+        Assert.Equal("", err);
+        const string expected =
+            "subscriber  external      blocks                   ports     sessions  limit-hits\n" +
+            "10.0.0.2    198.51.100.1  1024-2046/2              12/1024   10/2000   sessions=7 rate=2\n" +
+            "10.0.0.3    198.51.100.1  2048-3070/2,4096-5118/2  700/1024  650/2000  ports=3 blocks=1\n";
+        Assert.Equal(expected, output);
+    }
+
+    [Fact]
+    public async Task Subscribers_json_uses_the_same_kebab_case_names()
+    {
+        var (code, output, _) = await Run("subscribers", "--json", "--inside", "10.0.0.3", "--control", _control);
+        Assert.Equal(0, code);
+        using var doc = JsonDocument.Parse(output);
+        Assert.Equal(1, doc.RootElement.GetProperty("total").GetInt64());
+        var row = Assert.Single(doc.RootElement.GetProperty("subscribers").EnumerateArray());
+        Assert.Equal(["subscriber", "external", "blocks", "ports", "port-limit", "sessions", "session-limit", "limit-hits"],
+            row.EnumerateObject().Select(p => p.Name));
+        Assert.Equal("10.0.0.3", row.GetProperty("subscriber").GetString());
+        Assert.Equal(["2048-3070/2", "4096-5118/2"], row.GetProperty("blocks").EnumerateArray().Select(b => b.GetString()));
+        Assert.Equal(3, row.GetProperty("limit-hits").GetProperty("ports").GetInt64());
+    }
+
+    [Fact]
+    public async Task Subscribers_inside_a_prefix_and_the_limit_bound_the_listing()
+    {
+        var (code, output, _) = await Run("subscribers", "--inside", "10.0.0.0/24", "--limit", "1", "--control", _control);
+        Assert.Equal(0, code);
+        string[] lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(3, lines.Length);
+        Assert.StartsWith("10.0.0.2 ", lines[1], StringComparison.Ordinal);
+        Assert.Equal("(1 more subscribers not shown; raise --limit)", lines[2]);
+
+        var (none, empty, _) = await Run("subscribers", "--inside", "10.0.1.2", "--control", _control);
+        Assert.Equal(0, none);
+        Assert.Single(empty.Split('\n', StringSplitOptions.RemoveEmptyEntries)); // the header only
+    }
+
+    [Fact]
+    public async Task Blocks_prints_one_row_per_block_by_address_and_port()
+    {
+        var (code, output, err) = await Run("blocks", "--control", _control);
+        Assert.Equal(0, code);
+        Assert.Equal("", err);
+        string[] lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(4, lines.Length);
+        Assert.Matches(@"^external\s+block\s+subscriber\s+ports-in-use\s+allocated-at$", lines[0]);
+        Assert.Matches(@"^198\.51\.100\.1\s+1024-2046/2\s+10\.0\.0\.2\s+12\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", lines[1]);
+        Assert.Matches(@"^198\.51\.100\.1\s+2048-3070/2\s+10\.0\.0\.3\s+512\s", lines[2]);
+        Assert.Matches(@"^198\.51\.100\.1\s+4096-5118/2\s+10\.0\.0\.3\s+188\s", lines[3]);
+
+        var (jcode, json, _) = await Run("blocks", "--json", "--limit", "2", "--control", _control);
+        Assert.Equal(0, jcode);
+        using var doc = JsonDocument.Parse(json);
+        Assert.Equal(3, doc.RootElement.GetProperty("total").GetInt64());
+        var first = doc.RootElement.GetProperty("blocks")[0];
+        Assert.Equal(["external", "block", "port-low", "port-high", "port-step", "subscriber", "ports-in-use", "allocated-at"],
+            first.EnumerateObject().Select(p => p.Name));
+        Assert.Equal(2, doc.RootElement.GetProperty("blocks").GetArrayLength());
+    }
+
+    [Fact]
+    public async Task Stats_prints_the_per_subscriber_refusals_as_drop_reasons_and_the_subscribers()
+    {
+        var (code, output, _) = await Run("stats", "--control", _control);
+        Assert.Equal(0, code);
+        string[] lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        foreach (string reason in (string[])["subscriber-session-limit", "subscriber-port-limit", "subscriber-rate-limit", "paired-address-full"])
+        {
+            long v = _query.Stats.Drops[reason];
+            Assert.Contains(lines, l => l.StartsWith("drops " + reason + " ", StringComparison.Ordinal) && l.EndsWith(" " + v, StringComparison.Ordinal));
+        }
+        Assert.Contains(lines, l => l.StartsWith("subscribers ", StringComparison.Ordinal) && l.EndsWith(" 2", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.StartsWith("port blocks 198.51.100.1 ", StringComparison.Ordinal) && l.EndsWith(" 3/62 (4.8%)", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task Stats_json_round_trips()
     {
         var (code, output, _) = await Run("stats", "--json", "--control", _control);
@@ -183,6 +264,12 @@ public sealed class NatctlTests : IAsyncLifetime
     [InlineData("sessions", "--control")]
     [InlineData("sessions", "--control", "nohost")]
     [InlineData("metrics", "--json")]
+    [InlineData("subscribers", "--limit", "0")]
+    [InlineData("subscribers", "--limit", "many")]
+    [InlineData("subscribers", "--inside", "10.0.0.0/33")]
+    [InlineData("subscribers", "10.0.0.2")]
+    [InlineData("blocks", "--inside", "10.0.0.2")]
+    [InlineData("stats", "--limit", "5")]
     public async Task Usage_errors_exit_1(params string[] args)
     {
         var (code, output, err) = await Run(args);
