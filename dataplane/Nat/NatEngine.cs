@@ -369,6 +369,9 @@ public sealed partial class NatEngine
     /// <item>rules, forwards, protocol forwards: every existing session is checked against the new
     /// set; one the new set would not create the same way (its rule now denies, rejects or changed
     /// action, or its forward or backend is gone) is closed. The rest keep flowing.</item>
+    /// <item>carrier-grade settings: subscribers, their blocks (quarantined ones included) and
+    /// pairing carry over without new block records; a new block size applies to new blocks only.
+    /// A change that would strand a live block or mapping is refused (<see cref="CheckCarrierGradeReload"/>).</item>
     /// </list>
     /// Returns null when applied, else why not (nothing changed).
     /// </summary>
