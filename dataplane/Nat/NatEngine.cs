@@ -369,22 +369,21 @@ public sealed partial class NatEngine
     /// <item>rules, forwards, protocol forwards: every existing session is checked against the new
     /// set; one the new set would not create the same way (its rule now denies, rejects or changed
     /// action, or its forward or backend is gone) is closed. The rest keep flowing.</item>
+    /// <item>carrier-grade settings: subscribers, their blocks (quarantined ones included) and
+    /// pairing carry over without new block records; a new block size applies to new blocks only.
+    /// A change that would strand a live block or mapping is refused (<see cref="CheckCarrierGradeReload"/>).</item>
     /// </list>
     /// Returns null when applied, else why not (nothing changed).
     /// </summary>
     public string? UpdateSettings(NatSettings next)
     {
         NatSettings cur = _settings;
-        if (next.Inside.Name != cur.Inside.Name || next.Outside.Name != cur.Outside.Name
-            || next.Inside.Mac != cur.Inside.Mac || next.Outside.Mac != cur.Outside.Mac || next.MaxSessions != cur.MaxSessions
-            || next.MaxNeighbours != cur.MaxNeighbours)
+        if (Refusal(next, out BlockGeometry? legacy) is { } refused)
         {
-            return "interface names, MAC overrides, limits.sessions and limits.neighbours need a restart";
+            return refused;
         }
-        if (DeterministicMap.Validate(next) is { } noMap)
-        {
-            return noMap;
-        }
+        SubscriberPorts? carried = Subscribers;
+        uint[] oldPool = _addresses.Pool;
         bool poolChanged = !next.Pool.SequenceEqual(cur.Pool) || next.PortMin != cur.PortMin || next.PortMax != cur.PortMax
             || !SameDeterministic(cur.Cgnat, next.Cgnat); // a new map moves ranges: mappings outside theirs close
         bool rulesChanged = !SameRules(cur, next);
@@ -423,9 +422,34 @@ public sealed partial class NatEngine
         }
         if (poolChanged || next.Cgnat != cur.Cgnat)
         {
-            RebuildSubscribers();
+            RebuildSubscribers(carried, oldPool, legacy);
         }
         return null;
+    }
+
+    /// <summary>
+    /// Whether <see cref="UpdateSettings"/> would apply <paramref name="next"/> now, without changing
+    /// anything: the reload's first phase, asked of every shard before any applies, so a refusal
+    /// that depends on one shard's live state (<see cref="CheckCarrierGradeReload"/>) leaves every
+    /// shard on the running configuration. Returns null or the refusal.
+    /// </summary>
+    public string? CheckSettings(NatSettings next) => Refusal(next, out _);
+
+    private string? Refusal(NatSettings next, out BlockGeometry? legacy)
+    {
+        legacy = null;
+        NatSettings cur = _settings;
+        if (next.Inside.Name != cur.Inside.Name || next.Outside.Name != cur.Outside.Name
+            || next.Inside.Mac != cur.Inside.Mac || next.Outside.Mac != cur.Outside.Mac || next.MaxSessions != cur.MaxSessions
+            || next.MaxNeighbours != cur.MaxNeighbours)
+        {
+            return "interface names, MAC overrides, limits.sessions and limits.neighbours need a restart";
+        }
+        if (DeterministicMap.Validate(next) is { } noMap)
+        {
+            return noMap;
+        }
+        return CheckCarrierGradeReload(next, out legacy);
     }
 
     private static bool SameDeterministic(CgnatSettings a, CgnatSettings b)
@@ -513,16 +537,24 @@ public sealed partial class NatEngine
     /// <summary>
     /// (Re)builds the subscriber state from the table (construction, a snapshot restore, a reload that
     /// changed the pool or the CGN settings): each live mapping's port is adopted by its subscriber
-    /// (pairing, block) and each session counted. Bounded by the table's size; never per packet.
+    /// (pairing, block) and each session counted. A reload passes the running state as
+    /// <paramref name="carried"/> (indexed by <paramref name="oldPool"/>): its subscribers and blocks,
+    /// quarantined ones included, carry over without new allocation records, a block with another
+    /// cut than the new one as a legacy block of <paramref name="legacy"/>. Bounded by the table's
+    /// and the blocks' size; never per packet.
     /// </summary>
-    internal void RebuildSubscribers()
+    internal void RebuildSubscribers(SubscriberPorts? carried = null, uint[]? oldPool = null, BlockGeometry? legacy = null)
     {
         if (!NeedsSubscribers(_settings))
         {
             Table.Subscribers = null;
             return;
         }
-        var sp = new SubscriberPorts(Table, _settings.Cgnat, _addresses.Pool, _seed, _options.Shard, _options.Shards, Table.Capacity);
+        var sp = new SubscriberPorts(Table, _settings.Cgnat, _addresses.Pool, _seed, _options.Shard, _options.Shards, Table.Capacity, legacy);
+        if (carried is not null)
+        {
+            sp.CarryFrom(carried, oldPool!, _now);
+        }
         Table.Subscribers = null; // counted below, not by the table's hooks
         var mappings = Table.Mappings;
         for (int m = 0; m < mappings.Length; m++)
@@ -540,6 +572,10 @@ public sealed partial class NatEngine
             {
                 sp.SessionAdded(mappings[sessions[i].Mapping].InsideAddress, _now);
             }
+        }
+        if (carried is not null)
+        {
+            sp.FinishCarry(_now);
         }
         Table.Subscribers = sp;
     }

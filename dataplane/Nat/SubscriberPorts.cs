@@ -79,7 +79,8 @@ public sealed class SubscriberPorts : ISubscriberAccounting
     /// <param name="shard">This shard.</param>
     /// <param name="shards">Shards.</param>
     /// <param name="capacity">Subscribers the shard may hold (its session capacity: a subscriber holds at least a session, a port or a block).</param>
-    public SubscriberPorts(SessionTable table, CgnatSettings cgn, uint[] pool, ulong seed, int shard, int shards, int capacity)
+    /// <param name="legacy">The cut of blocks a reload carries over with another size or start than the new one (<see cref="PortBlocks.Legacy"/>), or null.</param>
+    public SubscriberPorts(SessionTable table, CgnatSettings cgn, uint[] pool, ulong seed, int shard, int shards, int capacity, BlockGeometry? legacy = null)
     {
         _table = table;
         _cgn = cgn;
@@ -93,7 +94,7 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         if (cgn.Allocation == PortAllocation.PortBlock)
         {
             PortAllocator ports = table.Ports;
-            _blocks = new PortBlocks(pool.Length, ports.OrdinaryLow, ports.OrdinaryHigh, shard, shards, cgn.PortBlock.Size);
+            _blocks = new PortBlocks(pool.Length, ports.OrdinaryLow, ports.OrdinaryHigh, shard, shards, cgn.PortBlock.Size, legacy);
             _releaseDue = new DeadlineQueue(_blocks.Count);
             _interimDue = _interimMs > 0 ? new DeadlineQueue(_blocks.Count) : null;
         }
@@ -244,7 +245,7 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         PortBlocks blocks = _blocks!;
         for (int b = s.BlockHead; b >= 0; b = blocks.NextOf(b))
         {
-            if (blocks.ClassUse(b, protocolClass) < blocks.Size)
+            if (blocks.ClassUse(b, protocolClass) < blocks.SizeOf(b))
             {
                 int p = TakeInBlock(b, protocolClass);
                 if (p >= 0)
@@ -311,7 +312,7 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         PortBlocks blocks = _blocks!;
         PortAllocator ports = _table.Ports;
         int a = blocks.AddressOf(b);
-        int size = blocks.Size;
+        int size = blocks.SizeOf(b);
         int start = (int)(Next() % (ulong)size);
         for (int k = 0; k < size; k++)
         {
@@ -415,6 +416,113 @@ public sealed class SubscriberPorts : ISubscriberAccounting
     /// <inheritdoc/>
     int ISubscriberAccounting.Allocate(uint inside, int protocolClass, bool privileged, long nowMs, out int poolIndex)
         => Allocate(inside, protocolClass, privileged, nowMs, out poolIndex, out _);
+
+    /// <summary>
+    /// A reload's first step (before the live mappings are adopted): takes over
+    /// <paramref name="old"/>'s subscribers (token buckets, limit hits) and every block it holds,
+    /// empty ones in quarantine included, with its holder, size, quarantine start and interim
+    /// deadline, and without a new allocation record (the block was logged when first taken). A
+    /// block keeps its ports: cut as before, it stays a current block; cut otherwise (a new
+    /// <c>nat.port-block.size</c>) it is a legacy block until released. <paramref name="oldPool"/> is
+    /// the pool <paramref name="old"/> indexed (blocks follow their address's new index). Blocks the
+    /// new settings cannot hold (refused by the engine's reload check before) are left out.
+    /// Control path; then <see cref="FinishCarry"/> once the mappings are adopted.
+    /// </summary>
+    public void CarryFrom(SubscriberPorts old, uint[] oldPool, long nowMs)
+    {
+        for (int i = 0; i < old.Table.Slots; i++)
+        {
+            ref Subscriber o = ref old.Table[i];
+            if (!o.InUse)
+            {
+                continue;
+            }
+            int j = Table.GetOrAdd(o.Key, Limits.NewSessionsPerSecond, nowMs);
+            if (j < 0)
+            {
+                continue;
+            }
+            ref Subscriber s = ref Table[j];
+            s.Tokens = Math.Min(o.Tokens, Math.Max(Limits.NewSessionsPerSecond, 0));
+            s.RefillMs = o.RefillMs;
+            s.LimitEventMs = o.LimitEventMs;
+            (s.SessionHits, s.PortHits, s.RateHits, s.BlockHits) = (o.SessionHits, o.PortHits, o.RateHits, o.BlockHits);
+        }
+        if (old._blocks is not { } ob || _blocks is not { } nb)
+        {
+            return;
+        }
+        for (int b = 0; b < ob.Count; b++)
+        {
+            if (!ob.IsHeld(b))
+            {
+                continue;
+            }
+            int a = Array.IndexOf(_pool, oldPool[ob.AddressOf(b)]);
+            BlockGeometry cut = ob.IsLegacy(b) ? ob.Legacy!.Value : ob.Geometry;
+            int id = a < 0 ? -1 : nb.IdOf(cut, a, ob.Low(b));
+            uint key = ob.OwnerOf(b);
+            int i = Table.Find(key);
+            if (id < 0 || i < 0 || !nb.TryTake(id, key))
+            {
+                continue;
+            }
+            ref Subscriber s = ref Table[i];
+            nb.SetNext(id, s.BlockHead);
+            s.BlockHead = id;
+            s.Blocks++;
+            if (s.PoolIndex < 0)
+            {
+                s.PoolIndex = a;
+                _paired[a]++;
+            }
+            nb.EmptySinceMs[id] = ob.EmptySinceMs[b];
+            if (_interimDue is not null)
+            {
+                long due = old._interimDue is not null ? ob.NextInterimMs[b] : nowMs + _interimMs;
+                nb.NextInterimMs[id] = due;
+                _interimDue.Ensure(id, due);
+            }
+        }
+    }
+
+    /// <summary>
+    /// A reload's last step (after the live mappings were adopted): a carried block left without a
+    /// mapping rests in quarantine from when it emptied (under the new <c>port-reuse-delay</c>), and a
+    /// carried subscriber that holds nothing any more is forgotten.
+    /// </summary>
+    public void FinishCarry(long nowMs)
+    {
+        if (_blocks is { } nb)
+        {
+            for (int b = 0; b < nb.Count; b++)
+            {
+                if (nb.IsHeld(b) && nb.Mappings(b) == 0)
+                {
+                    if (_delayMs <= 0)
+                    {
+                        ReleaseBlock(b, nowMs);
+                    }
+                    else
+                    {
+                        _releaseDue!.Ensure(b, nb.EmptySinceMs[b] + _delayMs);
+                    }
+                }
+            }
+        }
+        var idle = new List<uint>();
+        for (int i = 0; i < Table.Slots; i++)
+        {
+            if (Table[i].InUse)
+            {
+                idle.Add(Table[i].Key);
+            }
+        }
+        foreach (uint key in idle)
+        {
+            Settle(key);
+        }
+    }
 
     /// <summary>A session of <paramref name="inside"/> was added (any origin).</summary>
     public void SessionAdded(uint inside, long nowMs)

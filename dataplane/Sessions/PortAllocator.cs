@@ -86,13 +86,7 @@ public sealed class PortAllocator
         }
         Shard = shard;
         Shards = shards;
-        // Ordinary class: the range above 1023 when the range has one, else the whole range.
-        _lo = Math.Max(portMin, 1024);
-        _hi = portMax;
-        if (_lo > _hi)
-        {
-            _lo = portMin;
-        }
+        (_lo, _hi) = OrdinaryRange(portMin, portMax);
         // Privileged class: the range's part below 1024, or 1-1023 when it has none (REQ-3 wins).
         _privLo = portMin < 1024 ? portMin : 1;
         _privHi = Math.Min(portMax, 1023);
@@ -215,6 +209,13 @@ public sealed class PortAllocator
 
     /// <summary>Lowest port of the ordinary class (1024 and above when the range has such ports).</summary>
     public int OrdinaryLow => _lo;
+
+    /// <summary>The ordinary class's ports (host order) of the range <paramref name="portMin"/>..<paramref name="portMax"/>: the part above 1023 when the range has one, else the whole range.</summary>
+    public static (int Low, int High) OrdinaryRange(int portMin, int portMax)
+    {
+        int lo = Math.Max(portMin, 1024);
+        return lo > portMax ? (portMin, portMax) : (lo, portMax);
+    }
 
     /// <summary>Highest port of the ordinary class.</summary>
     public int OrdinaryHigh => _hi;

@@ -1,6 +1,24 @@
 namespace Natd.Dataplane.Sessions;
 
 /// <summary>
+/// How a shard cuts an address's ports into blocks: block <c>i</c> is the ports
+/// <c>First + i * Size * step, ..., + (Size - 1) * step</c>, for <c>i</c> below <see cref="PerAddress"/>.
+/// </summary>
+/// <param name="First">The shard's lowest ordinary port: block 0's low port.</param>
+/// <param name="Size">Ports per block.</param>
+/// <param name="PerAddress">Whole blocks per address.</param>
+public readonly record struct BlockGeometry(int First, int Size, int PerAddress)
+{
+    /// <summary>The geometry of the ports <paramref name="low"/>..<paramref name="high"/> (host order) owned by <paramref name="shard"/> of <paramref name="shards"/>, in blocks of <paramref name="size"/>.</summary>
+    public static BlockGeometry Of(int low, int high, int shard, int shards, int size)
+    {
+        int first = low + (((shard - low) % shards) + shards) % shards;
+        int owned = first > high ? 0 : (high - first) / shards + 1;
+        return new BlockGeometry(first, size, owned / size);
+    }
+}
+
+/// <summary>
 /// The port blocks of one shard (port-block allocation, RFC 6888 section 5 and RFC 8158): for each
 /// external address, the shard's ordinary-class ports cut into blocks of <see cref="Size"/> ports.
 /// A shard owns the ports <c>port % shards == shard</c> (ShardMap.OwnerOfPort), so a block is the
@@ -8,6 +26,13 @@ namespace Natd.Dataplane.Sessions;
 /// count (RFC 8158 portRangeStepSize): every port of a block is its shard's, blocks of two shards
 /// never share a port, and with one shard blocks are contiguous. Ports left over after the last
 /// whole block are never handed out in this mode. A block id is <c>address * PerAddress + index</c>.
+/// <para>
+/// After a reload changed the geometry (<c>nat.port-block.size</c>, or the low end of
+/// <c>nat.ports</c>) while blocks were held, those blocks keep theirs until released: they are
+/// <em>legacy</em> blocks, ids from <see cref="CurrentCount"/> up, cut by <see cref="Legacy"/>. A
+/// held legacy block pins every current block it overlaps, which is not handed out until the last
+/// legacy block over it is released; legacy blocks are never handed out again.
+/// </para>
 /// Preallocated (a few arrays of one entry per block); single threaded.
 /// </summary>
 public sealed class PortBlocks
@@ -16,7 +41,10 @@ public sealed class PortBlocks
     private readonly uint[] _owner;     // subscriber (network order) holding the block
     private readonly bool[] _held;
     private readonly int[] _next;       // the owner's list of blocks
-    private readonly int[] _free;       // free blocks per address
+    private readonly int[] _free;       // free current blocks per address (neither held nor pinned)
+    private readonly int[]? _pins;      // per current block: held legacy blocks overlapping it
+    private readonly int _current;      // current blocks; legacy ids follow
+    private readonly BlockGeometry _legacy;
 
     /// <summary>Cuts the ports <paramref name="low"/>..<paramref name="high"/> (host order) owned by <paramref name="shard"/> of <paramref name="shards"/> into blocks.</summary>
     /// <param name="addresses">External addresses (pool size).</param>
@@ -25,20 +53,29 @@ public sealed class PortBlocks
     /// <param name="shard">This shard.</param>
     /// <param name="shards">Shards sharing the port space (the step between a block's ports).</param>
     /// <param name="size">Ports per block (at least 1).</param>
+    /// <param name="legacy">The geometry of blocks held from before a reload (same shards), or null.</param>
     /// <exception cref="ArgumentException">A bad shard, size or range.</exception>
-    public PortBlocks(int addresses, int low, int high, int shard, int shards, int size)
+    public PortBlocks(int addresses, int low, int high, int shard, int shards, int size, BlockGeometry? legacy = null)
     {
         if (addresses < 1 || size < 1 || shards < 1 || shard < 0 || shard >= shards || low < 0 || high > 65535)
         {
             throw new ArgumentException($"bad block geometry: {addresses} addresses, ports {low}-{high}, shard {shard} of {shards}, size {size}");
         }
+        var g = BlockGeometry.Of(low, high, shard, shards, size);
         Size = size;
         Step = shards;
-        First = low + (((shard - low) % shards) + shards) % shards;
-        int owned = First > high ? 0 : (high - First) / shards + 1;
-        PerAddress = owned / size;
+        First = g.First;
+        PerAddress = g.PerAddress;
         Addresses = addresses;
-        int blocks = addresses * PerAddress;
+        _current = addresses * PerAddress;
+        int blocks = _current;
+        if (legacy is { } l)
+        {
+            _legacy = l;
+            Legacy = l;
+            blocks += addresses * l.PerAddress;
+            _pins = new int[_current];
+        }
         _classUse = new int[blocks * PortAllocator.Classes];
         _owner = new uint[blocks];
         _held = new bool[blocks];
@@ -50,7 +87,7 @@ public sealed class PortBlocks
         Array.Fill(_free, PerAddress);
     }
 
-    /// <summary>Ports per block.</summary>
+    /// <summary>Ports per (current) block.</summary>
     public int Size { get; }
 
     /// <summary>Ports between consecutive ports of a block (the shard count).</summary>
@@ -59,14 +96,23 @@ public sealed class PortBlocks
     /// <summary>The shard's lowest ordinary port: block 0's low port.</summary>
     public int First { get; }
 
-    /// <summary>Blocks per external address in this shard.</summary>
+    /// <summary>Current blocks per external address in this shard.</summary>
     public int PerAddress { get; }
 
     /// <summary>External addresses.</summary>
     public int Addresses { get; }
 
-    /// <summary>Blocks in all (<see cref="Addresses"/> times <see cref="PerAddress"/>).</summary>
+    /// <summary>How new blocks are cut.</summary>
+    public BlockGeometry Geometry => new(First, Size, PerAddress);
+
+    /// <summary>How the legacy blocks (held from before a reload) are cut, or null when there are none.</summary>
+    public BlockGeometry? Legacy { get; }
+
+    /// <summary>Blocks in all, legacy ones included.</summary>
     public int Count => _held.Length;
+
+    /// <summary>Current blocks (<see cref="Addresses"/> times <see cref="PerAddress"/>): ids below are current, from it up legacy.</summary>
+    public int CurrentCount => _current;
 
     /// <summary>Engine time (ms) a held block's last mapping ended (meaningful while it holds none).</summary>
     public long[] EmptySinceMs { get; }
@@ -77,32 +123,90 @@ public sealed class PortBlocks
     /// <summary>Engine time (ms) a held block was allocated to its holder (natctl blocks).</summary>
     public long[] AllocatedMs { get; }
 
+    /// <summary>True for a legacy block (cut by <see cref="Legacy"/>).</summary>
+    public bool IsLegacy(int block) => block >= _current;
+
     /// <summary>The pool index of block <paramref name="block"/>.</summary>
-    public int AddressOf(int block) => block / PerAddress;
+    public int AddressOf(int block) => block < _current ? block / PerAddress : (block - _current) / _legacy.PerAddress;
+
+    /// <summary>Ports of the block.</summary>
+    public int SizeOf(int block) => block < _current ? Size : _legacy.Size;
 
     /// <summary>The block's lowest port (host order).</summary>
-    public int Low(int block) => First + (block % PerAddress) * Size * Step;
+    public int Low(int block) => block < _current
+        ? First + (block % PerAddress) * Size * Step
+        : _legacy.First + ((block - _current) % _legacy.PerAddress) * _legacy.Size * Step;
 
     /// <summary>The block's highest port (host order).</summary>
-    public int High(int block) => Low(block) + (Size - 1) * Step;
+    public int High(int block) => Low(block) + (SizeOf(block) - 1) * Step;
 
-    /// <summary>The block's <paramref name="i"/>-th port (0 to <see cref="Size"/> - 1).</summary>
+    /// <summary>The block's <paramref name="i"/>-th port (0 to its size - 1).</summary>
     public int PortAt(int block, int i) => Low(block) + i * Step;
 
-    /// <summary>The block of <paramref name="address"/> holding <paramref name="port"/>, or -1 for a port in no block (another shard's, privileged, or past the last whole block).</summary>
+    /// <summary>
+    /// The block of <paramref name="address"/> holding <paramref name="port"/>: a held legacy block
+    /// when one does, else the current block; -1 for a port in no block (another shard's,
+    /// privileged, or past the last whole block).
+    /// </summary>
     public int BlockOf(int address, int port)
     {
-        int d = port - First;
-        if (PerAddress == 0 || d < 0 || d % Step != 0)
+        if (_pins is not null)
+        {
+            int l = Cut(_legacy, port);
+            if (l >= 0 && _held[_current + address * _legacy.PerAddress + l])
+            {
+                return _current + address * _legacy.PerAddress + l;
+            }
+        }
+        int b = Cut(Geometry, port);
+        return b < 0 ? -1 : address * PerAddress + b;
+    }
+
+    /// <summary>
+    /// The id here of the block of <paramref name="address"/> starting at <paramref name="port"/>
+    /// that another <see cref="PortBlocks"/> cut by <paramref name="geometry"/> (a reload carrying
+    /// it over): a current block when the cuts agree (same first port and size), a legacy block when
+    /// <paramref name="geometry"/> is <see cref="Legacy"/>; -1 when it has no place here.
+    /// </summary>
+    public int IdOf(BlockGeometry geometry, int address, int port)
+    {
+        if (geometry.First == First && geometry.Size == Size)
+        {
+            int b = Cut(Geometry, port);
+            return b < 0 ? -1 : address * PerAddress + b;
+        }
+        if (_pins is not null && geometry.First == _legacy.First && geometry.Size == _legacy.Size)
+        {
+            int l = Cut(_legacy, port);
+            return l < 0 ? -1 : _current + address * _legacy.PerAddress + l;
+        }
+        return -1;
+    }
+
+    private int Cut(BlockGeometry g, int port)
+    {
+        int d = port - g.First;
+        if (g.PerAddress == 0 || d < 0 || d % Step != 0)
         {
             return -1;
         }
-        int b = d / Step / Size;
-        return b < PerAddress ? address * PerAddress + b : -1;
+        int b = d / Step / g.Size;
+        return b < g.PerAddress ? b : -1;
     }
 
     /// <summary>True while a subscriber holds the block.</summary>
     public bool IsHeld(int block) => _held[block];
+
+    /// <summary>Blocks held, legacy ones included (control path: a walk of every block).</summary>
+    public int HeldCount()
+    {
+        int n = 0;
+        foreach (bool h in _held)
+        {
+            n += h ? 1 : 0;
+        }
+        return n;
+    }
 
     /// <summary>The subscriber (network order) holding the block.</summary>
     public uint OwnerOf(int block) => _owner[block];
@@ -113,7 +217,7 @@ public sealed class PortBlocks
     /// <summary>Sets the next block of the same holder.</summary>
     public void SetNext(int block, int next) => _next[block] = next;
 
-    /// <summary>Free blocks of an address.</summary>
+    /// <summary>Free current blocks of an address.</summary>
     public int FreeOn(int address) => _free[address];
 
     /// <summary>Mappings of a protocol class in a block.</summary>
@@ -134,9 +238,9 @@ public sealed class PortBlocks
     }
 
     /// <summary>
-    /// Takes a free block of <paramref name="address"/> for <paramref name="owner"/>: the first free
-    /// one from a random start (<paramref name="random"/>), so a block's position tells nothing of
-    /// the order subscribers came in. Returns the block id or -1 when the address has none free.
+    /// Takes a free current block of <paramref name="address"/> for <paramref name="owner"/>: the
+    /// first free one from a random start (<paramref name="random"/>), so a block's position tells
+    /// nothing of the order subscribers came in. Returns the block id or -1 when the address has none free.
     /// </summary>
     public int Take(int address, uint owner, ulong random)
     {
@@ -148,7 +252,7 @@ public sealed class PortBlocks
         for (int i = 0; i < PerAddress; i++)
         {
             int b = address * PerAddress + (start + i) % PerAddress;
-            if (!_held[b])
+            if (!_held[b] && (_pins is null || _pins[b] == 0))
             {
                 Claim(b, owner);
                 return b;
@@ -157,10 +261,10 @@ public sealed class PortBlocks
         return -1;
     }
 
-    /// <summary>Takes block <paramref name="block"/> if free (a restored or re-counted mapping's block); false when held.</summary>
+    /// <summary>Takes block <paramref name="block"/> if free (a restored, re-counted or carried block); false when held or pinned.</summary>
     public bool TryTake(int block, uint owner)
     {
-        if (_held[block])
+        if (_held[block] || (block < _current && _pins is not null && _pins[block] != 0))
         {
             return false;
         }
@@ -168,7 +272,7 @@ public sealed class PortBlocks
         return true;
     }
 
-    /// <summary>Frees a held block (its mappings must be gone).</summary>
+    /// <summary>Frees a held block (its mappings must be gone); a legacy block unpins the current blocks it overlapped.</summary>
     public void Return(int block)
     {
         if (!_held[block])
@@ -177,7 +281,14 @@ public sealed class PortBlocks
         }
         _held[block] = false;
         _next[block] = -1;
-        _free[AddressOf(block)]++;
+        if (block < _current)
+        {
+            _free[AddressOf(block)]++;
+        }
+        else
+        {
+            Pin(block, -1);
+        }
         int i = block * PortAllocator.Classes;
         _classUse[i] = _classUse[i + 1] = _classUse[i + 2] = 0;
     }
@@ -187,6 +298,36 @@ public sealed class PortBlocks
         _held[b] = true;
         _owner[b] = owner;
         _next[b] = -1;
-        _free[AddressOf(b)]--;
+        if (b < _current)
+        {
+            _free[AddressOf(b)]--;
+        }
+        else
+        {
+            Pin(b, 1);
+        }
+    }
+
+    /// <summary>Pins (<paramref name="delta"/> 1) or unpins (-1) the current blocks legacy block <paramref name="b"/> overlaps.</summary>
+    private void Pin(int b, int delta)
+    {
+        int a = AddressOf(b);
+        int lo = Math.Max(Low(b), First), hi = High(b);
+        if (PerAddress == 0 || hi < First)
+        {
+            return;
+        }
+        int from = (lo - First) / Step / Size;
+        int to = Math.Min((hi - First) / Step / Size, PerAddress - 1);
+        for (int k = from; k <= to; k++)
+        {
+            int c = a * PerAddress + k;
+            int before = _pins![c];
+            _pins[c] = before + delta;
+            if (!_held[c] && (before == 0) != (_pins[c] == 0))
+            {
+                _free[a] -= delta; // became pinned: one free block less; unpinned: one more
+            }
+        }
     }
 }

@@ -469,6 +469,10 @@ public sealed class PollerActor : LoopActor, IFrameSink
             case FlushSessions:
                 Sender.Tell(_engine.Flush());
                 break;
+            case CheckSettings check:
+                string? no = _engine.CheckSettings(check.Settings);
+                Sender.Tell(new ApplyResult(no is null, no));
+                break;
             case ApplySettings apply:
                 string? why = _engine.UpdateSettings(apply.Settings);
                 if (why is null && _links is not null && _me == 0)

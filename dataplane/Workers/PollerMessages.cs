@@ -49,7 +49,14 @@ public sealed record FlushSessions
 /// <param name="Settings">The validated new settings.</param>
 public sealed record ApplySettings(NatSettings Settings);
 
-/// <summary>Outcome of <see cref="ApplySettings"/>.</summary>
+/// <summary>
+/// Would <see cref="ApplySettings"/> apply these settings now? The reload's first phase: nothing
+/// changes; the reply is an <see cref="ApplyResult"/> (Applied = it would).
+/// </summary>
+/// <param name="Settings">The validated new settings.</param>
+public sealed record CheckSettings(NatSettings Settings);
+
+/// <summary>Outcome of <see cref="ApplySettings"/> or <see cref="CheckSettings"/>.</summary>
 /// <param name="Applied">True when the settings are in force.</param>
 /// <param name="Reason">Why not, when not.</param>
 public sealed record ApplyResult(bool Applied, string? Reason);

@@ -12,6 +12,9 @@ namespace Natd.Benchmarks;
 /// sessions the look-ups miss the CPU caches as real traffic over a big table would), copies the
 /// frames into the slots of a <see cref="FrameBatch"/> (translation is in place) and translates
 /// them. <see cref="CopyOnly"/> does the copy alone: NAT cost per packet = total - copy.
+/// <see cref="In2OutPortBlock"/> and <see cref="Out2InPortBlock"/> do the same on an engine with
+/// <c>nat.allocation: port-block</c> (filled the same way, each subscriber's ports in its block):
+/// the established fast path must not see the allocation mode.
 /// </summary>
 [BenchmarkCategory(Categories.FastPath)]
 [OperationUnit("packet")]
@@ -29,10 +32,15 @@ public class EstablishedBenchmarks
     [Params(1_000, 1_000_000)]
     public int Sessions { get; set; }
 
-    [GlobalSetup]
-    public void Setup()
+    [GlobalSetup(Targets = [nameof(CopyOnly), nameof(In2Out), nameof(Out2In)])]
+    public void SetupDynamic() => Setup(PortAllocation.Dynamic);
+
+    [GlobalSetup(Targets = [nameof(In2OutPortBlock), nameof(Out2InPortBlock)])]
+    public void SetupPortBlock() => Setup(PortAllocation.PortBlock);
+
+    private void Setup(PortAllocation allocation)
     {
-        _engine = BenchLab.Engine(Sessions);
+        _engine = BenchLab.Engine(Sessions, allocation);
         var replies = new byte[Sessions * BenchLab.Stride];
         BenchLab.Fill(_engine, Sessions, BenchLab.StartMs, replies);
 
@@ -94,6 +102,14 @@ public class EstablishedBenchmarks
     /// <summary>Copies and translates a batch of replies (out2in) to established sessions; returns frames forwarded.</summary>
     [Benchmark(OperationsPerInvoke = BenchLab.BatchSize)]
     public int Out2In() => Run(NextBatch(_out2in), Side.Outside, Verdict.ToInside);
+
+    /// <summary><see cref="In2Out"/> with port-block allocation.</summary>
+    [Benchmark(OperationsPerInvoke = BenchLab.BatchSize)]
+    public int In2OutPortBlock() => Run(NextBatch(_in2out), Side.Inside, Verdict.ToOutside);
+
+    /// <summary><see cref="Out2In"/> with port-block allocation.</summary>
+    [Benchmark(OperationsPerInvoke = BenchLab.BatchSize)]
+    public int Out2InPortBlock() => Run(NextBatch(_out2in), Side.Outside, Verdict.ToInside);
 
     private ReadOnlySpan<byte> NextBatch(byte[] frames)
     {

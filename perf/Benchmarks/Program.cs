@@ -7,7 +7,8 @@ namespace Natd.Benchmarks;
 /// <summary>
 /// Entry point: <c>dotnet run -c Release --project perf/Benchmarks -- [--quick] [BenchmarkDotNet args]</c>,
 /// or <c>-- --scaling [--sessions N[,N]] [--seconds S] [--pollers N]</c> for <see cref="Scaling"/>,
-/// or <c>-- --log-volume [--sessions-per-subscriber S] [--block-size B]</c> for <see cref="LogVolume"/>.
+/// or <c>-- --log-volume [--sessions-per-subscriber S] [--block-size B]</c> for <see cref="LogVolume"/>,
+/// or <c>-- --memory [--sessions N]</c> for <see cref="MemoryPerSession"/>.
 /// Runs every benchmark unless a <c>--filter</c> is given, prints the compact table, and exits 1
 /// when a fast-path benchmark allocated or any benchmark failed.
 /// </summary>
@@ -30,6 +31,14 @@ public static class Program
             var logArgs = new List<string>(args);
             logArgs.RemoveAt(logVolume);
             return LogVolume.Run(logArgs);
+        }
+        int memory = Array.IndexOf(args, "--memory");
+        if (memory >= 0)
+        {
+            // A count, not a timing.
+            var memoryArgs = new List<string>(args);
+            memoryArgs.RemoveAt(memory);
+            return MemoryPerSession.Run(memoryArgs);
         }
         bool quick = Array.IndexOf(args, "--quick") >= 0;
         var rest = new List<string>(args.Length + 2);
@@ -64,6 +73,14 @@ public static class Program
         Console.WriteLine();
         Console.Write(CompactReport.Render(summaries));
         Console.WriteLine();
+        string allocation = CompactReport.RenderAllocation(summaries);
+        if (allocation.Length > 0)
+        {
+            Console.WriteLine("## Carrier-grade allocation against dynamic (same run; figures, not a gate)");
+            Console.WriteLine();
+            Console.Write(allocation);
+            Console.WriteLine();
+        }
 
         List<string> problems = AllocationGate.Check(summaries);
         if (problems.Count > 0)

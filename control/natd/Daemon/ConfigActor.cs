@@ -45,6 +45,8 @@ internal sealed partial class ConfigActor(NatdConfig initial, IReadOnlyList<Poll
         public string Path { get; } = path;
         public List<string> Refusals { get; } = [];
         public List<string> Notes { get; init; } = [];
+        /// <summary>True while the pollers answer the check (first phase), false once they apply.</summary>
+        public bool Checking { get; set; } = true;
     }
 
     protected override void OnReceive(object message)
@@ -75,6 +77,17 @@ internal sealed partial class ConfigActor(NatdConfig initial, IReadOnlyList<Poll
                 }
                 if (--_pending.Waiting == 0)
                 {
+                    if (_pending.Checking && _pending.Refusals.Count == 0)
+                    {
+                        // Every shard can take it: apply everywhere (second phase).
+                        _pending.Checking = false;
+                        _pending.Waiting = pollers.Count;
+                        foreach (var p in pollers)
+                        {
+                            p.Actor.Tell(new ApplySettings(_pending.Next.Nat), Self);
+                        }
+                        break;
+                    }
                     FinishReload(_pending);
                     _pending = null;
                 }
@@ -142,11 +155,14 @@ internal sealed partial class ConfigActor(NatdConfig initial, IReadOnlyList<Poll
 
     private void StartApply(NatdConfig next, IActorRef requester, string description, List<string>? notes = null)
     {
-        // Every poller validates the swap against what it can change live; all answer before we report.
+        // Two phases: every poller first checks the swap against its own live state (port blocks
+        // and mappings differ per shard), and only when none refuses do they all apply it, so one
+        // shard's refusal never leaves the others on the new configuration. A flow between the two
+        // phases may still make a shard refuse the apply (it then says so like any refusal).
         _pending = new PendingReload(next, requester, pollers.Count, description) { Notes = notes ?? [] };
         foreach (var p in pollers)
         {
-            p.Actor.Tell(new ApplySettings(next.Nat), Self);
+            p.Actor.Tell(new CheckSettings(next.Nat), Self);
         }
         if (pollers.Count == 0)
         {

@@ -80,6 +80,70 @@ public static class CompactReport
         return sb.ToString();
     }
 
+    /// <summary>Method-name suffixes of the carrier-grade variants, each compared with the same method without it (dynamic allocation).</summary>
+    private static readonly string[] AllocationSuffixes = ["PortBlock", "Deterministic"];
+
+    /// <summary>
+    /// Issue 11's comparison: each carrier-grade variant (a method named after its dynamic twin plus
+    /// <c>PortBlock</c> or <c>Deterministic</c>) against that twin in the same run and params, as a
+    /// ratio of units per second (variant / dynamic), with the target it is read against: new
+    /// sessions at least 0.9x, established packets within 5%. Figures only: nothing fails on them
+    /// (a loaded machine moves them; the coordinator measures on a quiet one). Empty when no
+    /// variant ran.
+    /// </summary>
+    public static string RenderAllocation(IEnumerable<Summary> summaries)
+    {
+        var sb = new StringBuilder();
+        foreach (Summary summary in summaries)
+        {
+            foreach (BenchmarkCase c in summary.BenchmarksCases)
+            {
+                string name = c.Descriptor.WorkloadMethod.Name;
+                string? suffix = Array.Find(AllocationSuffixes, x => name.EndsWith(x, StringComparison.Ordinal) && name.Length > x.Length);
+                if (suffix is null)
+                {
+                    continue;
+                }
+                string twin = name[..^suffix.Length];
+                BenchmarkCase? d = null;
+                foreach (BenchmarkCase other in summary.BenchmarksCases)
+                {
+                    if (other.Descriptor.Type == c.Descriptor.Type && other.Descriptor.WorkloadMethod.Name == twin && Params(other) == Params(c) && other.Job == c.Job)
+                    {
+                        d = other;
+                    }
+                }
+                double? ns = summary[c]?.ResultStatistics?.Mean;
+                double? dns = d is null ? null : summary[d]?.ResultStatistics?.Mean;
+                if (sb.Length == 0)
+                {
+                    sb.AppendLine("| Benchmark | Params | allocation | ns/unit | dynamic ns/unit | units/s vs dynamic | target |");
+                    sb.AppendLine("|---|---|---|---:|---:|---:|---|");
+                }
+                string cls = c.Descriptor.Type.Name.Replace("Benchmarks", "", StringComparison.Ordinal);
+                bool setup = c.Descriptor.Type == typeof(SessionSetupBenchmarks);
+                string target;
+                string ratio = "-";
+                if (ns is double v && dns is double b && v > 0)
+                {
+                    double r = b / v;
+                    ratio = r.ToString("0.00", CultureInfo.InvariantCulture) + "x";
+                    bool met = setup ? r >= 0.9 : r >= 0.95 && r <= 1.05;
+                    target = (setup ? ">= 0.9x" : "1.00x +- 5%") + (met ? ": met" : ": not met");
+                }
+                else
+                {
+                    target = "no figure";
+                }
+                sb.AppendLine(CultureInfo.InvariantCulture,
+                    $"| {cls}.{twin} | {Params(c)} | {(suffix == "PortBlock" ? "port-block" : "deterministic")} | {Ns(ns)} | {Ns(dns)} | {ratio} | {target} |");
+            }
+        }
+        return sb.ToString();
+    }
+
+    private static string Ns(double? ns) => ns is double v ? v.ToString("0.0", CultureInfo.InvariantCulture) : "-";
+
     /// <summary>Mean ns of the baseline of <paramref name="c"/>'s class with the same params, in the same run.</summary>
     private static double? BaselineNs(Summary summary, BenchmarkCase c)
     {
