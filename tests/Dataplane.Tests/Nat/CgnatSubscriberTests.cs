@@ -4,6 +4,7 @@ using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
 using Natd.Dataplane.Sessions;
 using Natd.Tests.Support;
+using static Natd.Tests.Support.CgnatKit;
 using static Natd.Tests.Support.Frames;
 
 namespace Natd.Tests.Nat;
@@ -15,34 +16,6 @@ namespace Natd.Tests.Nat;
 public class CgnatSubscriberTests
 {
     private const string Out = EngineHarness.OutsideHost;
-
-    private static readonly uint[] Pool4 = [.. new[] { "198.51.100.1", "198.51.100.11", "198.51.100.12", "198.51.100.13" }.Select(Ipv4.Parse)];
-
-    private static EngineHarness Harness(CgnatSettings cgn, Func<NatSettings, NatSettings>? more, out SpscRing<NatEvent> events)
-    {
-        var h = new EngineHarness(s => (more ?? (x => x))(s with { Cgnat = cgn }));
-        events = new SpscRing<NatEvent>(4096);
-        h.Engine.Table.Events = events;
-        return h;
-    }
-
-    private static List<NatEvent> Drain(SpscRing<NatEvent> ring, NatEventType? only = null)
-    {
-        var list = new List<NatEvent>();
-        while (ring.TryDequeue(out var e))
-        {
-            if (only is null || e.Type == only)
-            {
-                list.Add(e);
-            }
-        }
-        return list;
-    }
-
-    private static string Host(int i) => $"10.0.0.{i}";
-
-    private static CgnatSettings Pba(int size = 64, int perSubscriber = 2, int delay = 120, int interim = 0, Pairing pairing = Pairing.Strict)
-        => new() { Allocation = PortAllocation.PortBlock, PortBlock = new PortBlockSettings(size, perSubscriber, interim), PortReuseDelaySeconds = delay, Pairing = pairing };
 
     [Fact]
     public void Port_block_mappings_draw_from_the_subscribers_block_and_log_it_once()

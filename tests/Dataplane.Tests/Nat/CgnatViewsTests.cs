@@ -7,6 +7,7 @@ using Natd.Dataplane.Packets;
 using Natd.Dataplane.Sessions;
 using Natd.Dataplane.Workers;
 using Natd.Tests.Support;
+using static Natd.Tests.Support.CgnatKit;
 using static Natd.Tests.Support.Frames;
 
 namespace Natd.Tests.Nat;
@@ -20,8 +21,6 @@ namespace Natd.Tests.Nat;
 public class CgnatViewsTests
 {
     private const string Out = EngineHarness.OutsideHost;
-
-    private static string Host(int i) => $"10.0.0.{i}";
 
     /// <summary>Port blocks of 16 on one address; <paramref name="blocks"/> blocks in all; released the moment they empty.</summary>
     private static EngineHarness Pba(int blocks, int threshold, out SpscRing<NatEvent> events, int perSubscriber = 2, SubscriberLimits? limits = null)
