@@ -16,7 +16,7 @@ namespace Natd.Tests.Logging;
 /// The carrier-grade NAT events (port blocks, subscriber limits, pool threshold, pairing spill) in
 /// every sink: JSON lines, RFC 5424 syslog and IPFIX with RFC 8158's records, the IPFIX decoded by tshark.
 /// </summary>
-public sealed class CgnEventLogTests : IDisposable
+public sealed class CgnEventLogTests(Xunit.Abstractions.ITestOutputHelper output) : IDisposable
 {
     private const string Subscriber = "10.64.0.7";
     private const string External = "198.51.100.9";
@@ -264,6 +264,7 @@ public sealed class CgnEventLogTests : IDisposable
 
         // The verbose decode names the RFC 8158 events and the templates' fields as a person reads them.
         string text = LoggingTestSupport.Tshark("-r", pcap, "-d", "udp.port==4739,cflow", "-V");
+        output.WriteLine(text); // the decode, for a reader of the test log
         foreach (string s in new[]
         {
             "Nat Event: Port block allocation (16)", "Nat Event: Port block de-allocation (17)", "Nat Event: Quota Exceeded (13)",
