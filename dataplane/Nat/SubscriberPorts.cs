@@ -306,24 +306,21 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         return port;
     }
 
-    /// <summary>RFC 6056 inside the block: a random start, then the next port free in the allocator (reserved ports are skipped).</summary>
+    /// <summary>
+    /// RFC 6056 inside the block: a random start, then the next port free in the allocator's bitmap
+    /// between the block's low and high port, a word (64 ports) at a time. The ports in between that
+    /// are not the block's belong to other shards, which this shard's allocator holds as taken, and
+    /// reserved ports (forwards, triggers) are taken too, so the scan yields only the block's free ports.
+    /// </summary>
     private int TakeInBlock(int b, int protocolClass)
     {
         PortBlocks blocks = _blocks!;
-        PortAllocator ports = _table.Ports;
-        int a = blocks.AddressOf(b);
-        int size = blocks.SizeOf(b);
-        int start = (int)(Next() % (ulong)size);
-        for (int k = 0; k < size; k++)
+        int port = _table.Ports.AllocateInRange(blocks.AddressOf(b), protocolClass, blocks.Low(b), blocks.High(b));
+        if (port >= 0)
         {
-            int port = blocks.PortAt(b, (start + k) % size);
-            if (ports.TryReserve(a, protocolClass, port))
-            {
-                blocks.Use(b, protocolClass, 1);
-                return port;
-            }
+            blocks.Use(b, protocolClass, 1);
         }
-        return -1;
+        return port;
     }
 
     private int Exhausted(ref Subscriber s, long nowMs, out DropReason reason)
