@@ -293,7 +293,7 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         if (port < 0)
         {
             // Every port of the new block is reserved already (forwards, triggers): it rests empty and
-            // goes. Its release may forget the subscriber (and move entries), so s is not read after.
+            // goes. Its release may forget the subscriber (its entry is cleared), so s is not read after.
             uint key = s.Key;
             int paired = s.PoolIndex;
             BlockEmptied(nb, nowMs);

@@ -18,7 +18,7 @@ public struct Subscriber
     public int Ports;
     /// <summary>Port blocks held (port-block allocation).</summary>
     public int Blocks;
-    /// <summary>First block of its list (<see cref="PortBlocks.NextOf"/>), -1 for none.</summary>
+    /// <summary>First block of its list (<see cref="PortBlocks.NextOf"/>), -1 for none; in a free entry, the next free slot.</summary>
     public int BlockHead;
     /// <summary>New-session tokens left in the current second.</summary>
     public int Tokens;
@@ -39,23 +39,41 @@ public struct Subscriber
 }
 
 /// <summary>
-/// The subscribers of one shard: a fixed-capacity open-addressing table (linear probing,
-/// backward-shift deletion, at most 2/3 full) keyed by the subscriber's address, preallocated at
-/// construction: no allocation per packet. Deletion moves entries, so callers keep keys, not
-/// slots, across calls that may remove one. Single threaded.
+/// The subscribers of one shard, in two parts so that a look-up touches little memory: an index of
+/// 8-byte entries (the key and where its entry lives; open addressing, linear probing,
+/// backward-shift deletion, at most 2/3 full, preallocated for <see cref="Capacity"/>) and the
+/// entries themselves, dense, in chunks of <see cref="ChunkSize"/> taken as subscribers arrive and
+/// reused through a free list. A probe compares keys in the index without touching an entry, and
+/// the entries of a few thousand subscribers sit together instead of spread over a table sized for
+/// every session. An entry stays at its slot while it lives (the index moves, the entries do not).
+/// Single threaded. docs/architecture.md, "Carrier-grade NAT".
 /// </summary>
+/// <remarks>
+/// A chunk (72 KiB, below the large object heap) is allocated when the subscribers outgrow the
+/// chunks so far: at most once per <see cref="ChunkSize"/> new subscribers, never per packet, and a
+/// chunk once taken is kept for the table's life.
+/// </remarks>
 public sealed class SubscriberTable
 {
-    private readonly Subscriber[] _slots;
+    /// <summary>Entries per chunk of the dense part.</summary>
+    public const int ChunkSize = 1 << ChunkShift;
+    private const int ChunkShift = 10;
+
+    private readonly ulong[] _index; // (key << 32) | (slot + 1); 0 = empty
     private readonly int _mask;
     private readonly ulong _seed;
+    private Subscriber[][] _chunks = [];
+    private int _high;      // slots ever handed out
+    private int _freeHead = -1; // a free slot, linked through Subscriber.BlockHead
+    private uint _lastKey;      // the last subscriber found: a new flow asks for it two or three times (admit, port, session)
+    private int _lastSlot = -1;
 
     /// <summary>Creates a table for up to <paramref name="capacity"/> subscribers, hashing keys with <paramref name="seed"/>.</summary>
     public SubscriberTable(int capacity, ulong seed)
     {
         Capacity = Math.Max(1, capacity);
         int size = (int)Math.Min(1L << 30, System.Numerics.BitOperations.RoundUpToPowerOf2((uint)(Capacity + Capacity / 2 + 1)));
-        _slots = new Subscriber[size];
+        _index = new ulong[size];
         _mask = size - 1;
         _seed = seed;
     }
@@ -66,11 +84,14 @@ public sealed class SubscriberTable
     /// <summary>Subscribers held.</summary>
     public int Count { get; private set; }
 
-    /// <summary>The entry at <paramref name="slot"/> (from <see cref="Find"/> or <see cref="GetOrAdd"/>).</summary>
-    public ref Subscriber this[int slot] => ref _slots[slot];
+    /// <summary>The entry at <paramref name="slot"/> (from <see cref="Find"/> or <see cref="GetOrAdd"/>; 0 to <see cref="Slots"/> - 1).</summary>
+    public ref Subscriber this[int slot] => ref _chunks[slot >> ChunkShift][slot & (ChunkSize - 1)];
 
-    /// <summary>Slots of the table (for listing: entries with <see cref="Subscriber.InUse"/>).</summary>
-    public int Slots => _slots.Length;
+    /// <summary>Slots handed out so far (for listing: entries with <see cref="Subscriber.InUse"/>).</summary>
+    public int Slots => _high;
+
+    /// <summary>Bytes the table holds: the index and the chunks taken.</summary>
+    public long Bytes => (long)_index.Length * sizeof(ulong) + (long)_chunks.Length * ChunkSize * Unsafe.SizeOf<Subscriber>();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int Home(uint key) => (int)(new FlowKey(key, 0, 0, 0, 0).Hash(_seed) & (uint)_mask);
@@ -78,16 +99,22 @@ public sealed class SubscriberTable
     /// <summary>The slot of subscriber <paramref name="key"/>, or -1.</summary>
     public int Find(uint key)
     {
+        if (key == _lastKey && _lastSlot >= 0)
+        {
+            return _lastSlot;
+        }
+        ulong[] index = _index;
         for (int i = Home(key); ; i = (i + 1) & _mask)
         {
-            ref Subscriber s = ref _slots[i];
-            if (!s.InUse)
+            ulong e = index[i];
+            if (e == 0)
             {
                 return -1;
             }
-            if (s.Key == key)
+            if ((uint)(e >> 32) == key)
             {
-                return i;
+                _lastKey = key;
+                return _lastSlot = (int)(uint)e - 1;
             }
         }
     }
@@ -95,57 +122,102 @@ public sealed class SubscriberTable
     /// <summary>The slot of subscriber <paramref name="key"/>, added empty (no address, full token bucket) when new; -1 when the table is full.</summary>
     public int GetOrAdd(uint key, int tokens, long nowMs)
     {
+        if (key == _lastKey && _lastSlot >= 0)
+        {
+            return _lastSlot;
+        }
+        ulong[] index = _index;
         int i = Home(key);
         for (; ; i = (i + 1) & _mask)
         {
-            ref Subscriber s = ref _slots[i];
-            if (!s.InUse)
+            ulong e = index[i];
+            if (e == 0)
             {
                 break;
             }
-            if (s.Key == key)
+            if ((uint)(e >> 32) == key)
             {
-                return i;
+                _lastKey = key;
+                return _lastSlot = (int)(uint)e - 1;
             }
         }
         if (Count >= Capacity)
         {
             return -1;
         }
-        _slots[i] = new Subscriber
+        int slot = TakeSlot();
+        this[slot] = new Subscriber
         {
             Key = key, PoolIndex = -1, BlockHead = -1, Tokens = tokens, RefillMs = nowMs, LimitEventMs = long.MinValue / 2, InUse = true,
         };
+        index[i] = ((ulong)key << 32) | (uint)(slot + 1);
         Count++;
-        return i;
+        _lastKey = key;
+        return _lastSlot = slot;
     }
 
-    /// <summary>Removes subscriber <paramref name="key"/> (backward shift: later entries of its cluster move up).</summary>
+    private int TakeSlot()
+    {
+        if (_freeHead >= 0)
+        {
+            int slot = _freeHead;
+            _freeHead = this[slot].BlockHead;
+            return slot;
+        }
+        if (_high == _chunks.Length * ChunkSize)
+        {
+            // Rare (once per ChunkSize new subscribers): the dense part grows by a chunk.
+            Subscriber[][] chunks = new Subscriber[_chunks.Length + 1][];
+            Array.Copy(_chunks, chunks, _chunks.Length);
+            chunks[^1] = new Subscriber[ChunkSize];
+            _chunks = chunks;
+        }
+        return _high++;
+    }
+
+    /// <summary>Removes subscriber <paramref name="key"/>: its slot goes to the free list and later index entries of its cluster move up (backward shift).</summary>
     public void Remove(uint key)
     {
-        int i = Find(key);
-        if (i < 0)
+        ulong[] index = _index;
+        int i = Home(key);
+        for (; ; i = (i + 1) & _mask)
         {
-            return;
+            ulong e = index[i];
+            if (e == 0)
+            {
+                return;
+            }
+            if ((uint)(e >> 32) == key)
+            {
+                break;
+            }
         }
+        int slot = (int)(uint)index[i] - 1;
+        if (slot == _lastSlot)
+        {
+            _lastSlot = -1;
+        }
+        this[slot] = new Subscriber { BlockHead = _freeHead };
+        _freeHead = slot;
         int j = i;
         while (true)
         {
             j = (j + 1) & _mask;
-            if (!_slots[j].InUse)
+            ulong e = index[j];
+            if (e == 0)
             {
                 break;
             }
-            int home = Home(_slots[j].Key);
+            int home = Home((uint)(e >> 32));
             // Move j into the hole at i unless j's home lies cyclically in (i, j].
             bool stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
             if (!stays)
             {
-                _slots[i] = _slots[j];
+                index[i] = e;
                 i = j;
             }
         }
-        _slots[i] = default;
+        index[i] = 0;
         Count--;
     }
 }

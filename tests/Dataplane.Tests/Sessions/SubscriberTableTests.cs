@@ -1,0 +1,87 @@
+using Natd.Dataplane.Sessions;
+
+namespace Natd.Tests.Sessions;
+
+public class SubscriberTableTests
+{
+    [Fact]
+    public void Agrees_with_a_dictionary_through_random_adds_and_removes()
+    {
+        // Keys from a small space so probes collide and removals shift clusters; more live keys
+        // than a chunk so the dense part grows, and the free list is reused after removals.
+        var table = new SubscriberTable(4000, seed: 0x1234);
+        var model = new Dictionary<uint, int>();
+        var rng = new Random(7);
+        for (int step = 0; step < 60_000; step++)
+        {
+            uint key = (uint)rng.Next(1, 6000);
+            if (rng.Next(3) == 0)
+            {
+                table.Remove(key);
+                model.Remove(key);
+                Assert.Equal(-1, table.Find(key));
+            }
+            else
+            {
+                int slot = table.GetOrAdd(key, tokens: 5, nowMs: step);
+                if (model.TryGetValue(key, out int known))
+                {
+                    Assert.Equal(known, slot); // an entry stays at its slot while it lives
+                }
+                else if (model.Count < 4000)
+                {
+                    Assert.True(slot >= 0);
+                    Assert.Equal(key, table[slot].Key);
+                    Assert.True(table[slot].InUse);
+                    Assert.Equal(-1, table[slot].BlockHead); // a reused slot starts clean
+                    table[slot].Sessions = (int)key; // something only this key's entry holds
+                    model[key] = slot;
+                }
+                else
+                {
+                    Assert.Equal(-1, slot); // full
+                }
+            }
+            Assert.Equal(model.Count, table.Count);
+        }
+        foreach (var (key, slot) in model)
+        {
+            Assert.Equal(slot, table.Find(key));
+            Assert.Equal((int)key, table[slot].Sessions);
+        }
+        int live = 0;
+        for (int i = 0; i < table.Slots; i++)
+        {
+            live += table[i].InUse ? 1 : 0;
+        }
+        Assert.Equal(model.Count, live); // listing by slot sees exactly the live entries
+        Assert.True(table.Slots <= 4000, $"{table.Slots} slots handed out for at most 4000 live entries: the free list is reused");
+    }
+
+    [Fact]
+    public void Holds_only_the_chunks_its_subscribers_need()
+    {
+        // Sized for a million sessions, holding 10 subscribers: an 8-byte index entry per slot and one chunk.
+        var table = new SubscriberTable(1_000_000, seed: 1);
+        for (uint k = 1; k <= 10; k++)
+        {
+            Assert.True(table.GetOrAdd(k, 0, 0) >= 0);
+        }
+        long indexBytes = 2_097_152L * sizeof(ulong); // 1.5 x 1,000,000 rounded up to a power of two
+        Assert.Equal(indexBytes + SubscriberTable.ChunkSize * System.Runtime.CompilerServices.Unsafe.SizeOf<Subscriber>(), table.Bytes);
+    }
+
+    [Fact]
+    public void A_removed_key_is_not_found_through_the_last_lookup_memo()
+    {
+        var table = new SubscriberTable(16, seed: 3);
+        int a = table.GetOrAdd(42, 0, 0);
+        Assert.Equal(a, table.Find(42));
+        table.Remove(42);
+        Assert.Equal(-1, table.Find(42));
+        int b = table.GetOrAdd(43, 0, 0);
+        Assert.Equal(a, b); // the slot came back through the free list
+        Assert.Equal(-1, table.Find(42));
+        Assert.Equal(43u, table[b].Key);
+    }
+}
