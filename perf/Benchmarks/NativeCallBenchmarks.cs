@@ -18,6 +18,9 @@ namespace Natd.Benchmarks;
 /// <item><c>EventFdSignalDrain</c>: write then read of an eventfd, a <c>Wakeup</c> signal and drain.</item>
 /// <item><c>PollZeroTimeout</c>: poll(2) with a 0 ms timeout on one eventfd (PortPoller keeps its
 /// own poll for errno; this compares the bindings only).</item>
+/// <item><c>CallOverhead</c>: sched_getcpu(3), which glibc answers without entering the kernel
+/// (rseq or the vDSO): the binding's own cost (transition, errno capture) without a system call,
+/// which on a loaded machine is steadier than the system calls above.</item>
 /// </list>
 /// In the fast-path category: a binding that allocated per call would fail the allocation gate.
 /// </summary>
@@ -104,6 +107,10 @@ public unsafe partial class NativeCallBenchmarks
         return _tmds ? LibC.poll(&fd, 1, 0) : Former.Poll(&fd, 1, 0);
     }
 
+    /// <summary>A libc call without a system call: the binding's own cost.</summary>
+    [Benchmark]
+    public int CallOverhead() => _tmds ? LibC.sched_getcpu() : Former.SchedGetCpu();
+
     /// <summary>natd's declarations before Tmds.LibC (source-generated, errno captured), for comparison only.</summary>
     private static partial class Former
     {
@@ -121,5 +128,9 @@ public unsafe partial class NativeCallBenchmarks
 
         [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
         internal static partial int Poll(pollfd* fds, nuint count, int timeoutMilliseconds);
+
+        // Not one of natd's calls: declared as Tmds.LibC declares it (errno captured), for CallOverhead.
+        [LibraryImport("libc", EntryPoint = "sched_getcpu", SetLastError = true)]
+        internal static partial int SchedGetCpu();
     }
 }
