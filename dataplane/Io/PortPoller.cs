@@ -21,7 +21,7 @@ public static unsafe class PortPoller
     /// <param name="timeoutMilliseconds">Longest wait in milliseconds; 0 only checks, negative waits without limit.</param>
     /// <returns>The number of readable descriptors (&gt;0), or 0 on timeout, on a signal (EINTR)
     /// and after a capped wait for a port that has no descriptor.</returns>
-    /// <exception cref="NativeIoException">poll failed with an error other than EINTR (e.g. EBADF: a disposed port).</exception>
+    /// <exception cref="NativeIoException">poll failed with an error other than EINTR (EFAULT, EINVAL, ENOMEM; a closed descriptor is not an error to poll, it reports POLLNVAL).</exception>
     public static int Wait(IPacketPort a, IPacketPort b, int timeoutMilliseconds) => Wait(a, b, -1, timeoutMilliseconds);
 
     /// <summary>
