@@ -1,9 +1,10 @@
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using Natd.Dataplane.Io.Native;
 using Natd.Dataplane.Packets;
+using Tmds.Linux;
 using static Natd.Dataplane.Io.Native.Constants;
+using static Tmds.Linux.LibC;
 
 namespace Natd.Dataplane.Io;
 
@@ -112,8 +113,8 @@ public sealed unsafe class AfPacketPort : IPacketPort
             if (_fd >= 0)
             {
                 TpacketStatsV3 ks;
-                uint len = (uint)sizeof(TpacketStatsV3);
-                if (LibC.GetSockOpt(_fd, SOL_PACKET, PACKET_STATISTICS, &ks, &len) == 0)
+                socklen_t len = (uint)sizeof(TpacketStatsV3);
+                if (LibC.getsockopt(_fd, SOL_PACKET, PACKET_STATISTICS, &ks, &len) == 0)
                 {
                     _stats.RxDropped += ks.Drops;
                 }
@@ -140,7 +141,7 @@ public sealed unsafe class AfPacketPort : IPacketPort
         string where = $"on '{interfaceName}'";
 
         // Protocol 0 at creation: nothing is queued until the rings exist and bind names the interface.
-        int fd = LibC.Socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+        int fd = LibC.socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
         if (fd < 0)
         {
             Errno.ThrowLast($"AF_PACKET socket {where}");
@@ -149,10 +150,10 @@ public sealed unsafe class AfPacketPort : IPacketPort
         nuint ringSize = 0;
         try
         {
-            uint ifIndex = LibC.IfNameToIndex(interfaceName);
+            uint ifIndex = NatdLibC.IfNameToIndex(interfaceName);
             if (ifIndex == 0)
             {
-                int e = Marshal.GetLastPInvokeError();
+                int e = LibC.errno;
                 Errno.Throw($"interface lookup (if_nametoindex) {where}", e == 0 ? ENODEV : e);
             }
 
@@ -160,10 +161,10 @@ public sealed unsafe class AfPacketPort : IPacketPort
 
             bool ignoresOutgoing = true;
             int one = 1;
-            if (LibC.SetSockOpt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(int)) != 0)
+            if (LibC.setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof(int)) != 0)
             {
-                int e = Marshal.GetLastPInvokeError();
-                if (e is not (ENOPROTOOPT or EINVAL))
+                int e = LibC.errno;
+                if (e != ENOPROTOOPT && e != EINVAL)
                 {
                     Errno.Throw($"PACKET_IGNORE_OUTGOING {where}", e);
                 }
@@ -184,7 +185,7 @@ public sealed unsafe class AfPacketPort : IPacketPort
                 FrameCount = (uint)(options.RxBlockSize / options.RxFrameSize * options.RxBlockCount),
                 RetireBlockTimeout = (uint)options.RxBlockTimeoutMilliseconds,
             };
-            if (LibC.SetSockOpt(fd, SOL_PACKET, PACKET_RX_RING, &rxReq, (uint)sizeof(TpacketReq3)) != 0)
+            if (LibC.setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &rxReq, (uint)sizeof(TpacketReq3)) != 0)
             {
                 Errno.ThrowLast($"PACKET_RX_RING ({options.RxBlockCount} blocks of {options.RxBlockSize} bytes) {where}");
             }
@@ -197,28 +198,28 @@ public sealed unsafe class AfPacketPort : IPacketPort
                 FrameSize = (uint)options.TxFrameSize,
                 FrameCount = (uint)(txFramesPerBlock * txBlockCount),
             };
-            if (LibC.SetSockOpt(fd, SOL_PACKET, PACKET_TX_RING, &txReq, (uint)sizeof(TpacketReq3)) != 0)
+            if (LibC.setsockopt(fd, SOL_PACKET, PACKET_TX_RING, &txReq, (uint)sizeof(TpacketReq3)) != 0)
             {
                 Errno.ThrowLast($"PACKET_TX_RING ({txReq.FrameCount} frames of {options.TxFrameSize} bytes) {where}");
             }
 
             nuint rxBytes = (nuint)options.RxBlockSize * (nuint)options.RxBlockCount;
             nuint txBytes = (nuint)txBlockSize * (nuint)txBlockCount;
-            void* map = LibC.Mmap(null, rxBytes + txBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-            if (map == LibC.MapFailed)
+            void* map = LibC.mmap(null, (size_t)(ulong)(rxBytes + txBytes), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+            if (map == MAP_FAILED)
             {
                 Errno.ThrowLast($"mmap of the packet rings ({rxBytes + txBytes} bytes) {where}");
             }
             ring = (byte*)map;
             ringSize = rxBytes + txBytes;
 
-            var sll = new SockAddrLl
+            var sll = new sockaddr_ll
             {
-                Family = AF_PACKET,
-                Protocol = BinaryPrimitives.ReverseEndianness(ETH_P_ALL),
-                IfIndex = (int)ifIndex,
+                sll_family = (ushort)AF_PACKET,
+                sll_protocol = BinaryPrimitives.ReverseEndianness(ETH_P_ALL),
+                sll_ifindex = (int)ifIndex,
             };
-            if (LibC.Bind(fd, &sll, (uint)sizeof(SockAddrLl)) != 0)
+            if (LibC.bind(fd, (sockaddr*)&sll, (uint)sizeof(sockaddr_ll)) != 0)
             {
                 Errno.ThrowLast($"bind to ifindex {ifIndex} {where}");
             }
@@ -226,7 +227,7 @@ public sealed unsafe class AfPacketPort : IPacketPort
             {
                 // Join after bind (the kernel requires a bound socket); frames are spread by flow hash.
                 int fanout = (options.FanoutGroup & 0xFFFF) | (PACKET_FANOUT_HASH << 16);
-                if (LibC.SetSockOpt(fd, SOL_PACKET, PACKET_FANOUT, &fanout, sizeof(int)) != 0)
+                if (LibC.setsockopt(fd, SOL_PACKET, PACKET_FANOUT, &fanout, sizeof(int)) != 0)
                 {
                     Errno.ThrowLast($"PACKET_FANOUT group {options.FanoutGroup} {where}");
                 }
@@ -246,9 +247,9 @@ public sealed unsafe class AfPacketPort : IPacketPort
         {
             if (ring != null)
             {
-                LibC.Munmap(ring, ringSize);
+                LibC.munmap(ring, (size_t)(ulong)ringSize);
             }
-            LibC.Close(fd);
+            LibC.close(fd);
             throw;
         }
     }
@@ -270,7 +271,7 @@ public sealed unsafe class AfPacketPort : IPacketPort
 
     private static void SetInt(int fd, int option, int value, string what)
     {
-        if (LibC.SetSockOpt(fd, SOL_PACKET, option, &value, sizeof(int)) != 0)
+        if (LibC.setsockopt(fd, SOL_PACKET, option, &value, sizeof(int)) != 0)
         {
             Errno.ThrowLast(what);
         }
@@ -281,7 +282,7 @@ public sealed unsafe class AfPacketPort : IPacketPort
         IfReq req = default;
         int n = System.Text.Encoding.UTF8.GetBytes(interfaceName, new Span<byte>(req.Name, IFNAMSIZ - 1));
         req.Name[n] = 0;
-        if (LibC.Ioctl(fd, SIOCGIFHWADDR, &req) != 0)
+        if (LibC.ioctl(fd, SIOCGIFHWADDR, &req) != 0)
         {
             Errno.ThrowLast($"SIOCGIFHWADDR {where}");
         }
@@ -415,13 +416,13 @@ public sealed unsafe class AfPacketPort : IPacketPort
         {
             return;
         }
-        if (LibC.SendTo(_fd, null, 0, MSG_DONTWAIT, null, 0) >= 0)
+        if ((long)LibC.sendto(_fd, null, 0, MSG_DONTWAIT, null, 0) >= 0)
         {
             _txQueued = 0;
             return;
         }
-        int e = Marshal.GetLastPInvokeError();
-        if (e is EAGAIN or ENOBUFS or EINTR)
+        int e = LibC.errno;
+        if (e == EAGAIN || e == ENOBUFS || e == EINTR)
         {
             _txKickDeferred++;
         }
@@ -446,14 +447,14 @@ public sealed unsafe class AfPacketPort : IPacketPort
     {
         if (_ring != null)
         {
-            LibC.Munmap(_ring, _ringSize);
+            LibC.munmap(_ring, (size_t)(ulong)_ringSize);
             _ring = null;
             _rx = null;
             _tx = null;
         }
         if (_fd >= 0)
         {
-            LibC.Close(_fd);
+            LibC.close(_fd);
             _fd = -1;
         }
     }

@@ -1,7 +1,7 @@
 using System.Diagnostics.CodeAnalysis;
-using System.Runtime.InteropServices;
 using Natd.Dataplane.Io.Native;
-using static Natd.Dataplane.Io.Native.Constants;
+using Tmds.Linux;
+using static Tmds.Linux.LibC;
 
 namespace Natd.Dataplane.Io;
 
@@ -14,25 +14,48 @@ internal static class AfXdpErrors
     private const string Fallback = "; AF_PACKET still works: use it instead of AF_XDP";
 
     /// <summary>Why AF_XDP failed with <paramref name="errno"/>, for the operator.</summary>
-    internal static string Hint(int errno) => errno switch
+    internal static string Hint(int errno)
     {
-        EPERM or EACCES => ": AF_XDP needs root or CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF (or CAP_SYS_ADMIN)" + Fallback,
-        EAFNOSUPPORT => ": the kernel has no AF_XDP sockets (CONFIG_XDP_SOCKETS, Linux 4.18 or later)" + Fallback,
-        ENOSYS => ": the kernel has no bpf(2) system call (CONFIG_BPF_SYSCALL)" + Fallback,
-        EBUSY or EEXIST => ": another XDP program or AF_XDP socket already uses this interface or queue",
-        EOPNOTSUPP => ": the driver does not support this XDP mode (try Mode = Generic)",
-        ENODEV or ENXIO => ": no such interface in this network namespace",
-        ENOMEM => ": the UMEM or rings do not fit in memory or the locked-memory limit (RLIMIT_MEMLOCK, or grant CAP_IPC_LOCK)",
-        EINVAL => ": the kernel refused the argument (an older kernel without this AF_XDP or bpf feature, or a queue the interface lacks)" + Fallback,
-        _ => string.Empty,
-    };
+        // Tmds.LibC's E* values are properties, not constants: compared, not switched on.
+        if (errno == EPERM || errno == EACCES)
+        {
+            return ": AF_XDP needs root or CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF (or CAP_SYS_ADMIN)" + Fallback;
+        }
+        if (errno == EAFNOSUPPORT)
+        {
+            return ": the kernel has no AF_XDP sockets (CONFIG_XDP_SOCKETS, Linux 4.18 or later)" + Fallback;
+        }
+        if (errno == ENOSYS)
+        {
+            return ": the kernel has no bpf(2) system call (CONFIG_BPF_SYSCALL)" + Fallback;
+        }
+        if (errno == EBUSY || errno == EEXIST)
+        {
+            return ": another XDP program or AF_XDP socket already uses this interface or queue";
+        }
+        if (errno == EOPNOTSUPP)
+        {
+            return ": the driver does not support this XDP mode (try Mode = Generic)";
+        }
+        if (errno == ENODEV || errno == ENXIO)
+        {
+            return ": no such interface in this network namespace";
+        }
+        if (errno == ENOMEM)
+        {
+            return ": the UMEM or rings do not fit in memory or the locked-memory limit (RLIMIT_MEMLOCK, or grant CAP_IPC_LOCK)";
+        }
+        return errno == EINVAL
+            ? ": the kernel refused the argument (an older kernel without this AF_XDP or bpf feature, or a queue the interface lacks)" + Fallback
+            : string.Empty;
+    }
 
     /// <summary>Throws a <see cref="NativeIoException"/> "<paramref name="what"/> failed: ENAME (text): hint".</summary>
     [DoesNotReturn]
     internal static void Throw(string what, int errno)
         => throw new NativeIoException($"{what} failed: {Errno.Describe(errno)}{Hint(errno)}", errno);
 
-    /// <summary>Throws for the errno of the P/Invoke that just failed.</summary>
+    /// <summary>Throws for the errno of the P/Invoke that just failed (<see cref="LibC.errno"/>).</summary>
     [DoesNotReturn]
-    internal static void ThrowLast(string what) => Throw(what, Marshal.GetLastPInvokeError());
+    internal static void ThrowLast(string what) => Throw(what, LibC.errno);
 }

@@ -1,8 +1,9 @@
 using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using Natd.Dataplane.Io.Native;
 using Natd.Dataplane.Packets;
+using Tmds.Linux;
 using static Natd.Dataplane.Io.Native.Constants;
+using static Tmds.Linux.LibC;
 
 namespace Natd.Dataplane.Io;
 
@@ -206,8 +207,8 @@ public sealed unsafe class AfXdpPort : IPacketPort
         get
         {
             XdpStatistics k = default;
-            uint len = (uint)sizeof(XdpStatistics);
-            if (_fd < 0 || LibC.GetSockOpt(_fd, SOL_XDP, XDP_STATISTICS, &k, &len) != 0)
+            socklen_t len = (uint)sizeof(XdpStatistics);
+            if (_fd < 0 || LibC.getsockopt(_fd, SOL_XDP, XDP_STATISTICS, &k, &len) != 0)
             {
                 return default;
             }
@@ -332,13 +333,13 @@ public sealed unsafe class AfXdpPort : IPacketPort
         int fd = -1;
         try
         {
-            uint ifIndex = LibC.IfNameToIndex(interfaceName);
+            uint ifIndex = NatdLibC.IfNameToIndex(interfaceName);
             if (ifIndex == 0)
             {
-                int e = Marshal.GetLastPInvokeError();
+                int e = LibC.errno;
                 AfXdpErrors.Throw($"interface lookup (if_nametoindex) {where}", e == 0 ? ENODEV : e);
             }
-            fd = LibC.Socket(AF_XDP, SOCK_RAW | SOCK_CLOEXEC, 0);
+            fd = LibC.socket(AF_XDP, SOCK_RAW | SOCK_CLOEXEC, 0);
             if (fd < 0)
             {
                 AfXdpErrors.ThrowLast($"AF_XDP socket {where}");
@@ -357,7 +358,7 @@ public sealed unsafe class AfXdpPort : IPacketPort
             {
                 if (fd >= 0)
                 {
-                    LibC.Close(fd);
+                    LibC.close(fd);
                 }
                 umem.Release();
             }
@@ -370,7 +371,7 @@ public sealed unsafe class AfXdpPort : IPacketPort
         if (owner is null)
         {
             var reg = new XdpUmemReg { Addr = (ulong)_umem, Len = _umemSize, ChunkSize = (uint)_pool.ChunkSize, Headroom = 0 };
-            if (LibC.SetSockOpt(_fd, SOL_XDP, XDP_UMEM_REG, &reg, (uint)sizeof(XdpUmemReg)) != 0)
+            if (LibC.setsockopt(_fd, SOL_XDP, XDP_UMEM_REG, &reg, (uint)sizeof(XdpUmemReg)) != 0)
             {
                 AfXdpErrors.ThrowLast($"XDP_UMEM_REG ({_pool.FrameCount} frames of {_pool.ChunkSize} bytes) {_where}");
             }
@@ -383,15 +384,15 @@ public sealed unsafe class AfXdpPort : IPacketPort
         SetRingSize(XDP_TX_RING, ring, "XDP_TX_RING");
 
         XdpMmapOffsets off = default;
-        uint len = (uint)sizeof(XdpMmapOffsets);
-        if (LibC.GetSockOpt(_fd, SOL_XDP, XDP_MMAP_OFFSETS, &off, &len) != 0)
+        socklen_t len = (uint)sizeof(XdpMmapOffsets);
+        if (LibC.getsockopt(_fd, SOL_XDP, XDP_MMAP_OFFSETS, &off, &len) != 0)
         {
             AfXdpErrors.ThrowLast($"XDP_MMAP_OFFSETS {_where}");
         }
-        if (len != (uint)sizeof(XdpMmapOffsets))
+        if ((uint)len != (uint)sizeof(XdpMmapOffsets))
         {
             // Kernels before 5.4 return offsets without the ring flags (no need-wakeup support).
-            AfXdpErrors.Throw($"XDP_MMAP_OFFSETS returned {len} bytes, not {sizeof(XdpMmapOffsets)} (kernel older than 5.4) {_where}", EINVAL);
+            AfXdpErrors.Throw($"XDP_MMAP_OFFSETS returned {(uint)len} bytes, not {sizeof(XdpMmapOffsets)} (kernel older than 5.4) {_where}", EINVAL);
         }
 
         _rx = MapRing(off.Rx, ring, sizeof(XdpDesc), XDP_PGOFF_RX_RING, "RX");
@@ -414,7 +415,7 @@ public sealed unsafe class AfXdpPort : IPacketPort
 
     private void SetRingSize(int option, int entries, string what)
     {
-        if (LibC.SetSockOpt(_fd, SOL_XDP, option, &entries, sizeof(int)) != 0)
+        if (LibC.setsockopt(_fd, SOL_XDP, option, &entries, sizeof(int)) != 0)
         {
             AfXdpErrors.ThrowLast($"{what} ({entries} entries) {_where}");
         }
@@ -423,8 +424,8 @@ public sealed unsafe class AfXdpPort : IPacketPort
     private XskRing MapRing(XdpRingOffset off, int entries, int descriptorSize, long pageOffset, string what)
     {
         nuint length = (nuint)(off.Desc + ((ulong)entries * (ulong)descriptorSize));
-        void* map = LibC.Mmap(null, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, _fd, (nint)pageOffset);
-        if (map == LibC.MapFailed)
+        void* map = LibC.mmap(null, (size_t)(ulong)length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, _fd, pageOffset);
+        if (map == MAP_FAILED)
         {
             AfXdpErrors.ThrowLast($"mmap of the {what} ring ({length} bytes) {_where}");
         }
@@ -459,7 +460,7 @@ public sealed unsafe class AfXdpPort : IPacketPort
                 SharedUmemFd = (uint)owner._fd,
             };
             NeedWakeup = owner.NeedWakeup;
-            if (LibC.Bind(_fd, &shared, (uint)sizeof(SockAddrXdp)) != 0)
+            if (LibC.bind(_fd, (sockaddr*)&shared, (uint)sizeof(SockAddrXdp)) != 0)
             {
                 AfXdpErrors.ThrowLast($"bind (XDP_SHARED_UMEM with '{owner.Name}' queue {owner.QueueId}; across devices it needs Linux 5.10) to ifindex {IfIndex} {_where}");
             }
@@ -473,21 +474,21 @@ public sealed unsafe class AfXdpPort : IPacketPort
             QueueId = (uint)options.QueueId,
         };
         NeedWakeup = true;
-        if (LibC.Bind(_fd, &sxdp, (uint)sizeof(SockAddrXdp)) == 0)
+        if (LibC.bind(_fd, (sockaddr*)&sxdp, (uint)sizeof(SockAddrXdp)) == 0)
         {
             return;
         }
-        int e = Marshal.GetLastPInvokeError();
+        int e = LibC.errno;
         if (e == EINVAL)
         {
             // A kernel without XDP_USE_NEED_WAKEUP (before 5.4): then every Flush kicks.
             sxdp.Flags = XDP_COPY;
             NeedWakeup = false;
-            if (LibC.Bind(_fd, &sxdp, (uint)sizeof(SockAddrXdp)) == 0)
+            if (LibC.bind(_fd, (sockaddr*)&sxdp, (uint)sizeof(SockAddrXdp)) == 0)
             {
                 return;
             }
-            e = Marshal.GetLastPInvokeError();
+            e = LibC.errno;
         }
         AfXdpErrors.Throw($"bind (XDP_COPY) to ifindex {IfIndex} {_where}", e);
     }
@@ -496,7 +497,7 @@ public sealed unsafe class AfXdpPort : IPacketPort
     {
         // An AF_XDP socket has no ioctls (EOPNOTSUPP): ask through a short-lived packet socket
         // with protocol 0, which receives nothing, in the same namespace.
-        int s = LibC.Socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        int s = LibC.socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         if (s < 0)
         {
             Errno.ThrowLast($"socket for SIOCGIFHWADDR {_where}");
@@ -506,7 +507,7 @@ public sealed unsafe class AfXdpPort : IPacketPort
             IfReq req = default;
             int n = System.Text.Encoding.UTF8.GetBytes(Name, new Span<byte>(req.Name, IFNAMSIZ - 1));
             req.Name[n] = 0;
-            if (LibC.Ioctl(s, SIOCGIFHWADDR, &req) != 0)
+            if (LibC.ioctl(s, SIOCGIFHWADDR, &req) != 0)
             {
                 Errno.ThrowLast($"SIOCGIFHWADDR {_where}");
             }
@@ -514,7 +515,7 @@ public sealed unsafe class AfXdpPort : IPacketPort
         }
         finally
         {
-            LibC.Close(s);
+            LibC.close(s);
         }
     }
 
@@ -646,7 +647,7 @@ public sealed unsafe class AfXdpPort : IPacketPort
         if (NeedWakeup && (Volatile.Read(ref *_fill.Flags) & XDP_RING_NEED_WAKEUP) != 0)
         {
             // Zero-copy drivers ask for this when they ran out of fill frames; copy mode never does.
-            LibC.RecvFrom(_fd, null, 0, MSG_DONTWAIT, null, null);
+            LibC.recvfrom(_fd, null, 0, MSG_DONTWAIT, null, null);
         }
     }
 
@@ -788,10 +789,10 @@ public sealed unsafe class AfXdpPort : IPacketPort
                 }
             }
             _txKicks++;
-            if (LibC.SendTo(_fd, null, 0, MSG_DONTWAIT, null, 0) < 0)
+            if ((long)LibC.sendto(_fd, null, 0, MSG_DONTWAIT, null, 0) < 0)
             {
-                int e = Marshal.GetLastPInvokeError();
-                if (e is EAGAIN or EBUSY or ENOBUFS or EINTR)
+                int e = LibC.errno;
+                if (e == EAGAIN || e == EBUSY || e == ENOBUFS || e == EINTR)
                 {
                     _txKickDeferred++;
                 }
@@ -836,7 +837,7 @@ public sealed unsafe class AfXdpPort : IPacketPort
         Unmap(ref _completion);
         if (_fd >= 0)
         {
-            LibC.Close(_fd);
+            LibC.close(_fd);
             _fd = -1;
         }
         // The kernel unpins the UMEM when its last socket goes; the last port frees the memory.
@@ -851,7 +852,7 @@ public sealed unsafe class AfXdpPort : IPacketPort
     {
         if (ring.Map != null)
         {
-            LibC.Munmap(ring.Map, ring.MapLength);
+            LibC.munmap(ring.Map, (size_t)(ulong)ring.MapLength);
             ring = default;
         }
     }

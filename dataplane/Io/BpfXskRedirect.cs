@@ -1,6 +1,8 @@
 using System.Runtime.InteropServices;
 using Natd.Dataplane.Io.Native;
+using Tmds.Linux;
 using static Natd.Dataplane.Io.Native.Constants;
+using static Tmds.Linux.LibC;
 
 namespace Natd.Dataplane.Io;
 
@@ -78,8 +80,8 @@ internal sealed unsafe class BpfXskRedirect : IDisposable
             int linkFd = CreateLink(progFd, ifIndex, attached);
             if (linkFd < 0 && mode == XdpAttachMode.Auto)
             {
-                int nativeErrno = Marshal.GetLastPInvokeError();
-                if (nativeErrno is not (EBUSY or EEXIST or EPERM or EACCES))
+                int nativeErrno = LibC.errno;
+                if (nativeErrno != EBUSY && nativeErrno != EEXIST && nativeErrno != EPERM && nativeErrno != EACCES)
                 {
                     attached = XdpAttachMode.Generic;
                     linkFd = CreateLink(progFd, ifIndex, attached);
@@ -99,7 +101,7 @@ internal sealed unsafe class BpfXskRedirect : IDisposable
         {
             if (mapFd >= 0)
             {
-                LibC.Close(mapFd);
+                LibC.close(mapFd);
             }
             throw;
         }
@@ -108,7 +110,7 @@ internal sealed unsafe class BpfXskRedirect : IDisposable
             // The link holds the program; the program holds the map. Our program fd is not needed.
             if (progFd >= 0)
             {
-                LibC.Close(progFd);
+                LibC.close(progFd);
             }
         }
     }
@@ -181,7 +183,7 @@ internal sealed unsafe class BpfXskRedirect : IDisposable
             {
                 return fd;
             }
-            int e = Marshal.GetLastPInvokeError();
+            int e = LibC.errno;
             // Load again with the verifier log only on failure: the log explains a refusal.
             attr.LogLevel = 1;
             attr.LogSize = LogSize;
@@ -211,11 +213,11 @@ internal sealed unsafe class BpfXskRedirect : IDisposable
         return (int)Bpf(BPF_LINK_CREATE, &attr, (uint)sizeof(BpfLinkCreateAttr));
     }
 
-    /// <summary>bpf(2) through syscall(2): glibc has no wrapper.</summary>
+    /// <summary>bpf(2) through syscall(2) (glibc has no wrapper, Tmds.LibC has no SYS_bpf): the result, or -1 with errno set.</summary>
     internal static nint Bpf(int command, void* attr, uint size)
     {
-        nint number = RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? (nint)SYS_bpf_arm64 : (nint)SYS_bpf_x64;
-        return LibC.Syscall3(number, command, attr, size);
+        int number = RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? (int)SYS_bpf_arm64 : (int)SYS_bpf_x64;
+        return (nint)(long)(ssize_t)LibC.syscall(number, command, attr, size);
     }
 
     private static void WriteName(byte* destination, string name)
@@ -260,12 +262,12 @@ internal sealed unsafe class BpfXskRedirect : IDisposable
         }
         if (_linkFd >= 0)
         {
-            LibC.Close(_linkFd);
+            LibC.close(_linkFd);
             _linkFd = -1;
         }
         if (_mapFd >= 0)
         {
-            LibC.Close(_mapFd);
+            LibC.close(_mapFd);
             _mapFd = -1;
         }
     }

@@ -1,6 +1,8 @@
 using System.Runtime.ExceptionServices;
+using System.Text;
 using Natd.Dataplane.Io.Native;
-using static Natd.Dataplane.Io.Native.Constants;
+using Tmds.Linux;
+using static Tmds.Linux.LibC;
 
 namespace Natd.Dataplane.Io;
 
@@ -9,7 +11,7 @@ namespace Natd.Dataplane.Io;
 /// bind-mounts it at /var/run/netns/NAME). A socket keeps the namespace it was created in, so
 /// ports opened this way stay there while the rest of the process runs in its own namespace.
 /// </summary>
-public static class NetNamespace
+public static unsafe class NetNamespace
 {
     /// <summary>Where iproute2 keeps named network namespaces.</summary>
     public const string NetnsDirectory = "/var/run/netns";
@@ -70,21 +72,27 @@ public static class NetNamespace
 
     private static void Enter(string path, string name)
     {
-        int fd = LibC.Open(path, O_RDONLY | O_CLOEXEC);
+        // Tmds.LibC's open takes a NUL-terminated path: once per namespace entry, not per packet.
+        byte[] pathBytes = Encoding.UTF8.GetBytes(path + "\0");
+        int fd;
+        fixed (byte* p = pathBytes)
+        {
+            fd = LibC.open(p, O_RDONLY | O_CLOEXEC, default);
+        }
         if (fd < 0)
         {
             Errno.ThrowLast($"opening network namespace '{name}' ({path})");
         }
         try
         {
-            if (LibC.SetNs(fd, CLONE_NEWNET) != 0)
+            if (LibC.setns(fd, CLONE_NEWNET) != 0)
             {
                 Errno.ThrowLast($"setns into network namespace '{name}'");
             }
         }
         finally
         {
-            LibC.Close(fd);
+            LibC.close(fd);
         }
     }
 }

@@ -1,6 +1,6 @@
-using System.Runtime.InteropServices;
 using Natd.Dataplane.Io.Native;
-using static Natd.Dataplane.Io.Native.Constants;
+using Tmds.Linux;
+using static Tmds.Linux.LibC;
 
 namespace Natd.Dataplane.Io;
 
@@ -21,7 +21,7 @@ public static unsafe class PortPoller
     /// <param name="timeoutMilliseconds">Longest wait in milliseconds; 0 only checks, negative waits without limit.</param>
     /// <returns>The number of readable descriptors (&gt;0), or 0 on timeout, on a signal (EINTR)
     /// and after a capped wait for a port that has no descriptor.</returns>
-    /// <exception cref="NativeIoException">poll failed with an error other than EINTR (e.g. EBADF: a disposed port).</exception>
+    /// <exception cref="NativeIoException">poll failed with an error other than EINTR (EFAULT, EINVAL, ENOMEM; a closed descriptor is not an error to poll, it reports POLLNVAL).</exception>
     public static int Wait(IPacketPort a, IPacketPort b, int timeoutMilliseconds) => Wait(a, b, -1, timeoutMilliseconds);
 
     /// <summary>
@@ -31,14 +31,14 @@ public static unsafe class PortPoller
     /// </summary>
     public static int Wait(IPacketPort a, IPacketPort b, int wakeDescriptor, int timeoutMilliseconds)
     {
-        PollFd* fds = stackalloc PollFd[3];
+        pollfd* fds = stackalloc pollfd[3];
         int n = 0;
         bool blind = false;
         if (wakeDescriptor >= 0)
         {
-            fds[n].Fd = wakeDescriptor;
-            fds[n].Events = POLLIN;
-            fds[n].REvents = 0;
+            fds[n].fd = wakeDescriptor;
+            fds[n].events = POLLIN;
+            fds[n].revents = 0;
             n++;
         }
         AddDescriptor(a.PollDescriptor, fds, ref n, ref blind);
@@ -51,12 +51,13 @@ public static unsafe class PortPoller
         {
             timeout = 1;
         }
-        int r = LibC.Poll(fds, (nuint)n, timeout);
+        // natd's own poll declaration: Tmds.LibC's does not capture errno, and EINTR must be told apart.
+        int r = NatdLibC.Poll(fds, (nuint)n, timeout);
         if (r >= 0)
         {
             return r;
         }
-        int e = Marshal.GetLastPInvokeError();
+        int e = LibC.errno;
         if (e == EINTR)
         {
             return 0;
@@ -65,16 +66,16 @@ public static unsafe class PortPoller
         return 0;
     }
 
-    private static void AddDescriptor(int fd, PollFd* fds, ref int n, ref bool blind)
+    private static void AddDescriptor(int fd, pollfd* fds, ref int n, ref bool blind)
     {
         if (fd < 0)
         {
             blind = true;
             return;
         }
-        fds[n].Fd = fd;
-        fds[n].Events = POLLIN;
-        fds[n].REvents = 0;
+        fds[n].fd = fd;
+        fds[n].events = POLLIN;
+        fds[n].revents = 0;
         n++;
     }
 }

@@ -1,5 +1,6 @@
-using System.Runtime.InteropServices;
 using Natd.Dataplane.Io.Native;
+using Tmds.Linux;
+using static Tmds.Linux.LibC;
 
 namespace Natd.Dataplane.Io;
 
@@ -10,18 +11,16 @@ namespace Natd.Dataplane.Io;
 /// </summary>
 public sealed unsafe class Wakeup : IDisposable
 {
-    private const int EFD_NONBLOCK = 0x800;
-    private const int EFD_CLOEXEC = 0x80000;
     private int _fd;
 
     /// <summary>Creates the eventfd.</summary>
     /// <exception cref="NativeIoException">eventfd failed.</exception>
     public Wakeup()
     {
-        _fd = LibC.EventFd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        _fd = LibC.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         if (_fd < 0)
         {
-            throw new NativeIoException($"eventfd failed: errno {Marshal.GetLastPInvokeError()}", Marshal.GetLastPInvokeError());
+            Errno.ThrowLast("eventfd");
         }
     }
 
@@ -32,14 +31,14 @@ public sealed unsafe class Wakeup : IDisposable
     public void Signal()
     {
         ulong one = 1;
-        _ = LibC.Write(_fd, &one, sizeof(ulong));
+        _ = LibC.write(_fd, &one, sizeof(ulong));
     }
 
     /// <summary>Clears pending signals.</summary>
     public void Drain()
     {
         ulong v;
-        _ = LibC.Read(_fd, &v, sizeof(ulong));
+        _ = LibC.read(_fd, &v, sizeof(ulong));
     }
 
     /// <inheritdoc />
@@ -47,7 +46,7 @@ public sealed unsafe class Wakeup : IDisposable
     {
         if (_fd >= 0)
         {
-            LibC.Close(_fd);
+            LibC.close(_fd);
             _fd = -1;
         }
     }
@@ -56,14 +55,18 @@ public sealed unsafe class Wakeup : IDisposable
 /// <summary>CPU pinning for poller threads (docs/architecture.md, "Shards": pollers are pinned to cores).</summary>
 public static unsafe class CpuAffinity
 {
-    /// <summary>Pins the calling thread to one CPU (sched_setaffinity); false when refused (e.g. the CPU is not in the allowed set).</summary>
+    /// <summary>
+    /// Pins the calling thread to one CPU (sched_setaffinity with a one-CPU cpu_set_t); false for a
+    /// CPU outside 0 to CPU_SETSIZE - 1 (1023) or when refused (e.g. the CPU is not in the allowed set).
+    /// </summary>
     public static bool PinCurrentThread(int cpu)
     {
-        if (cpu < 0 || cpu >= 64)
+        if (cpu < 0 || cpu >= CPU_SETSIZE)
         {
-            return false;
+            return false; // CPU_SET would index outside the set
         }
-        ulong mask = 1UL << cpu;
-        return LibC.SchedSetAffinity(0, sizeof(ulong), &mask) == 0;
+        cpu_set_t set = default;
+        CPU_SET(cpu, &set);
+        return LibC.sched_setaffinity(0, (size_t)(ulong)sizeof(cpu_set_t), &set) == 0;
     }
 }

@@ -1,28 +1,25 @@
 namespace Natd.Dataplane.Io.Native;
 
-/// <summary>Linux constants from the uapi headers (linux/if_packet.h, linux/if_ether.h, asm-generic).</summary>
+// natd's own constants: only those Tmds.LibC 0.5.0 does not provide (docs/architecture.md,
+// "Native interop"). Socket families, levels and SOL_PACKET options, mmap, poll, send flags,
+// interface ioctls, open/setns flags and errno values come from Tmds.Linux.LibC (48 of the 102
+// natd once declared). What stays, and why:
+// - ETH_P_ALL (linux/if_ether.h), PACKET_FANOUT_HASH, the tpacket versions, TPACKET_ALIGNMENT and
+//   the TP_STATUS_* ring bits (linux/if_packet.h): Tmds.LibC has the SOL_PACKET options but not the
+//   PACKET_MMAP ring protocol (TPACKET_V3) built on them.
+// - IFF_UP and IFNAMSIZ (linux/if.h): Tmds.LibC has the SIOC* ioctls but not struct ifreq's header.
+// - AF_XDP, SOL_XDP, the XDP_* options, flags and ring offsets (linux/if_xdp.h) and the bpf(2)
+//   commands, types and system call numbers (linux/bpf.h, asm/unistd.h): Tmds.LibC covers neither.
+// Tmds.LibC's constants are properties (a value per architecture), not C# constants, so code that
+// needs a constant expression (a switch or an is-pattern) compares with == instead.
+
+/// <summary>Linux constants from the uapi headers that Tmds.LibC lacks (linux/if_packet.h, linux/if.h, linux/if_xdp.h, linux/bpf.h).</summary>
 internal static class Constants
 {
-    // Socket families, types, levels.
-    internal const int AF_PACKET = 17;
-    internal const int SOCK_RAW = 3;
-    internal const int SOCK_DGRAM = 2;
-    internal const int SOCK_CLOEXEC = 0x80000;
-    internal const int SOL_SOCKET = 1;
-    internal const int SOL_PACKET = 263;
-
     /// <summary>Every protocol, for sll_protocol (host order here; bind wants it in network order).</summary>
     internal const ushort ETH_P_ALL = 0x0003;
 
     // SOL_PACKET options (linux/if_packet.h).
-    internal const int PACKET_RX_RING = 5;
-    internal const int PACKET_STATISTICS = 6;
-    internal const int PACKET_VERSION = 10;
-    internal const int PACKET_TX_RING = 13;
-    internal const int PACKET_LOSS = 14;
-    internal const int PACKET_QDISC_BYPASS = 20;
-    internal const int PACKET_IGNORE_OUTGOING = 23;
-    internal const int PACKET_FANOUT = 18;
     internal const int PACKET_FANOUT_HASH = 0;
 
     // tpacket_versions.
@@ -49,50 +46,9 @@ internal static class Constants
     internal const uint TP_STATUS_SENDING = 2;
     internal const uint TP_STATUS_WRONG_FORMAT = 4;
 
-    // sll_pkttype values.
-    internal const byte PACKET_HOST = 0;
-    internal const byte PACKET_OUTGOING = 4;
-
-    // mmap.
-    internal const int PROT_READ = 1;
-    internal const int PROT_WRITE = 2;
-    internal const int MAP_SHARED = 1;
-
-    // poll.
-    internal const short POLLIN = 0x001;
-    internal const short POLLERR = 0x008;
-
-    // send flags.
-    internal const int MSG_DONTWAIT = 0x40;
-
-    // Interface ioctls (linux/sockios.h) and flags (linux/if.h).
-    internal const uint SIOCGIFFLAGS = 0x8913;
-    internal const uint SIOCSIFFLAGS = 0x8914;
-    internal const uint SIOCGIFHWADDR = 0x8927;
+    // Interface flags and name length (linux/if.h).
     internal const short IFF_UP = 0x1;
     internal const int IFNAMSIZ = 16;
-
-    // open(2) and setns(2).
-    internal const int O_RDONLY = 0;
-    internal const int O_CLOEXEC = 0x80000;
-    internal const int CLONE_NEWNET = 0x40000000;
-
-    // errno values used for decisions (asm-generic/errno*.h).
-    internal const int EPERM = 1;
-    internal const int ENOENT = 2;
-    internal const int EINTR = 4;
-    internal const int EAGAIN = 11;
-    internal const int ENOMEM = 12;
-    internal const int EACCES = 13;
-    internal const int EBUSY = 16;
-    internal const int ENODEV = 19;
-    internal const int EINVAL = 22;
-    internal const int ENETDOWN = 100;
-    internal const int ENXIO = 6;
-    internal const int ENOPROTOOPT = 92;
-    internal const int EAFNOSUPPORT = 97;
-    internal const int ENOBUFS = 105;
-    internal const int EMSGSIZE = 90;
 
     // AF_XDP (linux/if_xdp.h): address family, socket level and options.
     internal const int AF_XDP = 44;
@@ -123,8 +79,6 @@ internal static class Constants
     /// <summary>Bytes the kernel reserves before packet data in each UMEM chunk it fills (XDP_PACKET_HEADROOM).</summary>
     internal const int XDP_PACKET_HEADROOM = 256;
 
-    internal const int MAP_POPULATE = 0x8000;
-
     // XDP attach flags (linux/if_link.h) and actions (linux/bpf.h).
     internal const uint XDP_FLAGS_SKB_MODE = 1 << 1;
     internal const uint XDP_FLAGS_DRV_MODE = 1 << 2;
@@ -148,10 +102,4 @@ internal static class Constants
     internal const long SYS_bpf_x64 = 321;
     /// <summary>bpf(2) system call number on arm64 (asm-generic).</summary>
     internal const long SYS_bpf_arm64 = 280;
-
-    // More errno values for AF_XDP and bpf decisions.
-    internal const int EBADF = 9;
-    internal const int EEXIST = 17;
-    internal const int ENOSYS = 38;
-    internal const int EOPNOTSUPP = 95;
 }

@@ -3,20 +3,13 @@ using System.Runtime.InteropServices;
 namespace Natd.Dataplane.Io.Native;
 
 // Kernel structs with explicit offsets as laid out on Linux (LP64). Sizes are pinned by tests.
-
-/// <summary>struct sockaddr_ll (linux/if_packet.h), 20 bytes.</summary>
-[StructLayout(LayoutKind.Explicit, Size = 20)]
-internal unsafe struct SockAddrLl
-{
-    [FieldOffset(0)] public ushort Family;
-    /// <summary>Network byte order.</summary>
-    [FieldOffset(2)] public ushort Protocol;
-    [FieldOffset(4)] public int IfIndex;
-    [FieldOffset(8)] public ushort HaType;
-    [FieldOffset(10)] public byte PktType;
-    [FieldOffset(11)] public byte HaLen;
-    [FieldOffset(12)] public fixed byte Addr[8];
-}
+// Only those Tmds.LibC 0.5.0 does not provide (docs/architecture.md, "Native interop"); sockaddr_ll,
+// pollfd and cpu_set_t are Tmds.Linux's. What stays, and why:
+// - the TPACKET_V3 ring structs (tpacket_req3, tpacket3_hdr, tpacket2_hdr, the block descriptor,
+//   tpacket_stats_v3): Tmds.LibC has the SOL_PACKET options but not the PACKET_MMAP ring layout;
+// - struct ifreq (linux/if.h): not in Tmds.LibC;
+// - the AF_XDP structs (sockaddr_xdp, xdp_umem_reg, xdp_mmap_offsets, xdp_desc, xdp_statistics)
+//   and the bpf_attr variants for bpf(2): Tmds.LibC covers neither AF_XDP nor BPF.
 
 /// <summary>struct tpacket_req3 (linux/if_packet.h), 28 bytes: ring geometry for PACKET_RX_RING/PACKET_TX_RING with TPACKET_V3.</summary>
 [StructLayout(LayoutKind.Explicit, Size = 28)]
@@ -101,15 +94,6 @@ internal struct TpacketStatsV3
     [FieldOffset(0)] public uint Packets;
     [FieldOffset(4)] public uint Drops;
     [FieldOffset(8)] public uint FreezeQueueCount;
-}
-
-/// <summary>struct pollfd, 8 bytes.</summary>
-[StructLayout(LayoutKind.Explicit, Size = 8)]
-internal struct PollFd
-{
-    [FieldOffset(0)] public int Fd;
-    [FieldOffset(4)] public short Events;
-    [FieldOffset(6)] public short REvents;
 }
 
 /// <summary>struct ifreq (linux/if.h), 40 bytes: the name then a union (hardware address or flags).</summary>

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Natd.Dataplane.Io;
 using Natd.Dataplane.Io.Native;
+using Tmds.Linux;
 
 namespace Natd.Tests.Io;
 
@@ -60,9 +61,9 @@ public sealed class AfXdpNativeLayoutTests
     [Fact]
     public void Unavailability_errors_point_to_af_packet()
     {
-        Assert.Contains("AF_PACKET", AfXdpErrors.Hint(Constants.EPERM), StringComparison.Ordinal);
-        Assert.Contains("CAP_BPF", AfXdpErrors.Hint(Constants.EPERM), StringComparison.Ordinal);
-        Assert.Contains("AF_PACKET", AfXdpErrors.Hint(Constants.EAFNOSUPPORT), StringComparison.Ordinal);
+        Assert.Contains("AF_PACKET", AfXdpErrors.Hint(LibC.EPERM), StringComparison.Ordinal);
+        Assert.Contains("CAP_BPF", AfXdpErrors.Hint(LibC.EPERM), StringComparison.Ordinal);
+        Assert.Contains("AF_PACKET", AfXdpErrors.Hint(LibC.EAFNOSUPPORT), StringComparison.Ordinal);
     }
 }
 
@@ -129,7 +130,7 @@ public sealed class AfXdpPortTests : IDisposable
         using var first = In(() => AfXdpPort.Open(VethNamespace.B, AfXdpOptions.Default));
         var e = Assert.Throws<NativeIoException>(() => In(() => AfXdpPort.Open(VethNamespace.B, AfXdpOptions.Default)));
         Assert.Contains("'vb'", e.Message, StringComparison.Ordinal);
-        Assert.Equal(Constants.EBUSY, e.Errno);
+        Assert.Equal(LibC.EBUSY, e.Errno);
         // The refused open cleaned up after itself without touching the first port's program.
         Assert.Contains("prog/xdp", _ns.Exec("ip", "-d", "link", "show", VethNamespace.B), StringComparison.Ordinal);
 

@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using Natd.Dataplane.Io;
 using Natd.Dataplane.Io.Native;
 using Natd.Dataplane.Packets;
+using Tmds.Linux;
 
 namespace Natd.Tests.Io;
 
@@ -12,14 +13,14 @@ public class NativeLayoutTests
     [Fact]
     public void Kernel_struct_sizes_match_the_uapi_headers()
     {
-        Assert.Equal(20, Unsafe.SizeOf<SockAddrLl>());
+        Assert.Equal(20, Unsafe.SizeOf<sockaddr_ll>());
         Assert.Equal(28, Unsafe.SizeOf<TpacketReq3>());
         Assert.Equal(48, Unsafe.SizeOf<Tpacket3Hdr>());
         Assert.Equal(32, Unsafe.SizeOf<Tpacket2Hdr>());
         Assert.Equal(40, Unsafe.SizeOf<TpacketHdrV1>());
         Assert.Equal(48, Unsafe.SizeOf<TpacketBlockDesc>());
         Assert.Equal(12, Unsafe.SizeOf<TpacketStatsV3>());
-        Assert.Equal(8, Unsafe.SizeOf<PollFd>());
+        Assert.Equal(8, Unsafe.SizeOf<pollfd>());
         Assert.Equal(40, Unsafe.SizeOf<IfReq>());
     }
 
