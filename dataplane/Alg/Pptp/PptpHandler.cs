@@ -123,24 +123,26 @@ public sealed class PptpHandler : IAlgHandler
             return length;
         }
         uint seq = layout.Seq(buffer);
+        bool gaveUp = false;
         if ((flags & Tcp.Syn) != 0)
         {
             seq++; // the SYN takes one sequence number before any data
             stream.Restart(seq);
         }
-        else if (stream.Hold.Merge(buffer, ref length, ref layout) == HoldMerge.GaveUp)
-        {
-            actions.Refused++; // the held header went out unchanged: its Call IDs cannot be rewritten any more
-        }
         else
         {
-            seq = layout.Seq(buffer);
+            gaveUp = stream.Hold.Merge(buffer, ref length, ref layout) == HoldMerge.GaveUp;
+            if (gaveUp)
+            {
+                actions.Refused++; // the held header went out unchanged: its Call IDs cannot be rewritten any more
+            }
+            seq = layout.Seq(buffer); // merged or given up: the frame now starts at the held bytes
         }
         if (layout.PayloadLength > 0)
         {
             var segment = new Segment(buffer.Slice(layout.L4Offset, layout.TotalLength - layout.IpHeaderLength), layout.L4HeaderLength, layout.PayloadLength, seq);
             int partial = Follow(control, stream, direction, ref segment, actions);
-            if (partial > 0 && (flags & (Tcp.Fin | Tcp.Syn)) == 0)
+            if (partial > 0 && !gaveUp && (flags & (Tcp.Fin | Tcp.Syn)) == 0)
             {
                 // The segment ends inside a message's first bytes, where its Call IDs sit: hold them until the rest comes.
                 uint at = seq + (uint)(layout.PayloadLength - partial);

@@ -363,6 +363,30 @@ public class AlgStreamTests
     }
 
     [Fact]
+    public void Pptp_held_header_resent_alone_goes_out_unchanged_at_its_own_sequence_number_and_the_stream_stays_in_step()
+    {
+        var h = new PptpHandler(seed: 0x7000);
+        var c = new PptpControl(h, "10.0.0.2", 40000, 1024);
+        byte[] ocrq = PptpFrames.OutgoingCallRequest(0x2222);
+        uint start = c.ClientSeq;
+        c.FromClient(ocrq[..13]);
+        // The sender re-sends part of what natd holds, twice (it waits for an acknowledgment).
+        Assert.Empty(Payload(c.FromClient(ocrq[5..13], start + 5)));
+        byte[] given = c.FromClient(ocrq[5..13], start + 5);
+        Assert.Equal(start, Seq(given));
+        Assert.Equal(ocrq[..13], Payload(given)); // unchanged, from the first held byte
+        Assert.Equal(1, c.Actions.Refused);
+        Assert.Equal(0, h.HeldBytes(c.Connection, AlgDirection.In2Out)); // not held again
+        // The Call ID's first byte is gone: the rest is refused, and the next message parses in step.
+        c.FromClient(ocrq[13..]);
+        Assert.Equal(1, c.Actions.Refused);
+        byte[] next = c.FromClient(PptpFrames.OutgoingCallRequest(0x3333));
+        Assert.Equal((0, 1), (c.Actions.Refused, c.Actions.Rewrites));
+        Assert.True(Frames.ChecksumsValid(next));
+        h.Dispose();
+    }
+
+    [Fact]
     public void Pptp_held_header_is_released_by_fin_and_rst()
     {
         var h = new PptpHandler(seed: 0x7000);
