@@ -25,8 +25,8 @@ public static class LeakWatch
 
     /// <summary>
     /// Collects garbage and runs finalizers (where the detector reports), then returns the leak
-    /// reports whose recorded stacks pass through <paramref name="marker"/> (a test class's name), so
-    /// tests running in parallel do not see each other's leaks.
+    /// reports whose recorded stacks pass through <paramref name="marker"/> (a test class's full name
+    /// and a dot, as stack frames write it), so tests running in parallel do not see each other's leaks.
     /// </summary>
     public static List<string> LeaksFrom(string marker)
     {
