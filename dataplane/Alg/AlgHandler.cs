@@ -98,7 +98,7 @@ public sealed class AlgActions
     /// <summary>Payload edits made (commands or replies rewritten).</summary>
     public int Rewrites { get; set; }
 
-    /// <summary>Commands recognised but refused (an address that is not the sender's, a bad port, a split or overlong command): nothing opened.</summary>
+    /// <summary>Commands recognised but refused (an address that is not the sender's, a bad port, an overlong command, one split in a way natd cannot rejoin): nothing opened.</summary>
     public int Refused { get; set; }
 
     /// <summary>Set when the frame must be dropped rather than sent (it could not be rewritten safely).</summary>
@@ -122,8 +122,9 @@ public sealed class AlgActions
 /// destination. It may rewrite the payload (the frame may grow up to the buffer's length), and
 /// must then leave the IPv4 total length and header checksum and the TCP/UDP checksum right.
 /// Malformed input is never an exception: it is refused (counted) and the frame passes unchanged.
+/// <see cref="IDisposable.Dispose"/> gives back every connection's cumulation buffers (the helper stops).
 /// </summary>
-public interface IAlgHandler
+public interface IAlgHandler : IDisposable
 {
     /// <summary>The ALG this handler implements.</summary>
     AlgKind Kind { get; }

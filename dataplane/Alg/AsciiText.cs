@@ -9,6 +9,16 @@ internal static class AsciiText
     public static bool StartsWithIgnoreCase(ReadOnlySpan<byte> text, ReadOnlySpan<byte> upperWord)
         => text.Length >= upperWord.Length && EqualsIgnoreCase(text[..upperWord.Length], upperWord);
 
+    /// <summary>
+    /// True when <paramref name="partial"/>, the start of a line still incomplete, may yet turn out to
+    /// start with <paramref name="upperWord"/>: it does, or it is a (case-insensitive) prefix of it.
+    /// </summary>
+    public static bool CouldStartWith(ReadOnlySpan<byte> partial, ReadOnlySpan<byte> upperWord)
+    {
+        int n = Math.Min(partial.Length, upperWord.Length);
+        return EqualsIgnoreCase(partial[..n], upperWord[..n]);
+    }
+
     /// <summary>True when <paramref name="text"/> equals <paramref name="upperWord"/>, ASCII letters compared case-insensitively.</summary>
     public static bool EqualsIgnoreCase(ReadOnlySpan<byte> text, ReadOnlySpan<byte> upperWord)
     {

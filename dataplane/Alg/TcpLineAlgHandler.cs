@@ -47,20 +47,26 @@ public struct LineDecision
 
 /// <summary>
 /// Common frame handling of ALGs whose control protocol is text lines over TCP (FTP, IRC): per
-/// connection it tracks where lines start in each direction, offers each complete line that starts
-/// a new in-order segment to <see cref="Decide"/> (retransmissions are not parsed again), splices rewrites, replays the last rewrite on
-/// retransmissions and corrects seq/ack/SACK of every later segment (<see cref="TcpStreamEdits"/>).
-/// A line split across segments or longer than <see cref="MaxLineLength"/> is never rewritten;
-/// when it looks like a command the ALG acts on (<see cref="LooksInteresting"/>) it is counted in
-/// <see cref="AlgActions.Refused"/>.
+/// connection and direction it tracks where lines start, offers every complete line of new in-order
+/// data to <see cref="Decide"/> (several lines in one segment each), splices rewrites, replays them
+/// on retransmissions and corrects seq/ack/SACK of every later segment (<see cref="TcpStreamEdits"/>).
+/// A segment that ends inside a line that may still need rewriting (<see cref="MayNeedRewrite"/>) is
+/// forwarded without that partial line, which waits in the direction's cumulation buffer
+/// (<see cref="TcpStreamHold"/>) until the rest arrives; the line then goes out whole, rewritten, in
+/// one segment (docs/architecture.md, "ALG control streams"). Other partial lines are forwarded and
+/// only tracked to know where the next line starts. A line longer than <see cref="MaxLineLength"/>,
+/// one cut by a FIN, one whose held bytes the sender keeps re-sending alone, or one ahead of a gap
+/// is never rewritten; when it looks like a command the ALG acts on (<see cref="LooksInteresting"/>)
+/// it is counted in <see cref="AlgActions.Refused"/>.
 /// </summary>
 public abstract class TcpLineAlgHandler : IAlgHandler
 {
-    /// <summary>Longest line (terminator included) that is parsed, in bytes; longer ones are refused.</summary>
+    /// <summary>Longest line (terminator included) that is parsed, in bytes; longer ones are refused. Also the cap of a held partial line (one byte less).</summary>
     public const int MaxLineLength = 512;
 
     private readonly Dictionary<AlgConnection, ConnectionState> _connections = [];
     private readonly byte[] _scratch = new byte[128];
+    private byte[] _original = new byte[2048];
 
     /// <inheritdoc />
     public abstract AlgKind Kind { get; }
@@ -68,8 +74,26 @@ public abstract class TcpLineAlgHandler : IAlgHandler
     /// <summary>Number of connections with state (for tests and metrics).</summary>
     public int ConnectionCount => _connections.Count;
 
+    /// <summary>Bytes held for <paramref name="connection"/> in <paramref name="direction"/> (tests).</summary>
+    public int HeldBytes(in AlgConnection connection, AlgDirection direction)
+        => _connections.TryGetValue(connection, out var state) ? state.Way(direction).Hold.Length : 0;
+
+    /// <summary>Cumulation buffers currently taken from <see cref="AlgBuffers.Allocator"/>, over all connections (tests).</summary>
+    public int BuffersTaken
+    {
+        get
+        {
+            int n = 0;
+            foreach (var state in _connections.Values)
+            {
+                n += (state.In2Out.Hold.HasBuffer ? 1 : 0) + (state.Out2In.Hold.HasBuffer ? 1 : 0);
+            }
+            return n;
+        }
+    }
+
     /// <summary>
-    /// Decides about one complete line that starts at a segment start.
+    /// Decides about one complete line that starts at a line start.
     /// </summary>
     /// <param name="connection">The connection.</param>
     /// <param name="direction">Which way the line travels.</param>
@@ -84,6 +108,13 @@ public abstract class TcpLineAlgHandler : IAlgHandler
     /// <summary>True when an incomplete or overlong line starting with <paramref name="start"/> looks like something <see cref="Decide"/> would act on (counted as refused).</summary>
     protected abstract bool LooksInteresting(AlgDirection direction, ReadOnlySpan<byte> start);
 
+    /// <summary>
+    /// True when the incomplete line <paramref name="partial"/> (no terminator yet) may still become
+    /// a line <see cref="Decide"/> rewrites or opens a pinhole for, so it must be held rather than
+    /// forwarded: e.g. "PO" or "PORT 10,0" may, "USER al" may not.
+    /// </summary>
+    protected abstract bool MayNeedRewrite(AlgDirection direction, ConnectionOpener opener, ReadOnlySpan<byte> partial);
+
     /// <inheritdoc />
     public int Handle(in AlgConnection connection, AlgDirection direction, Span<byte> buffer, int length, ushort reservedPort, AlgActions actions, long nowMs)
     {
@@ -97,14 +128,18 @@ public abstract class TcpLineAlgHandler : IAlgHandler
             _connections[connection] = state;
         }
         state.LastSeenMs = nowMs;
-        ref LineTracker lines = ref state.Lines(direction);
-        uint seq = segment.Seq(buffer);
+        Way way = state.Way(direction);
         byte flags = segment.Flags(buffer);
-        int payloadLength = segment.PayloadLength;
-        if ((flags & Packets.Tcp.Syn) != 0)
+        if ((flags & Packets.Tcp.Rst) != 0)
+        {
+            // The connection is over: held bytes will never be delivered; the RST must land where the receiver is.
+            way.Hold.OnReset(buffer, segment);
+            state.Release();
+        }
+        else if ((flags & Packets.Tcp.Syn) != 0)
         {
             // Data on a SYN (TCP Fast Open) is left alone: no FTP or IRC client sends a command there.
-            lines.Start(seq + 1);
+            way.Lines.Start(segment.Seq(buffer) + 1);
             if (state.Opener == ConnectionOpener.Unknown)
             {
                 // A SYN comes from the opener, a SYN-ACK from the other side.
@@ -112,22 +147,23 @@ public abstract class TcpLineAlgHandler : IAlgHandler
                 state.Opener = fromInside ? ConnectionOpener.Inside : ConnectionOpener.Outside;
             }
         }
-        else if (payloadLength > 0)
+        else
         {
-            bool endsLine = buffer[segment.PayloadOffset + payloadLength - 1] == (byte)'\n';
-            if (state.Edits.TryReplay(direction, buffer, ref length, ref segment))
+            HoldMerge merge = way.Hold.Merge(buffer, ref length, ref segment);
+            if (merge == HoldMerge.GaveUp)
             {
-                actions.Rewrites++;
+                // The held line goes out as the sender wrote it: never rewritten, and mid-line afterwards.
+                actions.Refused++;
+                way.Lines.Advance(segment.Seq(buffer), segment.PayloadLength, endsLine: false);
             }
-            else if (lines.IsNewLine(seq))
+            else if (merge != HoldMerge.Absorbed && segment.PayloadLength > 0)
             {
-                HandleLine(connection, direction, buffer, ref length, ref segment, reservedPort, actions, state);
+                HandleData(connection, direction, buffer, ref length, ref segment, reservedPort, actions, state, way);
             }
-            else if (lines.IsAhead(seq) && LooksInteresting(direction, segment.Payload(buffer)[..Math.Min(payloadLength, MaxLineLength)]))
+            if ((segment.Flags(buffer) & Packets.Tcp.Fin) != 0)
             {
-                actions.Refused++; // out of order: where its lines start is unknown
+                way.Hold.Release(); // this direction's stream ended: nothing more to hold
             }
-            lines.Advance(seq, payloadLength, endsLine);
         }
         // A splice already fixed the checksum; the seq/ack correction comes after it.
         if (state.Edits.Adjust(direction, buffer, segment))
@@ -138,7 +174,13 @@ public abstract class TcpLineAlgHandler : IAlgHandler
     }
 
     /// <inheritdoc />
-    public void Forget(in AlgConnection connection) => _connections.Remove(connection);
+    public void Forget(in AlgConnection connection)
+    {
+        if (_connections.Remove(connection, out var state))
+        {
+            state.Release();
+        }
+    }
 
     /// <inheritdoc />
     public int Expire(long nowMs, long idleMs)
@@ -148,6 +190,7 @@ public abstract class TcpLineAlgHandler : IAlgHandler
         {
             if (nowMs - state.LastSeenMs > idleMs)
             {
+                state.Release();
                 _connections.Remove(key); // removal while enumerating is allowed for Dictionary since .NET Core 3.0
                 n++;
             }
@@ -155,72 +198,184 @@ public abstract class TcpLineAlgHandler : IAlgHandler
         return n;
     }
 
-    private void HandleLine(in AlgConnection connection, AlgDirection direction, Span<byte> buffer, ref int length, ref FrameLayout segment,
-        ushort reservedPort, AlgActions actions, ConnectionState state)
+    /// <summary>Gives every connection's cumulation buffers back to the pool and forgets all state (the helper stops).</summary>
+    public void Dispose()
     {
-        Span<byte> payload = segment.Payload(buffer);
-        ReadOnlySpan<byte> window = payload[..Math.Min(payload.Length, MaxLineLength)];
-        int newline = window.IndexOf((byte)'\n');
-        if (newline < 0)
+        foreach (var state in _connections.Values)
         {
-            // Split across segments or overlong: never rewritten; counted when it matters.
-            if (LooksInteresting(direction, window))
+            state.Release();
+        }
+        _connections.Clear();
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>A segment with payload, held bytes already merged in: replay, parse new lines, or pass.</summary>
+    private void HandleData(in AlgConnection connection, AlgDirection direction, Span<byte> buffer, ref int length, ref FrameLayout segment,
+        ushort reservedPort, AlgActions actions, ConnectionState state, Way way)
+    {
+        uint seq = segment.Seq(buffer);
+        if (state.Edits.TryReplay(direction, buffer, ref length, ref segment))
+        {
+            actions.Rewrites++;
+        }
+        else if (way.Lines.IsNext(seq))
+        {
+            int from = 0;
+            if (!way.Lines.AtLineStart)
             {
-                actions.Refused++;
+                // The rest of a line already forwarded: only where the next line starts matters.
+                int newline = segment.Payload(buffer).IndexOf((byte)'\n');
+                from = newline < 0 ? segment.PayloadLength : newline + 1;
             }
+            HandleLines(connection, direction, buffer, ref length, ref segment, from, reservedPort, actions, state, way);
             return;
         }
-        int textLength = newline > 0 && window[newline - 1] == (byte)'\r' ? newline - 1 : newline;
-        LineDecision d = Decide(connection, direction, state.Opener, window[..textLength], reservedPort, _scratch);
-        switch (d.Verdict)
+        else if (way.Lines.IsAhead(seq) && LooksInteresting(direction, segment.Payload(buffer)[..Math.Min(segment.PayloadLength, MaxLineLength)]))
         {
-            case LineVerdict.Refuse:
-                actions.Refused++;
-                return;
-            case LineVerdict.Expect:
-                actions.Expectations.Add(d.Expectation);
-                return;
-            case LineVerdict.RewriteAndExpect:
-                if (d.EditOffset < 0 || d.EditLength < 0 || d.EditOffset + d.EditLength > textLength
-                    || (uint)d.ReplacementLength > (uint)_scratch.Length
-                    || !state.Edits.TryEdit(direction, buffer, ref length, ref segment, d.EditOffset, d.EditLength,
-                        _scratch.AsSpan(0, d.ReplacementLength), newline + 1))
+            actions.Refused++; // out of order: where its lines start is unknown
+        }
+        else if (!way.Lines.IsAhead(seq))
+        {
+            // A retransmission that holds only part of the last rewritten line must not deliver its original bytes.
+            state.Edits.CutPartialUnit(direction, buffer, ref length, ref segment);
+        }
+        way.Lines.Advance(seq, segment.PayloadLength, segment.PayloadLength > 0 && buffer[segment.PayloadOffset + segment.PayloadLength - 1] == (byte)'\n');
+    }
+
+    /// <summary>
+    /// Offers each complete line of the new data from payload offset <paramref name="from"/> (a line
+    /// start) to <see cref="Decide"/>, rewriting in place; a trailing partial line that may need
+    /// rewriting is held, any other passes.
+    /// </summary>
+    private void HandleLines(in AlgConnection connection, AlgDirection direction, Span<byte> buffer, ref int length, ref FrameLayout segment,
+        int from, ushort reservedPort, AlgActions actions, ConnectionState state, Way way)
+    {
+        uint seq = segment.Seq(buffer);
+        int originalLength = segment.PayloadLength;
+        if (_original.Length < originalLength)
+        {
+            _original = new byte[Math.Max(originalLength, 2 * _original.Length)];
+        }
+        segment.Payload(buffer).CopyTo(_original);
+        bool fin = (segment.Flags(buffer) & Packets.Tcp.Fin) != 0;
+        int pos = from;
+        int grown = 0; // bytes the rewrites so far added to the payload
+        int held = 0;
+        bool edited = false;
+        bool atLineStart = from == 0 || buffer[segment.PayloadOffset + from - 1] == (byte)'\n';
+        while (pos < segment.PayloadLength)
+        {
+            ReadOnlySpan<byte> rest = segment.Payload(buffer)[pos..];
+            ReadOnlySpan<byte> window = rest[..Math.Min(rest.Length, MaxLineLength)];
+            int newline = window.IndexOf((byte)'\n');
+            if (newline < 0)
+            {
+                if (rest.Length < MaxLineLength && !fin && MayNeedRewrite(direction, state.Opener, rest)
+                    && way.Hold.HoldTail(buffer, ref length, ref segment, pos, seq + (uint)(pos - grown), MaxLineLength - 1))
+                {
+                    held = rest.Length;
+                    break;
+                }
+                // Overlong, cut by a FIN, or never address-bearing: passes as it is.
+                if (LooksInteresting(direction, window))
                 {
                     actions.Refused++;
-                    return;
                 }
-                actions.Rewrites++;
-                actions.Expectations.Add(d.Expectation);
-                return;
-            default:
-                return;
+                atLineStart = false;
+                break;
+            }
+            int textLength = newline > 0 && window[newline - 1] == (byte)'\r' ? newline - 1 : newline;
+            LineDecision d = Decide(connection, direction, state.Opener, window[..textLength], reservedPort, _scratch);
+            pos += newline + 1;
+            switch (d.Verdict)
+            {
+                case LineVerdict.Refuse:
+                    actions.Refused++;
+                    break;
+                case LineVerdict.Expect:
+                    actions.Expectations.Add(d.Expectation);
+                    reservedPort = d.Expectation.UsesReservedPort ? (ushort)0 : reservedPort;
+                    break;
+                case LineVerdict.RewriteAndExpect:
+                    int lineStart = pos - newline - 1;
+                    int delta = d.ReplacementLength - d.EditLength;
+                    if (d.EditOffset < 0 || d.EditLength < 0 || d.EditOffset + d.EditLength > textLength
+                        || (uint)d.ReplacementLength > (uint)_scratch.Length
+                        || (delta != 0 && !state.Edits.Way(direction).CanRecord(seq))
+                        || !TcpRewriter.Splice(buffer, ref length, ref segment, lineStart + d.EditOffset, d.EditLength, _scratch.AsSpan(0, d.ReplacementLength)))
+                    {
+                        actions.Refused++;
+                        break;
+                    }
+                    state.Edits.Way(direction).Record(seq, delta);
+                    pos += delta;
+                    grown += delta;
+                    edited = true;
+                    actions.Rewrites++;
+                    actions.Expectations.Add(d.Expectation);
+                    // One external port is reserved per frame: a second address line of the frame is refused.
+                    reservedPort = d.Expectation.UsesReservedPort ? (ushort)0 : reservedPort;
+                    break;
+                default:
+                    break;
+            }
+        }
+        int forwarded = originalLength - held; // original bytes that went out in this segment
+        if (edited)
+        {
+            state.Edits.Remember(direction, seq, _original.AsSpan(0, forwarded), segment.Payload(buffer));
+        }
+        if (held > 0)
+        {
+            way.Lines.HoldFrom(seq + (uint)forwarded);
+        }
+        else
+        {
+            way.Lines.Advance(seq, forwarded, atLineStart);
         }
     }
 
-    /// <summary>Where lines start in one direction: after the SYN, and after each segment that ended with a line feed.</summary>
+    /// <summary>Where lines start in one direction: after the SYN, and after each line feed of in-order data.</summary>
     private struct LineTracker
     {
         private bool _synced;
         private uint _next;
-        private bool _atLineStart;
+
+        /// <summary>True when the next new byte starts a line.</summary>
+        public bool AtLineStart { get; private set; }
 
         public void Start(uint next)
         {
             _synced = true;
             _next = next;
-            _atLineStart = true;
+            AtLineStart = true;
         }
 
         /// <summary>
-        /// New data that starts a line: the next segment in order after one that ended a line (or
-        /// the first segment seen, when the handshake was missed). A retransmission is never
-        /// parsed again (only the last edit is replayed), so its bytes stay what the peer may
-        /// already have; a segment ahead of a gap has no known line start.
+        /// New in-order data: the next segment in order (or the first segment seen, when the
+        /// handshake was missed, taken as a line start). A retransmission is never parsed again (only
+        /// the last edit is replayed), so its bytes stay what the peer may already have; a segment
+        /// ahead of a gap has no known line start.
         /// </summary>
-        public readonly bool IsNewLine(uint seq) => !_synced || (seq == _next && _atLineStart);
+        public bool IsNext(uint seq)
+        {
+            if (!_synced)
+            {
+                Start(seq);
+            }
+            return seq == _next;
+        }
 
         /// <summary>True for a segment that starts beyond the next expected byte (an earlier one is missing).</summary>
         public readonly bool IsAhead(uint seq) => _synced && SeqMath.After(seq, _next);
+
+        /// <summary>The bytes from <paramref name="heldSeq"/> on are held: the next new data starts there, at a line start.</summary>
+        public void HoldFrom(uint heldSeq)
+        {
+            _synced = true;
+            _next = heldSeq;
+            AtLineStart = true;
+        }
 
         public void Advance(uint seq, int payloadLength, bool endsLine)
         {
@@ -229,26 +384,32 @@ public abstract class TcpLineAlgHandler : IAlgHandler
             {
                 _synced = true;
                 _next = end;
-                _atLineStart = endsLine;
+                AtLineStart = endsLine;
             }
         }
+    }
+
+    /// <summary>One direction of a connection: its line starts and its held partial line.</summary>
+    private sealed class Way
+    {
+        public LineTracker Lines;
+        public readonly TcpStreamHold Hold = new();
     }
 
     private sealed class ConnectionState
     {
         public readonly TcpStreamEdits Edits = new();
+        public readonly Way In2Out = new();
+        public readonly Way Out2In = new();
         public long LastSeenMs;
         public ConnectionOpener Opener;
-        private LineTracker _in2Out;
-        private LineTracker _out2In;
 
-        public ref LineTracker Lines(AlgDirection direction)
+        public Way Way(AlgDirection direction) => direction == AlgDirection.In2Out ? In2Out : Out2In;
+
+        public void Release()
         {
-            if (direction == AlgDirection.In2Out)
-            {
-                return ref _in2Out;
-            }
-            return ref _out2In;
+            In2Out.Hold.Release();
+            Out2In.Hold.Release();
         }
     }
 }

@@ -25,8 +25,9 @@ public struct SeqAdjustWay
     /// <summary>
     /// Records that the segment with original sequence <paramref name="seq"/> grew by
     /// <paramref name="delta"/> bytes. Like netfilter, only an edit at or after the current
-    /// correction position moves it (a second edit of the same segment, or an older one, would need
-    /// more than one position and is not tracked).
+    /// correction position is tracked: a later segment moves the position, further edits of the
+    /// segment at the position add up (several lines of one segment); an older segment would need a
+    /// second position and is not tracked.
     /// </summary>
     /// <returns>False when the edit could not be recorded (an older segment).</returns>
     public bool Record(uint seq, int delta)
@@ -35,18 +36,21 @@ public struct SeqAdjustWay
         {
             return true;
         }
-        if (CanRecord(seq))
+        if (!CanRecord(seq))
+        {
+            return false;
+        }
+        if (seq != CorrectionPos || IsIdentity)
         {
             CorrectionPos = seq;
             OffsetBefore = OffsetAfter;
-            OffsetAfter += delta;
-            return true;
         }
-        return false;
+        OffsetAfter += delta;
+        return true;
     }
 
     /// <summary>True when a length change in the segment at <paramref name="seq"/> can be tracked (see <see cref="Record"/>).</summary>
-    public readonly bool CanRecord(uint seq) => OffsetBefore == OffsetAfter || SeqMath.After(seq, CorrectionPos);
+    public readonly bool CanRecord(uint seq) => OffsetBefore == OffsetAfter || seq == CorrectionPos || SeqMath.After(seq, CorrectionPos);
 
     /// <summary>The sequence number on the wire for a segment the sender numbered <paramref name="seq"/>.</summary>
     public readonly uint MapSeq(uint seq) => seq + (uint)(SeqMath.After(seq, CorrectionPos) ? OffsetAfter : OffsetBefore);
@@ -64,9 +68,9 @@ public static class SeqMath
 
 /// <summary>
 /// Everything a TCP ALG remembers about one connection's edits: the sequence correction of both
-/// directions and, per direction, the last edit made, so a retransmission of the edited segment
-/// (same original bytes at the same sequence number, possibly coalesced with neighbouring data)
-/// gets exactly the same rewrite without applying the length change twice.
+/// directions and, per direction, the last edited segment (all its rewrites), so a retransmission of
+/// it (same original bytes at the same sequence number, possibly coalesced with neighbouring data)
+/// gets exactly the same bytes without applying the length change twice.
 /// </summary>
 public sealed class TcpStreamEdits
 {
@@ -85,14 +89,15 @@ public sealed class TcpStreamEdits
     }
 
     /// <summary>
-    /// If <paramref name="buffer"/>'s segment carries (again) the original bytes of the last edit of
-    /// its direction, re-applies that edit: same replacement bytes, no new correction.
+    /// If <paramref name="buffer"/>'s segment carries (again) all the original bytes of the last
+    /// edited segment of its direction, puts the bytes that went out in their place: same
+    /// rewrites, no new correction.
     /// </summary>
     /// <returns>True when the frame was rewritten (<paramref name="length"/> and <paramref name="segment"/> updated).</returns>
     public bool TryReplay(AlgDirection direction, Span<byte> buffer, ref int length, ref FrameLayout segment)
     {
         LastEdit e = _last[(int)direction];
-        if (e.Original is null || e.Replacement is null)
+        if (e.Original is null || e.Result is null)
         {
             return false;
         }
@@ -104,45 +109,49 @@ public sealed class TcpStreamEdits
         {
             return false;
         }
-        return TcpRewriter.Splice(buffer, ref length, ref segment, at + e.EditOffset, e.EditLength, e.Replacement);
+        return TcpRewriter.Splice(buffer, ref length, ref segment, at, e.Original.Length, e.Result);
     }
 
     /// <summary>
-    /// Replaces payload bytes [<paramref name="offset"/>, <paramref name="offset"/> + <paramref name="removeLength"/>)
-    /// by <paramref name="replacement"/> in a segment whose payload begins a unit (a command line) of
-    /// <paramref name="unitLength"/> bytes, records the length change and remembers the edit for
-    /// retransmissions. <paramref name="segment"/> must be the unadjusted segment (original sequence).
+    /// A retransmission that reaches into the last edited segment of its direction without holding
+    /// all of it (the sender re-cut its data) is cut where that segment starts (FIN cleared): its
+    /// original bytes must never reach the receiver in place of the rewritten ones it may lack. The
+    /// sender sends the rest again, usually coalesced (<see cref="TryReplay"/> then matches).
     /// </summary>
-    /// <returns>False, frame untouched, when the result does not fit the buffer or the change cannot be tracked.</returns>
-    public bool TryEdit(AlgDirection direction, Span<byte> buffer, ref int length, ref FrameLayout segment,
-        int offset, int removeLength, ReadOnlySpan<byte> replacement, int unitLength)
+    /// <returns>True when the frame was cut.</returns>
+    public bool CutPartialUnit(AlgDirection direction, Span<byte> buffer, ref int length, ref FrameLayout segment)
     {
+        LastEdit e = _last[(int)direction];
+        if (e.Original is null)
+        {
+            return false;
+        }
         uint seq = segment.Seq(buffer);
-        ref SeqAdjustWay way = ref Way(direction);
-        int delta = replacement.Length - removeLength;
-        if (delta != 0 && !way.CanRecord(seq))
+        uint end = seq + (uint)segment.PayloadLength;
+        uint unitEnd = e.Seq + (uint)e.Original.Length;
+        if (!SeqMath.After(end, e.Seq) || !SeqMath.After(unitEnd, seq))
         {
-            return false; // an edit before the last one would need a second correction position
+            return false; // no overlap
         }
-        if ((uint)unitLength > (uint)segment.PayloadLength || offset < 0 || removeLength < 0 || offset + removeLength > unitLength)
+        int keep = SeqMath.After(e.Seq, seq) ? (int)(e.Seq - seq) : 0;
+        TcpRewriter.Splice(buffer, ref length, ref segment, keep, segment.PayloadLength - keep, []);
+        if ((buffer[segment.L4Offset + 13] & Packets.Tcp.Fin) != 0)
         {
-            return false;
+            buffer[segment.L4Offset + 13] &= unchecked((byte)~Packets.Tcp.Fin);
+            TcpRewriter.FixTcpChecksum(buffer, segment);
         }
-        byte[] original = segment.Payload(buffer)[..unitLength].ToArray();
-        if (!TcpRewriter.Splice(buffer, ref length, ref segment, offset, removeLength, replacement))
-        {
-            return false;
-        }
-        way.Record(seq, delta);
-        _last[(int)direction] = new LastEdit
-        {
-            Seq = seq,
-            Original = original,
-            EditOffset = offset,
-            EditLength = removeLength,
-            Replacement = replacement.ToArray(),
-        };
         return true;
+    }
+
+    /// <summary>
+    /// Remembers the last edited segment of <paramref name="direction"/>: its original sequence
+    /// number, the original bytes that went out in it and the bytes that replaced them, so a
+    /// retransmission gets the same rewrite (<see cref="TryReplay"/>). The length change itself is
+    /// recorded by the caller in <see cref="Way"/>.
+    /// </summary>
+    public void Remember(AlgDirection direction, uint seq, ReadOnlySpan<byte> original, ReadOnlySpan<byte> result)
+    {
+        _last[(int)direction] = new LastEdit { Seq = seq, Original = original.ToArray(), Result = result.ToArray() };
     }
 
     /// <summary>
@@ -162,8 +171,6 @@ public sealed class TcpStreamEdits
     {
         public uint Seq;
         public byte[]? Original;
-        public int EditOffset;
-        public int EditLength;
-        public byte[]? Replacement;
+        public byte[]? Result;
     }
 }

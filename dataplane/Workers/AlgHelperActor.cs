@@ -13,8 +13,12 @@ namespace Natd.Dataplane.Workers;
 /// </summary>
 public sealed class AlgFrame
 {
-    /// <summary>Extra bytes a frame may grow by when a helper rewrites it (longer addresses and ports in commands).</summary>
-    public const int Headroom = 256;
+    /// <summary>
+    /// Extra bytes a frame may grow by when a helper rewrites it: longer addresses and ports in
+    /// commands, and a held partial line (up to <see cref="TcpLineAlgHandler.MaxLineLength"/>) put
+    /// back in front of the rest (docs/architecture.md, "ALG control streams").
+    /// </summary>
+    public const int Headroom = TcpLineAlgHandler.MaxLineLength + 512;
 
     /// <summary>Creates a frame message.</summary>
     public AlgFrame(byte[] buffer, int length, in AlgPending pending, long requestId, IActorRef replyTo, Wakeup? wake)
@@ -88,6 +92,10 @@ public sealed class AlgHelperActor : ActorBase
         actions.Clear();
         return handler.Handle(pending.Connection, pending.Direction, buffer, length, pending.ReservedPort, actions, nowMs);
     }
+
+    /// <inheritdoc />
+    /// <remarks>A stopped or restarting helper's handler is dropped: its cumulation buffers go back to the pool.</remarks>
+    protected override void PostStop() => _handler.Dispose();
 
     /// <inheritdoc />
     protected override void OnReceive(object message)

@@ -20,6 +20,9 @@ namespace Natd.Benchmarks;
 /// <item><see cref="FtpNoop"/>: <see cref="TcpLineAlgHandler.Handle"/> of <see cref="FtpHandler"/> alone on a <c>NOOP</c> (in2out, already translated).</item>
 /// <item><see cref="FtpNoopSeqAdjusted"/>: the same after an earlier <c>PORT</c> changed the stream's length, so every segment's sequence number is corrected and its TCP checksum recomputed.</item>
 /// <item><see cref="FtpPort"/>: a <c>PORT</c> naming the inside host, rewritten to the external address and the reserved port (4 bytes longer) with an inbound expectation.</item>
+/// <item><see cref="FtpPortSplit"/>: the same <c>PORT</c> split across two segments ("PORT 10,16,0,2," and "156,66\r\n"):
+/// the first is held in the connection's pooled cumulation buffer (docs/architecture.md, "ALG control streams"),
+/// the second brings it back in front and the whole line is rewritten; per command (two frames).</item>
 /// <item><see cref="FtpNoopThroughEngine"/>: the whole shard-side cost of a <c>NOOP</c> minus the hop to the helper thread: <c>Process</c> (translation, port reservation, <see cref="Verdict.ToHelper"/>), <c>Handle</c>, <c>CompleteAlg</c> (reserved port freed, Ethernet addresses).</item>
 /// </list>
 /// ALG handlers are the slow path (they may allocate: a rewrite remembers its bytes for
@@ -54,6 +57,10 @@ public class AlgHandlerBenchmarks
     private FtpHandler _adjusted = null!;
     private FtpHandler _porting = null!;
     private FtpHandler _engineFtp = null!;
+    private FtpHandler _splitting = null!;
+    private byte[] _portHead = null!;
+    private byte[] _portTail = null!;
+    private uint _splitSeq;
     private AlgConnection _conn;
     private uint _plainSeq, _engineSeq, _cleanSeq, _adjustedSeq, _portSeq;
     private uint _adjustedStart;
@@ -78,6 +85,10 @@ public class AlgHandlerBenchmarks
         _porting = new FtpHandler();
         _adjusted = new FtpHandler();
         _cleanSeq = _portSeq = 1;
+        _portHead = AlgSegment(1, "PORT 10,16,0,2,"u8);
+        _portTail = AlgSegment(1, "156,66\r\n"u8);
+        _splitting = new FtpHandler();
+        _splitSeq = 1;
         StartAdjusted();
 
         // Self-checks: each variant does what it claims, or the figures would time something else.
@@ -99,6 +110,12 @@ public class AlgHandlerBenchmarks
         if (n != FramesPerInvoke * (_port.Length + PortGrowth) || _actions.Rewrites != 1 || _actions.Expectations.Count != 1)
         {
             throw new InvalidOperationException($"PORT not rewritten as expected ({n} bytes, {_actions.Rewrites} rewrites)");
+        }
+        int split = FtpPortSplit();
+        if (split != FramesPerInvoke * (AlgBenchFrames.PayloadOffset + _port.Length + PortGrowth)
+            || _actions.Rewrites != 1 || _actions.Expectations.Count != 1)
+        {
+            throw new InvalidOperationException($"split PORT not held and rewritten as expected ({split} bytes)");
         }
     }
 
@@ -142,6 +159,21 @@ public class AlgHandlerBenchmarks
     /// <summary>The FTP handler on 64 in2out <c>PORT</c> commands, each rewritten (length +4) with an expectation; returns the bytes out.</summary>
     [Benchmark(OperationsPerInvoke = FramesPerInvoke)]
     public int FtpPort() => Stream(_porting, _port, ref _portSeq, reservedPort: 61001);
+
+    /// <summary>The FTP handler on 64 <c>PORT</c> commands each split in two segments (the head held, then the whole line rewritten); returns the bytes out.</summary>
+    [Benchmark(OperationsPerInvoke = FramesPerInvoke)]
+    public int FtpPortSplit()
+    {
+        int headLength = _portHead.Length - AlgBenchFrames.PayloadOffset;
+        int bytes = 0;
+        for (int i = 0; i < FramesPerInvoke; i++)
+        {
+            bytes += Segment(_splitting, _portHead, _splitSeq, 61001);
+            bytes += Segment(_splitting, _portTail, _splitSeq + (uint)headLength, 61001);
+            _splitSeq += (uint)(_port.Length - AlgBenchFrames.PayloadOffset);
+        }
+        return bytes;
+    }
 
     /// <summary>Engine, handler and completion for 64 in2out <c>NOOP</c> segments; returns frames forwarded.</summary>
     [Benchmark(OperationsPerInvoke = FramesPerInvoke)]
@@ -187,6 +219,14 @@ public class AlgHandlerBenchmarks
             bytes += handler.Handle(_conn, AlgDirection.In2Out, slot, template.Length, reservedPort, actions, Now);
         }
         return bytes;
+    }
+
+    private int Segment(FtpHandler handler, byte[] template, uint seq, ushort reservedPort)
+    {
+        template.CopyTo(_slot, 0);
+        AlgBenchFrames.SetSeq(_slot, seq);
+        _actions.Clear();
+        return handler.Handle(_conn, AlgDirection.In2Out, _slot, template.Length, reservedPort, _actions, Now);
     }
 
     /// <summary>A fresh connection whose first segment is a rewritten PORT (length +4), then NOOPs.</summary>

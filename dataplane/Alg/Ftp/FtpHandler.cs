@@ -17,8 +17,9 @@ namespace Natd.Dataplane.Alg.Ftp;
 /// <c>PORT</c>/<c>EPRT</c> naming the client open an outbound expectation marking the server's
 /// active data connection related (no rewrite: the client's address is public).</para>
 /// <para>When the handshake was not seen (the helper restarted) both roles are tried on each line.
-/// Anything naming another host (a third party), IPv6, bad numbers, a split or overlong line is
-/// refused: passed unchanged, nothing opened, counted.</para>
+/// Anything naming another host (a third party), IPv6, bad numbers or an overlong line is refused:
+/// passed unchanged, nothing opened, counted. A command or reply split across segments is held
+/// until complete (<see cref="TcpLineAlgHandler"/>).</para>
 /// </summary>
 public sealed class FtpHandler : TcpLineAlgHandler
 {
@@ -51,6 +52,20 @@ public sealed class FtpHandler : TcpLineAlgHandler
             ? AsciiText.StartsWithIgnoreCase(start, "PORT"u8) || AsciiText.StartsWithIgnoreCase(start, "EPRT"u8)
                 || start.StartsWith("227"u8) || start.StartsWith("229"u8)
             : start.StartsWith("227"u8) || start.StartsWith("229"u8);
+
+    /// <inheritdoc />
+    /// <remarks>
+    /// PORT/EPRT and 227/229 in the directions <see cref="Decide"/> looks for them (per opener):
+    /// the rewritten ones must go out whole, and the others are held too so their pinhole is opened.
+    /// </remarks>
+    protected override bool MayNeedRewrite(AlgDirection direction, ConnectionOpener opener, ReadOnlySpan<byte> partial)
+    {
+        bool clientInside = opener != ConnectionOpener.Outside, serverInside = opener != ConnectionOpener.Inside;
+        bool commands = direction == AlgDirection.In2Out ? clientInside : serverInside;
+        bool replies = direction == AlgDirection.In2Out ? serverInside : clientInside;
+        return (commands && (AsciiText.CouldStartWith(partial, "PORT"u8) || AsciiText.CouldStartWith(partial, "EPRT"u8)))
+            || (replies && (AsciiText.CouldStartWith(partial, "227"u8) || AsciiText.CouldStartWith(partial, "229"u8)));
+    }
 
     private static readonly LineDecision Refuse = new() { Verdict = LineVerdict.Refuse };
 

@@ -8,8 +8,8 @@ namespace Natd.Dataplane.Alg.Irc;
 /// CTCP <c>DCC SEND</c> or <c>DCC CHAT</c> offer naming its own address is rewritten to the
 /// external address and the reserved external port, with an inbound expectation from any host
 /// (the peer is another IRC user) to the offered inside port. Passive DCC (port 0), another
-/// host's address, bad numbers, split or overlong lines are refused: unchanged, nothing opened.
-/// Only the first line of a segment is examined.
+/// host's address, bad numbers or overlong lines are refused: unchanged, nothing opened. A PRIVMSG
+/// split across segments is held until complete (<see cref="TcpLineAlgHandler"/>).
 /// </summary>
 public sealed class IrcHandler : TcpLineAlgHandler
 {
@@ -48,6 +48,26 @@ public sealed class IrcHandler : TcpLineAlgHandler
             Expectation = new ExpectationRequest(ExpectationKind.Inbound, IpProtocol.Tcp, 0, 0,
                 reservedPort, connection.InsideAddress, (ushort)offer.Port, UsesReservedPort: true),
         };
+    }
+
+    /// <inheritdoc />
+    /// <remarks>An inside client's PRIVMSG (after an optional prefix) may carry a DCC offer until its end is seen.</remarks>
+    protected override bool MayNeedRewrite(AlgDirection direction, ConnectionOpener opener, ReadOnlySpan<byte> partial)
+    {
+        if (direction != AlgDirection.In2Out)
+        {
+            return false;
+        }
+        if (partial.Length > 0 && partial[0] == (byte)':')
+        {
+            int space = partial.IndexOf((byte)' ');
+            if (space < 0)
+            {
+                return true; // still in the prefix
+            }
+            partial = partial[space..].TrimStart((byte)' ');
+        }
+        return AsciiText.CouldStartWith(partial, "PRIVMSG "u8);
     }
 
     /// <inheritdoc />

@@ -20,8 +20,12 @@ namespace Natd.Dataplane.Alg.Pptp;
 /// replaced as for an outgoing call) and Incoming-Call-Connected (Peer's Call ID put back).</item>
 /// </list>
 /// Messages may share a segment or span several: each direction's stream position is tracked by
-/// TCP sequence number; a retransmitted segment gets the rewrites its first copy got. A message
-/// whose fields to rewrite were already sent in an earlier segment, a malformed header (length,
+/// TCP sequence number; a retransmitted segment gets the rewrites its first copy got. A segment that
+/// ends inside a message's first 20 bytes (where the Call IDs sit) is forwarded without them; they
+/// wait in the direction's cumulation buffer (<see cref="TcpStreamHold"/>) and go out with the rest,
+/// rewritten (docs/architecture.md, "ALG control streams"). A message whose fields to rewrite were
+/// already sent in an earlier segment (a FIN cut it, or the sender kept re-sending only its held
+/// bytes), a malformed header (length,
 /// message type, magic cookie) or a message natd cannot follow is counted in
 /// <see cref="AlgActions.Refused"/> and passes unchanged; after a bad header the rest of the
 /// segment is skipped and parsing resumes at the next segment's start. Never throws on input.
@@ -98,7 +102,7 @@ public sealed class PptpHandler : IAlgHandler
     public int Handle(in AlgConnection connection, AlgDirection direction, Span<byte> buffer, int length, ushort reservedPort, AlgActions actions, long nowMs)
     {
         TakeRemovedCalls(actions);
-        if (!TryTcp(buffer, length, out int tcpOffset, out int payloadOffset, out int payloadLength))
+        if ((uint)length > (uint)buffer.Length || !FrameLayout.TryParseTcp(buffer[..length], out FrameLayout layout))
         {
             actions.Refused++;
             return length;
@@ -109,20 +113,79 @@ public sealed class PptpHandler : IAlgHandler
             _connections[connection] = control;
         }
         control.LastMs = nowMs;
-        Span<byte> tcp = buffer[tcpOffset..(payloadOffset + payloadLength)];
-        uint seq = BinaryPrimitives.ReadUInt32BigEndian(tcp[4..]);
         Stream stream = direction == AlgDirection.In2Out ? control.In2Out : control.Out2In;
-        if ((tcp[13] & Tcp.Syn) != 0)
+        byte flags = layout.Flags(buffer);
+        if ((flags & Tcp.Rst) != 0)
+        {
+            // The connection is over: held bytes will never be delivered; the RST must land where the receiver is.
+            stream.Hold.OnReset(buffer, layout);
+            control.ReleaseHolds();
+            return length;
+        }
+        uint seq = layout.Seq(buffer);
+        bool gaveUp = false;
+        if ((flags & Tcp.Syn) != 0)
         {
             seq++; // the SYN takes one sequence number before any data
             stream.Restart(seq);
         }
-        if (payloadLength > 0)
+        else
         {
-            var segment = new Segment(tcp, payloadOffset - tcpOffset, payloadLength, seq);
-            Follow(control, stream, direction, ref segment, actions);
+            gaveUp = stream.Hold.Merge(buffer, ref length, ref layout) == HoldMerge.GaveUp;
+            if (gaveUp)
+            {
+                actions.Refused++; // the held header went out unchanged: its Call IDs cannot be rewritten any more
+            }
+            seq = layout.Seq(buffer); // merged or given up: the frame now starts at the held bytes
+        }
+        if (layout.PayloadLength > 0)
+        {
+            var segment = new Segment(buffer.Slice(layout.L4Offset, layout.TotalLength - layout.IpHeaderLength), layout.L4HeaderLength, layout.PayloadLength, seq);
+            int partial = Follow(control, stream, direction, ref segment, actions);
+            if (partial > 0 && !gaveUp && (flags & (Tcp.Fin | Tcp.Syn)) == 0)
+            {
+                // The segment ends inside a message's first bytes, where its Call IDs sit: hold them until the rest comes.
+                uint at = seq + (uint)(layout.PayloadLength - partial);
+                if (stream.Hold.HoldTail(buffer, ref length, ref layout, layout.PayloadLength - partial, at, HeaderBytes))
+                {
+                    stream.Restart(at);
+                }
+            }
+        }
+        if ((layout.Flags(buffer) & Tcp.Fin) != 0)
+        {
+            stream.Hold.Release(); // this direction's stream ended
         }
         return length;
+    }
+
+    /// <summary>Bytes held for <paramref name="connection"/> in <paramref name="direction"/> (tests).</summary>
+    public int HeldBytes(in AlgConnection connection, AlgDirection direction)
+        => _connections.TryGetValue(connection, out Control? c) ? (direction == AlgDirection.In2Out ? c.In2Out : c.Out2In).Hold.Length : 0;
+
+    /// <summary>Cumulation buffers currently taken from <see cref="AlgBuffers.Allocator"/>, over all connections (tests).</summary>
+    public int BuffersTaken
+    {
+        get
+        {
+            int n = 0;
+            foreach (Control c in _connections.Values)
+            {
+                n += (c.In2Out.Hold.HasBuffer ? 1 : 0) + (c.Out2In.Hold.HasBuffer ? 1 : 0);
+            }
+            return n;
+        }
+    }
+
+    /// <summary>Gives every connection's cumulation buffers back to the pool and forgets all state (the helper stops).</summary>
+    public void Dispose()
+    {
+        foreach (Control c in _connections.Values)
+        {
+            c.ReleaseHolds();
+        }
+        _connections.Clear();
+        _externalIds.Clear();
     }
 
     /// <inheritdoc />
@@ -133,6 +196,7 @@ public sealed class PptpHandler : IAlgHandler
         if (_connections.Remove(connection, out Control? control))
         {
             Release(control);
+            control.ReleaseHolds();
         }
     }
 
@@ -187,36 +251,9 @@ public sealed class PptpHandler : IAlgHandler
         control.Calls.Clear();
     }
 
-    /// <summary>Locates the TCP payload of an Ethernet/IPv4/TCP frame; false for anything malformed.</summary>
-    private static bool TryTcp(Span<byte> buffer, int length, out int tcpOffset, out int payloadOffset, out int payloadLength)
-    {
-        tcpOffset = payloadOffset = payloadLength = 0;
-        if (length > buffer.Length || length < EthernetHeader.Length + Ipv4Header.MinLength + Tcp.MinLength
-            || BinaryPrimitives.ReadUInt16BigEndian(buffer[12..]) != EtherType.Ipv4)
-        {
-            return false;
-        }
-        var ip = new Ipv4Header(buffer[EthernetHeader.Length..length]);
-        int ihl = ip.HeaderLength;
-        int total = ip.TotalLength;
-        if (ip.Version != 4 || ihl < Ipv4Header.MinLength || total < ihl + Tcp.MinLength || EthernetHeader.Length + total > length
-            || ip.Protocol != IpProtocol.Tcp || ip.IsFragment)
-        {
-            return false;
-        }
-        tcpOffset = EthernetHeader.Length + ihl;
-        int doff = Tcp.HeaderLength(buffer[tcpOffset..]);
-        if (doff < Tcp.MinLength || ihl + doff > total)
-        {
-            return false;
-        }
-        payloadOffset = tcpOffset + doff;
-        payloadLength = total - ihl - doff;
-        return true;
-    }
-
     /// <summary>Walks the new bytes of a segment through the direction's message parser.</summary>
-    private void Follow(Control control, Stream stream, AlgDirection direction, ref Segment segment, AlgActions actions)
+    /// <returns>Bytes at the segment's end that begin a message whose first <see cref="HeaderBytes"/> (its Call IDs) are not all in yet, when that message began in this segment; else 0.</returns>
+    private int Follow(Control control, Stream stream, AlgDirection direction, ref Segment segment, AlgActions actions)
     {
         if (!stream.Synced)
         {
@@ -238,11 +275,12 @@ public sealed class PptpHandler : IAlgHandler
             stream.Replay(ref segment, seen, actions);
             if (seen == segment.Length)
             {
-                return;
+                return 0;
             }
         }
         Span<byte> payload = segment.Payload;
         int pos = seen;
+        int partial = 0;
         while (pos < payload.Length)
         {
             if (stream.Skip > 0)
@@ -253,12 +291,14 @@ public sealed class PptpHandler : IAlgHandler
                 continue;
             }
             int want = stream.Have < 12 ? 12 : stream.Want;
+            int messageStart = pos - stream.Have;
             int n = Math.Min(want - stream.Have, payload.Length - pos);
             payload.Slice(pos, n).CopyTo(stream.Header.AsSpan(stream.Have));
             stream.Have += n;
             pos += n;
             if (stream.Have < want)
             {
+                partial = messageStart >= 0 ? payload.Length - messageStart : 0;
                 break; // the rest of the header comes in the next segment
             }
             if (want == 12)
@@ -284,6 +324,7 @@ public sealed class PptpHandler : IAlgHandler
             stream.Have = 0;
         }
         stream.Next = segment.Seq + (uint)segment.Length;
+        return partial;
     }
 
     /// <summary>Handles one control message whose first bytes are in <c>stream.Header</c>; <paramref name="start"/> is where it begins in the segment's payload (negative: in an earlier segment).</summary>
@@ -548,6 +589,12 @@ public sealed class PptpHandler : IAlgHandler
         public readonly List<Call> Calls = [];
         public long LastMs;
 
+        public void ReleaseHolds()
+        {
+            In2Out.Hold.Release();
+            Out2In.Hold.Release();
+        }
+
         public Call? FindByClient(ushort id)
         {
             foreach (Call c in Calls)
@@ -590,6 +637,8 @@ public sealed class PptpHandler : IAlgHandler
     {
         private const int Remembered = 16;
 
+        /// <summary>The first bytes of a message natd took off the wire until the rest comes (docs/architecture.md, "ALG control streams").</summary>
+        public readonly TcpStreamHold Hold = new();
         /// <summary>Whether <see cref="Next"/> is known.</summary>
         public bool Synced;
         /// <summary>Sequence number of the next new byte.</summary>

@@ -63,6 +63,9 @@ public sealed class TftpHandler : IAlgHandler
     public void Forget(in AlgConnection connection) => _lastSeen.Remove(connection);
 
     /// <inheritdoc />
+    public void Dispose() => _lastSeen.Clear(); // no buffers: UDP datagrams are handled whole
+
+    /// <inheritdoc />
     public int Expire(long nowMs, long idleMs)
     {
         int n = 0;

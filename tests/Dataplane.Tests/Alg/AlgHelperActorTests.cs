@@ -36,6 +36,10 @@ public class AlgHelperActorTests
         }
 
         public int Expire(long nowMs, long idleMs) => 0;
+
+        public void Dispose()
+        {
+        }
     }
 
     private static AlgFrame Frame(byte first, long id, IActorRef replyTo)

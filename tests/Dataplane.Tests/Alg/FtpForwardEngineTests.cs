@@ -87,6 +87,34 @@ public class FtpForwardEngineTests
     }
 
     [Fact]
+    public void Server_reply_split_across_segments_is_held_then_rewritten_and_its_pinhole_opened()
+    {
+        var h = Harness();
+        var ftp = new FtpHandler();
+        Through(h, ftp, EngineHarness.FromOutside(Tcp(Client, 50000, Ext, 21, Syn, seq: 5000)), Side.Outside, out _, out _);
+        Through(h, ftp, Tcp(Server, 21, Client, 50000, Syn | Ack, seq: 1000, ack: 5001), Side.Inside, out _, out _);
+        byte[] head = System.Text.Encoding.ASCII.GetBytes("227 Entering Passive Mode (10,0,");
+        var v = Through(h, ftp, Tcp(Server, 21, Client, 50000, Psh | Ack, seq: 1001, ack: 5001, payload: head), Side.Inside, out var first, out _);
+        Assert.Equal(Verdict.ToOutside, v);
+        Assert.Equal(L4Offset(first) + 20, first.Length); // only the headers leave: the reply waits for its end
+        Assert.True(ChecksumsValid(first));
+        Assert.Equal(0, h.Engine.ExpectationCount);     // and the first frame's reserved port went back unused
+
+        byte[] tail = System.Text.Encoding.ASCII.GetBytes("0,2,117,48).\r\n");
+        v = Through(h, ftp, Tcp(Server, 21, Client, 50000, Psh | Ack, seq: 1001 + (uint)head.Length, ack: 5001, payload: tail), Side.Inside,
+            out var whole, out var p);
+        Assert.Equal(Verdict.ToOutside, v);
+        string text = System.Text.Encoding.ASCII.GetString(whole.AsSpan(L4Offset(whole) + 20));
+        Assert.Equal($"227 Entering Passive Mode (198,51,100,1,{p.ReservedPort >> 8},{p.ReservedPort & 0xFF}).\r\n", text);
+        Assert.Equal(1001u, System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(whole.AsSpan(L4Offset(whole) + 4)));
+        Assert.True(ChecksumsValid(whole));
+        Assert.Equal(1, h.Engine.ExpectationCount);
+        var data = h.Out(EngineHarness.FromOutside(Tcp(Client, 50001, Ext, p.ReservedPort, Syn)), Side.Outside);
+        Assert.Equal((Server, 30000), (Dst(data), DstPort(data)));
+        ftp.Dispose();
+    }
+
+    [Fact]
     public void Forward_to_another_backend_port_is_classified_by_the_backend_port_or_else_the_external_port()
     {
         var h = Harness(externalPort: 2121, backendPort: 21);

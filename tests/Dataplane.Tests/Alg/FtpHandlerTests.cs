@@ -184,20 +184,22 @@ public class FtpHandlerTests
     }
 
     [Fact]
-    public void Command_split_across_segments_is_refused_and_its_tail_not_parsed()
+    public void Command_split_across_segments_is_held_and_its_tail_not_taken_for_a_command()
     {
         var (h, a) = Open();
         var p1 = Cmd("PORT 10,0,0");
-        Assert.Equal(p1, Run(h, AlgDirection.In2Out, p1, a, reservedPort: 40001));
-        Assert.Equal(1, a.Refused);
+        Assert.Equal("", Text(Run(h, AlgDirection.In2Out, p1, a, reservedPort: 40001))); // held until the line is complete
         Assert.Empty(a.Expectations);
-        // The tail even looks like a whole PORT command; it is mid-line, so it is not one.
-        var p2 = Cmd("PORT 10,0,0,2,195,80\r\n", seq: 1012);
-        Assert.Equal(p2, Run(h, AlgDirection.In2Out, p2, a, reservedPort: 40002));
+        // The tail even looks like a whole PORT command; it is mid-line, so the line is "PORT 10,0,0PORT ...": refused whole.
+        var p2 = Run(h, AlgDirection.In2Out, Cmd("PORT 10,0,0,2,195,80\r\n", seq: 1012), a, reservedPort: 40002);
+        Assert.Equal("PORT 10,0,0PORT 10,0,0,2,195,80\r\n", Text(p2));
+        Assert.Equal(1001u, Seq(p2));
+        Assert.Equal(1, a.Refused);
         Assert.Empty(a.Expectations);
         // The next line after the split one starts a segment again and is handled.
         var p3 = Run(h, AlgDirection.In2Out, Cmd("PORT 10,0,0,2,195,80\r\n", seq: 1034), a, reservedPort: 40003);
         Assert.Equal("PORT 198,51,100,1,156,67\r\n", Text(p3));
+        h.Dispose();
     }
 
     [Fact]
@@ -211,12 +213,13 @@ public class FtpHandlerTests
     }
 
     [Fact]
-    public void Only_the_first_line_of_a_segment_is_a_candidate()
+    public void Every_line_of_a_segment_is_a_candidate()
     {
         var (h, a) = Open();
-        var f = Cmd("NOOP\r\nPORT 10,0,0,2,195,80\r\n");
-        Assert.Equal(f, Run(h, AlgDirection.In2Out, f, a, reservedPort: 40001));
-        Assert.Empty(a.Expectations);
+        var o = Run(h, AlgDirection.In2Out, Cmd("NOOP\r\nPORT 10,0,0,2,195,80\r\n"), a, reservedPort: 40001);
+        Assert.Equal("NOOP\r\nPORT 198,51,100,1,156,65\r\n", Text(o));
+        Assert.True(Valid(o));
+        Assert.Single(a.Expectations);
     }
 
     [Fact]

@@ -149,12 +149,18 @@ public class FtpServerInsideTests
     }
 
     [Fact]
-    public void Split_passive_reply_of_the_server_is_refused()
+    public void Split_passive_reply_of_the_server_is_held_and_rewritten_whole()
     {
         var (h, a) = Open();
         var f = Reply("227 Entering Passive Mode (10,0,");
-        Assert.Equal(f, Run(h, AlgDirection.In2Out, f, a, reservedPort: 40001, conn: Server));
+        Assert.Equal("", Text(Run(h, AlgDirection.In2Out, f, a, reservedPort: 40001, conn: Server)));
         Assert.Empty(a.Expectations);
-        Assert.Equal(1, a.Refused);
+        Assert.Equal(0, a.Refused);
+        var o = Run(h, AlgDirection.In2Out, Reply("0,2,117,48).\r\n", seq: 1001 + 32), a, reservedPort: 40002, conn: Server);
+        Assert.Equal("227 Entering Passive Mode (198,51,100,1,156,66).\r\n", Text(o));
+        Assert.Equal(1001u, Seq(o));
+        Assert.True(Valid(o));
+        Assert.Equal(Passive(30000, 40002), Assert.Single(a.Expectations));
+        h.Dispose();
     }
 }

@@ -99,15 +99,16 @@ public class IrcHandlerTests
     }
 
     [Fact]
-    public void Split_and_overlong_offers_are_refused()
+    public void Split_offers_are_held_and_rewritten_and_overlong_ones_refused()
     {
         var (h, a) = Open();
         var p1 = Line("PRIVMSG bob :\u0001DCC SEND f 1677");
-        Assert.Equal(p1, Run(h, AlgDirection.In2Out, p1, a, reservedPort: 40001, conn: Irc));
-        Assert.Equal(1, a.Refused);
+        Assert.Equal("", Text(Run(h, AlgDirection.In2Out, p1, a, reservedPort: 40001, conn: Irc)));
+        Assert.Equal(0, a.Refused);
         var p2 = Line("72162 5000\u0001\r\n", 1001 + 29);
-        Assert.Equal(p2, Run(h, AlgDirection.In2Out, p2, a, reservedPort: 40001, conn: Irc));
-        Assert.Empty(a.Expectations);
+        Assert.Equal("PRIVMSG bob :\u0001DCC SEND f 3325256705 40001\u0001\r\n", Text(Run(h, AlgDirection.In2Out, p2, a, reservedPort: 40001, conn: Irc)));
+        Assert.Single(a.Expectations);
+        h.Dispose();
 
         var (h2, a2) = Open();
         var longLine = Line("PRIVMSG bob :\u0001DCC SEND " + new string('x', 600) + " 167772162 5000\u0001\r\n");

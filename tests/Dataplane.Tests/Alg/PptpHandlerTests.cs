@@ -75,11 +75,12 @@ public class PptpHandlerTests
         byte[] second = [.. ocrq[5..], .. CallClearRequest(0x1111)];
         byte[] o1 = a.FromClient(first);
         Assert.Equal(0, a.Actions.Refused);
+        Assert.Equal(StartControlConnectionRequest().Length, o1.Length - Frames.L4Offset(o1) - 20); // the OCRQ's first bytes wait
         byte[] o2 = a.FromClient(second);
         Assert.Equal(0, a.Actions.Refused);
         Assert.Equal(2, a.Actions.Rewrites);
-        ushort external = CallIdAt(o2, 12 - 5);
-        Assert.Equal(external, CallIdAt(o2, ocrq.Length - 5 + 12)); // the clear request names the same external Call ID
+        ushort external = CallIdAt(o2, 12); // the held 5 bytes lead the segment again
+        Assert.Equal(external, CallIdAt(o2, ocrq.Length + 12)); // the clear request names the same external Call ID
         Assert.True(Frames.ChecksumsValid(o1) && Frames.ChecksumsValid(o2));
 
         // Reply split inside its body, three messages later in the stream: still parsed.
@@ -92,19 +93,21 @@ public class PptpHandlerTests
     }
 
     [Fact]
-    public void A_field_split_across_segments_is_refused_and_later_messages_still_parse()
+    public void A_field_split_across_segments_is_held_and_rewritten_and_later_messages_still_parse()
     {
-        var (_, a, _) = TwoClients();
+        var (h, a, _) = TwoClients();
         byte[] ocrq = OutgoingCallRequest(0x2222);
-        byte[] o1 = a.FromClient(ocrq[..13]); // the Call ID's first byte goes out before natd can know it
+        byte[] o1 = a.FromClient(ocrq[..13]); // the Call ID's first byte would go out before natd can know it: held
         byte[] o2 = a.FromClient(ocrq[13..]);
-        Assert.Equal(1, a.Actions.Refused);
-        Assert.Equal(ocrq[13..], o2.AsSpan(Frames.L4Offset(o2) + 20).ToArray());
-        Assert.Equal(ocrq[..13], o1.AsSpan(Frames.L4Offset(o1) + 20).ToArray());
+        Assert.Equal(0, a.Actions.Refused);
+        Assert.Equal(1, a.Actions.Rewrites);
+        Assert.Empty(o1.AsSpan(Frames.L4Offset(o1) + 20).ToArray());
+        Assert.Equal(ocrq[14..], o2.AsSpan(Frames.L4Offset(o2) + 20 + 14).ToArray());
         byte[] o3 = a.FromClient(OutgoingCallRequest(0x3333));
         Assert.Equal(0, a.Actions.Refused);
         Assert.Equal(1, a.Actions.Rewrites);
-        Assert.True(Frames.ChecksumsValid(o3));
+        Assert.True(Frames.ChecksumsValid(o2) && Frames.ChecksumsValid(o3));
+        h.Dispose();
     }
 
     [Fact]
