@@ -6,8 +6,11 @@ using Natd.Dataplane.Nat;
 
 namespace Natd.Tests.Control;
 
-public partial class MetricsFormatterTests
+public partial class MetricsExporterTests
 {
+    private static readonly string[] BatchHistogramNames =
+        ["natd_poller_batch_received_frames", "natd_poller_batch_transmitted_frames", "natd_poller_batch_latency_seconds"];
+
     private sealed record Family(string Name, string Type, string Help, List<(Dictionary<string, string> Labels, double Value)> Samples);
 
     [GeneratedRegex("""^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|NaN|[+-]Inf)$""")]
@@ -122,7 +125,7 @@ public partial class MetricsFormatterTests
     public void Every_sample_equals_the_snapshot()
     {
         var s = FakeDataplaneQuery.SampleStats();
-        var f = ParseExposition(MetricsFormatter.Format(s));
+        var f = ParseExposition(MetricsText.Of(s));
 
         Assert.Equal(s.PacketsIn2Out, Value(f, "natd_packets_total", "direction", "in2out"));
         Assert.Equal(s.PacketsOut2In, Value(f, "natd_packets_total", "direction", "out2in"));
@@ -181,7 +184,7 @@ public partial class MetricsFormatterTests
             "natd_port_blocks_in_use", "natd_port_blocks_capacity", "natd_subscribers"];
         foreach (var fam in f.Values)
         {
-            if (fam.Name == "natd_subscriber_ports")
+            if (fam.Name == "natd_subscriber_ports" || BatchHistogramNames.Contains(fam.Name))
             {
                 Assert.Equal("histogram", fam.Type);
             }
@@ -208,7 +211,7 @@ public partial class MetricsFormatterTests
             SubscriberPorts = [1, 2, 0, 1, 0, 0, 0, 2],
             SubscriberPortsSum = 40_100,
         };
-        var f = ParseExposition(MetricsFormatter.Format(s));
+        var f = ParseExposition(MetricsText.Of(s));
         Assert.Equal(6, Value(f, "natd_subscribers"));
         Assert.Equal(2, f["natd_port_blocks_in_use"].Samples.Count);
         Assert.Equal(120, Value(f, "natd_port_blocks_in_use", "external", "198.51.100.1"));
@@ -218,7 +221,7 @@ public partial class MetricsFormatterTests
         var buckets = f["natd_subscriber_ports"].Samples.Where(x => x.Labels.ContainsKey("le")).ToList();
         Assert.Equal(["0", "16", "64", "256", "1024", "4096", "16384", "+Inf"], buckets.Select(b => b.Labels["le"]));
         Assert.Equal([1.0, 3, 3, 4, 4, 4, 4, 6], buckets.Select(b => b.Value));
-        string text = MetricsFormatter.Format(s);
+        string text = MetricsText.Of(s);
         Assert.Contains("\nnatd_subscriber_ports_sum 40100\n", text, StringComparison.Ordinal);
         Assert.Contains("\nnatd_subscriber_ports_count 6\n", text, StringComparison.Ordinal);
         // The per-subscriber limits' refusals are drop reasons like any other.
@@ -237,7 +240,7 @@ public partial class MetricsFormatterTests
             Sessions = new Dictionary<string, long>(),
             Gateway = new Dictionary<string, long>(),
         };
-        var f = ParseExposition(MetricsFormatter.Format(s));
+        var f = ParseExposition(MetricsText.Of(s));
         Assert.Equal(DropReasons.Count, f["natd_drops_total"].Samples.Count);
         Assert.Equal(4, Value(f, "natd_drops_total", "reason", "no-session"));
         Assert.Equal(0, Value(f, "natd_drops_total", "reason", "bad-ip-checksum"));
@@ -254,7 +257,7 @@ public partial class MetricsFormatterTests
             Sessions = new Dictionary<string, long> { ["gre"] = 3 },
             Gateway = new Dictionary<string, long> { ["a\"b"] = 1 },
         };
-        string text = MetricsFormatter.Format(s);
+        string text = MetricsText.Of(s);
         Assert.Contains("natd_drops_total{reason=\"odd\\\"reason\\\\x\\ny\"} 2\n", text, StringComparison.Ordinal);
         var f = ParseExposition(text);
         Assert.Equal(2, Value(f, "natd_drops_total", "reason", "odd\"reason\\x\ny"));
@@ -266,6 +269,6 @@ public partial class MetricsFormatterTests
     public void Large_values_are_plain_digits()
     {
         var s = FakeDataplaneQuery.SampleStats() with { BytesIn2Out = 1_234_567_890_123 };
-        Assert.Contains("natd_bytes_total{direction=\"in2out\"} 1234567890123\n", MetricsFormatter.Format(s), StringComparison.Ordinal);
+        Assert.Contains("natd_bytes_total{direction=\"in2out\"} 1234567890123\n", MetricsText.Of(s), StringComparison.Ordinal);
     }
 }
