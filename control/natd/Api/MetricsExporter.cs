@@ -24,9 +24,8 @@ namespace Natd.Control.Api;
 /// scrape (<see cref="HistogramTotals"/>): the bucket counts and <c>_sum</c> are exact.
 /// </para>
 /// <para>
-/// Not thread-safe on its own: <see cref="ScrapeAsync"/> and the HTTP pipeline serialize
-/// publishing and export through one gate, so a scrape never reads a histogram another scrape is
-/// rebuilding.
+/// Not thread-safe on its own: the HTTP pipeline (<see cref="ControlServer"/>) publishes and
+/// exports inside one gate, so a scrape never reads a histogram another scrape is rebuilding.
 /// </para>
 /// </summary>
 public sealed class MetricsExporter : IDisposable
@@ -121,30 +120,6 @@ public sealed class MetricsExporter : IDisposable
     /// <summary>The registry every family lives in (what the HTTP pipeline serializes).</summary>
     public CollectorRegistry Registry { get; }
 
-    /// <summary>
-    /// Takes one snapshot from <paramref name="query"/>, publishes it and writes the exposition
-    /// to <paramref name="output"/>, as one scrape (serialized with other scrapes).
-    /// </summary>
-    /// <param name="query">Where the counters come from.</param>
-    /// <param name="output">Receives the text.</param>
-    /// <param name="format">Prometheus text 0.0.4 or OpenMetrics 1.0.</param>
-    /// <param name="ct">Cancels the scrape.</param>
-    /// <exception cref="Exception">Whatever the query throws; nothing is written then.</exception>
-    public async Task ScrapeAsync(IDataplaneQuery query, Stream output, ExpositionFormat format = ExpositionFormat.PrometheusText, CancellationToken ct = default)
-    {
-        ArgumentNullException.ThrowIfNull(query);
-        await _gate.WaitAsync(ct).ConfigureAwait(false);
-        try
-        {
-            Publish(await query.GetStatsAsync(ct).ConfigureAwait(false));
-            await Registry.CollectAndExportAsTextAsync(output, format, ct).ConfigureAwait(false);
-        }
-        finally
-        {
-            _gate.Release();
-        }
-    }
-
     /// <summary>Enters the scrape gate (one publish-and-export at a time); dispose the result to leave it.</summary>
     internal async Task<IDisposable> EnterAsync(CancellationToken ct)
     {
@@ -154,7 +129,7 @@ public sealed class MetricsExporter : IDisposable
 
     /// <summary>
     /// Sets every natd series from <paramref name="stats"/>. Callers hold the gate
-    /// (<see cref="ScrapeAsync"/>, the HTTP pipeline) or own the exporter alone.
+    /// (<see cref="EnterAsync"/>) or own the exporter alone.
     /// </summary>
     public void Publish(StatsSnapshot stats)
     {
