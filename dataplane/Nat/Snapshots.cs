@@ -1,3 +1,4 @@
+using Natd.Dataplane.Counters;
 using Natd.Dataplane.Packets;
 
 namespace Natd.Dataplane.Nat;
@@ -110,6 +111,12 @@ public sealed record StatsSnapshot
     public long SubscriberPortsSum { get; init; }
     /// <summary>Per interface: frames the kernel dropped before natd read them (ring full) and frames natd could not queue for transmission.</summary>
     public IReadOnlyList<PortCounters> Ports { get; init; } = [];
+    /// <summary>Frames received per poll (both ports), one sample per batch that carried frames, summed over pollers since start.</summary>
+    public HistogramTotals BatchReceived { get; init; } = BatchHistograms.NewFrameTotals();
+    /// <summary>Frames transmitted per batch, one sample per batch that carried frames, summed over pollers since start.</summary>
+    public HistogramTotals BatchTransmitted { get; init; } = BatchHistograms.NewFrameTotals();
+    /// <summary>Poll-to-transmit latency per batch (seconds; raw units Stopwatch ticks), summed over pollers since start.</summary>
+    public HistogramTotals BatchLatency { get; init; } = BatchHistograms.NewLatencyTotals();
 }
 
 /// <summary>Counters of one interface, summed over its pollers' ports.</summary>

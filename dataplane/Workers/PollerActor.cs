@@ -99,7 +99,7 @@ public sealed class PollerActor : LoopActor, IFrameSink
     /// <inheritdoc />
     protected override bool RunOnce()
     {
-        long start = Stopwatch.GetTimestamp();
+        long start = _stats.Histograms.Begin();
         _now = NowMs;
         _map = _links?.Map;
         int n = RunPort(_inside, Side.Inside) + RunPort(_outside, Side.Outside);
@@ -114,6 +114,7 @@ public sealed class PollerActor : LoopActor, IFrameSink
         {
             _stats.BusyTicks += Stopwatch.GetTimestamp() - start;
             _stats.Batches++;
+            _stats.Histograms.End(start);
         }
         return n > 0;
     }
@@ -514,7 +515,14 @@ public sealed class PollerStats
     }
 
     /// <summary>Stats over the shard's table (the engine's <see cref="NatCounters.Table"/>).</summary>
-    public PollerStats(CounterTable table) => _t = table;
+    public PollerStats(CounterTable table)
+    {
+        _t = table;
+        Histograms = new BatchHistograms(table);
+    }
+
+    /// <summary>Per-batch distributions: frames received and transmitted, poll-to-transmit latency.</summary>
+    public BatchHistograms Histograms { get; }
 
     /// <summary>Stopwatch timestamp when the poller was created (the busy ratio's denominator starts here).</summary>
     public long StartedTicks = Stopwatch.GetTimestamp();

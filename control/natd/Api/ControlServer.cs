@@ -2,12 +2,14 @@ using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Natd.Contracts;
 using Natd.Control.Config;
 using Natd.Dataplane.Nat;
+using Prometheus;
 
 namespace Natd.Control.Api;
 
@@ -17,7 +19,7 @@ namespace Natd.Control.Api;
 /// and ?remote=ADDR[:PORT]), GET /subscribers and GET /blocks (carrier-grade NAT state, ?limit=N rows,
 /// default 1000; /subscribers also ?inside=ADDR or ADDR/LEN; see <see cref="SubscribersAnswer"/> and
 /// <see cref="BlocksAnswer"/>), GET /stats (JSON <see cref="StatsRow"/>), GET /metrics (Prometheus text
-/// 0.0.4, see <see cref="MetricsFormatter"/>), GET /healthz ("ok"), GET /timeouts, GET /lookup
+/// 0.0.4, or OpenMetrics 1.0 when the scraper's Accept header asks for it; see <see cref="MetricsExporter"/>), GET /healthz ("ok"), GET /timeouts, GET /lookup
 /// (?inside=ADDR or ?external=ADDR:PORT: a deterministic NAT lookup in the running configuration's
 /// map, <see cref="LookupRow"/>; 404 for no subscriber, 409 when not deterministic). Writes (see
 /// <see cref="IControlOperations"/>): POST /flush, POST /sessions/delete, POST /reload, PUT /timeouts.
@@ -27,12 +29,14 @@ namespace Natd.Control.Api;
 public sealed partial class ControlServer : IAsyncDisposable
 {
     private readonly WebApplication _app;
+    private readonly MetricsExporter _metrics;
     private int _stopped;
 
-    private ControlServer(WebApplication app, Uri address)
+    private ControlServer(WebApplication app, Uri address, MetricsExporter metrics)
     {
         _app = app;
         Address = address;
+        _metrics = metrics;
     }
 
     /// <summary>The bound address, e.g. http://127.0.0.1:9180/ (with the real port when started on port 0).</summary>
@@ -86,12 +90,13 @@ public sealed partial class ControlServer : IAsyncDisposable
 
         var app = builder.Build();
         var log = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<ControlServer>();
+        var metrics = new MetricsExporter();
         app.MapGet("/sessions", ctx => Answer(ctx, log, WriteSessionsAsync(ctx, query)));
         app.MapGet("/expectations", ctx => Answer(ctx, log, WriteExpectationsAsync(ctx, query)));
         app.MapGet("/subscribers", ctx => Answer(ctx, log, WriteSubscribersAsync(ctx, query)));
         app.MapGet("/blocks", ctx => Answer(ctx, log, WriteBlocksAsync(ctx, query)));
         app.MapGet("/stats", ctx => Answer(ctx, log, WriteStatsAsync(ctx, query)));
-        app.MapGet("/metrics", ctx => Answer(ctx, log, WriteMetricsAsync(ctx, query)));
+        app.MapGet("/metrics", MetricsPipeline(app, metrics, query, log));
         app.MapPost("/flush", ctx => Answer(ctx, log, Operate(ctx, operations, FlushAsync)));
         app.MapPost("/sessions/delete", ctx => Answer(ctx, log, Operate(ctx, operations, DeleteAsync)));
         app.MapPost("/reload", ctx => Answer(ctx, log, Operate(ctx, operations, ReloadAsync)));
@@ -111,11 +116,12 @@ public sealed partial class ControlServer : IAsyncDisposable
         catch
         {
             await app.DisposeAsync().ConfigureAwait(false);
+            metrics.Dispose();
             throw;
         }
         var address = new Uri(app.Urls.First());
         LogListening(log, address);
-        return new ControlServer(app, address);
+        return new ControlServer(app, address, metrics);
     }
 
     /// <summary>Stops accepting requests and lets in-flight ones finish (bounded by <paramref name="ct"/>).</summary>
@@ -133,6 +139,7 @@ public sealed partial class ControlServer : IAsyncDisposable
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
         await StopAsync(timeout.Token).ConfigureAwait(false);
         await _app.DisposeAsync().ConfigureAwait(false);
+        _metrics.Dispose();
     }
 
     private static async Task WriteSessionsAsync(HttpContext ctx, IDataplaneQuery query)
@@ -174,11 +181,25 @@ public sealed partial class ControlServer : IAsyncDisposable
         await JsonSerializer.SerializeAsync(ctx.Response.Body, WireViews.Stats(stats), WireJsonContext.Default.StatsRow, ctx.RequestAborted).ConfigureAwait(false);
     }
 
-    private static async Task WriteMetricsAsync(HttpContext ctx, IDataplaneQuery query)
+    /// <summary>
+    /// GET /metrics: publish one snapshot (a failing query answers 503 like the other reads), then
+    /// prometheus-net's exporter middleware writes the registry: text 0.0.4, or OpenMetrics when the
+    /// Accept header asks for it. One scrape at a time, so none reads a histogram another rebuilds.
+    /// Not a before-collect callback: prometheus-net 8.2.1 swallows a callback's exception (even
+    /// ScrapeFailedException) and serves the stale values with 200, and runs callbacks of
+    /// concurrent scrapes concurrently.
+    /// </summary>
+    private static RequestDelegate MetricsPipeline(IEndpointRouteBuilder endpoints, MetricsExporter metrics, IDataplaneQuery query, ILogger log)
+        => endpoints.CreateApplicationBuilder()
+            .Use(next => ctx => Answer(ctx, log, ScrapeAsync(ctx, next, metrics, query)))
+            .UseMiddleware<MetricServerMiddleware>(new MetricServerMiddleware.Settings { Registry = metrics.Registry, EnableOpenMetrics = true })
+            .Build();
+
+    private static async Task ScrapeAsync(HttpContext ctx, RequestDelegate export, MetricsExporter metrics, IDataplaneQuery query)
     {
-        var stats = await query.GetStatsAsync(ctx.RequestAborted).ConfigureAwait(false);
-        ctx.Response.ContentType = MetricsFormatter.ContentType;
-        await ctx.Response.WriteAsync(MetricsFormatter.Format(stats), ctx.RequestAborted).ConfigureAwait(false);
+        using var turn = await metrics.EnterAsync(ctx.RequestAborted).ConfigureAwait(false);
+        metrics.Publish(await query.GetStatsAsync(ctx.RequestAborted).ConfigureAwait(false));
+        await export(ctx).ConfigureAwait(false);
     }
 
     /// <summary>A failing query answers 503 with the reason instead of a bare 500 and a dropped connection.</summary>

@@ -103,8 +103,11 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDat
         var blocksInUse = new Dictionary<uint, (long InUse, long Capacity)>();
         var blockOrder = new List<uint>();
         double busy = 0;
+        HistogramTotals batchReceived = BatchHistograms.NewFrameTotals(), batchTransmitted = BatchHistograms.NewFrameTotals();
+        HistogramTotals batchLatency = BatchHistograms.NewLatencyTotals();
         foreach (var p in pollers)
         {
+            p.Stats.Histograms.AddTo(batchReceived, batchTransmitted, batchLatency);
             CounterView view = p.View.Counters;
             for (int i = 0; i < sums.Length; i++)
             {
@@ -172,6 +175,9 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDat
             SubscriberPorts = subscriberPorts,
             SubscriberPortsSum = subscriberPortsSum,
             PortBlocks = blockOrder.ConvertAll(a => new PortBlockUsage(Ipv4.Format(a), blocksInUse[a].InUse, blocksInUse[a].Capacity)),
+            BatchReceived = batchReceived,
+            BatchTransmitted = batchTransmitted,
+            BatchLatency = batchLatency,
         };
     }
 

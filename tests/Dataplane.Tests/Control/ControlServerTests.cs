@@ -92,7 +92,84 @@ public sealed class ControlServerTests : IAsyncLifetime
         var type = response.Content.Headers.ContentType!;
         Assert.Equal("text/plain", type.MediaType);
         Assert.Contains(type.Parameters, p => p.Name == "version" && p.Value == "0.0.4");
-        Assert.Equal(MetricsFormatter.Format(_query.Stats), await response.Content.ReadAsStringAsync());
+        // The same natd lines as the snapshot renders to; order and the process metrics aside.
+        Assert.Equal(MetricsText.NatdLines(MetricsText.Of(_query.Stats)), MetricsText.NatdLines(await response.Content.ReadAsStringAsync()));
+    }
+
+    [Fact]
+    public async Task Metrics_speak_openmetrics_when_the_scraper_asks()
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/metrics");
+        request.Headers.Accept.ParseAdd("application/openmetrics-text; version=1.0.0");
+        using var response = await _http!.SendAsync(request);
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal("application/openmetrics-text", response.Content.Headers.ContentType?.MediaType);
+        string text = await response.Content.ReadAsStringAsync();
+        Assert.EndsWith("# EOF\n", text, StringComparison.Ordinal);
+        Assert.Contains("\n# TYPE natd_packets counter\n", text, StringComparison.Ordinal); // OpenMetrics names the family without _total
+        Assert.Contains("\nnatd_packets_total{direction=\"in2out\"} 11", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Metrics_carry_the_process_and_runtime_metrics()
+    {
+        string text = await _http!.GetStringAsync("/metrics");
+        foreach (string family in (string[])["process_cpu_seconds_total", "process_start_time_seconds", "process_working_set_bytes", "process_num_threads",
+            "dotnet_collection_count_total", "dotnet_total_memory_bytes", "system_runtime_dotnet_gc_pause_time", "system_runtime_dotnet_gc_heap_total_allocated"])
+        {
+            Assert.Contains($"\n# TYPE {family} ", text, StringComparison.Ordinal);
+        }
+        // The runtime's *.count instruments are left out: a gauge named *_count is not valid Prometheus.
+        Assert.DoesNotContain("system_runtime_dotnet_thread_pool_thread_count", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Two_servers_in_one_process_serve_their_own_counters()
+    {
+        var other = new FakeDataplaneQuery { Stats = FakeDataplaneQuery.SampleStats() with { PacketsIn2Out = 777 } };
+        await using var second = await ControlServer.StartAsync("127.0.0.1:0", other, null, CancellationToken.None);
+        using var http = new HttpClient { BaseAddress = second.Address, Timeout = TimeSpan.FromSeconds(10) };
+        Assert.Contains("\nnatd_packets_total{direction=\"in2out\"} 777\n", await http.GetStringAsync("/metrics"), StringComparison.Ordinal);
+        Assert.Contains("\nnatd_packets_total{direction=\"in2out\"} 11\n", await _http!.GetStringAsync("/metrics"), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Concurrent_scrapes_run_one_at_a_time_and_each_serves_its_own_snapshot()
+    {
+        var query = new CountingQuery();
+        await using var server = await ControlServer.StartAsync("127.0.0.1:0", query, null, CancellationToken.None);
+        using var http = new HttpClient { BaseAddress = server.Address, Timeout = TimeSpan.FromSeconds(20) };
+        var texts = await Task.WhenAll(Enumerable.Range(0, 6).Select(_ => http.GetStringAsync("/metrics")));
+        Assert.Equal(1, query.MostInFlight);
+        // Scrape k published snapshot k and nothing published in between: each value exactly once.
+        var served = texts.Select(t => System.Text.RegularExpressions.Regex.Match(t, @"\nnatd_packets_total\{direction=""in2out""\} (\d+)\n").Groups[1].Value).Order().ToList();
+        Assert.Equal(Enumerable.Range(1, 6).Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).Order(), served);
+    }
+
+    /// <summary>Snapshot k has k packets in2out; each query takes a while, and the most queries in flight at once is noted.</summary>
+    private sealed class CountingQuery : IDataplaneQuery
+    {
+        private int _calls, _inFlight, _most;
+
+        public int MostInFlight => Volatile.Read(ref _most);
+
+        public async Task<StatsSnapshot> GetStatsAsync(CancellationToken cancellationToken = default)
+        {
+            int now = Interlocked.Increment(ref _inFlight);
+            int most;
+            while (now > (most = Volatile.Read(ref _most)) && Interlocked.CompareExchange(ref _most, now, most) != most)
+            {
+            }
+            int call = Interlocked.Increment(ref _calls);
+            await Task.Delay(30, cancellationToken);
+            Interlocked.Decrement(ref _inFlight);
+            return FakeDataplaneQuery.SampleStats() with { PacketsIn2Out = call };
+        }
+
+        public Task<IReadOnlyList<SessionInfo>> GetSessionsAsync(CancellationToken cancellationToken = default) => throw new NotSupportedException();
+        public Task<IReadOnlyList<ExpectationInfo>> GetExpectationsAsync(CancellationToken cancellationToken = default) => throw new NotSupportedException();
+        public Task<IReadOnlyList<SubscriberInfo>> GetSubscribersAsync(CancellationToken cancellationToken = default) => throw new NotSupportedException();
+        public Task<IReadOnlyList<BlockInfo>> GetBlocksAsync(CancellationToken cancellationToken = default) => throw new NotSupportedException();
     }
 
     [Theory]

@@ -6,6 +6,7 @@ using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
 using Natd.Dataplane.Sessions;
 using Natd.Dataplane.Workers;
+using Natd.Tests.Control;
 using Natd.Tests.Support;
 using static Natd.Tests.Support.CgnatKit;
 using static Natd.Tests.Support.Frames;
@@ -185,7 +186,7 @@ public class CgnatViewsTests
         Assert.Equal([0L, 1, 1, 0, 0, 0, 0, 0], snap.SubscriberPorts);
         Assert.Equal(20, snap.SubscriberPortsSum);
 
-        string metrics = MetricsFormatter.Format(snap);
+        string metrics = MetricsText.Of(snap);
         Assert.Contains("\nnatd_subscribers 2\n", metrics, StringComparison.Ordinal);
         Assert.Contains("\nnatd_port_blocks_in_use{external=\"198.51.100.1\"} 3\n", metrics, StringComparison.Ordinal);
         Assert.Contains("\nnatd_subscriber_ports_bucket{le=\"16\"} 1\n", metrics, StringComparison.Ordinal);

@@ -3,6 +3,7 @@ using Natd.Control.Daemon;
 using Natd.Dataplane.Counters;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Sessions;
+using Natd.Tests.Control;
 using Natd.Tests.Support;
 using Natd.Dataplane.Workers;
 using Xunit;
@@ -107,7 +108,7 @@ public sealed class CounterTableTests
         Assert.Equal(1, snap.SessionsSwept);
         Assert.Equal(1, snap.SessionsCreated);
 
-        string metrics = MetricsFormatter.Format(snap);
+        string metrics = MetricsText.Of(snap);
         Assert.Contains("\nnatd_handoff_drops_total 7\n", metrics, StringComparison.Ordinal);
         Assert.Contains("\nnatd_sessions_swept_total 1\n", metrics, StringComparison.Ordinal);
 

@@ -27,7 +27,7 @@ public class PromtoolTests
     [Fact]
     public void A_full_snapshot_passes_promtool()
     {
-        string text = MetricsFormatter.Format(FakeDataplaneQuery.SampleStats());
+        string text = MetricsText.Of(FakeDataplaneQuery.SampleStats());
         Assert.Contains("natd_rule_hits_total{rule=\"vpn-isakmp\"} 12\n", text, StringComparison.Ordinal);
         Assert.Contains("natd_ports_in_use{address=\"198.51.100.1\",protocol=\"tcp\"} 2\n", text, StringComparison.Ordinal);
         Assert.Contains("natd_poller_busy_ratio 0.125\n", text, StringComparison.Ordinal);
@@ -37,7 +37,7 @@ public class PromtoolTests
     [Fact]
     public void An_idle_natd_passes_promtool()
     {
-        AssertClean(MetricsFormatter.Format(new StatsSnapshot
+        AssertClean(MetricsText.Of(new StatsSnapshot
         {
             Drops = new Dictionary<string, long>(),
             Sessions = new Dictionary<string, long>(),

@@ -1,8 +1,10 @@
+using Natd.Control.Daemon;
 using Natd.Dataplane.Actors;
 using Natd.Dataplane.Io;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
 using Natd.Dataplane.Workers;
+using Natd.Tests.Control;
 using Natd.Tests.Support;
 using static Natd.Tests.Support.Frames;
 using Natd.Dataplane.Sessions;
@@ -66,6 +68,55 @@ public class PollerActorTests
         Assert.False(no.Applied);
         Assert.Contains("restart", no.Reason);
         Assert.Equal(30, engine.Settings.Timeouts.Udp);
+    }
+
+    [Fact]
+    public async Task Each_batch_is_one_sample_of_the_poller_histograms_in_metrics()
+    {
+        var settings = EngineHarness.LabSettings();
+        var engine = new NatEngine(settings, MacAddress.Read(GatewayInsideMac), MacAddress.Read(GatewayOutsideMac), new EngineOptions { Seed = 3 });
+        engine.Learn(Side.Inside, Ipv4.Parse("10.0.0.2"), MacAddress.Read(InsideHostMac));
+        engine.Learn(Side.Outside, Ipv4.Parse("198.51.100.2"), MacAddress.Read(OutsideHostMac));
+        using var inside = new ConcurrentPort("in", MacAddress.Read(GatewayInsideMac));
+        using var outside = new ConcurrentPort("out", MacAddress.Read(GatewayOutsideMac));
+        var stats = new PollerStats(engine.Counters.Table);
+        await using var system = ActorSystem.Create("t");
+        system.ActorOf(Props.Create(() => new PollerActor(engine, inside, outside, new PollerOptions { BatchSize = 8, IdleWaitMilliseconds = 1 }, stats)), "poller");
+
+        // One frame at a time, the next only once the last is out: every batch with frames has exactly one.
+        const int batches = 12;
+        var wall = System.Diagnostics.Stopwatch.StartNew();
+        for (int i = 0; i < batches; i++)
+        {
+            inside.Inject(Udp("10.0.0.2", 41000 + i, "198.51.100.2", 53));
+            Assert.Single(await Collect(outside, 1));
+        }
+        var handle = new PollerHandle(null!, engine.ReadView, stats);
+        var deadline = DateTime.UtcNow + Limit;
+        while (DataplaneQuery.Snapshot([handle]).BatchLatency.Count < batches && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(5); // the last batch records after its flush, a moment after its frame left
+        }
+
+        StatsSnapshot snap = DataplaneQuery.Snapshot([handle]);
+        double wallSeconds = wall.Elapsed.TotalSeconds;
+        Assert.Equal(batches, stats.Batches);
+        string text = MetricsText.Of(snap);
+        foreach (string name in (string[])["natd_poller_batch_received_frames", "natd_poller_batch_transmitted_frames"])
+        {
+            Assert.Contains($"\n{name}_bucket{{le=\"0\"}} 0\n", text, StringComparison.Ordinal);
+            Assert.Contains($"\n{name}_bucket{{le=\"1\"}} {batches}\n", text, StringComparison.Ordinal);
+            Assert.Contains($"\n{name}_bucket{{le=\"+Inf\"}} {batches}\n", text, StringComparison.Ordinal);
+            Assert.Contains($"\n{name}_sum {batches}\n", text, StringComparison.Ordinal);
+            Assert.Contains($"\n{name}_count {batches}\n", text, StringComparison.Ordinal);
+        }
+        Assert.Contains($"\nnatd_poller_batch_latency_seconds_count {batches}\n", text, StringComparison.Ordinal);
+        Assert.Contains($"\nnatd_poller_batch_latency_seconds_bucket{{le=\"+Inf\"}} {batches}\n", text, StringComparison.Ordinal);
+        // Every batch took some time, all of them inside the test's own span.
+        var sum = System.Text.RegularExpressions.Regex.Match(text, @"\nnatd_poller_batch_latency_seconds_sum (\S+)\n");
+        Assert.True(sum.Success);
+        double seconds = double.Parse(sum.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(seconds, double.Epsilon, wallSeconds);
     }
 
     private static async Task<List<byte[]>> Collect(ConcurrentPort port, int count)

@@ -1,13 +1,18 @@
 using System.Globalization;
 using System.Text;
 using System.Text.RegularExpressions;
+using System.Diagnostics;
 using Natd.Control.Api;
+using Natd.Dataplane.Counters;
 using Natd.Dataplane.Nat;
 
 namespace Natd.Tests.Control;
 
-public partial class MetricsFormatterTests
+public partial class MetricsExporterTests
 {
+    private static readonly string[] BatchHistogramNames =
+        ["natd_poller_batch_received_frames", "natd_poller_batch_transmitted_frames", "natd_poller_batch_latency_seconds"];
+
     private sealed record Family(string Name, string Type, string Help, List<(Dictionary<string, string> Labels, double Value)> Samples);
 
     [GeneratedRegex("""^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|NaN|[+-]Inf)$""")]
@@ -122,7 +127,7 @@ public partial class MetricsFormatterTests
     public void Every_sample_equals_the_snapshot()
     {
         var s = FakeDataplaneQuery.SampleStats();
-        var f = ParseExposition(MetricsFormatter.Format(s));
+        var f = ParseExposition(MetricsText.Of(s));
 
         Assert.Equal(s.PacketsIn2Out, Value(f, "natd_packets_total", "direction", "in2out"));
         Assert.Equal(s.PacketsOut2In, Value(f, "natd_packets_total", "direction", "out2in"));
@@ -181,7 +186,7 @@ public partial class MetricsFormatterTests
             "natd_port_blocks_in_use", "natd_port_blocks_capacity", "natd_subscribers"];
         foreach (var fam in f.Values)
         {
-            if (fam.Name == "natd_subscriber_ports")
+            if (fam.Name == "natd_subscriber_ports" || BatchHistogramNames.Contains(fam.Name))
             {
                 Assert.Equal("histogram", fam.Type);
             }
@@ -208,7 +213,7 @@ public partial class MetricsFormatterTests
             SubscriberPorts = [1, 2, 0, 1, 0, 0, 0, 2],
             SubscriberPortsSum = 40_100,
         };
-        var f = ParseExposition(MetricsFormatter.Format(s));
+        var f = ParseExposition(MetricsText.Of(s));
         Assert.Equal(6, Value(f, "natd_subscribers"));
         Assert.Equal(2, f["natd_port_blocks_in_use"].Samples.Count);
         Assert.Equal(120, Value(f, "natd_port_blocks_in_use", "external", "198.51.100.1"));
@@ -218,7 +223,7 @@ public partial class MetricsFormatterTests
         var buckets = f["natd_subscriber_ports"].Samples.Where(x => x.Labels.ContainsKey("le")).ToList();
         Assert.Equal(["0", "16", "64", "256", "1024", "4096", "16384", "+Inf"], buckets.Select(b => b.Labels["le"]));
         Assert.Equal([1.0, 3, 3, 4, 4, 4, 4, 6], buckets.Select(b => b.Value));
-        string text = MetricsFormatter.Format(s);
+        string text = MetricsText.Of(s);
         Assert.Contains("\nnatd_subscriber_ports_sum 40100\n", text, StringComparison.Ordinal);
         Assert.Contains("\nnatd_subscriber_ports_count 6\n", text, StringComparison.Ordinal);
         // The per-subscriber limits' refusals are drop reasons like any other.
@@ -237,7 +242,7 @@ public partial class MetricsFormatterTests
             Sessions = new Dictionary<string, long>(),
             Gateway = new Dictionary<string, long>(),
         };
-        var f = ParseExposition(MetricsFormatter.Format(s));
+        var f = ParseExposition(MetricsText.Of(s));
         Assert.Equal(DropReasons.Count, f["natd_drops_total"].Samples.Count);
         Assert.Equal(4, Value(f, "natd_drops_total", "reason", "no-session"));
         Assert.Equal(0, Value(f, "natd_drops_total", "reason", "bad-ip-checksum"));
@@ -254,7 +259,7 @@ public partial class MetricsFormatterTests
             Sessions = new Dictionary<string, long> { ["gre"] = 3 },
             Gateway = new Dictionary<string, long> { ["a\"b"] = 1 },
         };
-        string text = MetricsFormatter.Format(s);
+        string text = MetricsText.Of(s);
         Assert.Contains("natd_drops_total{reason=\"odd\\\"reason\\\\x\\ny\"} 2\n", text, StringComparison.Ordinal);
         var f = ParseExposition(text);
         Assert.Equal(2, Value(f, "natd_drops_total", "reason", "odd\"reason\\x\ny"));
@@ -266,6 +271,134 @@ public partial class MetricsFormatterTests
     public void Large_values_are_plain_digits()
     {
         var s = FakeDataplaneQuery.SampleStats() with { BytesIn2Out = 1_234_567_890_123 };
-        Assert.Contains("natd_bytes_total{direction=\"in2out\"} 1234567890123\n", MetricsFormatter.Format(s), StringComparison.Ordinal);
+        Assert.Contains("natd_bytes_total{direction=\"in2out\"} 1234567890123\n", MetricsText.Of(s), StringComparison.Ordinal);
+    }
+
+    /// <summary>Cumulative (le, count) pairs of a histogram family, in the order served.</summary>
+    private static List<(string Le, double Count)> Buckets(Dictionary<string, Family> f, string name)
+        => f[name].Samples.Where(x => x.Labels.ContainsKey("le")).Select(x => (x.Labels["le"], x.Value)).ToList();
+
+    [Fact]
+    public void Batch_histograms_have_exact_buckets_sum_and_count()
+    {
+        var rng = new Random(7);
+        var shards = new[] { new BatchHistograms(new CounterTable(NatCounters.Schema)), new BatchHistograms(new CounterTable(NatCounters.Schema)) };
+        var received = new List<long>();
+        var latency = new List<long>();
+        for (int i = 0; i < 5000; i++)
+        {
+            long rx = rng.Next(0, 4) == 0 ? rng.Next(0, 3) : rng.Next(0, 700); // many small batches, some above 512
+            long ticks = (long)Math.Exp(rng.NextDouble() * Math.Log(Stopwatch.Frequency / 5.0)); // 1 tick .. 200 ms
+            shards[i % 2].Record(rx, rx / 2, ticks);
+            received.Add(rx);
+            latency.Add(ticks);
+        }
+        var snap = FakeDataplaneQuery.SampleStats() with
+        {
+            BatchReceived = BatchHistograms.NewFrameTotals(),
+            BatchTransmitted = BatchHistograms.NewFrameTotals(),
+            BatchLatency = BatchHistograms.NewLatencyTotals(),
+        };
+        foreach (var h in shards)
+        {
+            h.AddTo(snap.BatchReceived, snap.BatchTransmitted, snap.BatchLatency);
+        }
+        string text = MetricsText.Of(snap);
+        var f = ParseExposition(text);
+
+        var rxBuckets = Buckets(f, "natd_poller_batch_received_frames");
+        Assert.Equal(BatchHistograms.FrameBounds.Select(b => b.ToString(CultureInfo.InvariantCulture)).Append("+Inf"), rxBuckets.Select(b => b.Le));
+        for (int i = 0; i < BatchHistograms.FrameBounds.Length; i++)
+        {
+            Assert.Equal(received.Count(v => v <= BatchHistograms.FrameBounds[i]), rxBuckets[i].Count);
+        }
+        Assert.Equal(received.Count, rxBuckets[^1].Count);
+        Assert.Contains($"\nnatd_poller_batch_received_frames_sum {received.Sum()}\n", text, StringComparison.Ordinal);
+        Assert.Contains($"\nnatd_poller_batch_received_frames_count {received.Count}\n", text, StringComparison.Ordinal);
+        Assert.Contains($"\nnatd_poller_batch_transmitted_frames_sum {received.Sum(v => v / 2)}\n", text, StringComparison.Ordinal);
+
+        var latencyBuckets = Buckets(f, "natd_poller_batch_latency_seconds");
+        Assert.Equal(["1e-06", "2.5e-06", "5e-06", "1e-05", "2.5e-05", "5e-05", "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.1", "+Inf"],
+            latencyBuckets.Select(b => b.Le));
+        for (int i = 0; i < BatchHistograms.LatencyTickBounds.Length; i++)
+        {
+            Assert.Equal(latency.Count(v => v <= BatchHistograms.LatencyTickBounds[i]), latencyBuckets[i].Count);
+        }
+        var sum = Regex.Match(text, @"\nnatd_poller_batch_latency_seconds_sum (\S+)\n");
+        Assert.Equal((double)latency.Sum() / Stopwatch.Frequency, double.Parse(sum.Groups[1].Value, CultureInfo.InvariantCulture), 9);
+    }
+
+    [Fact]
+    public void A_total_below_the_published_one_restarts_the_series_instead_of_freezing_it()
+    {
+        using var exporter = new MetricsExporter(processMetrics: false);
+        var s = FakeDataplaneQuery.SampleStats();
+        exporter.Publish(s with { PacketsIn2Out = 1000 });
+        Assert.Equal(1000, Value(ParseExposition(MetricsText.Export(exporter)), "natd_packets_total", "direction", "in2out"));
+        exporter.Publish(s with { PacketsIn2Out = 40 });
+        Assert.Equal(40, Value(ParseExposition(MetricsText.Export(exporter)), "natd_packets_total", "direction", "in2out"));
+        exporter.Publish(s with { PacketsIn2Out = 45 });
+        Assert.Equal(45, Value(ParseExposition(MetricsText.Export(exporter)), "natd_packets_total", "direction", "in2out"));
+    }
+
+    [Fact]
+    public void Series_whose_label_left_the_snapshot_are_removed_and_pinned_ones_stay()
+    {
+        using var exporter = new MetricsExporter(processMetrics: false);
+        var s = FakeDataplaneQuery.SampleStats();
+        exporter.Publish(s);
+        var before = ParseExposition(MetricsText.Export(exporter));
+        Assert.Equal(2, before["natd_rule_hits_total"].Samples.Count);
+        Assert.Equal(4, before["natd_ports_in_use"].Samples.Count);
+
+        // A reload removed rule-2 and pool address .3; the snapshot no longer names a drop reason at all.
+        exporter.Publish(s with
+        {
+            RuleHits = new Dictionary<string, long> { ["vpn-isakmp"] = 13 },
+            PortUsage = [.. s.PortUsage.Where(u => u.ExternalAddress != "198.51.100.3")],
+            Drops = new Dictionary<string, long>(),
+            Sessions = new Dictionary<string, long>(),
+        });
+        var after = ParseExposition(MetricsText.Export(exporter));
+        Assert.Equal(13, Value(after, "natd_rule_hits_total", "rule", "vpn-isakmp"));
+        Assert.Single(after["natd_rule_hits_total"].Samples);
+        Assert.Equal(3, after["natd_ports_in_use"].Samples.Count);
+        Assert.Equal(3, after["natd_ports_capacity"].Samples.Count);
+        Assert.Equal(DropReasons.Count, after["natd_drops_total"].Samples.Count);
+        Assert.Equal(0, Value(after, "natd_sessions", "protocol", "tcp"));
+    }
+
+    [Fact]
+    public void Subscriber_ports_follow_the_snapshot_down()
+    {
+        using var exporter = new MetricsExporter(processMetrics: false);
+        var s = FakeDataplaneQuery.SampleStats();
+        exporter.Publish(s with { Subscribers = 6, SubscriberPorts = [1, 2, 0, 1, 0, 0, 0, 2], SubscriberPortsSum = 40_100 });
+        exporter.Publish(s with { Subscribers = 1, SubscriberPorts = [0, 1, 0, 0, 0, 0, 0, 0], SubscriberPortsSum = 9 });
+        string text = MetricsText.Export(exporter);
+        var f = ParseExposition(text);
+        Assert.Equal([0.0, 1, 1, 1, 1, 1, 1, 1], Buckets(f, "natd_subscriber_ports").Select(b => b.Count));
+        Assert.Contains("\nnatd_subscriber_ports_sum 9\n", text, StringComparison.Ordinal);
+        Assert.Contains("\nnatd_subscriber_ports_count 1\n", text, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(new long[] { 1, 2, 0, 1, 0, 0, 0, 2 }, 40_100)]
+    [InlineData(new long[] { 0, 3, 0, 0, 0, 0, 0, 0 }, 48)]
+    [InlineData(new long[] { 0, 3, 0, 0, 0, 0, 0, 0 }, 3)]
+    [InlineData(new long[] { 5, 0, 7, 0, 0, 1, 0, 0 }, 7 * 17 + 1025)]
+    [InlineData(new long[] { 5, 0, 7, 0, 0, 1, 0, 0 }, 7 * 64 + 4096)]
+    public void A_total_spreads_over_buckets_keeping_each_sample_in_its_bucket(long[] counts, long total)
+    {
+        var t = new HistogramTotals(Array.ConvertAll(SubscriberPorts.PortBuckets, b => (long)b), 1);
+        counts.CopyTo(t.Counts, 0);
+        MetricsExporter.SpreadSum(t, total);
+        Assert.Equal(total, t.Sums.Sum());
+        for (int i = 0; i < counts.Length; i++)
+        {
+            long low = i == 0 ? 0 : t.RawBounds[i - 1] + 1;
+            long most = counts[i] == 0 ? 0 : i < t.RawBounds.Length ? counts[i] * t.RawBounds[i] : long.MaxValue; // +Inf has no top
+            Assert.InRange(t.Sums[i], counts[i] * low, most);
+        }
     }
 }
