@@ -110,6 +110,8 @@ public sealed record StatsSnapshot
     public long SubscriberPortsSum { get; init; }
     /// <summary>Per interface: frames the kernel dropped before natd read them (ring full) and frames natd could not queue for transmission.</summary>
     public IReadOnlyList<PortCounters> Ports { get; init; } = [];
+    /// <summary>PCP and NAT-PMP requests by result label (<see cref="Pcp.PcpOutcomes.Label"/>: "success", "user-ex-quota", "natpmp-success", "rate-limited", ...), every label present.</summary>
+    public IReadOnlyDictionary<string, long> PcpRequests { get; init; } = new Dictionary<string, long>();
 }
 
 /// <summary>Counters of one interface, summed over its pollers' ports.</summary>

@@ -17,6 +17,7 @@ public static class MetricsFormatter
 
     private static readonly string[] Protocols = ["tcp", "udp", "icmp"];
     private static readonly string[] FragmentOutcomes = ["translated", "held", "released", "routed"];
+    private static readonly string[] PcpResults = [.. Enum.GetValues<Natd.Dataplane.Pcp.PcpOutcome>().Select(Natd.Dataplane.Pcp.PcpOutcomes.Label)];
     private static readonly string[] States = ["tcp-established", "tcp-transitory", "udp", "icmp"];
 
     /// <summary>Formats every natd metric family from one snapshot.</summary>
@@ -135,6 +136,12 @@ public static class MetricsFormatter
         foreach (string outcome in FragmentOutcomes)
         {
             Sample(sb, "natd_fragments_total", "outcome", outcome, stats.Fragments.GetValueOrDefault(outcome));
+        }
+
+        Family(sb, "natd_pcp_requests_total", "counter", "Datagrams to the PCP server (RFC 6887, NAT-PMP RFC 6886) by result: the PCP result code sent (success, unsupp-version, not-authorized, malformed-request, unsupp-opcode, unsupp-option, malformed-option, network-failure, no-resources, unsupp-protocol, user-ex-quota, cannot-provide-external, address-mismatch, excessive-remote-peers), the NAT-PMP one (natpmp-success, natpmp-not-authorized, natpmp-out-of-resources, natpmp-unsupp-opcode), or silence (rate-limited, dropped, natpmp-malformed).");
+        foreach (string result in PcpResults)
+        {
+            Sample(sb, "natd_pcp_requests_total", "result", result, stats.PcpRequests.GetValueOrDefault(result));
         }
 
         Family(sb, "natd_handoffs_total", "counter", "Frames handed from the poller that received them to the poller that owns their flow.");
