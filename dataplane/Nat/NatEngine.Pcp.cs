@@ -139,16 +139,17 @@ public sealed partial class NatEngine
     private int AnswerPcp(Span<byte> msg, int requestLength, uint source, out PcpOutcome outcome)
     {
         Span<byte> request = msg[..requestLength];
+        uint epoch = PcpEpoch(); // the first datagram starts the epoch when nothing else did
         switch (PcpCodec.ParseRequest(request, out PcpRequest rq, out PcpResultCode error))
         {
             case PcpCodec.Parse.Silent:
                 outcome = PcpOutcome.Dropped;
                 return -1;
             case PcpCodec.Parse.NatPmp:
-                return AnswerNatPmp(msg, requestLength, source, out outcome);
+                return AnswerNatPmp(msg, requestLength, source, epoch, out outcome);
             case PcpCodec.Parse.Error:
                 outcome = PcpOutcomes.Of(error);
-                return PcpCodec.WriteResponse(msg, requestLength, rq.Opcode, error, 0, PcpEpoch());
+                return PcpCodec.WriteResponse(msg, requestLength, rq.Opcode, error, 0, epoch);
         }
         int body = rq.Opcode == PcpWire.OpMap ? PcpWire.MapLength : rq.Opcode == PcpWire.OpPeer ? PcpWire.PeerLength : PcpWire.HeaderLength;
         int echoed = body + rq.OptionsLength;
@@ -170,7 +171,7 @@ public sealed partial class NatEngine
             }
         }
         outcome = PcpOutcomes.Of(code);
-        int n = PcpCodec.WriteResponse(msg, echoed, rq.Opcode, code, lifetime, PcpEpoch());
+        int n = PcpCodec.WriteResponse(msg, echoed, rq.Opcode, code, lifetime, epoch);
         if (assigned && code == PcpResultCode.Success)
         {
             PcpCodec.WriteAssigned(msg, externalPort, external);
@@ -555,9 +556,8 @@ public sealed partial class NatEngine
     /// a nonce. Lifetime 0 deletes; with internal port 0 too, every mapping of the host for that
     /// protocol (section 3.4).
     /// </summary>
-    private int AnswerNatPmp(Span<byte> msg, int requestLength, uint source, out PcpOutcome outcome)
+    private int AnswerNatPmp(Span<byte> msg, int requestLength, uint source, uint epoch, out PcpOutcome outcome)
     {
-        uint epoch = PcpEpoch();
         switch (NatPmpCodec.ParseRequest(msg[..requestLength], out NatPmpRequest rq))
         {
             case NatPmpCodec.Parse.Silent:
@@ -851,7 +851,7 @@ public sealed partial class NatEngine
             }
             if (lost && next.Pcp.Enabled)
             {
-                StartEpoch(_now);
+                StartEpoch(-1); // counts from the next clock the engine sees (a reload carries none)
             }
         }
         CreatePcp(next);
