@@ -233,10 +233,9 @@ public sealed partial class NatEngine
 
     /// <summary>
     /// MAP (RFC 6887 section 11): create, refresh or (lifetime 0) delete the mapping of (protocol,
-    /// <paramref name="inside"/>, internal port). A refresh or delete must carry the nonce that made
-    /// the mapping (else NOT_AUTHORIZED); a delete of a mapping that does not exist succeeds
+    /// <paramref name="inside"/>, internal port). A delete of a mapping that does not exist succeeds
     /// (section 15). Protocol 0 (all protocols) is UNSUPP_PROTOCOL, as is any protocol but TCP and
-    /// UDP; internal port 0 (all ports) NOT_AUTHORIZED.
+    /// UDP; internal port 0 (all ports) NOT_AUTHORIZED. The nonce: see <see cref="NonceAllows"/>.
     /// </summary>
     private PcpResultCode PcpMap(ref PcpRequest rq, ReadOnlySpan<byte> nonce, uint inside, out uint external, out ushort externalPort,
         out uint lifetime, out bool assigned)
@@ -250,7 +249,7 @@ public sealed partial class NatEngine
         byte proto = rq.Protocol;
         if (rq.Lifetime == 0)
         {
-            return PcpDelete(table, proto, inside, rq.InternalPortRaw, n0, n1, n2, out external, out externalPort, out assigned);
+            return PcpDelete(table, proto, inside, rq.InternalPortRaw, n0, n1, n2, rq.HasThirdParty, out external, out externalPort, out assigned);
         }
         if (proto is not (IpProtocol.Tcp or IpProtocol.Udp))
         {
@@ -272,7 +271,7 @@ public sealed partial class NatEngine
         if (m >= 0)
         {
             ref PcpMapping e = ref table[m];
-            if (e.Nonce0 != n0 || e.Nonce1 != n1 || e.Nonce2 != n2)
+            if (!NonceAllows(ref e, n0, n1, n2, rq.HasThirdParty))
             {
                 lifetime = 0;
                 return PcpResultCode.NotAuthorized; // another client's mapping (section 11.3)
@@ -299,8 +298,21 @@ public sealed partial class NatEngine
         return PcpResultCode.Success;
     }
 
+    /// <summary>
+    /// Whether a refresh or delete of mapping <paramref name="e"/> with nonce (n0, n1, n2) may go
+    /// on. RFC 6887 section 11.3 asks for the nonce that made the mapping; natd asks it of a
+    /// THIRD_PARTY request (or a NAT-PMP-made mapping's PCP refresh, which has none to show), and
+    /// takes a request from the mapping's own internal host (its address proven by the source
+    /// check and ADDRESS_MISMATCH, its internal port bound by one application) with any nonce,
+    /// which then becomes the mapping's. Why: a client that lost its nonce (libpcp's pcpnatpmpc
+    /// draws one per run; an application that restarted) could otherwise neither refresh nor
+    /// delete its own mapping, only wait for it to lapse.
+    /// </summary>
+    private static bool NonceAllows(ref PcpMapping e, uint n0, uint n1, uint n2, bool thirdParty)
+        => (e.Nonce0 == n0 && e.Nonce1 == n1 && e.Nonce2 == n2) || (!thirdParty && !e.NatPmp);
+
     /// <summary>A MAP with lifetime 0 (RFC 6887 section 15): one mapping, or with protocol or port 0 every mapping of the host that carries the nonce.</summary>
-    private PcpResultCode PcpDelete(PcpMappings table, byte proto, uint inside, ushort portRaw, uint n0, uint n1, uint n2,
+    private PcpResultCode PcpDelete(PcpMappings table, byte proto, uint inside, ushort portRaw, uint n0, uint n1, uint n2, bool thirdParty,
         out uint external, out ushort externalPort, out bool assigned)
     {
         external = 0;
@@ -324,7 +336,7 @@ public sealed partial class NatEngine
             return PcpResultCode.Success;
         }
         ref PcpMapping found = ref table[m];
-        if (found.Nonce0 != n0 || found.Nonce1 != n1 || found.Nonce2 != n2)
+        if (!NonceAllows(ref found, n0, n1, n2, thirdParty))
         {
             return PcpResultCode.NotAuthorized;
         }

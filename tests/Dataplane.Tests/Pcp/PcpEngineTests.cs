@@ -94,14 +94,32 @@ public class PcpEngineTests
     }
 
     [Fact]
-    public void Refresh_or_delete_with_another_nonce_is_NOT_AUTHORIZED()
+    public void A_third_party_refresh_or_delete_with_another_nonce_is_NOT_AUTHORIZED()
+    {
+        var h = Harness(p => p with { ThirdParty = true });
+        MapPort(h, IpProtocol.Udp, 5000, from: "10.0.0.3");
+        const string other = "ffffffffffffffffffffffff";
+        string tp = ThirdParty("10.0.0.3");
+        Assert.Equal(PcpResultCode.NotAuthorized, Result(Ask(h, Hex(Map(3600, Host, IpProtocol.Udp, 5000, options: tp, nonce: other)))!));
+        Assert.Equal(PcpResultCode.NotAuthorized, Result(Ask(h, Hex(Map(0, Host, IpProtocol.Udp, 5000, options: tp, nonce: other)))!));
+        Assert.Equal(1, h.Engine.PcpTable!.Count);
+        // With the mapping's nonce the third party may.
+        Assert.Equal(PcpResultCode.Success, Result(Ask(h, Hex(Map(0, Host, IpProtocol.Udp, 5000, options: tp)))!));
+        Assert.Equal(0, h.Engine.PcpTable!.Count);
+    }
+
+    [Fact]
+    public void The_hosts_own_refresh_and_delete_with_a_new_nonce_are_taken_and_the_nonce_replaced()
     {
         var h = Harness();
-        MapPort(h, IpProtocol.Udp, 5000);
+        int port = MapPort(h, IpProtocol.Udp, 5000);
         const string other = "ffffffffffffffffffffffff";
-        Assert.Equal(PcpResultCode.NotAuthorized, Result(Ask(h, Hex(Map(3600, Host, IpProtocol.Udp, 5000, nonce: other)))!));
-        Assert.Equal(PcpResultCode.NotAuthorized, Result(Ask(h, Hex(Map(0, Host, IpProtocol.Udp, 5000, nonce: other)))!));
-        Assert.Equal(1, h.Engine.PcpTable!.Count);
+        Assert.Equal(port, MapPort(h, IpProtocol.Udp, 5000, nonce: other)); // a client restarted: same mapping
+        var list = new List<PcpMappingInfo>();
+        h.Engine.CollectPcpMappings(list, h.Now);
+        Assert.Equal(other, Assert.Single(list).Nonce);
+        Assert.Equal(PcpResultCode.Success, Result(Ask(h, Hex(Map(0, Host, IpProtocol.Udp, 5000, nonce: Nonce)))!));
+        Assert.Equal(0, h.Engine.PcpTable!.Count);
     }
 
     [Fact]
