@@ -195,6 +195,19 @@ public class PcpEngineTests
     }
 
     [Fact]
+    public void Mappings_count_against_the_subscribers_port_and_session_limits()
+    {
+        var h = Harness(more: s => s with { Cgnat = new CgnatSettings { Limits = new SubscriberLimits(Sessions: 1, Ports: 2) } });
+        int port = MapPort(h, IpProtocol.Udp, 5000, 30000);            // port 1 of 2 (suggested)
+        h.Out(Udp(Host, 7000, Remote, 53));                            // port 2 of 2, session 1 of 1
+        Assert.Equal(PcpResultCode.UserExQuota, Result(Ask(h, Hex(Map(3600, Host, IpProtocol.Udp, 5001)))!));
+        Assert.Equal(PcpResultCode.CannotProvideExternal, Result(Ask(h, Hex(Map(3600, Host, IpProtocol.Udp, 5002, 30002, options: PreferFailure)))!));
+        // An inbound session on the mapping would be the subscriber's second.
+        Assert.Equal(Verdict.Drop, Inbound(h, port, out _));
+        Assert.Equal(DropReason.SubscriberSessionLimit, h.LastDrop);
+    }
+
+    [Fact]
     public void Requests_over_the_subscribers_rate_are_dropped_and_counted()
     {
         var h = Harness(p => p with { RequestsPerSecond = 3 });
