@@ -29,6 +29,12 @@ wanted=(
   "strongswan-charon:/usr/lib/ipsec/charon"
   "strongswan-swanctl:swanctl"
   "libcharon-extra-plugins:/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so"
+  # PCP end-to-end test: libnatpmp's NAT-PMP client, and the toolchain that builds Cisco's libpcp
+  # client (pcpnatpmpc) from ../shared/tools/libpcp (tests/EndToEnd.Tests/PcpClients.cs).
+  "natpmpc:natpmpc"
+  "cmake:cmake"
+  "gcc:gcc"
+  "make:make"
 )
 
 have_command() {

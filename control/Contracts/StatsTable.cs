@@ -82,6 +82,14 @@ internal static class StatsTable
                 lines.Add(new("fragments " + kv.Key, kv.Value));
             }
         }
+        // PCP results, like drops, once they are not zero (a gateway without PCP shows none).
+        foreach (var kv in Sorted(s.PcpRequests))
+        {
+            if (kv.Value != 0)
+            {
+                lines.Add(new("pcp " + kv.Key, kv.Value));
+            }
+        }
         lines.Add(new("handoffs", s.Handoffs));
         lines.Add(new("handoff drops", s.HandoffDrops));
         lines.Add(new("nat events dropped", s.EventsDropped));

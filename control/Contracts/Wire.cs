@@ -88,6 +88,8 @@ internal sealed record StatsRow
     public PortBlocksRow[] PortBlocks { get; init; } = [];
     /// <summary>Per interface: frames received, transmitted, dropped by the kernel (ring full) and refused by a full transmit ring.</summary>
     public PortCountersRow[] Ports { get; init; } = [];
+    /// <summary>PCP and NAT-PMP requests by result (natd_pcp_requests_total's labels).</summary>
+    public Dictionary<string, long> PcpRequests { get; init; } = [];
 }
 
 /// <summary>Counters of one interface, summed over its pollers' ports.</summary>

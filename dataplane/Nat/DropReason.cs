@@ -125,6 +125,12 @@ public enum DropReason : byte
     FragmentOfDroppedDatagram,
     /// <summary>A fragment that came before its datagram's first while the shard's held-frame pool was full (<see cref="FragmentTable.HeldCapacity"/>); its datagram is refused.</summary>
     FragmentHoldFull,
+    /// <summary>A datagram to the PCP server that RFC 6887 section 8.3 (or RFC 6886) says to ignore: shorter than 2 bytes, a response, a NAT-PMP request too short for its opcode, or a bad UDP checksum.</summary>
+    PcpIgnored,
+    /// <summary>A PCP or NAT-PMP request over the subscriber's <c>pcp.requests-per-second</c>: dropped silently.</summary>
+    PcpRateLimited,
+    /// <summary>Inbound to a PCP mapping from a remote none of its FILTERs admit (RFC 6887 section 13.3).</summary>
+    PcpFiltered,
 }
 
 /// <summary>Names for <see cref="DropReason"/>.</summary>

@@ -23,7 +23,10 @@ public sealed class NatCounters
     /// <summary>First slot of ALG frames by kind; rewrites, refused and lost follow, <see cref="AlgKinds"/> each.</summary>
     public static readonly int AlgBase = DropBase + DropReasons.Count;
 
-    private static int SlotCount => AlgBase + 4 * AlgKinds;
+    /// <summary>First slot of the PCP server's requests by <see cref="Pcp.PcpOutcome"/>.</summary>
+    public static readonly int PcpBase = AlgBase + 4 * AlgKinds;
+
+    private static int SlotCount => PcpBase + Pcp.PcpOutcomes.Count;
 
     /// <summary>The name table every shard's counters share.</summary>
     public static readonly CounterSchema Schema = BuildSchema();
@@ -49,6 +52,10 @@ public sealed class NatCounters
                 string alg = k == 0 ? "none" : NatEngine.AlgName((AlgKind)k);
                 d.Add(new CounterDeclaration(AlgBase + e * AlgKinds + k, "alg", alg + "/" + events[e], help[e]));
             }
+        }
+        for (int o = 0; o < Pcp.PcpOutcomes.Count; o++)
+        {
+            d.Add(new CounterDeclaration(PcpBase + o, "pcp", Pcp.PcpOutcomes.Label((Pcp.PcpOutcome)o), "PCP and NAT-PMP requests, by result."));
         }
         return new CounterSchema(d);
     }

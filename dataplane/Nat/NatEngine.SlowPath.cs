@@ -26,6 +26,8 @@ internal enum FlowOpener : byte
     Expectation,
     /// <summary>Out2in: a port forward, after the inbound rules (a new TCP connection must open with a SYN).</summary>
     Forward,
+    /// <summary>Out2in: a PCP or NAT-PMP mapping (RFC 6887 section 11) whose FILTERs admit the remote, after the inbound rules.</summary>
+    Pcp,
     /// <summary>Out2in: another session on an existing mapping, if filtering allows (RFC 4787 REQ-8; endpoint- or address-dependent only).</summary>
     Mapping,
     /// <summary>Out2in: addressed to natd itself with nothing open: dropped as <see cref="DropReason.ToGateway"/>.</summary>
@@ -57,6 +59,7 @@ public sealed partial class NatEngine
         FlowOpener.Expectation, // an ALG asked for exactly this connection
         FlowOpener.Trigger,     // before forwards: a trigger opened for a host wins the port while active
         FlowOpener.Forward,     // inbound filter, then the forward's backend
+        FlowOpener.Pcp,         // a subscriber's own mapping: its FILTERs, the inbound rules, then a session to it
         FlowOpener.Mapping,     // inbound filter (unless address-and-port-dependent), then a session on a mapping
         FlowOpener.ToGateway,   // nothing opened
     ];
@@ -195,6 +198,12 @@ public sealed partial class NatEngine
                 case FlowOpener.Forward:
                     // The table's opener applies the inbound rules and wants a SYN for a new TCP connection.
                     if (ported && _forwards.TryOpen(p.Key, p.TcpFlags, ref ctx, out s) && s < 0)
+                    {
+                        return Verdict.Drop; // recorded and counted by the context
+                    }
+                    break;
+                case FlowOpener.Pcp:
+                    if (ported && _pcp is { Count: > 0 } && TryOpenPcp(p.Key, p.TcpFlags, ref ctx, out s) && s < 0)
                     {
                         return Verdict.Drop; // recorded and counted by the context
                     }

@@ -296,6 +296,10 @@ public sealed partial class NatEngine
         }
         bool eim = _settings.Mapping == MappingBehaviour.EndpointIndependent;
         int m = eim ? Table.FindMappingByInside(key.Source, key.SourcePort, key.Protocol) : -1;
+        if (m < 0 && _pcp is { Count: > 0 })
+        {
+            m = PcpIn2OutMapping(key); // a mapped endpoint keeps its PCP port whoever it talks to
+        }
         if (m < 0 && _deterministic is not null)
         {
             // RFC 7422: the port comes from the subscriber's fixed range (NatEngine.Deterministic.cs).

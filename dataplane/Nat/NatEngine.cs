@@ -105,6 +105,12 @@ public sealed record EngineOptions
 
     /// <summary>The <see cref="ShardMap"/> seed the pollers steer inside hosts with (the engine's map must agree with theirs).</summary>
     public ulong ShardSeed { get; init; } = ShardMap.DefaultSeed;
+
+    /// <summary>
+    /// When natd started, on the engines' clock (ms): the PCP epoch (RFC 6887 section 8.5) every
+    /// shard counts from, so all give one epoch time. Null: the first clock the engine sees.
+    /// </summary>
+    public long? StartedMs { get; init; }
 }
 
 /// <summary>
@@ -170,6 +176,7 @@ public sealed partial class NatEngine
         _icmp = new IcmpResponder(_addresses, InsideMac, OutsideMac, Counters, _options.IcmpErrorRate);
         _icmpErrors = new IcmpErrorTranslator(Table, _timeoutMs, _addresses, _neighbours, _icmp, Counters);
         CreateFragments(settings);
+        CreatePcp(settings);
         ReadView = new ShardReadView(this);
     }
 
@@ -286,6 +293,10 @@ public sealed partial class NatEngine
                 if (p.IsFragment)
                 {
                     return ctx.Drop(DropReason.Fragment); // hairpinned or to natd itself: not followed
+                }
+                if (IsPcpRequest(p))
+                {
+                    return HandlePcp(slot, ref length, ipSpan, p, flags, ref ctx); // the PCP server (NatEngine.Pcp.cs)
                 }
                 if ((proto is IpProtocol.Tcp or IpProtocol.Udp) && _addresses.InInsideNetworks(src) && (_addresses.PoolIndexOf(dst) >= 0 || _forwards.HasForwardOn(dst)))
                 {
@@ -420,6 +431,7 @@ public sealed partial class NatEngine
         {
             RecheckSessions();
         }
+        ReloadPcp(cur, next, poolChanged);
         if (poolChanged || next.Cgnat != cur.Cgnat)
         {
             RebuildSubscribers(carried, oldPool, legacy);
@@ -647,6 +659,7 @@ public sealed partial class NatEngine
         Table.Ports.DrainQuarantine(nowMs, budget);
         Subscribers?.Sweep(nowMs, budget);
         CheckPoolThreshold(nowMs, budget);
+        SweepPcp(nowMs, budget);
         n += _ipsec.Expire(nowMs, Math.Max(0, budget - n));
         Counters.SessionsSwept += n;
         return n;

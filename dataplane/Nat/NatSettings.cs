@@ -142,4 +142,7 @@ public sealed record NatSettings
 
     /// <summary>Fragment handling: virtual reassembly bounds (RFC 4787 REQ-14).</summary>
     public FragmentSettings Fragments { get; init; } = new();
+
+    /// <summary>The Port Control Protocol server's policy (RFC 6887, NAT-PMP RFC 6886); off by default.</summary>
+    public Pcp.PcpSettings Pcp { get; init; } = new();
 }

@@ -117,6 +117,8 @@ public sealed record StatsSnapshot
     public HistogramTotals BatchTransmitted { get; init; } = BatchHistograms.NewFrameTotals();
     /// <summary>Poll-to-transmit latency per batch (seconds; raw units Stopwatch ticks), summed over pollers since start.</summary>
     public HistogramTotals BatchLatency { get; init; } = BatchHistograms.NewLatencyTotals();
+    /// <summary>PCP and NAT-PMP requests by result label (<see cref="Pcp.PcpOutcomes.Label"/>: "success", "user-ex-quota", "natpmp-success", "rate-limited", ...), every label present.</summary>
+    public IReadOnlyDictionary<string, long> PcpRequests { get; init; } = new Dictionary<string, long>();
 }
 
 /// <summary>Counters of one interface, summed over its pollers' ports.</summary>

@@ -332,6 +332,46 @@ public sealed class SubscriberPorts : ISubscriberAccounting
     }
 
     /// <summary>
+    /// Takes the specific external <paramref name="port"/> (host order) on pool address
+    /// <paramref name="poolIndex"/> for <paramref name="inside"/>, as a PCP client suggested it
+    /// (RFC 6887 section 11.3): only within the subscriber's port limit, on its paired address (or
+    /// pairing it there), with port blocks only inside a block it holds, and only when the port is
+    /// free. Counted as <see cref="Allocate"/> counts; given back with <see cref="Free"/>.
+    /// </summary>
+    /// <returns>False (nothing taken) when any condition fails.</returns>
+    public bool TryTake(uint inside, int poolIndex, int protocolClass, int port, long nowMs)
+    {
+        uint key = _cgn.SubscriberOf(inside);
+        int i = Table.GetOrAdd(key, Limits.NewSessionsPerSecond, nowMs);
+        if (i < 0)
+        {
+            return false;
+        }
+        ref Subscriber s = ref Table[i];
+        int b = _blocks?.BlockOf(poolIndex, port) ?? -1;
+        bool ok = (Limits.Ports == 0 || s.Ports < Limits.Ports)
+            && (s.PoolIndex < 0 || s.PoolIndex == poolIndex)
+            && (_blocks is null || (b >= 0 && _blocks.IsHeld(b) && _blocks.OwnerOf(b) == key))
+            && _table.Ports.TryReserve(poolIndex, protocolClass, port);
+        if (!ok)
+        {
+            Settle(key);
+            return false;
+        }
+        if (s.PoolIndex < 0)
+        {
+            s.PoolIndex = poolIndex;
+            _paired[poolIndex]++;
+        }
+        if (b >= 0)
+        {
+            _blocks!.Use(b, protocolClass, 1);
+        }
+        CountPorts(ref s, 1);
+        return true;
+    }
+
+    /// <summary>
     /// Gives back the port of <paramref name="inside"/>'s ended mapping (or unused reservation): into
     /// its block (the block goes after <c>nat.port-reuse-delay</c> once its last mapping ended), else
     /// to the allocator, through the port quarantine when <paramref name="quarantine"/>.

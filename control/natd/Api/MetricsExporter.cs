@@ -33,10 +33,12 @@ public sealed class MetricsExporter : IDisposable
     private static readonly string[] Protocols = ["tcp", "udp", "icmp"];
     private static readonly string[] FragmentOutcomes = ["translated", "held", "released", "routed"];
     private static readonly string[] States = ["tcp-established", "tcp-transitory", "udp", "icmp"];
+    private static readonly string[] PcpResults = PcpResultLabels();
 
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly IDisposable? _meterAdapter;
 
+    private readonly Series<Counter> _pcpRequests;
     private readonly Series<Counter> _packets, _bytes, _framesReceived, _framesTransmitted, _drops;
     private readonly Series<Gauge> _sessions;
     private readonly Series<Counter> _sessionsCreated, _sessionsDeleted, _sessionsSwept;
@@ -86,6 +88,7 @@ public sealed class MetricsExporter : IDisposable
         _expectations = Counters(f, "natd_expectations_total", "ALG expectations (pinholes for related connections) by event: created, used, expired, refused.", "event");
         _expectationsPending = Gauges(f, "natd_expectations_pending", "ALG expectations waiting for their connection.");
         _fragments = Counters(f, "natd_fragments_total", "IPv4 fragments by outcome (RFC 4787 REQ-14): translated, held until their datagram's first fragment, released when it came, routed to the shard owning the flow; dropped ones are in natd_drops_total (fragment-* reasons).", "outcome", FragmentOutcomes);
+        _pcpRequests = Counters(f, "natd_pcp_requests_total", "Datagrams to the PCP server (RFC 6887, NAT-PMP RFC 6886) by result: the PCP result code sent (success, unsupp-version, not-authorized, malformed-request, unsupp-opcode, unsupp-option, malformed-option, network-failure, no-resources, unsupp-protocol, user-ex-quota, cannot-provide-external, address-mismatch, excessive-remote-peers), the NAT-PMP one (natpmp-success, natpmp-not-authorized, natpmp-out-of-resources, natpmp-unsupp-opcode), or silence (rate-limited, dropped, natpmp-malformed).", "result", PcpResults);
         _handoffs = Counters(f, "natd_handoffs_total", "Frames handed from the poller that received them to the poller that owns their flow.");
         _handoffDrops = Counters(f, "natd_handoff_drops_total", "Frames a poller could not hand to the shard that owns their flow (its ring was full).");
         _rxDropped = Counters(f, "natd_port_rx_dropped_total", "Frames the kernel dropped before natd read them (receive ring full), by interface.", "interface");
@@ -196,6 +199,10 @@ public sealed class MetricsExporter : IDisposable
         foreach (string outcome in FragmentOutcomes)
         {
             _fragments.Set(outcome, stats.Fragments.GetValueOrDefault(outcome));
+        }
+        foreach (string result in PcpResults)
+        {
+            _pcpRequests.Set(result, stats.PcpRequests.GetValueOrDefault(result));
         }
         _handoffs.Set(stats.Handoffs);
         _handoffDrops.Set(stats.HandoffDrops);
@@ -443,5 +450,16 @@ public sealed class MetricsExporter : IDisposable
             public int Generation { get; set; }
             public bool Pinned { get; set; }
         }
+    }
+
+    private static string[] PcpResultLabels()
+    {
+        var outcomes = Enum.GetValues<Natd.Dataplane.Pcp.PcpOutcome>();
+        var labels = new string[outcomes.Length];
+        for (int i = 0; i < outcomes.Length; i++)
+        {
+            labels[i] = Natd.Dataplane.Pcp.PcpOutcomes.Label(outcomes[i]);
+        }
+        return labels;
     }
 }

@@ -141,6 +141,7 @@ internal static class WireViews
             AlgEvents = Copy(s.AlgEvents),
             Expectations = Copy(s.Expectations),
             Fragments = Copy(s.Fragments),
+            PcpRequests = Copy(s.PcpRequests),
             Subscribers = s.Subscribers,
             PortBlocks = BlockUsage(s.PortBlocks),
             Ports = interfaces,

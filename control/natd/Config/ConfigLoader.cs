@@ -24,7 +24,7 @@ public static partial class ConfigLoader
 
     internal static readonly string[] LogLevels = ["trace", "debug", "information", "warning", "error", "critical", "none"];
 
-    private static readonly string[] TopKeys = ["interfaces", "nat", "timeouts", "limits", "dataplane", "control", "log", "rules", "forwards", "protocol-forwards", "algs", "triggers", "fragments"];
+    private static readonly string[] TopKeys = ["interfaces", "nat", "timeouts", "limits", "dataplane", "control", "log", "rules", "forwards", "protocol-forwards", "algs", "triggers", "fragments", "pcp"];
     private static readonly string[] InterfacesKeys = ["inside", "outside"];
     private static readonly string[] InterfaceKeys = ["name", "address", "networks", "gateway", "mac", "neighbours", "driver"];
     private static readonly string[] OutsideInterfaceKeys = [.. InterfaceKeys, "martian-filter", "allowed-sources"];
@@ -330,7 +330,7 @@ public static partial class ConfigLoader
             {
                 settings = settings with { AllowedOutsideSources = allowedSources };
             }
-            settings = Cgnat(nat, limits, settings) with { Fragments = Fragments(top?.Get("fragments")) };
+            settings = Cgnat(nat, limits, settings) with { Fragments = Fragments(top?.Get("fragments")), Pcp = Pcp(top?.Get("pcp")) };
             settings = RulesAndForwards(top, settings);
             settings = Algs(top, settings);
             return new NatdConfig

@@ -134,6 +134,7 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDat
         var expectations = new Dictionary<string, long>();
         var fragments = new Dictionary<string, long>();
         var algEvents = new Dictionary<string, long>(StringComparer.Ordinal);
+        var pcp = new Dictionary<string, long>(StringComparer.Ordinal);
         foreach (CounterDeclaration d in schema.Declarations)
         {
             long v = sums[d.Index];
@@ -145,6 +146,7 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDat
                 case "sessions-now": sessions[d.Name] = v; break;
                 case "expectations": expectations[d.Name] = v; break;
                 case "fragments": fragments[d.Name] = v; break;
+                case "pcp": pcp[d.Name] = v; break;
                 case "alg" when !d.Name.StartsWith("none/", StringComparison.Ordinal): algEvents[d.Name] = v; break;
             }
         }
@@ -171,6 +173,7 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDat
             AlgEvents = WithRestarts(algEvents, algRestarts),
             Expectations = expectations,
             Fragments = fragments,
+            PcpRequests = pcp,
             Subscribers = subscribers,
             SubscriberPorts = subscriberPorts,
             SubscriberPortsSum = subscriberPortsSum,

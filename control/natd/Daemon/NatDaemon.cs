@@ -80,9 +80,10 @@ internal sealed class NatDaemon : IAsyncDisposable
         var log = loggers.CreateLogger("natd");
         int shards = ports.Count;
         var engines = new NatEngine[shards];
+        long started = PollerActor.NowMs; // one PCP epoch for every shard
         for (int k = 0; k < shards; k++)
         {
-            engines[k] = new NatEngine(config.Nat, ports[k].Inside.Mac, ports[k].Outside.Mac, new EngineOptions { Shard = k, Shards = shards });
+            engines[k] = new NatEngine(config.Nat, ports[k].Inside.Mac, ports[k].Outside.Mac, new EngineOptions { Shard = k, Shards = shards, StartedMs = started });
         }
         // ShardMap.DefaultSeed: a subscriber lands on the same shard after a restart, where its restored ports belong.
         var links = shards > 1 ? new ShardLinks(shards, new ShardMap(config.Nat, shards)) : null;

@@ -226,7 +226,7 @@ public class ConfigLoaderTests
     public static TheoryData<string, string, string, string> Rejections => new()
     {
         // yaml, marker where the error points, key path, message fragment
-        { "natx:\n  pool: []\n", "natx", "natx", "unknown key 'natx' (accepted here: interfaces, nat, timeouts, limits, dataplane, control, log, rules, forwards, protocol-forwards, algs, triggers, fragments)" },
+        { "natx:\n  pool: []\n", "natx", "natx", "unknown key 'natx' (accepted here: interfaces, nat, timeouts, limits, dataplane, control, log, rules, forwards, protocol-forwards, algs, triggers, fragments, pcp)" },
         { "interfaces:\n  inside:\n    nmae: x\n", "nmae", "interfaces.inside.nmae", "accepted here: name, address, networks, gateway, mac, neighbours" },
         { "interfaces:\n  middle: {}\n", "middle", "interfaces.middle", "accepted here: inside, outside" },
         { "timeouts:\n  tcp: 30\n", "tcp", "timeouts.tcp", "accepted here: tcp-established, tcp-transitory, udp, icmp" },

@@ -21,7 +21,7 @@ public sealed class CounterTableTests
     public void Every_slot_is_declared_once_with_a_unique_group_and_name()
     {
         CounterSchema schema = NatCounters.Schema;
-        Assert.Equal(ShardCounters.Count + DropReasons.Count + 4 * NatCounters.AlgKinds, schema.Count);
+        Assert.Equal(ShardCounters.Count + DropReasons.Count + 4 * NatCounters.AlgKinds + Natd.Dataplane.Pcp.PcpOutcomes.Count, schema.Count);
         var seen = new HashSet<(string, string)>();
         for (int i = 0; i < schema.Count; i++)
         {
@@ -37,6 +37,10 @@ public sealed class CounterTableTests
         for (int r = 0; r < DropReasons.Count; r++)
         {
             Assert.Equal(NatCounters.DropBase + r, schema.IndexOf("drops", DropReasons.Label((DropReason)r)));
+        }
+        for (int o = 0; o < Natd.Dataplane.Pcp.PcpOutcomes.Count; o++)
+        {
+            Assert.Equal(NatCounters.PcpBase + o, schema.IndexOf("pcp", Natd.Dataplane.Pcp.PcpOutcomes.Label((Natd.Dataplane.Pcp.PcpOutcome)o)));
         }
     }
 

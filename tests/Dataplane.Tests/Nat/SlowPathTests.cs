@@ -18,7 +18,7 @@ public class SlowPathTests
     {
         Assert.Equal(new[] { FlowOpener.TcpSynOnly, FlowOpener.Rules, FlowOpener.Trigger, FlowOpener.Masquerade }, NatEngine.In2OutOpeners);
         Assert.Equal(
-            new[] { FlowOpener.Transit, FlowOpener.Expectation, FlowOpener.Trigger, FlowOpener.Forward, FlowOpener.Mapping, FlowOpener.ToGateway },
+            new[] { FlowOpener.Transit, FlowOpener.Expectation, FlowOpener.Trigger, FlowOpener.Forward, FlowOpener.Pcp, FlowOpener.Mapping, FlowOpener.ToGateway },
             NatEngine.Out2InOpeners);
     }
 
