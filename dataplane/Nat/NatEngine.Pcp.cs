@@ -306,7 +306,8 @@ public sealed partial class NatEngine
     /// check and ADDRESS_MISMATCH, its internal port bound by one application) with any nonce,
     /// which then becomes the mapping's. Why: a client that lost its nonce (libpcp's pcpnatpmpc
     /// draws one per run; an application that restarted) could otherwise neither refresh nor
-    /// delete its own mapping, only wait for it to lapse.
+    /// delete its own mapping, only wait for it to lapse; draft-cheshire-pcp-unsupp-family
+    /// ("Updates to the PCP Specification") drops the server's nonce check for that reason.
     /// </summary>
     private static bool NonceAllows(ref PcpMapping e, uint n0, uint n1, uint n2, bool thirdParty)
         => (e.Nonce0 == n0 && e.Nonce1 == n1 && e.Nonce2 == n2) || (!thirdParty && !e.NatPmp);
