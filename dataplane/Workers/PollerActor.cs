@@ -509,6 +509,9 @@ public sealed class PollerActor : UntypedActor, IFrameSink
             throw new InvalidOperationException($"{Self.Path} needs mailbox natd.poller-mailbox (create it with PollerActor.Props)");
         }
         queue.Attach(_wake);
+        // Start (or, after a restart, resume) the loop. A restart caused by a control message
+        // leaves the old RunBatch queued as well; the two then take turns, which changes nothing
+        // but the order of idle waits.
         _self.Tell(RunBatch.Instance, ActorRefs.NoSender);
     }
 
