@@ -51,16 +51,17 @@ public static class WakeupLatency
             var replies = new ReplyClock(((ExtendedActorSystem)system).Provider);
             var latencies = new double[messages];
             var rng = new Random(7);
+            WaitFor(() => Volatile.Read(ref stats.IdleWaits) > 0);
             for (int i = 0; i < messages; i++)
             {
-                // Asleep again: the batch after the last reply found nothing and entered poll(2).
-                long idles = Volatile.Read(ref stats.IdleWaits);
-                WaitFor(() => Volatile.Read(ref stats.IdleWaits) > idles);
                 Thread.Sleep(1 + rng.Next(2));
+                // Asleep: the count moves just before each poll(2), and the reply's batch polls again.
+                long asleep = Volatile.Read(ref stats.IdleWaits);
                 long sent = Stopwatch.GetTimestamp();
                 poller.Tell(GetSessions.Instance, replies);
                 long handled = replies.Await();
                 latencies[i] = Stopwatch.GetElapsedTime(sent, handled).TotalMilliseconds;
+                WaitFor(() => Volatile.Read(ref stats.IdleWaits) > asleep); // back in poll(2)
             }
             Array.Sort(latencies);
             double p50 = latencies[messages / 2], p99 = latencies[Math.Min(messages - 1, (int)(messages * 0.99))], max = latencies[^1];
