@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using Akka.Actor;
 using Akka.TestKit.Xunit2;
@@ -191,6 +192,64 @@ public sealed class PollerActorTests : TestKit
         outside.Inject(WithMacs(Udp("198.51.100.2", 53, "198.51.100.1", s0.ExternalPort), OutsideHostMac, GatewayOutsideMac));
         var back = Assert.Single(await Collect(inside.TryTake, 1));
         Assert.Equal(41001, DstPort(back));
+    }
+
+    /// <summary>A port that has a frame on every receive (a link that never goes quiet) and records the threads that read it.</summary>
+    private sealed class BusyPort(string name, MacAddress mac, byte[] frame) : IPacketPort
+    {
+        public readonly ConcurrentBag<int> Threads = [];
+
+        public string Name { get; } = name;
+        public MacAddress Mac { get; } = mac;
+        public int PollDescriptor => -1;
+        public PortStats Stats => default;
+
+        public int Receive(FrameBatch batch)
+        {
+            Threads.Add(Thread.CurrentThread.IsThreadPoolThread ? -1 : Environment.CurrentManagedThreadId);
+            batch.TryAdd(frame);
+            return 1;
+        }
+
+        public bool TrySend(ReadOnlySpan<byte> f) => true;
+
+        public void Flush()
+        {
+        }
+
+        public void Dispose()
+        {
+        }
+    }
+
+    /// <summary>
+    /// A poller that always has frames never idles, yet answers its mailbox between batches; every
+    /// batch runs on the one thread its PinnedDispatcher gave it, where PreStart ran its thread hook.
+    /// </summary>
+    [Fact]
+    public async Task A_poller_that_is_never_idle_answers_between_batches_on_its_own_pinned_thread()
+    {
+        var engine = LabEngine(EngineHarness.LabSettings());
+        var inside = new BusyPort("in", MacAddress.Read(GatewayInsideMac), Udp("10.0.0.2", 42000, "198.51.100.2", 53));
+        var outside = new BusyPort("out", MacAddress.Read(GatewayOutsideMac), WithMacs(Udp("198.51.100.2", 53, "198.51.100.1", 9), OutsideHostMac, GatewayOutsideMac));
+        int hookThread = -1;
+        var stats = new PollerStats();
+        var options = new PollerOptions { Wakeup = _wake, OnThreadStart = () => Volatile.Write(ref hookThread, Environment.CurrentManagedThreadId) };
+        var poller = Sys.ActorOf(PollerActor.Props(engine, inside, outside, options, stats), "poller");
+        await AwaitAssertAsync(() => Assert.True(stats.Batches > 0), Limit); // the first batch opened the session
+
+        for (int i = 0; i < 5; i++)
+        {
+            long batches = stats.Batches;
+            var sessions = await poller.Ask<List<SessionInfo>>(GetSessions.Instance, Limit);
+            Assert.Single(sessions);
+            await AwaitAssertAsync(() => Assert.True(stats.Batches > batches), Limit); // and batches go on after it
+        }
+        Assert.Equal(0, stats.IdleWaits);
+        int thread = Volatile.Read(ref hookThread); // -1 in Threads: a batch ran on a thread-pool thread
+        Assert.NotEqual(-1, thread);
+        Assert.All(inside.Threads, t => Assert.Equal(thread, t));
+        Assert.All(outside.Threads, t => Assert.Equal(thread, t));
     }
 
     private delegate bool TryTake(out byte[] frame);
