@@ -1,5 +1,5 @@
 using System.Diagnostics.CodeAnalysis;
-using Natd.Dataplane.Actors;
+using Natd.Dataplane.Rings;
 using Natd.Dataplane.Alg.Ipsec;
 using Natd.Dataplane.Packets;
 using Natd.Dataplane.Sessions;

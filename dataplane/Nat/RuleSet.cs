@@ -1,4 +1,4 @@
-using Natd.Dataplane.Actors;
+using Natd.Dataplane.Rings;
 using Natd.Dataplane.Packets;
 using Natd.Dataplane.Sessions;
 

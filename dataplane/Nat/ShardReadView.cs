@@ -23,7 +23,7 @@ public sealed class ShardReadView
     public RuleCounters RuleHits => _engine.RuleCounters;
 
     /// <summary>Packets matched by rules marked <c>log: true</c>, rate-limited by the engine; one reader drains it.</summary>
-    public Actors.SpscRing<RuleLogRecord> RuleLog => _engine.RuleLog;
+    public Rings.SpscRing<RuleLogRecord> RuleLog => _engine.RuleLog;
 
     /// <summary>ESP associations now (gauge).</summary>
     public long EspSessions => _engine.Ipsec.EspCount;

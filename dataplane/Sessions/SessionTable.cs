@@ -1,6 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using Natd.Dataplane.Actors;
+using Natd.Dataplane.Rings;
 
 namespace Natd.Dataplane.Sessions;
 
@@ -213,7 +213,7 @@ public sealed class SessionTable
     public ISubscriberAccounting? Subscribers { get; set; }
 
     /// <summary>Where session create/delete events go (null: not logged). Written by the owning thread only.</summary>
-    public Actors.SpscRing<NatEvent>? Events { get; set; }
+    public Rings.SpscRing<NatEvent>? Events { get; set; }
 
     /// <summary>
     /// Whether session create and delete go to <see cref="Events"/> (refusals always do). Off with

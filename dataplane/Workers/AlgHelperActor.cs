@@ -1,5 +1,4 @@
-using Natd.Dataplane.Actors;
-using Natd.Dataplane.Io;
+using Akka.Actor;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Alg;
 using Natd.Dataplane.Sessions;
@@ -21,14 +20,13 @@ public sealed class AlgFrame
     public const int Headroom = TcpLineAlgHandler.MaxLineLength + 512;
 
     /// <summary>Creates a frame message.</summary>
-    public AlgFrame(byte[] buffer, int length, in AlgPending pending, long requestId, IActorRef replyTo, Wakeup? wake)
+    public AlgFrame(byte[] buffer, int length, in AlgPending pending, long requestId, IActorRef replyTo)
     {
         Buffer = buffer;
         Length = length;
         Pending = pending;
         RequestId = requestId;
         ReplyTo = replyTo;
-        Wake = wake;
     }
 
     /// <summary>The frame in its first <see cref="Length"/> bytes, with room to grow.</summary>
@@ -43,11 +41,8 @@ public sealed class AlgFrame
     /// <summary>The poller's number for this frame (to find it again if the helper fails).</summary>
     public long RequestId { get; }
 
-    /// <summary>The poller to return the frame to.</summary>
+    /// <summary>The poller to return the frame to (its mailbox wakes it out of poll(2), so the frame goes out at once).</summary>
     public IActorRef ReplyTo { get; }
-
-    /// <summary>Wakes the poller out of poll(2) so the returned frame goes out at once.</summary>
-    public Wakeup? Wake { get; }
 
     /// <summary>What the helper asks of the shard (filled by the helper).</summary>
     public AlgActions Actions { get; } = new();
@@ -57,22 +52,41 @@ public sealed class AlgFrame
 /// <param name="IdleMs">Idle time in milliseconds.</param>
 public sealed record ExpireAlgState(long IdleMs);
 
+/// <summary>Restarts of each ALG's helper (natd_alg_events_total{event="restarts"}): written by the helpers, read by /metrics.</summary>
+public sealed class AlgRestarts
+{
+    private readonly long[] _counts = new long[Enum.GetValues<AlgKind>().Length];
+
+    /// <summary>Restarts of <paramref name="kind"/>'s helper since start.</summary>
+    public long Of(AlgKind kind) => Volatile.Read(ref _counts[(int)kind]);
+
+    internal void Count(AlgKind kind) => Interlocked.Increment(ref _counts[(int)kind]);
+}
+
 /// <summary>
 /// The helper actor of one ALG (docs/architecture.md, "ALG control connections" and "Actors"): runs its <see cref="IAlgHandler"/>
 /// over the frames pollers hand it, one at a time and in arrival order (so a connection's frames
 /// keep their order), and returns each frame to its poller. A failure restarts the helper with a
-/// fresh handler (its supervisor counts it); the frame in hand is lost, as a dropped packet would
-/// be, and the poller frees what it had reserved for it. Packet forwarding never waits on a helper.
+/// fresh handler (its supervisor's strategy; counted in <see cref="AlgRestarts"/>); the frame in
+/// hand is lost, as a dropped packet would be, and the poller gives it up after its ALG timeout,
+/// freeing what it had reserved for it. Packet forwarding never waits on a helper.
 /// </summary>
-public sealed class AlgHelperActor : ActorBase
+public sealed class AlgHelperActor : UntypedActor
 {
     private readonly IAlgHandler _handler;
+    private readonly AlgKind _kind;
+    private readonly AlgRestarts? _restarts;
 
-    /// <summary>Creates a helper around a handler (a new one per restart).</summary>
-    public AlgHelperActor(IAlgHandler handler) => _handler = handler;
-
-    /// <summary>Frames handled since this incarnation started (tests).</summary>
-    public long Handled { get; private set; }
+    /// <summary>Creates a helper around a new handler from <paramref name="handlers"/> (called again on every restart).</summary>
+    /// <param name="kind">The ALG.</param>
+    /// <param name="handlers">Makes the handler.</param>
+    /// <param name="restarts">Where restarts are counted; null: not counted.</param>
+    public AlgHelperActor(AlgKind kind, Func<IAlgHandler> handlers, AlgRestarts? restarts)
+    {
+        _kind = kind;
+        _handler = handlers();
+        _restarts = restarts;
+    }
 
     /// <summary>
     /// What a helper does with each frame: clears <paramref name="actions"/> and runs
@@ -94,6 +108,13 @@ public sealed class AlgHelperActor : ActorBase
     }
 
     /// <inheritdoc />
+    protected override void PostRestart(Exception reason)
+    {
+        _restarts?.Count(_kind);
+        base.PostRestart(reason);
+    }
+
+    /// <inheritdoc />
     /// <remarks>A stopped or restarting helper's handler is dropped: its cumulation buffers go back to the pool.</remarks>
     protected override void PostStop() => _handler.Dispose();
 
@@ -104,9 +125,7 @@ public sealed class AlgHelperActor : ActorBase
         {
             case AlgFrame f:
                 f.Length = Run(_handler, f.Pending, f.Buffer, f.Length, f.Actions, Environment.TickCount64);
-                Handled++;
                 f.ReplyTo.Tell(f, Self);
-                f.Wake?.Signal();
                 break;
             case ExpireAlgState e:
                 _handler.Expire(Environment.TickCount64, e.IdleMs);
@@ -119,48 +138,72 @@ public sealed class AlgHelperActor : ActorBase
 }
 
 /// <summary>
-/// Parent of the ALG helpers: one child per ALG, restarted on every failure, so a crash never
-/// reaches the pollers. Restarts are not capped: stopping a helper would switch its ALG off for
-/// every subscriber, which a peer that can crash it on purpose would like; a restart costs only the
-/// stream state of that ALG's open connections, and every one is counted
+/// Parent of the ALG helpers: one child per ALG (<c>alg-ftp</c>, ...), restarted on every failure,
+/// so a crash never reaches the pollers. Restarts are not capped: stopping a helper would switch
+/// its ALG off for every subscriber, which a peer that can crash it on purpose would like; a
+/// restart costs only the stream state of that ALG's open connections, and every one is counted
 /// (natd_alg_events_total{event="restarts"}) for an alert.
+/// Messages: <see cref="ExpireAlgState"/> (passed to every helper) and <see cref="GetHelpers"/>.
 /// </summary>
-public sealed class AlgSupervisorActor : ActorBase
+public sealed class AlgSupervisorActor : UntypedActor
 {
     private readonly IReadOnlyList<(AlgKind Kind, Func<IAlgHandler> Factory)> _algs;
-    private readonly IActorRef?[] _helpers;
+    private readonly AlgRestarts _restarts;
+    private readonly IActorRef?[] _helpers = new IActorRef?[Enum.GetValues<AlgKind>().Length];
 
-    /// <summary>Creates the supervisor; <paramref name="helpers"/> (indexed by <see cref="AlgKind"/>) receives the children's refs when it starts.</summary>
-    public AlgSupervisorActor(IReadOnlyList<(AlgKind Kind, Func<IAlgHandler> Factory)> algs, IActorRef?[] helpers)
+    /// <summary>Ask for the helpers; the reply is an <see cref="IReadOnlyList{T}"/> of refs indexed by <see cref="AlgKind"/> (null: that ALG is off).</summary>
+    public sealed class GetHelpers
     {
-        _algs = algs;
-        _helpers = helpers;
+        /// <summary>The one instance.</summary>
+        public static readonly GetHelpers Instance = new();
+
+        private GetHelpers()
+        {
+        }
     }
 
-    /// <summary>The strategy its children run under.</summary>
-    public static SupervisorStrategy Strategy { get; } = new OneForOneStrategy(_ => Directive.Restart);
+    /// <summary>Creates the supervisor of the given ALGs.</summary>
+    /// <param name="algs">Each ALG with the factory of its handler.</param>
+    /// <param name="restarts">Counts each helper's restarts.</param>
+    public AlgSupervisorActor(IReadOnlyList<(AlgKind Kind, Func<IAlgHandler> Factory)> algs, AlgRestarts restarts)
+    {
+        _algs = algs;
+        _restarts = restarts;
+    }
+
+    /// <summary>The strategy its children run under: restart, whatever the exception, without a cap.</summary>
+    public static SupervisorStrategy Strategy { get; } = new OneForOneStrategy(-1, Timeout.InfiniteTimeSpan, _ => Directive.Restart);
+
+    /// <inheritdoc />
+    protected override SupervisorStrategy SupervisorStrategy() => Strategy;
 
     /// <inheritdoc />
     protected override void PreStart()
     {
         foreach (var (kind, factory) in _algs)
         {
-            var f = factory;
-            _helpers[(int)kind] = Context.ActorOf(Props.Create(() => new AlgHelperActor(f())), "alg-" + kind.ToString().ToLowerInvariant());
+            _helpers[(int)kind] = Context.ActorOf(
+                Props.Create(() => new AlgHelperActor(kind, factory, _restarts)), "alg-" + kind.ToString().ToLowerInvariant());
         }
     }
 
     /// <inheritdoc />
     protected override void OnReceive(object message)
     {
-        if (message is ExpireAlgState e)
+        switch (message)
         {
-            foreach (var h in _helpers)
-            {
-                h?.Tell(e, Self);
-            }
-            return;
+            case ExpireAlgState e:
+                foreach (var h in _helpers)
+                {
+                    h?.Tell(e, Self);
+                }
+                break;
+            case GetHelpers:
+                Sender.Tell((IReadOnlyList<IActorRef?>)_helpers.ToArray());
+                break;
+            default:
+                Unhandled(message);
+                break;
         }
-        Unhandled(message);
     }
 }

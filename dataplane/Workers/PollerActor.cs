@@ -1,7 +1,8 @@
 using Natd.Dataplane.Counters;
 using System.Buffers;
 using System.Diagnostics;
-using Natd.Dataplane.Actors;
+using Akka.Actor;
+using Akka.Configuration;
 using Natd.Dataplane.Alg;
 using Natd.Dataplane.Io;
 using Natd.Dataplane.Nat;
@@ -16,8 +17,25 @@ public sealed record PollerOptions
     /// <summary>Frames received per port per batch (VPP-style vector size).</summary>
     public int BatchSize { get; init; } = 64;
 
-    /// <summary>Longest wait in poll(2) when idle, so mailbox messages are seen promptly (milliseconds).</summary>
+    /// <summary>
+    /// Longest wait in poll(2) when idle (milliseconds). Messages do not wait for it (the mailbox
+    /// signals <see cref="Wakeup"/>); it bounds how late a system message (e.g. a stop that is not
+    /// a PoisonPill) is seen, and a port without a descriptor caps it at 1 ms anyway.
+    /// </summary>
     public int IdleWaitMilliseconds { get; init; } = 10;
+
+    /// <summary>
+    /// The eventfd in this poller's poll set that its mailbox signals on every message; null: the
+    /// shard links' wakeup of <see cref="Shard"/>. One of the two is required. Owned by the caller
+    /// (it outlives restarts of the actor).
+    /// </summary>
+    public Wakeup? Wakeup { get; init; }
+
+    /// <summary>CPU the poller's pinned thread is bound to in PreStart (sched_setaffinity); null: not pinned.</summary>
+    public int? Cpu { get; init; }
+
+    /// <summary>Runs in PreStart on the poller's pinned thread, after the affinity (benchmarks record the thread's id); null for none.</summary>
+    public Action? OnThreadStart { get; init; }
 
     /// <summary>This poller's shard index.</summary>
     public int Shard { get; init; }
@@ -36,16 +54,56 @@ public sealed record PollerOptions
 }
 
 /// <summary>
-/// The per-core packet loop, as an actor with a dedicated thread (docs/architecture.md, "One packet, ring to ring" and "Actors"):
+/// The per-core packet loop, as an Akka actor on its own pinned thread (docs/architecture.md, "One packet, ring to ring" and "Actors"):
 /// receive a batch from each port, read the clock once, classify and translate each frame in place
 /// with the shard's <see cref="NatEngine"/>, queue it to the egress port, flush each port once per
-/// batch. Between batches it drains its mailbox (sweeps, session listings, settings swaps); when no
-/// frame arrives it blocks in poll(2) on both ports instead of spinning, so the kernel's own
-/// packet work on a shared core is not starved (adaptive polling). It is the only thread that
-/// touches its engine, so the session table needs no lock.
+/// batch. Each batch is one <see cref="RunBatch"/> message that ends by telling itself the next, so
+/// sweeps, session listings, settings swaps and ALG frames interleave with batches through the
+/// ordinary mailbox. When no frame arrives it blocks in poll(2) on both ports and its eventfd
+/// instead of spinning, so the kernel's own packet work on a shared core is not starved (adaptive
+/// polling); its mailbox (<see cref="PollerMailbox"/>) signals that eventfd, so a message never waits
+/// for the poll timeout. It is the only thread that touches its engine, so the session table needs
+/// no lock.
 /// </summary>
-public sealed class PollerActor : LoopActor, IFrameSink
+/// <remarks>
+/// Create it with <see cref="Props(NatEngine, IPacketPort, IPacketPort, PollerOptions, PollerStats)"/> in a system whose
+/// configuration includes <see cref="Hocon"/>. The engine, the ports, the stats and the wakeup come
+/// from the recipe, not from the instance: an exception restarts the actor (Akka's default
+/// strategy) with the same engine, so its sessions, port allocations and in-flight ALG frames survive.
+/// </remarks>
+public sealed class PollerActor : UntypedActor, IFrameSink
 {
+    /// <summary>
+    /// What a system running pollers must configure: <c>natd.poller-dispatcher</c>, a
+    /// PinnedDispatcher (one thread per poller; Akka's pinned dispatchers run on fork-join-executor),
+    /// and <c>natd.poller-mailbox</c>. Throughput is high because every batch is a message; fairness
+    /// between actors does not apply on a thread of its own.
+    /// </summary>
+    public const string Hocon = """
+        natd.poller-dispatcher {
+          type = PinnedDispatcher
+          executor = fork-join-executor
+          throughput = 256
+        }
+        natd.poller-mailbox {
+          mailbox-type = "Natd.Dataplane.Workers.PollerMailbox, Natd.Dataplane"
+        }
+        """;
+
+    /// <summary><see cref="Hocon"/> parsed.</summary>
+    public static Config Config { get; } = ConfigurationFactory.ParseString(Hocon);
+
+    /// <summary>The end-of-batch message a poller tells itself: the next batch. One instance, so a batch allocates nothing.</summary>
+    public sealed class RunBatch
+    {
+        /// <summary>The one instance.</summary>
+        public static readonly RunBatch Instance = new();
+
+        private RunBatch()
+        {
+        }
+    }
+
     private readonly NatEngine _engine;
     private readonly IPacketPort _inside;
     private readonly IPacketPort _outside;
@@ -57,13 +115,15 @@ public sealed class PollerActor : LoopActor, IFrameSink
     private readonly byte[] _scratch = new byte[FrameBatch.SlotSize];
     private readonly ParsedFrame[] _parsed;
     private readonly bool[] _signal;
+    private readonly int _idleWaitMs;
+    private readonly Wakeup _wake;
     private ShardMap? _map;
     private long _now;
-    private readonly Wakeup? _wake;
-    private readonly bool _ownWake;
+    private IActorRef _self = ActorRefs.Nobody;
     private static readonly AlgActions NoActions = new();
 
     /// <summary>Creates a poller over an engine and its two ports (all owned by the caller, used only from this actor's thread once started).</summary>
+    /// <exception cref="ArgumentException">Neither <see cref="PollerOptions.Wakeup"/> nor <see cref="PollerOptions.Links"/> is set.</exception>
     public PollerActor(NatEngine engine, IPacketPort inside, IPacketPort outside, PollerOptions options, PollerStats stats)
     {
         _engine = engine;
@@ -73,31 +133,50 @@ public sealed class PollerActor : LoopActor, IFrameSink
         _stats = stats;
         _batch = new FrameBatch(options.BatchSize);
         _parsed = new ParsedFrame[_batch.Capacity];
-        IdleWait = TimeSpan.FromMilliseconds(options.IdleWaitMilliseconds);
+        _idleWaitMs = options.IdleWaitMilliseconds;
         _links = options.Links;
         _me = options.Shard;
         _signal = new bool[_links?.Shards ?? 1];
+        _wake = options.Wakeup ?? _links?.WakeupOf(_me)
+            ?? throw new ArgumentException("a poller needs a wakeup: PollerOptions.Wakeup or PollerOptions.Links", nameof(options));
         engine.AttachSink(this);
         engine.AlgBridge.HelperTimeoutMs = options.AlgTimeoutMilliseconds;
-        bool algs = false;
-        foreach (var h in options.AlgHelpers)
-        {
-            algs |= h is not null;
-        }
-        // Helpers wake the poller when they return a frame, so an ALG adds no poll(2) timeout of latency.
-        _wake = _links?.WakeupOf(_me);
-        if (_wake is null && algs)
-        {
-            _wake = new Wakeup();
-            _ownWake = true;
-        }
     }
+
+    /// <summary>
+    /// The recipe of a poller: its pinned dispatcher, its waking mailbox, and the engine, ports and
+    /// stats every incarnation (the first and each restart) runs over.
+    /// </summary>
+    /// <param name="engine">The shard's engine.</param>
+    /// <param name="inside">Inside port.</param>
+    /// <param name="outside">Outside port.</param>
+    /// <param name="options">Tunables, shard links, ALG helpers, wakeup.</param>
+    /// <param name="stats">The shard's poller counters.</param>
+    /// <returns>The props; the actor system must include <see cref="Hocon"/>.</returns>
+    public static Props Props(NatEngine engine, IPacketPort inside, IPacketPort outside, PollerOptions options, PollerStats stats) =>
+        Akka.Actor.Props.Create(() => new PollerActor(engine, inside, outside, options, stats))
+            .WithDispatcher("natd.poller-dispatcher")
+            .WithMailbox("natd.poller-mailbox");
 
     /// <summary>Monotonic milliseconds, the engine's clock in live operation.</summary>
     public static long NowMs => Environment.TickCount64;
 
-    /// <inheritdoc />
-    protected override bool RunOnce()
+    /// <summary>
+    /// One <see cref="RunBatch"/>: a batch from each port (and the hand-off rings), or, when none
+    /// came, one wait in poll(2); then the next batch goes to the back of the mailbox, behind
+    /// whatever control message arrived meanwhile.
+    /// </summary>
+    private void OnRunBatch()
+    {
+        if (!RunOnce())
+        {
+            Idle();
+        }
+        _self.Tell(RunBatch.Instance, ActorRefs.NoSender);
+    }
+
+    /// <summary>Receives, translates and transmits one batch; true when it carried frames.</summary>
+    private bool RunOnce()
     {
         long start = _stats.Histograms.Begin();
         _now = NowMs;
@@ -235,7 +314,7 @@ public sealed class PollerActor : LoopActor, IFrameSink
         byte[] buffer = ArrayPool<byte>.Shared.Rent(frame.Length + AlgFrame.Headroom);
         frame.CopyTo(buffer);
         long id = _engine.AlgBridge.Begin(p, _now);
-        helper.Tell(new AlgFrame(buffer, frame.Length, p, id, Self, _wake), Self);
+        helper.Tell(new AlgFrame(buffer, frame.Length, p, id, _self), _self);
     }
 
     /// <summary>A frame back from its helper: open what it asked for and transmit.</summary>
@@ -284,8 +363,7 @@ public sealed class PollerActor : LoopActor, IFrameSink
             }
             return;
         }
-        _options.GreOwner.Tell(new ApplyGreCalls([.. calls]), Self);
-        _links?.WakeupOf(0).Signal();
+        _options.GreOwner.Tell(new ApplyGreCalls([.. calls]), _self); // its mailbox wakes it
     }
 
     private unsafe bool HandOff(int owner, ReadOnlySpan<byte> frame, Side side, bool learnOnly, FrameFlags flags)
@@ -406,23 +484,46 @@ public sealed class PollerActor : LoopActor, IFrameSink
     /// <inheritdoc />
     bool IFrameSink.HandOff(int shard, Side side, ReadOnlySpan<byte> frame, FrameFlags flags) => HandOff(shard, frame, side, learnOnly: false, flags);
 
-    /// <inheritdoc />
-    protected override void Idle(TimeSpan maxWait)
+    /// <summary>
+    /// Blocks in poll(2) on both ports and the eventfd for at most the idle wait; the eventfd is
+    /// drained after the wait, before the next batch is told, so a message queued meanwhile is
+    /// either ahead of that batch or signals again.
+    /// </summary>
+    private void Idle()
     {
         _stats.IdleWaits++;
-        if (_wake is null)
+        PortPoller.Wait(_inside, _outside, _wake.Descriptor, _idleWaitMs);
+        _wake.Drain();
+    }
+
+    /// <inheritdoc />
+    protected override void PreStart()
+    {
+        if (_options.Cpu is int cpu)
         {
-            PortPoller.Wait(_inside, _outside, (int)maxWait.TotalMilliseconds);
-            return;
+            CpuAffinity.PinCurrentThread(cpu); // a refused CPU leaves the thread unpinned, as before
         }
-        var wake = _wake!;
-        PortPoller.Wait(_inside, _outside, wake.Descriptor, (int)maxWait.TotalMilliseconds);
-        wake.Drain();
+        _options.OnThreadStart?.Invoke();
+        _self = Self;
+        if (Context is not ActorCell { Mailbox.MessageQueue: PollerMessageQueue queue })
+        {
+            throw new InvalidOperationException($"{Self.Path} needs mailbox natd.poller-mailbox (create it with PollerActor.Props)");
+        }
+        queue.Attach(_wake);
+        // Start (or, after a restart, resume) the loop. A restart caused by a control message
+        // leaves the old RunBatch queued as well; the two then take turns, which changes nothing
+        // but the order of idle waits.
+        _self.Tell(RunBatch.Instance, ActorRefs.NoSender);
     }
 
     /// <inheritdoc />
     protected override void OnReceive(object message)
     {
+        if (ReferenceEquals(message, RunBatch.Instance))
+        {
+            OnRunBatch();
+            return;
+        }
         switch (message)
         {
             case GetSessions:
@@ -472,7 +573,7 @@ public sealed class PollerActor : LoopActor, IFrameSink
                 break;
             case CheckSettings check:
                 string? no = _engine.CheckSettings(check.Settings);
-                Sender.Tell(new ApplyResult(no is null, no));
+                Sender.Tell(new ApplyResult(no is null, no, check.Id));
                 break;
             case ApplySettings apply:
                 string? why = _engine.UpdateSettings(apply.Settings);
@@ -481,7 +582,7 @@ public sealed class PollerActor : LoopActor, IFrameSink
                     // Forwards and the pool steer traffic: the map follows the new settings (same seed: subscribers stay put).
                     _links.Map = new ShardMap(apply.Settings, _links.Shards, _links.Map.Seed);
                 }
-                Sender.Tell(new ApplyResult(why is null, why));
+                Sender.Tell(new ApplyResult(why is null, why, apply.Id));
                 break;
             default:
                 Unhandled(message);
@@ -492,10 +593,7 @@ public sealed class PollerActor : LoopActor, IFrameSink
     /// <inheritdoc />
     protected override void PostStop()
     {
-        if (_ownWake)
-        {
-            _wake!.Dispose();
-        }
+        // The wakeup, the engine and the ports are the recipe's: a restart runs on over them.
         _batch.Dispose();
         base.PostStop();
     }

@@ -47,19 +47,22 @@ public sealed record FlushSessions
 /// mapping and filtering behaviour, checksum verification); the reply is an <see cref="ApplyResult"/>.
 /// </summary>
 /// <param name="Settings">The validated new settings.</param>
-public sealed record ApplySettings(NatSettings Settings);
+/// <param name="Id">The reload it belongs to, echoed in the reply (so a late answer to an abandoned reload is recognised).</param>
+public sealed record ApplySettings(NatSettings Settings, long Id = 0);
 
 /// <summary>
 /// Would <see cref="ApplySettings"/> apply these settings now? The reload's first phase: nothing
 /// changes; the reply is an <see cref="ApplyResult"/> (Applied = it would).
 /// </summary>
 /// <param name="Settings">The validated new settings.</param>
-public sealed record CheckSettings(NatSettings Settings);
+/// <param name="Id">The reload it belongs to, echoed in the reply.</param>
+public sealed record CheckSettings(NatSettings Settings, long Id = 0);
 
 /// <summary>Outcome of <see cref="ApplySettings"/> or <see cref="CheckSettings"/>.</summary>
 /// <param name="Applied">True when the settings are in force.</param>
 /// <param name="Reason">Why not, when not.</param>
-public sealed record ApplyResult(bool Applied, string? Reason);
+/// <param name="Id">The <see cref="ApplySettings.Id"/> or <see cref="CheckSettings.Id"/> answered.</param>
+public sealed record ApplyResult(bool Applied, string? Reason, long Id = 0);
 
 /// <summary>
 /// Ask a poller to delete the session(s) of an inside endpoint, optionally narrowed to one remote

@@ -1,7 +1,7 @@
 using System.Runtime.InteropServices;
 using Natd.Dataplane.Io;
 using Natd.Dataplane.Nat;
-using Natd.Dataplane.Actors;
+using Natd.Dataplane.Rings;
 
 namespace Natd.Dataplane.Workers;
 

@@ -1,6 +1,6 @@
 using System.Globalization;
 using Natd.Benchmarks.Support;
-using Natd.Dataplane.Actors;
+using Natd.Dataplane.Rings;
 using Natd.Dataplane.Io;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;

@@ -9,7 +9,8 @@ namespace Natd.Benchmarks;
 /// or <c>-- --scaling [--sessions N[,N]] [--seconds S] [--pollers N]</c> for <see cref="Scaling"/>,
 /// or <c>-- --log-volume [--sessions-per-subscriber S] [--block-size B]</c> for <see cref="LogVolume"/>,
 /// or <c>-- --memory [--sessions N]</c> for <see cref="MemoryPerSession"/>,
-/// or <c>-- --metrics-scrape [--scrapes N]</c> for <see cref="MetricsScrape"/>.
+/// or <c>-- --metrics-scrape [--scrapes N]</c> for <see cref="MetricsScrape"/>,
+/// or <c>-- --wakeup [--messages N]</c> for <see cref="WakeupLatency"/>.
 /// Runs every benchmark unless a <c>--filter</c> is given, prints the compact table, and exits 1
 /// when a fast-path benchmark allocated or any benchmark failed.
 /// </summary>
@@ -48,6 +49,14 @@ public static class Program
             var metricsArgs = new List<string>(args);
             metricsArgs.RemoveAt(metrics);
             return MetricsScrape.Run(metricsArgs);
+        }
+        int wakeup = Array.IndexOf(args, "--wakeup");
+        if (wakeup >= 0)
+        {
+            // Latency of one thread waking another: not BenchmarkDotNet's kind of measurement either.
+            var wakeupArgs = new List<string>(args);
+            wakeupArgs.RemoveAt(wakeup);
+            return WakeupLatency.Run(wakeupArgs);
         }
         bool quick = Array.IndexOf(args, "--quick") >= 0;
         var rest = new List<string>(args.Length + 2);

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Natd.Benchmarks.Support;
-using Natd.Dataplane.Actors;
+using Akka.Actor;
 using Natd.Dataplane.Io;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
@@ -136,22 +136,22 @@ public static class Scaling
         GC.Collect();
         GC.WaitForPendingFinalizers();
 
-        var system = ActorSystem.Create("scaling");
+        var system = ActorSystem.Create("scaling", PollerActor.Config);
+        var wakeups = new Wakeup[pollers];
         try
         {
             for (int k = 0; k < pollers; k++)
             {
-                int cpu = k % Environment.ProcessorCount, k2 = k;
-                NatEngine engine = engines[k];
-                PollerStats st = stats[k];
-                ReplayPort i = inside[k], o = outside[k];
-                var props = Props.Create(() => new PollerActor(engine, i, o, new PollerOptions { BatchSize = BenchLab.BatchSize }, st))
-                    .WithDedicatedThread(() =>
-                    {
-                        tids[k2] = ThreadId();
-                        CpuAffinity.PinCurrentThread(cpu);
-                    });
-                system.ActorOf(props, $"poller-{k}");
+                int k2 = k;
+                wakeups[k] = new Wakeup();
+                var options = new PollerOptions
+                {
+                    BatchSize = BenchLab.BatchSize,
+                    Wakeup = wakeups[k],
+                    Cpu = k % Environment.ProcessorCount,
+                    OnThreadStart = () => tids[k2] = ThreadId(),
+                };
+                system.ActorOf(PollerActor.Props(engines[k], inside[k], outside[k], options, stats[k]), $"poller-{k}");
             }
             Thread.Sleep(1000); // warm-up: JIT tiers, caches, the first LRU moves
             var windows = new double[seconds];
@@ -183,7 +183,11 @@ public static class Scaling
         }
         finally
         {
-            system.Dispose();
+            system.Terminate().Wait(TimeSpan.FromSeconds(30));
+            foreach (var w in wakeups)
+            {
+                w?.Dispose();
+            }
         }
     }
 

@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Natd.Control.Api;
 using Natd.Control.Config;
-using Natd.Dataplane.Actors;
+using Akka.Actor;
 using Natd.Dataplane.Workers;
 
 namespace Natd.Control.Daemon;
@@ -11,10 +11,24 @@ namespace Natd.Control.Daemon;
 /// immutable snapshot to every poller. A bad file is rejected with its file/line/key messages and
 /// the running configuration stays in force. <c>applied</c>, when given, is told each configuration
 /// that comes into force (on this actor's thread), for readers outside the actor system.
+/// Every poller must answer each phase within <c>answerTimeout</c> (default
+/// <see cref="DefaultAnswerTimeout"/>): a poller that is dead or stuck fails the reload with its name
+/// ("poller-1 did not answer within 5 s") instead of holding every later reload.
 /// </summary>
 internal sealed partial class ConfigActor(NatdConfig initial, IReadOnlyList<PollerHandle> pollers, ILogger logger,
-    Action<NatdConfig>? applied = null) : ActorBase
+    Action<NatdConfig>? applied = null, TimeSpan? answerTimeout = null) : UntypedActor, IWithTimers
 {
+    /// <summary>How long a reload waits for every poller's answer (both phases together).</summary>
+    public static readonly TimeSpan DefaultAnswerTimeout = TimeSpan.FromSeconds(5);
+
+    private readonly TimeSpan _answerTimeout = answerTimeout ?? DefaultAnswerTimeout;
+
+    /// <inheritdoc />
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    /// <summary>The pending reload's deadline passed (<paramref name="Id"/>: which reload, so a late timer of an old one is ignored).</summary>
+    private sealed record AnswerDeadline(long Id);
+
     /// <summary>Reload the file at <paramref name="Path"/> (null: the file the daemon started with). Reply: <see cref="ReloadResult"/>.</summary>
     public sealed record Reload(string? Path);
 
@@ -35,18 +49,24 @@ internal sealed partial class ConfigActor(NatdConfig initial, IReadOnlyList<Poll
 
     private NatdConfig _current = initial;
     private PendingReload? _pending;
+    private long _reloads;
 
     /// <summary>A validated configuration waiting for every poller's answer.</summary>
-    private sealed class PendingReload(NatdConfig next, IActorRef requester, int waiting, string path)
+    private sealed class PendingReload(long id, NatdConfig next, IActorRef requester, string path)
     {
+        public long Id { get; } = id;
         public NatdConfig Next { get; } = next;
         public IActorRef Requester { get; } = requester;
-        public int Waiting { get; set; } = waiting;
+        /// <summary>Pollers (by index) that have not answered the current phase.</summary>
+        public HashSet<int> Waiting { get; } = [];
         public string Path { get; } = path;
         public List<string> Refusals { get; } = [];
         public List<string> Notes { get; init; } = [];
         /// <summary>True while the pollers answer the check (first phase), false once they apply.</summary>
         public bool Checking { get; set; } = true;
+
+        /// <summary>The timeout as the error message gives it ("5 s", "0.5 s").</summary>
+        public string Timeout(TimeSpan t) => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{t.TotalSeconds:0.###} s");
     }
 
     protected override void OnReceive(object message)
@@ -70,27 +90,32 @@ internal sealed partial class ConfigActor(NatdConfig initial, IReadOnlyList<Poll
                 StartApply(_current with { Nat = _current.Nat with { Timeouts = timeouts } }, Sender,
                     $"timeouts {timeouts.TcpEstablished}/{timeouts.TcpTransitory}/{timeouts.Udp}/{timeouts.Icmp} s (tcp-established/tcp-transitory/udp/icmp)");
                 break;
-            case ApplyResult res when _pending is not null:
+            case ApplyResult res when _pending is not null && res.Id == _pending.Id && _pending.Waiting.Remove(IndexOf(Sender)):
                 if (!res.Applied)
                 {
                     _pending.Refusals.Add(res.Reason ?? "refused");
                 }
-                if (--_pending.Waiting == 0)
+                if (_pending.Waiting.Count == 0)
                 {
                     if (_pending.Checking && _pending.Refusals.Count == 0)
                     {
                         // Every shard can take it: apply everywhere (second phase).
                         _pending.Checking = false;
-                        _pending.Waiting = pollers.Count;
-                        foreach (var p in pollers)
-                        {
-                            p.Actor.Tell(new ApplySettings(_pending.Next.Nat), Self);
-                        }
+                        AskAll(_pending, id => new ApplySettings(_pending.Next.Nat, id));
                         break;
                     }
+                    Timers.Cancel(AnswerTimer);
                     FinishReload(_pending);
                     _pending = null;
                 }
+                break;
+            case ApplyResult:
+                break; // an answer to a reload that already timed out
+            case AnswerDeadline d when _pending is not null && d.Id == _pending.Id:
+                TimedOut(_pending);
+                _pending = null;
+                break;
+            case AnswerDeadline:
                 break;
             default:
                 Unhandled(message);
@@ -159,16 +184,74 @@ internal sealed partial class ConfigActor(NatdConfig initial, IReadOnlyList<Poll
         // and mappings differ per shard), and only when none refuses do they all apply it, so one
         // shard's refusal never leaves the others on the new configuration. A flow between the two
         // phases may still make a shard refuse the apply (it then says so like any refusal).
-        _pending = new PendingReload(next, requester, pollers.Count, description) { Notes = notes ?? [] };
-        foreach (var p in pollers)
-        {
-            p.Actor.Tell(new CheckSettings(next.Nat), Self);
-        }
+        _pending = new PendingReload(++_reloads, next, requester, description) { Notes = notes ?? [] };
         if (pollers.Count == 0)
         {
             FinishReload(_pending);
             _pending = null;
+            return;
         }
+        Timers.StartSingleTimer(AnswerTimer, new AnswerDeadline(_pending.Id), _answerTimeout);
+        AskAll(_pending, id => new CheckSettings(next.Nat, id));
+    }
+
+    private const string AnswerTimer = "answers";
+
+    private void AskAll(PendingReload p, Func<long, object> message)
+    {
+        for (int i = 0; i < pollers.Count; i++)
+        {
+            p.Waiting.Add(i);
+            pollers[i].Actor.Tell(message(p.Id), Self);
+        }
+    }
+
+    private int IndexOf(IActorRef poller)
+    {
+        for (int i = 0; i < pollers.Count; i++)
+        {
+            if (pollers[i].Actor.Equals(poller))
+            {
+                return i;
+            }
+        }
+        return -1;
+    }
+
+    /// <summary>
+    /// A poller did not answer in time: the reload fails with the silent pollers' names. Nothing
+    /// changed when it was the check phase; in the apply phase the pollers that answered run the new
+    /// settings, and the message says which.
+    /// </summary>
+    private void TimedOut(PendingReload p)
+    {
+        var silent = new List<string>();
+        foreach (int i in p.Waiting)
+        {
+            silent.Add(pollers[i].Actor.Path.Name);
+        }
+        silent.Sort(StringComparer.Ordinal);
+        string error = $"{string.Join(", ", silent)} did not answer within {p.Timeout(_answerTimeout)}";
+        if (p.Checking)
+        {
+            error += "; nothing was applied, the running configuration stays";
+        }
+        else
+        {
+            var applied = new List<string>();
+            for (int i = 0; i < pollers.Count; i++)
+            {
+                if (!p.Waiting.Contains(i))
+                {
+                    applied.Add(pollers[i].Actor.Path.Name);
+                }
+            }
+            error += applied.Count > 0
+                ? $"; {string.Join(", ", applied)} already applied it, the others may not have"
+                : "; no poller confirmed the apply";
+        }
+        LogRejected(logger, error);
+        p.Requester.Tell(new ReloadResult(false, [error]));
     }
 
     private void FinishReload(PendingReload p)

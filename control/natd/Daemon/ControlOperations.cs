@@ -1,6 +1,6 @@
 using Natd.Control.Api;
 using Natd.Control.Config;
-using Natd.Dataplane.Actors;
+using Akka.Actor;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Workers;
 using Natd.Dataplane.Sessions;

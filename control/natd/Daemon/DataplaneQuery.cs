@@ -1,4 +1,4 @@
-using Natd.Dataplane.Actors;
+using Akka.Actor;
 using Natd.Dataplane.Alg;
 using Natd.Dataplane.Counters;
 using Natd.Dataplane.Nat;

@@ -1,8 +1,12 @@
+using Akka.Actor;
+using Akka.Configuration;
+using Akka.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Natd.Control.Api;
 using Natd.Control.Config;
 using Natd.Control.Logging;
-using Natd.Dataplane.Actors;
 using Natd.Dataplane.Alg;
 using Natd.Dataplane.Io;
 using Natd.Dataplane.Nat;
@@ -12,29 +16,50 @@ using Natd.Dataplane.Sessions;
 namespace Natd.Control.Daemon;
 
 /// <summary>
-/// A running natd: the actor tree (one poller per shard on its own pinned thread, the
-/// ConfigActor, the SweeperActor and the NAT event logger under one ActorSystem) over the packet
-/// ports, and the control API. Used by `natd run` and the lab.
+/// A running natd: a generic host whose ActorSystem (Akka.Hosting) runs the actor tree (one poller
+/// per shard on its own pinned thread, the ALG helpers under their supervisor, the ConfigActor,
+/// the SweeperActor and the NAT event logger) over the packet ports, and the control API. Used by
+/// `natd run` and the lab (docs/architecture.md, "Actors").
 /// </summary>
 internal sealed class NatDaemon : IAsyncDisposable
 {
+    /// <summary>
+    /// natd's Akka settings: quiet (warnings and errors only, routed to natd's logging), no
+    /// dead-letter chatter at shutdown, the pollers' dispatcher and mailbox.
+    /// </summary>
+    private static readonly Akka.Configuration.Config AkkaConfig = ConfigurationFactory.ParseString("""
+        akka {
+          loglevel = WARNING
+          stdout-loglevel = WARNING
+          log-dead-letters = off
+          log-dead-letters-during-shutdown = off
+        }
+        """).WithFallback(PollerActor.Config);
+
     private readonly IReadOnlyList<(IPacketPort Inside, IPacketPort Outside)> _ports;
+    private readonly IHost _host;
+    private readonly Wakeup[] _wakeups;
     private ICancelable? _sweepTimer;
     private ICancelable? _eventLogTimer;
     private ICancelable? _algTimer;
 
-    private NatDaemon(NatdConfig config, IReadOnlyList<(IPacketPort, IPacketPort)> ports, ActorSystem system,
-        IReadOnlyList<PollerHandle> pollers, IActorRef configActor, ShardLinks? links, NatEngine firstEngine)
+    private NatDaemon(NatdConfig config, IReadOnlyList<(IPacketPort, IPacketPort)> ports, IHost host, ActorSystem system,
+        ActorTree tree, ShardLinks? links, Wakeup[] wakeups, NatEngine firstEngine, EventLogStats eventLogStats)
     {
         Config = config;
         _ports = ports;
+        _host = host;
+        _wakeups = wakeups;
         System = system;
-        Pollers = pollers;
+        Pollers = tree.Pollers;
         Engine = firstEngine; // for the MACs it resolved at start; other threads read shards through their views
-        ConfigActor = configActor;
+        ConfigActor = tree.Config;
+        AlgSupervisor = tree.Algs;
+        AlgHelpers = tree.AlgHelpers;
         Links = links;
-        Query = new DataplaneQuery(Pollers);
-        Operations = new ControlOperations(Pollers, configActor);
+        EventLogStats = eventLogStats;
+        Query = new DataplaneQuery(Pollers) { AlgRestarts = tree.AlgRestarts.Of };
+        Operations = new ControlOperations(Pollers, ConfigActor);
     }
 
     public NatdConfig Config { get; }
@@ -49,17 +74,21 @@ internal sealed class NatDaemon : IAsyncDisposable
     public ShardLinks? Links { get; }
 
     /// <summary>Parent of the ALG helpers (restarts them).</summary>
-    public IActorRef? AlgSupervisor { get; private init; }
+    public IActorRef AlgSupervisor { get; }
 
     /// <summary>ALG helpers by <see cref="AlgKind"/> (null: none).</summary>
-    public IReadOnlyList<IActorRef?> AlgHelpers { get; private init; } = [];
+    public IReadOnlyList<IActorRef?> AlgHelpers { get; }
 
     /// <summary>Sessions restored from the state snapshot at start.</summary>
     public int RestoredSessions { get; private init; }
 
     /// <summary>NAT event log counters (all zero when log.events is absent).</summary>
-    public EventLogStats EventLogStats { get; } = new();
+    public EventLogStats EventLogStats { get; }
     public ControlOperations Operations { get; }
+
+    /// <summary>The actors <see cref="BuildTree"/> made, for the daemon to hold.</summary>
+    private sealed record ActorTree(IReadOnlyList<PollerHandle> Pollers, IActorRef Config, IActorRef Sweeper, IActorRef Algs,
+        IReadOnlyList<IActorRef?> AlgHelpers, AlgRestarts AlgRestarts, IActorRef? EventLogger);
 
     /// <summary>Starts one poller over one pair of ports (tests, single-queue setups).</summary>
     public static Task<NatDaemon> StartAsync(NatdConfig config, IPacketPort inside, IPacketPort outside,
@@ -69,11 +98,12 @@ internal sealed class NatDaemon : IAsyncDisposable
     /// <summary>Starts the dataplane over already opened ports (the daemon owns and disposes them): one poller per pair.</summary>
     /// <param name="config">Validated configuration.</param>
     /// <param name="ports">One (inside, outside) port pair per poller; the number of pairs is the number of shards.</param>
-    /// <param name="loggers">Logging.</param>
+    /// <param name="loggers">Logging (Akka's own log events go here too).</param>
     /// <param name="startControl">Whether to serve the control API.</param>
     /// <param name="ct">Cancels the start.</param>
     /// <param name="restore">A restart snapshot to restore before forwarding starts, or null.</param>
     /// <exception cref="IOException">The control API could not bind.</exception>
+    /// <exception cref="InvalidOperationException">The actor tree did not start (the reason is logged).</exception>
     public static async Task<NatDaemon> StartAsync(NatdConfig config, IReadOnlyList<(IPacketPort Inside, IPacketPort Outside)> ports,
         ILoggerFactory loggers, bool startControl, CancellationToken ct, StateSnapshot.FileModel? restore = null)
     {
@@ -99,8 +129,6 @@ internal sealed class NatDaemon : IAsyncDisposable
             log.LogInformation("restored {Restored} of {Saved} sessions from the state snapshot", n, restore.Sessions.Count);
             restored = n;
         }
-        var system = ActorSystem.Create("natd");
-        system.Log += m => log.LogWarning("actors: {Message}", m);
         if (config.Events is { } events)
         {
             foreach (var e in engines)
@@ -108,40 +136,53 @@ internal sealed class NatDaemon : IAsyncDisposable
                 NatEventLogger.AttachRing(e.Table, events.Queue); // before the poller threads start: no cross-thread write
             }
         }
-        // ALG helpers first: pollers hand them frames from their first batch on.
-        var algHelpers = new IActorRef?[Enum.GetValues<AlgKind>().Length];
-        var algSupervisor = system.ActorOf(Props.Create(() => new AlgSupervisorActor(AlgRegistry.Handlers, algHelpers))
-            .WithSupervisorStrategy(AlgSupervisorActor.Strategy), "algs");
-        await WaitForHelpersAsync(algHelpers, ct).ConfigureAwait(false);
-        var handles = new PollerHandle[shards];
-        for (int k = 0; k < shards; k++)
+        // A single poller has no shard links: its mailbox's eventfd is the daemon's.
+        Wakeup[] wakeups = links is null ? [new Wakeup()] : [];
+        var eventLogStats = new EventLogStats();
+        ActorTree? tree = null;
+        Exception? failure = null;
+        var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Services.AddSingleton(loggers);
+        builder.Services.AddSingleton<IHostLifetime, CallerLifetime>(); // natd's modes own the signals and the console
+        builder.Services.AddAkka("natd", akka => akka
+            .AddHocon(AkkaConfig, HoconAddMode.Prepend)
+            .ConfigureLoggers(l =>
+            {
+                l.LogLevel = Akka.Event.LogLevel.WarningLevel;
+                l.ClearLoggers();
+                l.AddLoggerFactory(loggers);
+            })
+            .WithActors((system, registry) =>
+            {
+                try
+                {
+                    tree = BuildTree(system, config, engines, ports, links, wakeups, loggers, eventLogStats);
+                    registry.Register<ConfigActor>(tree.Config);
+                    registry.Register<SweeperActor>(tree.Sweeper);
+                    registry.Register<AlgSupervisorActor>(tree.Algs);
+                }
+                catch (Exception e) when (e is AskTimeoutException or InvalidOperationException or ArgumentException)
+                {
+                    failure = e;
+                }
+            }));
+        var host = builder.Build();
+        try
         {
-            int shard = k;
-            var options = new PollerOptions
+            await host.StartAsync(ct).ConfigureAwait(false);
+            if (tree is null)
             {
-                BatchSize = config.BatchSize,
-                Shard = shard,
-                Links = links,
-                AlgHelpers = algHelpers,
-                GreOwner = shard == 0 ? null : handles[0].Actor,
-            };
-            var (inside, outside) = ports[shard];
-            var engine = engines[shard];
-            var stats = new PollerStats(engine.Counters.Table); // the poller counts into its shard's one table
-            var props = Props.Create(() => new PollerActor(engine, inside, outside, options, stats));
-            if (shards > 1)
-            {
-                props = props.WithDedicatedThread(() => CpuAffinity.PinCurrentThread(shard % Environment.ProcessorCount));
+                throw new InvalidOperationException("natd's actor tree did not start: " + (failure?.Message ?? "see the log"), failure);
             }
-            handles[k] = new PollerHandle(system.ActorOf(props, $"poller-{shard}"), engine.ReadView, stats, inside, outside);
         }
-        // The carrier-grade settings in force, for the event log's quota records (a reload may change the limits).
-        var cgnatInForce = new InForce<CgnatSettings>(config.Nat.Cgnat);
-        var configActor = system.ActorOf(Props.Create(() => new ConfigActor(config, handles, loggers.CreateLogger("natd.config"),
-            c => cgnatInForce.Value = c.Nat.Cgnat)), "config");
-        var sweeper = system.ActorOf(Props.Create(() => new SweeperActor(handles, SweeperActor.SliceBudget, loggers.CreateLogger("natd.sweeper"))), "sweeper");
-        var daemon = new NatDaemon(config, ports, system, handles, configActor, links, engines[0]) { RestoredSessions = restored, AlgSupervisor = algSupervisor, AlgHelpers = algHelpers };
-        daemon.Query.AlgRestarts = kind => algHelpers[(int)kind] is { } h ? system.Stats.RestartsOf(h) : 0;
+        catch
+        {
+            await StopHostAsync(host).ConfigureAwait(false);
+            DisposeAll(ports, links, wakeups);
+            throw;
+        }
+        var system = host.Services.GetRequiredService<ActorSystem>();
+        var daemon = new NatDaemon(config, ports, host, system, tree, links, wakeups, engines[0], eventLogStats) { RestoredSessions = restored };
         if (startControl)
         {
             try
@@ -154,38 +195,69 @@ internal sealed class NatDaemon : IAsyncDisposable
                 throw;
             }
         }
-        if (config.Events is { } ev)
+        var scheduler = system.Scheduler;
+        if (tree.EventLogger is { } eventLogger)
         {
-            var tables = engines.Select(e => e.Table).ToList();
-            var eventLogger = system.ActorOf(Props.Create(() => new NatEventLogger(ev, tables, daemon.EventLogStats, loggers.CreateLogger("natd.events"),
-                new EventLoggerOptions { MaxSessions = (uint)config.Nat.MaxSessions, Cgnat = () => cgnatInForce.Value })), "event-log");
-            daemon._eventLogTimer = system.Scheduler.ScheduleTellRepeatedly(NatEventLogger.DrainInterval, NatEventLogger.DrainInterval, eventLogger, NatEventLogger.Drain.Instance);
+            daemon._eventLogTimer = scheduler.ScheduleTellRepeatedlyCancelable(NatEventLogger.DrainInterval, NatEventLogger.DrainInterval,
+                eventLogger, NatEventLogger.Drain.Instance, ActorRefs.NoSender);
         }
-        daemon._sweepTimer = system.Scheduler.ScheduleTellRepeatedly(SweeperActor.Interval, SweeperActor.Interval, sweeper, SweeperActor.Tick.Instance);
+        daemon._sweepTimer = scheduler.ScheduleTellRepeatedlyCancelable(SweeperActor.Interval, SweeperActor.Interval,
+            tree.Sweeper, SweeperActor.Tick.Instance, ActorRefs.NoSender);
         // Helper state of a control connection outlives any idle session it could belong to.
         var algIdle = new ExpireAlgState(config.Nat.Timeouts.TcpEstablished * 1000L);
-        daemon._algTimer = system.Scheduler.ScheduleTellRepeatedly(TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(1), algSupervisor, algIdle);
+        daemon._algTimer = scheduler.ScheduleTellRepeatedlyCancelable(TimeSpan.FromMinutes(1), TimeSpan.FromMinutes(1), tree.Algs, algIdle, ActorRefs.NoSender);
         return daemon;
     }
 
-    /// <summary>The ALG supervisor fills the helper refs as it starts (on its own thread): wait for them, bounded.</summary>
-    private static async Task WaitForHelpersAsync(IActorRef?[] helpers, CancellationToken ct)
+    /// <summary>
+    /// The actor tree, made inside Akka.Hosting's start: the ALG helpers first (pollers hand them
+    /// frames from their first batch on), then one poller per shard, then the control actors.
+    /// </summary>
+    private static ActorTree BuildTree(ActorSystem system, NatdConfig config, NatEngine[] engines,
+        IReadOnlyList<(IPacketPort Inside, IPacketPort Outside)> ports, ShardLinks? links, Wakeup[] wakeups, ILoggerFactory loggers,
+        EventLogStats eventLogStats)
     {
-        int expected = AlgRegistry.Handlers.Count;
-        for (int i = 0; i < 200; i++)
+        var restarts = new AlgRestarts();
+        var algs = system.ActorOf(Props.Create(() => new AlgSupervisorActor(AlgRegistry.Handlers, restarts)), "algs");
+        // Blocking here is the host's start, not an actor's thread: the supervisor answers once its children exist.
+        var algHelpers = algs.Ask<IReadOnlyList<IActorRef?>>(AlgSupervisorActor.GetHelpers.Instance, TimeSpan.FromSeconds(5))
+            .GetAwaiter().GetResult();
+        int shards = engines.Length;
+        var handles = new PollerHandle[shards];
+        for (int k = 0; k < shards; k++)
         {
-            int n = 0;
-            for (int k = 0; k < helpers.Length; k++)
+            var options = new PollerOptions
             {
-                n += Volatile.Read(ref helpers[k]) is null ? 0 : 1;
-            }
-            if (n >= expected)
-            {
-                return;
-            }
-            await Task.Delay(10, ct).ConfigureAwait(false);
+                BatchSize = config.BatchSize,
+                Shard = k,
+                Links = links,
+                Wakeup = links is null ? wakeups[0] : null,
+                AlgHelpers = algHelpers,
+                GreOwner = k == 0 ? null : handles[0].Actor,
+                Cpu = shards > 1 ? k % Environment.ProcessorCount : null,
+            };
+            var (inside, outside) = ports[k];
+            var engine = engines[k];
+            var stats = new PollerStats(engine.Counters.Table); // the poller counts into its shard's one table
+            handles[k] = new PollerHandle(system.ActorOf(PollerActor.Props(engine, inside, outside, options, stats), $"poller-{k}"),
+                engine.ReadView, stats, inside, outside);
         }
-        throw new InvalidOperationException("the ALG helpers did not start within 2 s");
+        // The carrier-grade settings in force, for the event log's quota records (a reload may change the limits).
+        var cgnatInForce = new InForce<CgnatSettings>(config.Nat.Cgnat);
+        var configLogger = loggers.CreateLogger("natd.config");
+        Action<NatdConfig> applied = c => cgnatInForce.Value = c.Nat.Cgnat;
+        var configActor = system.ActorOf(Props.Create(() => new ConfigActor(config, handles, configLogger, applied, null)), "config");
+        var sweeperLogger = loggers.CreateLogger("natd.sweeper");
+        var sweeper = system.ActorOf(Props.Create(() => new SweeperActor(handles, SweeperActor.SliceBudget, sweeperLogger)), "sweeper");
+        IActorRef? eventLogger = null;
+        if (config.Events is { } ev)
+        {
+            var tables = engines.Select(e => e.Table).ToList();
+            var eventsLogger = loggers.CreateLogger("natd.events");
+            var options = new EventLoggerOptions { MaxSessions = (uint)config.Nat.MaxSessions, Cgnat = () => cgnatInForce.Value };
+            eventLogger = system.ActorOf(Props.Create(() => new NatEventLogger(ev, tables, eventLogStats, eventsLogger, options)), "event-log");
+        }
+        return new ActorTree(handles, configActor, sweeper, algs, algHelpers, restarts, eventLogger);
     }
 
     /// <summary>Splits a snapshot's sessions by the shard that owns them now (the shard count may have changed).</summary>
@@ -231,13 +303,56 @@ internal sealed class NatDaemon : IAsyncDisposable
         {
             await Control.DisposeAsync().ConfigureAwait(false);
         }
-        await System.Terminate().ConfigureAwait(false);
-        foreach (var (inside, outside) in _ports)
+        // A PoisonPill is a user message: the poller's mailbox wakes it out of poll(2) at once,
+        // where a system stop would wait for its idle timeout.
+        var stops = new List<Task>(Pollers.Count);
+        foreach (var p in Pollers)
+        {
+            stops.Add(p.Actor.GracefulStop(TimeSpan.FromSeconds(5)));
+        }
+        try
+        {
+            await Task.WhenAll(stops).ConfigureAwait(false);
+        }
+        catch (TaskCanceledException)
+        {
+            // A poller stuck in a batch: the system's termination below stops it anyway.
+        }
+        await StopHostAsync(_host).ConfigureAwait(false);
+        DisposeAll(_ports, Links, _wakeups);
+    }
+
+    /// <summary>Stops the host (Akka.Hosting terminates the ActorSystem through CoordinatedShutdown) and disposes it.</summary>
+    private static async Task StopHostAsync(IHost host)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await host.StopAsync(timeout.Token).ConfigureAwait(false);
+        host.Dispose();
+    }
+
+    private static void DisposeAll(IReadOnlyList<(IPacketPort Inside, IPacketPort Outside)> ports, ShardLinks? links, Wakeup[] wakeups)
+    {
+        foreach (var (inside, outside) in ports)
         {
             inside.Dispose();
             outside.Dispose();
         }
-        Links?.Dispose();
+        links?.Dispose();
+        foreach (var w in wakeups)
+        {
+            w.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// The host's lifetime when natd's mode is the caller: no console hooks and no signal handlers
+    /// (`natd run` handles SIGTERM, SIGINT and SIGHUP itself), start and stop when told.
+    /// </summary>
+    private sealed class CallerLifetime : IHostLifetime
+    {
+        public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 
     /// <summary>A value one thread publishes and others read (the reference is swapped whole).</summary>

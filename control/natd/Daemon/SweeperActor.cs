@@ -1,5 +1,5 @@
 using Microsoft.Extensions.Logging;
-using Natd.Dataplane.Actors;
+using Akka.Actor;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
 using Natd.Dataplane.Workers;
@@ -12,7 +12,7 @@ namespace Natd.Control.Daemon;
 /// last tick (RFC 6888 REQ-? logging of port and session exhaustion), rate-limited to one line per
 /// tick per reason.
 /// </summary>
-internal sealed partial class SweeperActor(IReadOnlyList<PollerHandle> pollers, int budget, ILogger logger) : ActorBase
+internal sealed partial class SweeperActor(IReadOnlyList<PollerHandle> pollers, int budget, ILogger logger) : UntypedActor
 {
     /// <summary>
     /// Sessions one poller expires per slice: 128 at the 0.3 to 0.55 microseconds a deletion costs (perf/,

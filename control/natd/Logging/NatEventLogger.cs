@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
-using Natd.Dataplane.Actors;
+using Akka.Actor;
 using Natd.Dataplane.Nat;
+using Natd.Dataplane.Rings;
 using Natd.Dataplane.Sessions;
 using Natd.Dataplane.Workers;
 
@@ -40,7 +41,7 @@ public sealed record EventLoggerOptions
 /// supervisor restarts it (sinks reopened, rings kept: they belong to the session tables).
 /// Messages: <see cref="Drain"/> (the periodic tick) and <see cref="Flush"/> (drain now and reply).
 /// </summary>
-public sealed class NatEventLogger : ActorBase
+public sealed class NatEventLogger : UntypedActor
 {
     /// <summary>How often the daemon tells <see cref="Drain"/>.</summary>
     public static readonly TimeSpan DrainInterval = TimeSpan.FromMilliseconds(100);

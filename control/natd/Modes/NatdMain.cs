@@ -112,6 +112,7 @@ internal static class NatdMain
         });
         b.SetMinimumLevel(Enum.TryParse<LogLevel>(level, ignoreCase: true, out var l) ? l : LogLevel.Information);
         b.AddFilter("Microsoft", LogLevel.Warning);
+        b.AddFilter("Akka", LogLevel.Warning); // Akka.Hosting's start and stop chatter; Akka's own events are warnings and up already
     });
 }
 

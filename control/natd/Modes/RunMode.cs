@@ -85,7 +85,7 @@ internal static class RunMode
                     int saved = await daemon.SaveStateAsync(statePath).ConfigureAwait(false);
                     stdout.WriteLine($"natd: saved {saved} sessions to {statePath}");
                 }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException or TimeoutException)
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException or TimeoutException or Akka.Actor.AskTimeoutException)
                 {
                     stderr.WriteLine($"natd: could not save the state snapshot: {e.Message}");
                 }

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using Microsoft.Extensions.Logging.Abstractions;
 using Natd.Control.Logging;
-using Natd.Dataplane.Actors;
+using Akka.Actor;
 using Natd.Dataplane.Nat;
 using Natd.Tests.Support;
 using static Natd.Tests.Support.Frames;
@@ -29,9 +29,10 @@ public sealed class FileSinkTests : IDisposable
         var stats = new EventLogStats();
         var settings = new EventLogSettings { Queue = 64, File = new FileSinkSettings(path, 1 << 20, 2) };
         NatEventLogger.AttachRing(h.Engine.Table, settings.Queue);
-        await using (var system = ActorSystem.Create("file"))
+        await using (var system = AkkaSystem.Create("file"))
         {
-            var logger = system.ActorOf(Props.Create(() => new NatEventLogger(settings, [h.Engine.Table], stats, NullLogger.Instance,
+            IReadOnlyList<SessionTable> tables = [h.Engine.Table];
+            var logger = system.ActorOf(Props.Create(() => new NatEventLogger(settings, tables, stats, NullLogger.Instance,
                 new EventLoggerOptions { EpochOffsetMs = LoggingTestSupport.EpochOffsetMs })), "event-log");
             byte[] o = h.Out(Udp(EngineHarness.InsideHost, 40000, EngineHarness.OutsideHost, 53));
             h.Run(Udp(EngineHarness.InsideHost, 40001, EngineHarness.OutsideHost, 53), Side.Inside, out _); // exhausted

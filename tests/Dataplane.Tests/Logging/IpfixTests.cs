@@ -5,7 +5,7 @@ using System.Net.Sockets;
 using System.Text.Json;
 using Microsoft.Extensions.Logging.Abstractions;
 using Natd.Control.Logging;
-using Natd.Dataplane.Actors;
+using Akka.Actor;
 using Natd.Dataplane.Nat;
 using Natd.Tests.Support;
 using static Natd.Tests.Support.Frames;
@@ -53,8 +53,9 @@ public class IpfixTests
         var stats = new EventLogStats();
         var settings = new EventLogSettings { Queue = 1024, Ipfix = new IpfixSinkSettings((IPEndPoint)collector.Client.LocalEndPoint!, 7, 60) };
         NatEventLogger.AttachRing(h.Engine.Table, settings.Queue); // as the daemon does, before the engine runs
-        await using var system = ActorSystem.Create("ipfix");
-        var logger = system.ActorOf(Props.Create(() => new NatEventLogger(settings, [h.Engine.Table], stats, NullLogger.Instance,
+        await using var system = AkkaSystem.Create("ipfix");
+        IReadOnlyList<SessionTable> tables = [h.Engine.Table];
+        var logger = system.ActorOf(Props.Create(() => new NatEventLogger(settings, tables, stats, NullLogger.Instance,
             new EventLoggerOptions { EpochOffsetMs = LoggingTestSupport.EpochOffsetMs, MaxSessions = 3 })), "event-log");
 
         // Three sessions (the table's capacity), then a refused fourth flow, then expiry of all three.

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Logging.Abstractions;
 using Natd.Control.Logging;
-using Natd.Dataplane.Actors;
+using Akka.Actor;
 using Natd.Dataplane.Nat;
 using Natd.Tests.Support;
 using static Natd.Tests.Support.Frames;
@@ -45,8 +45,9 @@ public class NatEventLoggerTests
             h.Out(Udp(EngineHarness.InsideHost, 40000 + i, EngineHarness.OutsideHost, 53));
         }
         Assert.Equal(6, h.Engine.Table.EventsDropped);
-        await using var system = ActorSystem.Create("drops");
-        var logger = system.ActorOf(Props.Create(() => new NatEventLogger(settings, [h.Engine.Table], stats, NullLogger.Instance)), "event-log");
+        await using var system = AkkaSystem.Create("drops");
+        IReadOnlyList<SessionTable> tables = [h.Engine.Table];
+        var logger = system.ActorOf(Props.Create(() => new NatEventLogger(settings, tables, stats, NullLogger.Instance)), "event-log");
         var reply = await logger.Ask<NatEventLogger.Flushed>(NatEventLogger.Flush.Instance, TimeSpan.FromSeconds(10));
         Assert.Equal(4, reply.Drained);
         Assert.Equal(6, Volatile.Read(ref stats.Dropped));
@@ -63,8 +64,10 @@ public class NatEventLoggerTests
         var stats = new EventLogStats();
         var sink = new StuckSink();
         NatEventLogger.AttachRing(h.Engine.Table, 256);
-        await using var system = ActorSystem.Create("stuck");
-        var logger = system.ActorOf(Props.Create(() => new NatEventLogger([h.Engine.Table], () => [sink], stats, NullLogger.Instance, null, 256)), "event-log");
+        await using var system = AkkaSystem.Create("stuck");
+        IReadOnlyList<SessionTable> tables = [h.Engine.Table];
+        Func<IReadOnlyList<INatEventSink>> sinks = () => [sink];
+        var logger = system.ActorOf(FactoryProps.Of(() => new NatEventLogger(tables, sinks, stats, NullLogger.Instance, null, 256)), "event-log");
 
         h.Out(Udp(EngineHarness.InsideHost, 40000, EngineHarness.OutsideHost, 53));
         logger.Tell(NatEventLogger.Drain.Instance);

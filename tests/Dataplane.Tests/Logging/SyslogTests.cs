@@ -5,7 +5,7 @@ using System.Text;
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.Logging.Abstractions;
 using Natd.Control.Logging;
-using Natd.Dataplane.Actors;
+using Akka.Actor;
 using Natd.Dataplane.Nat;
 using Natd.Tests.Support;
 using static Natd.Tests.Support.Frames;
@@ -34,8 +34,9 @@ public class SyslogTests
             Syslog = new SyslogSinkSettings((IPEndPoint)collector.Client.LocalEndPoint!, SyslogSinkSettings.Local0, "natd-test"),
         };
         NatEventLogger.AttachRing(h.Engine.Table, settings.Queue); // as the daemon does, before the engine runs
-        await using var system = ActorSystem.Create("syslog");
-        var logger = system.ActorOf(Props.Create(() => new NatEventLogger(settings, [h.Engine.Table], stats, NullLogger.Instance,
+        await using var system = AkkaSystem.Create("syslog");
+        IReadOnlyList<SessionTable> tables = [h.Engine.Table];
+        var logger = system.ActorOf(Props.Create(() => new NatEventLogger(settings, tables, stats, NullLogger.Instance,
             new EventLoggerOptions { EpochOffsetMs = LoggingTestSupport.EpochOffsetMs })), "event-log");
 
         byte[] o = h.Out(Udp(EngineHarness.InsideHost, 40000, EngineHarness.OutsideHost, 53));

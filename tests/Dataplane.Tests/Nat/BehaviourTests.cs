@@ -3,7 +3,7 @@ using Natd.Dataplane.Packets;
 using Natd.Tests.Support;
 using static Natd.Tests.Support.Frames;
 using Natd.Dataplane.Sessions;
-using Natd.Dataplane.Actors;
+using Natd.Dataplane.Rings;
 
 namespace Natd.Tests.Nat;
 
@@ -248,7 +248,7 @@ public class NatEventTests
     {
         // Ports come back at once after expiry here (no quarantine): the test refills the ring with new flows.
         var h = new EngineHarness(s => s with { PortMin = 6000, PortMax = 6001, Cgnat = new CgnatSettings { PortReuseDelaySeconds = 0 } });
-        var ring = new Natd.Dataplane.Actors.SpscRing<NatEvent>(4);
+        var ring = new Natd.Dataplane.Rings.SpscRing<NatEvent>(4);
         h.Engine.Table.Events = ring;
         int ext = SrcPort(h.Out(Udp(EngineHarness.InsideHost, 40000, EngineHarness.OutsideHost, 53)));
         h.Out(Udp(EngineHarness.InsideHost, 40001, EngineHarness.OutsideHost, 53));

@@ -1,4 +1,4 @@
-using Natd.Dataplane.Actors;
+using Natd.Dataplane.Rings;
 using Natd.Dataplane.Io;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;

@@ -1,6 +1,6 @@
 using Natd.Control.Api;
 using Natd.Control.Daemon;
-using Natd.Dataplane.Actors;
+using Natd.Dataplane.Rings;
 using Natd.Dataplane.Io;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;

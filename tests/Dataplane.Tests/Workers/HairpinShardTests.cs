@@ -1,4 +1,5 @@
-using Natd.Dataplane.Actors;
+using Akka.Actor;
+using Natd.Dataplane.Io;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
 using Natd.Dataplane.Workers;
@@ -146,13 +147,15 @@ internal sealed class ShardedGateway : IAsyncDisposable
     private static readonly TimeSpan Limit = TimeSpan.FromSeconds(10);
     private readonly ActorSystem _system;
     private readonly ShardLinks? _links;
+    private readonly Wakeup? _wake;
     private readonly (ConcurrentPort Inside, ConcurrentPort Outside)[] _ports;
 
-    private ShardedGateway(ActorSystem system, ShardLinks? links, (ConcurrentPort, ConcurrentPort)[] ports, IReadOnlyList<string> clients, ShardMap router)
+    private ShardedGateway(ActorSystem system, ShardLinks? links, Wakeup? wake, (ConcurrentPort, ConcurrentPort)[] ports, IReadOnlyList<string> clients, ShardMap router)
     {
         Router = router;
         _system = system;
         _links = links;
+        _wake = wake;
         _ports = ports;
         Clients = clients;
     }
@@ -209,7 +212,8 @@ internal sealed class ShardedGateway : IAsyncDisposable
         };
         var router = new ShardMap(s, shards);
         var links = shards > 1 ? new ShardLinks(shards, router) : null;
-        var system = ActorSystem.Create("hairpin");
+        var wake = links is null ? new Wakeup() : null;
+        var system = ActorSystem.Create("hairpin", PollerActor.Config);
         var ports = new (ConcurrentPort, ConcurrentPort)[shards];
         var pollers = new IActorRef[shards];
         for (int k = 0; k < shards; k++)
@@ -217,8 +221,8 @@ internal sealed class ShardedGateway : IAsyncDisposable
             var engine = new NatEngine(s, MacAddress.Read(GatewayInsideMac), MacAddress.Read(GatewayOutsideMac), new EngineOptions { Seed = (ulong)(7 + k), Shard = k, Shards = shards });
             var pair = (new ConcurrentPort($"in{k}", MacAddress.Read(GatewayInsideMac)), new ConcurrentPort($"out{k}", MacAddress.Read(GatewayOutsideMac)));
             ports[k] = pair;
-            var options = new PollerOptions { BatchSize = 8, IdleWaitMilliseconds = 1, Shard = k, Links = links, GreOwner = k == 0 ? null : pollers[0] };
-            pollers[k] = system.ActorOf(Props.Create(() => new PollerActor(engine, pair.Item1, pair.Item2, options, new PollerStats())), $"poller-{k}");
+            var options = new PollerOptions { BatchSize = 8, IdleWaitMilliseconds = 1, Shard = k, Links = links, Wakeup = wake, GreOwner = k == 0 ? null : pollers[0] };
+            pollers[k] = system.ActorOf(PollerActor.Props(engine, pair.Item1, pair.Item2, options, new PollerStats()), $"poller-{k}");
         }
         // Clients: 10.0.0.3-10.0.0.9 (not the forward's server), keeping the first two per shard.
         var clients = new List<string>();
@@ -233,7 +237,7 @@ internal sealed class ShardedGateway : IAsyncDisposable
             }
         }
         Assert.All(perShard, c => Assert.True(c > 0, "every shard owns a client"));
-        return Task.FromResult(new ShardedGateway(system, links, ports, clients, router));
+        return Task.FromResult(new ShardedGateway(system, links, wake, ports, clients, router));
     }
 
     /// <summary>Injects <paramref name="frame"/> on shard <paramref name="rx"/>'s inside port and returns the one frame transmitted on <paramref name="expect"/> (any shard's port).</summary>
@@ -263,8 +267,9 @@ internal sealed class ShardedGateway : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        await _system.DisposeAsync();
+        await _system.Terminate();
         _links?.Dispose();
+        _wake?.Dispose();
         foreach (var (i, o) in _ports)
         {
             i.Dispose();

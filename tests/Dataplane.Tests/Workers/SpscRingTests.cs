@@ -1,5 +1,5 @@
 using Natd.Dataplane.Workers;
-using Natd.Dataplane.Actors;
+using Natd.Dataplane.Rings;
 
 namespace Natd.Tests.Workers;
 

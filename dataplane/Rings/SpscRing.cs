@@ -1,7 +1,7 @@
 using System.Numerics;
 using System.Runtime.InteropServices;
 
-namespace Natd.Dataplane.Actors;
+namespace Natd.Dataplane.Rings;
 
 /// <summary>
 /// A bounded lock-free single-producer single-consumer ring of structs (the shape of VPP's handoff
