@@ -91,12 +91,17 @@ internal sealed class NatDaemon : IAsyncDisposable
         if (restore is not null)
         {
             // Before any poller thread exists: the engines have no other user yet.
-            int n = 0;
+            int n = 0, pcp = 0;
             foreach (var part in Partition(restore, links, engines.Length))
             {
-                n += StateSnapshot.Restore(part.Model, engines[part.Shard], DateTimeOffset.UtcNow, PollerActor.NowMs);
+                n += StateSnapshot.Restore(part.Model, engines[part.Shard], DateTimeOffset.UtcNow, PollerActor.NowMs, out int p);
+                pcp += p;
             }
             log.LogInformation("restored {Restored} of {Saved} sessions from the state snapshot", n, restore.Sessions.Count);
+            if (restore.PcpMappings is { Count: > 0 } saved)
+            {
+                log.LogInformation("restored {Restored} of {Saved} PCP mappings from the state snapshot", pcp, saved.Count);
+            }
             restored = n;
         }
         var system = ActorSystem.Create("natd");
@@ -188,7 +193,7 @@ internal sealed class NatDaemon : IAsyncDisposable
         throw new InvalidOperationException("the ALG helpers did not start within 2 s");
     }
 
-    /// <summary>Splits a snapshot's sessions by the shard that owns them now (the shard count may have changed).</summary>
+    /// <summary>Splits a snapshot's sessions and PCP mappings by the shard that owns them now (the shard count may have changed).</summary>
     private static IEnumerable<(int Shard, StateSnapshot.FileModel Model)> Partition(StateSnapshot.FileModel model, ShardLinks? links, int shards)
     {
         if (links is null)
@@ -201,7 +206,9 @@ internal sealed class NatDaemon : IAsyncDisposable
         {
             int shard = k;
             var mine = model.Sessions.Where(s => map.OwnerOf(s) == shard).ToList();
-            yield return (shard, model with { Sessions = mine });
+            // A PCP mapping lives in the shard of its internal host, as the host's requests are answered there.
+            var pcp = model.PcpMappings?.Where(m => map.OwnerOfInside(m.Internal) == shard).ToList();
+            yield return (shard, model with { Sessions = mine, PcpMappings = pcp });
         }
     }
 
