@@ -54,6 +54,9 @@ internal sealed class NatDaemon : IAsyncDisposable
     /// <summary>ALG helpers by <see cref="AlgKind"/> (null: none).</summary>
     public IReadOnlyList<IActorRef?> AlgHelpers { get; private init; } = [];
 
+    /// <summary>PCP and NAT-PMP mappings restored from the state snapshot at start.</summary>
+    public int RestoredPcpMappings { get; private init; }
+
     /// <summary>Sessions restored from the state snapshot at start.</summary>
     public int RestoredSessions { get; private init; }
 
@@ -87,7 +90,7 @@ internal sealed class NatDaemon : IAsyncDisposable
         }
         // ShardMap.DefaultSeed: a subscriber lands on the same shard after a restart, where its restored ports belong.
         var links = shards > 1 ? new ShardLinks(shards, new ShardMap(config.Nat, shards)) : null;
-        int restored = 0;
+        int restored = 0, restoredPcp = 0;
         if (restore is not null)
         {
             // Before any poller thread exists: the engines have no other user yet.
@@ -103,6 +106,7 @@ internal sealed class NatDaemon : IAsyncDisposable
                 log.LogInformation("restored {Restored} of {Saved} PCP mappings from the state snapshot", pcp, saved.Count);
             }
             restored = n;
+            restoredPcp = pcp;
         }
         var system = ActorSystem.Create("natd");
         system.Log += m => log.LogWarning("actors: {Message}", m);
@@ -145,7 +149,7 @@ internal sealed class NatDaemon : IAsyncDisposable
         var configActor = system.ActorOf(Props.Create(() => new ConfigActor(config, handles, loggers.CreateLogger("natd.config"),
             c => cgnatInForce.Value = c.Nat.Cgnat)), "config");
         var sweeper = system.ActorOf(Props.Create(() => new SweeperActor(handles, SweeperActor.SliceBudget, loggers.CreateLogger("natd.sweeper"))), "sweeper");
-        var daemon = new NatDaemon(config, ports, system, handles, configActor, links, engines[0]) { RestoredSessions = restored, AlgSupervisor = algSupervisor, AlgHelpers = algHelpers };
+        var daemon = new NatDaemon(config, ports, system, handles, configActor, links, engines[0]) { RestoredSessions = restored, RestoredPcpMappings = restoredPcp, AlgSupervisor = algSupervisor, AlgHelpers = algHelpers };
         daemon.Query.AlgRestarts = kind => algHelpers[(int)kind] is { } h ? system.Stats.RestartsOf(h) : 0;
         if (startControl)
         {
