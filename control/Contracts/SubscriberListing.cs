@@ -4,7 +4,8 @@ using System.Text;
 namespace Natd.Contracts;
 
 /// <summary>
-/// `natctl subscribers` and `natctl blocks` as aligned columns, one row per subscriber or block:
+/// `natctl subscribers`, `natctl blocks` and `natctl mappings` as aligned columns, one row per
+/// subscriber, block or PCP mapping:
 /// <code>
 /// subscriber  external      blocks                   ports     sessions   limit-hits
 /// 10.0.0.2    198.51.100.1  1024-2046/2              12/1024   10/2000    sessions=7 rate=2
@@ -43,6 +44,29 @@ internal static class SubscriberListing
             rows.Add([b.External, b.Block, b.Subscriber, b.PortsInUse.ToString(CultureInfo.InvariantCulture), b.AllocatedAt]);
         }
         return Columns(rows, answer.Total - answer.Blocks.Length, "blocks");
+    }
+
+    /// <summary>
+    /// The PCP and NAT-PMP mappings table, one mapping a line: protocol, internal, external, lifetime
+    /// left (seconds), filters ("-" when every remote may use it), nonce, and how it was made.
+    /// </summary>
+    public static string Render(MappingsAnswer answer)
+    {
+        ArgumentNullException.ThrowIfNull(answer);
+        var rows = new List<string[]> { new[] { "protocol", "internal", "external", "lifetime", "filters", "nonce", "via" } };
+        foreach (var m in answer.Mappings)
+        {
+            rows.Add([
+                m.Protocol,
+                m.Internal,
+                m.External,
+                string.Create(CultureInfo.InvariantCulture, $"{m.LifetimeLeft}s"),
+                m.Filters.Length == 0 ? "-" : string.Join(',', m.Filters),
+                m.Nonce,
+                m.Via,
+            ]);
+        }
+        return Columns(rows, answer.Total - answer.Mappings.Length, "mappings");
     }
 
     /// <summary>A block's ports as "LOW-HIGH", or "LOW-HIGH/STEP" when its ports are every STEP-th (RFC 8158 portRangeStepSize).</summary>

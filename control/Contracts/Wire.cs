@@ -218,6 +218,32 @@ internal sealed record BlocksAnswer
     public BlockRow[] Blocks { get; init; } = [];
 }
 
+/// <summary>
+/// One PCP or NAT-PMP mapping as GET /mappings returns it (natctl mappings): protocol ("tcp",
+/// "udp"), internal and external endpoints ("a.b.c.d:port"), seconds of lifetime left, its FILTERs
+/// as "PREFIX/LEN" or "PREFIX/LEN:PORT" (empty: every remote may use it; RFC 6887 section 13.3),
+/// the nonce of the request that made or last refreshed it (24 hex digits, section 11.1) and how it
+/// was made ("pcp" or "nat-pmp", whose mappings carry no nonce: zeros).
+/// </summary>
+internal sealed record MappingRow
+{
+    public string Protocol { get; init; } = "";
+    public string Internal { get; init; } = "";
+    public string External { get; init; } = "";
+    [JsonPropertyName("lifetime-left")]
+    public long LifetimeLeft { get; init; }
+    public string[] Filters { get; init; } = [];
+    public string Nonce { get; init; } = "";
+    public string Via { get; init; } = "";
+}
+
+/// <summary>GET /mappings: the first <see cref="Mappings"/> (by internal address and port) of <see cref="Total"/>.</summary>
+internal sealed record MappingsAnswer
+{
+    public long Total { get; init; }
+    public MappingRow[] Mappings { get; init; } = [];
+}
+
 /// <summary>The source-generated serialiser of every wire record (GET /timeouts is the Dictionary).</summary>
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
 [JsonSerializable(typeof(SessionRow[]))]
@@ -228,5 +254,6 @@ internal sealed record BlocksAnswer
 [JsonSerializable(typeof(LookupRow))]
 [JsonSerializable(typeof(SubscribersAnswer))]
 [JsonSerializable(typeof(BlocksAnswer))]
+[JsonSerializable(typeof(MappingsAnswer))]
 [JsonSerializable(typeof(Dictionary<string, long>))]
 internal sealed partial class WireJsonContext : JsonSerializerContext;

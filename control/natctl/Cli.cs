@@ -36,6 +36,12 @@ internal static class Cli
           blocks [--limit N]
                      held port blocks (nat.allocation: port-block): external, ports, subscriber,
                      ports in use, allocation time (UTC); both list at most N rows (default 1000)
+          mappings [--inside ADDR|ADDR/LEN] [--limit N]
+                     PCP and NAT-PMP mappings the subscribers made, one a line: protocol, internal,
+                     external, lifetime left, filters (- for none), nonce, pcp or nat-pmp
+          mappings delete --protocol tcp|udp --internal ADDR:PORT | --external ADDR:PORT
+                     delete one mapping (no nonce needed): no new inbound flow reaches it; sessions
+                     in progress run on under their timeouts
           expectations
                      list pending ALG expectations (pinholes waiting for an FTP data connection,
                      a DCC peer, a TFTP reply) with their control connection
@@ -61,7 +67,7 @@ internal static class Cli
                      natd lookup --config natd.yaml ...); exit 1 when no subscriber matches
 
         options:
-          --json               print the API's JSON (sessions, stats, subscribers, blocks, expectations, timeouts, flush, delete, reload, lookup)
+          --json               print the API's JSON (sessions, stats, subscribers, blocks, mappings, expectations, timeouts, flush, delete, reload, lookup)
           -n                   numeric output; natctl never resolves names, accepted for ipfwadm habit
           --control HOST:PORT  natd control API (default: $NATD_CONTROL, else 127.0.0.1:9180)
           -h, --help           show this text
@@ -77,11 +83,12 @@ internal static class Cli
     /// <summary>Options that take a value, and the commands they belong to.</summary>
     private static readonly Dictionary<string, string[]> ValueOptions = new(StringComparer.Ordinal)
     {
-        ["--protocol"] = ["sessions"],
-        ["--inside"] = ["sessions", "lookup", "subscribers"],
-        ["--limit"] = ["subscribers", "blocks"],
+        ["--protocol"] = ["sessions", "mappings delete"],
+        ["--inside"] = ["sessions", "lookup", "subscribers", "mappings"],
+        ["--limit"] = ["subscribers", "blocks", "mappings"],
         ["--remote"] = ["sessions"],
-        ["--external"] = ["lookup"],
+        ["--external"] = ["lookup", "mappings delete"],
+        ["--internal"] = ["mappings delete"],
         ["--tcp"] = ["timeouts set"],
         ["--tcp-established"] = ["timeouts set"],
         ["--tcpfin"] = ["timeouts set"],
@@ -157,7 +164,7 @@ internal static class Cli
             return await UsageError(stderr, "no command given").ConfigureAwait(false);
         }
         string command = positional[0];
-        string commandName = command is "timeouts" or "config" && positional.Count > 1 ? command + " " + positional[1] : command;
+        string commandName = command is "timeouts" or "config" or "mappings" && positional.Count > 1 ? command + " " + positional[1] : command;
         foreach (var option in values.Keys)
         {
             if (Array.IndexOf(ValueOptions[option], commandName) < 0)
@@ -188,6 +195,22 @@ internal static class Cli
                 }
                 request = new Request(HttpMethod.Get, "/" + command + listQuery, null, command == "blocks" ? Render.Blocks : Render.Subscribers);
                 break;
+            case "mappings" when positional.Count == 1:
+                if (!TryListQuery(values, out string? mappingsQuery, out string? mappingsError))
+                {
+                    return await UsageError(stderr, mappingsError).ConfigureAwait(false);
+                }
+                request = new Request(HttpMethod.Get, "/mappings" + mappingsQuery, null, Render.Mappings);
+                break;
+            case "mappings" when positional.Count == 2 && positional[1] == "delete":
+                if (!TryMappingDeleteBody(values, out string? mappingBody, out string? mappingError))
+                {
+                    return await UsageError(stderr, mappingError).ConfigureAwait(false);
+                }
+                request = new Request(HttpMethod.Post, "/mappings/delete", mappingBody, Render.MappingsDeleted);
+                break;
+            case "mappings":
+                return await UsageError(stderr, $"unexpected argument '{positional[1]}' (natctl mappings, or natctl mappings delete ...)").ConfigureAwait(false);
             case "lookup":
                 values.TryGetValue("--inside", out string? lookupInside);
                 values.TryGetValue("--external", out string? lookupExternal);
@@ -255,7 +278,7 @@ internal static class Cli
     }
 
     /// <summary>What the API answer is turned into on stdout.</summary>
-    private enum Render { Raw, Sessions, Stats, Expectations, Deleted, Outcome, Timeouts, TimeoutsOutcome, Lookup, Subscribers, Blocks }
+    private enum Render { Raw, Sessions, Stats, Expectations, Deleted, Outcome, Timeouts, TimeoutsOutcome, Lookup, Subscribers, Blocks, Mappings, MappingsDeleted }
 
     private sealed record Request(HttpMethod Method, string Path, string? Body, Render Render);
 
@@ -336,6 +359,15 @@ internal static class Cli
                     case Render.Blocks:
                         await stdout.WriteAsync(SubscriberListing.Render(
                             JsonSerializer.Deserialize(body, WireJsonContext.Default.BlocksAnswer) ?? new BlocksAnswer())).ConfigureAwait(false);
+                        break;
+                    case Render.Mappings:
+                        await stdout.WriteAsync(SubscriberListing.Render(
+                            JsonSerializer.Deserialize(body, WireJsonContext.Default.MappingsAnswer) ?? new MappingsAnswer())).ConfigureAwait(false);
+                        break;
+                    case Render.MappingsDeleted:
+                        var gone = JsonSerializer.Deserialize(body, WireJsonContext.Default.DeletedRow) ?? new DeletedRow();
+                        await stdout.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                            $"{gone.Deleted} mapping{(gone.Deleted == 1 ? "" : "s")} deleted")).ConfigureAwait(false);
                         break;
                     case Render.Deleted:
                         var deleted = JsonSerializer.Deserialize(body, WireJsonContext.Default.DeletedRow) ?? new DeletedRow();
@@ -445,6 +477,42 @@ internal static class Cli
             }
         }
         query = parts.Count == 0 ? "" : "?" + string.Join('&', parts);
+        return true;
+    }
+
+    /// <summary>`mappings delete`: --protocol tcp|udp and one of --internal or --external ADDR:PORT, as the JSON body of POST /mappings/delete.</summary>
+    private static bool TryMappingDeleteBody(Dictionary<string, string> values, out string body, [NotNullWhen(false)] out string? error)
+    {
+        body = "";
+        error = null;
+        if (!values.TryGetValue("--protocol", out string? protocol) || protocol is not ("tcp" or "udp"))
+        {
+            error = protocol is null ? "mappings delete needs --protocol tcp|udp" : $"--protocol '{protocol}' is not tcp or udp";
+            return false;
+        }
+        values.TryGetValue("--internal", out string? inside);
+        values.TryGetValue("--external", out string? outside);
+        if ((inside is null) == (outside is null))
+        {
+            error = "mappings delete needs one of --internal ADDR:PORT or --external ADDR:PORT";
+            return false;
+        }
+        string option = inside is not null ? "--internal" : "--external";
+        string endpoint = inside ?? outside!;
+        if (!TryEndpoint(endpoint, requirePort: true))
+        {
+            error = $"{option} '{endpoint}' is not ADDRESS:PORT (IPv4)";
+            return false;
+        }
+        using var ms = new MemoryStream();
+        using (var w = new Utf8JsonWriter(ms))
+        {
+            w.WriteStartObject();
+            w.WriteString("protocol", protocol);
+            w.WriteString(inside is not null ? "internal" : "external", endpoint);
+            w.WriteEndObject();
+        }
+        body = System.Text.Encoding.UTF8.GetString(ms.ToArray());
         return true;
     }
 

@@ -265,7 +265,7 @@ public sealed partial class NatEngine
         int m = table.FindInternal(proto, inside, rq.InternalPortRaw);
         if (m >= 0 && !table.Live(m, _now))
         {
-            table.Remove(m, _now);
+            table.Remove(m, _now, PcpDeleteCause.Expired);
             m = -1;
         }
         if (m >= 0)
@@ -326,7 +326,7 @@ public sealed partial class NatEngine
                 ref PcpMapping e = ref table[k];
                 if (e.InUse && e.Internal == inside && (proto == 0 || e.Protocol == proto) && e.Nonce0 == n0 && e.Nonce1 == n1 && e.Nonce2 == n2)
                 {
-                    table.Remove(k, _now);
+                    table.Remove(k, _now, PcpDeleteCause.Client);
                 }
             }
             return PcpResultCode.Success;
@@ -342,7 +342,7 @@ public sealed partial class NatEngine
             return PcpResultCode.NotAuthorized;
         }
         (external, externalPort, assigned) = (found.External, found.ExternalPortRaw, true);
-        table.Remove(m, _now);
+        table.Remove(m, _now, PcpDeleteCause.Client);
         return PcpResultCode.Success;
     }
 
@@ -616,7 +616,7 @@ public sealed partial class NatEngine
             {
                 if (m >= 0 && table[m].NatPmp)
                 {
-                    table.Remove(m, _now);
+                    table.Remove(m, _now, PcpDeleteCause.Client);
                 }
                 return NatPmpResultCode.Success;
             }
@@ -625,7 +625,7 @@ public sealed partial class NatEngine
                 ref PcpMapping e = ref table[k];
                 if (e.InUse && e.Internal == inside && e.Protocol == proto && e.NatPmp)
                 {
-                    table.Remove(k, _now);
+                    table.Remove(k, _now, PcpDeleteCause.Client);
                 }
             }
             return NatPmpResultCode.Success;
@@ -638,7 +638,7 @@ public sealed partial class NatEngine
         lifetime = Math.Clamp(rq.Lifetime, (uint)ps.MinLifetime, (uint)ps.MaxLifetime);
         if (m >= 0 && !table.Live(m, _now))
         {
-            table.Remove(m, _now);
+            table.Remove(m, _now, PcpDeleteCause.Expired);
             m = -1;
         }
         if (m >= 0)
@@ -855,7 +855,7 @@ public sealed partial class NatEngine
             {
                 if (poolChanged)
                 {
-                    _pcp.Clear(); // their ports were the old allocator's
+                    _pcp.Clear(_now); // their ports were the old allocator's
                 }
                 else
                 {
@@ -876,7 +876,7 @@ public sealed partial class NatEngine
         {
             if (_pcp[m].InUse)
             {
-                _pcp.Remove(m, _now);
+                _pcp.Remove(m, _now, PcpDeleteCause.Reload);
             }
         }
     }
@@ -889,20 +889,119 @@ public sealed partial class NatEngine
     public void CollectPcpMappings(List<PcpMappingInfo> into, long nowMs) => _pcp?.Collect(into, nowMs);
 
     /// <summary>
-    /// Deletes the PCP mapping of (<paramref name="protocol"/>, <paramref name="inside"/> network
-    /// order, <paramref name="insidePort"/> host order) as a MAP with lifetime 0 would, without its
-    /// nonce (the operator's delete). Sessions in progress go on. The engine's thread only.
+    /// The operator's delete (natctl mappings delete): removes the PCP or NAT-PMP mapping of
+    /// (<paramref name="protocol"/>, <paramref name="address"/> network order, <paramref name="port"/>
+    /// host order), the address and port being the mapping's internal endpoint, or its external one
+    /// when <paramref name="external"/>. No nonce is asked. As a client's delete (RFC 6887 section
+    /// 15), it ends the mapping's inbound reachability: no new flow opens on it; sessions in progress
+    /// go on under their own timeouts. Logged as a delete with cause operator. The engine's thread only.
     /// </summary>
-    /// <returns>True when such a mapping existed.</returns>
-    public bool DeletePcpMapping(byte protocol, uint inside, ushort insidePort, long nowMs)
+    /// <returns>True when such a mapping was live (an expired one is removed as expired and not counted).</returns>
+    public bool DeletePcpMapping(byte protocol, uint address, ushort port, bool external, long nowMs)
     {
-        int m = _pcp?.FindInternal(protocol, inside, FlowKey.PortToRaw(insidePort)) ?? -1;
+        if (_pcp is null)
+        {
+            return false;
+        }
+        ushort raw = FlowKey.PortToRaw(port);
+        int m = external ? _pcp.FindExternal(protocol, address, raw) : _pcp.FindInternal(protocol, address, raw);
         if (m < 0)
         {
             return false;
         }
         SetClock(nowMs);
-        _pcp!.Remove(m, nowMs);
+        bool live = _pcp.Live(m, nowMs);
+        _pcp.Remove(m, nowMs, live ? PcpDeleteCause.Operator : PcpDeleteCause.Expired);
+        return live;
+    }
+
+    /// <summary>The operator's delete of the mapping of an internal endpoint (<see cref="DeletePcpMapping(byte, uint, ushort, bool, long)"/>).</summary>
+    /// <returns>True when such a mapping was live.</returns>
+    public bool DeletePcpMapping(byte protocol, uint inside, ushort insidePort, long nowMs)
+        => DeletePcpMapping(protocol, inside, insidePort, external: false, nowMs);
+
+    /// <summary>
+    /// Adds this shard's live PCP and NAT-PMP mappings to <paramref name="into"/> for the restart
+    /// snapshot (<c>natd run --state</c>): endpoints, lifetime granted and left, filters, nonce. The
+    /// engine's thread only; allocates.
+    /// </summary>
+    public void ExportPcpMappings(List<PcpMappingRecord> into, long nowMs) => _pcp?.Export(into, nowMs);
+
+    /// <summary>
+    /// Restores saved PCP mappings (before the poller starts) with the lifetime they had left
+    /// (<see cref="PcpMappingRecord.LifetimeLeftMs"/>, the time natd was down already taken off).
+    /// Each takes its external port back (from the restored session mapping of the same endpoints
+    /// when there is one, else from the allocator, the subscriber's block or range); one that has
+    /// expired, whose address left the pool, whose port is taken or now arrives at another shard, or
+    /// with PCP off, is dropped. Not logged: the mapping was logged when made. The epoch is this
+    /// run's (RFC 6887 section 8.5: a restart resets it), so clients learn of the restart from the
+    /// ANNOUNCE or their next reply and refresh, keeping the same external port.
+    /// </summary>
+    /// <returns>Mappings restored.</returns>
+    public int ImportPcpMappings(IEnumerable<PcpMappingRecord> records, long nowMs)
+    {
+        if (_pcp is null || !_settings.Pcp.Enabled)
+        {
+            return 0;
+        }
+        SetClock(nowMs);
+        Table.NowMs = nowMs;
+        int n = 0;
+        foreach (PcpMappingRecord r in records)
+        {
+            if (ImportPcpMapping(r, nowMs))
+            {
+                n++;
+            }
+        }
+        return n;
+    }
+
+    private bool ImportPcpMapping(PcpMappingRecord r, long nowMs)
+    {
+        PcpMappings table = _pcp!;
+        ushort iraw = FlowKey.PortToRaw(r.InternalPort), eraw = FlowKey.PortToRaw(r.ExternalPort);
+        int poolIndex = _addresses.PoolIndexOf(r.External);
+        if (r.LifetimeLeftMs <= 0 || r.Protocol is not (IpProtocol.Tcp or IpProtocol.Udp) || poolIndex < 0 || table.Full
+            || !_addresses.InInsideNetworks(r.Internal) || table.FindInternal(r.Protocol, r.Internal, iraw) >= 0
+            || table.FindExternal(r.Protocol, r.External, eraw) >= 0 || !OwnsArrival(r.Protocol, r.External, r.ExternalPort)
+            || r.Filters.Count > PcpRequest.MaxFilters || !PcpMappingRecord.TryParseNonce(r.Nonce, out uint n0, out uint n1, out uint n2))
+        {
+            return false;
+        }
+        int sm = Table.FindMappingByInside(r.Internal, iraw, r.Protocol);
+        int m;
+        if (sm >= 0)
+        {
+            // A restored session of the same endpoint: the mapping takes its port over, as a new one would (NewPcpMapping).
+            ref Mapping im = ref Table.Mappings[sm];
+            if (!im.InUse || im.StaticPort || im.PoolIndex < 0 || im.ExternalAddress != r.External || im.ExternalPort != eraw)
+            {
+                return false;
+            }
+            im.StaticPort = true;
+            m = table.Add(r.Protocol, r.Internal, iraw, r.External, eraw, im.PoolIndex, r.NatPmp);
+        }
+        else
+        {
+            int cls = SessionTable.ProtocolClass(r.Protocol);
+            if (!TryTakeSpecific(r.Internal, poolIndex, cls, r.ExternalPort))
+            {
+                return false;
+            }
+            m = table.Add(r.Protocol, r.Internal, iraw, r.External, eraw, poolIndex, r.NatPmp);
+        }
+        if (m < 0)
+        {
+            return false;
+        }
+        Span<PcpFilter> filters = stackalloc PcpFilter[PcpRequest.MaxFilters];
+        for (int k = 0; k < r.Filters.Count; k++)
+        {
+            filters[k] = r.Filters[k];
+        }
+        table.SetFilters(m, filters[..r.Filters.Count]);
+        table.SetState(m, r.Lifetime, nowMs + r.LifetimeLeftMs, n0, n1, n2);
         return true;
     }
 

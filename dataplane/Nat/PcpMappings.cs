@@ -46,6 +46,31 @@ public sealed record PcpMappingInfo(byte Protocol, uint Internal, ushort Interna
     long LifetimeLeftSeconds, IReadOnlyList<PcpFilter> Filters, string Nonce, bool NatPmp);
 
 /// <summary>
+/// A PCP or NAT-PMP mapping in the restart snapshot (<c>natd run --state</c>): addresses network
+/// order, ports host order, the lifetime last granted (seconds) and what was left of it (ms; the
+/// snapshot's reader takes the time natd was down off), its FILTERs and nonce (24 hex digits, wire
+/// order; NAT-PMP: zeros).
+/// </summary>
+public sealed record PcpMappingRecord(byte Protocol, uint Internal, ushort InternalPort, uint External, ushort ExternalPort,
+    uint Lifetime, long LifetimeLeftMs, IReadOnlyList<PcpFilter> Filters, string Nonce, bool NatPmp)
+{
+    /// <summary>Reads a nonce written by <see cref="PcpMappings"/> (24 hex digits) back into the three raw words.</summary>
+    public static bool TryParseNonce(string hex, out uint n0, out uint n1, out uint n2)
+    {
+        n0 = n1 = n2 = 0;
+        Span<byte> b = stackalloc byte[12];
+        if (hex is not { Length: 24 } || Convert.FromHexString(hex, b, out _, out int written) != System.Buffers.OperationStatus.Done || written != 12)
+        {
+            return false;
+        }
+        n0 = Checksum.ReadRaw32(b, 0);
+        n1 = Checksum.ReadRaw32(b, 4);
+        n2 = Checksum.ReadRaw32(b, 8);
+        return true;
+    }
+}
+
+/// <summary>
 /// The PCP (and NAT-PMP) mappings of one shard: a preallocated table of <see cref="PcpMapping"/>
 /// with their filters, indexed by internal endpoint and by external endpoint, counted per
 /// subscriber (<c>pcp.mappings-per-subscriber</c>), expired by the sweeper's slices. Owns each
@@ -140,12 +165,23 @@ internal sealed class PcpMappings
         return m;
     }
 
-    /// <summary>Sets entry <paramref name="m"/>'s lifetime (seconds, from <paramref name="nowMs"/>) and nonce.</summary>
+    /// <summary>
+    /// Sets entry <paramref name="m"/>'s lifetime (seconds, from <paramref name="nowMs"/>) and nonce,
+    /// and logs it: a create for an entry just added, a refresh otherwise.
+    /// </summary>
     public void Refresh(int m, uint lifetime, long nowMs, uint n0, uint n1, uint n2)
     {
         ref PcpMapping e = ref _entries[m];
+        Emit(ref e, e.Lifetime == 0 ? NatEventType.PcpMappingCreated : NatEventType.PcpMappingRefreshed, lifetime, 0, nowMs);
+        SetState(m, lifetime, nowMs + lifetime * 1000L, n0, n1, n2);
+    }
+
+    /// <summary>Sets entry <paramref name="m"/>'s lifetime, expiry (engine clock, ms) and nonce without logging (a restored mapping).</summary>
+    public void SetState(int m, uint lifetime, long expiresMs, uint n0, uint n1, uint n2)
+    {
+        ref PcpMapping e = ref _entries[m];
         e.Lifetime = lifetime;
-        e.ExpiresMs = nowMs + lifetime * 1000L;
+        e.ExpiresMs = expiresMs;
         e.Nonce0 = n0;
         e.Nonce1 = n1;
         e.Nonce2 = n2;
@@ -181,15 +217,16 @@ internal sealed class PcpMappings
     /// the same endpoints that still lives takes the port over (it is freed when its last session
     /// ends); otherwise the port goes back now, through the quarantine (<c>nat.port-reuse-delay</c>).
     /// Live sessions are not closed (RFC 6887 section 15: deleting the mapping stops new inbound
-    /// flows, not the ones in progress).
+    /// flows, not the ones in progress). Logged as a delete with <paramref name="cause"/>.
     /// </summary>
-    public void Remove(int m, long nowMs)
+    public void Remove(int m, long nowMs, PcpDeleteCause cause)
     {
         ref PcpMapping e = ref _entries[m];
         if (!e.InUse)
         {
             return;
         }
+        Emit(ref e, NatEventType.PcpMappingDeleted, 0, (byte)cause, nowMs);
         _byInternal.Remove(new FlowKey(e.Internal, 0, e.InternalPortRaw, 0, e.Protocol));
         _byExternal.Remove(new FlowKey(0, e.External, 0, e.ExternalPortRaw, e.Protocol));
         uint sub = Cgnat.SubscriberOf(e.Internal);
@@ -244,14 +281,14 @@ internal sealed class PcpMappings
     /// Forgets every mapping without giving ports back (the pool or allocator was replaced: the
     /// ports belonged to an allocator that is gone).
     /// </summary>
-    public void Clear()
+    public void Clear(long nowMs)
     {
         for (int m = 0; m < _entries.Length; m++)
         {
             if (_entries[m].InUse)
             {
                 _entries[m].PoolIndex = -1; // nothing to give back
-                Remove(m, 0);
+                Remove(m, nowMs, PcpDeleteCause.Reload);
             }
         }
     }
@@ -272,7 +309,7 @@ internal sealed class PcpMappings
             _sweepCursor = m + 1 == _entries.Length ? 0 : m + 1;
             if (_entries[m].InUse && _entries[m].ExpiresMs <= nowMs)
             {
-                Remove(m, nowMs);
+                Remove(m, nowMs, PcpDeleteCause.Expired);
                 removed++;
             }
         }
@@ -282,10 +319,45 @@ internal sealed class PcpMappings
     /// <summary>True when entry <paramref name="m"/> is in use and not past its lifetime at <paramref name="nowMs"/> (expiry is exact whatever the sweeper's pace).</summary>
     public bool Live(int m, long nowMs) => m >= 0 && _entries[m].InUse && _entries[m].ExpiresMs > nowMs;
 
+    /// <summary>
+    /// Queues a NAT event for entry <paramref name="e"/> (protocol, internal and external endpoints,
+    /// lifetime granted or the delete's cause) to the shard's event sinks. Always logged, whatever
+    /// <see cref="SessionTable.SessionEvents"/> says: a block or deterministic record does not say
+    /// that a port was opened to inbound traffic.
+    /// </summary>
+    private void Emit(ref PcpMapping e, NatEventType type, uint lifetime, byte detail, long nowMs)
+        => _table.EmitEvent(new NatEvent
+        {
+            TimeMs = nowMs,
+            Type = type,
+            Protocol = e.Protocol,
+            InsideAddress = e.Internal,
+            InsidePort = FlowKey.PortToHost(e.InternalPortRaw),
+            ExternalAddress = e.External,
+            ExternalPort = FlowKey.PortToHost(e.ExternalPortRaw),
+            Lifetime = lifetime,
+            Detail = detail,
+        });
+
     /// <summary>A nonce as 24 hex digits in wire order (the words were read raw, in network order).</summary>
     private static string NonceHex(uint n0, uint n1, uint n2)
         => string.Create(System.Globalization.CultureInfo.InvariantCulture,
             $"{System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(n0):x8}{System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(n1):x8}{System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(n2):x8}");
+
+    /// <summary>Adds every live mapping to <paramref name="into"/> for the restart snapshot (allocates, never per packet).</summary>
+    public void Export(List<PcpMappingRecord> into, long nowMs)
+    {
+        for (int m = 0; m < _entries.Length; m++)
+        {
+            ref PcpMapping e = ref _entries[m];
+            if (e.InUse && e.ExpiresMs > nowMs)
+            {
+                into.Add(new PcpMappingRecord(e.Protocol, e.Internal, FlowKey.PortToHost(e.InternalPortRaw), e.External,
+                    FlowKey.PortToHost(e.ExternalPortRaw), e.Lifetime, e.ExpiresMs - nowMs, FiltersOf(m).ToArray(),
+                    NonceHex(e.Nonce0, e.Nonce1, e.Nonce2), e.NatPmp));
+            }
+        }
+    }
 
     /// <summary>Adds every live mapping to <paramref name="into"/> (a listing: allocates, never per packet).</summary>
     public void Collect(List<PcpMappingInfo> into, long nowMs)

@@ -163,4 +163,8 @@ public interface IDataplaneQuery
 
     /// <summary>Every shard's held port blocks now, in no particular order (empty unless <c>nat.allocation: port-block</c>).</summary>
     Task<IReadOnlyList<Nat.BlockInfo>> GetBlocksAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>Every shard's live PCP and NAT-PMP mappings now, in no particular order (empty unless <c>pcp.enabled</c>).</summary>
+    Task<IReadOnlyList<PcpMappingInfo>> GetPcpMappingsAsync(CancellationToken cancellationToken = default)
+        => Task.FromResult<IReadOnlyList<PcpMappingInfo>>([]);
 }

@@ -25,6 +25,25 @@ public enum NatEventType : byte
     PoolThreshold = 9,
     /// <summary>A subscriber's mapping spilled to another external address (<c>nat.pairing: spill</c>).</summary>
     PairingSpill = 10,
+    /// <summary>A subscriber made an inbound mapping with PCP MAP or NAT-PMP (RFC 6887 section 11; IPFIX natEvent 8, NAT44 BIB create).</summary>
+    PcpMappingCreated = 11,
+    /// <summary>A PCP or NAT-PMP mapping was refreshed with a new lifetime (IPFIX natEvent 8 again, as an interim port-block record repeats its allocation).</summary>
+    PcpMappingRefreshed = 12,
+    /// <summary>A PCP or NAT-PMP mapping ended (<see cref="NatEvent.Detail"/> says why: <see cref="PcpDeleteCause"/>; IPFIX natEvent 9, NAT44 BIB delete).</summary>
+    PcpMappingDeleted = 13,
+}
+
+/// <summary>Why a <see cref="NatEventType.PcpMappingDeleted"/> event's mapping ended.</summary>
+public enum PcpDeleteCause : byte
+{
+    /// <summary>Its client deleted it (PCP MAP or NAT-PMP request with lifetime 0).</summary>
+    Client = 0,
+    /// <summary>Its lifetime ran out without a refresh.</summary>
+    Expired = 1,
+    /// <summary>The operator deleted it (natctl mappings delete, POST /mappings/delete).</summary>
+    Operator = 2,
+    /// <summary>A reload changed the pool, the carrier-grade settings or turned PCP off.</summary>
+    Reload = 3,
 }
 
 /// <summary>Which limit a <see cref="NatEventType.SubscriberLimit"/> event reports.</summary>
@@ -69,6 +88,8 @@ public struct NatEvent
     public ushort PortHigh;
     /// <summary>Port blocks: ports between consecutive ports of the block (RFC 8158 portRangeStepSize; the shard count), 0 otherwise.</summary>
     public byte PortStep;
-    /// <summary>Event detail: the <see cref="NatLimitKind"/> of a limit event; the utilisation percent of a threshold event.</summary>
+    /// <summary>Event detail: the <see cref="NatLimitKind"/> of a limit event; the utilisation percent of a threshold event; the <see cref="PcpDeleteCause"/> of a PCP mapping delete.</summary>
     public byte Detail;
+    /// <summary>PCP mapping create and refresh: the lifetime granted (seconds). 0 otherwise.</summary>
+    public uint Lifetime;
 }

@@ -566,7 +566,17 @@ public sealed class PollerActor : UntypedActor, IFrameSink
             case ExportState:
                 var records = new List<SessionRecord>(_engine.Table.Count);
                 _engine.ExportSessions(records, NowMs);
-                Sender.Tell(new ShardState(records, _engine.Neighbours(Side.Inside), _engine.Neighbours(Side.Outside)));
+                var pcp = new List<PcpMappingRecord>();
+                _engine.ExportPcpMappings(pcp, NowMs);
+                Sender.Tell(new ShardState(records, _engine.Neighbours(Side.Inside), _engine.Neighbours(Side.Outside), pcp));
+                break;
+            case GetPcpMappings:
+                var mappings = new List<PcpMappingInfo>();
+                _engine.CollectPcpMappings(mappings, NowMs);
+                Sender.Tell(mappings);
+                break;
+            case DeletePcpMapping dm:
+                Sender.Tell(_engine.DeletePcpMapping(dm.Protocol, dm.Address, dm.Port, dm.External, NowMs) ? 1 : 0);
                 break;
             case FlushSessions:
                 Sender.Tell(_engine.Flush());

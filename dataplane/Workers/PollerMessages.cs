@@ -82,14 +82,33 @@ public sealed record ExportState
     public static readonly ExportState Instance = new();
 }
 
-/// <summary>A shard's sessions and learned neighbours, for the restart snapshot.</summary>
+/// <summary>A shard's sessions, learned neighbours and PCP mappings, for the restart snapshot.</summary>
 /// <param name="Sessions">Every live session.</param>
 /// <param name="InsideNeighbours">Inside neighbours (address network order, MAC).</param>
 /// <param name="OutsideNeighbours">Outside neighbours.</param>
+/// <param name="PcpMappings">Every live PCP and NAT-PMP mapping (empty with PCP off).</param>
 public sealed record ShardState(
     IReadOnlyList<SessionRecord> Sessions,
     IReadOnlyList<KeyValuePair<uint, Packets.MacAddress>> InsideNeighbours,
-    IReadOnlyList<KeyValuePair<uint, Packets.MacAddress>> OutsideNeighbours);
+    IReadOnlyList<KeyValuePair<uint, Packets.MacAddress>> OutsideNeighbours,
+    IReadOnlyList<PcpMappingRecord>? PcpMappings = null);
+
+/// <summary>Ask a poller for its PCP and NAT-PMP mappings (natctl mappings); the reply is a <see cref="List{PcpMappingInfo}"/>.</summary>
+public sealed record GetPcpMappings
+{
+    /// <summary>The one instance.</summary>
+    public static readonly GetPcpMappings Instance = new();
+}
+
+/// <summary>
+/// Ask a poller to delete a PCP or NAT-PMP mapping (natctl mappings delete); the reply is the count
+/// deleted (int, 0 or 1). See <see cref="NatEngine.DeletePcpMapping(byte, uint, ushort, bool, long)"/>.
+/// </summary>
+/// <param name="Protocol">IP protocol number (6 tcp, 17 udp).</param>
+/// <param name="Address">The mapping's internal address, or its external one when <paramref name="External"/>; network order.</param>
+/// <param name="Port">The matching port, host order.</param>
+/// <param name="External">True when <paramref name="Address"/> and <paramref name="Port"/> are the external endpoint.</param>
+public sealed record DeletePcpMapping(byte Protocol, uint Address, ushort Port, bool External);
 
 /// <summary>PPTP calls an ALG helper saw set up or cleared, for shard 0's GRE translator (no reply).</summary>
 /// <param name="Calls">The calls, in order.</param>

@@ -18,11 +18,12 @@ namespace Natd.Control.Api;
 /// array of <see cref="SessionRow"/>, optionally filtered by ?protocol=tcp|udp|icmp, ?inside=ADDR[:PORT]
 /// and ?remote=ADDR[:PORT]), GET /subscribers and GET /blocks (carrier-grade NAT state, ?limit=N rows,
 /// default 1000; /subscribers also ?inside=ADDR or ADDR/LEN; see <see cref="SubscribersAnswer"/> and
-/// <see cref="BlocksAnswer"/>), GET /stats (JSON <see cref="StatsRow"/>), GET /metrics (Prometheus text
+/// <see cref="BlocksAnswer"/>), GET /mappings (PCP and NAT-PMP mappings, the same ?inside= and ?limit=;
+/// <see cref="MappingsAnswer"/>), GET /stats (JSON <see cref="StatsRow"/>), GET /metrics (Prometheus text
 /// 0.0.4, or OpenMetrics 1.0 when the scraper's Accept header asks for it; see <see cref="MetricsExporter"/>), GET /healthz ("ok"), GET /timeouts, GET /lookup
 /// (?inside=ADDR or ?external=ADDR:PORT: a deterministic NAT lookup in the running configuration's
 /// map, <see cref="LookupRow"/>; 404 for no subscriber, 409 when not deterministic). Writes (see
-/// <see cref="IControlOperations"/>): POST /flush, POST /sessions/delete, POST /reload, PUT /timeouts.
+/// <see cref="IControlOperations"/>): POST /flush, POST /sessions/delete, POST /mappings/delete, POST /reload, PUT /timeouts.
 /// Kestrel is bound to exactly the configured endpoint and nothing else: the API has no
 /// authentication, so it belongs on loopback or a management network only.
 /// </summary>
@@ -95,10 +96,12 @@ public sealed partial class ControlServer : IAsyncDisposable
         app.MapGet("/expectations", ctx => Answer(ctx, log, WriteExpectationsAsync(ctx, query)));
         app.MapGet("/subscribers", ctx => Answer(ctx, log, WriteSubscribersAsync(ctx, query)));
         app.MapGet("/blocks", ctx => Answer(ctx, log, WriteBlocksAsync(ctx, query)));
+        app.MapGet("/mappings", ctx => Answer(ctx, log, WriteMappingsAsync(ctx, query)));
         app.MapGet("/stats", ctx => Answer(ctx, log, WriteStatsAsync(ctx, query)));
         app.MapGet("/metrics", MetricsPipeline(app, metrics, query, log));
         app.MapPost("/flush", ctx => Answer(ctx, log, Operate(ctx, operations, FlushAsync)));
         app.MapPost("/sessions/delete", ctx => Answer(ctx, log, Operate(ctx, operations, DeleteAsync)));
+        app.MapPost("/mappings/delete", ctx => Answer(ctx, log, Operate(ctx, operations, DeleteMappingAsync)));
         app.MapPost("/reload", ctx => Answer(ctx, log, Operate(ctx, operations, ReloadAsync)));
         app.MapGet("/timeouts", ctx => Answer(ctx, log, Operate(ctx, operations, GetTimeoutsAsync)));
         app.MapGet("/lookup", ctx => Answer(ctx, log, Operate(ctx, operations, LookupAsync)));

@@ -5,7 +5,7 @@ namespace Natd.Control.Api;
 
 /// <summary>
 /// The operations the control API performs on a running natd beyond reading it (POST /flush,
-/// POST /sessions/delete, POST /reload, GET and PUT /timeouts, GET /lookup). Implementations marshal each request
+/// POST /sessions/delete, POST /reload, GET and PUT /timeouts, GET /lookup, POST /mappings/delete). Implementations marshal each request
 /// to the actors that own the state: sessions to their pollers, the configuration to the ConfigActor.
 /// </summary>
 public interface IControlOperations
@@ -34,7 +34,21 @@ public interface IControlOperations
     /// </summary>
     /// <returns>Ok, or not ok with why (the timeouts in force stay).</returns>
     Task<OperationResult> SetTimeoutsAsync(TimeoutsChange change, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Deletes the PCP or NAT-PMP mapping <paramref name="selector"/> names, on whichever poller holds
+    /// it (the operator's delete: no nonce; sessions in progress go on, RFC 6887 section 15).
+    /// </summary>
+    /// <returns>Mappings deleted (0 or 1).</returns>
+    Task<long> DeletePcpMappingAsync(MappingSelector selector, CancellationToken cancellationToken = default) => Task.FromResult(0L);
 }
+
+/// <summary>One PCP or NAT-PMP mapping, named by its internal or its external endpoint.</summary>
+/// <param name="Protocol">IP protocol number (6 tcp, 17 udp).</param>
+/// <param name="Address">Internal address, or external when <paramref name="External"/>; network order.</param>
+/// <param name="Port">The endpoint's port, host order.</param>
+/// <param name="External">True when the endpoint is the mapping's external one.</param>
+public sealed record MappingSelector(byte Protocol, uint Address, ushort Port, bool External);
 
 /// <summary>The sessions of one inside endpoint, optionally narrowed to one remote endpoint.</summary>
 /// <param name="Protocol">IP protocol number (6 tcp, 17 udp, 1 icmp).</param>

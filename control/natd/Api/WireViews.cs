@@ -1,6 +1,7 @@
 using Natd.Contracts;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
+using Natd.Dataplane.Sessions;
 
 namespace Natd.Control.Api;
 
@@ -32,6 +33,31 @@ internal static class WireViews
             BytesOut2In = s.BytesOut2In,
             Alg = s.Alg,
             RelatedTo = s.RelatedTo,
+        };
+    }
+
+    /// <summary>One PCP or NAT-PMP mapping of GET /mappings.</summary>
+    public static MappingRow Mapping(PcpMappingInfo m)
+    {
+        ArgumentNullException.ThrowIfNull(m);
+        var filters = new string[m.Filters.Count];
+        for (int i = 0; i < filters.Length; i++)
+        {
+            var f = m.Filters[i];
+            ushort port = FlowKey.PortToHost(f.PortRaw);
+            filters[i] = port == 0
+                ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{Ipv4.Format(f.Prefix)}/{f.PrefixLength}")
+                : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{Ipv4.Format(f.Prefix)}/{f.PrefixLength}:{port}");
+        }
+        return new MappingRow
+        {
+            Protocol = m.Protocol == IpProtocol.Tcp ? "tcp" : m.Protocol == IpProtocol.Udp ? "udp" : m.Protocol.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            Internal = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{Ipv4.Format(m.Internal)}:{m.InternalPort}"),
+            External = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{Ipv4.Format(m.External)}:{m.ExternalPort}"),
+            LifetimeLeft = m.LifetimeLeftSeconds,
+            Filters = filters,
+            Nonce = m.Nonce,
+            Via = m.NatPmp ? "nat-pmp" : "pcp",
         };
     }
 

@@ -41,6 +41,19 @@ internal sealed class ControlOperations(IReadOnlyList<PollerHandle> pollers, IAc
         return n;
     }
 
+    public async Task<long> DeletePcpMappingAsync(MappingSelector selector, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(selector);
+        // Every poller is asked: the owner of an internal endpoint is the shard map's, of an external one the arrival's; the others answer 0.
+        var message = new DeletePcpMapping(selector.Protocol, selector.Address, selector.Port, selector.External);
+        long n = 0;
+        foreach (var p in pollers)
+        {
+            n += await p.Actor.Ask<int>(message, AskTimeout, cancellationToken).ConfigureAwait(false);
+        }
+        return n;
+    }
+
     public async Task<OperationResult> ReloadAsync(CancellationToken cancellationToken = default)
     {
         var r = await configActor.Ask<ConfigActor.ReloadResult>(new ConfigActor.Reload(null), ReloadTimeout, cancellationToken).ConfigureAwait(false);

@@ -57,6 +57,16 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDat
         return all;
     }
 
+    public async Task<IReadOnlyList<PcpMappingInfo>> GetPcpMappingsAsync(CancellationToken cancellationToken = default)
+    {
+        var all = new List<PcpMappingInfo>();
+        foreach (var p in pollers)
+        {
+            all.AddRange(await p.Actor.Ask<List<PcpMappingInfo>>(GetPcpMappings.Instance, AskTimeout, cancellationToken).ConfigureAwait(false));
+        }
+        return all;
+    }
+
     public Task<StatsSnapshot> GetStatsAsync(CancellationToken cancellationToken = default)
     {
         lock (_portGate) // the kernel's ring statistics reset on read: one reader at a time

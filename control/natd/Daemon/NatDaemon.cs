@@ -79,6 +79,9 @@ internal sealed class NatDaemon : IAsyncDisposable
     /// <summary>ALG helpers by <see cref="AlgKind"/> (null: none).</summary>
     public IReadOnlyList<IActorRef?> AlgHelpers { get; }
 
+    /// <summary>PCP and NAT-PMP mappings restored from the state snapshot at start.</summary>
+    public int RestoredPcpMappings { get; private init; }
+
     /// <summary>Sessions restored from the state snapshot at start.</summary>
     public int RestoredSessions { get; private init; }
 
@@ -117,17 +120,23 @@ internal sealed class NatDaemon : IAsyncDisposable
         }
         // ShardMap.DefaultSeed: a subscriber lands on the same shard after a restart, where its restored ports belong.
         var links = shards > 1 ? new ShardLinks(shards, new ShardMap(config.Nat, shards)) : null;
-        int restored = 0;
+        int restored = 0, restoredPcp = 0;
         if (restore is not null)
         {
             // Before any poller thread exists: the engines have no other user yet.
-            int n = 0;
+            int n = 0, pcp = 0;
             foreach (var part in Partition(restore, links, engines.Length))
             {
-                n += StateSnapshot.Restore(part.Model, engines[part.Shard], DateTimeOffset.UtcNow, PollerActor.NowMs);
+                n += StateSnapshot.Restore(part.Model, engines[part.Shard], DateTimeOffset.UtcNow, PollerActor.NowMs, out int p);
+                pcp += p;
             }
             log.LogInformation("restored {Restored} of {Saved} sessions from the state snapshot", n, restore.Sessions.Count);
+            if (restore.PcpMappings is { Count: > 0 } saved)
+            {
+                log.LogInformation("restored {Restored} of {Saved} PCP mappings from the state snapshot", pcp, saved.Count);
+            }
             restored = n;
+            restoredPcp = pcp;
         }
         if (config.Events is { } events)
         {
@@ -182,7 +191,7 @@ internal sealed class NatDaemon : IAsyncDisposable
             throw;
         }
         var system = host.Services.GetRequiredService<ActorSystem>();
-        var daemon = new NatDaemon(config, ports, host, system, tree, links, wakeups, engines[0], eventLogStats) { RestoredSessions = restored };
+        var daemon = new NatDaemon(config, ports, host, system, tree, links, wakeups, engines[0], eventLogStats) { RestoredSessions = restored, RestoredPcpMappings = restoredPcp };
         if (startControl)
         {
             try
@@ -260,7 +269,7 @@ internal sealed class NatDaemon : IAsyncDisposable
         return new ActorTree(handles, configActor, sweeper, algs, algHelpers, restarts, eventLogger);
     }
 
-    /// <summary>Splits a snapshot's sessions by the shard that owns them now (the shard count may have changed).</summary>
+    /// <summary>Splits a snapshot's sessions and PCP mappings by the shard that owns them now (the shard count may have changed).</summary>
     private static IEnumerable<(int Shard, StateSnapshot.FileModel Model)> Partition(StateSnapshot.FileModel model, ShardLinks? links, int shards)
     {
         if (links is null)
@@ -273,7 +282,9 @@ internal sealed class NatDaemon : IAsyncDisposable
         {
             int shard = k;
             var mine = model.Sessions.Where(s => map.OwnerOf(s) == shard).ToList();
-            yield return (shard, model with { Sessions = mine });
+            // A PCP mapping lives in the shard of its internal host, as the host's requests are answered there.
+            var pcp = model.PcpMappings?.Where(m => map.OwnerOfInside(m.Internal) == shard).ToList();
+            yield return (shard, model with { Sessions = mine, PcpMappings = pcp });
         }
     }
 

@@ -9,15 +9,18 @@ namespace Natd.Control.Daemon;
 
 /// <summary>
 /// The restart snapshot (`natd run --state FILE`): written on a clean shutdown, read at start, so
-/// a restart or upgrade keeps established connections. JSON, one file, replaced atomically
-/// (written beside and renamed). Sessions carry their idle time at export; the time natd was down
-/// is added on restore, so nothing outlives its timeout.
+/// a restart or upgrade keeps established connections and the subscribers' PCP and NAT-PMP
+/// mappings. JSON, one file, replaced atomically (written beside and renamed). Sessions carry their
+/// idle time at export and mappings their lifetime left; the time natd was down is added to the one
+/// and taken off the other on restore, so nothing outlives its timeout or lifetime. A file without
+/// "pcpMappings" (written before PCP) restores none.
 /// </summary>
 internal static class StateSnapshot
 {
     public const int FormatVersion = 1;
 
-    internal sealed record FileModel(int Version, long ExportedAtUnixMs, List<SessionRecord> Sessions, List<NeighbourModel> Neighbours);
+    internal sealed record FileModel(int Version, long ExportedAtUnixMs, List<SessionRecord> Sessions, List<NeighbourModel> Neighbours,
+        List<PcpMappingRecord>? PcpMappings = null);
 
     internal sealed record NeighbourModel(string Side, string Address, string Mac);
 
@@ -32,13 +35,15 @@ internal static class StateSnapshot
     {
         var sessions = new List<SessionRecord>();
         var neighbours = new List<NeighbourModel>();
+        var pcp = new List<PcpMappingRecord>();
         foreach (var s in shards)
         {
             sessions.AddRange(s.Sessions);
+            pcp.AddRange(s.PcpMappings ?? []);
             neighbours.AddRange(s.InsideNeighbours.Select(n => new NeighbourModel("inside", Ipv4.Format(n.Key), n.Value.ToString())));
             neighbours.AddRange(s.OutsideNeighbours.Select(n => new NeighbourModel("outside", Ipv4.Format(n.Key), n.Value.ToString())));
         }
-        var model = new FileModel(FormatVersion, now.ToUnixTimeMilliseconds(), sessions, neighbours);
+        var model = new FileModel(FormatVersion, now.ToUnixTimeMilliseconds(), sessions, neighbours, pcp);
         string dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
         Directory.CreateDirectory(dir);
         string tmp = Path.Combine(dir, "." + Path.GetFileName(path) + ".tmp");
@@ -70,7 +75,20 @@ internal static class StateSnapshot
         return m;
     }
 
-    /// <summary>Restores a snapshot into an engine that is not running yet; returns sessions restored.</summary>
+    /// <summary>
+    /// Restores a snapshot into an engine that is not running yet: neighbours, sessions, then the PCP
+    /// mappings (after the sessions, so a mapping takes its port over from the restored session mapping
+    /// of the same endpoint); returns sessions restored, <paramref name="pcpRestored"/> the mappings.
+    /// </summary>
+    public static int Restore(FileModel model, NatEngine engine, DateTimeOffset now, long engineNowMs, out int pcpRestored)
+    {
+        int n = Restore(model, engine, now, engineNowMs);
+        long down = Math.Max(0, now.ToUnixTimeMilliseconds() - model.ExportedAtUnixMs);
+        pcpRestored = engine.ImportPcpMappings((model.PcpMappings ?? []).Select(m => m with { LifetimeLeftMs = m.LifetimeLeftMs - down }), engineNowMs);
+        return n;
+    }
+
+    /// <summary>Restores a snapshot's neighbours and sessions into an engine that is not running yet; returns sessions restored.</summary>
     public static int Restore(FileModel model, NatEngine engine, DateTimeOffset now, long engineNowMs)
     {
         long down = Math.Max(0, now.ToUnixTimeMilliseconds() - model.ExportedAtUnixMs);

@@ -18,7 +18,7 @@ internal static class EventText
     /// <summary>
     /// The event's name: session-create, session-delete, port-exhausted, session-limit,
     /// port-block-allocate, port-block-release, port-block-interim, subscriber-limit,
-    /// pool-threshold, pairing-spill.
+    /// pool-threshold, pairing-spill, pcp-mapping-create, pcp-mapping-refresh, pcp-mapping-delete.
     /// </summary>
     public static string Name(NatEventType type) => type switch
     {
@@ -32,6 +32,9 @@ internal static class EventText
         NatEventType.SubscriberLimit => "subscriber-limit",
         NatEventType.PoolThreshold => "pool-threshold",
         NatEventType.PairingSpill => "pairing-spill",
+        NatEventType.PcpMappingCreated => "pcp-mapping-create",
+        NatEventType.PcpMappingRefreshed => "pcp-mapping-refresh",
+        NatEventType.PcpMappingDeleted => "pcp-mapping-delete",
         _ => "unknown",
     };
 
@@ -42,7 +45,18 @@ internal static class EventText
         NatEventType.SubscriberLimit => EventShape.SubscriberLimit,
         NatEventType.PoolThreshold => EventShape.PoolThreshold,
         NatEventType.PairingSpill => EventShape.Pairing,
+        NatEventType.PcpMappingCreated or NatEventType.PcpMappingRefreshed or NatEventType.PcpMappingDeleted => EventShape.PcpMapping,
         _ => EventShape.Session,
+    };
+
+    /// <summary>Why a PCP mapping was deleted: client, expired, operator, reload.</summary>
+    public static string Cause(byte detail) => (PcpDeleteCause)detail switch
+    {
+        PcpDeleteCause.Client => "client",
+        PcpDeleteCause.Expired => "expired",
+        PcpDeleteCause.Operator => "operator",
+        PcpDeleteCause.Reload => "reload",
+        _ => "unknown",
     };
 
     /// <summary>The limit a subscriber-limit event names: sessions, ports, rate, blocks (the config key's word).</summary>
@@ -94,6 +108,9 @@ internal enum EventShape
 
     /// <summary>A subscriber spilled to another external address: inside and the new external address.</summary>
     Pairing,
+
+    /// <summary>A PCP or NAT-PMP mapping: protocol, internal and external endpoints, then the lifetime granted (create, refresh) or the cause (delete).</summary>
+    PcpMapping,
 }
 
 /// <summary>An IPv4 address formatted as "a.b.c.d" (UTF-8, no allocation).</summary>

@@ -16,6 +16,11 @@ namespace Natd.Control.Logging;
 /// postNAPTSourceTransportPort (227); 22 bytes a record. For port exhaustion the post-NAT
 /// port is 0 and the address is the pool address that had no port left (RFC 8158's minimal
 /// exhaustion record has only the address; the inside endpoint is added so the subscriber is known).</item>
+/// <item>256 also carries PCP and NAT-PMP mappings (RFC 6887): natEvent 8 (NAT44 BIB create) for a
+/// create and for each refresh (as an interim port-block record repeats its allocation code), 9
+/// (NAT44 BIB delete) for a delete, with the mapping's internal and external endpoints. A BIB entry
+/// (RFC 6146 section 3.1's binding of an internal to an external transport address) is what a
+/// PCP mapping is; no natEvent names PCP itself.</item>
 /// <item>257, for natEvent 13 (quota exceeded) with natQuotaExceededEvent (466) = 1 (maximum session
 /// entries) and maxSessionEntries (471), as RFC 8158 section 4.4 lists for that event;
 /// observationTimeMilliseconds, natEvent, natQuotaExceededEvent, maxSessionEntries; 17 bytes.</item>
@@ -64,7 +69,8 @@ internal sealed class IpfixEncoder
     public const ushort AddressBindingTemplateId = 261;
 
     /// <summary>natEvent codes (IANA "NAT Event Type" registry, RFC 8158).</summary>
-    public const byte NatEventSessionCreate = 4, NatEventSessionDelete = 5, NatEventPortsExhausted = 12, NatEventQuotaExceeded = 13,
+    public const byte NatEventSessionCreate = 4, NatEventSessionDelete = 5, NatEventBibCreate = 8, NatEventBibDelete = 9,
+        NatEventPortsExhausted = 12, NatEventQuotaExceeded = 13,
         NatEventAddressBindingCreate = 14, NatEventPortBlockAllocation = 16, NatEventPortBlockDeallocation = 17, NatEventThresholdReached = 18;
 
     /// <summary>RFC 8158 natQuotaExceededEvent code "Maximum session entries".</summary>
@@ -146,6 +152,8 @@ internal sealed class IpfixEncoder
         NatEventType.PortBlockReleased => NatEventPortBlockDeallocation,
         NatEventType.PoolThreshold => NatEventThresholdReached,
         NatEventType.PairingSpill => NatEventAddressBindingCreate,
+        NatEventType.PcpMappingCreated or NatEventType.PcpMappingRefreshed => NatEventBibCreate,
+        NatEventType.PcpMappingDeleted => NatEventBibDelete,
         _ => NatEventQuotaExceeded, // SessionLimit, SubscriberLimit
     };
 

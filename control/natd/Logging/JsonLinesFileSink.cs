@@ -119,6 +119,21 @@ internal sealed class JsonLinesFileSink(FileSinkSettings settings, EventLogStats
                 Utf8.TryWrite(dest[n..], $",\"inside\":\"{new AddressText(e.InsideAddress)}\",\"external\":\"{new AddressText(e.ExternalAddress)}\"", out w);
                 n += w;
                 break;
+            case EventShape.PcpMapping:
+                Utf8.TryWrite(dest[n..],
+                    $",\"protocol\":\"{EventText.Protocol(e.Protocol)}\",\"inside\":\"{new EndpointText(e.InsideAddress, e.InsidePort)}\",\"external\":\"{new EndpointText(e.ExternalAddress, e.ExternalPort)}\"",
+                    out w);
+                n += w;
+                if (e.Type == NatEventType.PcpMappingDeleted)
+                {
+                    Utf8.TryWrite(dest[n..], $",\"cause\":\"{EventText.Cause(e.Detail)}\"", out w);
+                }
+                else
+                {
+                    Utf8.TryWrite(dest[n..], $",\"lifetime\":{e.Lifetime}", out w);
+                }
+                n += w;
+                break;
             default:
                 Utf8.TryWrite(dest[n..],
                     $",\"protocol\":\"{EventText.Protocol(e.Protocol)}\",\"inside\":\"{new EndpointText(e.InsideAddress, e.InsidePort)}\"", out w);

@@ -120,6 +120,24 @@ internal sealed class SyslogSink(SyslogSinkSettings settings, EventLogStats stat
                 n += w;
                 break;
             }
+            case EventShape.PcpMapping:
+            {
+                string proto = EventText.Protocol(e.Protocol);
+                var inside = new EndpointText(e.InsideAddress, e.InsidePort);
+                var external = new EndpointText(e.ExternalAddress, e.ExternalPort);
+                if (e.Type == NatEventType.PcpMappingDeleted)
+                {
+                    string cause = EventText.Cause(e.Detail);
+                    Utf8.TryWrite(dest[n..], $" proto=\"{proto}\" inside=\"{inside}\" external=\"{external}\" cause=\"{cause}\"] {name} {proto} {inside} {external} {cause}", out w);
+                }
+                else
+                {
+                    Utf8.TryWrite(dest[n..], CultureInfo.InvariantCulture,
+                        $" proto=\"{proto}\" inside=\"{inside}\" external=\"{external}\" lifetime=\"{e.Lifetime}\"] {name} {proto} {inside} {external} {e.Lifetime}s", out w);
+                }
+                n += w;
+                break;
+            }
             default:
             {
                 string proto = EventText.Protocol(e.Protocol);

@@ -67,6 +67,10 @@ internal static class RunMode
             if (restore is not null)
             {
                 stdout.WriteLine($"natd: restored {daemon.RestoredSessions} sessions from {statePath}");
+                if (daemon.RestoredPcpMappings > 0)
+                {
+                    stdout.WriteLine($"natd: restored {daemon.RestoredPcpMappings} PCP mappings from {statePath}");
+                }
             }
             stdout.WriteLine(ReadyLine(daemon, ports));
             stdout.Flush();

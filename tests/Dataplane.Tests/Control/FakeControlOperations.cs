@@ -26,6 +26,14 @@ internal sealed class FakeControlOperations : IControlOperations
         return Task.FromResult(selector.RemoteAddress == 0 ? 2L : 1L);
     }
 
+    public List<MappingSelector> MappingDeletes { get; } = [];
+
+    public Task<long> DeletePcpMappingAsync(MappingSelector selector, CancellationToken cancellationToken = default)
+    {
+        MappingDeletes.Add(selector);
+        return Task.FromResult(selector.Port == 8080 || selector.Port == 18080 ? 1L : 0L);
+    }
+
     public Task<OperationResult> ReloadAsync(CancellationToken cancellationToken = default) => Task.FromResult(ReloadAnswer);
 
     public Task<Timeouts> GetTimeoutsAsync(CancellationToken cancellationToken = default) => Task.FromResult(Current);

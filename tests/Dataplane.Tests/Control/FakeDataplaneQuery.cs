@@ -47,6 +47,18 @@ internal sealed class FakeDataplaneQuery : IDataplaneQuery
     public Task<IReadOnlyList<BlockInfo>> GetBlocksAsync(CancellationToken cancellationToken = default)
         => Fail ? Task.FromException<IReadOnlyList<BlockInfo>>(new InvalidOperationException("poller 0 did not answer")) : Task.FromResult(Blocks);
 
+    public IReadOnlyList<PcpMappingInfo> PcpMappings { get; init; } =
+    [
+        new(IpProtocol.Udp, Ipv4.Parse("10.0.0.3"), 5353, Ipv4.Parse("198.51.100.1"), 5353, 59, [], "000000000000000000000000", true),
+        new(IpProtocol.Tcp, Ipv4.Parse("10.0.0.2"), 8080, Ipv4.Parse("198.51.100.1"), 18080, 597,
+            [new Natd.Dataplane.Pcp.PcpFilter(Ipv4.Parse("198.51.100.2"), 32, 0), new Natd.Dataplane.Pcp.PcpFilter(Ipv4.Parse("203.0.113.0"), 24, Natd.Dataplane.Sessions.FlowKey.PortToRaw(443))],
+            "9f3a0c7e5b1d24680ace1357", false),
+        new(IpProtocol.Udp, Ipv4.Parse("10.0.0.2"), 9100, Ipv4.Parse("198.51.100.1"), 9100, 120, [], "0102030405060708090a0b0c", false),
+    ];
+
+    public Task<IReadOnlyList<PcpMappingInfo>> GetPcpMappingsAsync(CancellationToken cancellationToken = default)
+        => Fail ? Task.FromException<IReadOnlyList<PcpMappingInfo>>(new InvalidOperationException("poller 0 did not answer")) : Task.FromResult(PcpMappings);
+
     public Task<StatsSnapshot> GetStatsAsync(CancellationToken cancellationToken = default)
         => Fail ? Task.FromException<StatsSnapshot>(new InvalidOperationException("poller 0 did not answer")) : Task.FromResult(Stats);
 

@@ -173,6 +173,9 @@ public sealed class CgnEventLogTests(Xunit.Abstractions.ITestOutputHelper output
             [NatEventType.SubscriberLimit] = "Quota Exceeded",
             [NatEventType.PoolThreshold] = "Threshold Reached",
             [NatEventType.PairingSpill] = "Address binding create",
+            [NatEventType.PcpMappingCreated] = "NAT44 BIB create",
+            [NatEventType.PcpMappingRefreshed] = "NAT44 BIB create",
+            [NatEventType.PcpMappingDeleted] = "NAT44 BIB delete",
         };
         Assert.Equal(Enum.GetValues<NatEventType>().Length, expected.Count);
         foreach (var (type, name) in expected)

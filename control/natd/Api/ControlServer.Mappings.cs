@@ -1,0 +1,112 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Http;
+using Natd.Contracts;
+using Natd.Dataplane.Nat;
+using Natd.Dataplane.Packets;
+
+namespace Natd.Control.Api;
+
+// The PCP views (docs/architecture.md, "Port Control Protocol"): GET /mappings (?inside=ADDR or
+// ADDR/LEN, ?limit=N) lists the subscribers' PCP and NAT-PMP mappings, asked of each shard's poller;
+// POST /mappings/delete {"protocol": "tcp", "internal": "a.b.c.d:port"} (or "external") is the
+// operator's delete.
+public sealed partial class ControlServer
+{
+    private static async Task WriteMappingsAsync(HttpContext ctx, IDataplaneQuery query)
+    {
+        if (!TryListQuery(ctx.Request.Query, allowInside: true, out int limit, out Ipv4Prefix? inside, out string? error))
+        {
+            await Plain(ctx, StatusCodes.Status400BadRequest, error).ConfigureAwait(false);
+            return;
+        }
+        var all = await query.GetPcpMappingsAsync(ctx.RequestAborted).ConfigureAwait(false);
+        var picked = new List<PcpMappingInfo>(all.Count);
+        foreach (var m in all)
+        {
+            if (inside is not { } p || Overlaps(p, m.Internal, 32))
+            {
+                picked.Add(m);
+            }
+        }
+        picked.Sort(static (a, b) =>
+        {
+            int c = Ipv4.ToHostOrder(a.Internal).CompareTo(Ipv4.ToHostOrder(b.Internal));
+            c = c != 0 ? c : a.InternalPort.CompareTo(b.InternalPort);
+            return c != 0 ? c : a.Protocol.CompareTo(b.Protocol);
+        });
+        var rows = new MappingRow[Math.Min(limit, picked.Count)];
+        for (int i = 0; i < rows.Length; i++)
+        {
+            rows[i] = WireViews.Mapping(picked[i]);
+        }
+        await Json(ctx, StatusCodes.Status200OK, new MappingsAnswer { Total = picked.Count, Mappings = rows }, WireJsonContext.Default.MappingsAnswer)
+            .ConfigureAwait(false);
+    }
+
+    private static async Task DeleteMappingAsync(HttpContext ctx, IControlOperations ops)
+    {
+        using var doc = await ReadBody(ctx).ConfigureAwait(false);
+        if (doc is null)
+        {
+            return;
+        }
+        if (!TryParseMappingSelector(doc.RootElement, out var selector, out string? error))
+        {
+            await Plain(ctx, StatusCodes.Status400BadRequest, error).ConfigureAwait(false);
+            return;
+        }
+        long n = await ops.DeletePcpMappingAsync(selector, ctx.RequestAborted).ConfigureAwait(false);
+        await Json(ctx, StatusCodes.Status200OK, new DeletedRow { Deleted = n }, WireJsonContext.Default.DeletedRow).ConfigureAwait(false);
+    }
+
+    /// <summary>Parses {"protocol": "tcp"|"udp", "internal": "a.b.c.d:port"} or the same with "external" (exactly one of the two).</summary>
+    internal static bool TryParseMappingSelector(JsonElement body, out MappingSelector selector,
+        [System.Diagnostics.CodeAnalysis.NotNullWhen(false)] out string? error)
+    {
+        selector = null!;
+        error = null;
+        const string Shape = "expected a JSON object {\"protocol\": \"tcp\", \"internal\": \"a.b.c.d:port\"} or with \"external\" instead of \"internal\"";
+        if (body.ValueKind != JsonValueKind.Object)
+        {
+            error = Shape;
+            return false;
+        }
+        string? protocolText = null, internalText = null, externalText = null;
+        foreach (var p in body.EnumerateObject())
+        {
+            if (p.Value.ValueKind != JsonValueKind.String)
+            {
+                error = $"'{p.Name}' must be a string";
+                return false;
+            }
+            switch (p.Name)
+            {
+                case "protocol": protocolText = p.Value.GetString(); break;
+                case "internal": internalText = p.Value.GetString(); break;
+                case "external": externalText = p.Value.GetString(); break;
+                default:
+                    error = $"unknown field '{p.Name}' (accepted: protocol, internal, external)";
+                    return false;
+            }
+        }
+        if (!TryProtocol(protocolText, out byte protocol) || protocol is not (IpProtocol.Tcp or IpProtocol.Udp))
+        {
+            error = $"protocol '{protocolText}' is not tcp or udp";
+            return false;
+        }
+        if ((internalText is null) == (externalText is null))
+        {
+            error = "give one of internal or external";
+            return false;
+        }
+        string text = internalText ?? externalText!;
+        string which = internalText is not null ? "internal" : "external";
+        if (!TryEndpoint(text, out uint address, out ushort port) || port == 0)
+        {
+            error = $"{which} '{text}' is not ADDRESS:PORT (a.b.c.d:port)";
+            return false;
+        }
+        selector = new MappingSelector(protocol, address, port, External: externalText is not null);
+        return true;
+    }
+}

@@ -1,0 +1,143 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Natd.Control.Lab;
+using Xunit.Abstractions;
+
+namespace Natd.Tests.EndToEnd;
+
+/// <summary>
+/// The operator's side of natd's PCP server, with 2 workers and 1: `natctl mappings` lists what
+/// the real clients made (pcpnatpmpc's TCP mapping to a web server on the inside host, natpmpc's
+/// UDP mapping), the JSON event log records the mappings, a restart with --state keeps the TCP
+/// mapping reachable from outside without a refresh, and `natctl mappings delete` makes its port
+/// unreachable.
+/// </summary>
+[Collection(EndToEndCollection.Name)]
+[Trait("Category", "EndToEnd")]
+public sealed partial class PcpOperationsTests(ITestOutputHelper output)
+{
+    public static TheoryData<string> NatdRows => GatewayKinds.Rows(["natd", "natd-w1"]);
+
+    private const string WebServer = """
+        import socket
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("10.0.0.2", 8080)); s.listen(16)
+        print("serving", flush=True)
+        while True:
+            c, peer = s.accept(); c.recv(4096)
+            c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 12\r\n\r\ninside host\n"); c.close()
+            print("served %s" % peer[0], flush=True)
+        """;
+
+    // pcpnatpmpc's result table: server, protocol, internal address and port, peer and port, external address and port, result code, state.
+    [GeneratedRegex(@"^\S+\s+(TCP|UDP)\s+\S+\s+(\d+)\s+\S+\s+(\d+)\s+(\S+)\s+(\d+)\s+(\d+)\s+(\S+)", RegexOptions.Multiline)]
+    private static partial Regex PcpRow();
+
+    [RootTheory]
+    [MemberData(nameof(NatdRows))]
+    public void Natctl_lists_deletes_and_a_restart_keeps_pcp_mappings(string kind)
+    {
+        string pcpnatpmpc = PcpClients.Pcpnatpmpc;
+        int workers = kind == "natd" ? 2 : 1;
+        string events = Path.Combine(Directory.CreateTempSubdirectory("natd-pcp-events-").FullName, "events.jsonl");
+        var natd = new NatdGateway
+        {
+            WithState = true,
+            ExtraConfig = $"dataplane: {{ workers: {workers} }}\npcp: {{ enabled: true }}\nlog: {{ events: {{ file: {{ path: {events} }} }} }}\n",
+        };
+        using var scenario = Scenario.Start(natd, output);
+        var lab = scenario.Lab;
+        string gw = lab.GatewayInside.ToString(), ext = lab.GatewayOutside.ToString();
+
+        using var http = lab.StartIn(lab.InsideNs, "python3", "-u", Script(lab, "pcp_web.py", WebServer));
+        Assert.NotNull(http.WaitForLine(l => l == "serving", TimeSpan.FromSeconds(10)));
+        var map = lab.TryRunIn(lab.InsideNs, TimeSpan.FromSeconds(30), pcpnatpmpc, "-s", gw, "-T", "3", "-i", "10.0.0.2:8080", "-t", "-l", "600", "-e", $"{ext}:18080");
+        output.WriteLine($"$ pcpnatpmpc -s {gw} -T 3 -i 10.0.0.2:8080 -t -l 600 -e {ext}:18080\n{map.Combined}");
+        var row = PcpRow().Match(map.StdOut);
+        Assert.True(row.Success && row.Groups[6].Value == "0", "pcpnatpmpc did not map the port");
+        int port = int.Parse(row.Groups[5].Value);
+        var natpmp = lab.TryRunIn(lab.InsideNs, TimeSpan.FromSeconds(20), "natpmpc", "-g", gw, "-a", "5000", "5000", "udp", "3600");
+        output.WriteLine($"$ natpmpc -g {gw} -a 5000 5000 udp 3600\n{natpmp.Combined}");
+        var udp = Regex.Match(natpmp.StdOut, @"Mapped public port (\d+) protocol UDP to local port 5000");
+        Assert.True(udp.Success, "natpmpc printed no mapping");
+
+        // natctl mappings: one line each, the lifetime left, the client's nonce, how it was made.
+        var list = Natctl(lab, "mappings");
+        output.WriteLine("$ natctl mappings\n" + list.Combined);
+        Assert.Equal(0, list.ExitCode);
+        Assert.Matches(@"^protocol\s+internal\s+external\s+lifetime\s+filters\s+nonce\s+via\n", list.StdOut);
+        Assert.Matches($@"(?m)^tcp\s+10\.0\.0\.2:8080\s+{Regex.Escape(ext)}:{port}\s+(5\d\d|600)s\s+-\s+[0-9a-f]{{24}}\s+pcp$", list.StdOut);
+        Assert.Matches($@"(?m)^udp\s+10\.0\.0\.2:5000\s+{Regex.Escape(ext)}:{udp.Groups[1].Value}\s+\d+s\s+-\s+0{{24}}\s+nat-pmp$", list.StdOut);
+        var json = Natctl(lab, "mappings", "--json");
+        using (var doc = JsonDocument.Parse(json.StdOut))
+        {
+            Assert.Equal(2, doc.RootElement.GetProperty("total").GetInt64());
+        }
+
+        // A restart with --state: the mapping is restored and reachable without a refresh.
+        Assert.Equal("200", Curl(lab, ext, port, 5).StdOut.Trim());
+        natd.Restart();
+        Assert.Contains(natd.Process!.StdOutLines, l => l.StartsWith("natd: restored 2 PCP mappings", StringComparison.Ordinal));
+        var curl = Curl(lab, ext, port, 5);
+        output.WriteLine($"$ curl http://{ext}:{port}/ (after the restart) -> {curl.Combined}");
+        Assert.Equal("200", curl.StdOut.Trim());
+        var restored = Natctl(lab, "mappings");
+        output.WriteLine("$ natctl mappings (after the restart)\n" + restored.Combined);
+        Assert.Matches($@"(?m)^tcp\s+10\.0\.0\.2:8080\s+{Regex.Escape(ext)}:{port}\s", restored.StdOut);
+
+        // The operator's delete, by the external endpoint: new connections no longer get in.
+        var delete = Natctl(lab, "mappings", "delete", "--protocol", "tcp", "--external", $"{ext}:{port}");
+        output.WriteLine($"$ natctl mappings delete --protocol tcp --external {ext}:{port}\n{delete.Combined}");
+        Assert.Equal((0, "1 mapping deleted"), (delete.ExitCode, delete.StdOut.Trim()));
+        var after = Curl(lab, ext, port, 3);
+        output.WriteLine($"$ curl http://{ext}:{port}/ (deleted) -> exit {after.ExitCode} {after.Combined}");
+        Assert.NotEqual("200", after.StdOut.Trim());
+        var left = Natctl(lab, "mappings");
+        output.WriteLine("$ natctl mappings (after the delete)\n" + left.Combined);
+        Assert.DoesNotMatch(@"(?m)^tcp\s", left.StdOut);
+        Assert.Matches(@"(?m)^udp\s+10\.0\.0\.2:5000\s", left.StdOut);
+
+        // The event log: the creates (first run) and the operator's delete (second run), once the logger has drained.
+        string[] lines = [];
+        for (var until = DateTime.UtcNow.AddSeconds(10); DateTime.UtcNow < until; Thread.Sleep(200))
+        {
+            lines = File.Exists(events) ? ReadShared(events) : [];
+            if (lines.Any(l => l.Contains("\"cause\":\"operator\"", StringComparison.Ordinal)))
+            {
+                break;
+            }
+        }
+        foreach (var l in lines.Where(l => l.Contains("pcp-mapping", StringComparison.Ordinal)))
+        {
+            output.WriteLine(l);
+        }
+        Assert.Contains(lines, l => l.Contains("\"event\":\"pcp-mapping-create\",\"protocol\":\"tcp\",\"inside\":\"10.0.0.2:8080\"", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.Contains("\"event\":\"pcp-mapping-create\",\"protocol\":\"udp\",\"inside\":\"10.0.0.2:5000\"", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.Contains("\"event\":\"pcp-mapping-delete\",\"protocol\":\"tcp\"", StringComparison.Ordinal)
+            && l.Contains("\"cause\":\"operator\"", StringComparison.Ordinal));
+        scenario.Pass();
+    }
+
+    private static string[] ReadShared(string path)
+    {
+        using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        using var r = new StreamReader(f);
+        return r.ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+    }
+
+    private static ProcessResult Curl(LabTopology lab, string ext, int port, double seconds)
+        => lab.TryRunIn(lab.OutsideNs, TimeSpan.FromSeconds(seconds + 5), "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+            "--max-time", seconds.ToString(System.Globalization.CultureInfo.InvariantCulture), $"http://{ext}:{port}/");
+
+    private static ProcessResult Natctl(LabTopology lab, params string[] args)
+    {
+        string dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } dh ? dh : "dotnet";
+        return lab.TryRunIn(lab.GatewayNs, TimeSpan.FromSeconds(30), dotnet, [Path.Combine(AppContext.BaseDirectory, "natctl.dll"), .. args]);
+    }
+
+    private static string Script(LabTopology lab, string name, string text)
+    {
+        var path = Path.Combine(lab.WorkDirectory, name);
+        File.WriteAllText(path, text.Replace("\r", "", StringComparison.Ordinal) + "\n");
+        return path;
+    }
+}
