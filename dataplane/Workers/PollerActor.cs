@@ -115,6 +115,7 @@ public sealed class PollerActor : UntypedActor, IFrameSink
     private readonly byte[] _scratch = new byte[FrameBatch.SlotSize];
     private readonly ParsedFrame[] _parsed;
     private readonly bool[] _signal;
+    private PollerMessageQueue? _queue; // this poller's own mailbox queue (set in PreStart)
     private readonly int _idleWaitMs;
     private readonly Wakeup _wake;
     private ShardMap? _map;
@@ -168,12 +169,31 @@ public sealed class PollerActor : UntypedActor, IFrameSink
     /// </summary>
     private void OnRunBatch()
     {
-        if (!RunOnce())
+        // Batches follow each other in one message while frames keep coming and nothing waits in
+        // the mailbox (checked after every batch, so a control message still waits at most one
+        // batch): a message round trip per batch costs most when batches are small, which is when
+        // frames arrive about as fast as the poller handles them.
+        PollerMessageQueue? queue = _queue;
+        for (int k = 0; k < BatchesPerMessage; k++)
         {
-            Idle();
+            if (!RunOnce())
+            {
+                if (k == 0)
+                {
+                    Idle();
+                }
+                break;
+            }
+            if (queue is null || queue.HasMessages)
+            {
+                break;
+            }
         }
         _self.Tell(RunBatch.Instance, ActorRefs.NoSender);
     }
+
+    /// <summary>Most batches one <see cref="RunBatch"/> runs while frames keep coming and the mailbox stays empty.</summary>
+    public const int BatchesPerMessage = 16;
 
     /// <summary>Receives, translates and transmits one batch; true when it carried frames.</summary>
     private bool RunOnce()
@@ -510,6 +530,7 @@ public sealed class PollerActor : UntypedActor, IFrameSink
             throw new InvalidOperationException($"{Self.Path} needs mailbox natd.poller-mailbox (create it with PollerActor.Props)");
         }
         queue.Attach(_wake);
+        _queue = queue;
         // Start (or, after a restart, resume) the loop. A restart caused by a control message
         // leaves the old RunBatch queued as well; the two then take turns, which changes nothing
         // but the order of idle waits.
