@@ -59,36 +59,20 @@ public sealed partial class ControlServer
         await Json(ctx, StatusCodes.Status200OK, new DeletedRow { Deleted = n }, WireJsonContext.Default.DeletedRow).ConfigureAwait(false);
     }
 
+    private static readonly string[] MappingSelectorFields = ["protocol", "internal", "external"];
+
     /// <summary>Parses {"protocol": "tcp"|"udp", "internal": "a.b.c.d:port"} or the same with "external" (exactly one of the two).</summary>
     internal static bool TryParseMappingSelector(JsonElement body, out MappingSelector selector,
         [System.Diagnostics.CodeAnalysis.NotNullWhen(false)] out string? error)
     {
         selector = null!;
-        error = null;
         const string Shape = "expected a JSON object {\"protocol\": \"tcp\", \"internal\": \"a.b.c.d:port\"} or with \"external\" instead of \"internal\"";
-        if (body.ValueKind != JsonValueKind.Object)
+        string?[] fields = new string?[MappingSelectorFields.Length];
+        if (!TryStringFields(body, MappingSelectorFields, fields, Shape, out error))
         {
-            error = Shape;
             return false;
         }
-        string? protocolText = null, internalText = null, externalText = null;
-        foreach (var p in body.EnumerateObject())
-        {
-            if (p.Value.ValueKind != JsonValueKind.String)
-            {
-                error = $"'{p.Name}' must be a string";
-                return false;
-            }
-            switch (p.Name)
-            {
-                case "protocol": protocolText = p.Value.GetString(); break;
-                case "internal": internalText = p.Value.GetString(); break;
-                case "external": externalText = p.Value.GetString(); break;
-                default:
-                    error = $"unknown field '{p.Name}' (accepted: protocol, internal, external)";
-                    return false;
-            }
-        }
+        string? protocolText = fields[0], internalText = fields[1], externalText = fields[2];
         if (!TryProtocol(protocolText, out byte protocol) || protocol is not (IpProtocol.Tcp or IpProtocol.Udp))
         {
             error = $"protocol '{protocolText}' is not tcp or udp";

@@ -114,30 +114,12 @@ public sealed partial class ControlServer
     internal static bool TryParseSelector(JsonElement body, out SessionSelector selector, [System.Diagnostics.CodeAnalysis.NotNullWhen(false)] out string? error)
     {
         selector = null!;
-        error = null;
-        if (body.ValueKind != JsonValueKind.Object)
+        string?[] fields = new string?[SessionSelectorFields.Length];
+        if (!TryStringFields(body, SessionSelectorFields, fields, "expected a JSON object {\"protocol\": \"tcp\", \"inside\": \"a.b.c.d:port\", \"remote\": \"a.b.c.d:port\"}", out error))
         {
-            error = "expected a JSON object {\"protocol\": \"tcp\", \"inside\": \"a.b.c.d:port\", \"remote\": \"a.b.c.d:port\"}";
             return false;
         }
-        string? protocolText = null, insideText = null, remoteText = null;
-        foreach (var p in body.EnumerateObject())
-        {
-            if (p.Value.ValueKind != JsonValueKind.String)
-            {
-                error = $"'{p.Name}' must be a string";
-                return false;
-            }
-            switch (p.Name)
-            {
-                case "protocol": protocolText = p.Value.GetString(); break;
-                case "inside": insideText = p.Value.GetString(); break;
-                case "remote": remoteText = p.Value.GetString(); break;
-                default:
-                    error = $"unknown field '{p.Name}' (accepted: protocol, inside, remote)";
-                    return false;
-            }
-        }
+        string? protocolText = fields[0], insideText = fields[1], remoteText = fields[2];
         if (!TryProtocol(protocolText, out byte protocol))
         {
             error = $"protocol '{protocolText}' is not tcp, udp or icmp";
@@ -156,6 +138,40 @@ public sealed partial class ControlServer
             return false;
         }
         selector = new SessionSelector(protocol, insideAddress, insidePort, remoteAddress, remotePort);
+        return true;
+    }
+
+    private static readonly string[] SessionSelectorFields = ["protocol", "inside", "remote"];
+
+    /// <summary>
+    /// Reads a JSON object whose members are all strings named in <paramref name="accepted"/> into
+    /// <paramref name="values"/> (same order; null for an absent member).
+    /// </summary>
+    /// <returns>False with <paramref name="error"/>: not an object (<paramref name="shape"/>), a member that is not a string, or an unknown member.</returns>
+    internal static bool TryStringFields(JsonElement body, string[] accepted, string?[] values, string shape,
+        [System.Diagnostics.CodeAnalysis.NotNullWhen(false)] out string? error)
+    {
+        error = null;
+        if (body.ValueKind != JsonValueKind.Object)
+        {
+            error = shape;
+            return false;
+        }
+        foreach (var p in body.EnumerateObject())
+        {
+            if (p.Value.ValueKind != JsonValueKind.String)
+            {
+                error = $"'{p.Name}' must be a string";
+                return false;
+            }
+            int k = Array.IndexOf(accepted, p.Name);
+            if (k < 0)
+            {
+                error = $"unknown field '{p.Name}' (accepted: {string.Join(", ", accepted)})";
+                return false;
+            }
+            values[k] = p.Value.GetString();
+        }
         return true;
     }
 
