@@ -223,7 +223,10 @@ internal sealed record BlocksAnswer
 /// "udp"), internal and external endpoints ("a.b.c.d:port"), seconds of lifetime left, its FILTERs
 /// as "PREFIX/LEN" or "PREFIX/LEN:PORT" (empty: every remote may use it; RFC 6887 section 13.3),
 /// the nonce of the request that made or last refreshed it (24 hex digits, section 11.1) and how it
-/// was made ("pcp" or "nat-pmp", whose mappings carry no nonce: zeros).
+/// was made ("pcp" or "nat-pmp", whose mappings carry no nonce: zeros). An all-ports mapping
+/// (<c>pcp.all-ports</c>) has "all-ports": true, protocol "tcp", "udp" or "all" (TCP and UDP),
+/// internal "a.b.c.d:*" and external "a.b.c.d:LOW-HIGH" with the subscriber's ports now (its
+/// deterministic range, or its blocks as "LOW-HIGH/STEP" joined by commas; "-" when it holds none).
 /// </summary>
 internal sealed record MappingRow
 {
@@ -235,6 +238,8 @@ internal sealed record MappingRow
     public string[] Filters { get; init; } = [];
     public string Nonce { get; init; } = "";
     public string Via { get; init; } = "";
+    [JsonPropertyName("all-ports")]
+    public bool AllPorts { get; init; }
 }
 
 /// <summary>GET /mappings: the first <see cref="Mappings"/> (by internal address and port) of <see cref="Total"/>.</summary>

@@ -41,7 +41,8 @@ internal static class Cli
                      external, lifetime left, filters (- for none), nonce, pcp or nat-pmp
           mappings delete --protocol tcp|udp --internal ADDR:PORT | --external ADDR:PORT
                      delete one mapping (no nonce needed): no new inbound flow reaches it; sessions
-                     in progress run on under their timeouts
+                     in progress run on under their timeouts; an all-ports mapping is
+                     --protocol tcp|udp|all --internal ADDR:*
           expectations
                      list pending ALG expectations (pinholes waiting for an FTP data connection,
                      a DCC peer, a TFTP reply) with their control connection
@@ -485,9 +486,9 @@ internal static class Cli
     {
         body = "";
         error = null;
-        if (!values.TryGetValue("--protocol", out string? protocol) || protocol is not ("tcp" or "udp"))
+        if (!values.TryGetValue("--protocol", out string? protocol) || protocol is not ("tcp" or "udp" or "all"))
         {
-            error = protocol is null ? "mappings delete needs --protocol tcp|udp" : $"--protocol '{protocol}' is not tcp or udp";
+            error = protocol is null ? "mappings delete needs --protocol tcp|udp|all" : $"--protocol '{protocol}' is not tcp, udp or all";
             return false;
         }
         values.TryGetValue("--internal", out string? inside);
@@ -499,9 +500,15 @@ internal static class Cli
         }
         string option = inside is not null ? "--internal" : "--external";
         string endpoint = inside ?? outside!;
-        if (!TryEndpoint(endpoint, requirePort: true))
+        bool allPorts = inside is not null && endpoint.EndsWith(":*", StringComparison.Ordinal);
+        if (!TryEndpoint(allPorts ? endpoint[..^2] : endpoint, requirePort: !allPorts))
         {
-            error = $"{option} '{endpoint}' is not ADDRESS:PORT (IPv4)";
+            error = inside is not null ? $"{option} '{endpoint}' is not ADDRESS:PORT or ADDRESS:* (IPv4)" : $"{option} '{endpoint}' is not ADDRESS:PORT (IPv4)";
+            return false;
+        }
+        if (protocol == "all" && !allPorts)
+        {
+            error = "--protocol all names an all-ports mapping: give --internal ADDR:*";
             return false;
         }
         using var ms = new MemoryStream();

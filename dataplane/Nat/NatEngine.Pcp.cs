@@ -234,8 +234,10 @@ public sealed partial class NatEngine
     /// <summary>
     /// MAP (RFC 6887 section 11): create, refresh or (lifetime 0) delete the mapping of (protocol,
     /// <paramref name="inside"/>, internal port). A delete of a mapping that does not exist succeeds
-    /// (section 15). Protocol 0 (all protocols) is UNSUPP_PROTOCOL, as is any protocol but TCP and
-    /// UDP; internal port 0 (all ports) NOT_AUTHORIZED. The nonce: see <see cref="NonceAllows"/>.
+    /// (section 15). Protocol 0 (all protocols) and internal port 0 (all ports) make an all-ports
+    /// mapping with <c>pcp.all-ports</c> (<see cref="PcpMapAllPorts"/>); without it protocol 0 is
+    /// UNSUPP_PROTOCOL, as is any protocol but TCP and UDP, and internal port 0 NOT_AUTHORIZED.
+    /// The nonce: see <see cref="NonceAllows"/>.
     /// </summary>
     private PcpResultCode PcpMap(ref PcpRequest rq, ReadOnlySpan<byte> nonce, uint inside, out uint external, out ushort externalPort,
         out uint lifetime, out bool assigned)
@@ -250,6 +252,13 @@ public sealed partial class NatEngine
         if (rq.Lifetime == 0)
         {
             return PcpDelete(table, proto, inside, rq.InternalPortRaw, n0, n1, n2, rq.HasThirdParty, out external, out externalPort, out assigned);
+        }
+        if (_settings.Pcp.AllPorts && (proto == 0 || (rq.InternalPortRaw == 0 && proto is IpProtocol.Tcp or IpProtocol.Udp)))
+        {
+            // Protocol 0 with a nonzero internal port never gets here: the codec answers MALFORMED_REQUEST.
+            PcpResultCode all = PcpMapAllPorts(ref rq, n0, n1, n2, inside, out external, out lifetime);
+            assigned = all == PcpResultCode.Success;
+            return all;
         }
         if (proto is not (IpProtocol.Tcp or IpProtocol.Udp))
         {
@@ -862,6 +871,10 @@ public sealed partial class NatEngine
                     RemoveAllPcp();
                 }
             }
+            else if (cur.Pcp.AllPorts && !next.Pcp.AllPorts && _pcp.HasAllPorts)
+            {
+                RemoveAllPortsMappings(); // all-ports turned off: those mappings go, their sessions run on
+            }
             if (lost && next.Pcp.Enabled)
             {
                 StartEpoch(-1); // counts from the next clock the engine sees (a reload carries none)
@@ -886,13 +899,20 @@ public sealed partial class NatEngine
     /// internal and external endpoints, lifetime left at <paramref name="nowMs"/>, filters, nonce):
     /// the read side of <c>natctl mappings</c>. The engine's thread only (a poller message); allocates.
     /// </summary>
-    public void CollectPcpMappings(List<PcpMappingInfo> into, long nowMs) => _pcp?.Collect(into, nowMs);
+    public void CollectPcpMappings(List<PcpMappingInfo> into, long nowMs)
+    {
+        ArgumentNullException.ThrowIfNull(into);
+        int from = into.Count;
+        _pcp?.Collect(into, nowMs);
+        DescribeAllPorts(into, from);
+    }
 
     /// <summary>
     /// The operator's delete (natctl mappings delete): removes the PCP or NAT-PMP mapping of
     /// (<paramref name="protocol"/>, <paramref name="address"/> network order, <paramref name="port"/>
     /// host order), the address and port being the mapping's internal endpoint, or its external one
-    /// when <paramref name="external"/>. No nonce is asked. As a client's delete (RFC 6887 section
+    /// when <paramref name="external"/>; internal port 0 names the host's all-ports mapping of the
+    /// protocol (0: the TCP-and-UDP one). No nonce is asked. As a client's delete (RFC 6887 section
     /// 15), it ends the mapping's inbound reachability: no new flow opens on it; sessions in progress
     /// go on under their own timeouts. Logged as a delete with cause operator. The engine's thread only.
     /// </summary>
@@ -962,6 +982,12 @@ public sealed partial class NatEngine
         PcpMappings table = _pcp!;
         ushort iraw = FlowKey.PortToRaw(r.InternalPort), eraw = FlowKey.PortToRaw(r.ExternalPort);
         int poolIndex = _addresses.PoolIndexOf(r.External);
+        if (r.InternalPort == 0)
+        {
+            return r.LifetimeLeftMs > 0 && poolIndex >= 0 && !table.Full && _addresses.InInsideNetworks(r.Internal)
+                && r.Filters.Count <= PcpRequest.MaxFilters && PcpMappingRecord.TryParseNonce(r.Nonce, out uint a0, out uint a1, out uint a2)
+                && ImportAllPorts(r, poolIndex, a0, a1, a2);
+        }
         if (r.LifetimeLeftMs <= 0 || r.Protocol is not (IpProtocol.Tcp or IpProtocol.Udp) || poolIndex < 0 || table.Full
             || !_addresses.InInsideNetworks(r.Internal) || table.FindInternal(r.Protocol, r.Internal, iraw) >= 0
             || table.FindExternal(r.Protocol, r.External, eraw) >= 0 || !OwnsArrival(r.Protocol, r.External, r.ExternalPort)

@@ -26,7 +26,11 @@ internal enum FlowOpener : byte
     Expectation,
     /// <summary>Out2in: a port forward, after the inbound rules (a new TCP connection must open with a SYN).</summary>
     Forward,
-    /// <summary>Out2in: a PCP or NAT-PMP mapping (RFC 6887 section 11) whose FILTERs admit the remote, after the inbound rules.</summary>
+    /// <summary>
+    /// Out2in: a PCP or NAT-PMP mapping (RFC 6887 section 11) whose FILTERs admit the remote, after
+    /// the inbound rules; then an all-ports mapping (<c>pcp.all-ports</c>) of the subscriber owning
+    /// the destination port, which opens it to the same port of its host.
+    /// </summary>
     Pcp,
     /// <summary>Out2in: another session on an existing mapping, if filtering allows (RFC 4787 REQ-8; endpoint- or address-dependent only).</summary>
     Mapping,
@@ -59,7 +63,7 @@ public sealed partial class NatEngine
         FlowOpener.Expectation, // an ALG asked for exactly this connection
         FlowOpener.Trigger,     // before forwards: a trigger opened for a host wins the port while active
         FlowOpener.Forward,     // inbound filter, then the forward's backend
-        FlowOpener.Pcp,         // a subscriber's own mapping: its FILTERs, the inbound rules, then a session to it
+        FlowOpener.Pcp,         // a subscriber's own mapping (or its all-ports one): its FILTERs, the inbound rules, then a session to it
         FlowOpener.Mapping,     // inbound filter (unless address-and-port-dependent), then a session on a mapping
         FlowOpener.ToGateway,   // nothing opened
     ];
@@ -203,7 +207,10 @@ public sealed partial class NatEngine
                     }
                     break;
                 case FlowOpener.Pcp:
-                    if (ported && _pcp is { Count: > 0 } && TryOpenPcp(p.Key, p.TcpFlags, ref ctx, out s) && s < 0)
+                    // An explicit mapping's endpoint first; then a subscriber's port under an all-ports mapping.
+                    if (ported && _pcp is { Count: > 0 } pcp
+                        && (TryOpenPcp(p.Key, p.TcpFlags, ref ctx, out s) || (pcp.HasAllPorts && TryOpenAllPorts(p.Key, p.TcpFlags, ref ctx, out s)))
+                        && s < 0)
                     {
                         return Verdict.Drop; // recorded and counted by the context
                     }

@@ -168,9 +168,9 @@ public sealed partial class NatEngine
         ApplyDeterministic(settings);
         ReserveForwardPorts();
         RefreshTimeouts();
-        if (settings.Filtering != FilteringBehaviour.AddressAndPortDependent)
+        if (settings.Filtering != FilteringBehaviour.AddressAndPortDependent || settings.Pcp.AllPorts)
         {
-            Table.EnableExternalIndex();
+            Table.EnableExternalIndex(); // all-ports: an inbound port's holder is found by its external endpoint
         }
         _neighbours = new Neighbours(settings, _addresses, InsideMac, OutsideMac, Counters, _options.LearnFromTraffic);
         _icmp = new IcmpResponder(_addresses, InsideMac, OutsideMac, Counters, _options.IcmpErrorRate);
@@ -412,7 +412,7 @@ public sealed partial class NatEngine
         _ipsecTunnels.Update(next);
         AlgBridge.Update(next);
         Walker.Update(next);
-        if (next.Filtering != FilteringBehaviour.AddressAndPortDependent)
+        if (next.Filtering != FilteringBehaviour.AddressAndPortDependent || next.Pcp.AllPorts)
         {
             Table.EnableExternalIndex();
         }

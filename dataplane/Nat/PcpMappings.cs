@@ -9,6 +9,11 @@ namespace Natd.Dataplane.Nat;
 /// 6886 section 3.3): (protocol, internal address:port) to (external address:port) until
 /// <see cref="ExpiresMs"/>. The external port is this entry's: taken from the allocator (or the
 /// subscriber's block or range) or adopted from the implicit mapping the host already had.
+/// An all-ports mapping (<c>pcp.all-ports</c>; RFC 6887 section 11.1) has internal port 0 and
+/// protocol 6, 17 or 0 (TCP and UDP): it opens every port its subscriber owns on
+/// <see cref="External"/> to the same port of <see cref="Internal"/>. Its
+/// <see cref="ExternalPortRaw"/> is 0, or with port blocks its anchor: one port of a block the
+/// entry holds so the subscriber keeps a block (and its ports) while the mapping lives.
 /// </summary>
 internal struct PcpMapping
 {
@@ -24,6 +29,9 @@ internal struct PcpMapping
     public byte FilterCount;
     public bool InUse;
     public bool NatPmp;
+
+    /// <summary>True for an all-ports mapping (internal port 0).</summary>
+    public readonly bool AllPorts => InternalPortRaw == 0;
 
     /// <summary>While free: the next free entry (the free list threads through <see cref="ExpiresMs"/>).</summary>
     public readonly int NextFree => (int)ExpiresMs;
@@ -43,11 +51,21 @@ internal struct PcpMapping
 /// <param name="Nonce">The nonce of the request that made it, 24 hex digits (NAT-PMP: zeros).</param>
 /// <param name="NatPmp">Made by NAT-PMP rather than PCP.</param>
 public sealed record PcpMappingInfo(byte Protocol, uint Internal, ushort InternalPort, uint External, ushort ExternalPort,
-    long LifetimeLeftSeconds, IReadOnlyList<PcpFilter> Filters, string Nonce, bool NatPmp);
+    long LifetimeLeftSeconds, IReadOnlyList<PcpFilter> Filters, string Nonce, bool NatPmp)
+{
+    /// <summary>An all-ports mapping (<c>pcp.all-ports</c>): internal and external port 0, protocol 0 for TCP and UDP.</summary>
+    public bool AllPorts => InternalPort == 0;
+
+    /// <summary>An all-ports mapping's external ports now (host order, inclusive; every <see cref="PortStep"/>-th): the deterministic range, or the subscriber's blocks on its address. Empty otherwise.</summary>
+    public IReadOnlyList<(int Low, int High)> Ports { get; init; } = [];
+
+    /// <summary>Ports between consecutive ports of <see cref="Ports"/> (RFC 8158 portRangeStepSize; 1 but for port blocks with several shards).</summary>
+    public int PortStep { get; init; } = 1;
+}
 
 /// <summary>
 /// A PCP or NAT-PMP mapping in the restart snapshot (<c>natd run --state</c>): addresses network
-/// order, ports host order, the lifetime last granted (seconds) and what was left of it (ms; the
+/// order, ports host order (an all-ports mapping: internal port 0, external port its anchor or 0), the lifetime last granted (seconds) and what was left of it (ms; the
 /// snapshot's reader takes the time natd was down off), its FILTERs and nonce (24 hex digits, wire
 /// order; NAT-PMP: zeros).
 /// </summary>
@@ -87,6 +105,7 @@ internal sealed class PcpMappings
     private readonly Dictionary<FlowKey, int> _byInternal;
     private readonly Dictionary<FlowKey, int> _byExternal;
     private readonly Dictionary<uint, int> _perSubscriber;
+    private readonly Dictionary<FlowKey, int> _allPorts; // (subscriber, protocol) -> its all-ports mapping
     private int _free;
     private int _sweepCursor;
 
@@ -100,6 +119,7 @@ internal sealed class PcpMappings
         _byInternal = new Dictionary<FlowKey, int>(capacity);
         _byExternal = new Dictionary<FlowKey, int>(capacity);
         _perSubscriber = new Dictionary<uint, int>(Math.Min(capacity, 4096));
+        _allPorts = new Dictionary<FlowKey, int>(Math.Min(capacity, 4096));
         for (int i = 0; i < capacity; i++)
         {
             _entries[i].FirstFree(i + 1 < capacity ? i + 1 : -1);
@@ -128,6 +148,16 @@ internal sealed class PcpMappings
     /// <summary>The mapping of (protocol, external address, external port raw), or -1.</summary>
     public int FindExternal(byte protocol, uint external, ushort portRaw)
         => Count != 0 && _byExternal.TryGetValue(new FlowKey(0, external, 0, portRaw, protocol), out int m) ? m : -1;
+
+    /// <summary>
+    /// The all-ports mapping of subscriber <paramref name="subscriber"/> (<see cref="CgnatSettings.SubscriberOf"/>)
+    /// for exactly <paramref name="protocol"/> (6, 17, or 0 for the TCP-and-UDP one), or -1.
+    /// </summary>
+    public int FindAllPorts(uint subscriber, byte protocol)
+        => _allPorts.Count != 0 && _allPorts.TryGetValue(new FlowKey(subscriber, 0, 0, 0, protocol), out int m) ? m : -1;
+
+    /// <summary>True while any all-ports mapping exists (the opener's cheap test).</summary>
+    public bool HasAllPorts => _allPorts.Count != 0;
 
     /// <summary>Mappings the subscriber of <paramref name="inside"/> holds.</summary>
     public int CountOf(uint inside) => _perSubscriber.TryGetValue(Cgnat.SubscriberOf(inside), out int n) ? n : 0;
@@ -158,8 +188,15 @@ internal sealed class PcpMappings
         e.NatPmp = natPmp;
         e.InUse = true;
         _byInternal[new FlowKey(inside, 0, insidePortRaw, 0, protocol)] = m;
-        _byExternal[new FlowKey(0, external, 0, externalPortRaw, protocol)] = m;
         uint sub = Cgnat.SubscriberOf(inside);
+        if (insidePortRaw == 0)
+        {
+            _allPorts[new FlowKey(sub, 0, 0, 0, protocol)] = m; // its anchor is no endpoint to look up from outside
+        }
+        else
+        {
+            _byExternal[new FlowKey(0, external, 0, externalPortRaw, protocol)] = m;
+        }
         _perSubscriber[sub] = (_perSubscriber.TryGetValue(sub, out int n) ? n : 0) + 1;
         Count++;
         return m;
@@ -228,8 +265,15 @@ internal sealed class PcpMappings
         }
         Emit(ref e, NatEventType.PcpMappingDeleted, 0, (byte)cause, nowMs);
         _byInternal.Remove(new FlowKey(e.Internal, 0, e.InternalPortRaw, 0, e.Protocol));
-        _byExternal.Remove(new FlowKey(0, e.External, 0, e.ExternalPortRaw, e.Protocol));
         uint sub = Cgnat.SubscriberOf(e.Internal);
+        if (e.AllPorts)
+        {
+            _allPorts.Remove(new FlowKey(sub, 0, 0, 0, e.Protocol));
+        }
+        else
+        {
+            _byExternal.Remove(new FlowKey(0, e.External, 0, e.ExternalPortRaw, e.Protocol));
+        }
         if (_perSubscriber.TryGetValue(sub, out int n))
         {
             if (n <= 1)
@@ -241,7 +285,7 @@ internal sealed class PcpMappings
                 _perSubscriber[sub] = n - 1;
             }
         }
-        if (e.PoolIndex >= 0)
+        if (e.PoolIndex >= 0 && e.ExternalPortRaw != 0)
         {
             GiveBackPort(ref e, nowMs);
         }
@@ -253,7 +297,9 @@ internal sealed class PcpMappings
 
     private void GiveBackPort(ref PcpMapping e, long nowMs)
     {
-        int sm = _table.FindMappingByInside(e.Internal, e.InternalPortRaw, e.Protocol);
+        // An all-ports anchor is used by sessions as (internal host, anchor port), the same port both sides.
+        byte protocol = e.AllPorts ? AnchorProtocol(e.Protocol) : e.Protocol;
+        int sm = _table.FindMappingByInside(e.Internal, e.AllPorts ? e.ExternalPortRaw : e.InternalPortRaw, protocol);
         if (sm >= 0)
         {
             ref Mapping map = ref _table.Mappings[sm];
@@ -264,7 +310,7 @@ internal sealed class PcpMappings
                 return;
             }
         }
-        int cls = SessionTable.ProtocolClass(e.Protocol);
+        int cls = SessionTable.ProtocolClass(protocol);
         int port = FlowKey.PortToHost(e.ExternalPortRaw);
         _table.NowMs = nowMs;
         if (_table.Subscribers is SubscriberPorts sp)
@@ -276,6 +322,9 @@ internal sealed class PcpMappings
             _table.Ports.Release(e.PoolIndex, cls, port, nowMs);
         }
     }
+
+    /// <summary>The protocol whose port class an all-ports mapping of <paramref name="protocol"/> holds its anchor in (protocol 0: TCP's).</summary>
+    public static byte AnchorProtocol(byte protocol) => protocol == IpProtocol.Udp ? IpProtocol.Udp : IpProtocol.Tcp;
 
     /// <summary>
     /// Forgets every mapping without giving ports back (the pool or allocator was replaced: the
@@ -334,7 +383,7 @@ internal sealed class PcpMappings
             InsideAddress = e.Internal,
             InsidePort = FlowKey.PortToHost(e.InternalPortRaw),
             ExternalAddress = e.External,
-            ExternalPort = FlowKey.PortToHost(e.ExternalPortRaw),
+            ExternalPort = e.AllPorts ? (ushort)0 : FlowKey.PortToHost(e.ExternalPortRaw), // all-ports: port 0 means all
             Lifetime = lifetime,
             Detail = detail,
         });
@@ -370,7 +419,7 @@ internal sealed class PcpMappings
                 continue;
             }
             into.Add(new PcpMappingInfo(e.Protocol, e.Internal, FlowKey.PortToHost(e.InternalPortRaw), e.External,
-                FlowKey.PortToHost(e.ExternalPortRaw), (e.ExpiresMs - nowMs + 999) / 1000, FiltersOf(m).ToArray(),
+                e.AllPorts ? (ushort)0 : FlowKey.PortToHost(e.ExternalPortRaw), (e.ExpiresMs - nowMs + 999) / 1000, FiltersOf(m).ToArray(),
                 NonceHex(e.Nonce0, e.Nonce1, e.Nonce2),
                 e.NatPmp));
         }

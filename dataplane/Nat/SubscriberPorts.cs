@@ -113,6 +113,29 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         return i < 0 ? -1 : Table[i].PoolIndex;
     }
 
+    /// <summary>
+    /// Adds the (low, high) ports (host order) of the blocks <paramref name="inside"/>'s subscriber
+    /// holds on pool address <paramref name="poolIndex"/> to <paramref name="into"/> (an all-ports
+    /// mapping's listing; allocates, control path only).
+    /// </summary>
+    public void BlocksOf(uint inside, int poolIndex, List<(int Low, int High)> into)
+    {
+        ArgumentNullException.ThrowIfNull(into);
+        int i = Table.Find(_cgn.SubscriberOf(inside));
+        if (_blocks is not { } pb || i < 0)
+        {
+            return;
+        }
+        for (int b = Table[i].BlockHead; b >= 0; b = pb.NextOf(b))
+        {
+            if (pb.AddressOf(b) == poolIndex)
+            {
+                into.Add((pb.Low(b), pb.High(b)));
+            }
+        }
+        into.Sort();
+    }
+
     /// <summary>Blocks held on each address (index = pool index), for utilisation figures; empty without port blocks.</summary>
     public int BlocksHeldOn(int poolIndex) => _blocks is null ? 0 : _blocks.PerAddress - _blocks.FreeOn(poolIndex);
 

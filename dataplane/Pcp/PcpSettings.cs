@@ -27,6 +27,16 @@ public sealed record PcpSettings
     /// <summary>Whether the THIRD_PARTY option is accepted (a host asking for another inside host); refused with NOT_AUTHORIZED otherwise.</summary>
     public bool ThirdParty { get; init; }
 
+    /// <summary>
+    /// Whether a MAP for all ports (internal port 0 with TCP or UDP, or protocol 0: TCP and UDP;
+    /// RFC 6887 sections 11.1 and 11.3) is granted: the requesting host then receives unsolicited
+    /// traffic to every port its subscriber owns (its deterministic range or its port blocks), each
+    /// external port to the same internal port. Needs <c>nat.allocation</c> port-block or
+    /// deterministic (with dynamic allocation a subscriber owns no ports); off, such a MAP is refused
+    /// (protocol 0: UNSUPP_PROTOCOL, port 0: NOT_AUTHORIZED).
+    /// </summary>
+    public bool AllPorts { get; init; }
+
     /// <summary>Requests per second one subscriber may send (token bucket); more are dropped silently and counted as rate-limited.</summary>
     public int RequestsPerSecond { get; init; } = 20;
 }

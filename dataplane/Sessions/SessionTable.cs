@@ -130,6 +130,12 @@ internal struct Mapping
     /// <summary>In use (not on the free list).</summary>
     public bool InUse { readonly get => (_flags & 4) != 0; set => _flags = (byte)(value ? _flags | 4 : _flags & ~4); }
 
+    /// <summary>
+    /// Its port goes back without the quarantine (<c>nat.port-reuse-delay</c>): a PCP all-ports
+    /// session mapping, whose port is the subscriber's and is opened again to the same host and port.
+    /// </summary>
+    public bool ReuseAtOnce { readonly get => (_flags & 8) != 0; set => _flags = (byte)(value ? _flags | 8 : _flags & ~8); }
+
     /// <summary>(inside address, 0, inside port, 0, protocol): the endpoint-independent lookup key.</summary>
     public readonly FlowKey InsideKey => new(InsideAddress, 0, InsidePort, 0, Protocol);
 
@@ -391,6 +397,7 @@ public sealed class SessionTable
         map.FirstSession = -1;
         map.IndexedByInside = endpointIndependent;
         map.StaticPort = poolIndex < 0;
+        map.ReuseAtOnce = false;
         map.InUse = true;
         if (endpointIndependent)
         {
@@ -563,7 +570,11 @@ public sealed class SessionTable
             int port = FlowKey.PortToHost(map.ExternalKey.DestinationPort);
             if (Subscribers is { } sp)
             {
-                sp.Free(map.InsideAddress, map.PoolIndex, pclass, port, quarantine: true, NowMs);
+                sp.Free(map.InsideAddress, map.PoolIndex, pclass, port, quarantine: !map.ReuseAtOnce, NowMs);
+            }
+            else if (map.ReuseAtOnce)
+            {
+                Ports.Free(map.PoolIndex, pclass, port);
             }
             else
             {

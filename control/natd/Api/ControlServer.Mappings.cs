@@ -8,7 +8,8 @@ namespace Natd.Control.Api;
 
 // The PCP views (docs/architecture.md, "Port Control Protocol"): GET /mappings (?inside=ADDR or
 // ADDR/LEN, ?limit=N) lists the subscribers' PCP and NAT-PMP mappings, asked of each shard's poller;
-// POST /mappings/delete {"protocol": "tcp", "internal": "a.b.c.d:port"} (or "external") is the
+// POST /mappings/delete {"protocol": "tcp", "internal": "a.b.c.d:port"} (or "external"; an
+// all-ports mapping: "internal": "a.b.c.d:*", protocol "all" for the TCP-and-UDP one) is the
 // operator's delete.
 public sealed partial class ControlServer
 {
@@ -61,7 +62,11 @@ public sealed partial class ControlServer
 
     private static readonly string[] MappingSelectorFields = ["protocol", "internal", "external"];
 
-    /// <summary>Parses {"protocol": "tcp"|"udp", "internal": "a.b.c.d:port"} or the same with "external" (exactly one of the two).</summary>
+    /// <summary>
+    /// Parses {"protocol": "tcp"|"udp", "internal": "a.b.c.d:port"} or the same with "external"
+    /// (exactly one of the two); an all-ports mapping is {"protocol": "tcp"|"udp"|"all", "internal": "a.b.c.d:*"}
+    /// (port 0 / protocol 0 mean all, as the mapping is listed).
+    /// </summary>
     internal static bool TryParseMappingSelector(JsonElement body, out MappingSelector selector,
         [System.Diagnostics.CodeAnalysis.NotNullWhen(false)] out string? error)
     {
@@ -73,9 +78,10 @@ public sealed partial class ControlServer
             return false;
         }
         string? protocolText = fields[0], internalText = fields[1], externalText = fields[2];
-        if (!TryProtocol(protocolText, out byte protocol) || protocol is not (IpProtocol.Tcp or IpProtocol.Udp))
+        byte protocol = 0;
+        if (protocolText != "all" && (!TryProtocol(protocolText, out protocol) || protocol is not (IpProtocol.Tcp or IpProtocol.Udp)))
         {
-            error = $"protocol '{protocolText}' is not tcp or udp";
+            error = $"protocol '{protocolText}' is not tcp or udp"; // "all" is for an all-ports mapping only (below)
             return false;
         }
         if ((internalText is null) == (externalText is null))
@@ -85,9 +91,17 @@ public sealed partial class ControlServer
         }
         string text = internalText ?? externalText!;
         string which = internalText is not null ? "internal" : "external";
-        if (!TryEndpoint(text, out uint address, out ushort port) || port == 0)
+        bool allPorts = internalText is not null && text.EndsWith(":*", StringComparison.Ordinal);
+        uint address;
+        ushort port = 0;
+        if (allPorts ? !Ipv4.TryParse(text[..^2], out address) : !TryEndpoint(text, out address, out port) || port == 0)
         {
             error = $"{which} '{text}' is not ADDRESS:PORT (a.b.c.d:port)";
+            return false;
+        }
+        if (protocol == 0 && !allPorts)
+        {
+            error = "protocol all names an all-ports mapping: give internal a.b.c.d:*";
             return false;
         }
         selector = new MappingSelector(protocol, address, port, External: externalText is not null);

@@ -49,11 +49,25 @@ internal static class WireViews
                 ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{Ipv4.Format(f.Prefix)}/{f.PrefixLength}")
                 : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{Ipv4.Format(f.Prefix)}/{f.PrefixLength}:{port}");
         }
+        // An all-ports mapping: internal port "*", external the subscriber's ports now ("LOW-HIGH[/STEP]", a comma between blocks).
+        string externalPorts = m.ExternalPort.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        if (m.AllPorts)
+        {
+            var spans = new string[m.Ports.Count];
+            for (int i = 0; i < spans.Length; i++)
+            {
+                spans[i] = SubscriberListing.Block(m.Ports[i].Low, m.Ports[i].High, m.PortStep);
+            }
+            externalPorts = spans.Length == 0 ? "-" : string.Join(',', spans);
+        }
         return new MappingRow
         {
-            Protocol = m.Protocol == IpProtocol.Tcp ? "tcp" : m.Protocol == IpProtocol.Udp ? "udp" : m.Protocol.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            Internal = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{Ipv4.Format(m.Internal)}:{m.InternalPort}"),
-            External = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{Ipv4.Format(m.External)}:{m.ExternalPort}"),
+            Protocol = m.Protocol == IpProtocol.Tcp ? "tcp" : m.Protocol == IpProtocol.Udp ? "udp" : m.Protocol == 0 ? "all"
+                : m.Protocol.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            Internal = m.AllPorts ? Ipv4.Format(m.Internal) + ":*"
+                : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{Ipv4.Format(m.Internal)}:{m.InternalPort}"),
+            External = $"{Ipv4.Format(m.External)}:{externalPorts}",
+            AllPorts = m.AllPorts,
             LifetimeLeft = m.LifetimeLeftSeconds,
             Filters = filters,
             Nonce = m.Nonce,

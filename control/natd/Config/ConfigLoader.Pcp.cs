@@ -1,4 +1,5 @@
 using System.Globalization;
+using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
 using Natd.Dataplane.Pcp;
 
@@ -7,12 +8,15 @@ namespace Natd.Control.Config;
 // The pcp section: the Port Control Protocol server's policy (RFC 6887, NAT-PMP RFC 6886).
 public static partial class ConfigLoader
 {
-    private static readonly string[] PcpKeys = ["enabled", "max-lifetime", "min-lifetime", "mappings-per-subscriber", "allowed-ports", "third-party", "requests-per-second"];
+    private static readonly string[] PcpKeys = ["enabled", "max-lifetime", "min-lifetime", "mappings-per-subscriber", "allowed-ports", "third-party", "requests-per-second", "all-ports"];
 
     private sealed partial class Validator
     {
-        /// <summary>Reads the <c>pcp</c> section; each bad key is an error naming it, and min-lifetime above max-lifetime is refused.</summary>
-        private PcpSettings Pcp(YNode? node)
+        /// <summary>
+        /// Reads the <c>pcp</c> section; each bad key is an error naming it, min-lifetime above
+        /// max-lifetime is refused, and so is <c>all-ports: true</c> with <paramref name="allocation"/> dynamic.
+        /// </summary>
+        private PcpSettings Pcp(YNode? node, PortAllocation allocation)
         {
             var d = new PcpSettings();
             YMapping? m = Mapping(node, "pcp");
@@ -27,8 +31,17 @@ public static partial class ConfigLoader
             {
                 Error(minNode, "pcp.min-lifetime", string.Create(CultureInfo.InvariantCulture, $"{min} s is above pcp.max-lifetime ({max} s)"));
             }
+            bool allPorts = Boolean(m.Get("all-ports"), "pcp.all-ports", d.AllPorts);
+            if (allPorts && allocation == PortAllocation.Dynamic)
+            {
+                // A subscriber on a shared address with ports allocated per session owns no ports to open.
+                Error(m.Get("all-ports")!, "pcp.all-ports",
+                    "true needs nat.allocation port-block or deterministic: with dynamic allocation a subscriber shares its address "
+                    + "and gets ports one session at a time, so it owns no ports an all-ports mapping could open");
+            }
             return new PcpSettings
             {
+                AllPorts = allPorts,
                 Enabled = Boolean(m.Get("enabled"), "pcp.enabled", d.Enabled),
                 MaxLifetime = max,
                 MinLifetime = Math.Min(min, max),

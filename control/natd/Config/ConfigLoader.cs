@@ -330,7 +330,8 @@ public static partial class ConfigLoader
             {
                 settings = settings with { AllowedOutsideSources = allowedSources };
             }
-            settings = Cgnat(nat, limits, settings) with { Fragments = Fragments(top?.Get("fragments")), Pcp = Pcp(top?.Get("pcp")) };
+            settings = Cgnat(nat, limits, settings);
+            settings = settings with { Fragments = Fragments(top?.Get("fragments")), Pcp = Pcp(top?.Get("pcp"), settings.Cgnat.Allocation) };
             settings = RulesAndForwards(top, settings);
             settings = Algs(top, settings);
             return new NatdConfig
