@@ -32,6 +32,28 @@ public class PcpConfigTests
     }
 
     [Theory]
+    [InlineData("nat:\n  allocation: port-block\n")]
+    [InlineData("nat:\n  allocation: deterministic\n  deterministic: { inside: [10.0.0.0/24] }\n")]
+    public void All_ports_is_read_with_port_blocks_or_deterministic_allocation(string nat)
+    {
+        Assert.True(ConfigLoader.Parse(nat + "pcp:\n  enabled: true\n  all-ports: true\n", "natd.yaml").Nat.Pcp.AllPorts);
+        Assert.False(ConfigLoader.Parse(nat + "pcp:\n  enabled: true\n", "natd.yaml").Nat.Pcp.AllPorts);
+    }
+
+    [Theory]
+    [InlineData("pcp:\n  enabled: true\n  all-ports: true\n", 3, 14)]
+    [InlineData("nat:\n  allocation: dynamic\npcp:\n  all-ports: true\n", 4, 14)]
+    public void All_ports_with_dynamic_allocation_is_refused_saying_why(string yaml, int line, int column)
+    {
+        var ex = Assert.Throws<ConfigException>(() => ConfigLoader.Parse(yaml, "natd.yaml"));
+        var d = Assert.Single(ex.Errors);
+        Assert.Equal(("pcp.all-ports", (long)line, (long)column), (d.Path, d.Line, d.Column));
+        Assert.StartsWith($"natd.yaml:{line}:{column}: pcp.all-ports: true needs nat.allocation port-block or deterministic", d.ToString(), StringComparison.Ordinal);
+        Assert.Contains("owns no ports", d.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("pcp:\n  all-ports: yes-please\n", 2, 14, "pcp.all-ports", "yes-please")]
     [InlineData("pcp:\n  enabeld: true\n", 2, 3, "pcp.enabeld", "unknown key 'enabeld'")]
     [InlineData("pcp:\n  enabled: maybe\n", 2, 12, "pcp.enabled", "maybe")]
     [InlineData("pcp:\n  allowed-ports: 9-1\n", 2, 18, "pcp.allowed-ports", "not a port range")]
