@@ -61,14 +61,59 @@ public class SubscriberTableTests
     [Fact]
     public void Holds_only_the_chunks_its_subscribers_need()
     {
-        // Sized for a million sessions, holding 10 subscribers: an 8-byte index entry per slot and one chunk.
+        // Sized for a million sessions, holding 10 subscribers: the index's first size (not 2^21
+        // entries, 16 MiB, for subscribers that never come) and one chunk.
         var table = new SubscriberTable(1_000_000, seed: 1);
         for (uint k = 1; k <= 10; k++)
         {
             Assert.True(table.GetOrAdd(k, 0, 0) >= 0);
         }
-        long indexBytes = 2_097_152L * sizeof(ulong); // 1.5 x 1,000,000 rounded up to a power of two
+        long indexBytes = SubscriberTable.InitialIndexSize * (long)sizeof(ulong);
         Assert.Equal(indexBytes + SubscriberTable.ChunkSize * System.Runtime.CompilerServices.Unsafe.SizeOf<Subscriber>(), table.Bytes);
+    }
+
+    [Fact]
+    public void The_index_grows_with_its_subscribers_and_finds_every_one()
+    {
+        var table = new SubscriberTable(200_000, seed: 5);
+        var slots = new Dictionary<uint, int>();
+        for (uint k = 1; k <= 100_000; k++)
+        {
+            uint key = k * 2654435761u; // spread over the key space, as inside addresses are
+            int slot = table.GetOrAdd(key, 0, 0);
+            Assert.True(slot >= 0);
+            slots[key] = slot;
+            // Never fuller than 2/3, never bigger than the capacity needs (1.5 x 200,000 rounded up: 2^19).
+            Assert.True(table.Count * 3L <= table.IndexSize * 2L, $"{table.Count} keys in {table.IndexSize} entries");
+        }
+        Assert.Equal(262_144, table.IndexSize);
+        foreach ((uint key, int slot) in slots)
+        {
+            Assert.Equal(slot, table.Find(key)); // re-homed by every doubling, the entries did not move
+        }
+        foreach (uint key in slots.Keys.Where(k => k % 2 == 0).ToList())
+        {
+            table.Remove(key);
+            slots.Remove(key);
+        }
+        foreach ((uint key, int slot) in slots)
+        {
+            Assert.Equal(slot, table.Find(key));
+        }
+        Assert.Equal(slots.Count, table.Count);
+    }
+
+    [Fact]
+    public void The_index_stops_at_the_size_its_capacity_needs()
+    {
+        var table = new SubscriberTable(1000, seed: 9); // 1.5 x 1000 rounded up: 2048 entries
+        for (uint k = 1; k <= 1000; k++)
+        {
+            Assert.True(table.GetOrAdd(k, 0, 0) >= 0);
+        }
+        Assert.Equal(2048, table.IndexSize);
+        Assert.Equal(-1, table.GetOrAdd(5000, 0, 0)); // full: refused, not grown
+        Assert.Equal(2048, table.IndexSize);
     }
 
     [Fact]
