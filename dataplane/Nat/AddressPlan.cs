@@ -19,8 +19,14 @@ internal sealed class AddressPlan
     /// </summary>
     public const DropReason Ok = (DropReason)255;
 
-    /// <summary>Pools larger than this are looked up through a hash index instead of a scan.</summary>
+    /// <summary>Pools larger than this are looked up through a table instead of a scan.</summary>
     private const int ScanLimit = 8;
+
+    /// <summary>
+    /// The widest pool (highest minus lowest address, plus one) looked up by direct index (4 bytes
+    /// per address of the span: 256 KiB for a /16); a wider, sparse pool uses a hash index.
+    /// </summary>
+    private const int DenseSpanLimit = 1 << 16;
 
     /// <summary>A prefix as a precomputed (network, mask) pair, both network order: one AND and one compare per test.</summary>
     private readonly record struct MaskedNet(uint Net, uint Mask)
@@ -35,6 +41,9 @@ internal sealed class AddressPlan
     private uint[] _pool = [];
     private CgnatSettings _cgnat = new();
     private Dictionary<uint, int>? _poolIndex;
+    private uint _poolLow;          // lowest pool address, host order
+    private uint _poolSpan;         // highest - lowest (host order); uint.MaxValue: empty pool
+    private int[]? _poolDense;      // [host - _poolLow]: pool index or -1, when the span is at most DenseSpanLimit
     private Ipv4Prefix[] _insideNetworks = [];
     private uint _insideGateway;
     private uint _outsideGateway;
@@ -73,7 +82,7 @@ internal sealed class AddressPlan
     {
         _pool = [.. next.Pool];
         _cgnat = next.Cgnat;
-        _poolIndex = IndexPool(_pool);
+        IndexPool(_pool);
         InsideAddress = next.Inside.Address.Address;
         OutsideAddress = next.Outside.Address.Address;
         InsidePrefix = next.Inside.Address;
@@ -84,14 +93,50 @@ internal sealed class AddressPlan
         BuildSourceFilter(next);
     }
 
-    private static Dictionary<uint, int> IndexPool(uint[] pool)
+    private void IndexPool(uint[] pool)
     {
+        // Every in2out packet asks whether its destination is natd's (hairpinning, PCP), every
+        // out2in packet which pool address it came to: a range check in host order answers the
+        // first for almost all traffic, and a direct index the second, for a pool of addresses
+        // close together (prefixes and ranges, as an ISP's are).
+        _poolDense = null;
+        _poolIndex = null;
+        if (pool.Length == 0)
+        {
+            _poolLow = 0;
+            _poolSpan = uint.MaxValue;
+            return;
+        }
+        uint low = uint.MaxValue, high = 0;
+        foreach (uint a in pool)
+        {
+            uint h = Ipv4.ToHostOrder(a);
+            low = Math.Min(low, h);
+            high = Math.Max(high, h);
+        }
+        _poolLow = low;
+        _poolSpan = high - low;
+        if (pool.Length <= ScanLimit)
+        {
+            return;
+        }
+        if (_poolSpan < DenseSpanLimit)
+        {
+            var dense = new int[_poolSpan + 1];
+            Array.Fill(dense, -1);
+            for (int i = pool.Length - 1; i >= 0; i--)
+            {
+                dense[Ipv4.ToHostOrder(pool[i]) - low] = i; // a duplicate keeps its first index, as the scan would
+            }
+            _poolDense = dense;
+            return;
+        }
         var d = new Dictionary<uint, int>(pool.Length);
         for (int i = 0; i < pool.Length; i++)
         {
             d.TryAdd(pool[i], i);
         }
-        return d;
+        _poolIndex = d;
     }
 
     /// <summary>
@@ -109,11 +154,25 @@ internal sealed class AddressPlan
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public int PoolIndexOf(uint address)
     {
-        uint[] pool = _pool;
-        if (pool.Length > ScanLimit)
+        uint offset = Ipv4.ToHostOrder(address) - _poolLow;
+        if (offset > _poolSpan)
         {
-            // A CGN pool of hundreds of addresses: one hash probe instead of a scan per packet.
-            return _poolIndex!.TryGetValue(address, out int idx) ? idx : -1;
+            return -1; // outside the pool's span: most destinations of in2out traffic
+        }
+        if (_poolDense is { } dense)
+        {
+            return dense[offset];
+        }
+        return PoolIndexOfScan(address);
+    }
+
+    private int PoolIndexOfScan(uint address)
+    {
+        uint[] pool = _pool;
+        if (_poolIndex is { } index)
+        {
+            // A wide, sparse pool of many addresses: one hash probe instead of a scan.
+            return index.TryGetValue(address, out int idx) ? idx : -1;
         }
         for (int i = 0; i < pool.Length; i++)
         {

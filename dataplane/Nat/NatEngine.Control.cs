@@ -80,7 +80,19 @@ public sealed partial class NatEngine
         {
             return;
         }
-        Table.Prefetch(frame.Hash, frame.Ingress == Side.Inside, session);
+        bool in2out = frame.Ingress == Side.Inside;
+        if (!session)
+        {
+            Table.PrefetchSlot(frame.Hash, in2out);
+        }
+        else if (!Table.PrefetchSession(frame.Hash, in2out) && in2out)
+        {
+            // Probably a new flow: its slow path first reads the endpoint's mapping and (CGN) its
+            // subscriber, two more misses that now load while the frames before it are translated.
+            FlowKey k = frame.Key;
+            Table.PrefetchMappingByInside(k.Source, k.SourcePort, k.Protocol);
+            Subscribers?.Prefetch(k.Source);
+        }
     }
 
     /// <summary>Deletes every session (natctl flush). Must run on the engine's thread.</summary>

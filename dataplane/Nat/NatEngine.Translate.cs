@@ -290,6 +290,8 @@ public sealed partial class NatEngine
             return -1;
         }
         SubscriberPorts? subscribers = Subscribers;
+        // The subscriber's index slot is a cache miss in a big table; it loads while the mapping look-up below misses too.
+        subscribers?.Prefetch(key.Source);
         if (subscribers is not null && !subscribers.Admit(key.Source, _now, out reason))
         {
             return -1; // a per-subscriber limit (RFC 6888 REQ-3, REQ-4): refused, nothing evicted

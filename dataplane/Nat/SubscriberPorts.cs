@@ -141,6 +141,10 @@ public sealed class SubscriberPorts : ISubscriberAccounting
 
     private SubscriberLimits Limits => _cgn.Limits;
 
+    /// <summary>Prefetches what a new flow of <paramref name="inside"/> looks up first (its subscriber's index slot). A hint only.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public void Prefetch(uint inside) => Table.Prefetch(_cgn.SubscriberOf(inside));
+
     /// <summary>
     /// Admits a new session of inside host <paramref name="inside"/> (network order) at
     /// <paramref name="nowMs"/> against the subscriber's session and rate limits (the rate's token

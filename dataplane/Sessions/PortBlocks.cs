@@ -44,6 +44,7 @@ public sealed class PortBlocks
     private readonly int[] _free;       // free current blocks per address (neither held nor pinned)
     private readonly int[]? _pins;      // per current block: held legacy blocks overlapping it
     private readonly int _current;      // current blocks; legacy ids follow
+    private readonly ulong _perAddressMagic; // ceil(2^64 / PerAddress): a block's address and index without a division (Lemire, Kaser, Kurz 2019)
     private readonly BlockGeometry _legacy;
 
     /// <summary>Cuts the ports <paramref name="low"/>..<paramref name="high"/> (host order) owned by <paramref name="shard"/> of <paramref name="shards"/> into blocks.</summary>
@@ -85,6 +86,7 @@ public sealed class PortBlocks
         AllocatedMs = new long[blocks];
         _free = new int[addresses];
         Array.Fill(_free, PerAddress);
+        _perAddressMagic = PerAddress > 1 ? ulong.MaxValue / (uint)PerAddress + 1 : 0;
     }
 
     /// <summary>Ports per (current) block.</summary>
@@ -127,15 +129,22 @@ public sealed class PortBlocks
     public bool IsLegacy(int block) => block >= _current;
 
     /// <summary>The pool index of block <paramref name="block"/>.</summary>
-    public int AddressOf(int block) => block < _current ? block / PerAddress : (block - _current) / _legacy.PerAddress;
+    public int AddressOf(int block) => block < _current ? AddressOfCurrent(block) : (block - _current) / _legacy.PerAddress;
 
     /// <summary>Ports of the block.</summary>
     public int SizeOf(int block) => block < _current ? Size : _legacy.Size;
 
     /// <summary>The block's lowest port (host order).</summary>
     public int Low(int block) => block < _current
-        ? First + (block % PerAddress) * Size * Step
+        ? First + IndexOnAddress(block) * Size * Step
         : _legacy.First + ((block - _current) % _legacy.PerAddress) * _legacy.Size * Step;
+
+    // block % PerAddress for a current block: the new-session path asks it for every port it takes,
+    // and two integer divisions cost more there than the rest of the block arithmetic.
+    // (The magic of a divisor of 1 does not fit 64 bits: that case divides by nothing.)
+    private int IndexOnAddress(int block) => PerAddress == 1 ? 0 : (int)Math.BigMul(_perAddressMagic * (uint)block, (ulong)(uint)PerAddress, out _);
+
+    private int AddressOfCurrent(int block) => PerAddress == 1 ? block : (int)Math.BigMul(_perAddressMagic, (ulong)(uint)block, out _);
 
     /// <summary>The block's highest port (host order).</summary>
     public int High(int block) => Low(block) + (SizeOf(block) - 1) * Step;

@@ -287,7 +287,7 @@ public sealed class SessionTable
     {
         if (session)
         {
-            PrefetchSession(hash, in2out);
+            _ = PrefetchSession(hash, in2out);
         }
         else
         {
@@ -314,17 +314,35 @@ public sealed class SessionTable
     /// (the slot should be cached by stage one by now), the two cache lines its translation touches.
     /// A hint only: a collision prefetches a harmless other session.
     /// </summary>
+    /// <returns>False when the home slot names no session of that tag: the packet probably opens a
+    /// new flow, and the caller may prefetch what the slow path reads first.</returns>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public unsafe void PrefetchSession(uint hash, bool in2out)
+    public unsafe bool PrefetchSession(uint hash, bool in2out)
     {
         int v = in2out ? _in2out.Prefetch(hash, value: true) : _out2in.Prefetch(hash, value: true);
-        if (v >= 0 && System.Runtime.Intrinsics.X86.Sse.IsSupported)
+        if (v < 0)
+        {
+            return false;
+        }
+        if (System.Runtime.Intrinsics.X86.Sse.IsSupported)
         {
             // The hot head of the session spans at most two lines: its first byte's and its last's.
             byte* p = (byte*)Unsafe.AsPointer(ref _sessions[v]);
             System.Runtime.Intrinsics.X86.Sse.Prefetch0(p);
             System.Runtime.Intrinsics.X86.Sse.Prefetch0(p + Session.HotBytes - 1);
         }
+        return true;
+    }
+
+    /// <summary>
+    /// Prefetches the index slot of the endpoint-independent mapping of an inside endpoint (what
+    /// <see cref="FindMappingByInside"/> reads first), for a packet that probably opens a new flow. A hint only.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void PrefetchMappingByInside(uint insideAddress, ushort insidePortRaw, byte protocol)
+    {
+        var k = new FlowKey(insideAddress, 0, insidePortRaw, 0, protocol);
+        _byInside.Prefetch(Hash(k), value: false);
     }
 
     /// <summary>Endpoint-independent mapping of an inside endpoint, or -1.</summary>
