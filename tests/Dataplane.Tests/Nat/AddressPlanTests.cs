@@ -57,6 +57,40 @@ public class AddressPlanTests
         Assert.Equal(plan.PoolIndexFor(A("10.0.0.2")), plan.PoolIndexFor(A("10.0.0.2"))); // paired pooling
     }
 
+    [Theory]
+    [InlineData(1u)]      // addresses next to each other: the direct index
+    [InlineData(7u)]      // every seventh address: the direct index, with gaps answered -1
+    [InlineData(4099u)]   // spread over more than 65,536 addresses: the hash index
+    public void PoolIndexOfAgreesWithAScanWhateverThePoolsShape(uint stride)
+    {
+        var s = EngineHarness.LabSettings();
+        // 40 addresses from 100.64.0.0 in a shuffled order, with one duplicate (the scan's first index wins).
+        var rng = new Random(7);
+        uint[] distinct = [.. Enumerable.Range(0, 40).Select(i => 0x6440_0000u + (uint)i * stride).OrderBy(_ => rng.Next())];
+        uint[] pool = [.. distinct.Select(Ipv4.FromHostOrder), Ipv4.FromHostOrder(distinct[5])];
+        var plan = new AddressPlan(s with { Pool = pool }, 1);
+        uint low = distinct.Min(), high = distinct.Max();
+        for (uint h = low - 3; h <= Math.Min(high + 3, low + 400_000); h += h < low + 1000 || h > high - 1000 ? 1u : 97u)
+        {
+            int expected = Array.IndexOf(pool, Ipv4.FromHostOrder(h));
+            Assert.Equal(expected, plan.PoolIndexOf(Ipv4.FromHostOrder(h)));
+        }
+        Assert.Equal(5, plan.PoolIndexOf(pool[40])); // the duplicate answers its first position
+        Assert.Equal(-1, plan.PoolIndexOf(A("203.0.113.1")));
+        Assert.Equal(-1, plan.PoolIndexOf(0));
+        Assert.Equal(-1, plan.PoolIndexOf(uint.MaxValue));
+    }
+
+    [Fact]
+    public void AnEmptyPoolHoldsNothing()
+    {
+        var s = EngineHarness.LabSettings();
+        var plan = new AddressPlan(s with { Pool = [] }, 1);
+        Assert.Equal(-1, plan.PoolIndexOf(0));
+        Assert.Equal(-1, plan.PoolIndexOf(A("198.51.100.1")));
+        Assert.Equal(-1, plan.PoolIndexOf(uint.MaxValue));
+    }
+
     [Fact]
     public void AReloadReplacesOwnAddressesPoolAndSourceFilter()
     {
