@@ -90,6 +90,15 @@ internal static class StatsTable
                 lines.Add(new("pcp " + kv.Key, kv.Value));
             }
         }
+        // The event log's sinks, once they have written or failed (a gateway without a log shows none):
+        // a lawful-intercept record that did not reach its sink must show somewhere.
+        foreach (var kv in Sorted(s.EventLog))
+        {
+            if (kv.Value != 0)
+            {
+                lines.Add(new("event log " + kv.Key.Replace('/', ' '), kv.Value));
+            }
+        }
         lines.Add(new("handoffs", s.Handoffs));
         lines.Add(new("handoff drops", s.HandoffDrops));
         lines.Add(new("nat events dropped", s.EventsDropped));

@@ -90,6 +90,8 @@ internal sealed record StatsRow
     public PortCountersRow[] Ports { get; init; } = [];
     /// <summary>PCP and NAT-PMP requests by result (natd_pcp_requests_total's labels).</summary>
     public Dictionary<string, long> PcpRequests { get; init; } = [];
+    /// <summary>The NAT event log's sinks keyed "sink/outcome" (file/written, file/errors, file/rotations, syslog/written, syslog/errors, ipfix/written, ipfix/errors, ipfix/messages).</summary>
+    public Dictionary<string, long> EventLog { get; init; } = [];
 }
 
 /// <summary>Counters of one interface, summed over its pollers' ports.</summary>

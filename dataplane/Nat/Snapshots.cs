@@ -119,6 +119,12 @@ public sealed record StatsSnapshot
     public HistogramTotals BatchLatency { get; init; } = BatchHistograms.NewLatencyTotals();
     /// <summary>PCP and NAT-PMP requests by result label (<see cref="Pcp.PcpOutcomes.Label"/>: "success", "user-ex-quota", "natpmp-success", "rate-limited", ...), every label present.</summary>
     public IReadOnlyDictionary<string, long> PcpRequests { get; init; } = new Dictionary<string, long>();
+    /// <summary>
+    /// The NAT event log's sinks keyed "sink/outcome": "file/written", "file/errors",
+    /// "file/rotations", "syslog/written", "syslog/errors", "ipfix/written", "ipfix/errors" (data
+    /// records) and "ipfix/messages"; filled by the daemon, which owns the log (empty otherwise).
+    /// </summary>
+    public IReadOnlyDictionary<string, long> EventLog { get; init; } = new Dictionary<string, long>();
 }
 
 /// <summary>Counters of one interface, summed over its pollers' ports.</summary>

@@ -32,6 +32,7 @@ public sealed class MetricsExporter : IDisposable
 {
     private static readonly string[] Protocols = ["tcp", "udp", "icmp"];
     private static readonly string[] FragmentOutcomes = ["translated", "held", "released", "routed"];
+    private static readonly string[] EventLogSinks = ["file", "syslog", "ipfix"];
     private static readonly string[] States = ["tcp-established", "tcp-transitory", "udp", "icmp"];
     private static readonly string[] PcpResults = PcpResultLabels();
 
@@ -49,7 +50,7 @@ public sealed class MetricsExporter : IDisposable
     private readonly Series<Counter> _fragments, _handoffs, _handoffDrops, _rxDropped, _txDropped;
     private readonly Series<Gauge> _busy;
     private readonly Histogram _batchReceived, _batchTransmitted, _batchLatency;
-    private readonly Series<Counter> _eventsDropped, _gateway;
+    private readonly Series<Counter> _eventsDropped, _gateway, _eventLogRecords, _eventLogRotations, _eventLogIpfixMessages;
     private readonly HistogramTotals _subscriberPortTotals;
 
     /// <summary>Creates the registry and every natd family (at zero).</summary>
@@ -103,6 +104,9 @@ public sealed class MetricsExporter : IDisposable
         _batchLatency = f.CreateHistogram("natd_poller_batch_latency_seconds", "Time from a batch's poll to its transmit flush, one sample per batch that carried frames, all pollers.",
             new HistogramConfiguration { Buckets = latency.Bounds });
         _eventsDropped = Counters(f, "natd_nat_events_dropped_total", "NAT events (session create/delete, exhaustion) lost because the event queue was full.");
+        _eventLogRecords = new Series<Counter>(f.CreateCounter("natd_event_log_records_total", "NAT event records by event log sink (file: JSON lines, syslog, ipfix: data records) and outcome: written, or error (lost: the file could not be written, the datagram not sent).", ["sink", "outcome"]));
+        _eventLogRotations = Counters(f, "natd_event_log_file_rotations_total", "Times the JSON lines event file was rotated.");
+        _eventLogIpfixMessages = Counters(f, "natd_event_log_ipfix_messages_total", "IPFIX messages sent (data and template-only).");
         _gateway = Counters(f, "natd_gateway_events_total", "Packets natd answered or generated itself (ARP, ICMP), by event.", "event");
 
         if (processMetrics)
@@ -204,6 +208,14 @@ public sealed class MetricsExporter : IDisposable
         {
             _pcpRequests.Set(result, stats.PcpRequests.GetValueOrDefault(result));
         }
+        foreach (string sink in EventLogSinks)
+        {
+            // Every sink's two series exist (zero when it is not configured), as every drop reason's does.
+            _eventLogRecords.Set(sink, "written", stats.EventLog.GetValueOrDefault(sink + "/written"));
+            _eventLogRecords.Set(sink, "error", stats.EventLog.GetValueOrDefault(sink + "/errors"));
+        }
+        _eventLogRotations.Set(stats.EventLog.GetValueOrDefault("file/rotations"));
+        _eventLogIpfixMessages.Set(stats.EventLog.GetValueOrDefault("ipfix/messages"));
         _handoffs.Set(stats.Handoffs);
         _handoffDrops.Set(stats.HandoffDrops);
         _rxDropped.BeginSweep();

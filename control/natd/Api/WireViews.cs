@@ -182,6 +182,7 @@ internal static class WireViews
             Expectations = Copy(s.Expectations),
             Fragments = Copy(s.Fragments),
             PcpRequests = Copy(s.PcpRequests),
+            EventLog = Copy(s.EventLog),
             Subscribers = s.Subscribers,
             PortBlocks = BlockUsage(s.PortBlocks),
             Ports = interfaces,

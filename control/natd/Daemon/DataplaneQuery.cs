@@ -71,7 +71,7 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDat
     {
         lock (_portGate) // the kernel's ring statistics reset on read: one reader at a time
         {
-            return Task.FromResult(Snapshot(pollers, AlgRestarts) with { Ports = PortCounters() });
+            return Task.FromResult(Snapshot(pollers, AlgRestarts) with { Ports = PortCounters(), EventLog = EventLog?.Invoke() ?? new Dictionary<string, long>() });
         }
     }
 
@@ -217,6 +217,9 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDat
 
     /// <summary>Restarts of each ALG helper (its supervisor's count), when the daemon told us where to read them.</summary>
     public Func<AlgKind, long>? AlgRestarts { get; set; }
+
+    /// <summary>The NAT event log's sink counters (<see cref="StatsSnapshot.EventLog"/>), or null without a log.</summary>
+    public Func<IReadOnlyDictionary<string, long>>? EventLog { get; set; }
 
     private static Dictionary<string, long> WithRestarts(Dictionary<string, long> events, Func<AlgKind, long>? restarts)
     {

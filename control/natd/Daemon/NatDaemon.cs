@@ -58,7 +58,7 @@ internal sealed class NatDaemon : IAsyncDisposable
         AlgHelpers = tree.AlgHelpers;
         Links = links;
         EventLogStats = eventLogStats;
-        Query = new DataplaneQuery(Pollers) { AlgRestarts = tree.AlgRestarts.Of };
+        Query = new DataplaneQuery(Pollers) { AlgRestarts = tree.AlgRestarts.Of, EventLog = eventLogStats.Snapshot };
         Operations = new ControlOperations(Pollers, ConfigActor);
     }
 

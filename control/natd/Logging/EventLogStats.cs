@@ -37,4 +37,22 @@ public sealed class EventLogStats
 
     /// <summary>IPFIX messages sent (data and template-only).</summary>
     public long IpfixMessages;
+
+    /// <summary>
+    /// The sinks' counters as <c>StatsSnapshot.EventLog</c> carries them, keyed "sink/outcome":
+    /// file/written, file/errors, file/rotations, syslog/written, syslog/errors, ipfix/written,
+    /// ipfix/errors (records), ipfix/messages. Read from another thread than the logger's: each
+    /// value is one aligned 64-bit read, current to within the logger's last flush.
+    /// </summary>
+    public Dictionary<string, long> Snapshot() => new(StringComparer.Ordinal)
+    {
+        ["file/written"] = Volatile.Read(ref FileWritten),
+        ["file/errors"] = Volatile.Read(ref FileErrors),
+        ["file/rotations"] = Volatile.Read(ref FileRotations),
+        ["syslog/written"] = Volatile.Read(ref SyslogWritten),
+        ["syslog/errors"] = Volatile.Read(ref SyslogErrors),
+        ["ipfix/written"] = Volatile.Read(ref IpfixWritten),
+        ["ipfix/errors"] = Volatile.Read(ref IpfixErrors),
+        ["ipfix/messages"] = Volatile.Read(ref IpfixMessages),
+    };
 }

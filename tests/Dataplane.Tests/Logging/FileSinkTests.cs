@@ -103,4 +103,45 @@ public sealed class FileSinkTests : IDisposable
         Assert.Equal(6, stats.FileErrors);
         Assert.Equal(0, stats.FileWritten);
     }
+
+    [Fact]
+    public void The_sinks_counts_show_in_stats_metrics_and_natctl()
+    {
+        // One file that works and one that cannot be written: what each sink wrote and lost reaches
+        // StatsSnapshot.EventLog (as the daemon's query fills it), /metrics and natctl stats.
+        var stats = new EventLogStats();
+        var good = new JsonLinesFileSink(new FileSinkSettings(Path.Combine(_dir, "events.jsonl"), 1 << 20, 1), stats, NullLogger.Instance);
+        for (int i = 0; i < 4; i++)
+        {
+            good.Write(Event(41000 + i), 0);
+        }
+        good.Dispose();
+        string blocker = Path.Combine(_dir, "not-a-dir");
+        File.WriteAllText(blocker, "x");
+        var bad = new JsonLinesFileSink(new FileSinkSettings(Path.Combine(blocker, "events.jsonl"), 1 << 20, 1), stats, NullLogger.Instance);
+        bad.Write(Event(42000), 0);
+        bad.Write(Event(42001), 0);
+        bad.Dispose();
+
+        var snap = new StatsSnapshot
+        {
+            Drops = new Dictionary<string, long>(), Sessions = new Dictionary<string, long>(), Gateway = new Dictionary<string, long>(),
+            EventLog = stats.Snapshot(),
+        };
+        Assert.Equal(4, snap.EventLog["file/written"]);
+        Assert.Equal(2, snap.EventLog["file/errors"]);
+        Assert.Equal(0, snap.EventLog["syslog/errors"]);
+
+        string metrics = Natd.Tests.Control.MetricsText.Of(snap);
+        Assert.Contains("# TYPE natd_event_log_records_total counter\n", metrics, StringComparison.Ordinal);
+        Assert.Contains("\nnatd_event_log_records_total{sink=\"file\",outcome=\"written\"} 4\n", metrics, StringComparison.Ordinal);
+        Assert.Contains("\nnatd_event_log_records_total{sink=\"file\",outcome=\"error\"} 2\n", metrics, StringComparison.Ordinal);
+        Assert.Contains("\nnatd_event_log_records_total{sink=\"ipfix\",outcome=\"error\"} 0\n", metrics, StringComparison.Ordinal); // every sink's series exist
+        Assert.Equal(6, metrics.Split('\n').Count(l => l.StartsWith("natd_event_log_records_total{", StringComparison.Ordinal)));
+
+        string table = Natd.Contracts.StatsTable.Render(Natd.Control.Api.WireViews.Stats(snap));
+        Assert.Matches(@"(?m)^event log file written\s+4$", table);
+        Assert.Matches(@"(?m)^event log file errors\s+2$", table);
+        Assert.DoesNotMatch(@"(?m)^event log syslog", table); // a sink that did nothing shows nothing
+    }
 }
