@@ -60,6 +60,9 @@ public sealed class NatdGateway : IGatewayUnderTest
     /// <summary>Extra keys of the nat map, each with a leading ", " (e.g. ", filtering: endpoint-independent").</summary>
     public string NatConfig { get; init; } = "";
 
+    /// <summary>interfaces.*.driver for both interfaces (auto, af_xdp, af_packet); null: natd's default (auto).</summary>
+    public string? Driver { get; init; }
+
     /// <summary>Run with <c>--state</c> so a restart keeps sessions.</summary>
     public bool WithState { get; init; }
 
@@ -93,10 +96,10 @@ public sealed class NatdGateway : IGatewayUnderTest
     public static string ConfigFor(LabTopology lab) => ConfigFor(lab, "");
 
     /// <summary>The lab's base configuration with <paramref name="nat"/> (e.g. ", filtering: endpoint-independent") appended inside the nat map, and <paramref name="pool"/> (YAML list items) as nat.pool when given.</summary>
-    public static string ConfigFor(LabTopology lab, string nat, string? pool = null) => $$"""
+    public static string ConfigFor(LabTopology lab, string nat, string? pool = null, string? driver = null) => $$"""
         interfaces:
-          inside:  { name: {{lab.InsideIf}},  address: {{lab.GatewayInside}}/{{lab.InsidePrefixLength}}, networks: [10.0.0.0/24] }
-          outside: { name: {{lab.OutsideIf}}, address: {{lab.GatewayOutside}}/{{lab.OutsidePrefixLength}}, gateway: 198.51.100.254 }
+          inside:  { name: {{lab.InsideIf}},  address: {{lab.GatewayInside}}/{{lab.InsidePrefixLength}}, networks: [10.0.0.0/24]{{(driver is null ? "" : ", driver: " + driver)}} }
+          outside: { name: {{lab.OutsideIf}}, address: {{lab.GatewayOutside}}/{{lab.OutsidePrefixLength}}, gateway: 198.51.100.254{{(driver is null ? "" : ", driver: " + driver)}} }
         nat: { pool: [{{pool ?? lab.GatewayOutside.ToString()}}], ports: 1024-65535{{nat}} }
         control: { listen: 127.0.0.1:9180 }
 
@@ -118,7 +121,7 @@ public sealed class NatdGateway : IGatewayUnderTest
 
         _configDirectory = Directory.CreateTempSubdirectory("natd-e2e-").FullName;
         ConfigPath = Path.Combine(_configDirectory, "natd.yaml");
-        File.WriteAllText(ConfigPath, ConfigFor(lab, NatConfig, Pool) + ExtraConfig);
+        File.WriteAllText(ConfigPath, ConfigFor(lab, NatConfig, Pool, Driver) + ExtraConfig);
         // One active veth queue per worker: natd's AF_XDP binds a socket per queue, and a queue
         // without one would hand its frames to the gateway's kernel.
         lab.SetQueues(Math.Min(Workers, LabTopology.MaxQueues));
@@ -154,6 +157,11 @@ public sealed class NatdGateway : IGatewayUnderTest
                 ? $"natd exited with code {_daemon.ExitCode} before printing \"natd: ready\""
                 : $"natd did not print \"natd: ready\" within {ReadyTimeout.TotalSeconds:0} s";
             throw new LabException($"{why}\n{_daemon.Dump()}");
+        }
+        // The ready line names each interface's driver ("inside=veth0 (af_packet, ..."): a silent fallback would test the wrong path.
+        if (Driver is { } driver && !ready.Contains($"({driver}, ", StringComparison.Ordinal))
+        {
+            throw new LabException($"natd was asked for driver {driver} but reports: {ready}");
         }
     }
 
@@ -191,6 +199,13 @@ public static class GatewayKinds
     /// <summary>Theory rows: one per name in <see cref="Names"/>.</summary>
     public static TheoryData<string> Kinds => Rows(Names);
 
+    /// <summary>
+    /// <see cref="Kinds"/> and natd on AF_PACKET ("natd-afpacket": two workers, <c>driver:
+    /// af_packet</c> on both interfaces), for the basic rows: AF_XDP is what <c>driver: auto</c>
+    /// picks in the lab, so without this row AF_PACKET, natd's fallback, would run end to end nowhere.
+    /// </summary>
+    public static TheoryData<string> KindsWithAfPacket => Rows([.. Names, "natd-afpacket"]);
+
     /// <summary>One theory row per name.</summary>
     public static TheoryData<string> Rows(IEnumerable<string> names)
     {
@@ -208,7 +223,7 @@ public static class GatewayKinds
         get
         {
             var data = new TheoryData<string, bool>();
-            foreach (var name in Names)
+            foreach (var name in (string[])[.. Names, "natd-afpacket"])
             {
                 data.Add(name, true);
                 data.Add(name, false);
@@ -225,7 +240,9 @@ public static class GatewayKinds
         "natd" => new NatdGateway { ExtraConfig = "dataplane: { workers: 2 }\n" },
         // One poller: AF_XDP where the kernel allows it (the lab's veths run one queue then).
         "natd-w1" => new NatdGateway { ExtraConfig = "dataplane: { workers: 1 }\n" },
-        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "expected kernel, natd or natd-w1"),
+        // Two pollers on AF_PACKET (TPACKET_V3 rings, PACKET_FANOUT across the workers).
+        "natd-afpacket" => new NatdGateway { ExtraConfig = "dataplane: { workers: 2 }\n", Driver = "af_packet" },
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "expected kernel, natd, natd-w1 or natd-afpacket"),
     };
 }
 
