@@ -483,7 +483,8 @@ public sealed partial class NatEngine
     /// Takes a restored mapping's port (an explicit mapping's, or an all-ports mapping's anchor)
     /// when no restored session brought its block back: the free block is claimed for the
     /// subscriber again, paired with its address, as a restored session's port claims its block
-    /// (<see cref="SubscriberPorts.Adopt"/>, one <c>port-block-allocate</c> for the block).
+    /// (<see cref="SubscriberPorts.Adopt"/>: the same holding, logged by the run that took it, so
+    /// no new <c>port-block-allocate</c>).
     /// False without port blocks, or when the block is held (by another subscriber: the restored
     /// record never takes it over) or the port taken.
     /// </summary>
@@ -498,7 +499,7 @@ public sealed partial class NatEngine
         {
             return false;
         }
-        sp.Adopt(inside, poolIndex, cls, port, _now);
+        sp.Adopt(inside, poolIndex, cls, port, _now, restored: true);
         return true;
     }
 
