@@ -342,23 +342,6 @@ public sealed partial class NatEngine
     }
 
     /// <summary>
-    /// Takes a restored anchor's port when no restored session brought its block back: the block is
-    /// claimed for the subscriber again, as a restored session's port claims its block.
-    /// </summary>
-    private bool AdoptAnchor(uint inside, int poolIndex, byte protocol, int anchor)
-    {
-        SubscriberPorts sp = Subscribers!;
-        int b = sp.Blocks!.BlockOf(poolIndex, anchor);
-        int cls = SessionTable.ProtocolClass(protocol);
-        if (b < 0 || sp.Blocks.IsHeld(b) || !Table.Ports.TryReserve(poolIndex, cls, anchor))
-        {
-            return false;
-        }
-        sp.Adopt(inside, poolIndex, cls, anchor, _now);
-        return true;
-    }
-
-    /// <summary>
     /// Restores a saved all-ports mapping (see <see cref="ImportPcpMappings"/>): with
     /// <c>pcp.all-ports</c> on, for an inside host this shard owns, on the address its subscriber
     /// has now; with port blocks its anchor port is taken back (from the restored session mapping
@@ -396,7 +379,7 @@ public sealed partial class NatEngine
                 Table.Mappings[sm].StaticPort = true; // the anchor's owner again; the session mapping uses it
                 owner = im.PoolIndex;
             }
-            else if (TryTakeSpecific(r.Internal, poolIndex, SessionTable.ProtocolClass(ap), (ushort)anchor) || AdoptAnchor(r.Internal, poolIndex, ap, anchor))
+            else if (TryTakeSpecific(r.Internal, poolIndex, SessionTable.ProtocolClass(ap), (ushort)anchor) || AdoptBlockPort(r.Internal, poolIndex, SessionTable.ProtocolClass(ap), anchor))
             {
                 owner = poolIndex;
             }

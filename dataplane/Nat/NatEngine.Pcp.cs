@@ -479,6 +479,30 @@ public sealed partial class NatEngine
         return Table.Ports.TryReserve(poolIndex, cls, port);
     }
 
+    /// <summary>
+    /// Takes a restored mapping's port (an explicit mapping's, or an all-ports mapping's anchor)
+    /// when no restored session brought its block back: the free block is claimed for the
+    /// subscriber again, paired with its address, as a restored session's port claims its block
+    /// (<see cref="SubscriberPorts.Adopt"/>: the same holding, logged by the run that took it, so
+    /// no new <c>port-block-allocate</c>).
+    /// False without port blocks, or when the block is held (by another subscriber: the restored
+    /// record never takes it over) or the port taken.
+    /// </summary>
+    private bool AdoptBlockPort(uint inside, int poolIndex, int cls, int port)
+    {
+        if (Subscribers is not { Blocks: { } blocks } sp)
+        {
+            return false;
+        }
+        int b = blocks.BlockOf(poolIndex, port);
+        if (b < 0 || blocks.IsHeld(b) || !Table.Ports.TryReserve(poolIndex, cls, port))
+        {
+            return false;
+        }
+        sp.Adopt(inside, poolIndex, cls, port, _now, restored: true);
+        return true;
+    }
+
     private int AllocateAny(uint inside, int cls, ref int poolIndex, out PcpResultCode why)
     {
         why = PcpResultCode.Success;
@@ -1011,7 +1035,9 @@ public sealed partial class NatEngine
         else
         {
             int cls = SessionTable.ProtocolClass(r.Protocol);
-            if (!TryTakeSpecific(r.Internal, poolIndex, cls, r.ExternalPort))
+            // With port blocks the subscriber holds no block yet when no restored session used
+            // this one: the mapping's port claims it back (as an all-ports anchor does).
+            if (!TryTakeSpecific(r.Internal, poolIndex, cls, r.ExternalPort) && !AdoptBlockPort(r.Internal, poolIndex, cls, r.ExternalPort))
             {
                 return false;
             }

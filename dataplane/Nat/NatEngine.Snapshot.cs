@@ -146,7 +146,7 @@ public sealed partial class NatEngine
         }
         else
         {
-            Subscribers?.Adopt(r.InsideAddress, pool, SessionTable.ProtocolClass(r.Protocol), r.ExternalPort, nowMs: _now); // its pairing and block come back with it
+            Subscribers?.Adopt(r.InsideAddress, pool, SessionTable.ProtocolClass(r.Protocol), r.ExternalPort, nowMs: _now, restored: true); // its pairing and block come back with it
         }
         return m;
     }

@@ -439,9 +439,12 @@ public sealed class SubscriberPorts : ISubscriberAccounting
     /// <summary>
     /// Counts a port <paramref name="inside"/> already holds (taken outside <see cref="Allocate"/>:
     /// a restored snapshot, or a re-count after a reload), pairing the subscriber with its address
-    /// and giving it the port's block when free.
+    /// and giving it the port's block when free. A block taken here is logged
+    /// (<c>port-block-allocate</c>) unless <paramref name="restored"/>: a restart snapshot's block
+    /// goes on with the holding the run that took it logged, so a restart writes no second
+    /// allocation record for it (as a reload carries blocks); its interim records start again now.
     /// </summary>
-    public void Adopt(uint inside, int poolIndex, int protocolClass, int port, long nowMs)
+    public void Adopt(uint inside, int poolIndex, int protocolClass, int port, long nowMs, bool restored = false)
     {
         uint key = _cgn.SubscriberOf(inside);
         int i = Table.GetOrAdd(key, Limits.NewSessionsPerSecond, nowMs);
@@ -467,7 +470,10 @@ public sealed class SubscriberPorts : ISubscriberAccounting
             s.BlockHead = b;
             s.Blocks++;
             _blocks.AllocatedMs[b] = nowMs;
-            Emit(NatEventType.PortBlockAllocated, key, poolIndex, _blocks.Low(b), _blocks.High(b), (byte)_blocks.Step, nowMs);
+            if (!restored)
+            {
+                Emit(NatEventType.PortBlockAllocated, key, poolIndex, _blocks.Low(b), _blocks.High(b), (byte)_blocks.Step, nowMs);
+            }
             if (_interimDue is not null)
             {
                 _blocks.NextInterimMs[b] = nowMs + _interimMs;

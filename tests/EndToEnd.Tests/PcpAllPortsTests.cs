@@ -6,8 +6,9 @@ namespace Natd.Tests.EndToEnd;
 
 /// <summary>
 /// All-ports PCP mappings (<c>pcp.all-ports</c>, RFC 6887 section 11.1) with the real daemon and
-/// Cisco's libpcp client, 2 workers and 1, deterministic allocation: <c>pcpnatpmpc -i 10.0.0.2:0
-/// -n 0</c> maps every port of the host's subscriber; <c>natctl mappings</c> shows the range; a
+/// Cisco's libpcp client, 2 workers and 1, deterministic allocation and port blocks: <c>pcpnatpmpc
+/// -i 10.0.0.2:0 -n 0</c> maps every port of the host's subscriber; <c>natctl mappings</c> shows
+/// the range (the subscriber's block, every n-th port with n workers); a
 /// real web server and a UDP listener on ports of that range are reached from outside at the same
 /// ports, a server on a port outside it is not; a restart with --state keeps it; a reload to
 /// dynamic allocation with all-ports on is rejected (the mapping keeps working); a reload that
@@ -18,9 +19,25 @@ namespace Natd.Tests.EndToEnd;
 [Trait("Category", "EndToEnd")]
 public sealed partial class PcpAllPortsTests(ITestOutputHelper output)
 {
-    public static TheoryData<string> NatdRows => GatewayKinds.Rows(["natd", "natd-w1"]);
+    /// <summary>Each natd kind (2 workers, 1) with each allocation mode that owns ports: "deterministic", "port-block".</summary>
+    public static TheoryData<string, string> NatdRows
+    {
+        get
+        {
+            var rows = new TheoryData<string, string>();
+            foreach (string kind in new[] { "natd", "natd-w1" })
+            {
+                rows.Add(kind, "deterministic");
+                rows.Add(kind, "port-block");
+            }
+            return rows;
+        }
+    }
 
     private const string Deterministic = ", allocation: deterministic, deterministic: { inside: [10.0.0.0/24] }";
+
+    // One 64-port block a subscriber: with 2 workers its ports are every other port of 128.
+    private const string PortBlock = ", allocation: port-block, port-block: { size: 64, per-subscriber: 1 }";
 
     /// <summary>A web server on the inside host's port argv[1].</summary>
     private const string WebServer = """
@@ -47,14 +64,15 @@ public sealed partial class PcpAllPortsTests(ITestOutputHelper output)
 
     [RootTheory]
     [MemberData(nameof(NatdRows))]
-    public void Pcpnatpmpc_maps_all_ports_and_servers_on_the_subscribers_ports_are_reached(string kind)
+    public void Pcpnatpmpc_maps_all_ports_and_servers_on_the_subscribers_ports_are_reached(string kind, string allocation)
     {
+        string nat = allocation == "port-block" ? PortBlock : Deterministic;
         string pcpnatpmpc = PcpClients.Pcpnatpmpc;
         int workers = kind == "natd" ? 2 : 1;
         string events = Path.Combine(Directory.CreateTempSubdirectory("natd-allports-events-").FullName, "events.jsonl");
         string Extra(bool allPorts) => $"dataplane: {{ workers: {workers} }}\npcp: {{ enabled: true, all-ports: {(allPorts ? "true" : "false")} }}\n"
             + $"log: {{ events: {{ file: {{ path: {events} }} }} }}\n";
-        var natd = new NatdGateway { WithState = true, NatConfig = Deterministic, ExtraConfig = Extra(true) };
+        var natd = new NatdGateway { WithState = true, NatConfig = nat, ExtraConfig = Extra(true) };
         using var scenario = Scenario.Start(natd, output);
         var lab = scenario.Lab;
         string gw = lab.GatewayInside.ToString(), ext = lab.GatewayOutside.ToString();
@@ -72,13 +90,16 @@ public sealed partial class PcpAllPortsTests(ITestOutputHelper output)
         var (result, row) = Pcp("-i", "10.0.0.2:0", "-n", "0", "-l", "600");
         Assert.Equal((0, "::ffff:" + ext, "0"), (result, row.Groups[4].Value, row.Groups[5].Value));
 
-        // natctl mappings shows the subscriber's range.
+        // natctl mappings shows the subscriber's range (a block of n workers: LOW-HIGH/n, every n-th port).
         var list = Natctl(lab, "mappings");
         output.WriteLine("$ natctl mappings\n" + list.Combined);
-        var line = Regex.Match(list.StdOut, $@"(?m)^all\s+10\.0\.0\.2:\*\s+{Regex.Escape(ext)}:(\d+)-(\d+)\s+(5\d\d|600)s\s+-\s+[0-9a-f]{{24}}\s+pcp$");
+        var line = Regex.Match(list.StdOut, $@"(?m)^all\s+10\.0\.0\.2:\*\s+{Regex.Escape(ext)}:(\d+)-(\d+)(?:/(\d+))?\s+(5\d\d|600)s\s+-\s+[0-9a-f]{{24}}\s+pcp$");
         Assert.True(line.Success, "natctl mappings shows no all-ports line");
         int low = int.Parse(line.Groups[1].Value), high = int.Parse(line.Groups[2].Value);
-        int tcpPort = low + 10, udpPort = low + 11, outsidePort = high + 1;
+        int step = line.Groups[3].Success ? int.Parse(line.Groups[3].Value) : 1;
+        Assert.Equal(allocation == "port-block" ? workers : 1, step);
+        // The next port of the same worker past the range is another subscriber's (or nobody's).
+        int tcpPort = low + 10 * step, udpPort = low + 11 * step, outsidePort = high + step <= 65535 ? high + step : low - step;
 
         using var web = lab.StartIn(lab.InsideNs, "python3", "-u", Script(lab, "allports_web.py", WebServer), tcpPort.ToString(System.Globalization.CultureInfo.InvariantCulture));
         Assert.NotNull(web.WaitForLine(l => l == "serving", TimeSpan.FromSeconds(10)));
@@ -102,7 +123,9 @@ public sealed partial class PcpAllPortsTests(ITestOutputHelper output)
         Assert.DoesNotContain(stranger.StdOutLines, l => l.StartsWith("served", StringComparison.Ordinal));
 
         // A restart with --state keeps it.
+        var stopped = natd.Process!;
         natd.Restart();
+        ShowIfNotRestored(stopped, natd.Process!);
         Assert.Contains(natd.Process!.StdOutLines, l => l.StartsWith("natd: restored 1 PCP mappings", StringComparison.Ordinal));
         Assert.Equal("200", Curl(lab, ext, tcpPort, 5).StdOut.Trim());
 
@@ -116,7 +139,7 @@ public sealed partial class PcpAllPortsTests(ITestOutputHelper output)
         Assert.Equal("200", Curl(lab, ext, tcpPort, 5).StdOut.Trim());
 
         // All-ports turned off: the mapping goes (a delete with cause reload), the port closes, the request is refused.
-        File.WriteAllText(natd.ConfigPath!, NatdGateway.ConfigFor(lab, Deterministic) + Extra(false));
+        File.WriteAllText(natd.ConfigPath!, NatdGateway.ConfigFor(lab, nat) + Extra(false));
         natd.Reload();
         Assert.NotNull(natd.Process.WaitForLine(l => l.Contains("configuration reloaded", StringComparison.Ordinal), TimeSpan.FromSeconds(10)));
         var closed = Curl(lab, ext, tcpPort, 3);
@@ -141,6 +164,18 @@ public sealed partial class PcpAllPortsTests(ITestOutputHelper output)
         Assert.Contains(lines, l => l.Contains("\"event\":\"pcp-mapping-delete\",\"protocol\":\"0\",\"inside\":\"10.0.0.2:0\"", StringComparison.Ordinal)
             && l.Contains("\"cause\":\"reload\"", StringComparison.Ordinal));
         scenario.Pass();
+    }
+
+    /// <summary>The stopped run's output (its snapshot save) when the new run restored nothing: the scenario's dump shows the new run only.</summary>
+    private void ShowIfNotRestored(LabProcess stopped, LabProcess started)
+    {
+        if (!started.StdOutLines.Any(l => l.StartsWith("natd: restored", StringComparison.Ordinal)))
+        {
+            foreach (var l in stopped.StdOutLines.Concat(stopped.StdErrLines))
+            {
+                output.WriteLine("stopped natd| " + l);
+            }
+        }
     }
 
     private static string[] ReadShared(string path)

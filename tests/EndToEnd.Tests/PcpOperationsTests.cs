@@ -10,7 +10,8 @@ namespace Natd.Tests.EndToEnd;
 /// the real clients made (pcpnatpmpc's TCP mapping to a web server on the inside host, natpmpc's
 /// UDP mapping), the JSON event log records the mappings, a restart with --state keeps the TCP
 /// mapping reachable from outside without a refresh, and `natctl mappings delete` makes its port
-/// unreachable.
+/// unreachable; with port blocks, a restart keeps a mapping whose host had no session, and its
+/// block.
 /// </summary>
 [Collection(EndToEndCollection.Name)]
 [Trait("Category", "EndToEnd")]
@@ -115,6 +116,101 @@ public sealed partial class PcpOperationsTests(ITestOutputHelper output)
         Assert.Contains(lines, l => l.Contains("\"event\":\"pcp-mapping-delete\",\"protocol\":\"tcp\"", StringComparison.Ordinal)
             && l.Contains("\"cause\":\"operator\"", StringComparison.Ordinal));
         scenario.Pass();
+    }
+
+    /// <summary>
+    /// Port blocks (<c>nat.allocation: port-block</c>): a MAP whose host has no session when natd
+    /// stops holds the subscriber's block alone; the restart with --state brings the mapping back
+    /// with its external endpoint and the block with it (the holding the first run logged: no second
+    /// <c>port-block-allocate</c>), reachable from outside without a refresh.
+    /// </summary>
+    [RootTheory]
+    [MemberData(nameof(NatdRows))]
+    public void A_restart_keeps_a_pcp_mapping_and_its_port_block_when_no_session_held_the_block(string kind)
+    {
+        string pcpnatpmpc = PcpClients.Pcpnatpmpc;
+        int workers = kind == "natd" ? 2 : 1;
+        string events = Path.Combine(Directory.CreateTempSubdirectory("natd-pcp-blocks-").FullName, "events.jsonl");
+        var natd = new NatdGateway
+        {
+            WithState = true,
+            NatConfig = ", allocation: port-block, port-block: { size: 256, per-subscriber: 1 }",
+            ExtraConfig = $"dataplane: {{ workers: {workers} }}\npcp: {{ enabled: true }}\nlog: {{ events: {{ file: {{ path: {events} }} }} }}\n",
+        };
+        using var scenario = Scenario.Start(natd, output);
+        var lab = scenario.Lab;
+        string gw = lab.GatewayInside.ToString(), ext = lab.GatewayOutside.ToString();
+
+        using var http = lab.StartIn(lab.InsideNs, "python3", "-u", Script(lab, "pcp_web.py", WebServer));
+        Assert.NotNull(http.WaitForLine(l => l == "serving", TimeSpan.FromSeconds(10)));
+        var map = lab.TryRunIn(lab.InsideNs, TimeSpan.FromSeconds(30), pcpnatpmpc, "-s", gw, "-T", "3", "-i", "10.0.0.2:8080", "-t", "-l", "600");
+        output.WriteLine($"$ pcpnatpmpc -s {gw} -T 3 -i 10.0.0.2:8080 -t -l 600\n{map.Combined}");
+        var row = PcpRow().Match(map.StdOut);
+        Assert.True(row.Success && row.Groups[6].Value == "0", "pcpnatpmpc did not map the port");
+        int port = int.Parse(row.Groups[5].Value);
+
+        // The mapping's port lies in the subscriber's one block, and no session holds any port of it.
+        var block = Block(lab);
+        Assert.InRange(port, block.Low, block.High);
+        Assert.Equal(0, (port - block.Low) % block.Step);
+        var sessions = Natctl(lab, "sessions", "--inside", "10.0.0.2", "--json");
+        output.WriteLine("$ natctl sessions --inside 10.0.0.2 --json\n" + sessions.Combined);
+        using (var doc = JsonDocument.Parse(sessions.StdOut))
+        {
+            var root = doc.RootElement;
+            Assert.Equal(0, root.ValueKind == JsonValueKind.Array ? root.GetArrayLength() : root.GetProperty("sessions").GetArrayLength());
+        }
+        Assert.Single(WaitForLines(events, l => IsAllocate(l, ext, block), 1));
+
+        natd.Restart();
+        Assert.Contains(natd.Process!.StdOutLines, l => l.StartsWith("natd: restored 1 PCP mappings", StringComparison.Ordinal));
+        var restored = Natctl(lab, "mappings");
+        output.WriteLine("$ natctl mappings (after the restart)\n" + restored.Combined);
+        Assert.Matches($@"(?m)^tcp\s+10\.0\.0\.2:8080\s+{Regex.Escape(ext)}:{port}\s", restored.StdOut);
+        Assert.Equal(block, Block(lab)); // the same block, for the same subscriber
+        var curl = Curl(lab, ext, port, 5);
+        output.WriteLine($"$ curl http://{ext}:{port}/ (after the restart) -> {curl.Combined}");
+        Assert.Equal("200", curl.StdOut.Trim());
+
+        // The block was logged once, when the first run took it: the restart keeps that holding and
+        // writes no second allocate record, nor does the curl's session in the block.
+        Thread.Sleep(1500); // the logger writes once a second
+        string[] allocates = [.. ReadShared(events).Where(l => l.Contains("\"event\":\"port-block-allocate\"", StringComparison.Ordinal))];
+        foreach (var l in allocates)
+        {
+            output.WriteLine(l);
+        }
+        Assert.True(IsAllocate(Assert.Single(allocates), ext, block), allocates[0]);
+        scenario.Pass();
+    }
+
+    private static (string Subscriber, int Low, int High, int Step) Block(LabTopology lab)
+    {
+        var blocks = Natctl(lab, "blocks", "--json");
+        Assert.Equal(0, blocks.ExitCode);
+        using var doc = JsonDocument.Parse(blocks.StdOut);
+        var b = Assert.Single(doc.RootElement.GetProperty("blocks").EnumerateArray());
+        int step = b.TryGetProperty("port-step", out var st) && st.ValueKind == JsonValueKind.Number ? Math.Max(1, st.GetInt32()) : 1;
+        return (b.GetProperty("subscriber").GetString()!, b.GetProperty("port-low").GetInt32(), b.GetProperty("port-high").GetInt32(), step);
+    }
+
+    private static bool IsAllocate(string line, string ext, (string Subscriber, int Low, int High, int Step) block)
+        => line.Contains("\"event\":\"port-block-allocate\"", StringComparison.Ordinal)
+            && line.Contains($"\"inside\":\"{block.Subscriber}\",\"external\":\"{ext}\",\"port-low\":{block.Low},\"port-high\":{block.High}", StringComparison.Ordinal);
+
+    /// <summary>The event log's lines that match, once at least <paramref name="count"/> do (or after 10 s).</summary>
+    private static string[] WaitForLines(string path, Func<string, bool> match, int count)
+    {
+        string[] lines = [];
+        for (var until = DateTime.UtcNow.AddSeconds(10); DateTime.UtcNow < until; Thread.Sleep(200))
+        {
+            lines = File.Exists(path) ? [.. ReadShared(path).Where(match)] : [];
+            if (lines.Length >= count)
+            {
+                break;
+            }
+        }
+        return lines;
     }
 
     private static string[] ReadShared(string path)

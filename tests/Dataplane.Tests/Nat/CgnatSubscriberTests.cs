@@ -273,6 +273,26 @@ public class CgnatSubscriberTests
     }
 
     [Fact]
+    public void A_block_restored_with_its_sessions_is_not_logged_again_and_its_release_is()
+    {
+        // The restart snapshot keeps the holding the first run logged: no second allocation record.
+        var h = Harness(Pba(size: 64, delay: 0), null, out var events);
+        h.Out(Udp(Host(2), 40000, Out, 53));
+        var block = Assert.Single(Drain(events, NatEventType.PortBlockAllocated));
+        var saved = new List<SessionRecord>();
+        h.Engine.ExportSessions(saved, h.Now);
+
+        var restored = Harness(Pba(size: 64, delay: 0), null, out var after);
+        Assert.Equal(1, restored.Engine.ImportSessions(saved, restored.Now));
+        Assert.Empty(Drain(after, NatEventType.PortBlockAllocated));
+        restored.Now += 400_000; // past the UDP timeout: the session ends, the block goes
+        restored.Engine.Sweep(restored.Now, 1000);
+        restored.Engine.Sweep(restored.Now + 1, 1000);
+        var release = Assert.Single(Drain(after, NatEventType.PortBlockReleased));
+        Assert.Equal((block.InsideAddress, block.ExternalAddress, block.ExternalPort, block.PortHigh), (release.InsideAddress, release.ExternalAddress, release.ExternalPort, release.PortHigh));
+    }
+
+    [Fact]
     public void Held_blocks_are_logged_again_every_interim_period()
     {
         var h = Harness(Pba(size: 16, interim: 60), null, out var events);
