@@ -129,10 +129,14 @@ public sealed class NatdGateway : IGatewayUnderTest
         Launch();
     }
 
-    /// <summary>Stops natd with SIGTERM (a clean shutdown, which saves the state) and starts it again.</summary>
+    /// <summary>
+    /// Stops natd with SIGTERM (a clean shutdown, which saves the state) and starts it again. The
+    /// grace before SIGKILL is 30 s: the first save serializes the snapshot cold, which took more than
+    /// 10 s on a loaded 2-core machine, and a kill there loses the snapshot the test is about.
+    /// </summary>
     public void Restart()
     {
-        _daemon!.Stop(TimeSpan.FromSeconds(10));
+        _daemon!.Stop(TimeSpan.FromSeconds(30));
         _daemon.Dispose();
         Launch();
     }
