@@ -221,20 +221,8 @@ public sealed partial class NatEngine
         {
             return false; // held by something without a mapping (an ALG's reservation) or resting
         }
-        DropReason reason;
-        if (!table.Admits(m, key.Source, key.SourcePort))
-        {
-            reason = DropReason.PcpFiltered;
-        }
-        else if (!InboundAllowed(key))
-        {
-            reason = DropReason.RuleDeny;
-        }
-        else if (key.Protocol == IpProtocol.Tcp && (tcpFlags & (Tcp.Syn | Tcp.Ack | Tcp.Rst)) != Tcp.Syn)
-        {
-            reason = DropReason.NoSession;
-        }
-        else
+        DropReason reason = PcpInboundRefusal(table, m, key, tcpFlags);
+        if (reason == Ok)
         {
             session = OpenOnAllPorts(e.Internal, key, pool, sm, anchor, out reason);
         }

@@ -711,20 +711,8 @@ public sealed partial class NatEngine
             return false;
         }
         ref PcpMapping e = ref table[m];
-        DropReason reason;
-        if (!table.Admits(m, key.Source, key.SourcePort))
-        {
-            reason = DropReason.PcpFiltered;
-        }
-        else if (!InboundAllowed(key))
-        {
-            reason = DropReason.RuleDeny;
-        }
-        else if (key.Protocol == IpProtocol.Tcp && (tcpFlags & (Tcp.Syn | Tcp.Ack | Tcp.Rst)) != Tcp.Syn)
-        {
-            reason = DropReason.NoSession;
-        }
-        else
+        DropReason reason = PcpInboundRefusal(table, m, key, tcpFlags);
+        if (reason == Ok)
         {
             session = OpenOnPcpMapping(ref e, key, out reason);
         }
@@ -733,6 +721,24 @@ public sealed partial class NatEngine
             ctx.Drop(reason);
         }
         return true;
+    }
+
+    /// <summary>
+    /// Why mapping <paramref name="m"/> refuses a new inbound flow <paramref name="key"/>, or
+    /// <see cref="Ok"/>: its FILTERs (PcpFiltered), the inbound rules (RuleDeny), and for TCP
+    /// anything but a SYN (NoSession). Explicit and all-ports mappings alike.
+    /// </summary>
+    private DropReason PcpInboundRefusal(PcpMappings table, int m, in FlowKey key, byte tcpFlags)
+    {
+        if (!table.Admits(m, key.Source, key.SourcePort))
+        {
+            return DropReason.PcpFiltered;
+        }
+        if (!InboundAllowed(key))
+        {
+            return DropReason.RuleDeny;
+        }
+        return key.Protocol == IpProtocol.Tcp && (tcpFlags & (Tcp.Syn | Tcp.Ack | Tcp.Rst)) != Tcp.Syn ? DropReason.NoSession : Ok;
     }
 
     private int OpenOnPcpMapping(ref PcpMapping e, in FlowKey out2in, out DropReason reason)
