@@ -137,9 +137,12 @@ public sealed class NatdGateway : IGatewayUnderTest
     public void Restart()
     {
         _daemon!.Stop(TimeSpan.FromSeconds(30));
+        _previousRuns += $"---- natd before the restart (exit code {(_daemon.HasExited ? _daemon.ExitCode.ToString(System.Globalization.CultureInfo.InvariantCulture) : "none")}) ----\n" + _daemon.Dump();
         _daemon.Dispose();
         Launch();
     }
+
+    private string _previousRuns = "";
 
     /// <summary>Sends SIGHUP (reload).</summary>
     public void Reload() => Sh.Signal(_daemon!.Pid, Sh.SigHup);
@@ -171,6 +174,7 @@ public sealed class NatdGateway : IGatewayUnderTest
 
     public string Describe() =>
         (ConfigPath is not null && File.Exists(ConfigPath) ? "natd.yaml:\n" + File.ReadAllText(ConfigPath) : "")
+        + _previousRuns
         + (_daemon?.Dump() ?? "natd not started\n");
 
     public void Dispose()
