@@ -131,8 +131,8 @@ public sealed class NatdGateway : IGatewayUnderTest
 
     /// <summary>
     /// Stops natd with SIGTERM (a clean shutdown, which saves the state) and starts it again. The
-    /// grace before SIGKILL is 30 s: the first save serializes the snapshot cold, which took more than
-    /// 10 s on a loaded 2-core machine, and a kill there loses the snapshot the test is about.
+    /// grace before SIGKILL is 30 s, generous on a loaded 2-core machine: a kill loses the snapshot
+    /// the test is about.
     /// </summary>
     public void Restart()
     {

@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Natd.Contracts;
@@ -85,6 +86,7 @@ public sealed partial class ControlServer : IAsyncDisposable
                 options.Listen(endpoint.Address!, endpoint.Port);
             }
         });
+        builder.Services.AddSingleton<IHostLifetime, CallerLifetime>(); // natd's modes own the signals (CallerLifetime says why)
         builder.Services.AddSingleton(loggerFactory ?? NullLoggerFactory.Instance);
         builder.Services.AddLogging();
         builder.Services.AddRoutingCore();

@@ -25,7 +25,10 @@ internal sealed class NatDaemon : IAsyncDisposable
 {
     /// <summary>
     /// natd's Akka settings: quiet (warnings and errors only, routed to natd's logging), no
-    /// dead-letter chatter at shutdown, the pollers' dispatcher and mailbox.
+    /// dead-letter chatter at shutdown, the pollers' dispatcher and mailbox. Akka's own SIGTERM
+    /// and process-exit hook is off: natd's mode owns the signals, and on SIGTERM the pollers
+    /// must still answer for the state snapshot before the system stops (the hook stopped them
+    /// first, at random, and the snapshot was lost).
     /// </summary>
     private static readonly Akka.Configuration.Config AkkaConfig = ConfigurationFactory.ParseString("""
         akka {
@@ -33,6 +36,7 @@ internal sealed class NatDaemon : IAsyncDisposable
           stdout-loglevel = WARNING
           log-dead-letters = off
           log-dead-letters-during-shutdown = off
+          coordinated-shutdown.run-by-clr-shutdown-hook = off
         }
         """).WithFallback(PollerActor.Config);
 
@@ -292,11 +296,13 @@ internal sealed class NatDaemon : IAsyncDisposable
     /// <returns>Sessions saved.</returns>
     public async Task<int> SaveStateAsync(string path)
     {
-        var shards = new List<ShardState>();
-        foreach (var p in Pollers)
+        // Every shard exports at once, on its own thread: the wait is the slowest shard's, not the sum.
+        var asks = new Task<ShardState>[Pollers.Count];
+        for (int k = 0; k < asks.Length; k++)
         {
-            shards.Add(await p.Actor.Ask<ShardState>(ExportState.Instance, TimeSpan.FromSeconds(30)).ConfigureAwait(false));
+            asks[k] = Pollers[k].Actor.Ask<ShardState>(ExportState.Instance, TimeSpan.FromSeconds(30));
         }
+        ShardState[] shards = await Task.WhenAll(asks).ConfigureAwait(false);
         StateSnapshot.Write(path, shards, DateTimeOffset.UtcNow);
         return shards.Sum(s => s.Sessions.Count);
     }
@@ -353,17 +359,6 @@ internal sealed class NatDaemon : IAsyncDisposable
         {
             w.Dispose();
         }
-    }
-
-    /// <summary>
-    /// The host's lifetime when natd's mode is the caller: no console hooks and no signal handlers
-    /// (`natd run` handles SIGTERM, SIGINT and SIGHUP itself), start and stop when told.
-    /// </summary>
-    private sealed class CallerLifetime : IHostLifetime
-    {
-        public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-
-        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 
     /// <summary>A value one thread publishes and others read (the reference is swapped whole).</summary>
