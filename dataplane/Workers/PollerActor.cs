@@ -68,8 +68,9 @@ public sealed record PollerOptions
 /// <remarks>
 /// Create it with <see cref="Props(NatEngine, IPacketPort, IPacketPort, PollerOptions, PollerStats)"/> in a system whose
 /// configuration includes <see cref="Hocon"/>. The engine, the ports, the stats and the wakeup come
-/// from the recipe, not from the instance: an exception restarts the actor (Akka's default
-/// strategy) with the same engine, so its sessions, port allocations and in-flight ALG frames survive.
+/// from the recipe, not from the instance: an exception restarts the actor (<see cref="PollerSupervision"/>:
+/// at most 10 times a minute, then it stops) with the same engine, so its sessions, port allocations
+/// and in-flight ALG frames survive.
 /// </remarks>
 public sealed class PollerActor : UntypedActor, IFrameSink
 {
@@ -90,8 +91,8 @@ public sealed class PollerActor : UntypedActor, IFrameSink
         }
         """;
 
-    /// <summary><see cref="Hocon"/> parsed.</summary>
-    public static Config Config { get; } = ConfigurationFactory.ParseString(Hocon);
+    /// <summary><see cref="Hocon"/> parsed, with the bounded restarts of <see cref="PollerSupervision"/> for the system's top-level actors.</summary>
+    public static Config Config { get; } = ConfigurationFactory.ParseString(Hocon + "\n" + PollerSupervision.Hocon);
 
     /// <summary>The end-of-batch message a poller tells itself: the next batch. One instance, so a batch allocates nothing.</summary>
     public sealed class RunBatch

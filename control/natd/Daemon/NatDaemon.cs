@@ -63,11 +63,26 @@ internal sealed class NatDaemon : IAsyncDisposable
         Links = links;
         EventLogStats = eventLogStats;
         Query = new DataplaneQuery(Pollers) { AlgRestarts = tree.AlgRestarts.Of, EventLog = eventLogStats.Snapshot };
+        var pollerRefs = new List<IActorRef>(Pollers.Count);
+        foreach (var p in Pollers)
+        {
+            pollerRefs.Add(p.Actor);
+        }
+        _watch = system.ActorOf(Props.Create(() => new PollerWatch(pollerRefs, _faulted)), "poller-watch");
         Operations = new ControlOperations(Pollers, ConfigActor);
     }
 
     public NatdConfig Config { get; }
     public ActorSystem System { get; }
+
+    private readonly TaskCompletionSource<string> _faulted = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly IActorRef _watch;
+
+    /// <summary>
+    /// Completes with the reason when a poller stopped on its own (it kept failing:
+    /// <see cref="PollerSupervision"/>); <c>natd run</c> then stops with an error. Never completes on a normal stop.
+    /// </summary>
+    public Task<string> Faulted => _faulted.Task;
 
     /// <summary>Shard 0's engine (the only one with a single poller).</summary>
     public NatEngine Engine { get; }
@@ -319,6 +334,14 @@ internal sealed class NatDaemon : IAsyncDisposable
         if (Control is not null)
         {
             await Control.DisposeAsync().ConfigureAwait(false);
+        }
+        try
+        {
+            await _watch.Ask<Akka.Done>(PollerWatch.Stopping.Instance, TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+        }
+        catch (AskTimeoutException)
+        {
+            // The watch is gone with the system: nothing left to report a poller's end to.
         }
         // A PoisonPill is a user message: the poller's mailbox wakes it out of poll(2) at once,
         // where a system stop would wait for its idle timeout.

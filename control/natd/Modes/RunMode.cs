@@ -8,6 +8,9 @@ namespace Natd.Control.Modes;
 /// <summary>`natd run`: live forwarding on the configured interfaces until SIGTERM/SIGINT; SIGHUP reloads.</summary>
 internal static class RunMode
 {
+    /// <summary>Exit status when natd stops because a poller kept failing (EX_SOFTWARE, sysexits.h).</summary>
+    public const int FaultExitCode = 70;
+
     public static async Task<int> RunAsync(string? configPath, string? statePath, TextWriter stdout, TextWriter stderr)
     {
         var config = NatdMain.LoadConfig(configPath, stderr);
@@ -74,9 +77,18 @@ internal static class RunMode
             }
             stdout.WriteLine(ReadyLine(daemon, ports));
             stdout.Flush();
+            var signalled = Task.Delay(Timeout.Infinite, stop.Token);
+            if (await Task.WhenAny(signalled, daemon.Faulted).ConfigureAwait(false) == daemon.Faulted)
+            {
+                // A shard lost its poller for good: stop, and say so in the exit status, so a service
+                // manager restarts natd. No state is saved: the failure may lie in that very state.
+                stderr.WriteLine($"natd: {await daemon.Faulted.ConfigureAwait(false)}");
+                stdout.WriteLine("natd: stopping");
+                return FaultExitCode;
+            }
             try
             {
-                await Task.Delay(Timeout.Infinite, stop.Token).ConfigureAwait(false);
+                await signalled.ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {

@@ -3,6 +3,7 @@ using Natd.Control.Config;
 using Natd.Control.Daemon;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
+using Natd.Dataplane.Workers;
 using Natd.Tests.Support;
 using static Natd.Tests.Support.Frames;
 
@@ -89,6 +90,64 @@ public class NatDaemonTests
         finally
         {
             dir.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task A_poller_that_keeps_failing_faults_the_daemon_and_a_normal_stop_does_not()
+    {
+        var config = ConfigLoader.Parse("timeouts: { udp: 300 }\n", "natd.yaml");
+        config = config with
+        {
+            Nat = config.Nat with
+            {
+                Inside = config.Nat.Inside with { Neighbours = [new(Ipv4.Parse(EngineHarness.InsideHost), MacAddress.Read(InsideHostMac))] },
+                Outside = config.Nat.Outside with { Neighbours = [new(Ipv4.Parse(EngineHarness.OutsideHost), MacAddress.Read(OutsideHostMac))] },
+            },
+        };
+        var inside = new ConcurrentPort("in", new MacAddress(0x020000000001));
+        var outside = new ConcurrentPort("out", new MacAddress(0x020000000002));
+        var healthy = await NatDaemon.StartAsync(config, inside, outside, NullLoggerFactory.Instance, startControl: false, CancellationToken.None);
+        await AssertForwarded(inside, outside, 40000);
+        await healthy.DisposeAsync();
+        await Task.Delay(200);
+        Assert.False(healthy.Faulted.IsCompleted); // the pollers' ends on a requested stop are no fault
+
+        var broken = new ThrowingPort("in", new MacAddress(0x020000000001));
+        await using var d = await NatDaemon.StartAsync(config, broken, new ConcurrentPort("out", new MacAddress(0x020000000002)),
+            NullLoggerFactory.Instance, startControl: false, CancellationToken.None);
+        var done = await Task.WhenAny(d.Faulted, Task.Delay(TimeSpan.FromSeconds(20)));
+        Assert.Same(d.Faulted, done);
+        Assert.Equal($"poller-0 stopped after {PollerSupervision.MaxRestarts} restarts within 60 s (the errors above say why); its shard forwards nothing, so natd stops",
+            await d.Faulted);
+        Assert.Equal(PollerSupervision.MaxRestarts + 1, broken.Receives);
+    }
+
+    /// <summary>A port whose every receive throws (a ring that broke for good).</summary>
+    private sealed class ThrowingPort(string name, MacAddress mac) : Natd.Dataplane.Io.IPacketPort
+    {
+        private int _receives;
+
+        public int Receives => Volatile.Read(ref _receives);
+        public string Name { get; } = name;
+        public MacAddress Mac { get; } = mac;
+        public int PollDescriptor => -1;
+        public Natd.Dataplane.Io.PortStats Stats => default;
+
+        public int Receive(Natd.Dataplane.Io.FrameBatch batch)
+        {
+            Interlocked.Increment(ref _receives);
+            throw new IOException("ring broke for good");
+        }
+
+        public bool TrySend(ReadOnlySpan<byte> f) => true;
+
+        public void Flush()
+        {
+        }
+
+        public void Dispose()
+        {
         }
     }
 

@@ -163,7 +163,7 @@ public sealed class PollerActorTests : TestKit
     }
 
     /// <summary>
-    /// An exception inside a batch restarts the poller (Akka's default strategy, logged as an error)
+    /// An exception inside a batch restarts the poller (PollerSupervision: restarted, logged as an error)
     /// over the same engine and ports: the sessions made before survive and keep translating.
     /// </summary>
     [Fact]
@@ -194,6 +194,56 @@ public sealed class PollerActorTests : TestKit
         outside.Inject(WithMacs(Udp("198.51.100.2", 53, "198.51.100.1", s0.ExternalPort), OutsideHostMac, GatewayOutsideMac));
         var back = Assert.Single(await Collect(inside.TryTake, 1));
         Assert.Equal(41001, DstPort(back));
+    }
+
+    /// <summary>
+    /// A fault a restart does not clear (the port throws on every receive): the poller restarts
+    /// <see cref="PollerSupervision.MaxRestarts"/> times, then stops instead of looping, each
+    /// failure logged.
+    /// </summary>
+    [Fact]
+    public async Task A_poller_that_fails_on_every_batch_stops_after_the_bounded_restarts()
+    {
+        var engine = LabEngine(EngineHarness.LabSettings());
+        var inside = new FailingPort("in", MacAddress.Read(GatewayInsideMac));
+        var outside = new FailingPort("out", MacAddress.Read(GatewayOutsideMac));
+        IActorRef poller = ActorRefs.Nobody;
+        await EventFilter.Exception<IOException>("ring broke for good").ExpectAsync(PollerSupervision.MaxRestarts + 1, () =>
+        {
+            poller = Sys.ActorOf(PollerActor.Props(engine, inside, outside, new PollerOptions { IdleWaitMilliseconds = 1, Wakeup = _wake }, new PollerStats()), "failing");
+            Watch(poller);
+            return Task.CompletedTask;
+        });
+        ExpectTerminated(poller, Limit);
+        Assert.Equal(PollerSupervision.MaxRestarts + 1, inside.Receives);
+    }
+
+    /// <summary>A port whose every receive throws.</summary>
+    private sealed class FailingPort(string name, MacAddress mac) : IPacketPort
+    {
+        private int _receives;
+
+        public int Receives => Volatile.Read(ref _receives);
+        public string Name { get; } = name;
+        public MacAddress Mac { get; } = mac;
+        public int PollDescriptor => -1;
+        public PortStats Stats => default;
+
+        public int Receive(FrameBatch batch)
+        {
+            Interlocked.Increment(ref _receives);
+            throw new IOException("ring broke for good");
+        }
+
+        public bool TrySend(ReadOnlySpan<byte> f) => true;
+
+        public void Flush()
+        {
+        }
+
+        public void Dispose()
+        {
+        }
     }
 
     /// <summary>A port that has a frame on every receive (a link that never goes quiet) and records the threads that read it.</summary>
