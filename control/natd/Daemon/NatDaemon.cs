@@ -63,12 +63,16 @@ internal sealed class NatDaemon : IAsyncDisposable
         Links = links;
         EventLogStats = eventLogStats;
         Query = new DataplaneQuery(Pollers) { AlgRestarts = tree.AlgRestarts.Of, EventLog = eventLogStats.Snapshot };
-        var pollerRefs = new List<IActorRef>(Pollers.Count);
+        var critical = new List<IActorRef>(Pollers.Count + 3) { tree.Config, tree.Sweeper };
         foreach (var p in Pollers)
         {
-            pollerRefs.Add(p.Actor);
+            critical.Add(p.Actor);
         }
-        _watch = system.ActorOf(Props.Create(() => new PollerWatch(pollerRefs, _faulted)), "poller-watch");
+        if (tree.EventLogger is { } eventLogger)
+        {
+            critical.Add(eventLogger);
+        }
+        _watch = system.ActorOf(Props.Create(() => new ActorWatch(critical, _faulted)), "watch");
         Operations = new ControlOperations(Pollers, ConfigActor);
     }
 
@@ -79,8 +83,9 @@ internal sealed class NatDaemon : IAsyncDisposable
     private readonly IActorRef _watch;
 
     /// <summary>
-    /// Completes with the reason when a poller stopped on its own (it kept failing:
-    /// <see cref="PollerSupervision"/>); <c>natd run</c> then stops with an error. Never completes on a normal stop.
+    /// Completes with the reason when a poller, the config actor, the sweeper or the event logger
+    /// stopped on its own (it kept failing: <see cref="PollerSupervision"/>); <c>natd run</c> then
+    /// stops with an error. Never completes on a normal stop.
     /// </summary>
     public Task<string> Faulted => _faulted.Task;
 
@@ -337,7 +342,7 @@ internal sealed class NatDaemon : IAsyncDisposable
         }
         try
         {
-            await _watch.Ask<Akka.Done>(PollerWatch.Stopping.Instance, TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+            await _watch.Ask<Akka.Done>(ActorWatch.Stopping.Instance, TimeSpan.FromSeconds(5)).ConfigureAwait(false);
         }
         catch (AskTimeoutException)
         {

@@ -118,7 +118,7 @@ public class NatDaemonTests
             NullLoggerFactory.Instance, startControl: false, CancellationToken.None);
         var done = await Task.WhenAny(d.Faulted, Task.Delay(TimeSpan.FromSeconds(20)));
         Assert.Same(d.Faulted, done);
-        Assert.Equal($"poller-0 stopped after {PollerSupervision.MaxRestarts} restarts within 60 s (the errors above say why); its shard forwards nothing, so natd stops",
+        Assert.Equal($"poller-0 stopped after {PollerSupervision.MaxRestarts} restarts within 60 s (the errors above say why); natd cannot run without it, so it stops",
             await d.Faulted);
         Assert.Equal(PollerSupervision.MaxRestarts + 1, broken.Receives);
     }

@@ -4,12 +4,14 @@ using Natd.Dataplane.Workers;
 namespace Natd.Control.Daemon;
 
 /// <summary>
-/// Watches the pollers for the daemon: a poller that stops while the daemon runs (past
+/// Watches the actors the daemon cannot run without (the pollers, the config actor, the sweeper,
+/// the event logger): one that stops while the daemon runs (past
 /// <see cref="PollerSupervision.MaxRestarts"/> restarts in <see cref="PollerSupervision.Window"/>)
-/// leaves its shard without a thread, so the daemon must stop rather than run on half blind.
+/// leaves a shard without its thread, reloads or expiry undone, or NAT events unlogged, so the
+/// daemon must stop rather than run on half blind.
 /// Completes <see cref="NatDaemon.Faulted"/> with the reason, once; a stop the daemon asked for is not a fault.
 /// </summary>
-internal sealed class PollerWatch : ReceiveActor
+internal sealed class ActorWatch : ReceiveActor
 {
     /// <summary>Tells the watch that the daemon is stopping: pollers that end from now on are expected.</summary>
     public sealed class Stopping
@@ -24,10 +26,10 @@ internal sealed class PollerWatch : ReceiveActor
 
     private bool _stopping;
 
-    /// <summary>Watches <paramref name="pollers"/>; <paramref name="faulted"/> receives the first unexpected stop's reason.</summary>
-    public PollerWatch(IReadOnlyList<IActorRef> pollers, TaskCompletionSource<string> faulted)
+    /// <summary>Watches <paramref name="actors"/>; <paramref name="faulted"/> receives the first unexpected stop's reason.</summary>
+    public ActorWatch(IReadOnlyList<IActorRef> actors, TaskCompletionSource<string> faulted)
     {
-        foreach (var p in pollers)
+        foreach (var p in actors)
         {
             Context.Watch(p);
         }
@@ -41,7 +43,7 @@ internal sealed class PollerWatch : ReceiveActor
             if (!_stopping)
             {
                 faulted.TrySetResult($"{t.ActorRef.Path.Name} stopped after {PollerSupervision.MaxRestarts} restarts within "
-                    + $"{PollerSupervision.Window.TotalSeconds:0} s (the errors above say why); its shard forwards nothing, so natd stops");
+                    + $"{PollerSupervision.Window.TotalSeconds:0} s (the errors above say why); natd cannot run without it, so it stops");
             }
         });
     }
