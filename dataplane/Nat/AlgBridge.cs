@@ -584,6 +584,28 @@ public sealed class AlgBridge
         _expectDue?.Clear();
     }
 
+    /// <summary>
+    /// ALG control connections whose sessions were deleted since the last <see cref="ClearClosed"/>
+    /// (closed, expired, deleted or flushed): the shard tells each one's helper
+    /// (<see cref="IAlgHandler.Forget"/>), so its held bytes go back to the pool now rather than at
+    /// the helper's idle expiry. Tell them before the next frame goes to a helper, so a new
+    /// connection on the same ports is never forgotten in its predecessor's place.
+    /// </summary>
+    public int ClosedCount => _table.ClosedAlgSessions.Length;
+
+    /// <summary>The <paramref name="i"/>-th closed connection (0 to <see cref="ClosedCount"/> - 1), as its helper knows it.</summary>
+    public AlgConnection Closed(int i, out AlgKind kind)
+    {
+        ClosedAlgSession c = _table.ClosedAlgSessions[i];
+        kind = c.Alg;
+        FlowKey k = c.In2Out;
+        return new AlgConnection(k.Protocol, k.Source, FlowKey.PortToHost(k.SourcePort), k.Destination, FlowKey.PortToHost(k.DestinationPort),
+            c.ExternalAddress, FlowKey.PortToHost(c.ExternalPortRaw));
+    }
+
+    /// <summary>Empties the closed list (every helper was told).</summary>
+    public void ClearClosed() => _table.ClearClosedAlg();
+
     /// <summary>Drops every expectation and frees its reserved port, and forgets every relation (natctl flush).</summary>
     public void Flush()
     {

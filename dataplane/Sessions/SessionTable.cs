@@ -537,6 +537,10 @@ public sealed class SessionTable
         {
             Emit(NatEventType.SessionDeleted, in ses);
         }
+        if (ses.Alg != AlgKind.None)
+        {
+            NoteClosedAlg(in ses);
+        }
         _in2out.Remove(Hash(ses.In2Out), s);
         _out2in.Remove(Hash(ses.Out2In), s);
         LruUnlink(s);
@@ -643,6 +647,35 @@ public sealed class SessionTable
             }
         }
         return done;
+    }
+
+    /// <summary>Deleted ALG sessions a <see cref="ClosedAlgSessions"/> list holds at most between two drains; more are counted in <see cref="ClosedAlgOverflows"/>.</summary>
+    public const int ClosedAlgCapacity = 1024;
+
+    private readonly ClosedAlgSession[] _closedAlg = new ClosedAlgSession[ClosedAlgCapacity];
+    private int _closedAlgCount;
+
+    /// <summary>
+    /// ALG sessions (FTP, IRC, TFTP, PPTP control connections) deleted since the last
+    /// <see cref="ClearClosedAlg"/>, oldest first: the shard tells their ALG helpers, which drop the
+    /// connection's state and give back its cumulation buffers at once instead of at the idle expiry.
+    /// </summary>
+    public ReadOnlySpan<ClosedAlgSession> ClosedAlgSessions => _closedAlg.AsSpan(0, _closedAlgCount);
+
+    /// <summary>Deleted ALG sessions not listed because the list was full (their helpers' idle expiry frees them).</summary>
+    public long ClosedAlgOverflows { get; private set; }
+
+    /// <summary>Empties <see cref="ClosedAlgSessions"/> (the shard has passed them on).</summary>
+    public void ClearClosedAlg() => _closedAlgCount = 0;
+
+    private void NoteClosedAlg(in Session ses)
+    {
+        if (_closedAlgCount == _closedAlg.Length)
+        {
+            ClosedAlgOverflows++;
+            return;
+        }
+        _closedAlg[_closedAlgCount++] = new ClosedAlgSession(ses.Alg, ses.In2Out, ses.ExternalAddress, ses.ExternalPort);
     }
 
     /// <summary>Deletes every session (natctl flush).</summary>
@@ -815,3 +848,10 @@ public sealed class SessionTable
         }
     }
 }
+
+/// <summary>An ALG session that was deleted (<see cref="SessionTable.ClosedAlgSessions"/>).</summary>
+/// <param name="Alg">Its ALG.</param>
+/// <param name="In2Out">Its in2out key (inside -> remote).</param>
+/// <param name="ExternalAddress">Its external address, network order.</param>
+/// <param name="ExternalPortRaw">Its external port as stored (network order in memory).</param>
+public readonly record struct ClosedAlgSession(AlgKind Alg, FlowKey In2Out, uint ExternalAddress, ushort ExternalPortRaw);

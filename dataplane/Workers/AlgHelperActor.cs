@@ -48,6 +48,10 @@ public sealed class AlgFrame
     public AlgActions Actions { get; } = new();
 }
 
+/// <summary>Tells an ALG helper that a connection's session was deleted: it drops the connection's state (<see cref="IAlgHandler.Forget"/>).</summary>
+/// <param name="Connection">The connection, as the helper's frames named it.</param>
+public sealed record ForgetAlgConnection(AlgConnection Connection);
+
 /// <summary>Ask an ALG helper to drop the state of connections idle for longer than <paramref name="IdleMs"/> (sent by a timer).</summary>
 /// <param name="IdleMs">Idle time in milliseconds.</param>
 public sealed record ExpireAlgState(long IdleMs);
@@ -126,6 +130,9 @@ public sealed class AlgHelperActor : UntypedActor
             case AlgFrame f:
                 f.Length = Run(_handler, f.Pending, f.Buffer, f.Length, f.Actions, Environment.TickCount64);
                 f.ReplyTo.Tell(f, Self);
+                break;
+            case ForgetAlgConnection fc:
+                _handler.Forget(fc.Connection);
                 break;
             case ExpireAlgState e:
                 _handler.Expire(Environment.TickCount64, e.IdleMs);

@@ -174,6 +174,10 @@ public sealed class PollerActor : UntypedActor, IFrameSink
         // the mailbox (checked after every batch, so a control message still waits at most one
         // batch): a message round trip per batch costs most when batches are small, which is when
         // frames arrive about as fast as the poller handles them.
+        if (_engine.AlgBridge.ClosedCount > 0)
+        {
+            ForgetClosedAlgConnections(); // sessions deleted by the last batch, a sweep, a delete or a flush
+        }
         PollerMessageQueue? queue = _queue;
         for (int k = 0; k < BatchesPerMessage; k++)
         {
@@ -332,10 +336,27 @@ public sealed class PollerActor : UntypedActor, IFrameSink
             Finish(_engine.CompleteAlg(_scratch, frame.Length, p, NoActions, ref ctx), _scratch.AsSpan(), frame.Length);
             return;
         }
+        if (_engine.AlgBridge.ClosedCount > 0)
+        {
+            ForgetClosedAlgConnections(); // first: this frame may open a new connection on a closed one's ports
+        }
         byte[] buffer = ArrayPool<byte>.Shared.Rent(frame.Length + AlgFrame.Headroom);
         frame.CopyTo(buffer);
         long id = _engine.AlgBridge.Begin(p, _now);
         helper.Tell(new AlgFrame(buffer, frame.Length, p, id, _self), _self);
+    }
+
+    /// <summary>Tells each deleted ALG session's helper to drop the connection (slow path: a message per closed ALG connection).</summary>
+    private void ForgetClosedAlgConnections()
+    {
+        AlgBridge bridge = _engine.AlgBridge;
+        for (int i = 0; i < bridge.ClosedCount; i++)
+        {
+            AlgConnection c = bridge.Closed(i, out AlgKind kind);
+            IActorRef? helper = (int)kind < _options.AlgHelpers.Count ? _options.AlgHelpers[(int)kind] : null;
+            helper?.Tell(new ForgetAlgConnection(c), _self);
+        }
+        bridge.ClearClosed();
     }
 
     /// <summary>A frame back from its helper: open what it asked for and transmit.</summary>

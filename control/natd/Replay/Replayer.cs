@@ -246,6 +246,7 @@ internal sealed class Replayer : IFrameSink
             long slices = _nextSweepMs == long.MinValue ? 1 : 1 + (nowMs - _nextSweepMs) / SliceMs;
             _engine.Sweep(nowMs, (int)Math.Min(slices * SweeperActor.SliceBudget, int.MaxValue));
             _nextSweepMs = nowMs - nowMs % SliceMs + SliceMs;
+            ForgetClosedAlgConnections();
         }
         if (nowMs >= _nextAlgExpireMs)
         {
@@ -261,6 +262,18 @@ internal sealed class Replayer : IFrameSink
         }
     }
 
+    /// <summary>Lets each deleted ALG session's handler drop the connection, as a poller tells its helpers.</summary>
+    private void ForgetClosedAlgConnections()
+    {
+        AlgBridge bridge = _engine.AlgBridge;
+        for (int i = 0; i < bridge.ClosedCount; i++)
+        {
+            AlgConnection c = bridge.Closed(i, out AlgKind kind);
+            ((int)kind < _algs.Length ? _algs[(int)kind] : null)?.Forget(c);
+        }
+        bridge.ClearClosed();
+    }
+
     /// <summary>
     /// An ALG connection's frame (<see cref="Verdict.ToHelper"/>): runs the ALG's handler over a
     /// copy in <see cref="_algBuffer"/> (room to grow), then finishes it as a poller finishes a
@@ -271,6 +284,7 @@ internal sealed class Replayer : IFrameSink
     {
         AlgPending p = ctx.Alg;
         long nowMs = ctx.NowMs;
+        ForgetClosedAlgConnections();
         frame.CopyTo(_algBuffer);
         IAlgHandler? handler = (int)p.Kind < _algs.Length ? _algs[(int)p.Kind] : null;
         if (handler is null)

@@ -72,6 +72,32 @@ public class AlgFrameworkTests
     }
 
     [Fact]
+    public void A_deleted_alg_session_is_listed_for_its_helper_as_the_connection_its_frames_named_and_other_sessions_are_not()
+    {
+        var h = Harness();
+        OpenControl(h);
+        AlgConnection named = h.PendingAlg.Connection;
+        Assert.Equal(Verdict.ToOutside, h.Run(Tcp(In, 40001, Out, 80, Syn), Side.Inside, out _));
+        Assert.Equal(0, h.Engine.AlgBridge.ClosedCount);
+
+        // The operator deletes both sessions (natctl delete): only the FTP one is listed.
+        Assert.Equal(1, h.Engine.DeleteSessions(IpProtocol.Tcp, Ipv4.Parse(In), 40001, 0, 0));
+        Assert.Equal(0, h.Engine.AlgBridge.ClosedCount);
+        Assert.Equal(1, h.Engine.DeleteSessions(IpProtocol.Tcp, Ipv4.Parse(In), 40000, 0, 0));
+        Assert.Equal(1, h.Engine.AlgBridge.ClosedCount);
+        Assert.Equal(named, h.Engine.AlgBridge.Closed(0, out AlgKind kind));
+        Assert.Equal(AlgKind.Ftp, kind);
+        h.Engine.AlgBridge.ClearClosed();
+        Assert.Equal(0, h.Engine.AlgBridge.ClosedCount);
+
+        // A flush lists it too.
+        OpenControl(h, 40002);
+        h.Engine.Flush();
+        Assert.Equal(1, h.Engine.AlgBridge.ClosedCount);
+        Assert.Equal(40002, h.Engine.AlgBridge.Closed(0, out _).InsidePort);
+    }
+
+    [Fact]
     public void Other_ports_and_switched_off_algs_take_the_fast_path()
     {
         var h = Harness(a => a with { Ftp = new AlgPorts(false, [21]) });

@@ -2,6 +2,7 @@ using Akka.Actor;
 using Akka.TestKit.Xunit2;
 using Natd.Dataplane.Alg;
 using Natd.Dataplane.Nat;
+using Natd.Dataplane.Packets;
 using Natd.Dataplane.Sessions;
 using Natd.Dataplane.Workers;
 
@@ -31,9 +32,9 @@ public class AlgHelperActorTests : TestKit
             return length + 1;
         }
 
-        public void Forget(in AlgConnection connection)
-        {
-        }
+        public static readonly System.Collections.Concurrent.ConcurrentQueue<AlgConnection> Forgotten = new();
+
+        public void Forget(in AlgConnection connection) => Forgotten.Enqueue(connection);
 
         public int Expire(long nowMs, long idleMs) => 0;
 
@@ -48,6 +49,30 @@ public class AlgHelperActorTests : TestKit
         buffer[0] = first;
         var pending = new AlgPending(AlgKind.Ftp, default, AlgDirection.In2Out, Side.Outside, 0, 0, -1, null, default(FlowKey));
         return new AlgFrame(buffer, 4, pending, id, replyTo);
+    }
+
+    [Fact]
+    public async Task A_forget_after_a_connections_frames_reaches_the_handler_after_them()
+    {
+        IReadOnlyList<(AlgKind, Func<IAlgHandler>)> algs = [(AlgKind.Ftp, () => new CountingHandler())];
+        var supervisor = Sys.ActorOf(Props.Create(() => new AlgSupervisorActor(algs, new AlgRestarts())), "algs-forget");
+        var helpers = await supervisor.Ask<IReadOnlyList<IActorRef?>>(AlgSupervisorActor.GetHelpers.Instance, TimeSpan.FromSeconds(5));
+        var ftp = Assert.IsAssignableFrom<IActorRef>(helpers[(int)AlgKind.Ftp]);
+        var poller = CreateTestProbe("poller-forget");
+        var connection = new AlgConnection(IpProtocol.Tcp, 0x0200000a, 40000, 0x020064c6, 21, 0x016433c6, 1024);
+        while (CountingHandler.Forgotten.TryDequeue(out _))
+        {
+        }
+
+        ftp.Tell(Frame(1, 1, poller), poller);
+        ftp.Tell(new ForgetAlgConnection(connection), poller);
+        ftp.Tell(Frame(1, 2, poller), poller);
+        Assert.Equal(1, (await poller.ExpectMsgAsync<AlgFrame>()).RequestId);
+        Assert.Equal(2, (await poller.ExpectMsgAsync<AlgFrame>()).RequestId);
+        // The helper handles its mailbox in order: the forget was handled before the second frame came back.
+        Assert.True(CountingHandler.Forgotten.TryDequeue(out var forgotten));
+        Assert.Equal(connection, forgotten);
+        Assert.Empty(CountingHandler.Forgotten);
     }
 
     [Fact]
