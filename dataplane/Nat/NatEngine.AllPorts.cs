@@ -381,13 +381,7 @@ public sealed partial class NatEngine
         {
             return false;
         }
-        Span<PcpFilter> filters = stackalloc PcpFilter[PcpRequest.MaxFilters];
-        for (int k = 0; k < r.Filters.Count; k++)
-        {
-            filters[k] = r.Filters[k];
-        }
-        table.SetFilters(m, filters[..r.Filters.Count]);
-        table.SetState(m, r.Lifetime, _now + r.LifetimeLeftMs, n0, n1, n2);
+        RestorePcpState(table, m, r, _now, n0, n1, n2);
         return true;
     }
 }

@@ -1053,6 +1053,13 @@ public sealed partial class NatEngine
         {
             return false;
         }
+        RestorePcpState(table, m, r, nowMs, n0, n1, n2);
+        return true;
+    }
+
+    /// <summary>Gives a restored mapping (explicit or all-ports) its saved FILTERs, lifetime, remaining time and nonce.</summary>
+    private static void RestorePcpState(PcpMappings table, int m, PcpMappingRecord r, long nowMs, uint n0, uint n1, uint n2)
+    {
         Span<PcpFilter> filters = stackalloc PcpFilter[PcpRequest.MaxFilters];
         for (int k = 0; k < r.Filters.Count; k++)
         {
@@ -1060,7 +1067,6 @@ public sealed partial class NatEngine
         }
         table.SetFilters(m, filters[..r.Filters.Count]);
         table.SetState(m, r.Lifetime, nowMs + r.LifetimeLeftMs, n0, n1, n2);
-        return true;
     }
 
     /// <summary>
