@@ -58,15 +58,7 @@ public class NatDaemonTests
         {
             string path = Path.Combine(dir.FullName, "natd.yaml");
             File.WriteAllText(path, "timeouts: { udp: 600 }\n");
-            var config = ConfigLoader.LoadFile(path);
-            config = config with
-            {
-                Nat = config.Nat with
-                {
-                    Inside = config.Nat.Inside with { Neighbours = [new(Ipv4.Parse(EngineHarness.InsideHost), MacAddress.Read(InsideHostMac))] },
-                    Outside = config.Nat.Outside with { Neighbours = [new(Ipv4.Parse(EngineHarness.OutsideHost), MacAddress.Read(OutsideHostMac))] },
-                },
-            };
+            var config = WithHostNeighbours(ConfigLoader.LoadFile(path));
             var inside = new ConcurrentPort("in", new MacAddress(0x020000000001));
             var outside = new ConcurrentPort("out", new MacAddress(0x020000000002));
             await using var d = await NatDaemon.StartAsync(config, inside, outside, NullLoggerFactory.Instance, startControl: false, CancellationToken.None);
@@ -93,18 +85,20 @@ public class NatDaemonTests
         }
     }
 
+    /// <summary>The configuration with the test hosts as static neighbours, so frames go out without ARP.</summary>
+    private static NatdConfig WithHostNeighbours(NatdConfig config) => config with
+    {
+        Nat = config.Nat with
+        {
+            Inside = config.Nat.Inside with { Neighbours = [new(Ipv4.Parse(EngineHarness.InsideHost), MacAddress.Read(InsideHostMac))] },
+            Outside = config.Nat.Outside with { Neighbours = [new(Ipv4.Parse(EngineHarness.OutsideHost), MacAddress.Read(OutsideHostMac))] },
+        },
+    };
+
     [Fact]
     public async Task A_poller_that_keeps_failing_faults_the_daemon_and_a_normal_stop_does_not()
     {
-        var config = ConfigLoader.Parse("timeouts: { udp: 300 }\n", "natd.yaml");
-        config = config with
-        {
-            Nat = config.Nat with
-            {
-                Inside = config.Nat.Inside with { Neighbours = [new(Ipv4.Parse(EngineHarness.InsideHost), MacAddress.Read(InsideHostMac))] },
-                Outside = config.Nat.Outside with { Neighbours = [new(Ipv4.Parse(EngineHarness.OutsideHost), MacAddress.Read(OutsideHostMac))] },
-            },
-        };
+        var config = WithHostNeighbours(ConfigLoader.Parse("timeouts: { udp: 300 }\n", "natd.yaml"));
         var inside = new ConcurrentPort("in", new MacAddress(0x020000000001));
         var outside = new ConcurrentPort("out", new MacAddress(0x020000000002));
         var healthy = await NatDaemon.StartAsync(config, inside, outside, NullLoggerFactory.Instance, startControl: false, CancellationToken.None);
