@@ -90,6 +90,8 @@ public enum ShardCounter
     ExpectationsPending,
     /// <summary>In2out ALG frames for which no external port could be reserved.</summary>
     AlgPortsExhausted,
+    /// <summary>Deleted ALG connections left to their helper's idle expiry because the list of closed connections was full.</summary>
+    AlgForgetsDeferred,
 
     /// <summary>Fragments translated with their datagram's translation (the first included); RFC 4787 REQ-14.</summary>
     FragmentsTranslated,
@@ -167,6 +169,7 @@ public static class ShardCounters
         D(ShardCounter.ExpectationsRefused, "expectations", "refused", "ALG expectations refused: the shard's table was full."),
         D(ShardCounter.ExpectationsPending, "expectations", "pending", "ALG expectations waiting for their connection.", CounterKind.Gauge),
         D(ShardCounter.AlgPortsExhausted, "gateway", "alg-ports-exhausted", "In2out ALG frames for which no external port could be reserved."),
+        D(ShardCounter.AlgForgetsDeferred, "gateway", "alg-forgets-deferred", "Deleted ALG connections left to their helper's idle expiry: the closed-connection list was full."),
         D(ShardCounter.FragmentsTranslated, "fragments", "translated", "Fragments translated with their datagram's translation (RFC 4787 REQ-14)."),
         D(ShardCounter.FragmentsHeld, "fragments", "held", "Fragments held until their datagram's first fragment came."),
         D(ShardCounter.FragmentsReleased, "fragments", "released", "Held fragments released when their datagram's first fragment came."),

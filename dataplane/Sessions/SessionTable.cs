@@ -649,7 +649,7 @@ public sealed class SessionTable
         return done;
     }
 
-    /// <summary>Deleted ALG sessions a <see cref="ClosedAlgSessions"/> list holds at most between two drains; more are counted in <see cref="ClosedAlgOverflows"/>.</summary>
+    /// <summary>Deleted ALG sessions a <see cref="ClosedAlgSessions"/> list holds at most between two drains; more are counted (<c>alg-forgets-deferred</c>) and left to the helpers' idle expiry.</summary>
     public const int ClosedAlgCapacity = 1024;
 
     private readonly ClosedAlgSession[] _closedAlg = new ClosedAlgSession[ClosedAlgCapacity];
@@ -662,9 +662,6 @@ public sealed class SessionTable
     /// </summary>
     public ReadOnlySpan<ClosedAlgSession> ClosedAlgSessions => _closedAlg.AsSpan(0, _closedAlgCount);
 
-    /// <summary>Deleted ALG sessions not listed because the list was full (their helpers' idle expiry frees them).</summary>
-    public long ClosedAlgOverflows { get; private set; }
-
     /// <summary>Empties <see cref="ClosedAlgSessions"/> (the shard has passed them on).</summary>
     public void ClearClosedAlg() => _closedAlgCount = 0;
 
@@ -672,7 +669,7 @@ public sealed class SessionTable
     {
         if (_closedAlgCount == _closedAlg.Length)
         {
-            ClosedAlgOverflows++;
+            _counters[(int)Counters.ShardCounter.AlgForgetsDeferred]++;
             return;
         }
         _closedAlg[_closedAlgCount++] = new ClosedAlgSession(ses.Alg, ses.In2Out, ses.ExternalAddress, ses.ExternalPort);

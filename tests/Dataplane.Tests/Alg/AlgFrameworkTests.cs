@@ -95,6 +95,22 @@ public class AlgFrameworkTests
         h.Engine.Flush();
         Assert.Equal(1, h.Engine.AlgBridge.ClosedCount);
         Assert.Equal(40002, h.Engine.AlgBridge.Closed(0, out _).InsidePort);
+        h.Engine.AlgBridge.ClearClosed();
+        Assert.Equal(0, h.Engine.Counters[Natd.Dataplane.Counters.ShardCounter.AlgForgetsDeferred]);
+    }
+
+    [Fact]
+    public void Deleted_alg_sessions_past_the_lists_capacity_are_counted_and_left_to_the_idle_expiry()
+    {
+        var h = Harness();
+        for (int k = 0; k <= SessionTable.ClosedAlgCapacity; k++)
+        {
+            OpenControl(h, 20000 + k);
+        }
+        h.Engine.Flush();
+        Assert.Equal(SessionTable.ClosedAlgCapacity, h.Engine.AlgBridge.ClosedCount);
+        Assert.Equal(1, h.Engine.Counters[Natd.Dataplane.Counters.ShardCounter.AlgForgetsDeferred]);
+        Assert.Equal(20000, h.Engine.AlgBridge.Closed(0, out _).InsidePort); // oldest first
     }
 
     [Fact]
