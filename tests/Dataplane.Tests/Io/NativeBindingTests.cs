@@ -132,17 +132,24 @@ public unsafe class NativeBindingTests
             PortPoller.Wait(port, port, wake.Descriptor, 0);
             wake.Drain();
         }
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        int woken = 0;
-        for (int i = 0; i < 10_000; i++)
+        // Up to three measured rounds: the runtime's own one-time work (a method promoted to its
+        // optimized tier mid-loop) can allocate once on this thread; a per-call allocation would show
+        // in every round (10,000 calls), so one clean round proves there is none.
+        var rounds = new List<long>();
+        for (int round = 0; round < 3 && (rounds.Count == 0 || rounds[^1] != 0); round++)
         {
-            wake.Signal();
-            woken += PortPoller.Wait(port, port, wake.Descriptor, 0);
-            wake.Drain();
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            int woken = 0;
+            for (int i = 0; i < 10_000; i++)
+            {
+                wake.Signal();
+                woken += PortPoller.Wait(port, port, wake.Descriptor, 0);
+                wake.Drain();
+            }
+            rounds.Add(GC.GetAllocatedBytesForCurrentThread() - before);
+            Assert.Equal(10_000, woken);
         }
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        Assert.Equal(10_000, woken);
-        Assert.Equal(0, allocated);
+        Assert.True(rounds[^1] == 0, "bytes allocated per round of 10,000 wakeups: " + string.Join(", ", rounds));
     }
 
     [Fact]
