@@ -270,11 +270,14 @@ public sealed class SubscriberPorts : ISubscriberAccounting
     private int AllocateInBlocks(ref Subscriber s, int protocolClass, long nowMs, out int poolIndex, out DropReason reason)
     {
         PortBlocks blocks = _blocks!;
+        // The random start inside the block (RFC 6056) is drawn first: it does not depend on which
+        // block, so it is ready when the chain of loads (subscriber, block, bitmap) comes back.
+        ulong random = _table.Ports.NextRandom();
         for (int b = s.BlockHead; b >= 0; b = blocks.NextOf(b))
         {
             if (blocks.ClassUse(b, protocolClass) < blocks.SizeOf(b))
             {
-                int p = TakeInBlock(b, protocolClass);
+                int p = TakeInBlock(b, protocolClass, random);
                 if (p >= 0)
                 {
                     poolIndex = blocks.AddressOf(b);
@@ -316,7 +319,7 @@ public sealed class SubscriberPorts : ISubscriberAccounting
             blocks.NextInterimMs[nb] = nowMs + _interimMs;
             _interimDue.Ensure(nb, nowMs + _interimMs);
         }
-        int port = TakeInBlock(nb, protocolClass);
+        int port = TakeInBlock(nb, protocolClass, random);
         if (port < 0)
         {
             // Every port of the new block is reserved already (forwards, triggers): it rests empty and
@@ -339,10 +342,12 @@ public sealed class SubscriberPorts : ISubscriberAccounting
     /// are not the block's belong to other shards, which this shard's allocator holds as taken, and
     /// reserved ports (forwards, triggers) are taken too, so the scan yields only the block's free ports.
     /// </summary>
-    private int TakeInBlock(int b, int protocolClass)
+    private int TakeInBlock(int b, int protocolClass, ulong random)
     {
         PortBlocks blocks = _blocks!;
-        int port = _table.Ports.AllocateInRange(blocks.AddressOf(b), protocolClass, blocks.Low(b), blocks.High(b));
+        int low = blocks.Low(b);
+        int span = (blocks.SizeOf(b) - 1) * blocks.Step + 1;
+        int port = _table.Ports.AllocateInRange(blocks.AddressOf(b), protocolClass, low, low + span - 1, PortAllocator.Draw(random, span));
         if (port >= 0)
         {
             blocks.Use(b, protocolClass, 1);
@@ -876,16 +881,16 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         return Volatile.Read(ref _portsHeld);
     }
 
-    private static int BucketOf(int ports)
+    internal static int BucketOf(int ports)
     {
-        for (int i = 0; i < PortBuckets.Length; i++)
+        // PortBuckets is 0, 16, then powers of four up to 16384: above 16, bucket k holds
+        // 4^k + 1 .. 4^(k+1), i.e. k = floor(log2(ports - 1) / 2). Arithmetic, not a walk of the
+        // bounds: every new mapping counts its port here twice.
+        if (ports <= 16)
         {
-            if (ports <= PortBuckets[i])
-            {
-                return i;
-            }
+            return ports <= 0 ? 0 : 1;
         }
-        return PortBuckets.Length;
+        return Math.Min(System.Numerics.BitOperations.Log2((uint)(ports - 1)) >> 1, PortBuckets.Length);
     }
 
     /// <summary>Changes a subscriber's ports by <paramref name="delta"/> (1 or -1), moving it between histogram buckets.</summary>

@@ -151,9 +151,26 @@ public sealed class PortAllocator
     /// class is not kept: a range holds no privileged ports. Returns the port or -1 when the range is full.
     /// </summary>
     public int AllocateInRange(int address, int protocolClass, int low, int high)
+        => AllocateInRange(address, protocolClass, low, high, Draw(NextRandom(), high - low + 1));
+
+    /// <summary>
+    /// A raw 64-bit draw of the allocator's generator, for a caller that turns it into a start
+    /// offset (<see cref="Draw"/>) before it knows the range, so the arithmetic runs while the
+    /// loads that find the range are still in flight.
+    /// </summary>
+    public ulong NextRandom() => Next();
+
+    /// <summary>A draw of <see cref="NextRandom"/> mapped onto 0..<paramref name="n"/>-1 (multiply-high: no division on the new-flow path; bias below 2^-32 for n up to 65536).</summary>
+    public static int Draw(ulong random, int n) => (int)(((random >> 32) * (ulong)(uint)n) >> 32);
+
+    /// <summary>
+    /// As <see cref="AllocateInRange(int, int, int, int)"/>, from the given start offset
+    /// <paramref name="offset"/> (0 to high - low) instead of a fresh draw.
+    /// </summary>
+    public int AllocateInRange(int address, int protocolClass, int low, int high, int offset)
     {
         ulong[] bits = _bitmaps[address * Classes + protocolClass];
-        int start = low + (int)(Next() % (ulong)(high - low + 1));
+        int start = low + offset;
         int port = FindFree(bits, start, high);
         if (port < 0)
         {

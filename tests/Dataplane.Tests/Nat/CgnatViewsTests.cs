@@ -200,6 +200,26 @@ public class CgnatViewsTests
     }
 
     [Fact]
+    public void A_subscribers_ports_bucket_is_the_first_bound_it_does_not_exceed()
+    {
+        // BucketOf computes the bucket; the bounds (PortBuckets) are what operators read. Every
+        // count a subscriber can hold lands where a walk of the bounds puts it.
+        for (int ports = 0; ports <= 65536; ports++)
+        {
+            int walk = SubscriberPorts.PortBuckets.Length;
+            for (int i = 0; i < SubscriberPorts.PortBuckets.Length; i++)
+            {
+                if (ports <= SubscriberPorts.PortBuckets[i])
+                {
+                    walk = i;
+                    break;
+                }
+            }
+            Assert.True(walk == SubscriberPorts.BucketOf(ports), $"{ports} ports: bucket {SubscriberPorts.BucketOf(ports)}, bounds say {walk}");
+        }
+    }
+
+    [Fact]
     public void The_ports_histogram_follows_subscribers_as_they_grow_shrink_and_go()
     {
         var h = Pba(blocks: 8, threshold: 0, out _, perSubscriber: 4);

@@ -2,7 +2,7 @@ using Natd.Dataplane.Sessions;
 
 namespace Natd.Tests.Sessions;
 
-/// <summary><see cref="PortAllocator.AllocateInRange"/>: a deterministic subscriber's range (RFC 7422), random within it (RFC 6056).</summary>
+/// <summary><see cref="PortAllocator.AllocateInRange(int, int, int, int)"/>: a deterministic subscriber's range (RFC 7422), random within it (RFC 6056).</summary>
 public class PortAllocatorRangeTests
 {
     [Fact]
