@@ -313,12 +313,13 @@ public sealed partial class NatEngine
         }
         if (m < 0)
         {
-            int poolIndex = _addresses.PoolIndexFor(key.Source);
             int pclass = SessionTable.ProtocolClass(key.Protocol);
             bool privileged = key.Protocol != IpProtocol.Icmp && FlowKey.PortToHost(key.SourcePort) < 1024;
             int port;
+            int poolIndex;
             if (subscribers is null)
             {
+                poolIndex = _addresses.PoolIndexFor(key.Source); // paired pooling by hash; the subscriber state pairs otherwise
                 port = Table.Ports.Allocate(poolIndex, pclass, privileged);
                 if (port < 0)
                 {
