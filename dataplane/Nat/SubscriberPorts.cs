@@ -84,6 +84,8 @@ public sealed class SubscriberPorts : ISubscriberAccounting
     {
         _table = table;
         _cgn = cgn;
+        _portLimit = cgn.Limits.Ports;
+        _rate = cgn.Limits.NewSessionsPerSecond;
         _pool = pool;
         Table = new SubscriberTable(capacity, seed ^ 0x51B5C0DEUL);
         _paired = new int[pool.Length];
@@ -140,6 +142,10 @@ public sealed class SubscriberPorts : ISubscriberAccounting
     public int BlocksHeldOn(int poolIndex) => _blocks is null ? 0 : _blocks.PerAddress - _blocks.FreeOn(poolIndex);
 
     private SubscriberLimits Limits => _cgn.Limits;
+
+    // The limits every new flow reads, copied out of the (immutable) settings: two loads fewer on the path.
+    private readonly int _portLimit;
+    private readonly int _rate;
 
     /// <summary>Prefetches what a new flow of <paramref name="inside"/> looks up first (its subscriber's index slot). A hint only.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
@@ -208,14 +214,14 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         poolIndex = -1;
         reason = default;
         uint key = _cgn.SubscriberOf(inside);
-        int i = Table.GetOrAdd(key, Limits.NewSessionsPerSecond, nowMs);
+        int i = Table.GetOrAdd(key, _rate, nowMs);
         if (i < 0)
         {
             reason = DropReason.SessionLimit;
             return -1;
         }
         ref Subscriber s = ref Table[i];
-        if (Limits.Ports > 0 && s.Ports >= Limits.Ports)
+        if (_portLimit > 0 && s.Ports >= _portLimit)
         {
             s.PortHits++;
             Refuse(ref s, NatLimitKind.Ports, nowMs);
@@ -277,10 +283,11 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         {
             if (blocks.ClassUse(b, protocolClass) < blocks.SizeOf(b))
             {
-                int p = TakeInBlock(b, protocolClass, random);
+                int a = blocks.AddressOf(b);
+                int p = TakeInBlock(b, a, protocolClass, random);
                 if (p >= 0)
                 {
-                    poolIndex = blocks.AddressOf(b);
+                    poolIndex = a;
                     reason = default;
                     return p;
                 }
@@ -319,7 +326,7 @@ public sealed class SubscriberPorts : ISubscriberAccounting
             blocks.NextInterimMs[nb] = nowMs + _interimMs;
             _interimDue.Ensure(nb, nowMs + _interimMs);
         }
-        int port = TakeInBlock(nb, protocolClass, random);
+        int port = TakeInBlock(nb, blocks.AddressOf(nb), protocolClass, random);
         if (port < 0)
         {
             // Every port of the new block is reserved already (forwards, triggers): it rests empty and
@@ -342,12 +349,12 @@ public sealed class SubscriberPorts : ISubscriberAccounting
     /// are not the block's belong to other shards, which this shard's allocator holds as taken, and
     /// reserved ports (forwards, triggers) are taken too, so the scan yields only the block's free ports.
     /// </summary>
-    private int TakeInBlock(int b, int protocolClass, ulong random)
+    private int TakeInBlock(int b, int address, int protocolClass, ulong random)
     {
         PortBlocks blocks = _blocks!;
         int low = blocks.Low(b);
         int span = (blocks.SizeOf(b) - 1) * blocks.Step + 1;
-        int port = _table.Ports.AllocateInRange(blocks.AddressOf(b), protocolClass, low, low + span - 1, PortAllocator.Draw(random, span));
+        int port = _table.Ports.AllocateInRange(address, protocolClass, low, low + span - 1, PortAllocator.Draw(random, span));
         if (port >= 0)
         {
             blocks.Use(b, protocolClass, 1);
@@ -602,7 +609,7 @@ public sealed class SubscriberPorts : ISubscriberAccounting
     /// <summary>A session of <paramref name="inside"/> was added (any origin).</summary>
     public void SessionAdded(uint inside, long nowMs)
     {
-        int i = Table.GetOrAdd(_cgn.SubscriberOf(inside), Limits.NewSessionsPerSecond, nowMs);
+        int i = Table.GetOrAdd(_cgn.SubscriberOf(inside), _rate, nowMs);
         if (i >= 0)
         {
             Table[i].Sessions++;

@@ -10,7 +10,8 @@ namespace Natd.Benchmarks;
 /// or <c>-- --log-volume [--sessions-per-subscriber S] [--block-size B]</c> for <see cref="LogVolume"/>,
 /// or <c>-- --memory [--sessions N]</c> for <see cref="MemoryPerSession"/>,
 /// or <c>-- --metrics-scrape [--scrapes N]</c> for <see cref="MetricsScrape"/>,
-/// or <c>-- --wakeup [--messages N]</c> for <see cref="WakeupLatency"/>.
+/// or <c>-- --wakeup [--messages N]</c> for <see cref="WakeupLatency"/>,
+/// or <c>-- --allocation [--rounds N]</c> for <see cref="AllocationRatios"/>.
 /// Runs every benchmark unless a <c>--filter</c> is given, prints the compact table, and exits 1
 /// when a fast-path benchmark allocated or any benchmark failed.
 /// </summary>
@@ -49,6 +50,14 @@ public static class Program
             var metricsArgs = new List<string>(args);
             metricsArgs.RemoveAt(metrics);
             return MetricsScrape.Run(metricsArgs);
+        }
+        int ratios = Array.IndexOf(args, "--allocation");
+        if (ratios >= 0)
+        {
+            // Ratios of modes measured side by side in one process, not one process per mode.
+            var ratiosArgs = new List<string>(args);
+            ratiosArgs.RemoveAt(ratios);
+            return AllocationRatios.Run(ratiosArgs);
         }
         int wakeup = Array.IndexOf(args, "--wakeup");
         if (wakeup >= 0)
