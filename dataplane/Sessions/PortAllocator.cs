@@ -160,7 +160,11 @@ public sealed class PortAllocator
     /// </summary>
     public ulong NextRandom() => Next();
 
-    /// <summary>A draw of <see cref="NextRandom"/> mapped onto 0..<paramref name="n"/>-1 (multiply-high: no division on the new-flow path; bias below 2^-32 for n up to 65536).</summary>
+    /// <summary>
+    /// A draw of <see cref="NextRandom"/> mapped onto 0..<paramref name="n"/>-1 (<paramref name="n"/>
+    /// 1 to 65536) by a multiply-high of its top 32 bits, not a division on the new-flow path: each
+    /// offset comes up with probability 1/n to within 2^-32.
+    /// </summary>
     public static int Draw(ulong random, int n) => (int)(((random >> 32) * (ulong)(uint)n) >> 32);
 
     /// <summary>
