@@ -44,7 +44,8 @@ internal sealed class AddressPlan
     private uint _poolLow;          // lowest pool address, host order
     private uint _poolSpan;         // highest - lowest (host order); uint.MaxValue: empty pool
     private int[]? _poolDense;      // [host - _poolLow]: pool index or -1, when the span is at most DenseSpanLimit
-    private Ipv4Prefix[] _insideNetworks = [];
+    private MaskedNet[] _insideNetworks = [];
+    private MaskedNet _insideLink;
     private uint _insideGateway;
     private uint _outsideGateway;
     private MaskedNet[] _ownSources = [];
@@ -87,7 +88,9 @@ internal sealed class AddressPlan
         OutsideAddress = next.Outside.Address.Address;
         InsidePrefix = next.Inside.Address;
         OutsidePrefix = next.Outside.Address;
-        _insideNetworks = [.. next.Inside.Networks];
+        _insideNetworks = MaskAll(next.Inside.Networks);
+        _insideLink = MaskedNet.Of(next.Inside.Address);
+        _outsideLink = MaskedNet.Of(next.Outside.Address);
         _insideGateway = next.Inside.Gateway;
         _outsideGateway = next.Outside.Gateway;
         BuildSourceFilter(next);
@@ -196,27 +199,26 @@ internal sealed class AddressPlan
         => address == InsideAddress || address == OutsideAddress || PoolIndexOf(address) >= 0;
 
     /// <summary>True when <paramref name="address"/> is in one of the configured inside networks.</summary>
-    public bool InInsideNetworks(uint address)
-    {
-        var nets = _insideNetworks;
-        for (int i = 0; i < nets.Length; i++)
-        {
-            if (nets[i].Contains(address))
-            {
-                return true;
-            }
-        }
-        return false;
-    }
+    /// <remarks>Every in2out packet asks this twice (source and destination): the masks are precomputed.</remarks>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool InInsideNetworks(uint address) => AnyContains(_insideNetworks, address);
+
+    /// <summary>True when <paramref name="address"/> (network order) is on the inside link (<see cref="InsidePrefix"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool OnInsideLink(uint address) => (address & _insideLink.Mask) == _insideLink.Net;
+
+    /// <summary>True when <paramref name="address"/> (network order) is on the outside link (<see cref="OutsidePrefix"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool OnOutsideLink(uint address) => (address & _outsideLink.Mask) == _outsideLink.Net;
 
     /// <summary>Outside next hop for a destination: itself when on-link, else the configured gateway (0: none, no route).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public uint NextHopOutside(uint destination) => OutsidePrefix.Contains(destination) ? destination : _outsideGateway;
+    public uint NextHopOutside(uint destination) => OnOutsideLink(destination) ? destination : _outsideGateway;
 
     /// <summary>Inside next hop: the host itself when on-link, else the inside gateway when configured, else the host.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public uint NextHopInside(uint destination)
-        => InsidePrefix.Contains(destination) || _insideGateway == 0 ? destination : _insideGateway;
+        => OnInsideLink(destination) || _insideGateway == 0 ? destination : _insideGateway;
 
     /// <summary>Precomputes the outside source filter from <paramref name="s"/>.</summary>
     private void BuildSourceFilter(NatSettings s)
@@ -231,7 +233,6 @@ internal sealed class AddressPlan
             own.Add(MaskedNet.Of(p));
         }
         _ownSources = [.. own];
-        _outsideLink = MaskedNet.Of(s.Outside.Address);
         var inside = new List<MaskedNet> { MaskedNet.Of(s.Inside.Address) };
         foreach (Ipv4Prefix p in s.Inside.Networks)
         {

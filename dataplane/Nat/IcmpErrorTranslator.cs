@@ -68,8 +68,7 @@ internal sealed class IcmpErrorTranslator
         ushort iport = ses.In2Out.SourcePort;
 
         ip.Destination = inside;
-        ip.ChecksumRaw = Checksum.ApplyDelta(ip.ChecksumRaw, ses.IpDeltaOut2In);
-        ip.DecrementTtl();
+        ip.DecrementTtl(ses.IpDeltaOut2In); // the address's precomputed delta and the TTL in one checksum update
 
         Span<byte> emb = icmp[Icmp.HeaderLength..];
         var eip = new Ipv4Header(emb);
@@ -106,8 +105,7 @@ internal sealed class IcmpErrorTranslator
             return ctx.Drop(DropReason.NoRoute);
         }
         ip.Source = external;
-        ip.ChecksumRaw = Checksum.ApplyDelta(ip.ChecksumRaw, ses.IpDeltaIn2Out);
-        ip.DecrementTtl();
+        ip.DecrementTtl(ses.IpDeltaIn2Out); // the address's precomputed delta and the TTL in one checksum update
 
         Span<byte> emb = icmp[Icmp.HeaderLength..];
         var eip = new Ipv4Header(emb);

@@ -153,8 +153,7 @@ public sealed partial class NatEngine
 
         // Rewrite source address and port (or ICMP identifier) with the precomputed deltas.
         ip.Source = ses.Out2In.Destination;
-        ip.ChecksumRaw = Checksum.ApplyDelta(ip.ChecksumRaw, ses.IpDeltaIn2Out);
-        ip.DecrementTtl();
+        ip.DecrementTtl(ses.IpDeltaIn2Out); // the address's precomputed delta and the TTL in one checksum update
         RewriteL4(l4, proto, portOffset: proto == IpProtocol.Icmp ? Icmp.IdentifierOffset : 0, ses.Out2In.DestinationPort, ses.L4DeltaIn2Out);
 
         if (proto == IpProtocol.Tcp)
@@ -251,8 +250,7 @@ public sealed partial class NatEngine
         uint inside = ses.In2Out.Source;
         uint nextHop = _addresses.NextHopInside(inside);
         ip.Destination = inside;
-        ip.ChecksumRaw = Checksum.ApplyDelta(ip.ChecksumRaw, ses.IpDeltaOut2In);
-        ip.DecrementTtl();
+        ip.DecrementTtl(ses.IpDeltaOut2In); // the address's precomputed delta and the TTL in one checksum update
         RewriteL4(l4, proto, portOffset: proto == IpProtocol.Icmp ? Icmp.IdentifierOffset : 2, ses.In2Out.SourcePort, ses.L4DeltaOut2In);
 
         if (proto == IpProtocol.Tcp)

@@ -308,11 +308,11 @@ public sealed partial class NatEngine
             {
                 return ctx.Drop(DropReason.NotFromInsideNetwork);
             }
-            if (_options.LearnFromTraffic && _addresses.InsidePrefix.Contains(src))
+            if (_options.LearnFromTraffic && _addresses.OnInsideLink(src))
             {
                 Learn(Side.Inside, src, eth.Source);
             }
-            if (_addresses.InInsideNetworks(dst) || _addresses.InsidePrefix.Contains(dst))
+            if (_addresses.InInsideNetworks(dst) || _addresses.OnInsideLink(dst))
             {
                 // natd translates between inside and outside only; inside-to-inside is not its job
                 // (and must never be masqueraded: the ipfwadm "-W" lesson).
@@ -331,7 +331,7 @@ public sealed partial class NatEngine
 
         if (_options.LearnFromTraffic)
         {
-            if (_addresses.OutsidePrefix.Contains(src))
+            if (_addresses.OnOutsideLink(src))
             {
                 Learn(Side.Outside, src, eth.Source);
             }

@@ -121,8 +121,7 @@ internal sealed class PortlessProtocols
         SessionTable table = _sessions.Table;
         ref Session ses = ref table.Sessions[s];
         ip.Source = ses.Out2In.Destination;
-        ip.ChecksumRaw = Checksum.ApplyDelta(ip.ChecksumRaw, ses.IpDeltaIn2Out);
-        ip.DecrementTtl();
+        ip.DecrementTtl(ses.IpDeltaIn2Out); // the address's precomputed delta and the TTL in one checksum update
         ses.PacketsIn2Out++;
         ses.BytesIn2Out += ipSpan.Length;
         table.Touch(s, ctx.NowMs);

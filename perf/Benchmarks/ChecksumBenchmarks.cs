@@ -7,7 +7,7 @@ namespace Natd.Benchmarks;
 
 /// <summary>
 /// RFC 1071 checksum over an IPv4 header (20 bytes), a small packet (64) and a full-size one
-/// (1500): <see cref="Checksum.Compute"/> (8-byte loads, deferred carries) against the textbook
+/// (1500): <see cref="Checksum.Compute"/> (8-byte loads added as 32-bit halves, no carry tests) against the textbook
 /// loop over 16-bit big-endian words built from bytes.
 /// </summary>
 [BenchmarkCategory(Categories.FastPath)]
