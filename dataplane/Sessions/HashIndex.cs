@@ -32,7 +32,7 @@ internal sealed class HashIndex<TMatcher> where TMatcher : struct, IKeyMatcher
     public HashIndex(int maxItems, TMatcher matcher)
     {
         int slots = (int)Math.Max(16, ((long)maxItems * 4 + 2) / 3 + 1);
-        _slots = new ulong[slots];
+        _slots = LargeArrays.Allocate<ulong>(slots);
         _slotCount = slots;
         _matcher = matcher;
     }
@@ -78,9 +78,10 @@ internal sealed class HashIndex<TMatcher> where TMatcher : struct, IKeyMatcher
     }
 
     /// <summary>
-    /// Prefetches the home slot of <paramref name="hash"/>; with <paramref name="value"/> set, also
-    /// returns the value stored there when its tag matches (so the caller can prefetch the item),
-    /// else -1. A hint only: it changes nothing and never fails.
+    /// Prefetches the home slot of <paramref name="hash"/>; with <paramref name="value"/> set, instead
+    /// returns the value of the first slot of the probe run, within the home slot's cache line,
+    /// whose tag matches (so the caller can prefetch the item), else -1. A hint only: it changes
+    /// nothing and never fails.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public unsafe int Prefetch(uint hash, bool value)
@@ -95,9 +96,29 @@ internal sealed class HashIndex<TMatcher> where TMatcher : struct, IKeyMatcher
             }
             return -1;
         }
-        ulong w = _slots[i];
-        return (uint)w == tag ? (int)(w >> 32) : -1;
+        // The entry sits at its home slot or, displaced by linear probing, a few slots later (at a
+        // load factor of 0.75 about half the entries are displaced): follow the run, but only to
+        // the end of the cache line stage one fetched. A read past it would miss here, in the
+        // prefetch, the stall the prefetch is there to hide (a new flow's run is the longest).
+        ref ulong slot = ref _slots[i];
+        int rest = Math.Min(_slotCount - i, LineSlots - (int)(((nint)Unsafe.AsPointer(ref slot) & (LineBytes - 1)) >> 3));
+        for (int k = 0; k < rest; k++)
+        {
+            ulong w = Unsafe.Add(ref slot, k);
+            if (w == 0)
+            {
+                return -1;
+            }
+            if ((uint)w == tag)
+            {
+                return (int)(w >> 32);
+            }
+        }
+        return -1;
     }
+
+    private const int LineBytes = 64;
+    private const int LineSlots = LineBytes / sizeof(ulong);
 
     /// <summary>Adds an entry; the caller ensured the key is absent. False when the index is full.</summary>
     public bool Insert(uint hash, int value)

@@ -179,7 +179,7 @@ public sealed class SessionTable
         Capacity = capacity;
         Ports = ports;
         _seed = hashSeed;
-        _sessions = new Session[capacity];
+        _sessions = LargeArrays.Allocate<Session>(capacity);
         _mappings = new Mapping[capacity];
         for (int i = 0; i < capacity; i++)
         {

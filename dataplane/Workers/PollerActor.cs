@@ -236,18 +236,13 @@ public sealed class PollerActor : UntypedActor, IFrameSink
         {
             FrameParser.Parse(batch.Slot(i)[..batch.Lengths[i]], side, seed, out parsed[i]);
         }
+        // Two-stage prefetch (index slot, then session, frames ahead of translation): hides the
+        // cache misses of a table bigger than the caches, as VPP's frame loops do.
+        ReadOnlySpan<ParsedFrame> frames = parsed.AsSpan(0, n);
+        _engine.PrefetchBatch(frames);
         for (int i = 0; i < n; i++)
         {
-            // Two-stage prefetch (index slot 4 frames ahead, session 2 ahead): hides the cache
-            // misses of a table bigger than the caches, as VPP's frame loops do.
-            if (i + 4 < n)
-            {
-                _engine.Prefetch(parsed[i + 4], session: false);
-            }
-            if (i + 2 < n)
-            {
-                _engine.Prefetch(parsed[i + 2], session: true);
-            }
+            _engine.PrefetchAhead(frames, i);
             int len = batch.Lengths[i];
             Span<byte> slot = batch.Slot(i);
             if (map is not null)

@@ -125,24 +125,19 @@ public class EstablishedBenchmarks
         ParsedFrame[] parsed = _parsed;
         ulong seed = engine.Table.HashSeed;
         int forwarded = 0;
-        // As the poller does: receive the batch, parse each frame once, then prefetch and translate.
+        // As the poller does: receive the batch, parse each frame once, then prefetch (two stages,
+        // NatEngine.PrefetchBatch and PrefetchAhead) and translate.
         for (int i = 0; i < BenchLab.BatchSize; i++)
         {
             Span<byte> slot = slots.Slot(i);
             src.Slice(i * BenchLab.Stride, BenchLab.FrameLength).CopyTo(slot);
             FrameParser.Parse(slot[..BenchLab.FrameLength], ingress, seed, out parsed[i]);
         }
+        ReadOnlySpan<ParsedFrame> batch = parsed.AsSpan(0, BenchLab.BatchSize);
+        engine.PrefetchBatch(batch);
         for (int i = 0; i < BenchLab.BatchSize; i++)
         {
-            // Two-stage prefetch of the frames 4 and 2 ahead.
-            if (i + 4 < BenchLab.BatchSize)
-            {
-                engine.Prefetch(parsed[i + 4], session: false);
-            }
-            if (i + 2 < BenchLab.BatchSize)
-            {
-                engine.Prefetch(parsed[i + 2], session: true);
-            }
+            engine.PrefetchAhead(batch, i);
             Span<byte> slot = slots.Slot(i);
             int len = BenchLab.FrameLength;
             var ctx = new PacketContext(engine.Counters, BenchLab.StartMs);

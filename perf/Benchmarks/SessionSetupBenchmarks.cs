@@ -114,23 +114,18 @@ public class SessionSetupBenchmarks
         ulong seed = engine.Table.HashSeed;
         int forwarded = 0;
         // As the poller does (PollerActor.RunBatch): receive the batch, parse each frame once, then
-        // prefetch (two stages, four and two frames ahead) and translate.
+        // prefetch (two stages, NatEngine.PrefetchBatch and PrefetchAhead) and translate.
         for (int i = 0; i < BenchLab.BatchSize; i++)
         {
             Span<byte> slot = slots.Slot(i);
             src.Slice(i * BenchLab.Stride, BenchLab.FrameLength).CopyTo(slot);
             FrameParser.Parse(slot[..BenchLab.FrameLength], Side.Inside, seed, out parsed[i]);
         }
+        ReadOnlySpan<ParsedFrame> batch = parsed.AsSpan(0, BenchLab.BatchSize);
+        engine.PrefetchBatch(batch);
         for (int i = 0; i < BenchLab.BatchSize; i++)
         {
-            if (i + 4 < BenchLab.BatchSize)
-            {
-                engine.Prefetch(parsed[i + 4], session: false);
-            }
-            if (i + 2 < BenchLab.BatchSize)
-            {
-                engine.Prefetch(parsed[i + 2], session: true);
-            }
+            engine.PrefetchAhead(batch, i);
             Span<byte> slot = slots.Slot(i);
             int len = BenchLab.FrameLength;
             var ctx = new PacketContext(engine.Counters, BenchLab.StartMs);

@@ -348,4 +348,79 @@ public class PrefetchTests
         Assert.Equal(drops, h.Engine.Counters.Drops.ToArray().Sum());
         Assert.Equal(Verdict.ToOutside, h.Run(frame, Side.Inside, out _));
     }
+
+    [Fact]
+    public void The_batch_pipeline_translates_exactly_as_frames_sent_one_by_one()
+    {
+        // Two twin engines over a table big enough for prefetching; one runs batches as the poller
+        // does (parse, PrefetchBatch, PrefetchAhead before each frame), the other frame by frame.
+        static NatSettings Big(NatSettings s) => s with { MaxSessions = NatEngine.PrefetchThreshold + 5000 };
+        // Endpoint-independent mapping: 1,000 inside endpoints, each to 66 remote ports (few external ports).
+        static byte[] Flow(int i) => Udp($"10.0.0.{2 + i % 200}", 1024 + (i / 200) % 5, EngineHarness.OutsideHost, 1000 + i / 1000);
+        var piped = new EngineHarness(Big);
+        var single = new EngineHarness(Big);
+        var replies = new List<byte[]>();
+        for (int i = 0; i < NatEngine.PrefetchThreshold + 10; i++)
+        {
+            var f = Flow(i);
+            byte[] o = single.Out(f);
+            Assert.Equal(o, piped.Out(f));
+            if (i % 500 == 0)
+            {
+                replies.Add(EngineHarness.FromOutside(Udp(Dst(o), DstPort(o), Src(o), SrcPort(o))));
+            }
+        }
+        Assert.True(piped.Engine.Table.Count > NatEngine.PrefetchThreshold);
+
+        var rnd = new Random(17);
+        int forwarded = 0, created = 0;
+        // 1 and 2 frames (shorter than every distance), 13, 64 (the new-flow mask's width) and 100 (past it).
+        foreach (int size in new[] { 1, 2, 13, 64, 100, 64 })
+        {
+            var frames = new List<(byte[] Frame, Side Side)>();
+            for (int i = 0; i < size; i++)
+            {
+                int kind = rnd.Next(5);
+                int n = rnd.Next(NatEngine.PrefetchThreshold);
+                frames.Add(kind switch
+                {
+                    0 or 1 => (Flow(n), Side.Inside), // established
+                    2 => (Udp($"10.0.0.{2 + n % 200}", 1024 + n % 5, "203.0.113.9", 1 + rnd.Next(60000)), Side.Inside), // a new flow (its endpoint's mapping exists)
+                    3 => (replies[rnd.Next(replies.Count)], Side.Outside), // a reply
+                    _ => (Udp(EngineHarness.InsideHost, 1024, EngineHarness.OutsideHost, 53)[..rnd.Next(10, 40)], Side.Inside), // truncated
+                });
+            }
+            var expected = new List<(Verdict, byte[])>();
+            foreach (var (f, side) in frames)
+            {
+                Verdict v = single.Run(f, side, out byte[] o);
+                expected.Add((v, o));
+            }
+
+            var slots = new byte[size][];
+            var parsed = new ParsedFrame[size];
+            for (int i = 0; i < size; i++)
+            {
+                slots[i] = new byte[Natd.Dataplane.Io.FrameBatch.SlotSize];
+                frames[i].Frame.CopyTo(slots[i], 0);
+                FrameParser.Parse(slots[i].AsSpan(0, frames[i].Frame.Length), frames[i].Side, piped.Engine.Table.HashSeed, out parsed[i]);
+            }
+            int before = piped.Engine.Table.Count;
+            piped.Engine.PrefetchBatch(parsed);
+            for (int i = 0; i < size; i++)
+            {
+                piped.Engine.PrefetchAhead(parsed, i);
+                int len = frames[i].Frame.Length;
+                var ctx = new PacketContext(piped.Engine.Counters, piped.Now);
+                Verdict v = piped.Engine.Process(slots[i], ref len, frames[i].Side, Natd.Dataplane.Io.FrameFlags.None, parsed[i], ref ctx);
+                Assert.Equal(expected[i].Item1, v);
+                Assert.Equal(expected[i].Item2, slots[i].AsSpan(0, len).ToArray());
+                forwarded += v is Verdict.ToOutside or Verdict.ToInside ? 1 : 0;
+            }
+            created += piped.Engine.Table.Count - before;
+            Assert.Equal(single.Engine.Table.Count, piped.Engine.Table.Count);
+        }
+        Assert.True(forwarded > 100 && created > 20, $"{forwarded} forwarded, {created} created: the batches must mix hits and new flows");
+        Assert.Equal(single.Engine.Counters.Drops.ToArray(), piped.Engine.Counters.Drops.ToArray());
+    }
 }
