@@ -37,7 +37,8 @@ public readonly record struct BlockGeometry(int First, int Size, int PerAddress)
 /// </summary>
 public sealed class PortBlocks
 {
-    private readonly int[] _classUse;   // [block * Classes + class]: mappings of that class in the block
+    private readonly int[] _classUse;   // [class * blocks + block]: mappings of that class in the block (class-major: one protocol's counts sit together)
+    private readonly int _blocks;
     private readonly uint[] _owner;     // subscriber (network order) holding the block
     private readonly bool[] _held;
     private readonly int[] _next;       // the owner's list of blocks
@@ -78,6 +79,7 @@ public sealed class PortBlocks
             _pins = new int[_current];
         }
         _classUse = new int[blocks * PortAllocator.Classes];
+        _blocks = blocks;
         _owner = new uint[blocks];
         _held = new bool[blocks];
         _next = new int[blocks];
@@ -230,19 +232,18 @@ public sealed class PortBlocks
     public int FreeOn(int address) => _free[address];
 
     /// <summary>Mappings of a protocol class in a block.</summary>
-    public int ClassUse(int block, int protocolClass) => _classUse[block * PortAllocator.Classes + protocolClass];
+    public int ClassUse(int block, int protocolClass) => _classUse[protocolClass * _blocks + block];
 
     /// <summary>Mappings of every class in a block.</summary>
     public int Mappings(int block)
     {
-        int i = block * PortAllocator.Classes;
-        return _classUse[i] + _classUse[i + 1] + _classUse[i + 2];
+        return _classUse[block] + _classUse[_blocks + block] + _classUse[2 * _blocks + block];
     }
 
     /// <summary>Counts one mapping more (<paramref name="delta"/> 1) or less (-1) in a block; never below 0.</summary>
     public void Use(int block, int protocolClass, int delta)
     {
-        ref int u = ref _classUse[block * PortAllocator.Classes + protocolClass];
+        ref int u = ref _classUse[protocolClass * _blocks + block];
         u = Math.Max(0, u + delta);
     }
 
@@ -298,8 +299,7 @@ public sealed class PortBlocks
         {
             Pin(block, -1);
         }
-        int i = block * PortAllocator.Classes;
-        _classUse[i] = _classUse[i + 1] = _classUse[i + 2] = 0;
+        _classUse[block] = _classUse[_blocks + block] = _classUse[2 * _blocks + block] = 0;
     }
 
     private void Claim(int b, uint owner)
