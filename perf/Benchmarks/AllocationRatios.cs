@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using Natd.Benchmarks.Support;
 using Natd.Dataplane.Nat;
 
 namespace Natd.Benchmarks;
@@ -26,18 +27,9 @@ public static class AllocationRatios
     public static int Run(IReadOnlyList<string> args)
     {
         int rounds = 30;
-        for (int i = 0; i < args.Count; i++)
+        if (!ModeArguments.TryCount(args, "--allocation", "--rounds", ref rounds))
         {
-            if (args[i] == "--rounds" && i + 1 < args.Count && int.TryParse(args[i + 1], CultureInfo.InvariantCulture, out int n) && n > 0)
-            {
-                rounds = n;
-                i++;
-            }
-            else
-            {
-                Console.Error.WriteLine($"--allocation: unknown or malformed argument '{args[i]}' (--rounds N)");
-                return 2;
-            }
+            return 2;
         }
         PortAllocation[] modes = [PortAllocation.Dynamic, PortAllocation.PortBlock, PortAllocation.Deterministic];
         var benches = new SessionSetupBenchmarks[modes.Length];

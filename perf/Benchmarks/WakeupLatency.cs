@@ -26,18 +26,9 @@ public static class WakeupLatency
     public static int Run(IReadOnlyList<string> args)
     {
         int messages = 2000;
-        for (int i = 0; i < args.Count; i++)
+        if (!ModeArguments.TryCount(args, "--wakeup", "--messages", ref messages))
         {
-            if (args[i] == "--messages" && i + 1 < args.Count && int.TryParse(args[i + 1], CultureInfo.InvariantCulture, out int n) && n > 0)
-            {
-                messages = n;
-                i++;
-            }
-            else
-            {
-                Console.Error.WriteLine($"wakeup: unknown or malformed argument {args[i]}");
-                return 2;
-            }
+            return 2;
         }
         var system = ActorSystem.Create("wakeup", Akka.Configuration.ConfigurationFactory.ParseString("akka.loglevel = WARNING").WithFallback(PollerActor.Config));
         using var wake = new Wakeup();
