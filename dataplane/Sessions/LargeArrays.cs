@@ -26,13 +26,25 @@ internal static class LargeArrays
     /// <remarks>The type parameter is not called T: the architecture test's analyser takes a
     /// generic parameter for a type of the namespace that declares it, and every other T in the
     /// dataplane would then seem to depend on this one.</remarks>
-    public static unsafe TElement[] Allocate<TElement>(int length)
+    public static TElement[] Allocate<TElement>(int length)
+        where TElement : unmanaged
+        => Allocate<TElement>(length, pinned: false);
+
+    /// <summary>
+    /// As <see cref="Allocate{TElement}(int)"/>, but pinned at every size: for a caller that keeps
+    /// an address-derived property (a cache-line aligned start) for the array's life.
+    /// </summary>
+    public static TElement[] AllocatePinned<TElement>(int length)
+        where TElement : unmanaged
+        => Allocate<TElement>(length, pinned: true);
+
+    private static unsafe TElement[] Allocate<TElement>(int length, bool pinned)
         where TElement : unmanaged
     {
         long bytes = (long)length * sizeof(TElement);
         if (bytes < MinBytes || !OperatingSystem.IsLinux())
         {
-            return new TElement[length];
+            return pinned ? GC.AllocateArray<TElement>(length, pinned: true) : new TElement[length];
         }
         TElement[] array = GC.AllocateArray<TElement>(length, pinned: true);
         nint start = (nint)Unsafe.AsPointer(ref array[0]);

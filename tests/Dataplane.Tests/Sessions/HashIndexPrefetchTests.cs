@@ -5,9 +5,10 @@ using Xunit;
 namespace Natd.Dataplane.Tests.Sessions;
 
 /// <summary>
-/// Prefetch stage two names the session of a key from its index slot. Linear probing displaces
-/// about half the entries of a loaded table from their home slot, so stage two follows the probe
-/// run, within the cache line stage one fetched, and never names an entry of another tag.
+/// Prefetch stage two names the session of a key from its index line. A key's home is a whole
+/// cache line and linear probing fills it before it spills into the next, so stage two reads the
+/// line stage one fetched, finds every entry placed in it, never reads past it, and never names an
+/// entry of another tag.
 /// </summary>
 public class HashIndexPrefetchTests
 {
@@ -19,33 +20,53 @@ public class HashIndexPrefetchTests
     [Fact]
     public void Stage_two_finds_entries_displaced_within_the_home_line()
     {
-        const int pairs = 2000;
+        const int lines = 500;
         var index = new HashIndex<Never>(100_000, default);
+        Assert.Equal(0, index.Slots % 8);
+        int lineCount = index.Slots / 8;
         var rnd = new Random(23);
-        int found = 0, wrong = 0;
         var used = new HashSet<int>();
-        for (int i = 0; i < pairs; i++)
+        int tried = 0, found = 0, missed = 0, wrong = 0, value = 0;
+        for (int n = 0; n < lines; n++)
         {
-            // Hashes h and h + 1 share a home slot (the slot is the hash scaled to the slot count)
-            // but not a tag: the second entry lands one slot later.
-            uint h = (uint)rnd.NextInt64(1, uint.MaxValue - 1);
-            int home = (int)(((ulong)h * (uint)index.Slots) >> 32);
-            if (((ulong)(h + 1) * (uint)index.Slots) >> 32 != (ulong)home || !used.Add(home) || !used.Add(home + 1) || used.Contains(home + 2) || used.Contains(home - 1))
+            // Eleven hashes h, h + 1, ... that share a home line (the hash scaled to the line count)
+            // whose line and the next are empty: the first eight fill the line, displaced by one
+            // slot after another; the last three spill into the next line.
+            uint h = (uint)rnd.NextInt64(1, uint.MaxValue - 16);
+            int line = (int)(((ulong)h * (uint)lineCount) >> 32);
+            if (((ulong)(h + 10) * (uint)lineCount) >> 32 != (ulong)line || line + 2 >= lineCount
+                || used.Contains(line - 1) || used.Contains(line) || used.Contains(line + 1) || used.Contains(line + 2))
             {
                 continue;
             }
-            Assert.True(index.Insert(h, 2 * i));
-            Assert.True(index.Insert(h + 1, 2 * i + 1));
-            Assert.Equal(2 * i, index.Prefetch(h, value: true));
-            int v = index.Prefetch(h + 1, value: true);
-            found += v == 2 * i + 1 ? 1 : 0;
-            wrong += v >= 0 && v != 2 * i + 1 ? 1 : 0;
+            used.Add(line);
+            used.Add(line + 1);
+            tried++;
+            int first = value;
+            for (uint k = 0; k < 11; k++)
+            {
+                Assert.True(index.Insert(h + k, value++));
+            }
+            for (uint k = 0; k < 11; k++)
+            {
+                int v = index.Prefetch(h + k, value: true);
+                if (k < 8)
+                {
+                    found += v == first + (int)k ? 1 : 0;
+                }
+                else
+                {
+                    missed += v == -1 ? 1 : 0;
+                }
+                wrong += v >= 0 && v != first + (int)k ? 1 : 0;
+            }
         }
+        Assert.True(tried > lines / 2, $"only {tried} empty line pairs drawn");
         Assert.Equal(0, wrong);
-        // One home slot in eight ends its cache line; the displaced entry then lies in the next line,
-        // which stage two leaves alone. Reading only the home slot would find none.
-        Assert.True(found > used.Count / 2 * 3 / 4, $"found {found} displaced entries of {used.Count / 2}");
-        Assert.True(found < used.Count / 2, "an entry past the home slot's line was read");
+        // Every entry in the home line is found (reading only the home slot would find one in eight);
+        // an entry in the next line is left alone (reading it would miss, in the prefetch).
+        Assert.Equal(8 * tried, found);
+        Assert.Equal(3 * tried, missed);
     }
 
     [Fact]
