@@ -25,7 +25,8 @@ public enum GatewayKind
 /// <param name="Driver">natd's driver key (af_xdp, af_packet), null for the kernel.</param>
 /// <param name="Workers">dataplane.workers for natd.</param>
 /// <param name="Scaling">True for the extra rows of the scaling table.</param>
-public sealed record Variant(string Label, GatewayKind Kind, string? Driver, int Workers, bool Scaling);
+/// <param name="Natd">natd.dll of another build (the base of a same-run comparison, <c>perf/live/run --base</c>); null for the build under test.</param>
+public sealed record Variant(string Label, GatewayKind Kind, string? Driver, int Workers, bool Scaling, string? Natd = null);
 
 /// <summary>One measurement window.</summary>
 /// <param name="Delivered">Frames per second that reached the outside host.</param>
@@ -53,6 +54,8 @@ public sealed partial class Harness
     private readonly int _maxWorkers;
     private readonly bool _pin;
     private readonly TextWriter _out;
+    private readonly string? _baseNatd;
+    private readonly string _baseLabel;
     private readonly Dictionary<(Variant, Load), List<Sample>> _samples = [];
     private readonly Dictionary<Variant, string> _failures = [];
     private readonly Dictionary<Variant, string> _driverNotes = [];
@@ -61,9 +64,17 @@ public sealed partial class Harness
     private string _gwMac = "";
     private volatile bool _cancelled;
 
-    /// <summary>Creates a harness; nothing runs until <see cref="Run"/>.</summary>
-    public Harness(string dotnet, string natdDll, string liveDll, double seconds, int runs, int maxWorkers, bool pin, TextWriter output)
+    /// <summary>
+    /// Creates a harness; nothing runs until <see cref="Run"/>. With <paramref name="baseNatd"/> (the
+    /// natd.dll of another build, named <paramref name="baseLabel"/>) each natd row with one worker
+    /// gets a twin run on that build, measured next to it in every run (which goes first alternates
+    /// run by run), and the report adds the per-run ratios of the two.
+    /// </summary>
+    public Harness(string dotnet, string natdDll, string liveDll, double seconds, int runs, int maxWorkers, bool pin, TextWriter output,
+        string? baseNatd = null, string? baseLabel = null)
     {
+        _baseNatd = baseNatd;
+        _baseLabel = baseLabel ?? "base";
         _pin = pin;
         _dotnet = dotnet;
         _natdDll = natdDll;
@@ -82,8 +93,16 @@ public sealed partial class Harness
             new("kernel forward", GatewayKind.KernelForward, null, 0, false),
             new("nftables snat", GatewayKind.Nftables, null, 0, false),
             new("natd af_packet", GatewayKind.Natd, "af_packet", 1, false),
-            new("natd af_xdp", GatewayKind.Natd, "af_xdp", 1, false),
         };
+        if (_baseNatd is not null)
+        {
+            list.Add(new($"natd af_packet ({_baseLabel})", GatewayKind.Natd, "af_packet", 1, false, _baseNatd));
+        }
+        list.Add(new("natd af_xdp", GatewayKind.Natd, "af_xdp", 1, false));
+        if (_baseNatd is not null)
+        {
+            list.Add(new($"natd af_xdp ({_baseLabel})", GatewayKind.Natd, "af_xdp", 1, false, _baseNatd));
+        }
         for (int w = 2; w <= _maxWorkers; w++)
         {
             list.Add(new($"natd af_packet workers={w}", GatewayKind.Natd, "af_packet", w, true));
@@ -107,7 +126,7 @@ public sealed partial class Harness
             var variants = Variants();
             for (int run = 0; run < _runs && !_cancelled; run++)
             {
-                foreach (var v in variants)
+                foreach (var v in OrderOf(variants, run))
                 {
                     if (_cancelled)
                     {
@@ -133,6 +152,31 @@ public sealed partial class Harness
             _lab.Dispose();
         }
     }
+
+    /// <summary>
+    /// The run's order: the variants as listed, except that a base twin goes before the row it
+    /// pairs with in every other run, so that neither build always measures first (after the
+    /// other's natd stopped, with the caches and the host in whatever state that left).
+    /// </summary>
+    public static List<Variant> OrderOf(List<Variant> variants, int run)
+    {
+        var order = new List<Variant>(variants);
+        if (run % 2 == 1)
+        {
+            for (int i = 0; i + 1 < order.Count; i++)
+            {
+                if (IsTwin(order[i], order[i + 1]))
+                {
+                    (order[i], order[i + 1]) = (order[i + 1], order[i]);
+                    i++;
+                }
+            }
+        }
+        return order;
+    }
+
+    private static bool IsTwin(Variant a, Variant b)
+        => a.Natd is null && b.Natd is not null && a.Kind == b.Kind && a.Driver == b.Driver && a.Workers == b.Workers;
 
     private void PrepareTopology()
     {
@@ -291,9 +335,10 @@ public sealed partial class Harness
         File.WriteAllText(path, NatdConfig(v.Driver!, v.Workers));
         // --pin: one poller gets the last core to itself, the generator (and the kernel's receive
         // work it triggers) the first; more pollers than that share all cores.
+        string natdDll = v.Natd ?? _natdDll;
         var natd = _pin && v.Workers == 1
-            ? lab.StartIn(lab.GatewayNs, "taskset", "-c", LastCpu, _dotnet, _natdDll, "run", "--config", path)
-            : lab.StartIn(lab.GatewayNs, _dotnet, _natdDll, "run", "--config", path);
+            ? lab.StartIn(lab.GatewayNs, "taskset", "-c", LastCpu, _dotnet, natdDll, "run", "--config", path)
+            : lab.StartIn(lab.GatewayNs, _dotnet, natdDll, "run", "--config", path);
         string? ready = natd.WaitForLine(l => l.StartsWith("natd: ready", StringComparison.Ordinal), TimeSpan.FromSeconds(30));
         if (ready is null)
         {
@@ -487,10 +532,15 @@ public sealed partial class Harness
         foreach (var load in new[] { Load.Established, Load.Setup })
         {
             double? nft = MedianOf(variants.First(x => x.Kind == GatewayKind.Nftables), load)?.Delivered;
-            foreach (var v in variants.Where(x => x.Kind == GatewayKind.Natd).OrderBy(x => x.Driver, StringComparer.Ordinal).ThenBy(x => x.Workers))
+            foreach (var v in variants.Where(x => x.Kind == GatewayKind.Natd && x.Natd is null).OrderBy(x => x.Driver, StringComparer.Ordinal).ThenBy(x => x.Workers))
             {
                 sb.AppendLine(Row(v, load, nft, v.Scaling ? null : $"{v.Label} workers=1"));
             }
+        }
+        if (_baseNatd is not null)
+        {
+            sb.AppendLine();
+            sb.Append(AgainstBase(variants));
         }
         sb.AppendLine();
         sb.AppendLine(Target(variants, Load.Established, 1.0, "natd af_xdp >= 1.0x nftables, established pps"));
@@ -522,9 +572,56 @@ public sealed partial class Harness
         return $"{loadName,-12} {name,-52} {Rate(s.Delivered),12} {range,20} {Rate(s.Offered),12} {ratio,12}   {drv}{s.Notes}";
     }
 
+    /// <summary>
+    /// The same-run comparison with the base build: per natd row and load, both medians, the ratio
+    /// of each run's pair (this build's delivered/s over the base's, measured one after the other)
+    /// and their geometric mean, against "no more than 3% slower" (a geometric mean of at least 0.97).
+    /// </summary>
+    private string AgainstBase(List<Variant> variants)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
+            $"against {_baseLabel} (same run; each run measures both builds back to back, which goes first alternating): this build / {_baseLabel}, delivered/s"));
+        sb.AppendLine(string.Create(CultureInfo.InvariantCulture, $"{"load",-12} {"variant",-22} {"this build",12} {_baseLabel,12} {"per run",-40} {"geomean",8}   no more than 3% slower"));
+        foreach (var load in new[] { Load.Established, Load.Setup })
+        {
+            foreach (var after in variants.Where(x => x.Kind == GatewayKind.Natd && x.Natd is null))
+            {
+                var twin = variants.FirstOrDefault(x => IsTwin(after, x));
+                if (twin is null)
+                {
+                    continue;
+                }
+                string loadName = load.ToString().ToLowerInvariant();
+                var a = _samples.GetValueOrDefault((after, load)) ?? [];
+                var b = _samples.GetValueOrDefault((twin, load)) ?? [];
+                int n = Math.Min(a.Count, b.Count);
+                var ratios = new List<double>();
+                for (int i = 0; i < n; i++)
+                {
+                    if (a[i].Delivered > 0 && b[i].Delivered > 0)
+                    {
+                        ratios.Add(a[i].Delivered / b[i].Delivered);
+                    }
+                }
+                if (ratios.Count == 0)
+                {
+                    string why = _failures.GetValueOrDefault(twin) ?? _failures.GetValueOrDefault(after) ?? "not measured";
+                    sb.AppendLine($"{loadName,-12} {after.Label,-22} {"-",12} {"-",12} {"-",-40} {"-",8}   {why}");
+                    continue;
+                }
+                double geo = Math.Exp(ratios.Average(Math.Log));
+                string per = string.Join(' ', ratios.Select(r => r.ToString("0.000", CultureInfo.InvariantCulture)));
+                sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
+                    $"{loadName,-12} {after.Label,-22} {Rate(MedianOf(after, load)!.Delivered),12} {Rate(MedianOf(twin, load)!.Delivered),12} {per,-40} {geo,8:0.000}   {(geo >= 0.97 ? "MET" : "NOT MET")}"));
+            }
+        }
+        return sb.ToString();
+    }
+
     private string Target(List<Variant> variants, Load load, double factor, string what)
     {
-        var xdp = variants.First(x => x.Kind == GatewayKind.Natd && x.Driver == "af_xdp" && !x.Scaling);
+        var xdp = variants.First(x => x.Kind == GatewayKind.Natd && x.Driver == "af_xdp" && !x.Scaling && x.Natd is null);
         var nft = variants.First(x => x.Kind == GatewayKind.Nftables);
         var a = MedianOf(xdp, load);
         var b = MedianOf(nft, load);

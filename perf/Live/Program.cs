@@ -20,13 +20,15 @@ if (args.Length > 0 && args[0] == "cleanup")
 }
 if (args.Length == 0 || args[0] != "run")
 {
-    Console.Error.WriteLine("usage: Natd.Live run --natd NATD.DLL [--dotnet PATH] [--seconds S] [--runs N] [--max-workers N] [--pin] [--save FILE]\n       Natd.Live gen --dst-mac MAC [--if eth0] [--load established|setup] [--seconds S] [--start N]");
+    Console.Error.WriteLine("usage: Natd.Live run --natd NATD.DLL [--dotnet PATH] [--seconds S] [--runs N] [--max-workers N] [--pin] [--save FILE] [--base-natd NATD.DLL --base-label NAME]\n       Natd.Live gen --dst-mac MAC [--if eth0] [--load established|setup] [--seconds S] [--start N]");
     return 1;
 }
 
 string dotnet = "dotnet";
 string? natdDll = null;
 string? save = null;
+string? baseNatd = null;
+string? baseLabel = null;
 double seconds = 5;
 int runs = 3;
 int maxWorkers = Math.Max(2, Environment.ProcessorCount);
@@ -49,6 +51,8 @@ for (int i = 1; i < args.Length; i += 2)
         case "--dotnet": dotnet = args[i + 1]; break;
         case "--natd": natdDll = args[i + 1]; break;
         case "--save": save = args[i + 1]; break;
+        case "--base-natd": baseNatd = args[i + 1]; break;
+        case "--base-label": baseLabel = args[i + 1]; break;
         case "--seconds": seconds = double.Parse(args[i + 1], CultureInfo.InvariantCulture); break;
         case "--runs": runs = int.Parse(args[i + 1], CultureInfo.InvariantCulture); break;
         case "--max-workers": maxWorkers = int.Parse(args[i + 1], CultureInfo.InvariantCulture); break;
@@ -63,8 +67,14 @@ if (natdDll is null || !File.Exists(natdDll))
     return 1;
 }
 
+if (baseNatd is not null && !File.Exists(baseNatd))
+{
+    Console.Error.WriteLine($"live: --base-natd must name the base build's natd.dll (got '{baseNatd}')");
+    return 1;
+}
+
 LabTopology.CleanupStale("natdlive");
-var harness = new Harness(dotnet, natdDll, typeof(Harness).Assembly.Location, seconds, runs, maxWorkers, pin, Console.Out);
+var harness = new Harness(dotnet, natdDll, typeof(Harness).Assembly.Location, seconds, runs, maxWorkers, pin, Console.Out, baseNatd, baseLabel);
 using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; harness.Cancel(); });
 using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; harness.Cancel(); });
 try
