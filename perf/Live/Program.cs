@@ -20,7 +20,7 @@ if (args.Length > 0 && args[0] == "cleanup")
 }
 if (args.Length == 0 || args[0] != "run")
 {
-    Console.Error.WriteLine("usage: Natd.Live run --natd NATD.DLL [--dotnet PATH] [--seconds S] [--runs N] [--max-workers N] [--pin] [--save FILE] [--base-natd NATD.DLL --base-label NAME]\n       Natd.Live gen --dst-mac MAC [--if eth0] [--load established|setup] [--seconds S] [--start N]");
+    Console.Error.WriteLine("usage: Natd.Live run --natd NATD.DLL [--dotnet PATH] [--seconds S] [--runs N] [--max-workers N] [--pin] [--save FILE] [--base-natd NATD.DLL --base-label NAME] [--driver af_packet|af_xdp]\n       Natd.Live gen --dst-mac MAC [--if eth0] [--load established|setup] [--seconds S] [--start N]");
     return 1;
 }
 
@@ -29,6 +29,7 @@ string? natdDll = null;
 string? save = null;
 string? baseNatd = null;
 string? baseLabel = null;
+string? driver = null;
 double seconds = 5;
 int runs = 3;
 int maxWorkers = Math.Max(2, Environment.ProcessorCount);
@@ -53,6 +54,7 @@ for (int i = 1; i < args.Length; i += 2)
         case "--save": save = args[i + 1]; break;
         case "--base-natd": baseNatd = args[i + 1]; break;
         case "--base-label": baseLabel = args[i + 1]; break;
+        case "--driver": driver = args[i + 1]; break;
         case "--seconds": seconds = double.Parse(args[i + 1], CultureInfo.InvariantCulture); break;
         case "--runs": runs = int.Parse(args[i + 1], CultureInfo.InvariantCulture); break;
         case "--max-workers": maxWorkers = int.Parse(args[i + 1], CultureInfo.InvariantCulture); break;
@@ -67,6 +69,12 @@ if (natdDll is null || !File.Exists(natdDll))
     return 1;
 }
 
+if (driver is not null && driver != "af_packet" && driver != "af_xdp")
+{
+    Console.Error.WriteLine($"live: --driver must be af_packet or af_xdp (got '{driver}')");
+    return 1;
+}
+
 if (baseNatd is not null && !File.Exists(baseNatd))
 {
     Console.Error.WriteLine($"live: --base-natd must name the base build's natd.dll (got '{baseNatd}')");
@@ -74,7 +82,7 @@ if (baseNatd is not null && !File.Exists(baseNatd))
 }
 
 LabTopology.CleanupStale("natdlive");
-var harness = new Harness(dotnet, natdDll, typeof(Harness).Assembly.Location, seconds, runs, maxWorkers, pin, Console.Out, baseNatd, baseLabel);
+var harness = new Harness(dotnet, natdDll, typeof(Harness).Assembly.Location, seconds, runs, maxWorkers, pin, Console.Out, baseNatd, baseLabel, driver);
 using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; harness.Cancel(); });
 using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; harness.Cancel(); });
 try
