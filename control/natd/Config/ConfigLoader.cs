@@ -128,16 +128,19 @@ public static partial class ConfigLoader
     }
 
     /// <summary>
-    /// The key reference: every key with its default and accepted values, as a commented YAML
-    /// document that itself parses to <see cref="Default"/>.
+    /// The key reference (<c>natd config describe</c>): every key with its default and accepted
+    /// values, as a commented YAML document that itself parses to <see cref="Default"/> (keys whose
+    /// default is "none" appear as commented examples).
     /// </summary>
     public static string Describe() => """
-        # natd.yaml: every key is optional; the values shown are the defaults (the built-in lab).
+        # natd.yaml: every key is optional; the values shown are the defaults (the built-in lab),
+        # commented lines are examples of keys whose default is "none".
         interfaces:
           inside:
             name: natin                # interface name, 1..15 characters (IFNAMSIZ)
             address: 10.0.0.1/24       # natd's own address and on-link prefix (a.b.c.d/len)
             networks: [10.0.0.0/24]    # subscriber networks; default: the prefix of address; never empty
+            driver: auto               # auto (AF_XDP where it works, else AF_PACKET), af_xdp, af_packet
             # gateway: 10.0.0.254      # next hop for inside networks not on-link; default: none
             # mac: 02:00:00:00:00:01   # source MAC override; default: the port's own
             # neighbours: { 10.0.0.2: 02:00:00:00:00:02 }   # static ARP entries; default: none
@@ -147,15 +150,26 @@ public static partial class ConfigLoader
             gateway: 198.51.100.254    # default next hop; must be on-link; default: 198.51.100.254 when
                                        # address is the default, otherwise none
             networks: [0.0.0.0/0]      # destinations reached through this side
+            driver: auto
             martian-filter: strict     # or off: accept RFC 1918, RFC 6598 and link-local sources from outside
             # allowed-sources: [192.168.0.0/16]   # private sources accepted from outside (labs, private upstreams);
                                        # the on-link prefix of address needs no entry; default: none
             # mac, neighbours: as for inside
         nat:
-          pool: [198.51.100.1]         # external addresses; default: the outside address; never empty
+          pool: [198.51.100.1]         # external addresses, prefixes or ranges (a.b.c.d-a.b.c.e); default: the
+                                       # outside address; never empty
           ports: 1024-65535            # external port / ICMP id range LOW-HIGH, 1 <= LOW <= HIGH <= 65535
           mapping: endpoint-independent            # or address-and-port-dependent (RFC 4787 section 4.1)
           filtering: address-and-port-dependent    # or address-dependent, endpoint-independent (RFC 4787 section 5)
+          subscriber-prefix: 32        # a subscriber is an inside /32, or a prefix of this length, 1..32
+          allocation: dynamic          # dynamic (a random port per mapping), port-block (RFC 6888 section 5), deterministic
+          port-block: { size: 512, per-subscriber: 8, interim-log: 0 }   # ports a block (16..32768), blocks a
+                                       # subscriber (1..1024), seconds between interim records (0: none)
+          pairing: strict              # paired address full: strict refuses, spill takes another address
+          port-reuse-delay: 120        # seconds a released port or emptied block rests, 0..3600
+          pool-threshold: 90           # percent of an address's ports (blocks) in use that logs pool-threshold; 0: off
+          # deterministic: { inside: [10.64.0.0/16], ports: 0 }   # with allocation: deterministic (RFC 7422):
+                                       # the subscribers' prefixes and ports each (0: derived; at least 64)
         timeouts:                      # idle timeouts in seconds, 1..2147483647
           tcp-established: 7440        # RFC 5382 REQ-5: at least 7440 (warning below)
           tcp-transitory: 240          # RFC 5382 REQ-5: 240 (warning below)
@@ -165,6 +179,20 @@ public static partial class ConfigLoader
           sessions: 262144             # session table capacity, 1..100000000
           neighbours: 4096             # learned ARP entries per side and poller, 1..16777216; as many may be
                                        # resolving at once; full => the least recently used is evicted
+          per-subscriber: { sessions: 0, ports: 0, new-sessions-per-second: 0 }   # RFC 6888 REQ-3, REQ-4; 0: unlimited
+        fragments:                     # IPv4 fragments of TCP, UDP and ICMP (RFC 4787 REQ-14), per worker
+          max-datagrams: 1024          # datagrams followed at once, 1..1048576
+          max-per-datagram: 64         # fragments of one datagram, 2..1024
+          timeout: 2                   # seconds a datagram's state lives from its first fragment seen, 1..60
+        pcp:                           # Port Control Protocol server (RFC 6887) and NAT-PMP (RFC 6886)
+          enabled: false               # answer UDP 5351 on the inside address
+          max-lifetime: 86400          # seconds; a longer request is cut to it
+          min-lifetime: 120            # seconds; a shorter create or refresh is raised to it
+          mappings-per-subscriber: 32  # one more is USER_EX_QUOTA (NAT-PMP: out of resources)
+          allowed-ports: 1024-65535    # external ports a mapping may get
+          third-party: false           # accept the THIRD_PARTY option (NOT_AUTHORIZED otherwise)
+          requests-per-second: 20      # per subscriber (token bucket)
+          all-ports: false             # MAP of all ports / all protocols; needs port-block or deterministic
         dataplane:
           batch: 64                    # frames per receive poll, 1..1024
           verify-checksums: true       # verify TCP/UDP/ICMP checksums of received packets (true/false)
@@ -194,6 +222,15 @@ public static partial class ConfigLoader
         # triggers:                    # port triggers (ipautofw); default: none
         #   - preset: realaudio        # realaudio, quake, cuseeme, vdolive
         #   - { name: game, protocol: tcp, ports: 7070, open: { protocol: udp, ports: 6970-7170 } }
+        # rules:                       # default: masquerade what comes from the inside networks
+        #   policy: deny               # when no rule matches: deny, reject, accept, masquerade
+        #   list:                      # ordered, ipchains-like; the first match decides
+        #     - { name: no-smtp, source: [10.0.0.0/24], destination: [0.0.0.0/0], protocol: tcp, source-ports: [1024-65535],
+        #         destination-ports: [25], in: inside, out: outside, action: reject, log: true }
+        # forwards:                    # inbound port forwards (ipportfw), TCP or UDP; default: none
+        #   - { protocol: tcp, external: 198.51.100.1:8080, backends: [10.0.0.2:8000], balance: round-robin }
+        # protocol-forwards:           # inbound protocols without ports (ipfwd --masq); default: none
+        #   - { protocol: gre, external: 198.51.100.1, to: 10.0.0.2 }
 
         """;
 

@@ -11,11 +11,13 @@ internal static class NatdMain
           natd                                   run the built-in lab (needs root): three network namespaces,
                                                  real curl/UDP/ping traffic through natd, then teardown
           natd run [--config natd.yaml] [--state FILE]
-                                                 forward live on the configured interfaces (AF_PACKET);
+                                                 forward live on the configured interfaces (AF_XDP where it
+                                                 works, else AF_PACKET);
                                                  --state saves sessions on shutdown and restores them at start
           natd replay [--config natd.yaml] --in IN.pcap[ng] --out OUT.pcapng [--drops DROPS.pcapng] [--inside-trace]
                                                  translate a capture offline (no privileges)
           natd config check FILE                 validate a configuration file
+          natd config describe                   print every configuration key with its default
           natd lookup [--config natd.yaml] (--inside A | --external A:PORT | --table) [--json]
                                                  deterministic NAT (RFC 7422) from the configuration alone:
                                                  INSIDE EXTERNAL:LOW-HIGH, or every subscriber as CSV;
@@ -49,6 +51,13 @@ internal static class NatdMain
                     }
                     stdout.WriteLine($"{args[2]}: ok");
                     return 0;
+                case "config" when args.Length == 2 && args[1] == "describe":
+                    stdout.Write(ConfigLoader.Describe());
+                    return 0;
+                case "config":
+                    throw new UsageException(args.Length >= 2 && args[1] is "check" or "describe"
+                        ? $"config {args[1]}: {(args[1] == "check" ? "expected one FILE" : "takes no arguments")}"
+                        : $"config: expected 'check FILE' or 'describe'{(args.Length >= 2 ? $", not '{args[1]}'" : "")}");
                 case "-h" or "--help" or "help":
                     stdout.WriteLine(Usage);
                     return 0;

@@ -31,6 +31,34 @@ public class ConfigDefaultsTests
         AssertSameDefaults(d.Nat, d.BatchSize, documented, document);
     }
 
+    [Theory]
+    [MemberData(nameof(Documents))]
+    public void Every_key_the_loader_reads_is_documented(string document)
+    {
+        // The loader names the keys it accepts in its *Keys tables; each must appear as "key:" in the
+        // document (as a setting or a commented example), so a new key cannot go undocumented.
+        string yaml = document == "README.md" ? ReadmeYamlBlocks() : ConfigLoader.Describe();
+        var missing = new List<string>();
+        int tables = 0;
+        foreach (var field in typeof(ConfigLoader).GetFields(System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static))
+        {
+            if (!field.Name.EndsWith("Keys", StringComparison.Ordinal) || field.GetValue(null) is not string[] keys)
+            {
+                continue;
+            }
+            tables++;
+            foreach (string key in keys)
+            {
+                if (!System.Text.RegularExpressions.Regex.IsMatch(yaml, $@"(^|[\s{{,#-]){System.Text.RegularExpressions.Regex.Escape(key)}:", System.Text.RegularExpressions.RegexOptions.Multiline))
+                {
+                    missing.Add($"{field.Name}: {key}");
+                }
+            }
+        }
+        Assert.True(tables >= 20, $"only {tables} key tables found in ConfigLoader");
+        Assert.True(missing.Count == 0, $"{document} does not document: {string.Join(", ", missing)}");
+    }
+
     private static void AssertSameDefaults(NatSettings expected, int expectedBatch, NatdConfig actual, string what)
     {
         var a = actual.Nat;
@@ -43,6 +71,32 @@ public class ConfigDefaultsTests
         Assert.True(expected.VerifyL4Checksums == a.VerifyL4Checksums, $"{what}: dataplane.verify-checksums {a.VerifyL4Checksums}, default {expected.VerifyL4Checksums}");
         Assert.True(expected.MartianFilter == a.MartianFilter, $"{what}: interfaces.outside.martian-filter {a.MartianFilter}, default {expected.MartianFilter}");
         Assert.True(expectedBatch == actual.BatchSize, $"{what}: dataplane.batch {actual.BatchSize}, default {expectedBatch}");
+    }
+
+    /// <summary>Every ```yaml block of README.md (the configuration block and each section's own), one after the other.</summary>
+    private static string ReadmeYamlBlocks()
+    {
+        string text = File.ReadAllText(Path.Combine(RepositoryRoot(), "README.md"));
+        var blocks = new System.Text.StringBuilder();
+        for (int start = text.IndexOf("```yaml\n", StringComparison.Ordinal); start >= 0; start = text.IndexOf("```yaml\n", start, StringComparison.Ordinal))
+        {
+            start += "```yaml\n".Length;
+            int end = text.IndexOf("```", start, StringComparison.Ordinal);
+            blocks.Append(text[start..end]);
+            start = end + 3;
+        }
+        return blocks.ToString();
+    }
+
+    private static string RepositoryRoot()
+    {
+        string? dir = AppContext.BaseDirectory;
+        while (dir is not null && !File.Exists(Path.Combine(dir, "Dataplane.sln")))
+        {
+            dir = Path.GetDirectoryName(dir);
+        }
+        Assert.NotNull(dir);
+        return dir;
     }
 
     /// <summary>The first ```yaml block of README.md (the documented configuration), without its trailing addendum.</summary>

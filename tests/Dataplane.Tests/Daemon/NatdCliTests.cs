@@ -52,6 +52,24 @@ public class NatdCliTests
     }
 
     [Fact]
+    public async Task Config_describe_prints_the_key_reference_and_config_misuse_names_the_forms()
+    {
+        var described = await Run("config", "describe");
+        Assert.Equal(0, described.Code);
+        Assert.Equal(Natd.Control.Config.ConfigLoader.Describe(), described.Stdout);
+        Assert.Contains("allocation: dynamic", described.Stdout, StringComparison.Ordinal);
+        foreach (string[] args in new[] { new[] { "config" }, ["config", "frob"], ["config", "check"], ["config", "describe", "x"] })
+        {
+            var bad = await Run(args);
+            Assert.Equal(1, bad.Code);
+            Assert.DoesNotContain("unknown command", bad.Stderr, StringComparison.Ordinal);
+            Assert.Contains("natd: config", bad.Stderr, StringComparison.Ordinal);
+        }
+        Assert.Contains("expected 'check FILE' or 'describe', not 'frob'", (await Run("config", "frob")).Stderr, StringComparison.Ordinal);
+        Assert.Contains("config check: expected one FILE", (await Run("config", "check")).Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Config_check_refuses_a_20000_deep_file_with_exit_2()
     {
         var dir = Directory.CreateTempSubdirectory("natd-cli-");
