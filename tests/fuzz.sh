@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of one target for a bounded time: bash tests/fuzz.sh TARGET SECONDS
-#   TARGET: packet | config | pcap | alg   (see tests/Fuzz/README.md)
+#   TARGET: packet | config | pcap | alg | cgn   (see tests/Fuzz/README.md)
 # Installs afl++ (Debian) and the SharpFuzz instrumentation tool when missing, builds tests/Fuzz
 # in Release, instruments the assemblies under test, runs afl-fuzz for SECONDS, prints afl's
 # execs/s and edges, and copies every crash to tests/Fuzz/findings/TARGET/<sha256 prefix>.
@@ -14,9 +14,9 @@ cd "$(dirname "$0")/.."
 target=${1:-}
 seconds=${2:-60}
 case "$target" in
-  packet|pcap|alg) instrument=(Natd.Dataplane.dll) ;;
+  packet|pcap|alg|cgn) instrument=(Natd.Dataplane.dll) ;;
   config) instrument=(natd.dll YamlDotNet.dll) ;;
-  *) echo "usage: bash tests/fuzz.sh packet|config|pcap|alg SECONDS" >&2; exit 2 ;;
+  *) echo "usage: bash tests/fuzz.sh packet|config|pcap|alg|cgn SECONDS" >&2; exit 2 ;;
 esac
 if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then
   echo "tests/fuzz.sh: SECONDS must be a positive integer" >&2

@@ -526,12 +526,18 @@ public sealed partial class NatEngine
 
     /// <summary>
     /// The external address of inside host <paramref name="inside"/>'s port-less flows (GRE, ESP,
-    /// ISAKMP, port triggers): its subscriber's paired address when this shard pairs it (RFC 4787
-    /// REQ-2), else the hash of its subscriber. Port-less state lives in shard 0, which with several
-    /// shards knows only its own subscribers' pairing.
+    /// ISAKMP, port triggers), the one its TCP and UDP leave from (RFC 4787 REQ-2): with
+    /// deterministic NAT the address of its RFC 7422 range (the configuration fixes it for every
+    /// shard); else its subscriber's paired address when this shard pairs it, else the hash of its
+    /// subscriber. Port-less state lives in shard 0, which with several shards knows only its own
+    /// subscribers' pairing.
     /// </summary>
     private uint PairedAddress(uint inside)
     {
+        if (_deterministic is not null && _deterministic.TryForward(inside, out DeterministicRange range))
+        {
+            return range.External;
+        }
         int i = Subscribers?.PairedIndexOf(inside) ?? -1;
         return _addresses.Pool[i >= 0 ? i : _addresses.PoolIndexFor(inside)];
     }

@@ -149,6 +149,69 @@ public sealed partial class IpsecTests(ITestOutputHelper output)
         scenario.Pass();
     }
 
+    /// <summary>
+    /// Deterministic NAT (RFC 7422) over two external addresses: each host's ISAKMP and ESP leave from
+    /// the address of its range, the one its TCP and UDP use (RFC 4787 REQ-2), not from the address
+    /// a seeded hash of the host picks (the cgn fuzz target found them apart). Eight hosts, four
+    /// with their range on each address: a hash agrees with all eight ranges once in 256 starts.
+    /// </summary>
+    [RootTheory]
+    [InlineData("natd")]
+    [InlineData("natd-w1")]
+    public void With_deterministic_nat_isakmp_and_esp_leave_from_the_address_of_each_hosts_range(string kind)
+    {
+        Assert.True(HasScapy(), "python3-scapy is not installed (control/install-deps.sh installs it)");
+        var gateway = new NatdGateway
+        {
+            ExtraConfig = (kind == "natd" ? "dataplane: { workers: 2 }\n" : "dataplane: { workers: 1 }\n") + ParallelConfig,
+            Pool = "198.51.100.1, 198.51.100.7",
+            NatConfig = ", allocation: deterministic, deterministic: { inside: [10.0.0.0/24] }",
+        };
+        using var scenario = Scenario.Start(gateway, output);
+        var lab = scenario.Lab;
+        var map = Natd.Dataplane.Nat.DeterministicMap.For(Natd.Control.Config.ConfigLoader.LoadFile(gateway.ConfigPath!).Nat)!;
+        string[] hosts = ["10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.200", "10.0.0.201", "10.0.0.202", "10.0.0.203"];
+        var externals = new Dictionary<string, string>();
+        foreach (string host in hosts)
+        {
+            if (host != lab.InsideHost.ToString())
+            {
+                lab.AddInsideHostAddress(host + "/24");
+            }
+            Assert.True(map.TryForward(Natd.Dataplane.Packets.Ipv4.Parse(host), out var range));
+            externals[host] = Natd.Dataplane.Packets.Ipv4.Format(range.External);
+            output.WriteLine($"range {range}");
+        }
+        Assert.Equal(2, externals.Values.Distinct().Count());
+
+        using var server = lab.StartIn(lab.OutsideNs, "/usr/bin/python3", Script, "server", "--lifetime", "60");
+        Assert.NotNull(server.WaitForLine(l => l == "ready", TimeSpan.FromSeconds(15)));
+        string Tag(int i) => ((char)('A' + i)).ToString();
+        var isakmp = hosts.Select((h, i) => Client(lab, "isakmp", h, Tag(i), "--icookie", $"0x01234567000000{i:x2}")).ToList();
+        foreach (var c in isakmp)
+        {
+            var r = Result(c, "isakmp");
+            Assert.True(r.Own >= 4, $"{r.Own} ISAKMP replies came back, expected the first and three more (a retransmission may add one)");
+            Assert.Equal(0, r.Foreign);
+            c.Dispose();
+        }
+        for (int i = 0; i < hosts.Length; i++)
+        {
+            // One host at a time: a new SPI to a remote host waits for the one before it to be answered.
+            using var c = Client(lab, "esp", hosts[i], Tag(i), "--spi", $"0x{0x1001 + i:x}", "--count", "3");
+            Assert.Equal((3, 0), Pair(Result(c, "esp")));
+        }
+        for (int i = 0; i < hosts.Length; i++)
+        {
+            string external = externals[hosts[i]], tag = $"tag={Tag(i)}";
+            Assert.Contains(server.StdOutLines, l => l.StartsWith($"isakmp from {external}:500 ", StringComparison.Ordinal) && l.EndsWith(tag, StringComparison.Ordinal));
+            Assert.DoesNotContain(server.StdOutLines, l => l.StartsWith("isakmp from", StringComparison.Ordinal) && l.EndsWith(tag, StringComparison.Ordinal) && !l.StartsWith($"isakmp from {external}:", StringComparison.Ordinal));
+            Assert.Contains(server.StdOutLines, l => l == $"esp from {external} spi={0x1001 + i:x8} {tag}");
+            Assert.DoesNotContain(server.StdOutLines, l => l.StartsWith("esp from", StringComparison.Ordinal) && l.EndsWith(tag, StringComparison.Ordinal) && !l.StartsWith($"esp from {external} ", StringComparison.Ordinal));
+        }
+        scenario.Pass();
+    }
+
     private static (int, int) Pair((int Own, int Foreign) r) => (r.Own, r.Foreign);
 
     private LabProcess Client(LabTopology lab, string phase, string src, string tag, params string[] extra)

@@ -3,7 +3,7 @@ using Natd.Fuzzing.Targets;
 using SharpFuzz;
 
 // natd's coverage-guided fuzzer (SharpFuzz driven by afl-fuzz; see tests/Fuzz/README.md).
-//   Natd.Fuzzing TARGET               run under afl-fuzz (input on stdin), TARGET: packet, config, pcap, alg
+//   Natd.Fuzzing TARGET               run under afl-fuzz (input on stdin), TARGET: packet, config, pcap, alg, cgn
 //   Natd.Fuzzing replay TARGET FILE…  run files through a target without afl; exit 1 on the first failure
 //   Natd.Fuzzing seed CORPUS_DIR      (re)write the generated seed files of every target's corpus
 if (args.Length >= 2 && args[0] == "seed")

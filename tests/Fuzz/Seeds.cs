@@ -24,6 +24,7 @@ public static class Seeds
     public static void Write(string corpus)
     {
         Packet(Path.Combine(corpus, "packet"), Path.Combine(corpus, "pcap"));
+        Cgn(Path.Combine(corpus, "cgn"), Path.Combine(corpus, "packet"));
         Alg(Path.Combine(corpus, "alg"));
         File.WriteAllText(Path.Combine(corpus, "config", "gen-describe.yaml"), ConfigLoader.Describe());
     }
@@ -107,6 +108,107 @@ public static class Seeds
                 Save(dir, "cap-" + Path.GetFileNameWithoutExtension(file), seed);
             }
         }
+    }
+
+    /// <summary>
+    /// The cgn target's seeds, for each of its profiles (byte 0): flows of two hosts of one /31
+    /// until their blocks and limits run out, PCP MAP requests (one port, all ports), a fragmented
+    /// datagram both ways, and the packet target's generated conversations.
+    /// </summary>
+    private static void Cgn(string dir, string packetDir)
+    {
+        uint second = Ipv4.Parse("10.0.0.3");
+        var flows = new List<byte>();
+        for (int i = 0; i < 40; i++)
+        {
+            uint host = i % 2 == 0 ? InsideHost : second;
+            Rec(flows, FrameBuilder.Udp(host, (ushort)(41000 + i), Remote, 53, B("q")), false);
+            if (i % 8 == 7)
+            {
+                Rec(flows, FrameBuilder.Tcp(host, (ushort)(42000 + i), Remote, 443, 0x02, 1, 0, []), false, clock: 1);
+            }
+        }
+        Rec(flows, FrameBuilder.Udp(InsideHost, 123, Remote, 123, B("ntp")), false);
+        Rec(flows, FrameBuilder.Udp(Remote, 53, External, 1030, B("a")), true, clock: 2);
+        Rec(flows, FrameBuilder.Udp(InsideHost, 41000, Remote, 53, B("again")), false, clock: 3);
+
+        var pcp = new List<byte>();
+        uint gateway = Ipv4.Parse("10.0.0.1");
+        Rec(pcp, FrameBuilder.Udp(InsideHost, 40500, gateway, 5351, PcpMap(InsideHost, 17, 8080, 1040, 3600)), false);
+        Rec(pcp, FrameBuilder.Udp(InsideHost, 40500, gateway, 5351, PcpMap(InsideHost, 6, 0, 0, 3600)), false);
+        Rec(pcp, FrameBuilder.Udp(InsideHost, 40500, gateway, 5351, PcpMap(InsideHost, 0, 0, 0, 3600)), false);
+        Rec(pcp, FrameBuilder.Udp(Remote, 7000, External, 1040, B("in")), true);
+        Rec(pcp, FrameBuilder.Udp(InsideHost, 8080, Remote, 7000, B("out")), false);
+        Rec(pcp, FrameBuilder.Udp(InsideHost, 40500, gateway, 5351, PcpMap(InsideHost, 17, 8080, 1040, 0)), false, clock: 1);
+
+        var frag = new List<byte>();
+        byte[] datagram = FrameBuilder.Udp(InsideHost, 43000, Remote, 53, new byte[64]);
+        foreach (byte[] f in Fragments(datagram, 40))
+        {
+            Rec(frag, f, false);
+        }
+        byte[] reply = FrameBuilder.Udp(Remote, 53, External, 1100, new byte[64]);
+        byte[][] parts = Fragments(reply, 40);
+        Rec(frag, parts[1], true); // out of order
+        Rec(frag, parts[0], true);
+        byte[] ping = FrameBuilder.Icmp(InsideHost, Remote, 8, 0, 0x00090001, new byte[100]);
+        foreach (byte[] f in Fragments(ping, 48))
+        {
+            Rec(frag, f, false);
+        }
+
+        for (int profile = 0; profile < CgnTarget.Profiles.Length; profile++)
+        {
+            Save(dir, $"gen-{profile}-flows", [(byte)profile, .. flows]);
+            Save(dir, $"gen-{profile}-pcp", [(byte)profile, .. pcp]);
+            Save(dir, $"gen-{profile}-frag", [(byte)profile, .. frag]);
+            foreach (string name in new[] { "gen-ftp", "gen-tftp", "gen-pptp", "gen-other" })
+            {
+                Save(dir, $"{name}-{profile}", [(byte)profile, .. File.ReadAllBytes(Path.Combine(packetDir, name))]);
+            }
+        }
+    }
+
+    /// <summary>A PCP MAP request (RFC 6887 sections 7.1 and 11.1) from <paramref name="client"/>: protocol 0 and port 0 ask for all.</summary>
+    private static byte[] PcpMap(uint client, byte protocol, ushort internalPort, ushort suggestedPort, uint lifetime)
+    {
+        var m = new byte[60];
+        m[0] = 2; // version
+        m[1] = 1; // MAP, a request
+        BinaryPrimitives.WriteUInt32BigEndian(m.AsSpan(4), lifetime);
+        m[18] = 0xff; m[19] = 0xff; // the client's IPv4 address, IPv4-mapped
+        BitConverter.TryWriteBytes(m.AsSpan(20), client);
+        for (int i = 0; i < 12; i++)
+        {
+            m[24 + i] = (byte)(0x5a + i); // nonce
+        }
+        m[36] = protocol;
+        BinaryPrimitives.WriteUInt16BigEndian(m.AsSpan(40), internalPort);
+        BinaryPrimitives.WriteUInt16BigEndian(m.AsSpan(42), suggestedPort);
+        m[54] = 0xff; m[55] = 0xff; // suggested external address ::ffff:0.0.0.0 (none)
+        return m;
+    }
+
+    /// <summary>
+    /// <paramref name="frame"/>'s IPv4 datagram cut in two fragments, the first carrying
+    /// <paramref name="firstBytes"/> (a multiple of 8) of its payload; header checksums set.
+    /// </summary>
+    private static byte[][] Fragments(byte[] frame, int firstBytes)
+    {
+        const int header = 14 + 20;
+        byte[] payload = frame[header..];
+        byte[] Part(int offset, int length, bool more)
+        {
+            var f = new byte[header + length];
+            frame.AsSpan(0, header).CopyTo(f);
+            payload.AsSpan(offset, length).CopyTo(f.AsSpan(header));
+            BinaryPrimitives.WriteUInt16BigEndian(f.AsSpan(16), (ushort)(20 + length));
+            BinaryPrimitives.WriteUInt16BigEndian(f.AsSpan(20), (ushort)((more ? 0x2000 : 0) | offset / 8));
+            f[24] = 0; f[25] = 0;
+            BinaryPrimitives.WriteUInt16BigEndian(f.AsSpan(24), (ushort)~Rfc1071.Fold(Rfc1071.Sum(f.AsSpan(14, 20))));
+            return f;
+        }
+        return [Part(0, firstBytes, true), Part(firstBytes, payload.Length - firstBytes, false)];
     }
 
     private static byte[] Arp(ushort op, uint sender, uint target)

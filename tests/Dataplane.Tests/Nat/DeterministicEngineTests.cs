@@ -56,6 +56,38 @@ public class DeterministicEngineTests
     }
 
     [Fact]
+    public void Isakmp_esp_and_gre_leave_from_the_address_of_the_subscribers_range()
+    {
+        // Two addresses, 32 subscribers on each: a subscriber's port-less flows and ISAKMP leave from
+        // the address its range is on, as its TCP and UDP do (RFC 4787 REQ-2), not from an address
+        // hash of the host. Found by the cgn fuzz target.
+        var h = new EngineHarness(s => Deterministic(s) with
+        {
+            Pool = [Ipv4.Parse(Ext), Ipv4.Parse("198.51.100.7")],
+            Rules = [new ForwardRule { Name = "all", Action = RuleAction.Masquerade }],
+            DefaultPolicy = RuleAction.Deny,
+        });
+        var addresses = new HashSet<string>();
+        for (int host = 2; host < 64; host++)
+        {
+            string inside = $"10.0.0.{host}", remote = $"203.0.113.{host}";
+            Assert.True(h.Engine.Deterministic!.TryForward(Ipv4.Parse(inside), out var r));
+            string paired = Ipv4.Format(r.External);
+            addresses.Add(paired);
+            Assert.Equal(paired, Src(h.Out(Udp(inside, 40000, Remote, 53))));
+            var isakmp = new byte[28];
+            isakmp[0] = (byte)host; // the initiator cookie, one per host
+            Assert.Equal(paired, Src(h.Out(Udp(inside, 500, remote, 500, isakmp))));
+            var esp = new byte[24];
+            esp[2] = 0x10;
+            esp[3] = (byte)host; // the SPI, one per host (0 is reserved)
+            Assert.Equal(paired, Src(h.Out(Wrap(inside, remote, IpProtocol.Esp, esp, 64, null, null))));
+            Assert.Equal(paired, Src(h.Out(Wrap(inside, remote, IpProtocol.Gre, new byte[16], 64, null, null))));
+        }
+        Assert.Equal(2, addresses.Count);
+    }
+
+    [Fact]
     public void A_source_outside_the_deterministic_prefixes_is_refused_and_counted()
     {
         var h = new EngineHarness(s => Deterministic(s));

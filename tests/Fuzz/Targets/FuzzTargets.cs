@@ -7,7 +7,7 @@ public delegate void FuzzTarget(ReadOnlySpan<byte> input);
 public static class FuzzTargets
 {
     /// <summary>Target names.</summary>
-    public static readonly string[] Names = ["packet", "config", "pcap", "alg"];
+    public static readonly string[] Names = ["packet", "config", "pcap", "alg", "cgn"];
 
     /// <summary>The target called <paramref name="name"/>, or null.</summary>
     public static FuzzTarget? Get(string name) => name switch
@@ -16,6 +16,7 @@ public static class FuzzTargets
         "config" => ConfigTarget.Run,
         "pcap" => PcapTarget.Run,
         "alg" => AlgTarget.Run,
+        "cgn" => CgnTarget.Run,
         _ => null,
     };
 }

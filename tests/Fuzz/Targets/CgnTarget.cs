@@ -1,0 +1,276 @@
+using System.Buffers.Binary;
+using Natd.Control.Config;
+using Natd.Dataplane.Nat;
+using Natd.Dataplane.Packets;
+
+namespace Natd.Fuzzing.Targets;
+
+/// <summary>
+/// Fuzz target "cgn": the carrier-grade NAT (RFC 6888) under hostile traffic. Byte 0 picks one of
+/// <see cref="Profiles"/> (its low two bits), a configuration as an operator writes it (parsed and
+/// validated by <see cref="ConfigLoader"/>): port blocks with strict pairing, /31 subscribers and
+/// every per-subscriber limit; port blocks with spill over a small port range; deterministic NAT
+/// (RFC 7422); dynamic allocation with spill and limits. Each has fragments with small bounds and
+/// the PCP server on. The rest of the input is <see cref="FrameRunner"/>'s records, with its
+/// invariants; on top of them, after every frame:
+/// <list type="bullet">
+/// <item>no subscriber holds more sessions, ports or blocks than its limits allow (RFC 6888 REQ-3,
+/// REQ-4), and the subscribers' sessions add up to the session table's;</item>
+/// <item>held blocks never overlap, each lies in <c>nat.ports</c> and has the configured size;</item>
+/// <item>an in2out TCP or UDP datagram (not a fragment, not privileged with port blocks) leaves
+/// from an external port its subscriber owns: inside one of its blocks on its paired address
+/// (port blocks, strict pairing), inside its RFC 7422 range (deterministic, the range computed
+/// from the configuration by <see cref="DeterministicMap"/>), or inside <c>nat.ports</c>.</item>
+/// </list>
+/// </summary>
+public static class CgnTarget
+{
+    private const string Common = """
+        interfaces:
+          inside: { name: natin, address: 10.0.0.1/24, networks: [10.0.0.0/24] }
+          outside: { name: natout, address: 198.51.100.1/24, gateway: 198.51.100.254 }
+        fragments: { max-datagrams: 4, max-per-datagram: 6, timeout: 2 }
+        algs: { irc: true }
+
+        """;
+
+    /// <summary>The configurations byte 0 chooses from (its low two bits), as YAML.</summary>
+    public static readonly string[] Profiles =
+    [
+        Common + """
+            nat:
+              pool: [198.51.100.1, 198.51.100.7]
+              subscriber-prefix: 31
+              allocation: port-block
+              port-block: { size: 16, per-subscriber: 2, interim-log: 1 }
+              pairing: strict
+              port-reuse-delay: 2
+            limits:
+              sessions: 512
+              per-subscriber: { sessions: 12, ports: 10, new-sessions-per-second: 8 }
+            pcp: { enabled: true, all-ports: true, mappings-per-subscriber: 4 }
+            """,
+        Common + """
+            nat:
+              pool: [198.51.100.1, 198.51.100.7]
+              ports: 1024-1151
+              allocation: port-block
+              port-block: { size: 32, per-subscriber: 3 }
+              pairing: spill
+              port-reuse-delay: 0
+            limits: { sessions: 512 }
+            pcp: { enabled: true }
+            """,
+        Common + """
+            nat:
+              pool: [198.51.100.1, 198.51.100.7]
+              ports: 1024-5119
+              allocation: deterministic
+              deterministic: { inside: [10.0.0.0/26] }
+            limits:
+              sessions: 512
+              per-subscriber: { sessions: 12 }
+            pcp: { enabled: true, all-ports: true }
+            """,
+        Common + """
+            nat:
+              pool: [198.51.100.1, 198.51.100.7]
+              ports: 1024-1087
+              pairing: spill
+              port-reuse-delay: 1
+            limits:
+              sessions: 512
+              per-subscriber: { ports: 6, new-sessions-per-second: 3 }
+            pcp: { enabled: true }
+            """,
+    ];
+
+    private static readonly NatSettings[] Settings = [.. Profiles.Select((yaml, i) => ConfigLoader.Parse(yaml, $"cgn-{i}.yaml").Nat)];
+
+    /// <summary>The settings of profile <paramref name="profile"/> (0..3).</summary>
+    public static NatSettings SettingsOf(int profile) => Settings[profile & 3];
+
+    /// <summary>Runs one input; throws <see cref="FuzzInvariantException"/> when an invariant fails.</summary>
+    public static void Run(ReadOnlySpan<byte> input)
+    {
+        if (input.IsEmpty)
+        {
+            return;
+        }
+        NatSettings settings = SettingsOf(input[0]);
+        new FrameRunner(settings, "cgn", new Check(settings)).Run(input[1..]);
+    }
+
+    private sealed class Check(NatSettings settings) : IFrameCheck
+    {
+        private readonly CgnatSettings _cgn = settings.Cgnat;
+        private readonly DeterministicMap? _deterministic = DeterministicMap.For(settings);
+
+        public void AfterFrame(FrameRunner runner, Side ingress, ReadOnlySpan<byte> input, Verdict verdict, ReadOnlySpan<byte> output)
+        {
+            NatEngine engine = runner.Engine;
+            List<BlockInfo> blocks = engine.Subscribers?.ListBlocks(runner.NowMs) ?? [];
+            Subscribers(runner, engine, blocks);
+            Blocks(runner, blocks);
+            if (ingress == Side.Inside && verdict == Verdict.ToOutside)
+            {
+                Translated(runner, engine, input, output, blocks);
+            }
+        }
+
+        private void Subscribers(FrameRunner runner, NatEngine engine, List<BlockInfo> blocks)
+        {
+            if (engine.Subscribers is not { } sp)
+            {
+                return;
+            }
+            long sessions = 0;
+            foreach (SubscriberInfo s in sp.List())
+            {
+                string who = $"subscriber {Ipv4.Format(s.Subscriber)}/{s.PrefixLength}";
+                if (s.Sessions < 0 || s.Ports < 0)
+                {
+                    throw runner.Fail($"{who} holds {s.Sessions} sessions and {s.Ports} ports");
+                }
+                if (s.SessionLimit > 0 && s.Sessions > s.SessionLimit)
+                {
+                    throw runner.Fail($"{who} holds {s.Sessions} sessions, over limits.per-subscriber.sessions {s.SessionLimit}");
+                }
+                if (s.PortLimit > 0 && s.Ports > s.PortLimit)
+                {
+                    throw runner.Fail($"{who} holds {s.Ports} ports, over its limit {s.PortLimit}");
+                }
+                int held = 0;
+                foreach (BlockInfo b in blocks)
+                {
+                    held += b.Subscriber == s.Subscriber ? 1 : 0;
+                }
+                if (_cgn.Allocation == PortAllocation.PortBlock && held > _cgn.PortBlock.PerSubscriber)
+                {
+                    throw runner.Fail($"{who} holds {held} blocks, over nat.port-block.per-subscriber {_cgn.PortBlock.PerSubscriber}");
+                }
+                sessions += s.Sessions;
+            }
+            if (sessions != engine.Table.Count)
+            {
+                throw runner.Fail($"the subscribers' sessions add up to {sessions}, the session table holds {engine.Table.Count}");
+            }
+        }
+
+        private void Blocks(FrameRunner runner, List<BlockInfo> blocks)
+        {
+            for (int i = 0; i < blocks.Count; i++)
+            {
+                BlockInfo a = blocks[i];
+                int ports = (a.High - a.Low) / a.Step + 1;
+                if (a.Low < settings.PortMin || a.High > settings.PortMax || ports != _cgn.PortBlock.Size)
+                {
+                    throw runner.Fail($"block {a.Low}-{a.High} step {a.Step} on {Ipv4.Format(a.External)}: {ports} ports, outside nat.ports {settings.PortMin}-{settings.PortMax} or not {_cgn.PortBlock.Size}");
+                }
+                for (int j = i + 1; j < blocks.Count; j++)
+                {
+                    BlockInfo b = blocks[j];
+                    if (a.External == b.External && a.Low <= b.High && b.Low <= a.High)
+                    {
+                        throw runner.Fail($"blocks {a.Low}-{a.High} ({Ipv4.Format(a.Subscriber)}) and {b.Low}-{b.High} ({Ipv4.Format(b.Subscriber)}) overlap on {Ipv4.Format(a.External)}");
+                    }
+                }
+            }
+        }
+
+        private void Translated(FrameRunner runner, NatEngine engine, ReadOnlySpan<byte> input, ReadOnlySpan<byte> output, List<BlockInfo> blocks)
+        {
+            // Deterministic NAT: every protocol of a subscriber (ICMP, ESP, GRE, ISAKMP, fragments
+            // too) leaves from the address of its range (RFC 4787 REQ-2).
+            if (_deterministic is not null && Addresses(input, out uint from, out uint to) && Addresses(output, out uint source, out _)
+                && settings.Pool.Contains(source) && !settings.Pool.Contains(to) && to != settings.Outside.Address.Address
+                && _deterministic.TryForward(from, out DeterministicRange r) && r.External != source)
+            {
+                throw runner.Fail($"protocol {input[23]} from {Ipv4.Format(from)} left from {Ipv4.Format(source)}, not from the address of its RFC 7422 range {r}");
+            }
+            if (!Datagram(input, out uint inside, out byte proto, out ushort insidePort, out uint destination, out ushort destinationPort)
+                || !Datagram(output, out uint external, out byte outProto, out ushort port, out _, out _)
+                || outProto != proto || !settings.Pool.Contains(external) || destination == external)
+            {
+                return; // not a plain translated TCP/UDP datagram (fragments, ICMP, tunnels, hairpinning)
+            }
+            uint subscriber = _cgn.SubscriberOf(inside);
+            string flow = $"{(proto == IpProtocol.Tcp ? "TCP" : "UDP")} {Ipv4.Format(inside)}:{insidePort} left as {Ipv4.Format(external)}:{port}";
+            // ISAKMP keeps port 500 both ways (routed back by its cookies), whatever the allocation.
+            bool isakmp = proto == IpProtocol.Udp && insidePort == 500 && destinationPort == 500 && port == 500;
+            if (_deterministic is not null)
+            {
+                if (!_deterministic.TryForward(inside, out DeterministicRange range) || range.External != external
+                    || (!isakmp && (port < range.Low || port > range.High)))
+                {
+                    throw runner.Fail($"{flow}, outside its RFC 7422 range {range}");
+                }
+                return;
+            }
+            if (insidePort < 1024)
+            {
+                return; // privileged ports keep the per-port allocation (RFC 4787 REQ-3), not the blocks
+            }
+            if (port < settings.PortMin || port > settings.PortMax)
+            {
+                throw runner.Fail($"{flow}, outside nat.ports {settings.PortMin}-{settings.PortMax}");
+            }
+            if (_cgn.Allocation != PortAllocation.PortBlock)
+            {
+                return;
+            }
+            bool inBlock = false;
+            foreach (BlockInfo b in blocks)
+            {
+                inBlock |= b.Subscriber == subscriber && b.External == external && port >= b.Low && port <= b.High && (port - b.Low) % b.Step == 0;
+            }
+            if (!inBlock)
+            {
+                throw runner.Fail($"{flow}, in no block its subscriber {Ipv4.Format(subscriber)} holds");
+            }
+            if (_cgn.Pairing == Pairing.Strict)
+            {
+                foreach (SubscriberInfo s in engine.Subscribers!.List())
+                {
+                    if (s.Subscriber == subscriber && s.External != external)
+                    {
+                        throw runner.Fail($"{flow}, but its subscriber is paired with {Ipv4.Format(s.External)} (strict pairing)");
+                    }
+                }
+            }
+        }
+
+        /// <summary>An IPv4 frame's source and destination addresses (any protocol, fragments too).</summary>
+        private static bool Addresses(ReadOnlySpan<byte> frame, out uint source, out uint destination)
+        {
+            bool ipv4 = frame.Length >= 34 && BinaryPrimitives.ReadUInt16BigEndian(frame[12..]) == 0x0800 && (frame[14] >> 4) == 4;
+            source = ipv4 ? BitConverter.ToUInt32(frame[26..30]) : 0;
+            destination = ipv4 ? BitConverter.ToUInt32(frame[30..34]) : 0;
+            return ipv4;
+        }
+
+        /// <summary>An unfragmented IPv4 TCP or UDP datagram of a frame: its source, protocol, source port, destination and destination port.</summary>
+        private static bool Datagram(ReadOnlySpan<byte> frame, out uint source, out byte proto, out ushort sourcePort, out uint destination, out ushort destinationPort)
+        {
+            source = destination = 0;
+            proto = 0;
+            sourcePort = destinationPort = 0;
+            if (frame.Length < 34 || BinaryPrimitives.ReadUInt16BigEndian(frame[12..]) != 0x0800 || (frame[14] >> 4) != 4)
+            {
+                return false;
+            }
+            int ihl = (frame[14] & 15) * 4;
+            ushort fragment = BinaryPrimitives.ReadUInt16BigEndian(frame[20..]);
+            proto = frame[23];
+            if (ihl < 20 || frame.Length < 14 + ihl + 4 || (fragment & 0x3FFF) != 0 || proto is not (IpProtocol.Tcp or IpProtocol.Udp))
+            {
+                return false;
+            }
+            source = BitConverter.ToUInt32(frame[26..30]);
+            destination = BitConverter.ToUInt32(frame[30..34]);
+            sourcePort = BinaryPrimitives.ReadUInt16BigEndian(frame[(14 + ihl)..]);
+            destinationPort = BinaryPrimitives.ReadUInt16BigEndian(frame[(14 + ihl + 2)..]);
+            return true;
+        }
+    }
+}
