@@ -111,17 +111,19 @@ public static class Seeds
     }
 
     /// <summary>
-    /// The cgn target's seeds, for each of its profiles (byte 0): flows of two hosts of one /31
-    /// until their blocks and limits run out, PCP MAP requests (one port, all ports), a fragmented
+    /// The cgn target's seeds, for each of its profiles with one shard and with two (byte 0): flows
+    /// of three hosts (two of one /31) until their blocks and limits run out, PCP MAP requests (one
+    /// port, all ports) with a hairpin and a fragmented datagram to the mapped port, a fragmented
     /// datagram both ways, and the packet target's generated conversations.
     /// </summary>
     private static void Cgn(string dir, string packetDir)
     {
-        uint second = Ipv4.Parse("10.0.0.3");
+        // 10.0.0.2 and .3 share a /31 (profile 0); with two shards .4 is the other shard's.
+        uint second = Ipv4.Parse("10.0.0.3"), third = Ipv4.Parse("10.0.0.4");
         var flows = new List<byte>();
-        for (int i = 0; i < 40; i++)
+        for (int i = 0; i < 42; i++)
         {
-            uint host = i % 2 == 0 ? InsideHost : second;
+            uint host = (i % 3) switch { 0 => InsideHost, 1 => second, _ => third };
             Rec(flows, FrameBuilder.Udp(host, (ushort)(41000 + i), Remote, 53, B("q")), false);
             if (i % 8 == 7)
             {
@@ -137,8 +139,15 @@ public static class Seeds
         Rec(pcp, FrameBuilder.Udp(InsideHost, 40500, gateway, 5351, PcpMap(InsideHost, 17, 8080, 1040, 3600)), false);
         Rec(pcp, FrameBuilder.Udp(InsideHost, 40500, gateway, 5351, PcpMap(InsideHost, 6, 0, 0, 3600)), false);
         Rec(pcp, FrameBuilder.Udp(InsideHost, 40500, gateway, 5351, PcpMap(InsideHost, 0, 0, 0, 3600)), false);
-        Rec(pcp, FrameBuilder.Udp(Remote, 7000, External, 1040, B("in")), true);
         Rec(pcp, FrameBuilder.Udp(InsideHost, 8080, Remote, 7000, B("out")), false);
+        foreach (uint external in new[] { External, Ipv4.Parse("198.51.100.7") }) // the mapping's address: the subscriber's pairing
+        {
+            Rec(pcp, FrameBuilder.Udp(Remote, 7000, external, 1040, B("in")), true);
+            Rec(pcp, FrameBuilder.Udp(third, 41500, external, 1040, B("hairpin")), false); // from inside (another shard's host)
+            byte[][] inbound = Fragments(FrameBuilder.Udp(Remote, 7001, external, 1040, new byte[64]), 40);
+            Rec(pcp, inbound[1], true); // fragmented, the later fragment first
+            Rec(pcp, inbound[0], true);
+        }
         Rec(pcp, FrameBuilder.Udp(InsideHost, 40500, gateway, 5351, PcpMap(InsideHost, 17, 8080, 1040, 0)), false, clock: 1);
 
         var frag = new List<byte>();
@@ -157,14 +166,20 @@ public static class Seeds
             Rec(frag, f, false);
         }
 
-        for (int profile = 0; profile < CgnTarget.Profiles.Length; profile++)
+        // Byte 0: the profile, and bit 2 for two shards (suffix -w2).
+        foreach (int shards in new[] { 0, 4 })
         {
-            Save(dir, $"gen-{profile}-flows", [(byte)profile, .. flows]);
-            Save(dir, $"gen-{profile}-pcp", [(byte)profile, .. pcp]);
-            Save(dir, $"gen-{profile}-frag", [(byte)profile, .. frag]);
-            foreach (string name in new[] { "gen-ftp", "gen-tftp", "gen-pptp", "gen-other" })
+            string w = shards == 0 ? "" : "-w2";
+            for (int profile = 0; profile < CgnTarget.Profiles.Length; profile++)
             {
-                Save(dir, $"{name}-{profile}", [(byte)profile, .. File.ReadAllBytes(Path.Combine(packetDir, name))]);
+                byte head = (byte)(profile | shards);
+                Save(dir, $"gen-{profile}-flows{w}", [head, .. flows]);
+                Save(dir, $"gen-{profile}-pcp{w}", [head, .. pcp]);
+                Save(dir, $"gen-{profile}-frag{w}", [head, .. frag]);
+                foreach (string name in new[] { "gen-ftp", "gen-tftp", "gen-pptp", "gen-other" })
+                {
+                    Save(dir, $"{name}-{profile}{w}", [head, .. File.ReadAllBytes(Path.Combine(packetDir, name))]);
+                }
             }
         }
     }

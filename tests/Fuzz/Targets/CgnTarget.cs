@@ -7,7 +7,8 @@ namespace Natd.Fuzzing.Targets;
 
 /// <summary>
 /// Fuzz target "cgn": the carrier-grade NAT (RFC 6888) under hostile traffic. Byte 0 picks one of
-/// <see cref="Profiles"/> (its low two bits), a configuration as an operator writes it (parsed and
+/// <see cref="Profiles"/> (its low two bits) and one shard or two (bit 2: two engines, frames routed
+/// by <see cref="ShardMap"/> as natd's pollers route them), a configuration as an operator writes it (parsed and
 /// validated by <see cref="ConfigLoader"/>): port blocks with strict pairing, /31 subscribers and
 /// every per-subscriber limit; port blocks with spill over a small port range; deterministic NAT
 /// (RFC 7422); dynamic allocation with spill and limits. Each has fragments with small bounds and
@@ -98,7 +99,7 @@ public static class CgnTarget
             return;
         }
         NatSettings settings = SettingsOf(input[0]);
-        new FrameRunner(settings, "cgn", new Check(settings)).Run(input[1..]);
+        new FrameRunner(settings, "cgn", new Check(settings), shards: (input[0] & 4) != 0 ? 2 : 1).Run(input[1..]);
     }
 
     private sealed class Check(NatSettings settings) : IFrameCheck
@@ -106,19 +107,24 @@ public static class CgnTarget
         private readonly CgnatSettings _cgn = settings.Cgnat;
         private readonly DeterministicMap? _deterministic = DeterministicMap.For(settings);
 
-        public void AfterFrame(FrameRunner runner, Side ingress, ReadOnlySpan<byte> input, Verdict verdict, ReadOnlySpan<byte> output)
+        public void AfterFrame(FrameRunner runner, int shard, Side ingress, ReadOnlySpan<byte> input, Verdict verdict, ReadOnlySpan<byte> output)
         {
-            NatEngine engine = runner.Engine;
-            List<BlockInfo> blocks = engine.Subscribers?.ListBlocks(runner.NowMs) ?? [];
-            Subscribers(runner, engine, blocks);
-            Blocks(runner, blocks);
+            var blocks = new List<BlockInfo>();
+            var subscribers = new List<SubscriberInfo>();
+            foreach (NatEngine engine in runner.Engines)
+            {
+                Subscribers(runner, engine, subscribers);
+                blocks.AddRange(engine.Subscribers?.ListBlocks(runner.NowMs) ?? []);
+            }
+            Blocks(runner, blocks, subscribers);
             if (ingress == Side.Inside && verdict == Verdict.ToOutside)
             {
-                Translated(runner, engine, input, output, blocks);
+                Translated(runner, input, output, blocks, subscribers);
             }
         }
 
-        private void Subscribers(FrameRunner runner, NatEngine engine, List<BlockInfo> blocks)
+        /// <summary>One shard's subscribers against their limits and its session table; adds them to <paramref name="all"/>.</summary>
+        private static void Subscribers(FrameRunner runner, NatEngine engine, List<SubscriberInfo> all)
         {
             if (engine.Subscribers is not { } sp)
             {
@@ -140,45 +146,50 @@ public static class CgnTarget
                 {
                     throw runner.Fail($"{who} holds {s.Ports} ports, over its limit {s.PortLimit}");
                 }
-                int held = 0;
-                foreach (BlockInfo b in blocks)
+                if (all.Exists(o => o.Subscriber == s.Subscriber))
                 {
-                    held += b.Subscriber == s.Subscriber ? 1 : 0;
-                }
-                if (_cgn.Allocation == PortAllocation.PortBlock && held > _cgn.PortBlock.PerSubscriber)
-                {
-                    throw runner.Fail($"{who} holds {held} blocks, over nat.port-block.per-subscriber {_cgn.PortBlock.PerSubscriber}");
+                    throw runner.Fail($"{who} has state in two shards");
                 }
                 sessions += s.Sessions;
+                all.Add(s);
             }
             if (sessions != engine.Table.Count)
             {
-                throw runner.Fail($"the subscribers' sessions add up to {sessions}, the session table holds {engine.Table.Count}");
+                throw runner.Fail($"the subscribers' sessions add up to {sessions}, a shard's session table holds {engine.Table.Count}");
             }
         }
 
-        private void Blocks(FrameRunner runner, List<BlockInfo> blocks)
+        /// <summary>Held blocks of every shard: each inside nat.ports with the configured size, no port in two, none past its holder's per-subscriber count.</summary>
+        private void Blocks(FrameRunner runner, List<BlockInfo> blocks, List<SubscriberInfo> subscribers)
         {
-            for (int i = 0; i < blocks.Count; i++)
+            var owners = new Dictionary<(uint, int), BlockInfo>();
+            foreach (BlockInfo a in blocks)
             {
-                BlockInfo a = blocks[i];
                 int ports = (a.High - a.Low) / a.Step + 1;
-                if (a.Low < settings.PortMin || a.High > settings.PortMax || ports != _cgn.PortBlock.Size)
+                if (a.Low < settings.PortMin || a.High > settings.PortMax || ports != _cgn.PortBlock.Size || (a.High - a.Low) % a.Step != 0)
                 {
                     throw runner.Fail($"block {a.Low}-{a.High} step {a.Step} on {Ipv4.Format(a.External)}: {ports} ports, outside nat.ports {settings.PortMin}-{settings.PortMax} or not {_cgn.PortBlock.Size}");
                 }
-                for (int j = i + 1; j < blocks.Count; j++)
+                for (int port = a.Low; port <= a.High; port += a.Step)
                 {
-                    BlockInfo b = blocks[j];
-                    if (a.External == b.External && a.Low <= b.High && b.Low <= a.High)
+                    if (!owners.TryAdd((a.External, port), a))
                     {
-                        throw runner.Fail($"blocks {a.Low}-{a.High} ({Ipv4.Format(a.Subscriber)}) and {b.Low}-{b.High} ({Ipv4.Format(b.Subscriber)}) overlap on {Ipv4.Format(a.External)}");
+                        BlockInfo b = owners[(a.External, port)];
+                        throw runner.Fail($"port {port} of {Ipv4.Format(a.External)} is in block {a.Low}-{a.High} ({Ipv4.Format(a.Subscriber)}) and block {b.Low}-{b.High} ({Ipv4.Format(b.Subscriber)})");
                     }
+                }
+            }
+            foreach (SubscriberInfo s in subscribers)
+            {
+                int held = blocks.Count(b => b.Subscriber == s.Subscriber);
+                if (_cgn.Allocation == PortAllocation.PortBlock && held > _cgn.PortBlock.PerSubscriber)
+                {
+                    throw runner.Fail($"subscriber {Ipv4.Format(s.Subscriber)} holds {held} blocks, over nat.port-block.per-subscriber {_cgn.PortBlock.PerSubscriber}");
                 }
             }
         }
 
-        private void Translated(FrameRunner runner, NatEngine engine, ReadOnlySpan<byte> input, ReadOnlySpan<byte> output, List<BlockInfo> blocks)
+        private void Translated(FrameRunner runner, ReadOnlySpan<byte> input, ReadOnlySpan<byte> output, List<BlockInfo> blocks, List<SubscriberInfo> subscribers)
         {
             // Deterministic NAT: every protocol of a subscriber (ICMP, ESP, GRE, ISAKMP, fragments
             // too) leaves from the address of its range (RFC 4787 REQ-2).
@@ -230,7 +241,7 @@ public static class CgnTarget
             }
             if (_cgn.Pairing == Pairing.Strict)
             {
-                foreach (SubscriberInfo s in engine.Subscribers!.List())
+                foreach (SubscriberInfo s in subscribers)
                 {
                     if (s.Subscriber == subscriber && s.External != external)
                     {
