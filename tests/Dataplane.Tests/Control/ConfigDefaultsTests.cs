@@ -76,7 +76,7 @@ public class ConfigDefaultsTests
     /// <summary>Every ```yaml block of README.md (the configuration block and each section's own), one after the other.</summary>
     private static string ReadmeYamlBlocks()
     {
-        string text = File.ReadAllText(Path.Combine(RepositoryRoot(), "README.md"));
+        string text = File.ReadAllText(Path.Combine(Ops.Repo.Root, "README.md"));
         var blocks = new System.Text.StringBuilder();
         for (int start = text.IndexOf("```yaml\n", StringComparison.Ordinal); start >= 0; start = text.IndexOf("```yaml\n", start, StringComparison.Ordinal))
         {
@@ -88,27 +88,10 @@ public class ConfigDefaultsTests
         return blocks.ToString();
     }
 
-    private static string RepositoryRoot()
-    {
-        string? dir = AppContext.BaseDirectory;
-        while (dir is not null && !File.Exists(Path.Combine(dir, "Dataplane.sln")))
-        {
-            dir = Path.GetDirectoryName(dir);
-        }
-        Assert.NotNull(dir);
-        return dir;
-    }
-
     /// <summary>The first ```yaml block of README.md (the documented configuration), without its trailing addendum.</summary>
     private static string ReadmeConfigBlock()
     {
-        string? dir = AppContext.BaseDirectory;
-        while (dir is not null && !File.Exists(Path.Combine(dir, "README.md")) || dir is not null && !File.Exists(Path.Combine(dir, "Dataplane.sln")))
-        {
-            dir = Path.GetDirectoryName(dir);
-        }
-        Assert.NotNull(dir);
-        string text = File.ReadAllText(Path.Combine(dir, "README.md"));
+        string text = File.ReadAllText(Path.Combine(Ops.Repo.Root, "README.md"));
         int start = text.IndexOf("```yaml\n", StringComparison.Ordinal);
         Assert.True(start >= 0, "README.md has no ```yaml block");
         start += "```yaml\n".Length;
