@@ -111,6 +111,14 @@ public sealed record EngineOptions
     /// shard counts from, so all give one epoch time. Null: the first clock the engine sees.
     /// </summary>
     public long? StartedMs { get; init; }
+
+    /// <summary>
+    /// The pairings all shards of this natd publish (<see cref="PairingDirectory"/>), shared by their
+    /// engines: this engine publishes its subscribers' pairing in its own table and reads the other
+    /// shards' for its port-less flows (RFC 4787 REQ-2). Null with one shard, or where no other
+    /// engine runs beside it (replay, tests of one shard).
+    /// </summary>
+    public PairingDirectory? Pairings { get; init; }
 }
 
 /// <summary>
@@ -528,9 +536,10 @@ public sealed partial class NatEngine
     /// The external address of inside host <paramref name="inside"/>'s port-less flows (GRE, ESP,
     /// ISAKMP, port triggers), the one its TCP and UDP leave from (RFC 4787 REQ-2): with
     /// deterministic NAT the address of its RFC 7422 range (the configuration fixes it for every
-    /// shard); else its subscriber's paired address when this shard pairs it, else the hash of its
-    /// subscriber. Port-less state lives in shard 0, which with several shards knows only its own
-    /// subscribers' pairing.
+    /// shard); else its subscriber's paired address, from this shard's subscriber state or, for a
+    /// subscriber of another shard, from the pairing that shard publishes
+    /// (<see cref="EngineOptions.Pairings"/>; port-less state lives in shard 0); else (no port held
+    /// yet, or no subscriber state) the hash of its subscriber.
     /// </summary>
     private uint PairedAddress(uint inside)
     {
@@ -538,8 +547,24 @@ public sealed partial class NatEngine
         {
             return range.External;
         }
-        int i = Subscribers?.PairedIndexOf(inside) ?? -1;
-        return _addresses.Pool[i >= 0 ? i : _addresses.PoolIndexFor(inside)];
+        if (Subscribers is { } sp)
+        {
+            int i = sp.PairedIndexOf(inside);
+            if (i >= 0)
+            {
+                return _addresses.Pool[i];
+            }
+            // Another shard's subscriber: the pairing its shard publishes, while that address is
+            // still in this shard's pool (a reload may be half applied across the shards).
+            int owner = _shardMap.OwnerOfInside(inside);
+            if (owner != _options.Shard && _options.Pairings is { } pairings
+                && pairings.Of(owner).Find(_settings.Cgnat.SubscriberOf(inside)) is var external && external != 0
+                && _addresses.PoolIndexOf(external) >= 0)
+            {
+                return external;
+            }
+        }
+        return _addresses.Pool[_addresses.PoolIndexFor(inside)];
     }
 
     /// <summary>
@@ -563,12 +588,14 @@ public sealed partial class NatEngine
     /// </summary>
     internal void RebuildSubscribers(SubscriberPorts? carried = null, uint[]? oldPool = null, BlockGeometry? legacy = null)
     {
+        PairingTable? published = _options.Pairings?.Of(_options.Shard);
         if (!NeedsSubscribers(_settings))
         {
             Table.Subscribers = null;
+            published?.Reconcile(static _ => 0);
             return;
         }
-        var sp = new SubscriberPorts(Table, _settings.Cgnat, _addresses.Pool, _seed, _options.Shard, _options.Shards, Table.Capacity, legacy);
+        var sp = new SubscriberPorts(Table, _settings.Cgnat, _addresses.Pool, _seed, _options.Shard, _options.Shards, Table.Capacity, legacy, published);
         if (carried is not null)
         {
             sp.CarryFrom(carried, oldPool!, _now);
@@ -596,6 +623,7 @@ public sealed partial class NatEngine
             sp.FinishCarry(_now);
         }
         Table.Subscribers = sp;
+        published?.Reconcile(sp.PairedAddressOf); // subscribers the rebuild dropped or moved
     }
 
     /// <summary>Closes sessions the current rules and forwards would not create the same way.</summary>

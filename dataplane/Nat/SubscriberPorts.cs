@@ -58,6 +58,7 @@ public sealed class SubscriberPorts : ISubscriberAccounting
     private readonly DeadlineQueue? _releaseDue;
     private readonly DeadlineQueue? _interimDue;
     private readonly int[] _paired;      // subscribers paired to each address (dynamic mode's load)
+    private readonly PairingTable? _published; // the pairings the other shards read (port-less flows live in shard 0)
     private readonly int _tieStart;
     private readonly long _delayMs;
     private readonly long _interimMs;
@@ -80,9 +81,12 @@ public sealed class SubscriberPorts : ISubscriberAccounting
     /// <param name="shards">Shards.</param>
     /// <param name="capacity">Subscribers the shard may hold (its session capacity: a subscriber holds at least a session, a port or a block).</param>
     /// <param name="legacy">The cut of blocks a reload carries over with another size or start than the new one (<see cref="PortBlocks.Legacy"/>), or null.</param>
-    public SubscriberPorts(SessionTable table, CgnatSettings cgn, uint[] pool, ulong seed, int shard, int shards, int capacity, BlockGeometry? legacy = null)
+    /// <param name="published">Where this shard publishes its subscribers' pairings for the other shards (<see cref="PairingDirectory"/>), or null with one shard.</param>
+    public SubscriberPorts(SessionTable table, CgnatSettings cgn, uint[] pool, ulong seed, int shard, int shards, int capacity, BlockGeometry? legacy = null,
+        PairingTable? published = null)
     {
         _table = table;
+        _published = published;
         _cgn = cgn;
         _portLimit = cgn.Limits.Ports;
         _rate = cgn.Limits.NewSessionsPerSecond;
@@ -113,6 +117,22 @@ public sealed class SubscriberPorts : ISubscriberAccounting
     {
         int i = Table.Find(_cgn.SubscriberOf(inside));
         return i < 0 ? -1 : Table[i].PoolIndex;
+    }
+
+    /// <summary>The external address (network order) subscriber <paramref name="subscriber"/> (its key, <see cref="CgnatSettings.SubscriberOf"/>) is paired with here, or 0.</summary>
+    public uint PairedAddressOf(uint subscriber)
+    {
+        int i = Table.Find(subscriber);
+        return i < 0 || Table[i].PoolIndex < 0 ? 0 : _pool[Table[i].PoolIndex];
+    }
+
+    // Every change of a subscriber's pairing goes through here, so the other shards' view of it
+    // (the published table) never lags behind this shard's.
+    private void Pair(ref Subscriber s, int poolIndex)
+    {
+        s.PoolIndex = poolIndex;
+        _paired[poolIndex]++;
+        _published?.Set(s.Key, _pool[poolIndex]);
     }
 
     /// <summary>
@@ -230,8 +250,7 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         }
         if (s.PoolIndex < 0)
         {
-            s.PoolIndex = LeastLoaded(-1);
-            _paired[s.PoolIndex]++;
+            Pair(ref s, LeastLoaded(-1));
         }
         int port = _blocks is not null && !privileged
             ? AllocateInBlocks(ref s, protocolClass, nowMs, out poolIndex, out reason)
@@ -399,8 +418,7 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         }
         if (s.PoolIndex < 0)
         {
-            s.PoolIndex = poolIndex;
-            _paired[poolIndex]++;
+            Pair(ref s, poolIndex);
         }
         if (b >= 0)
         {
@@ -468,8 +486,7 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         CountPorts(ref s, 1);
         if (s.PoolIndex < 0)
         {
-            s.PoolIndex = poolIndex;
-            _paired[poolIndex]++;
+            Pair(ref s, poolIndex);
         }
         int b = _blocks?.BlockOf(poolIndex, port) ?? -1;
         if (b < 0)
@@ -555,8 +572,7 @@ public sealed class SubscriberPorts : ISubscriberAccounting
             s.Blocks++;
             if (s.PoolIndex < 0)
             {
-                s.PoolIndex = a;
-                _paired[a]++;
+                Pair(ref s, a);
             }
             nb.EmptySinceMs[id] = ob.EmptySinceMs[b];
             if (_interimDue is not null)
@@ -642,6 +658,7 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         {
             _paired[s.PoolIndex]--;
             s.PoolIndex = -1;
+            _published?.Set(key, 0);
         }
         if (s.Ports == 0 && s.Blocks == 0 && s.Sessions == 0)
         {

@@ -186,7 +186,19 @@ public sealed partial class IpsecTests(ITestOutputHelper output)
 
         using var server = lab.StartIn(lab.OutsideNs, "/usr/bin/python3", Script, "server", "--lifetime", "60");
         Assert.NotNull(server.WaitForLine(l => l == "ready", TimeSpan.FromSeconds(15)));
-        string Tag(int i) => ((char)('A' + i)).ToString();
+        IsakmpAndEspLeaveFrom(lab, server, hosts, externals);
+        scenario.Pass();
+    }
+
+    private static string Tag(int i) => ((char)('A' + i)).ToString();
+
+    /// <summary>
+    /// Each host (tagged A, B, ... in order) runs an ISAKMP exchange, all at once, then three ESP
+    /// packets, one host at a time; every one of them reaches the server from its host's
+    /// <paramref name="externals"/> address and from no other.
+    /// </summary>
+    private void IsakmpAndEspLeaveFrom(LabTopology lab, LabProcess server, string[] hosts, Dictionary<string, string> externals)
+    {
         var isakmp = hosts.Select((h, i) => Client(lab, "isakmp", h, Tag(i), "--icookie", $"0x01234567000000{i:x2}")).ToList();
         foreach (var c in isakmp)
         {
@@ -209,6 +221,47 @@ public sealed partial class IpsecTests(ITestOutputHelper output)
             Assert.Contains(server.StdOutLines, l => l == $"esp from {external} spi={0x1001 + i:x8} {tag}");
             Assert.DoesNotContain(server.StdOutLines, l => l.StartsWith("esp from", StringComparison.Ordinal) && l.EndsWith(tag, StringComparison.Ordinal) && !l.StartsWith($"esp from {external} ", StringComparison.Ordinal));
         }
+    }
+
+    /// <summary>
+    /// Port blocks over two external addresses: each host first sends UDP (NAT-T's port 4500, an
+    /// ordinary mapping), which pairs its subscriber with the least-loaded address in the shard
+    /// that owns it; its ISAKMP and ESP then leave from that same address (RFC 4787 REQ-2). With two
+    /// workers they are carried by shard 0, which reads the owner's published pairing; before it
+    /// did, a subscriber of shard 1 got the address a hash of the host picks.
+    /// </summary>
+    [RootTheory]
+    [InlineData("natd")]
+    [InlineData("natd-w1")]
+    public void With_port_blocks_isakmp_and_esp_leave_from_the_address_each_hosts_udp_left_from(string kind)
+    {
+        Assert.True(HasScapy(), "python3-scapy is not installed (control/install-deps.sh installs it)");
+        var gateway = new NatdGateway
+        {
+            ExtraConfig = (kind == "natd" ? "dataplane: { workers: 2 }\n" : "dataplane: { workers: 1 }\n") + ParallelConfig,
+            Pool = "198.51.100.1, 198.51.100.7",
+            NatConfig = ", allocation: port-block, port-block: { size: 64 }",
+        };
+        using var scenario = Scenario.Start(gateway, output);
+        var lab = scenario.Lab;
+        string[] hosts = ["10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.200", "10.0.0.201", "10.0.0.202", "10.0.0.203"];
+        foreach (string host in hosts.Where(h => h != lab.InsideHost.ToString()))
+        {
+            lab.AddInsideHostAddress(host + "/24");
+        }
+        using var server = lab.StartIn(lab.OutsideNs, "/usr/bin/python3", Script, "server", "--lifetime", "90");
+        Assert.NotNull(server.WaitForLine(l => l == "ready", TimeSpan.FromSeconds(15)));
+        var externals = new Dictionary<string, string>();
+        for (int i = 0; i < hosts.Length; i++)
+        {
+            using var c = Client(lab, "natt", hosts[i], Tag(i));
+            Assert.Equal((1, 0), Pair(Result(c, "natt")));
+            string line = server.StdOutLines.Single(l => l.StartsWith("natt from ", StringComparison.Ordinal) && l.EndsWith($"natt {Tag(i)}", StringComparison.Ordinal));
+            externals[hosts[i]] = line["natt from ".Length..line.IndexOf(':', StringComparison.Ordinal)];
+            output.WriteLine($"{hosts[i]} paired with {externals[hosts[i]]}");
+        }
+        Assert.Equal(2, externals.Values.Distinct().Count()); // least-loaded pairing spread them over both addresses
+        IsakmpAndEspLeaveFrom(lab, server, hosts, externals);
         scenario.Pass();
     }
 

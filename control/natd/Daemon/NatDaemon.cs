@@ -138,9 +138,12 @@ internal sealed class NatDaemon : IAsyncDisposable
         int shards = ports.Count;
         var engines = new NatEngine[shards];
         long started = PollerActor.NowMs; // one PCP epoch for every shard
+        // Shard 0 carries every subscriber's port-less flows: it reads the other shards' pairings here.
+        var pairings = shards > 1 ? new PairingDirectory(shards) : null;
         for (int k = 0; k < shards; k++)
         {
-            engines[k] = new NatEngine(config.Nat, ports[k].Inside.Mac, ports[k].Outside.Mac, new EngineOptions { Shard = k, Shards = shards, StartedMs = started });
+            engines[k] = new NatEngine(config.Nat, ports[k].Inside.Mac, ports[k].Outside.Mac,
+                new EngineOptions { Shard = k, Shards = shards, StartedMs = started, Pairings = pairings });
         }
         // ShardMap.DefaultSeed: a subscriber lands on the same shard after a restart, where its restored ports belong.
         var links = shards > 1 ? new ShardLinks(shards, new ShardMap(config.Nat, shards)) : null;

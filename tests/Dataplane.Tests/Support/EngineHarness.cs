@@ -22,7 +22,11 @@ public sealed class EngineHarness : IFrameSink
     /// </summary>
     public bool CompleteAlgFrames { get; init; } = true;
 
-    public EngineHarness(Func<NatSettings, NatSettings>? tweak = null, bool learnNeighbours = true, ulong seed = 42)
+    /// <param name="tweak">Changes to <see cref="LabSettings"/>.</param>
+    /// <param name="learnNeighbours">Configure the lab's hosts as static neighbours.</param>
+    /// <param name="seed">The engine's seed.</param>
+    /// <param name="options">Engine options (shard, shards, pairings); <paramref name="seed"/> replaces their seed.</param>
+    public EngineHarness(Func<NatSettings, NatSettings>? tweak = null, bool learnNeighbours = true, ulong seed = 42, EngineOptions? options = null)
     {
         var s = LabSettings();
         if (tweak != null)
@@ -56,7 +60,7 @@ public sealed class EngineHarness : IFrameSink
                 },
             };
         }
-        Engine = new NatEngine(s, new MacAddress(0x02_00_00_00_00_01), new MacAddress(0x02_00_00_00_00_02), new EngineOptions { Seed = seed });
+        Engine = new NatEngine(s, new MacAddress(0x02_00_00_00_00_01), new MacAddress(0x02_00_00_00_00_02), (options ?? new EngineOptions()) with { Seed = seed });
         Engine.AttachSink(this);
     }
 

@@ -2,6 +2,7 @@ using Akka.Actor;
 using Natd.Dataplane.Io;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
+using Natd.Dataplane.Sessions;
 using Natd.Dataplane.Workers;
 using Natd.Tests.Support;
 using static Natd.Tests.Support.Frames;
@@ -216,9 +217,11 @@ internal sealed class ShardedGateway : IAsyncDisposable
         var system = ActorSystem.Create("hairpin", PollerActor.Config);
         var ports = new (ConcurrentPort, ConcurrentPort)[shards];
         var pollers = new IActorRef[shards];
+        var pairings = shards > 1 ? new PairingDirectory(shards) : null; // as the daemon shares it
         for (int k = 0; k < shards; k++)
         {
-            var engine = new NatEngine(s, MacAddress.Read(GatewayInsideMac), MacAddress.Read(GatewayOutsideMac), new EngineOptions { Seed = (ulong)(7 + k), Shard = k, Shards = shards });
+            var engine = new NatEngine(s, MacAddress.Read(GatewayInsideMac), MacAddress.Read(GatewayOutsideMac),
+                new EngineOptions { Seed = (ulong)(7 + k), Shard = k, Shards = shards, Pairings = pairings });
             var pair = (new ConcurrentPort($"in{k}", MacAddress.Read(GatewayInsideMac)), new ConcurrentPort($"out{k}", MacAddress.Read(GatewayOutsideMac)));
             ports[k] = pair;
             var options = new PollerOptions { BatchSize = 8, IdleWaitMilliseconds = 1, Shard = k, Links = links, Wakeup = wake, GreOwner = k == 0 ? null : pollers[0] };

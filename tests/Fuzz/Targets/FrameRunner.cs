@@ -77,10 +77,11 @@ public sealed class FrameRunner
         _handlers = new Dictionary<AlgKind, IAlgHandler>[shards];
         var inMac = new MacAddress(0x02_00_00_00_00_0a);
         var outMac = new MacAddress(0x02_00_00_00_00_0b);
+        var pairings = shards > 1 ? new PairingDirectory(shards) : null; // as the daemon shares it
         for (int k = 0; k < shards; k++)
         {
             var engine = new NatEngine(settings, new MacAddress(0x02_00_00_00_00_01), new MacAddress(0x02_00_00_00_00_02),
-                new EngineOptions { Promiscuous = true, LearnFromTraffic = true, Seed = 7 + (ulong)k, Shard = k, Shards = shards });
+                new EngineOptions { Promiscuous = true, LearnFromTraffic = true, Seed = 7 + (ulong)k, Shard = k, Shards = shards, Pairings = pairings });
             engine.AttachSink(new Sink(this, k));
             engine.Learn(Side.Inside, Ipv4.Parse("10.0.0.2"), inMac);
             engine.Learn(Side.Inside, Ipv4.Parse("10.0.0.3"), inMac);

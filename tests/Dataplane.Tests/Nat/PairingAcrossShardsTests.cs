@@ -1,0 +1,164 @@
+using Natd.Dataplane.Io;
+using Natd.Dataplane.Nat;
+using Natd.Dataplane.Packets;
+using Natd.Dataplane.Sessions;
+using Natd.Tests.Support;
+using static Natd.Tests.Support.CgnatKit;
+using static Natd.Tests.Support.Frames;
+
+namespace Natd.Tests.Nat;
+
+/// <summary>
+/// Paired pooling (RFC 4787 REQ-2) across shards: a subscriber's TCP and UDP are allocated by the
+/// shard that owns it, its port-less flows (ESP, GRE), ISAKMP and triggers live in shard 0, which
+/// reads the owner's published pairing (<see cref="PairingDirectory"/>) for their address.
+/// </summary>
+public class PairingAcrossShardsTests
+{
+    private const string Remote = EngineHarness.OutsideHost;
+    private const string Second = "198.51.100.7";
+
+    private static NatSettings TwoAddresses(NatSettings s) => s with
+    {
+        Cgnat = Pba(size: 64),
+        Pool = [Ipv4.Parse(EngineHarness.External), Ipv4.Parse(Second)],
+        Rules = [new ForwardRule { Name = "all", Action = RuleAction.Masquerade }],
+        DefaultPolicy = RuleAction.Deny,
+    };
+
+    // Shard 0 and shard 1 of two, as the daemon builds them: one directory shared by both.
+    private static (EngineHarness Shard0, EngineHarness Shard1, PairingDirectory? Pairings, ShardMap Map) TwoShards(bool shared)
+    {
+        var pairings = shared ? new PairingDirectory(2) : null;
+        var h0 = new EngineHarness(TwoAddresses, seed: 7, options: new EngineOptions { Shard = 0, Shards = 2, Pairings = pairings });
+        var h1 = new EngineHarness(TwoAddresses, seed: 8, options: new EngineOptions { Shard = 1, Shards = 2, Pairings = pairings });
+        return (h0, h1, pairings, new ShardMap(h0.Engine.Settings, 2));
+    }
+
+    // One remote peer per host: a new SPI to a peer waits for the one before it to be answered.
+    private static string PeerOf(int host) => $"203.0.113.{host}";
+
+    private static byte[] Esp(string inside, int host)
+    {
+        var esp = new byte[24];
+        esp[2] = 0x10;
+        esp[3] = (byte)host; // the SPI, one per host (0 is reserved)
+        return Wrap(inside, PeerOf(host), IpProtocol.Esp, esp, 64, null, null);
+    }
+
+    private static byte[] Isakmp(string inside, int host)
+    {
+        var isakmp = new byte[28];
+        isakmp[0] = (byte)host; // the initiator cookie, one per host
+        return Udp(inside, 500, PeerOf(host), 500, isakmp);
+    }
+
+    // Dynamic allocation with a per-subscriber port limit: subscriber state (least-loaded pairing)
+    // without blocks, so a reload may take an address away (its mappings close).
+    private static NatSettings Limited(NatSettings s) => TwoAddresses(s) with
+    {
+        Cgnat = new CgnatSettings { Limits = new SubscriberLimits(Ports: 1000) },
+    };
+
+    /// <summary>
+    /// Every host of shard 1 first sends UDP there (its subscriber pairs with the least-loaded
+    /// address), then ISAKMP, ESP and GRE through shard 0: all leave from the UDP's address. Without
+    /// the shared directory shard 0 fell back to a hash of the host, which disagreed for some.
+    /// </summary>
+    [Fact]
+    public void Shard_0_sends_another_shards_subscribers_port_less_flows_from_their_paired_address()
+    {
+        int mismatchesWithout = Run(shared: false);
+        Assert.True(mismatchesWithout > 0, "without the directory some host's port-less flows left from another address (the bug this guards)");
+        Assert.Equal(0, Run(shared: true));
+    }
+
+    private static int Run(bool shared)
+    {
+        var (h0, h1, pairings, map) = TwoShards(shared);
+        int mismatches = 0, hosts = 0;
+        var addresses = new HashSet<string>();
+        for (int host = 2; host < 64; host++)
+        {
+            string inside = $"10.0.0.{host}";
+            if (map.OwnerOfInside(Ipv4.Parse(inside)) != 1)
+            {
+                continue;
+            }
+            hosts++;
+            string paired = Src(h1.Out(Udp(inside, 40000, Remote, 53)));
+            addresses.Add(paired);
+            if (shared)
+            {
+                Assert.Equal(Ipv4.Parse(paired), pairings!.Of(1).Find(Ipv4.Parse(inside)));
+            }
+            string[] sent =
+            [
+                Src(h0.Out(Isakmp(inside, host))),
+                Src(h0.Out(Esp(inside, host))),
+                Src(h0.Out(Wrap(inside, PeerOf(host), IpProtocol.Gre, new byte[16], 64, null, null))),
+            ];
+            mismatches += sent.Count(a => a != paired);
+        }
+        Assert.True(hosts >= 16, $"{hosts} hosts on shard 1");
+        Assert.Equal(2, addresses.Count); // least-loaded pairing used both addresses
+        return mismatches;
+    }
+
+    [Fact]
+    public void A_subscriber_that_holds_no_port_any_more_is_withdrawn()
+    {
+        // Quarantine 0: the block goes with the last mapping, and the pairing with the block.
+        var pairings = new PairingDirectory(2);
+        var h1 = new EngineHarness(s => TwoAddresses(s) with { Cgnat = Pba(size: 64, delay: 0) }, options: new EngineOptions { Shard = 1, Shards = 2, Pairings = pairings });
+        var map = new ShardMap(h1.Engine.Settings, 2);
+        string inside = Enumerable.Range(2, 60).Select(h => $"10.0.0.{h}").First(a => map.OwnerOfInside(Ipv4.Parse(a)) == 1);
+        string paired = Src(h1.Out(Udp(inside, 40000, Remote, 53)));
+        Assert.Equal(Ipv4.Parse(paired), pairings.Of(1).Find(Ipv4.Parse(inside)));
+        Assert.Equal(1, pairings.Of(1).Count);
+        h1.Now += 3_600_000; // past every UDP timeout
+        h1.Engine.Sweep(h1.Now, 100_000);
+        Assert.Equal(0, h1.Engine.Table.Count);
+        Assert.Equal(0u, pairings.Of(1).Find(Ipv4.Parse(inside)));
+        Assert.Equal(0, pairings.Of(1).Count);
+        Assert.Equal(0u, pairings.Find(Ipv4.Parse(inside), except: 0));
+    }
+
+    [Fact]
+    public void A_reload_that_drops_an_address_withdraws_its_subscribers_and_keeps_the_others()
+    {
+        var pairings = new PairingDirectory(2);
+        var h1 = new EngineHarness(Limited, options: new EngineOptions { Shard = 1, Shards = 2, Pairings = pairings });
+        var map = new ShardMap(h1.Engine.Settings, 2);
+        var paired = new Dictionary<string, string>();
+        foreach (string inside in Enumerable.Range(2, 60).Select(h => $"10.0.0.{h}").Where(a => map.OwnerOfInside(Ipv4.Parse(a)) == 1))
+        {
+            paired[inside] = Src(h1.Out(Udp(inside, 40000, Remote, 53)));
+        }
+        Assert.Contains(Second, paired.Values);
+        Assert.Contains(EngineHarness.External, paired.Values);
+        Assert.Null(h1.Engine.UpdateSettings(h1.Engine.Settings with { Pool = [Ipv4.Parse(EngineHarness.External)] }));
+        foreach (var (inside, external) in paired)
+        {
+            uint expected = external == Second ? 0 : Ipv4.Parse(external);
+            Assert.Equal(expected, pairings.Of(1).Find(Ipv4.Parse(inside)));
+        }
+        Assert.Equal(paired.Values.Count(a => a != Second), pairings.Of(1).Count);
+    }
+
+    [Fact]
+    public void Without_subscriber_state_after_a_reload_nothing_stays_published()
+    {
+        var pairings = new PairingDirectory(2);
+        var h1 = new EngineHarness(Limited, options: new EngineOptions { Shard = 1, Shards = 2, Pairings = pairings });
+        var map = new ShardMap(h1.Engine.Settings, 2);
+        string inside = Enumerable.Range(2, 60).Select(h => $"10.0.0.{h}").First(a => map.OwnerOfInside(Ipv4.Parse(a)) == 1);
+        h1.Out(Udp(inside, 40000, Remote, 53));
+        Assert.Equal(1, pairings.Of(1).Count);
+        // Dynamic allocation, strict pairing, no limits: no subscriber state, pairing by hash everywhere.
+        Assert.Null(h1.Engine.UpdateSettings(h1.Engine.Settings with { Cgnat = new CgnatSettings() }));
+        Assert.Null(h1.Engine.Subscribers);
+        Assert.Equal(0, pairings.Of(1).Count);
+        Assert.Equal(0u, pairings.Of(1).Find(Ipv4.Parse(inside)));
+    }
+}
