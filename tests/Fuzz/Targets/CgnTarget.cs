@@ -120,6 +120,41 @@ public static class CgnTarget
             if (ingress == Side.Inside && verdict == Verdict.ToOutside)
             {
                 Translated(runner, input, output, blocks, subscribers);
+                PortlessPaired(runner, input, output, subscribers);
+            }
+        }
+
+        // Port-less flows (inside host, remote, protocol) already seen leaving: only a flow's first
+        // datagram is checked, as a tunnel keeps the address it was opened with.
+        private readonly HashSet<(uint, uint, byte)> _portless = [];
+
+        /// <summary>
+        /// RFC 4787 REQ-2 across shards: the first datagram of a port-less flow (ESP, GRE, another
+        /// protocol, ISAKMP) of a subscriber that is paired, in whichever shard holds it, leaves from
+        /// the paired address, though shard 0 carries it.
+        /// </summary>
+        private void PortlessPaired(FrameRunner runner, ReadOnlySpan<byte> input, ReadOnlySpan<byte> output, List<SubscriberInfo> subscribers)
+        {
+            if (_deterministic is not null || !Addresses(input, out uint inside, out uint remote) || !Addresses(output, out uint source, out uint to)
+                || to != remote || !settings.Pool.Contains(source) || (BinaryPrimitives.ReadUInt16BigEndian(output[20..]) & 0x3FFF) != 0)
+            {
+                return; // deterministic NAT has its own check; not a translated whole datagram to the remote
+            }
+            byte proto = output[23];
+            int ihl = (output[14] & 15) * 4;
+            bool isakmp = proto == IpProtocol.Udp && output.Length >= 14 + ihl + 4
+                && BinaryPrimitives.ReadUInt16BigEndian(output[(14 + ihl)..]) == 500 && BinaryPrimitives.ReadUInt16BigEndian(output[(14 + ihl + 2)..]) == 500;
+            if ((proto is IpProtocol.Tcp or IpProtocol.Udp or IpProtocol.Icmp && !isakmp) || !_portless.Add((inside, remote, proto)))
+            {
+                return;
+            }
+            uint subscriber = _cgn.SubscriberOf(inside);
+            foreach (SubscriberInfo s in subscribers)
+            {
+                if (s.Subscriber == subscriber && s.External != 0 && s.External != source)
+                {
+                    throw runner.Fail($"protocol {proto} from {Ipv4.Format(inside)} to {Ipv4.Format(remote)} left from {Ipv4.Format(source)}, but its subscriber is paired with {Ipv4.Format(s.External)}");
+                }
             }
         }
 
