@@ -538,8 +538,8 @@ public sealed partial class NatEngine
     /// deterministic NAT the address of its RFC 7422 range (the configuration fixes it for every
     /// shard); else its subscriber's paired address, from this shard's subscriber state or, for a
     /// subscriber of another shard, from the pairing that shard publishes
-    /// (<see cref="EngineOptions.Pairings"/>; port-less state lives in shard 0); else (no port held
-    /// yet, or no subscriber state) the hash of its subscriber.
+    /// (<see cref="EngineOptions.Pairings"/>, <see cref="SubscriberPorts.PairedIndexOf"/>; port-less
+    /// state lives in shard 0); else (no port held yet, or no subscriber state) the hash of its subscriber.
     /// </summary>
     private uint PairedAddress(uint inside)
     {
@@ -547,24 +547,8 @@ public sealed partial class NatEngine
         {
             return range.External;
         }
-        if (Subscribers is { } sp)
-        {
-            int i = sp.PairedIndexOf(inside);
-            if (i >= 0)
-            {
-                return _addresses.Pool[i];
-            }
-            // Another shard's subscriber: the pairing its shard publishes, while that address is
-            // still in this shard's pool (a reload may be half applied across the shards).
-            int owner = _shardMap.OwnerOfInside(inside);
-            if (owner != _options.Shard && _options.Pairings is { } pairings
-                && pairings.Of(owner).Find(_settings.Cgnat.SubscriberOf(inside)) is var external && external != 0
-                && _addresses.PoolIndexOf(external) >= 0)
-            {
-                return external;
-            }
-        }
-        return _addresses.Pool[_addresses.PoolIndexFor(inside)];
+        int i = Subscribers?.PairedIndexOf(inside) ?? -1; // this shard's pairing, else the one another shard publishes
+        return _addresses.Pool[i >= 0 ? i : _addresses.PoolIndexFor(inside)];
     }
 
     /// <summary>
@@ -595,7 +579,7 @@ public sealed partial class NatEngine
             published?.Reconcile(static _ => 0);
             return;
         }
-        var sp = new SubscriberPorts(Table, _settings.Cgnat, _addresses.Pool, _seed, _options.Shard, _options.Shards, Table.Capacity, legacy, published);
+        var sp = new SubscriberPorts(Table, _settings.Cgnat, _addresses.Pool, _seed, _options.Shard, _options.Shards, Table.Capacity, legacy, _options.Pairings);
         if (carried is not null)
         {
             sp.CarryFrom(carried, oldPool!, _now);

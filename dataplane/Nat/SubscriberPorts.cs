@@ -58,7 +58,9 @@ public sealed class SubscriberPorts : ISubscriberAccounting
     private readonly DeadlineQueue? _releaseDue;
     private readonly DeadlineQueue? _interimDue;
     private readonly int[] _paired;      // subscribers paired to each address (dynamic mode's load)
-    private readonly PairingTable? _published; // the pairings the other shards read (port-less flows live in shard 0)
+    private readonly PairingDirectory? _pairings;
+    private readonly PairingTable? _published; // this shard's pairings, which the other shards read (port-less flows live in shard 0)
+    private readonly int _shard;
     private readonly int _tieStart;
     private readonly long _delayMs;
     private readonly long _interimMs;
@@ -81,12 +83,14 @@ public sealed class SubscriberPorts : ISubscriberAccounting
     /// <param name="shards">Shards.</param>
     /// <param name="capacity">Subscribers the shard may hold (its session capacity: a subscriber holds at least a session, a port or a block).</param>
     /// <param name="legacy">The cut of blocks a reload carries over with another size or start than the new one (<see cref="PortBlocks.Legacy"/>), or null.</param>
-    /// <param name="published">Where this shard publishes its subscribers' pairings for the other shards (<see cref="PairingDirectory"/>), or null with one shard.</param>
+    /// <param name="pairings">The pairings every shard publishes (<see cref="PairingDirectory"/>): this shard writes its own table and reads the others', or null with one shard.</param>
     public SubscriberPorts(SessionTable table, CgnatSettings cgn, uint[] pool, ulong seed, int shard, int shards, int capacity, BlockGeometry? legacy = null,
-        PairingTable? published = null)
+        PairingDirectory? pairings = null)
     {
         _table = table;
-        _published = published;
+        _pairings = pairings;
+        _shard = shard;
+        _published = pairings?.Of(shard);
         _cgn = cgn;
         _portLimit = cgn.Limits.Ports;
         _rate = cgn.Limits.NewSessionsPerSecond;
@@ -112,11 +116,16 @@ public sealed class SubscriberPorts : ISubscriberAccounting
     /// <summary>The shard's blocks (null unless <c>nat.allocation: port-block</c>).</summary>
     public PortBlocks? Blocks => _blocks;
 
-    /// <summary>The pool index <paramref name="inside"/>'s subscriber is paired with, or -1 when it holds no port here.</summary>
+    /// <summary>
+    /// The pool index <paramref name="inside"/>'s subscriber is paired with: here, else in the shard
+    /// that publishes a pairing for it (<see cref="PairingDirectory"/>); -1 when it holds no port
+    /// in any shard.
+    /// </summary>
     public int PairedIndexOf(uint inside)
     {
-        int i = Table.Find(_cgn.SubscriberOf(inside));
-        return i < 0 ? -1 : Table[i].PoolIndex;
+        uint key = _cgn.SubscriberOf(inside);
+        int i = Table.Find(key);
+        return i >= 0 && Table[i].PoolIndex >= 0 ? Table[i].PoolIndex : PairedElsewhere(key);
     }
 
     /// <summary>The external address (network order) subscriber <paramref name="subscriber"/> (its key, <see cref="CgnatSettings.SubscriberOf"/>) is paired with here, or 0.</summary>
@@ -124,6 +133,14 @@ public sealed class SubscriberPorts : ISubscriberAccounting
     {
         int i = Table.Find(subscriber);
         return i < 0 || Table[i].PoolIndex < 0 ? 0 : _pool[Table[i].PoolIndex];
+    }
+
+    // The pool index of the address another shard publishes for subscriber key, -1 when none (or
+    // not in this pool: a reload half applied across the shards).
+    private int PairedElsewhere(uint key)
+    {
+        uint external = _pairings?.Find(key, except: _shard) ?? 0;
+        return external == 0 ? -1 : Array.IndexOf(_pool, external);
     }
 
     // Every change of a subscriber's pairing goes through here, so the other shards' view of it
@@ -250,7 +267,10 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         }
         if (s.PoolIndex < 0)
         {
-            Pair(ref s, LeastLoaded(-1));
+            // A subscriber's first port here: the address another shard already pairs it with (shard
+            // 0 allocates for its trigger traffic too), else the least loaded.
+            int elsewhere = PairedElsewhere(s.Key);
+            Pair(ref s, elsewhere >= 0 ? elsewhere : LeastLoaded(-1));
         }
         int port = _blocks is not null && !privileged
             ? AllocateInBlocks(ref s, protocolClass, nowMs, out poolIndex, out reason)
@@ -320,11 +340,11 @@ public sealed class SubscriberPorts : ISubscriberAccounting
             reason = DropReason.PairedAddressFull;
             return -1;
         }
-        int nb = blocks.Take(s.PoolIndex, s.Key, Next());
+        int nb = TakeBlockWithRoom(s.PoolIndex, s.Key, protocolClass, random, out int port);
         if (nb < 0 && _cgn.Pairing == Pairing.Spill)
         {
             int a = LeastLoaded(s.PoolIndex);
-            nb = a >= 0 ? blocks.Take(a, s.Key, Next()) : -1;
+            nb = a >= 0 ? TakeBlockWithRoom(a, s.Key, protocolClass, random, out port) : -1;
             if (nb >= 0)
             {
                 Emit(NatEventType.PairingSpill, s.Key, a, blocks.Low(nb), blocks.High(nb), (byte)blocks.Step, nowMs);
@@ -345,21 +365,45 @@ public sealed class SubscriberPorts : ISubscriberAccounting
             blocks.NextInterimMs[nb] = nowMs + _interimMs;
             _interimDue.Ensure(nb, nowMs + _interimMs);
         }
-        int port = TakeInBlock(nb, blocks.AddressOf(nb), protocolClass, random);
-        if (port < 0)
-        {
-            // Every port of the new block is reserved already (forwards, triggers): it rests empty and
-            // goes. Its release may forget the subscriber (its entry is cleared), so s is not read after.
-            uint key = s.Key;
-            int paired = s.PoolIndex;
-            BlockEmptied(nb, nowMs);
-            reason = _pool.Length == 1 ? DropReason.PortExhausted : DropReason.PairedAddressFull;
-            Emit(NatEventType.PortExhausted, key, paired, 0, 0, 0, nowMs);
-            return -1;
-        }
         poolIndex = blocks.AddressOf(nb);
         reason = default;
         return port;
+    }
+
+    /// <summary>
+    /// Takes a free block of pool address <paramref name="address"/> for <paramref name="key"/> that
+    /// has a free port of <paramref name="protocolClass"/>, and that port (host order, drawn with
+    /// <paramref name="random"/>): the first such block from a random start, so a block's position
+    /// tells nothing of the order subscribers came in. A block whose ports of the class are all
+    /// reserved (a forward's range, a trigger's open range) serves this flow nothing, so it is passed
+    /// over (it stays free, for the other classes and other flows) rather than handed out and the flow
+    /// refused. At most one pass over the address's blocks; -1 when none fits.
+    /// </summary>
+    private int TakeBlockWithRoom(int address, uint key, int protocolClass, ulong random, out int port)
+    {
+        PortBlocks blocks = _blocks!;
+        port = -1;
+        if (blocks.FreeOn(address) == 0)
+        {
+            return -1;
+        }
+        int per = blocks.PerAddress;
+        int start = (int)(Next() % (ulong)per);
+        for (int i = 0; i < per; i++)
+        {
+            int b = address * per + (start + i) % per;
+            if (!blocks.TryTake(b, key))
+            {
+                continue; // held or pinned
+            }
+            port = TakeInBlock(b, address, protocolClass, random);
+            if (port >= 0)
+            {
+                return b;
+            }
+            blocks.Return(b); // taken and given back before anyone saw it: no record
+        }
+        return -1;
     }
 
     /// <summary>

@@ -332,6 +332,38 @@ public class CgnatSubscriberTests
         }
     }
 
+    /// <summary>
+    /// A block whose ports of the flow's protocol are all reserved (here a UDP forward over most of
+    /// the range; a trigger's open range does the same) is passed over for a block with room, so no
+    /// new flow is refused while such blocks are free. Before, a subscriber whose first block landed
+    /// there lost the flow (and held the useless block through the quarantine).
+    /// </summary>
+    [Fact]
+    public void A_new_block_has_a_free_port_of_the_flows_protocol()
+    {
+        var h = Harness(Pba(size: 64), s => s with
+        {
+            Forwards =
+            [
+                new PortForward
+                {
+                    Protocol = IpProtocol.Udp, ExternalAddress = Ipv4.Parse(EngineHarness.External), ExternalPorts = new PortRange(1024, 60000),
+                    Backends = [new(Ipv4.Parse("10.0.0.3"), 0)],
+                },
+            ],
+        }, out var events);
+        for (int i = 10; i < 50; i++)
+        {
+            Assert.InRange(SrcPort(h.Out(Udp($"10.0.0.{i}", 40000, Out, 53))), 60001, 65535);
+        }
+        var blocks = Drain(events, NatEventType.PortBlockAllocated);
+        Assert.Equal(40, blocks.Count);
+        Assert.All(blocks, b => Assert.True(b.PortHigh > 60000, $"block {b.ExternalPort}-{b.PortHigh} has no UDP port free"));
+        Assert.Equal(0, h.Drops(DropReason.PairedAddressFull) + h.Drops(DropReason.PortExhausted));
+        // The blocks passed over stay free for TCP.
+        Assert.InRange(SrcPort(h.Out(Tcp("10.0.0.60", 40000, Out, 80, Natd.Dataplane.Packets.Tcp.Syn))), 1024, 65535);
+    }
+
     [Fact]
     public void An_alg_reservation_comes_from_the_subscribers_block()
     {

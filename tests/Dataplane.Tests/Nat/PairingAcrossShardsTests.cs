@@ -105,6 +105,41 @@ public class PairingAcrossShardsTests
         return mismatches;
     }
 
+    /// <summary>
+    /// Shard 0 allocates ports for another shard's subscriber too (its trigger traffic): whichever
+    /// shard pairs the subscriber first, the other takes the same
+    /// address for its first port there. Without the directory each shard picked its own least-loaded
+    /// address, and some subscribers left from two.
+    /// </summary>
+    [Fact]
+    public void A_subscriber_with_ports_in_two_shards_is_paired_with_one_address_in_both()
+    {
+        Assert.True(TwoShardPairings(shared: false) > 0, "without the directory some subscriber was paired apart in the two shards (the bug this guards)");
+        Assert.Equal(0, TwoShardPairings(shared: true));
+    }
+
+    private static int TwoShardPairings(bool shared)
+    {
+        var (h0, h1, _, map) = TwoShards(shared);
+        int apart = 0, hosts = 0;
+        for (int host = 2; host < 64; host++)
+        {
+            string inside = $"10.0.0.{host}";
+            if (map.OwnerOfInside(Ipv4.Parse(inside)) != 1)
+            {
+                continue;
+            }
+            hosts++;
+            // Alternate which shard pairs first.
+            var (first, second) = host % 2 == 0 ? (h1, h0) : (h0, h1);
+            string a = Src(first.Out(Udp(inside, 40000, PeerOf(host), 53)));
+            string b = Src(second.Out(Udp(inside, 40001, PeerOf(host), 53)));
+            apart += a == b ? 0 : 1;
+        }
+        Assert.True(hosts >= 16, $"{hosts} hosts on shard 1");
+        return apart;
+    }
+
     [Fact]
     public void A_subscriber_that_holds_no_port_any_more_is_withdrawn()
     {

@@ -10,7 +10,7 @@ udp-send    (outside host) sends --count datagrams "<tag> <n>" from --src to --d
             --dst:--port with this tag count as replies (anything else is wrong).
 tcp-server  (outside host) listens on --port; prints "ready", "accepted from <addr>:<port>" and
             "closed <addr>:<port> <how>" (eof or reset), until --lifetime runs out.
-tcp-hold    (inside host)  connects to --dst:--port, prints "connected from <addr>:<port>", holds
+tcp-hold    (inside host)  connects from --src (any port) to --dst:--port, prints "connected from <addr>:<port>", holds
             the connection until the file --until exists, then closes it with a RST (SO_LINGER 0)
             and prints "reset"; gives up after --lifetime.
 """
@@ -96,6 +96,8 @@ def tcp_server(args):
 def tcp_hold(args):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.settimeout(10)
+    if args.src != "0.0.0.0":
+        s.bind((args.src, 0))
     s.connect((args.dst, args.port))
     local = s.getsockname()
     print(f"connected from {local[0]}:{local[1]}", flush=True)
