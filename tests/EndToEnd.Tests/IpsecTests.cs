@@ -256,7 +256,9 @@ public sealed partial class IpsecTests(ITestOutputHelper output)
         {
             using var c = Client(lab, "natt", hosts[i], Tag(i));
             Assert.Equal((1, 0), Pair(Result(c, "natt")));
-            string line = server.StdOutLines.Single(l => l.StartsWith("natt from ", StringComparison.Ordinal) && l.EndsWith($"natt {Tag(i)}", StringComparison.Ordinal));
+            // The server prints before it answers, but its output is read on another thread: wait for the line.
+            string? line = server.WaitForLine(l => l.StartsWith("natt from ", StringComparison.Ordinal) && l.EndsWith($"natt {Tag(i)}", StringComparison.Ordinal), Step);
+            Assert.NotNull(line);
             externals[hosts[i]] = line["natt from ".Length..line.IndexOf(':', StringComparison.Ordinal)];
             output.WriteLine($"{hosts[i]} paired with {externals[hosts[i]]}");
         }
