@@ -2,10 +2,11 @@ namespace Natd.Dataplane.Sessions;
 
 /// <summary>
 /// One shard's published pairings (RFC 4787 REQ-2, paired pooling): subscriber (network order) to
-/// the external address (network order) it is paired with. Written only by the shard that owns the
-/// subscriber, on its own thread; read by any other without a lock. Shard 0, where port-less flows,
-/// ISAKMP and triggers live, reads it so that a subscriber of another shard gets the address its
-/// TCP and UDP leave from. docs/architecture.md, "Subscribers, port blocks and limits".
+/// the external address (network order) this shard pairs it with. Written only by that shard, on
+/// its own thread; read by any other without a lock. Shard 0, where port-less flows, ISAKMP and
+/// triggers live, reads it so that a subscriber of another shard gets the address its TCP and UDP
+/// leave from; a shard pairing a subscriber reads it so that both pair it alike.
+/// docs/architecture.md, "Subscribers, port blocks and limits".
 /// </summary>
 /// <remarks>
 /// Open addressing with linear probing over 8-byte slots, <c>(subscriber &lt;&lt; 32) | external</c>,
@@ -17,7 +18,8 @@ namespace Natd.Dataplane.Sessions;
 /// true a moment ago. When more than two thirds of the slots are taken (live or tombstone), the
 /// writer builds a new array with the live pairings only (at most a quarter full) and publishes it
 /// with one reference store; a reader still in the old array finishes there. That rebuild allocates,
-/// on the slow path only: at most once per several thousand new pairings (a subscriber's first port).
+/// on the slow path only (a subscriber's first port), and at most once per new keys numbering a
+/// third of the table's size.
 /// </remarks>
 public sealed class PairingTable
 {
@@ -196,9 +198,10 @@ public sealed class PairingDirectory
     public PairingTable Of(int shard) => _tables[shard];
 
     /// <summary>
-    /// The address another shard than <paramref name="except"/> publishes for
-    /// <paramref name="subscriber"/>, or 0. A subscriber belongs to one shard, so at most one table
-    /// names it (the first found wins should a reload have moved it). Any thread.
+    /// The address a shard other than <paramref name="except"/> publishes for
+    /// <paramref name="subscriber"/>, or 0. Usually one table names it (its own shard's); when two do
+    /// (shard 0 pairs another shard's subscriber for its trigger traffic, with the same address) the
+    /// first found wins. Any thread.
     /// </summary>
     public uint Find(uint subscriber, int except)
     {
