@@ -30,7 +30,7 @@ public sealed partial class NatEngine
     /// </summary>
     private bool TryIsakmpIn2Out(Span<byte> slot, ref int length, Span<byte> ipSpan, int ihl, in FlowKey key, uint nextHop, ref PacketContext ctx, out Verdict verdict)
     {
-        TunnelVerdict t = _ipsecTunnels.IsakmpIn2Out(ipSpan, ihl, key, PairedAddress(key.Source), ref ctx);
+        TunnelVerdict t = _ipsecTunnels.IsakmpIn2Out(ipSpan, ihl, key, PairedAddress(key.Source, _settings.Algs.Ipsec.IsakmpTimeout), ref ctx);
         verdict = t == TunnelVerdict.Pass ? Verdict.Drop : Finish(t, slot, ref length, ipSpan, ihl, nextHop, ref ctx);
         return t != TunnelVerdict.Pass;
     }

@@ -101,7 +101,8 @@ public sealed partial class NatEngine
         {
             return ctx.Drop(DropReason.NoRoute);
         }
-        TunnelVerdict t = _portless.In2Out(ipSpan, PairedAddress(ip.Source), ref ctx);
+        int hold = ip.Protocol is IpProtocol.Esp or IpProtocol.Ah ? _settings.Algs.Ipsec.EspTimeout : _settings.Timeouts.Udp; // GRE and others live as UDP does
+        TunnelVerdict t = _portless.In2Out(ipSpan, PairedAddress(ip.Source, hold), ref ctx);
         return Finish(t, slot, ref length, ipSpan, ip.HeaderLength, nextHop, ref ctx);
     }
 

@@ -121,7 +121,7 @@ public sealed partial class NatEngine
                     break;
                 case FlowOpener.Trigger:
                     if (action == RuleAction.Masquerade && _triggers.Any && proto != IpProtocol.Icmp
-                        && _triggers.TryOpenOutbound(p.Key, PairedAddress(p.Source), ref ctx, out s, out FlowKey parent))
+                        && _triggers.TryOpenOutbound(p.Key, PairedAddress(p.Source, proto == IpProtocol.Tcp ? _settings.Timeouts.TcpEstablished : _settings.Timeouts.Udp), ref ctx, out s, out FlowKey parent))
                     {
                         if (s < 0)
                         {

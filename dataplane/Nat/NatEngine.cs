@@ -538,16 +538,21 @@ public sealed partial class NatEngine
     /// deterministic NAT the address of its RFC 7422 range (the configuration fixes it for every
     /// shard); else its subscriber's paired address, from this shard's subscriber state or, for a
     /// subscriber of another shard, from the pairing that shard publishes
-    /// (<see cref="EngineOptions.Pairings"/>, <see cref="SubscriberPorts.PairedIndexOf"/>; port-less
-    /// state lives in shard 0); else (no port held yet, or no subscriber state) the hash of its subscriber.
+    /// (<see cref="EngineOptions.Pairings"/>; port-less state lives in shard 0), else a pairing made
+    /// now and held while these flows live (<see cref="SubscriberPorts.PairForPortless"/>), which its
+    /// first port then takes; without subscriber state the hash of its subscriber.
     /// </summary>
-    private uint PairedAddress(uint inside)
+    /// <param name="inside">The inside host (network order).</param>
+    /// <param name="holdSeconds">The idle timeout of the flow asking (seconds): with subscriber state its pairing is held that long after this frame.</param>
+    private uint PairedAddress(uint inside, int holdSeconds)
     {
         if (_deterministic is not null && _deterministic.TryForward(inside, out DeterministicRange range))
         {
             return range.External;
         }
-        int i = Subscribers?.PairedIndexOf(inside) ?? -1; // this shard's pairing, else the one another shard publishes
+        // This shard's pairing, else the one another shard publishes, else a new one (least loaded)
+        // that the subscriber's first port will take too.
+        int i = Subscribers?.PairForPortless(inside, _now, holdSeconds * 1000L) ?? -1;
         return _addresses.Pool[i >= 0 ? i : _addresses.PoolIndexFor(inside)];
     }
 

@@ -61,6 +61,8 @@ public sealed class SubscriberPorts : ISubscriberAccounting
     private readonly PairingDirectory? _pairings;
     private readonly PairingTable? _published; // this shard's pairings, which the other shards read (port-less flows live in shard 0)
     private readonly int _shard;
+    private int _holds;      // subscribers whose port-less flows hold their pairing (PortlessUntilMs set)
+    private int _holdCursor; // where the sweeper's walk for lapsed holds goes on
     private readonly int _tieStart;
     private readonly long _delayMs;
     private readonly long _interimMs;
@@ -133,6 +135,41 @@ public sealed class SubscriberPorts : ISubscriberAccounting
     {
         int i = Table.Find(subscriber);
         return i < 0 || Table[i].PoolIndex < 0 ? 0 : _pool[Table[i].PoolIndex];
+    }
+
+    /// <summary>
+    /// The pool index the port-less flows (ESP, GRE, other protocols, ISAKMP, trigger-opened flows)
+    /// of <paramref name="inside"/> leave from, pairing its subscriber when no shard has yet (the
+    /// address another shard publishes, else the least loaded), and holding that pairing for
+    /// <paramref name="holdMs"/> from <paramref name="nowMs"/> though the subscriber may hold no port:
+    /// its first port then takes the same address (RFC 4787 REQ-2), here or, through the published
+    /// pairing, in its own shard. Called for every such frame (the hold follows the flows' idle
+    /// timeout). -1 when the subscriber table is full (the caller falls back to the hash).
+    /// </summary>
+    public int PairForPortless(uint inside, long nowMs, long holdMs)
+    {
+        uint key = _cgn.SubscriberOf(inside);
+        int i = Table.GetOrAdd(key, _rate, nowMs);
+        if (i < 0)
+        {
+            return PairedElsewhere(key);
+        }
+        ref Subscriber s = ref Table[i];
+        if (s.PoolIndex < 0)
+        {
+            int elsewhere = PairedElsewhere(key);
+            Pair(ref s, elsewhere >= 0 ? elsewhere : LeastLoaded(-1));
+        }
+        long until = nowMs + holdMs;
+        if (until > s.PortlessUntilMs)
+        {
+            if (s.PortlessUntilMs == 0)
+            {
+                _holds++;
+            }
+            s.PortlessUntilMs = until;
+        }
+        return s.PoolIndex;
     }
 
     // The pool index of the address another shard publishes for subscriber key, -1 when none (or
@@ -586,6 +623,13 @@ public sealed class SubscriberPorts : ISubscriberAccounting
                 continue;
             }
             ref Subscriber s = ref Table[j];
+            if (o.PortlessUntilMs > nowMs && o.PoolIndex >= 0 && Array.IndexOf(_pool, oldPool[o.PoolIndex]) is var held && held >= 0)
+            {
+                // Its port-less flows keep the address they were opened with: so does its pairing.
+                Pair(ref s, held);
+                s.PortlessUntilMs = o.PortlessUntilMs;
+                _holds++;
+            }
             s.Tokens = Math.Min(o.Tokens, Math.Max(Limits.NewSessionsPerSecond, 0));
             s.RefillMs = o.RefillMs;
             s.LimitEventMs = o.LimitEventMs;
@@ -698,13 +742,19 @@ public sealed class SubscriberPorts : ISubscriberAccounting
             return;
         }
         ref Subscriber s = ref Table[i];
-        if (s.Ports == 0 && s.Blocks == 0 && s.PoolIndex >= 0)
+        if (s.PortlessUntilMs != 0 && s.PortlessUntilMs <= _table.NowMs)
+        {
+            s.PortlessUntilMs = 0; // the port-less flows' hold has lapsed
+            _holds--;
+        }
+        bool holds = s.Ports != 0 || s.Blocks != 0 || s.PortlessUntilMs != 0;
+        if (!holds && s.PoolIndex >= 0)
         {
             _paired[s.PoolIndex]--;
             s.PoolIndex = -1;
             _published?.Set(key, 0);
         }
-        if (s.Ports == 0 && s.Blocks == 0 && s.Sessions == 0)
+        if (!holds && s.Sessions == 0)
         {
             Table.Remove(key);
         }
@@ -718,12 +768,12 @@ public sealed class SubscriberPorts : ISubscriberAccounting
     /// <returns>Blocks released.</returns>
     public int Sweep(long nowMs, int budget)
     {
+        int visits = SweepHolds(nowMs, budget);
         if (_blocks is null)
         {
             return 0;
         }
         int released = 0;
-        int visits = 0;
         while (visits < budget && _releaseDue!.TryPopDue(nowMs, out int b))
         {
             visits++;
@@ -757,6 +807,29 @@ public sealed class SubscriberPorts : ISubscriberAccounting
             _interimDue.Push(b, nowMs + _interimMs);
         }
         return released;
+    }
+
+    // Lapsed port-less holds: a walk over the subscriber slots, at most a budget's worth per slice,
+    // only while some hold is set. A lapsed hold lingers until the walk comes by (or the subscriber's
+    // next event settles it): its only cost is the pairing counted a little longer.
+    private int SweepHolds(long nowMs, int budget)
+    {
+        int visits = 0;
+        int slots = Table.Slots;
+        while (_holds > 0 && visits < budget && slots > 0)
+        {
+            visits++;
+            if (_holdCursor >= slots)
+            {
+                _holdCursor = 0;
+            }
+            ref Subscriber s = ref Table[_holdCursor++];
+            if (s.InUse && s.PortlessUntilMs != 0 && s.PortlessUntilMs <= nowMs)
+            {
+                Settle(s.Key);
+            }
+        }
+        return visits;
     }
 
     private void BlockEmptied(int b, long nowMs)
@@ -801,8 +874,8 @@ public sealed class SubscriberPorts : ISubscriberAccounting
     }
 
     /// <summary>
-    /// The address a subscriber's first port goes to: the least loaded (blocks held with port
-    /// blocks, subscribers paired otherwise), ties to the first from a seed-chosen start; with
+    /// The address a subscriber's first port goes to: the least loaded (blocks held and subscribers
+    /// paired with port blocks, subscribers paired otherwise), ties to the first from a seed-chosen start; with
     /// port blocks only an address with a free block. -1 when none (besides <paramref name="except"/>).
     /// </summary>
     private int LeastLoaded(int except)
@@ -824,7 +897,9 @@ public sealed class SubscriberPorts : ISubscriberAccounting
                 {
                     continue;
                 }
-                load = _blocks.PerAddress - _blocks.FreeOn(a);
+                // Blocks held, plus the subscribers paired there: one paired by its port-less flows
+                // holds no block yet, but its first port will take one there.
+                load = _blocks.PerAddress - _blocks.FreeOn(a) + _paired[a];
             }
             else
             {

@@ -26,6 +26,11 @@ public struct Subscriber
     public long RefillMs;
     /// <summary>When the last limit event was emitted (engine ms).</summary>
     public long LimitEventMs;
+    /// <summary>
+    /// Until when (engine ms) its port-less flows (ESP, GRE, ISAKMP, trigger-opened) hold its pairing
+    /// though it may hold no port; 0 for none.
+    /// </summary>
+    public long PortlessUntilMs;
     /// <summary>Flows refused by the session limit.</summary>
     public int SessionHits;
     /// <summary>Flows refused by the port limit.</summary>
@@ -50,7 +55,7 @@ public struct Subscriber
 /// Single threaded. docs/architecture.md, "Carrier-grade NAT".
 /// </summary>
 /// <remarks>
-/// A chunk (72 KiB, below the large object heap) is allocated when the subscribers outgrow the
+/// A chunk (80 KiB, below the large object heap) is allocated when the subscribers outgrow the
 /// chunks so far: at most once per <see cref="ChunkSize"/> new subscribers, never per packet, and a
 /// chunk once taken is kept for the table's life. The index starts at <see cref="InitialIndexSize"/>
 /// entries and doubles (a rehash of the keys held, at most log2 of its final size times in the

@@ -267,6 +267,58 @@ public sealed partial class IpsecTests(ITestOutputHelper output)
         scenario.Pass();
     }
 
+    /// <summary>
+    /// The other order: each host's ISAKMP and ESP come first, before it holds any port, and pair its
+    /// subscriber (held while those flows live); its NAT-T UDP then leaves from the same address.
+    /// Before, the port-less flows left from a hash of the host and the first port took the
+    /// least-loaded address. With two workers shard 0 makes the pairing and the owner's first port
+    /// reads it.
+    /// </summary>
+    [RootTheory]
+    [InlineData("natd")]
+    [InlineData("natd-w1")]
+    public void With_port_blocks_a_hosts_first_port_leaves_from_the_address_its_esp_already_uses(string kind)
+    {
+        Assert.True(HasScapy(), "python3-scapy is not installed (control/install-deps.sh installs it)");
+        var gateway = new NatdGateway
+        {
+            ExtraConfig = (kind == "natd" ? "dataplane: { workers: 2 }\n" : "dataplane: { workers: 1 }\n") + ParallelConfig,
+            Pool = "198.51.100.1, 198.51.100.7",
+            NatConfig = ", allocation: port-block, port-block: { size: 64 }",
+        };
+        using var scenario = Scenario.Start(gateway, output);
+        var lab = scenario.Lab;
+        string[] hosts = ["10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.200", "10.0.0.201", "10.0.0.202", "10.0.0.203"];
+        foreach (string host in hosts.Where(h => h != lab.InsideHost.ToString()))
+        {
+            lab.AddInsideHostAddress(host + "/24");
+        }
+        using var server = lab.StartIn(lab.OutsideNs, "/usr/bin/python3", Script, "server", "--lifetime", "90");
+        Assert.NotNull(server.WaitForLine(l => l == "ready", TimeSpan.FromSeconds(15)));
+        var externals = new Dictionary<string, string>();
+        for (int i = 0; i < hosts.Length; i++)
+        {
+            using (var c = Client(lab, "esp", hosts[i], Tag(i), "--spi", $"0x{0x1001 + i:x}", "--count", "3"))
+            {
+                Assert.Equal((3, 0), Pair(Result(c, "esp")));
+            }
+            string? esp = server.WaitForLine(l => l.StartsWith("esp from ", StringComparison.Ordinal) && l.EndsWith($"tag={Tag(i)}", StringComparison.Ordinal), Step);
+            Assert.NotNull(esp);
+            externals[hosts[i]] = esp["esp from ".Length..esp.IndexOf(' ', "esp from ".Length)];
+            output.WriteLine($"{hosts[i]} ESP from {externals[hosts[i]]}");
+        }
+        Assert.Equal(2, externals.Values.Distinct().Count()); // the port-less pairing is least loaded too
+        for (int i = 0; i < hosts.Length; i++)
+        {
+            using var c = Client(lab, "natt", hosts[i], Tag(i));
+            Assert.Equal((1, 0), Pair(Result(c, "natt")));
+            string? natt = server.WaitForLine(l => l.StartsWith("natt from ", StringComparison.Ordinal) && l.EndsWith($"natt {Tag(i)}", StringComparison.Ordinal), Step);
+            Assert.NotNull(natt);
+            Assert.StartsWith($"natt from {externals[hosts[i]]}:", natt, StringComparison.Ordinal);
+        }
+        scenario.Pass();
+    }
+
     private static (int, int) Pair((int Own, int Foreign) r) => (r.Own, r.Foreign);
 
     private LabProcess Client(LabTopology lab, string phase, string src, string tag, params string[] extra)

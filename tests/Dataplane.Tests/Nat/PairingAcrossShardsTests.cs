@@ -140,6 +140,73 @@ public class PairingAcrossShardsTests
         return apart;
     }
 
+    /// <summary>
+    /// ESP before any port: the port-less flow pairs the subscriber (least loaded) and holds the
+    /// pairing, so its first port takes the same address. Before, the ESP left from a hash of the
+    /// host and the first port from the least-loaded address, apart for some hosts.
+    /// </summary>
+    [Fact]
+    public void A_subscribers_first_port_takes_the_address_its_port_less_flows_already_use()
+    {
+        var h = new EngineHarness(TwoAddresses);
+        var addresses = new HashSet<string>();
+        for (int host = 2; host < 40; host++)
+        {
+            string inside = $"10.0.0.{host}";
+            string esp = Src(h.Out(Esp(inside, host)));
+            Assert.Equal(esp, Src(h.Out(Udp(inside, 40000, Remote, 53))));
+            addresses.Add(esp);
+        }
+        Assert.Equal(2, addresses.Count); // the port-less pairing is least loaded too
+    }
+
+    /// <summary>The same across shards: shard 0 pairs and publishes, the owner's first port takes it.</summary>
+    [Fact]
+    public void Across_shards_a_subscribers_first_port_takes_the_address_shard_0_gave_its_port_less_flows()
+    {
+        var (h0, h1, pairings, map) = TwoShards(shared: true);
+        int hosts = 0;
+        for (int host = 2; host < 64; host++)
+        {
+            string inside = $"10.0.0.{host}";
+            if (map.OwnerOfInside(Ipv4.Parse(inside)) != 1)
+            {
+                continue;
+            }
+            hosts++;
+            string isakmp = Src(h0.Out(Isakmp(inside, host)));
+            Assert.Equal(isakmp, Src(h0.Out(Esp(inside, host))));
+            Assert.Equal(Ipv4.Parse(isakmp), pairings!.Of(0).Find(Ipv4.Parse(inside)));
+            Assert.Equal(isakmp, Src(h1.Out(Udp(inside, 40000, Remote, 53))));
+        }
+        Assert.True(hosts >= 16, $"{hosts} hosts on shard 1");
+    }
+
+    [Fact]
+    public void A_port_less_hold_lapses_with_the_flows_idle_timeout_and_survives_a_reload()
+    {
+        var pairings = new PairingDirectory(2);
+        var h0 = new EngineHarness(TwoAddresses, options: new EngineOptions { Shard = 0, Shards = 2, Pairings = pairings });
+        var map = new ShardMap(h0.Engine.Settings, 2);
+        string inside = Enumerable.Range(2, 60).Select(h => $"10.0.0.{h}").First(a => map.OwnerOfInside(Ipv4.Parse(a)) == 1);
+        uint key = Ipv4.Parse(inside);
+        uint esp = Ipv4.Parse(Src(h0.Out(Esp(inside, 7))));
+        Assert.Equal(esp, pairings.Of(0).Find(key));
+        var hold = Assert.Single(h0.Engine.Subscribers!.List(), s => s.Subscriber == key);
+        Assert.Equal((esp, 0, 0), (hold.External, hold.Ports, hold.Sessions));
+        // A reload (a new per-subscriber limit) rebuilds the subscriber state: the hold goes on.
+        Assert.Null(h0.Engine.UpdateSettings(h0.Engine.Settings with { Cgnat = h0.Engine.Settings.Cgnat with { Limits = new SubscriberLimits(Sessions: 500) } }));
+        Assert.Equal(esp, pairings.Of(0).Find(key));
+        long espMs = h0.Engine.Settings.Algs.Ipsec.EspTimeout * 1000L;
+        h0.Now += espMs - 1_000;
+        h0.Engine.Sweep(h0.Now, 100_000);
+        Assert.Equal(esp, pairings.Of(0).Find(key));
+        h0.Now += 2_000; // past the ESP idle timeout since the frame
+        h0.Engine.Sweep(h0.Now, 100_000);
+        Assert.Equal(0u, pairings.Of(0).Find(key));
+        Assert.DoesNotContain(h0.Engine.Subscribers!.List(), s => s.Subscriber == key);
+    }
+
     [Fact]
     public void A_subscriber_that_holds_no_port_any_more_is_withdrawn()
     {

@@ -181,9 +181,18 @@ public static class CgnTarget
                 {
                     throw runner.Fail($"{who} holds {s.Ports} ports, over its limit {s.PortLimit}");
                 }
-                if (all.Exists(o => o.Subscriber == s.Subscriber))
+                if (all.Find(o => o.Subscriber == s.Subscriber) is { } other)
                 {
-                    throw runner.Fail($"{who} has state in two shards");
+                    // Only as shard 0's hold for the port-less flows it carries (no port, no session,
+                    // no block), and paired alike.
+                    if (!(PortlessHold(s) || PortlessHold(other)))
+                    {
+                        throw runner.Fail($"{who} has state in two shards");
+                    }
+                    if (s.External != 0 && other.External != 0 && s.External != other.External)
+                    {
+                        throw runner.Fail($"{who} is paired with {Ipv4.Format(other.External)} in one shard and {Ipv4.Format(s.External)} in another");
+                    }
                 }
                 sessions += s.Sessions;
                 all.Add(s);
@@ -193,6 +202,8 @@ public static class CgnTarget
                 throw runner.Fail($"the subscribers' sessions add up to {sessions}, a shard's session table holds {engine.Table.Count}");
             }
         }
+
+        private static bool PortlessHold(SubscriberInfo s) => s.Ports == 0 && s.Sessions == 0 && s.Blocks.Count == 0;
 
         /// <summary>Held blocks of every shard: each inside nat.ports with the configured size, no port in two, none past its holder's per-subscriber count.</summary>
         private void Blocks(FrameRunner runner, List<BlockInfo> blocks, List<SubscriberInfo> subscribers)
