@@ -235,31 +235,14 @@ public sealed partial class IpsecTests(ITestOutputHelper output)
     [InlineData("natd-w1")]
     public void With_port_blocks_isakmp_and_esp_leave_from_the_address_each_hosts_udp_left_from(string kind)
     {
-        Assert.True(HasScapy(), "python3-scapy is not installed (control/install-deps.sh installs it)");
-        var gateway = new NatdGateway
-        {
-            ExtraConfig = (kind == "natd" ? "dataplane: { workers: 2 }\n" : "dataplane: { workers: 1 }\n") + ParallelConfig,
-            Pool = "198.51.100.1, 198.51.100.7",
-            NatConfig = ", allocation: port-block, port-block: { size: 64 }",
-        };
-        using var scenario = Scenario.Start(gateway, output);
+        using var scenario = PortBlockLab(kind, out string[] hosts);
         var lab = scenario.Lab;
-        string[] hosts = ["10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.200", "10.0.0.201", "10.0.0.202", "10.0.0.203"];
-        foreach (string host in hosts.Where(h => h != lab.InsideHost.ToString()))
-        {
-            lab.AddInsideHostAddress(host + "/24");
-        }
         using var server = lab.StartIn(lab.OutsideNs, "/usr/bin/python3", Script, "server", "--lifetime", "90");
         Assert.NotNull(server.WaitForLine(l => l == "ready", TimeSpan.FromSeconds(15)));
         var externals = new Dictionary<string, string>();
         for (int i = 0; i < hosts.Length; i++)
         {
-            using var c = Client(lab, "natt", hosts[i], Tag(i));
-            Assert.Equal((1, 0), Pair(Result(c, "natt")));
-            // The server prints before it answers, but its output is read on another thread: wait for the line.
-            string? line = server.WaitForLine(l => l.StartsWith("natt from ", StringComparison.Ordinal) && l.EndsWith($"natt {Tag(i)}", StringComparison.Ordinal), Step);
-            Assert.NotNull(line);
-            externals[hosts[i]] = line["natt from ".Length..line.IndexOf(':', StringComparison.Ordinal)];
+            externals[hosts[i]] = NattFrom(lab, server, hosts[i], i);
             output.WriteLine($"{hosts[i]} paired with {externals[hosts[i]]}");
         }
         Assert.Equal(2, externals.Values.Distinct().Count()); // least-loaded pairing spread them over both addresses
@@ -279,20 +262,8 @@ public sealed partial class IpsecTests(ITestOutputHelper output)
     [InlineData("natd-w1")]
     public void With_port_blocks_a_hosts_first_port_leaves_from_the_address_its_esp_already_uses(string kind)
     {
-        Assert.True(HasScapy(), "python3-scapy is not installed (control/install-deps.sh installs it)");
-        var gateway = new NatdGateway
-        {
-            ExtraConfig = (kind == "natd" ? "dataplane: { workers: 2 }\n" : "dataplane: { workers: 1 }\n") + ParallelConfig,
-            Pool = "198.51.100.1, 198.51.100.7",
-            NatConfig = ", allocation: port-block, port-block: { size: 64 }",
-        };
-        using var scenario = Scenario.Start(gateway, output);
+        using var scenario = PortBlockLab(kind, out string[] hosts);
         var lab = scenario.Lab;
-        string[] hosts = ["10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.200", "10.0.0.201", "10.0.0.202", "10.0.0.203"];
-        foreach (string host in hosts.Where(h => h != lab.InsideHost.ToString()))
-        {
-            lab.AddInsideHostAddress(host + "/24");
-        }
         using var server = lab.StartIn(lab.OutsideNs, "/usr/bin/python3", Script, "server", "--lifetime", "90");
         Assert.NotNull(server.WaitForLine(l => l == "ready", TimeSpan.FromSeconds(15)));
         var externals = new Dictionary<string, string>();
@@ -310,13 +281,39 @@ public sealed partial class IpsecTests(ITestOutputHelper output)
         Assert.Equal(2, externals.Values.Distinct().Count()); // the port-less pairing is least loaded too
         for (int i = 0; i < hosts.Length; i++)
         {
-            using var c = Client(lab, "natt", hosts[i], Tag(i));
-            Assert.Equal((1, 0), Pair(Result(c, "natt")));
-            string? natt = server.WaitForLine(l => l.StartsWith("natt from ", StringComparison.Ordinal) && l.EndsWith($"natt {Tag(i)}", StringComparison.Ordinal), Step);
-            Assert.NotNull(natt);
-            Assert.StartsWith($"natt from {externals[hosts[i]]}:", natt, StringComparison.Ordinal);
+            Assert.Equal(externals[hosts[i]], NattFrom(lab, server, hosts[i], i));
         }
         scenario.Pass();
+    }
+
+    /// <summary>natd with one worker ("natd-w1") or two ("natd"), port blocks of 64 over two external addresses, and eight inside hosts.</summary>
+    private Scenario PortBlockLab(string kind, out string[] hosts)
+    {
+        Assert.True(HasScapy(), "python3-scapy is not installed (control/install-deps.sh installs it)");
+        var gateway = new NatdGateway
+        {
+            ExtraConfig = (kind == "natd" ? "dataplane: { workers: 2 }\n" : "dataplane: { workers: 1 }\n") + ParallelConfig,
+            Pool = "198.51.100.1, 198.51.100.7",
+            NatConfig = ", allocation: port-block, port-block: { size: 64 }",
+        };
+        var scenario = Scenario.Start(gateway, output);
+        hosts = ["10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.200", "10.0.0.201", "10.0.0.202", "10.0.0.203"];
+        foreach (string host in hosts.Where(h => h != scenario.Lab.InsideHost.ToString()))
+        {
+            scenario.Lab.AddInsideHostAddress(host + "/24");
+        }
+        return scenario;
+    }
+
+    /// <summary>One NAT-T datagram (UDP 4500, an ordinary mapping) from <paramref name="host"/>, echoed; returns the external address the server saw it from.</summary>
+    private string NattFrom(LabTopology lab, LabProcess server, string host, int i)
+    {
+        using var c = Client(lab, "natt", host, Tag(i));
+        Assert.Equal((1, 0), Pair(Result(c, "natt")));
+        // The server prints before it answers, but its output is read on another thread: wait for the line.
+        string? line = server.WaitForLine(l => l.StartsWith("natt from ", StringComparison.Ordinal) && l.EndsWith($"natt {Tag(i)}", StringComparison.Ordinal), Step);
+        Assert.NotNull(line);
+        return line["natt from ".Length..line.IndexOf(':', StringComparison.Ordinal)];
     }
 
     private static (int, int) Pair((int Own, int Foreign) r) => (r.Own, r.Foreign);
