@@ -31,8 +31,7 @@ public sealed partial class IpsecTests(ITestOutputHelper output)
         var second = lab.AddInsideHostAddress("10.0.0.3/24");
         string a = lab.InsideHost.ToString(), b = second.ToString(), remote = lab.OutsideHost.ToString();
 
-        using var server = lab.StartIn(lab.OutsideNs, "/usr/bin/python3", Script, "server", "--lifetime", "90");
-        Assert.NotNull(server.WaitForLine(l => l == "ready", TimeSpan.FromSeconds(15)));
+        using var server = StartServer(lab, lifetimeSeconds: 90);
 
         // Same initiator cookie from both: natd keeps port 500 for both and tells replies apart by the responder cookie.
         // Both send their first message at one instant and the server holds its first replies 0.2 s,
@@ -116,8 +115,7 @@ public sealed partial class IpsecTests(ITestOutputHelper output)
         var second = lab.AddInsideHostAddress("10.0.0.3/24");
         string a = lab.InsideHost.ToString(), b = second.ToString();
 
-        using var server = lab.StartIn(lab.OutsideNs, "/usr/bin/python3", Script, "server", "--lifetime", "60");
-        Assert.NotNull(server.WaitForLine(l => l == "ready", TimeSpan.FromSeconds(15)));
+        using var server = StartServer(lab, lifetimeSeconds: 60);
 
         using (var ea = Client(lab, "esp", a, "A", "--spi", "0x1001", "--count", "3"))
         {
@@ -184,8 +182,7 @@ public sealed partial class IpsecTests(ITestOutputHelper output)
         }
         Assert.Equal(2, externals.Values.Distinct().Count());
 
-        using var server = lab.StartIn(lab.OutsideNs, "/usr/bin/python3", Script, "server", "--lifetime", "60");
-        Assert.NotNull(server.WaitForLine(l => l == "ready", TimeSpan.FromSeconds(15)));
+        using var server = StartServer(lab, lifetimeSeconds: 60);
         IsakmpAndEspLeaveFrom(lab, server, hosts, externals);
         scenario.Pass();
     }
@@ -237,8 +234,7 @@ public sealed partial class IpsecTests(ITestOutputHelper output)
     {
         using var scenario = PortBlockLab(kind, out string[] hosts);
         var lab = scenario.Lab;
-        using var server = lab.StartIn(lab.OutsideNs, "/usr/bin/python3", Script, "server", "--lifetime", "90");
-        Assert.NotNull(server.WaitForLine(l => l == "ready", TimeSpan.FromSeconds(15)));
+        using var server = StartServer(lab, lifetimeSeconds: 90);
         var externals = new Dictionary<string, string>();
         for (int i = 0; i < hosts.Length; i++)
         {
@@ -264,8 +260,7 @@ public sealed partial class IpsecTests(ITestOutputHelper output)
     {
         using var scenario = PortBlockLab(kind, out string[] hosts);
         var lab = scenario.Lab;
-        using var server = lab.StartIn(lab.OutsideNs, "/usr/bin/python3", Script, "server", "--lifetime", "90");
-        Assert.NotNull(server.WaitForLine(l => l == "ready", TimeSpan.FromSeconds(15)));
+        using var server = StartServer(lab, lifetimeSeconds: 90);
         var externals = new Dictionary<string, string>();
         for (int i = 0; i < hosts.Length; i++)
         {
@@ -314,6 +309,22 @@ public sealed partial class IpsecTests(ITestOutputHelper output)
         string? line = server.WaitForLine(l => l.StartsWith("natt from ", StringComparison.Ordinal) && l.EndsWith($"natt {Tag(i)}", StringComparison.Ordinal), Step);
         Assert.NotNull(line);
         return line["natt from ".Length..line.IndexOf(':', StringComparison.Ordinal)];
+    }
+
+    /// <summary>Starts the lab's IPsec peer in the outside namespace (ISAKMP, NAT-T and ESP, see ipsec_lab.py) and waits until it listens.</summary>
+    private LabProcess StartServer(LabTopology lab, int lifetimeSeconds)
+    {
+        var server = lab.StartIn(lab.OutsideNs, "/usr/bin/python3", Script, "server", "--lifetime", lifetimeSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        try
+        {
+            Assert.NotNull(server.WaitForLine(l => l == "ready", TimeSpan.FromSeconds(15)));
+            return server;
+        }
+        catch
+        {
+            server.Dispose(); // the caller's using never sees it
+            throw;
+        }
     }
 
     private static (int, int) Pair((int Own, int Foreign) r) => (r.Own, r.Foreign);
