@@ -77,6 +77,13 @@ public sealed partial class NatEngine
     /// </summary>
     public const int NewFlowPrefetchDistance = 2;
 
+    /// <summary>
+    /// Frames ahead at which a batch loop prefetches a probable new flow's subscriber entry (CGN):
+    /// between stage two, which fetched the subscriber's index slot, and the new-flow reads, which
+    /// follow the entry to its port block.
+    /// </summary>
+    public const int SubscriberPrefetchDistance = 6;
+
     /// <summary>Frames of the current batch (bit i: frame i, the first 64) whose stage two found no session: probably new flows.</summary>
     private ulong _newFlows;
 
@@ -105,6 +112,14 @@ public sealed partial class NatEngine
         {
             PrefetchStageTwo(parsed, i);
         }
+        if (Subscribers is not null)
+        {
+            n = Math.Min(parsed.Length, SubscriberPrefetchDistance);
+            for (int i = 0; i < n; i++)
+            {
+                PrefetchSubscriber(parsed, i);
+            }
+        }
         n = Math.Min(parsed.Length, NewFlowPrefetchDistance);
         for (int i = 0; i < n; i++)
         {
@@ -132,9 +147,21 @@ public sealed partial class NatEngine
         {
             PrefetchStageTwo(parsed, i + SessionPrefetchDistance);
         }
+        if (Subscribers is not null && i + SubscriberPrefetchDistance < parsed.Length)
+        {
+            PrefetchSubscriber(parsed, i + SubscriberPrefetchDistance);
+        }
         if (i + NewFlowPrefetchDistance < parsed.Length)
         {
             PrefetchNewFlow(parsed, i + NewFlowPrefetchDistance);
+        }
+    }
+
+    private void PrefetchSubscriber(ReadOnlySpan<ParsedFrame> parsed, int j)
+    {
+        if (j < 64 && (_newFlows & (1UL << j)) != 0)
+        {
+            Subscribers!.PrefetchEntry(parsed[j].Key.Source);
         }
     }
 
@@ -150,6 +177,7 @@ public sealed partial class NatEngine
         if (!Table.PrefetchSession(f.Hash, in2out) && in2out && j < 64)
         {
             _newFlows |= 1UL << j;
+            Subscribers?.Prefetch(f.Key.Source); // the index slot now, the entry it names at the new-flow stage
         }
     }
 
@@ -163,7 +191,7 @@ public sealed partial class NatEngine
         // subscriber, two more misses that now load while the frames before it are translated.
         FlowKey k = parsed[j].Key;
         Table.PrefetchMappingByInside(k.Source, k.SourcePort, k.Protocol);
-        Subscribers?.Prefetch(k.Source);
+        Subscribers?.PrefetchBlock(k.Source, SessionTable.ProtocolClass(k.Protocol));
     }
 
     /// <summary>

@@ -225,6 +225,31 @@ public sealed class SubscriberPorts : ISubscriberAccounting
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public void Prefetch(uint inside) => Table.Prefetch(_cgn.SubscriberOf(inside));
 
+    /// <summary>Prefetches the entry of <paramref name="inside"/>'s subscriber, some time after <see cref="Prefetch"/> brought in its index slot. A hint only.</summary>
+    public void PrefetchEntry(uint inside) => Table.PrefetchEntry(_cgn.SubscriberOf(inside));
+
+    /// <summary>
+    /// Prefetches what a new flow of <paramref name="inside"/>'s subscriber reads next with port
+    /// blocks: its first block's count of <paramref name="protocolClass"/> and that block's bitmap
+    /// words, some time after <see cref="PrefetchEntry"/> brought in its entry. A hint only.
+    /// </summary>
+    public void PrefetchBlock(uint inside, int protocolClass)
+    {
+        if (_blocks is not { } blocks)
+        {
+            return;
+        }
+        int slot = Table.Peek(_cgn.SubscriberOf(inside));
+        int b = slot >= 0 ? Table[slot].BlockHead : -1;
+        if (b >= 0)
+        {
+            blocks.PrefetchUse(b, protocolClass);
+            int a = blocks.AddressOf(b);
+            _table.Ports.Prefetch(a, protocolClass, blocks.Low(b));
+            _table.Ports.Prefetch(a, protocolClass, blocks.High(b));
+        }
+    }
+
     /// <summary>
     /// Admits a new session of inside host <paramref name="inside"/> (network order) at
     /// <paramref name="nowMs"/> against the subscriber's session and rate limits (the rate's token

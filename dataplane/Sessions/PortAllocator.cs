@@ -189,6 +189,15 @@ public sealed class PortAllocator
         return port;
     }
 
+    /// <summary>Prefetches the bitmap word of <paramref name="port"/> (host order) on address <paramref name="address"/> (a hint: an allocation reads it soon).</summary>
+    public unsafe void Prefetch(int address, int protocolClass, int port)
+    {
+        if (System.Runtime.Intrinsics.X86.Sse.IsSupported && (uint)port < 65536)
+        {
+            System.Runtime.Intrinsics.X86.Sse.Prefetch0(System.Runtime.CompilerServices.Unsafe.AsPointer(ref _bitmaps[address * Classes + protocolClass][port >> 6]));
+        }
+    }
+
     /// <summary>Takes a specific port if free (for restoring state or preserving a port); false when busy.</summary>
     public bool TryReserve(int address, int protocolClass, int port)
     {

@@ -349,12 +349,19 @@ public class PrefetchTests
         Assert.Equal(Verdict.ToOutside, h.Run(frame, Side.Inside, out _));
     }
 
-    [Fact]
-    public void The_batch_pipeline_translates_exactly_as_frames_sent_one_by_one()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void The_batch_pipeline_translates_exactly_as_frames_sent_one_by_one(bool portBlocks)
     {
         // Two twin engines over a table big enough for prefetching; one runs batches as the poller
         // does (parse, PrefetchBatch, PrefetchAhead before each frame), the other frame by frame.
-        static NatSettings Big(NatSettings s) => s with { MaxSessions = NatEngine.PrefetchThreshold + 5000 };
+        // With port blocks the pipeline also follows a probable new flow's subscriber to its block.
+        NatSettings Big(NatSettings s) => s with
+        {
+            MaxSessions = NatEngine.PrefetchThreshold + 5000,
+            Cgnat = portBlocks ? new CgnatSettings { Allocation = PortAllocation.PortBlock, PortBlock = new PortBlockSettings(64) } : s.Cgnat,
+        };
         // Endpoint-independent mapping: 1,000 inside endpoints, each to 66 remote ports (few external ports).
         static byte[] Flow(int i) => Udp($"10.0.0.{2 + i % 200}", 1024 + (i / 200) % 5, EngineHarness.OutsideHost, 1000 + i / 1000);
         var piped = new EngineHarness(Big);
@@ -385,7 +392,8 @@ public class PrefetchTests
                 frames.Add(kind switch
                 {
                     0 or 1 => (Flow(n), Side.Inside), // established
-                    2 => (Udp($"10.0.0.{2 + n % 200}", 1024 + n % 5, "203.0.113.9", 1 + rnd.Next(60000)), Side.Inside), // a new flow (its endpoint's mapping exists)
+                    // A new flow: its endpoint's mapping exists; with port blocks, a new endpoint (a port from its subscriber's block).
+                    2 => (Udp($"10.0.0.{2 + n % 200}", portBlocks ? 2000 + n % 3000 : 1024 + n % 5, "203.0.113.9", 1 + rnd.Next(60000)), Side.Inside),
                     3 => (replies[rnd.Next(replies.Count)], Side.Outside), // a reply
                     _ => (Udp(EngineHarness.InsideHost, 1024, EngineHarness.OutsideHost, 53)[..rnd.Next(10, 40)], Side.Inside), // truncated
                 });

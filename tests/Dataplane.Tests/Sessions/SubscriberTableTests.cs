@@ -129,4 +129,34 @@ public class SubscriberTableTests
         Assert.Equal(-1, table.Find(42));
         Assert.Equal(43u, table[b].Key);
     }
+
+    [Fact]
+    public void Peek_answers_as_find_does_and_prefetching_changes_nothing()
+    {
+        // Enough keys to grow the index several times and make probe clusters; every third removed.
+        var table = new SubscriberTable(3000, seed: 0x77);
+        var rng = new Random(3);
+        var live = new Dictionary<uint, int>();
+        for (int i = 0; i < 3000; i++)
+        {
+            uint key = (uint)rng.Next(1, 9000);
+            int slot = table.GetOrAdd(key, tokens: 0, nowMs: i);
+            live[key] = slot;
+            if (i % 3 == 0)
+            {
+                table.Remove(key);
+                live.Remove(key);
+            }
+        }
+        int count = table.Count;
+        for (uint key = 1; key < 9000; key++)
+        {
+            int expected = live.TryGetValue(key, out int slot) ? slot : -1;
+            table.PrefetchEntry(key); // a hint: neither adds nor moves anything
+            Assert.Equal(expected, table.Peek(key));
+            Assert.Equal(expected, table.Find(key));
+        }
+        Assert.Equal(count, table.Count);
+        Assert.Equal(live.Count, count);
+    }
 }
