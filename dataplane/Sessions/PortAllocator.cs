@@ -189,12 +189,13 @@ public sealed class PortAllocator
         return port;
     }
 
-    /// <summary>Prefetches the bitmap word of <paramref name="port"/> (host order) on address <paramref name="address"/> (a hint: an allocation reads it soon).</summary>
+    /// <summary>Prefetches the bitmap word of <paramref name="port"/> (host order) on address <paramref name="address"/> (a hint: an allocation reads it soon; out-of-range arguments hint nothing).</summary>
     public unsafe void Prefetch(int address, int protocolClass, int port)
     {
-        if (System.Runtime.Intrinsics.X86.Sse.IsSupported && (uint)port < 65536)
+        int slot = address * Classes + protocolClass;
+        if (System.Runtime.Intrinsics.X86.Sse.IsSupported && (uint)port < 65536 && (uint)slot < (uint)_bitmaps.Length)
         {
-            System.Runtime.Intrinsics.X86.Sse.Prefetch0(System.Runtime.CompilerServices.Unsafe.AsPointer(ref _bitmaps[address * Classes + protocolClass][port >> 6]));
+            System.Runtime.Intrinsics.X86.Sse.Prefetch0(System.Runtime.CompilerServices.Unsafe.AsPointer(ref _bitmaps[slot][port >> 6]));
         }
     }
 

@@ -36,4 +36,20 @@ public class PortAllocatorRangeTests
         // Sequential allocation would give 10000..10019.
         Assert.True(first.Max() - first.Min() > 100, string.Join(",", first));
     }
+
+    [Fact]
+    public void A_prefetch_hint_takes_nothing_and_never_throws()
+    {
+        var ports = new PortAllocator(2, 1024, 65535, seed: 5);
+        int taken = ports.AllocateInRange(1, 1, 5000, 5000);
+        foreach (var (address, cls, port) in new[] { (1, 1, 5000), (0, 0, 1024), (2, 0, 5000), (-1, 1, 5000), (1, 3, 5000), (1, 1, -1), (1, 1, 65536) })
+        {
+            ports.Prefetch(address, cls, port); // out-of-range arguments (a stale block, a bad class) hint nothing
+        }
+        Assert.Equal(5000, taken);
+        Assert.Equal(1, ports.InUse(1, 1));
+        Assert.Equal(0, ports.InUse(0, 0));
+        Assert.True(ports.IsUsed(1, 1, 5000));
+        Assert.False(ports.IsUsed(0, 0, 1024));
+    }
 }
