@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using BenchmarkDotNet.Attributes;
 using Natd.Benchmarks.Support;
 using Natd.Dataplane.Io;
@@ -118,6 +119,10 @@ public class EstablishedBenchmarks
         return frames.AsSpan(b * BenchLab.BatchSize * BenchLab.Stride, BenchLab.BatchSize * BenchLab.Stride);
     }
 
+    // Not inlined, as the poller's batch loop (PollerActor.RunPort) is a method of its own: inlined
+    // into each benchmark method, the loop and the engine's code took layouts from tiered PGO that
+    // made copies of the same build measure 77-104 ns/packet (perf/README.md).
+    [MethodImpl(MethodImplOptions.NoInlining)]
     private int Run(ReadOnlySpan<byte> src, Side ingress, Verdict expected)
     {
         NatEngine engine = _engine;

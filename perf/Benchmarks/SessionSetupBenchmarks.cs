@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using BenchmarkDotNet.Attributes;
 using Natd.Benchmarks.Support;
 using Natd.Dataplane.Io;
@@ -100,6 +101,7 @@ public class SessionSetupBenchmarks
     [Benchmark(OperationsPerInvoke = BenchLab.BatchSize)]
     public int NewUdpSessionsDeterministic() => Run();
 
+    [MethodImpl(MethodImplOptions.NoInlining)] // a method of its own, as the poller's batch loop is (EstablishedBenchmarks.Run)
     private int Run()
     {
         NatEngine engine = _engine;
