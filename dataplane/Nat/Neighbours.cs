@@ -11,7 +11,8 @@ namespace Natd.Dataplane.Nat;
 /// <see cref="Io.FrameBatch.SlotSize"/> bytes, given up after <see cref="HoldMs"/>), and the
 /// ARP requests it sends through the attached <see cref="IFrameSink"/>. Times are the engine's
 /// milliseconds; addresses network order. Single writer (the engine's thread); the per-packet
-/// path (<see cref="SendTo"/>) is one hash probe and never allocates.
+/// path (<see cref="SendTo"/>) is one compare when the next hop is the side's last static one (a
+/// gateway's usual case), else one hash probe, and never allocates.
 /// </summary>
 internal sealed class Neighbours
 {
@@ -52,6 +53,10 @@ internal sealed class Neighbours
     // fixed-size tables, as do next hops being resolved (Linux's INCOMPLETE entries).
     private Dictionary<uint, MacAddress> _insideStatic = [];
     private Dictionary<uint, MacAddress> _outsideStatic = [];
+    // The static neighbour each side last sent to: a gateway takes nearly every frame of a side,
+    // and comparing one address beats hashing it into the dictionary per packet.
+    private StaticHit _insideLastStatic;
+    private StaticHit _outsideLastStatic;
     private readonly NeighbourTable _insideLearned;
     private readonly NeighbourTable _outsideLearned;
     private readonly NeighbourTable _insidePending;
@@ -63,6 +68,13 @@ internal sealed class Neighbours
     private readonly byte[] _arpScratch = new byte[EthernetHeader.Length + ArpPacket.Length];
     private int _heldCount;
     private long _holdSeq;
+
+    /// <summary>A static neighbour's address (network order; 0: none) and MAC.</summary>
+    private struct StaticHit
+    {
+        public uint Address;
+        public MacAddress Mac;
+    }
 
     private struct HeldFrame
     {
@@ -118,6 +130,8 @@ internal sealed class Neighbours
     {
         _insideStatic = StaticOf(next.Inside.Neighbours, _insideLearned);
         _outsideStatic = StaticOf(next.Outside.Neighbours, _outsideLearned);
+        _insideLastStatic = default;
+        _outsideLastStatic = default;
 
         static Dictionary<uint, MacAddress> StaticOf(IReadOnlyList<KeyValuePair<uint, MacAddress>> list, NeighbourTable learned)
         {
@@ -245,9 +259,17 @@ internal sealed class Neighbours
     {
         var eth = new EthernetHeader(frame);
         eth.Source = OwnMac(side);
+        ref StaticHit last = ref side == Side.Inside ? ref _insideLastStatic : ref _outsideLastStatic;
+        if (last.Address == nextHop && nextHop != 0)
+        {
+            eth.Destination = last.Mac;
+            return side == Side.Inside ? Verdict.ToInside : Verdict.ToOutside;
+        }
         var statics = Static(side);
         if (statics.Count > 0 && statics.TryGetValue(nextHop, out MacAddress fixedMac))
         {
+            last.Address = nextHop;
+            last.Mac = fixedMac;
             eth.Destination = fixedMac;
             return side == Side.Inside ? Verdict.ToInside : Verdict.ToOutside;
         }

@@ -223,6 +223,32 @@ public class NeighbourTableTests
         Assert.Contains(h.Engine.Neighbours(Side.Outside), kv => kv.Key == Ipv4.Parse(EngineHarness.OutsideHost) && kv.Value == MacAddress.Read(OutsideHostMac));
     }
 
+    [Fact]
+    public void A_reload_that_changes_or_removes_a_static_neighbour_holds_from_the_next_frame()
+    {
+        // The per-side memo of the last static next hop must not outlive the configuration it came from.
+        var h = new EngineHarness();
+        byte[] newMac = [0x02, 0, 0, 0, 0, 0x7e];
+        uint remote = Ipv4.Parse(EngineHarness.OutsideHost);
+        Assert.Equal(OutsideHostMac, h.Out(Udp(EngineHarness.InsideHost, 40000, EngineHarness.OutsideHost, 53))[..6]);
+
+        NatSettings s = h.Engine.Settings;
+        var changed = s.Outside.Neighbours.Select(kv => kv.Key == remote ? new KeyValuePair<uint, MacAddress>(remote, MacAddress.Read(newMac)) : kv).ToList();
+        Assert.Null(h.Engine.UpdateSettings(s with { Outside = s.Outside with { Neighbours = changed } }));
+        Assert.Equal(newMac, h.Out(Udp(EngineHarness.InsideHost, 40000, EngineHarness.OutsideHost, 53))[..6]);
+
+        s = h.Engine.Settings;
+        var removed = s.Outside.Neighbours.Where(kv => kv.Key != remote).ToList();
+        Assert.Null(h.Engine.UpdateSettings(s with { Outside = s.Outside with { Neighbours = removed } }));
+        h.Sunk.Clear();
+        byte[] frame = Udp(EngineHarness.InsideHost, 40000, EngineHarness.OutsideHost, 53);
+        int len = frame.Length;
+        var slot = new byte[FrameBatch.SlotSize];
+        frame.CopyTo(slot, 0);
+        Assert.Equal(Verdict.Consumed, h.Process(slot, ref len, Side.Inside, FrameFlags.None, h.Now)); // resolved again: held, ARP asked
+        Assert.Contains(h.Sunk, f => f.Side == Side.Outside && BinaryPrimitives.ReadUInt16BigEndian(f.Frame.AsSpan(12)) == EtherType.Arp);
+    }
+
     internal sealed class DiscardLog : IFrameSink
     {
         public List<(Side Side, DropReason Reason, long Tag)> Discarded { get; } = [];
