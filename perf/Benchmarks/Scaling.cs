@@ -136,7 +136,7 @@ public static class Scaling
         GC.Collect();
         GC.WaitForPendingFinalizers();
 
-        var system = ActorSystem.Create("scaling", Akka.Configuration.ConfigurationFactory.ParseString("akka.loglevel = WARNING").WithFallback(PollerActor.Config)); // its shutdown notices would cut the table
+        var system = ActorSystem.Create("scaling", PollerSystemConfig.Quiet);
         var wakeups = new Wakeup[pollers];
         try
         {

@@ -30,7 +30,7 @@ public static class WakeupLatency
         {
             return 2;
         }
-        var system = ActorSystem.Create("wakeup", Akka.Configuration.ConfigurationFactory.ParseString("akka.loglevel = WARNING").WithFallback(PollerActor.Config));
+        var system = ActorSystem.Create("wakeup", Support.PollerSystemConfig.Quiet);
         using var wake = new Wakeup();
         using var inside = new IdlePort("natin", BenchLab.InsideMac);
         using var outside = new IdlePort("natout", BenchLab.OutsideMac);
