@@ -162,7 +162,7 @@ public static class FrameParser
             p.Drop = DropReason.BadTotalLength;
             return;
         }
-        if (!Checksum.Verify(ip[..ihl]))
+        if (!(ihl == Ipv4Header.MinLength ? Checksum.VerifyIpv4Header(ip) : Checksum.Verify(ip[..ihl])))
         {
             p.Drop = DropReason.BadIpChecksum;
             return;

@@ -85,6 +85,31 @@ public class ChecksumTests
     }
 
     [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void The_inline_ipv4_header_check_agrees_with_rfc_1071(int fill)
+    {
+        // 20 header bytes and 4 beyond them, which must not be summed.
+        byte[] b = Make(24, fill);
+        b[10] = b[11] = 0;
+        ushort field = Rfc1071(b.AsSpan(0, 20));
+        BinaryPrimitives.WriteUInt16BigEndian(b.AsSpan(10), field);
+        b[20] ^= 0x5A;
+
+        Assert.True(Checksum.VerifyIpv4Header(b));
+        for (int i = 0; i < 20; i++)
+        {
+            // Any flipped bit of the header fails it, as it fails the general check.
+            b[i] ^= 0x10;
+            Assert.False(Checksum.VerifyIpv4Header(b), $"byte {i} flipped");
+            Assert.Equal(Checksum.Verify(b.AsSpan(0, 20)), Checksum.VerifyIpv4Header(b));
+            b[i] ^= 0x10;
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => Checksum.VerifyIpv4Header(b.AsSpan(0, 19)));
+    }
+
+    [Theory]
     [MemberData(nameof(Buffers))]
     public void An_initial_partial_sum_is_added_with_its_carry(int length, int fill)
     {
