@@ -53,6 +53,9 @@ internal sealed class AddressPlan
     private MaskedNet[] _insideSources = [];
     private MaskedNet[] _privateSources = [];
     private MaskedNet[] _allowedSources = [];
+    // Bit o (of 256, o = the first octet): some own, inside or private prefix of the outside source
+    // filter holds addresses of first octet o. A clear bit passes the source on one load.
+    private readonly ulong[] _filteredOctets = new ulong[4];
 
     /// <summary>Derives the plan from <paramref name="settings"/>.</summary>
     /// <param name="settings">Configuration (the pool, both sides' addresses, networks and gateways, the martian filter).</param>
@@ -241,6 +244,24 @@ internal sealed class AddressPlan
         _insideSources = [.. inside];
         _privateSources = s.MartianFilter == MartianFilter.Strict ? PrivateRanges : [];
         _allowedSources = MaskAll(s.AllowedOutsideSources);
+        Array.Clear(_filteredOctets);
+        MarkOctets(_ownSources);
+        MarkOctets(_insideSources);
+        MarkOctets(_privateSources);
+    }
+
+    /// <summary>Sets the bit of every first octet an address of <paramref name="nets"/> can have.</summary>
+    private void MarkOctets(MaskedNet[] nets)
+    {
+        foreach (MaskedNet n in nets)
+        {
+            uint low = Ipv4.ToHostOrder(n.Net) >> 24;
+            uint high = Ipv4.ToHostOrder(n.Net | ~n.Mask) >> 24;
+            for (uint o = low; o <= high; o++)
+            {
+                _filteredOctets[o >> 6] |= 1UL << (int)(o & 63);
+            }
+        }
     }
 
     /// <summary>
@@ -254,6 +275,11 @@ internal sealed class AddressPlan
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public DropReason CheckOutsideSource(uint src)
     {
+        uint octet = Ipv4.ToHostOrder(src) >> 24;
+        if ((_filteredOctets[octet >> 6] & (1UL << (int)(octet & 63))) == 0)
+        {
+            return Ok; // no filtered prefix starts with this octet: most of the Internet, on one load
+        }
         if (AnyContains(_ownSources, src))
         {
             return DropReason.Martian;

@@ -116,6 +116,81 @@ public class AddressPlanTests
         Assert.Equal(DropReason.Martian, plan.CheckOutsideSource(A("10.0.0.5"))); // the inside network
     }
 
+    /// <summary>
+    /// The outside source filter (with its first-octet shortcut) against the rule written out
+    /// plainly: own addresses, then the outside link, then the inside prefixes, then private
+    /// sources unless allowed. Random plans, including prefixes shorter than /8 (a shortcut bit
+    /// per octet they span) and reloads between them, and sources drawn next to every prefix.
+    /// </summary>
+    [Fact]
+    public void The_outside_source_filter_agrees_with_its_rule_on_random_plans()
+    {
+        var rng = new Random(20261207);
+        var s = EngineHarness.LabSettings();
+        var plan = new AddressPlan(s, 1);
+        for (int round = 0; round < 200; round++)
+        {
+            Ipv4Prefix RandomPrefix(int minLength) => Prefix((uint)rng.NextInt64(0, 1L << 32), rng.Next(minLength, 33));
+            var next = s with
+            {
+                Inside = s.Inside with
+                {
+                    Address = Prefix((uint)rng.NextInt64(0, 1L << 32), rng.Next(8, 31)),
+                    Networks = [.. Enumerable.Range(0, rng.Next(0, 4)).Select(_ => RandomPrefix(rng.Next(2) == 0 ? 4 : 8))],
+                },
+                Outside = s.Outside with { Address = Prefix((uint)rng.NextInt64(0, 1L << 32), rng.Next(8, 31)) },
+                Pool = [.. Enumerable.Range(0, rng.Next(1, 4)).Select(_ => Ipv4.FromHostOrder((uint)rng.NextInt64(0, 1L << 32)))],
+                MartianFilter = rng.Next(2) == 0 ? MartianFilter.Strict : MartianFilter.Off,
+                AllowedOutsideSources = [.. Enumerable.Range(0, rng.Next(0, 3)).Select(_ => RandomPrefix(8))],
+            };
+            plan.Update(next);
+
+            var near = new List<uint>();
+            foreach (Ipv4Prefix p in next.Inside.Networks.Concat([next.Inside.Address, next.Outside.Address]).Concat(next.AllowedOutsideSources).Concat(PrivateSources.Ranges))
+            {
+                uint low = Ipv4.ToHostOrder(p.Address & p.Mask);
+                near.Add(low);
+                near.Add(low + (uint)rng.Next(0, 256));
+                near.Add(low - 1);
+            }
+            near.AddRange(next.Pool.Select(Ipv4.ToHostOrder));
+            for (int i = 0; i < 200; i++)
+            {
+                near.Add((uint)rng.NextInt64(0, 1L << 32));
+            }
+            foreach (uint h in near)
+            {
+                uint src = Ipv4.FromHostOrder(h);
+                Assert.True(Rule(next, src) == plan.CheckOutsideSource(src), $"round {round}: source {Ipv4.Format(src)}");
+            }
+        }
+    }
+
+    private static Ipv4Prefix Prefix(uint hostOrder, int length) => new(Ipv4.FromHostOrder(hostOrder), length);
+
+    /// <summary>The filter as its documentation states it, every list scanned.</summary>
+    private static DropReason Rule(NatSettings s, uint src)
+    {
+        static bool In(Ipv4Prefix p, uint a) => (a & p.Mask) == (p.Address & p.Mask);
+        if (src == s.Inside.Address.Address || src == s.Outside.Address.Address || s.Pool.Contains(src))
+        {
+            return DropReason.Martian;
+        }
+        if (In(s.Outside.Address, src))
+        {
+            return AddressPlan.Ok;
+        }
+        if (In(s.Inside.Address, src) || s.Inside.Networks.Any(p => In(p, src)))
+        {
+            return DropReason.Martian;
+        }
+        if (s.MartianFilter == MartianFilter.Strict && PrivateSources.Ranges.Any(p => In(p, src)) && !s.AllowedOutsideSources.Any(p => In(p, src)))
+        {
+            return DropReason.PrivateSource;
+        }
+        return AddressPlan.Ok;
+    }
+
     [Theory]
     [InlineData("0.1.2.3", true)]
     [InlineData("127.0.0.1", true)]
