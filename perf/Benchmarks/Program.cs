@@ -11,7 +11,8 @@ namespace Natd.Benchmarks;
 /// or <c>-- --memory [--sessions N]</c> for <see cref="MemoryPerSession"/>,
 /// or <c>-- --metrics-scrape [--scrapes N]</c> for <see cref="MetricsScrape"/>,
 /// or <c>-- --wakeup [--messages N]</c> for <see cref="WakeupLatency"/>,
-/// or <c>-- --allocation [--rounds N]</c> for <see cref="AllocationRatios"/>.
+/// or <c>-- --allocation [--rounds N]</c> for <see cref="AllocationRatios"/>,
+/// or <c>-- --floor [--sessions N[,N]] [--millis M]</c> for <see cref="FastPathFloor"/>.
 /// Runs every benchmark unless a <c>--filter</c> is given, prints the compact table, and exits 1
 /// when a fast-path benchmark allocated or any benchmark failed.
 /// </summary>
@@ -66,6 +67,14 @@ public static class Program
             var wakeupArgs = new List<string>(args);
             wakeupArgs.RemoveAt(wakeup);
             return WakeupLatency.Run(wakeupArgs);
+        }
+        int floor = Array.IndexOf(args, "--floor");
+        if (floor >= 0)
+        {
+            // Stages of one path and probes of the memory under it, side by side in one process.
+            var floorArgs = new List<string>(args);
+            floorArgs.RemoveAt(floor);
+            return FastPathFloor.Run(floorArgs);
         }
         bool quick = Array.IndexOf(args, "--quick") >= 0;
         var rest = new List<string>(args.Length + 2);
