@@ -45,16 +45,7 @@ public class EstablishedBenchmarks
         var replies = new byte[Sessions * BenchLab.Stride];
         BenchLab.Fill(_engine, Sessions, BenchLab.StartMs, replies);
 
-        int frames = Batches * BenchLab.BatchSize;
-        _in2out = new byte[frames * BenchLab.Stride];
-        _out2in = new byte[frames * BenchLab.Stride];
-        var rng = new Random(12345);
-        for (int i = 0; i < frames; i++)
-        {
-            int flow = rng.Next(Sessions);
-            BenchLab.WriteIn2Out(_in2out.AsSpan(i * BenchLab.Stride), flow);
-            replies.AsSpan(flow * BenchLab.Stride, BenchLab.Stride).CopyTo(_out2in.AsSpan(i * BenchLab.Stride));
-        }
+        BenchLab.EstablishedFrames(Sessions, Batches * BenchLab.BatchSize, replies, out _in2out, out _out2in);
         _slots = new FrameBatch(BenchLab.BatchSize);
 
         // Every precomputed frame must be forwarded, or the figures would time drops.

@@ -249,16 +249,7 @@ public static class FastPathFloor
             _engine = BenchLab.Engine(sessions);
             var replies = new byte[sessions * BenchLab.Stride];
             BenchLab.Fill(_engine, sessions, BenchLab.StartMs, replies);
-            int frames = Batches * Batch;
-            _in2out = new byte[frames * BenchLab.Stride];
-            _out2in = new byte[frames * BenchLab.Stride];
-            var rng = new Random(12345);
-            for (int i = 0; i < frames; i++)
-            {
-                int flow = rng.Next(sessions);
-                BenchLab.WriteIn2Out(_in2out.AsSpan(i * BenchLab.Stride), flow);
-                replies.AsSpan(flow * BenchLab.Stride, BenchLab.Stride).CopyTo(_out2in.AsSpan(i * BenchLab.Stride));
-            }
+            BenchLab.EstablishedFrames(sessions, Batches * Batch, replies, out _in2out, out _out2in);
         }
 
         /// <summary>

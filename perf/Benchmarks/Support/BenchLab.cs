@@ -182,6 +182,25 @@ public static class BenchLab
     }
 
     /// <summary>
+    /// <paramref name="frames"/> established frames each way, <see cref="Stride"/> bytes apart:
+    /// frame i of <paramref name="in2out"/> belongs to a flow drawn at random (fixed seed) among
+    /// <c>0..sessions-1</c>, and frame i of <paramref name="out2in"/> is that flow's reply, taken
+    /// from <paramref name="replies"/> as <see cref="Fill"/> wrote them.
+    /// </summary>
+    public static void EstablishedFrames(int sessions, int frames, byte[] replies, out byte[] in2out, out byte[] out2in)
+    {
+        in2out = new byte[frames * Stride];
+        out2in = new byte[frames * Stride];
+        var rng = new Random(12345);
+        for (int i = 0; i < frames; i++)
+        {
+            int flow = rng.Next(sessions);
+            WriteIn2Out(in2out.AsSpan(i * Stride), flow);
+            replies.AsSpan(flow * Stride, Stride).CopyTo(out2in.AsSpan(i * Stride));
+        }
+    }
+
+    /// <summary>
     /// Creates sessions for flows <c>0..count-1</c> by translating their first in2out frame at
     /// <paramref name="nowMs"/>. When <paramref name="replies"/> is given, it receives each flow's
     /// reply frame at <c>i * Stride</c>.
