@@ -23,6 +23,53 @@ public sealed record SubscriberInfo(uint Subscriber, uint External, IReadOnlyLis
     public int PortLimit { get; init; }
     /// <summary><c>limits.per-subscriber.sessions</c>; 0 = unlimited.</summary>
     public int SessionLimit { get; init; }
+
+    /// <summary>
+    /// One row per subscriber from every shard's rows (natctl subscribers, GET /subscribers). A
+    /// subscriber's TCP and UDP live in the shard that owns it, its port-less flows (ESP, GRE),
+    /// ISAKMP and port-trigger traffic in shard 0 (docs/architecture.md, "Shards"), so with more
+    /// than one shard it may have a row in two. Its ports, sessions, blocks and refusals add up; its
+    /// external address is that of a row holding ports (the shards pair it alike,
+    /// <see cref="PairingDirectory"/>), else the first non-zero one.
+    /// </summary>
+    /// <param name="rows">Every shard's rows, in any order.</param>
+    /// <returns>The merged rows, in the order each subscriber first appears; blocks sorted by port.
+    /// Allocates: control path only.</returns>
+    public static List<SubscriberInfo> MergeShards(IEnumerable<SubscriberInfo> rows)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        var merged = new List<SubscriberInfo>();
+        var at = new Dictionary<(uint Subscriber, int PrefixLength), int>();
+        foreach (SubscriberInfo r in rows)
+        {
+            if (!at.TryGetValue((r.Subscriber, r.PrefixLength), out int i))
+            {
+                at.Add((r.Subscriber, r.PrefixLength), merged.Count);
+                merged.Add(r);
+                continue;
+            }
+            SubscriberInfo m = merged[i];
+            var blocks = new List<(int Low, int High)>(m.Blocks.Count + r.Blocks.Count);
+            blocks.AddRange(m.Blocks);
+            blocks.AddRange(r.Blocks);
+            blocks.Sort();
+            uint external = m.Ports > 0 && m.External != 0 ? m.External
+                : r.Ports > 0 && r.External != 0 ? r.External
+                : m.External != 0 ? m.External : r.External;
+            merged[i] = m with
+            {
+                External = external,
+                Blocks = blocks,
+                Ports = m.Ports + r.Ports,
+                Sessions = m.Sessions + r.Sessions,
+                SessionHits = m.SessionHits + r.SessionHits,
+                PortHits = m.PortHits + r.PortHits,
+                RateHits = m.RateHits + r.RateHits,
+                BlockHits = m.BlockHits + r.BlockHits,
+            };
+        }
+        return merged;
+    }
 }
 
 /// <summary>One held port block as operators see it (natctl blocks).</summary>

@@ -44,7 +44,7 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDat
         {
             all.AddRange(await p.Actor.Ask<List<SubscriberInfo>>(GetSubscribers.Instance, AskTimeout, cancellationToken).ConfigureAwait(false));
         }
-        return all;
+        return SubscriberInfo.MergeShards(all); // one row per subscriber, whichever shards hold its flows
     }
 
     public async Task<IReadOnlyList<BlockInfo>> GetBlocksAsync(CancellationToken cancellationToken = default)

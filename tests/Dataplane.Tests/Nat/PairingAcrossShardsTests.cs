@@ -182,6 +182,68 @@ public class PairingAcrossShardsTests
         Assert.True(hosts >= 16, $"{hosts} hosts on shard 1");
     }
 
+    /// <summary>
+    /// A subscriber of shard 1 with ESP through shard 0 has subscriber state in both shards; the
+    /// listing (natctl subscribers) shows it once, with what both hold, from its paired address.
+    /// </summary>
+    [Fact]
+    public void A_subscriber_with_flows_in_two_shards_is_listed_once_with_what_both_hold()
+    {
+        var (h0, h1, _, map) = TwoShards(shared: true);
+        var owned = new List<uint>();
+        for (int host = 2; host < 64 && owned.Count < 8; host++)
+        {
+            string inside = $"10.0.0.{host}";
+            if (map.OwnerOfInside(Ipv4.Parse(inside)) != 1)
+            {
+                continue;
+            }
+            owned.Add(Ipv4.Parse(inside));
+            h0.Out(Esp(inside, host));
+            h1.Out(Udp(inside, 40000, Remote, 53));
+            h1.Out(Udp(inside, 40001, Remote, 53));
+        }
+        Assert.Equal(8, owned.Count);
+        var rows = new List<SubscriberInfo>();
+        h0.Engine.CollectSubscribers(rows);
+        h1.Engine.CollectSubscribers(rows);
+        var merged = SubscriberInfo.MergeShards(rows);
+        Assert.Equal(owned.Count, merged.Count);
+        foreach (uint key in owned)
+        {
+            var inShard0 = Assert.Single(rows, r => r.Subscriber == key && r.Ports == 0); // shard 0's hold for the ESP
+            var inShard1 = Assert.Single(rows, r => r.Subscriber == key && r.Ports > 0);
+            var one = Assert.Single(merged, r => r.Subscriber == key);
+            Assert.Equal(2, one.Ports);
+            Assert.Equal(inShard0.Sessions + inShard1.Sessions, one.Sessions);
+            Assert.Equal(inShard1.External, one.External);
+            Assert.Equal(inShard0.External, one.External); // paired alike
+            Assert.Equal(inShard1.Blocks, one.Blocks);
+            Assert.NotEmpty(one.Blocks);
+        }
+    }
+
+    [Fact]
+    public void Merging_rows_adds_up_blocks_ports_sessions_and_refusals_and_keeps_the_address_of_the_row_with_ports()
+    {
+        uint a = Ipv4.Parse("10.0.0.9"), b = Ipv4.Parse("10.0.0.10"), x = Ipv4.Parse("198.51.100.7"), y = Ipv4.Parse(EngineHarness.External);
+        var rows = new List<SubscriberInfo>
+        {
+            new(a, y, [], 0, 1, 0, 0, 2, 0), // a port-less hold in shard 0
+            new(b, x, [(2048, 2111)], 3, 3, 0, 0, 0, 0),
+            new(a, x, [(1088, 1151), (1024, 1087)], 5, 4, 1, 2, 0, 3),
+        };
+        var merged = SubscriberInfo.MergeShards(rows);
+        Assert.Equal([a, b], merged.Select(r => r.Subscriber));
+        var m = merged[0];
+        Assert.Equal(x, m.External);
+        Assert.Equal([(1024, 1087), (1088, 1151)], m.Blocks);
+        Assert.Equal((5, 5, 1, 2, 2, 3), (m.Ports, m.Sessions, m.SessionHits, m.PortHits, m.RateHits, m.BlockHits));
+        Assert.Same(rows[1], merged[1]);
+        // A prefix length apart is another subscriber (a reload changed nat.subscriber-prefix between the shards' answers).
+        Assert.Equal(2, SubscriberInfo.MergeShards([rows[0], rows[0] with { PrefixLength = 24 }]).Count);
+    }
+
     [Fact]
     public void A_port_less_hold_lapses_with_the_flows_idle_timeout_and_survives_a_reload()
     {
