@@ -37,21 +37,12 @@ public sealed record AfXdpOptions
 
     /// <summary>
     /// UMEM frames (each <see cref="AfXdpPort.FrameSize"/> bytes). Half, at most <see cref="RingSize"/>,
-    /// wait on the fill ring for received frames; the rest are for transmission. 64..65536, even. Default
-    /// 16384: a pair sharing a UMEM (<see cref="AfXdpPort.OpenPair(string, string, AfXdpOptions, AfXdpOptions)"/>)
-    /// then keeps 4096 frames on each fill ring, 64 MiB in all.
+    /// wait on the fill ring for received frames; the rest are for transmission. 64..65536, even. Default 4096.
     /// </summary>
-    /// <remarks>
-    /// A poller that sleeps in poll(2) between bursts, or shares its core with the sender's softirq
-    /// work, leaves the kernel only what is on the fill ring: once it is empty the kernel drops
-    /// (XDP_STATISTICS rx_fill_ring_empty_descs). With 1024 frames a fill ring, two workers on the
-    /// live lab's two cores lost about 45% of what was offered while their pollers idled; with 4096,
-    /// none (perf/README.md, "Scaling").
-    /// </remarks>
-    public int FrameCount { get; init; } = 16384;
+    public int FrameCount { get; init; } = 4096;
 
-    /// <summary>Entries in each of the four rings (RX, TX, fill, completion): a power of two, 32..16384. Default 4096.</summary>
-    public int RingSize { get; init; } = 4096;
+    /// <summary>Entries in each of the four rings (RX, TX, fill, completion): a power of two, 32..16384. Default 2048.</summary>
+    public int RingSize { get; init; } = 2048;
 
     /// <summary>Native, generic, or native with a fallback to generic (default).</summary>
     public XdpAttachMode Mode { get; init; } = XdpAttachMode.Auto;

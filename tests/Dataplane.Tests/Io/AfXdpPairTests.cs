@@ -59,24 +59,6 @@ public sealed class AfXdpPairTests : IDisposable
         }
     }
 
-    /// <summary>
-    /// natd's pairs use the default options: each socket keeps 4096 frames on its fill ring, so a
-    /// poller asleep or off its core for a burst of that many frames loses none (with 1024, two
-    /// workers in the live lab lost about 45% of the offered frames to an empty fill ring).
-    /// </summary>
-    [Fact]
-    public void A_default_pair_keeps_4096_frames_on_each_fill_ring()
-    {
-        var (inside, outside) = In(() => AfXdpPort.OpenPair(InA, OutA, AfXdpOptions.Default, AfXdpOptions.Default));
-        using var _i = inside;
-        using var _o = outside;
-        Assert.Equal(4096, inside.RxFrameCount);
-        Assert.Equal(4096, outside.RxFrameCount);
-        Assert.Equal(4096, inside.FillFrames);
-        Assert.Equal(4096, outside.FillFrames);
-        Assert.Equal(inside.UmemFrameCount, Accounted(inside, outside));
-    }
-
     [Theory]
     [InlineData(0)]
     [InlineData(1)]
