@@ -44,6 +44,16 @@ public sealed record AfXdpOptions
     /// <summary>Entries in each of the four rings (RX, TX, fill, completion): a power of two, 32..16384. Default 2048.</summary>
     public int RingSize { get; init; } = 2048;
 
+    /// <summary>
+    /// UMEM frames each socket keeps on its fill ring, ready for the kernel to receive into while
+    /// the poller is not running: 1..<see cref="RingSize"/>. 0 (the default): derived, half of
+    /// <see cref="FrameCount"/> for a lone socket and a quarter for each socket of a shared-UMEM
+    /// pair, at most <see cref="RingSize"/>. When every frame on it is used before the poller runs
+    /// again the kernel drops (XDP_STATISTICS rx_fill_ring_empty_descs, counted in RxDropped); a
+    /// deeper ring rides out longer stalls but cycles through more frames, so fewer stay cached.
+    /// </summary>
+    public int FillRingFrames { get; init; }
+
     /// <summary>Native, generic, or native with a fallback to generic (default).</summary>
     public XdpAttachMode Mode { get; init; } = XdpAttachMode.Auto;
 
@@ -62,6 +72,10 @@ public sealed record AfXdpOptions
         if (RingSize is < 32 or > 16384 || !BitOperations.IsPow2(RingSize))
         {
             throw new ArgumentException($"RingSize {RingSize} must be a power of two in 32..16384", nameof(RingSize));
+        }
+        if (FillRingFrames < 0 || FillRingFrames > RingSize)
+        {
+            throw new ArgumentException($"FillRingFrames {FillRingFrames} must be 0 (derived) or 1..RingSize ({RingSize})", nameof(FillRingFrames));
         }
         if (!Enum.IsDefined(Mode))
         {

@@ -222,7 +222,7 @@ public sealed unsafe class AfXdpPort : IPacketPort
     /// <see cref="NetNamespace.RunIn{T}"/> to open it in another one): registers the UMEM, maps the
     /// rings, binds to <see cref="AfXdpOptions.QueueId"/> and attaches the redirect program.
     /// </summary>
-    /// <exception cref="ArgumentException">The options are invalid or the name is empty or too long.</exception>
+    /// <exception cref="ArgumentException">The options are invalid (or the fill ring takes every frame), or the name is empty or too long.</exception>
     /// <exception cref="NativeIoException">
     /// A system call failed; the message names it, the errno and a hint. EAFNOSUPPORT, ENOSYS, EPERM
     /// and EACCES mean AF_XDP is unavailable here (old kernel, missing CAP_NET_ADMIN/CAP_BPF) and
@@ -244,7 +244,11 @@ public sealed unsafe class AfXdpPort : IPacketPort
         options.Validate();
         CheckJoin(interfaceName, sameInterface);
         var umem = new AfXdpUmem(options.FrameCount, FrameSize);
-        int rxFrames = Math.Min(options.FrameCount / 2, options.RingSize);
+        int rxFrames = options.FillRingFrames > 0 ? options.FillRingFrames : Math.Min(options.FrameCount / 2, options.RingSize);
+        if (rxFrames >= options.FrameCount)
+        {
+            throw new ArgumentException($"FillRingFrames {rxFrames} leaves none of the {options.FrameCount} UMEM frames for transmitting", nameof(options));
+        }
         return OpenSocket(interfaceName, options, umem, rxFrames, options.FrameCount - rxFrames, owner: null, lend: false, sameInterface);
     }
 
@@ -261,10 +265,10 @@ public sealed unsafe class AfXdpPort : IPacketPort
     /// outside port of one poller): <paramref name="first"/> registers the UMEM
     /// (<paramref name="firstOptions"/>.FrameCount frames of <see cref="SharedFrameSize"/> bytes),
     /// <paramref name="second"/> binds with XDP_SHARED_UMEM to the first socket, with its own fill
-    /// and completion rings. Each socket keeps a quarter of the frames (at most a ring) on its fill
-    /// ring; the rest are free for transmitting. Received frames are lent to the batch, and
-    /// <see cref="TryForward"/> of a frame the other port received puts the same UMEM address on
-    /// this port's TX ring.
+    /// and completion rings. Each socket keeps <see cref="AfXdpOptions.FillRingFrames"/> (by default
+    /// a quarter of the frames, at most a ring) on its fill ring; the rest are free for transmitting.
+    /// Received frames are lent to the batch, and <see cref="TryForward"/> of a frame the other port
+    /// received puts the same UMEM address on this port's TX ring.
     /// </summary>
     /// <remarks>
     /// The kernel (net/xdp/xsk.c, xsk_bind) allows a shared UMEM between sockets on different
@@ -274,7 +278,7 @@ public sealed unsafe class AfXdpPort : IPacketPort
     /// mode (copy, need-wakeup): the kernel refuses mode flags together with XDP_SHARED_UMEM. Both
     /// ports must be used from one thread, as the UMEM's free frames are shared without a lock.
     /// </remarks>
-    /// <exception cref="ArgumentException">Options invalid or a name empty or too long.</exception>
+    /// <exception cref="ArgumentException">Options invalid, fill rings taking every frame, or a name empty or too long.</exception>
     /// <exception cref="NativeIoException">As <see cref="Open(string, AfXdpOptions)"/>; EINVAL from the second bind means the kernel cannot share a UMEM across devices (before 5.10).</exception>
     public static (AfXdpPort First, AfXdpPort Second) OpenPair(string first, string second, AfXdpOptions firstOptions, AfXdpOptions secondOptions)
         => OpenPair(first, second, firstOptions, secondOptions, default);
@@ -298,9 +302,14 @@ public sealed unsafe class AfXdpPort : IPacketPort
         firstOptions.Validate();
         secondOptions.Validate();
         int frames = firstOptions.FrameCount;
-        int fillFirst = Math.Min(frames / 4, firstOptions.RingSize);
-        int fillSecond = Math.Min(frames / 4, secondOptions.RingSize);
+        int fillFirst = firstOptions.FillRingFrames > 0 ? firstOptions.FillRingFrames : Math.Min(frames / 4, firstOptions.RingSize);
+        int fillSecond = secondOptions.FillRingFrames > 0 ? secondOptions.FillRingFrames : Math.Min(frames / 4, secondOptions.RingSize);
         int txFrames = frames - fillFirst - fillSecond;
+        if (txFrames <= 0)
+        {
+            throw new ArgumentException(
+                $"fill rings of {fillFirst} and {fillSecond} frames leave none of the {frames} UMEM frames for transmitting", nameof(firstOptions));
+        }
         var umem = new AfXdpUmem(frames, SharedFrameSize);
         AfXdpPort a = OpenSocket(first, firstOptions, umem, fillFirst, txFrames, owner: null, lend: true, sameInterfaces?.First);
         try

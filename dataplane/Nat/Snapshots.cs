@@ -131,7 +131,7 @@ public sealed record StatsSnapshot
 /// <param name="Interface">Interface name.</param>
 /// <param name="RxFrames">Frames received.</param>
 /// <param name="TxFrames">Frames transmitted.</param>
-/// <param name="RxDropped">Frames lost before natd read them (receive ring full, as the kernel reports).</param>
+/// <param name="RxDropped">Frames lost before natd read them, as the kernel reports (AF_PACKET: receive ring full; AF_XDP: RX ring full or fill ring empty).</param>
 /// <param name="TxDropped">Frames refused by a full transmit ring.</param>
 public sealed record PortCounters(string Interface, long RxFrames, long TxFrames, long RxDropped, long TxDropped);
 

@@ -26,7 +26,8 @@ public enum GatewayKind
 /// <param name="Workers">dataplane.workers for natd.</param>
 /// <param name="Scaling">True for the extra rows of the scaling table.</param>
 /// <param name="Natd">natd.dll of another build (the base of a same-run comparison, <c>perf/live/run --base</c>); null for the build under test.</param>
-public sealed record Variant(string Label, GatewayKind Kind, string? Driver, int Workers, bool Scaling, string? Natd = null);
+/// <param name="XdpFillRing">dataplane.xdp-fill-ring written into natd's config (<c>perf/live/run --xdp-fill-ring</c>); null: natd's default.</param>
+public sealed record Variant(string Label, GatewayKind Kind, string? Driver, int Workers, bool Scaling, string? Natd = null, int? XdpFillRing = null);
 
 /// <summary>One measurement window.</summary>
 /// <param name="Delivered">Frames per second that reached the outside host.</param>
@@ -58,6 +59,7 @@ public sealed partial class Harness
     private readonly TextWriter _out;
     private readonly string? _baseNatd;
     private readonly string _baseLabel;
+    private readonly int? _xdpFillRing;
     private readonly Dictionary<(Variant, Load), List<Sample>> _samples = [];
     private readonly Dictionary<Variant, string> _failures = [];
     private readonly Dictionary<Variant, string> _driverNotes = [];
@@ -70,11 +72,14 @@ public sealed partial class Harness
     /// Creates a harness; nothing runs until <see cref="Run"/>. With <paramref name="baseNatd"/> (the
     /// natd.dll of another build, named <paramref name="baseLabel"/>) each natd row with one worker
     /// gets a twin run on that build, measured next to it in every run (which goes first alternates
-    /// run by run), and the report adds the per-run ratios of the two.
+    /// run by run), and the report adds the per-run ratios of the two. With
+    /// <paramref name="xdpFillRing"/> every af_xdp row of this build gets a twin with that
+    /// dataplane.xdp-fill-ring, measured right after it in every run.
     /// </summary>
     public Harness(string dotnet, string natdDll, string liveDll, double seconds, int runs, int maxWorkers, bool pin, TextWriter output,
-        string? baseNatd = null, string? baseLabel = null, string? driver = null)
+        string? baseNatd = null, string? baseLabel = null, string? driver = null, int? xdpFillRing = null)
     {
+        _xdpFillRing = xdpFillRing;
         _driver = driver;
         _baseNatd = baseNatd;
         _baseLabel = baseLabel ?? "base";
@@ -118,12 +123,22 @@ public sealed partial class Harness
         {
             list.Add(new($"natd af_xdp ({_baseLabel})", GatewayKind.Natd, "af_xdp", 1, false, _baseNatd));
         }
+        AddFillRingTwin(list, "natd af_xdp", 1, false);
         for (int w = 2; w <= _maxWorkers; w++)
         {
             list.Add(new($"natd af_packet workers={w}", GatewayKind.Natd, "af_packet", w, true));
             list.Add(new($"natd af_xdp workers={w}", GatewayKind.Natd, "af_xdp", w, true));
+            AddFillRingTwin(list, $"natd af_xdp workers={w}", w, true);
         }
         return list;
+    }
+
+    private void AddFillRingTwin(List<Variant> list, string label, int workers, bool scaling)
+    {
+        if (_xdpFillRing is int fill)
+        {
+            list.Add(new(string.Create(CultureInfo.InvariantCulture, $"{label} fill={fill}"), GatewayKind.Natd, "af_xdp", workers, scaling, XdpFillRing: fill));
+        }
     }
 
     /// <summary>Asks the run to stop at the next measurement boundary (SIGINT/SIGTERM).</summary>
@@ -169,9 +184,10 @@ public sealed partial class Harness
     }
 
     /// <summary>
-    /// The run's order: the variants as listed, except that a base twin goes before the row it
-    /// pairs with in every other run, so that neither build always measures first (after the
-    /// other's natd stopped, with the caches and the host in whatever state that left).
+    /// The run's order: the variants as listed, except that a twin (the base build's, or the
+    /// xdp-fill-ring one) goes before the row it pairs with in every other run, so that neither
+    /// always measures first (after the other's natd stopped, with the caches and the host in
+    /// whatever state that left).
     /// </summary>
     public static List<Variant> OrderOf(List<Variant> variants, int run)
     {
@@ -191,7 +207,8 @@ public sealed partial class Harness
     }
 
     private static bool IsTwin(Variant a, Variant b)
-        => a.Natd is null && b.Natd is not null && a.Kind == b.Kind && a.Driver == b.Driver && a.Workers == b.Workers;
+        => a.Natd is null && a.XdpFillRing is null && (b.Natd is not null || b.XdpFillRing is not null)
+            && a.Kind == b.Kind && a.Driver == b.Driver && a.Workers == b.Workers;
 
     private void PrepareTopology()
     {
@@ -305,8 +322,9 @@ public sealed partial class Harness
     }
 
     /// <summary>natd.yaml for a natd row: the lab's addresses, 10.1.0.0/16 inside, the 241-address pool.</summary>
-    public static string NatdConfig(string driver, int workers)
+    public static string NatdConfig(string driver, int workers, int? xdpFillRing = null)
     {
+        string fill = xdpFillRing is int f ? string.Create(CultureInfo.InvariantCulture, $"\n  xdp-fill-ring: {f}") : "";
         var pool = new StringBuilder();
         for (int i = 10; i <= 250; i++)
         {
@@ -333,7 +351,7 @@ public sealed partial class Harness
             limits:
               sessions: 4194304
             dataplane:
-              workers: {{workers}}
+              workers: {{workers}}{{fill}}
               verify-checksums: true
             control:
               listen: {{ControlListen}}
@@ -346,8 +364,8 @@ public sealed partial class Harness
     private LabProcess? StartNatd(Variant v)
     {
         var lab = _lab!;
-        string path = Path.Combine(lab.WorkDirectory, $"natd-{v.Driver}-w{v.Workers}.yaml");
-        File.WriteAllText(path, NatdConfig(v.Driver!, v.Workers));
+        string path = Path.Combine(lab.WorkDirectory, $"natd-{v.Driver}-w{v.Workers}-f{v.XdpFillRing ?? 0}.yaml");
+        File.WriteAllText(path, NatdConfig(v.Driver!, v.Workers, v.XdpFillRing));
         // --pin: one poller gets the last core to itself, the generator (and the kernel's receive
         // work it triggers) the first; more pollers than that share all cores.
         string natdDll = v.Natd ?? _natdDll;

@@ -20,7 +20,7 @@ if (args.Length > 0 && args[0] == "cleanup")
 }
 if (args.Length == 0 || args[0] != "run")
 {
-    Console.Error.WriteLine("usage: Natd.Live run --natd NATD.DLL [--dotnet PATH] [--seconds S] [--runs N] [--max-workers N] [--pin] [--save FILE] [--base-natd NATD.DLL --base-label NAME] [--driver af_packet|af_xdp]\n       Natd.Live gen --dst-mac MAC [--if eth0] [--load established|setup] [--seconds S] [--start N]");
+    Console.Error.WriteLine("usage: Natd.Live run --natd NATD.DLL [--dotnet PATH] [--seconds S] [--runs N] [--max-workers N] [--pin] [--save FILE] [--base-natd NATD.DLL --base-label NAME] [--driver af_packet|af_xdp] [--xdp-fill-ring N]\n       Natd.Live gen --dst-mac MAC [--if eth0] [--load established|setup] [--seconds S] [--start N]");
     return 1;
 }
 
@@ -33,6 +33,7 @@ string? driver = null;
 double seconds = 5;
 int runs = 3;
 int maxWorkers = Math.Max(2, Environment.ProcessorCount);
+int? xdpFillRing = null;
 bool pin = false;
 for (int i = 1; i < args.Length; i += 2)
 {
@@ -58,6 +59,7 @@ for (int i = 1; i < args.Length; i += 2)
         case "--seconds": seconds = double.Parse(args[i + 1], CultureInfo.InvariantCulture); break;
         case "--runs": runs = int.Parse(args[i + 1], CultureInfo.InvariantCulture); break;
         case "--max-workers": maxWorkers = int.Parse(args[i + 1], CultureInfo.InvariantCulture); break;
+        case "--xdp-fill-ring": xdpFillRing = int.Parse(args[i + 1], CultureInfo.InvariantCulture); break;
         default:
             Console.Error.WriteLine($"live: unknown option {args[i]}");
             return 1;
@@ -82,7 +84,7 @@ if (baseNatd is not null && !File.Exists(baseNatd))
 }
 
 LabTopology.CleanupStale("natdlive");
-var harness = new Harness(dotnet, natdDll, typeof(Harness).Assembly.Location, seconds, runs, maxWorkers, pin, Console.Out, baseNatd, baseLabel, driver);
+var harness = new Harness(dotnet, natdDll, typeof(Harness).Assembly.Location, seconds, runs, maxWorkers, pin, Console.Out, baseNatd, baseLabel, driver, xdpFillRing);
 using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; harness.Cancel(); });
 using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; harness.Cancel(); });
 try

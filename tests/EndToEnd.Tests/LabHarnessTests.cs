@@ -31,6 +31,9 @@ public sealed class LabHarnessTests(ITestOutputHelper output)
         Assert.Contains($"inside={lab.InsideIf} (af_xdp,", ready);
         Assert.Contains($"outside={lab.OutsideIf} (af_xdp,", ready);
         Assert.Contains($"workers={workers} umem=shared ", ready);
+        // Pollers taking every core get deeper fill rings (a poller may wait for its core).
+        int fill = workers >= Environment.ProcessorCount ? 4096 : 1024;
+        Assert.Contains($" xdp-fill={fill} ", ready);
 
         using var echo = LabPrograms.StartUdpEchoServer(lab);
         Assert.NotEmpty(LabPrograms.UdpRequest(lab, "through a shared umem").Replies);

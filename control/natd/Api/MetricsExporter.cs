@@ -92,7 +92,7 @@ public sealed class MetricsExporter : IDisposable
         _pcpRequests = Counters(f, "natd_pcp_requests_total", "Datagrams to the PCP server (RFC 6887, NAT-PMP RFC 6886) by result: the PCP result code sent (success, unsupp-version, not-authorized, malformed-request, unsupp-opcode, unsupp-option, malformed-option, network-failure, no-resources, unsupp-protocol, user-ex-quota, cannot-provide-external, address-mismatch, excessive-remote-peers), the NAT-PMP one (natpmp-success, natpmp-not-authorized, natpmp-out-of-resources, natpmp-unsupp-opcode), or silence (rate-limited, dropped, natpmp-malformed).", "result", PcpResults);
         _handoffs = Counters(f, "natd_handoffs_total", "Frames handed from the poller that received them to the poller that owns their flow.");
         _handoffDrops = Counters(f, "natd_handoff_drops_total", "Frames a poller could not hand to the shard that owns their flow (its ring was full).");
-        _rxDropped = Counters(f, "natd_port_rx_dropped_total", "Frames the kernel dropped before natd read them (receive ring full), by interface.", "interface");
+        _rxDropped = Counters(f, "natd_port_rx_dropped_total", "Frames the kernel dropped before natd read them (AF_PACKET: receive ring full; AF_XDP: RX ring full or no free frame on the fill ring, see dataplane.xdp-fill-ring), by interface.", "interface");
         _txDropped = Counters(f, "natd_port_tx_dropped_total", "Frames natd could not queue on a full transmit ring, by interface.", "interface");
         _busy = Gauges(f, "natd_poller_busy_ratio", "Share of wall time the pollers spent on batches with frames since start (0 to 1), averaged over pollers.");
         var frames = BatchHistograms.NewFrameTotals();

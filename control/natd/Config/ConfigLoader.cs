@@ -33,10 +33,13 @@ public static partial class ConfigLoader
     /// <summary>The ranges the strict martian filter drops from outside, and the only ones allowed-sources may name.</summary>
     internal static readonly string[] DriverWords = ["auto", "af_xdp", "af_packet"];
     internal const int MaxWorkers = 64;
+
+    /// <summary>Bounds of dataplane.xdp-fill-ring: a fill ring of at most 16384 frames (the largest ring natd maps).</summary>
+    internal const int MinXdpFillRing = 64, MaxXdpFillRing = 16384;
     private static readonly string[] NatKeys = ["pool", "ports", "mapping", "filtering", "subscriber-prefix", "allocation", "port-block", "deterministic", "pairing", "port-reuse-delay", "pool-threshold"];
     private static readonly string[] TimeoutKeys = ["tcp-established", "tcp-transitory", "udp", "icmp"];
     private static readonly string[] LimitsKeys = ["sessions", "neighbours", "per-subscriber"];
-    private static readonly string[] DataplaneKeys = ["batch", "verify-checksums", "workers"];
+    private static readonly string[] DataplaneKeys = ["batch", "verify-checksums", "workers", "xdp-fill-ring"];
     private static readonly string[] ControlKeys = ["listen"];
     private static readonly string[] LogKeys = ["level", "events"];
 
@@ -197,6 +200,10 @@ public static partial class ConfigLoader
           batch: 64                    # frames per receive poll, 1..1024
           verify-checksums: true       # verify TCP/UDP/ICMP checksums of received packets (true/false)
           # workers: 2                 # pollers, 1..64; default: one per available core
+          # xdp-fill-ring: 4096        # AF_XDP frames each socket keeps ready to receive into, 64..16384;
+                                       # default 4096 when the workers take every core, else 1024 (2048
+                                       # without a shared UMEM). Deeper rides out longer waits for a core
+                                       # but keeps fewer frames cached
         control:
           listen: 127.0.0.1:9180       # control API host:port; host an IP literal, [IPv6] or localhost
         log:
@@ -339,6 +346,7 @@ public static partial class ConfigLoader
             int batch = (int)Integer(dataplane?.Get("batch"), "dataplane.batch", DefaultBatch, 1, MaxBatch, "frames");
             bool verify = Boolean(dataplane?.Get("verify-checksums"), "dataplane.verify-checksums", Defaults.VerifyL4Checksums);
             int workers = (int)Integer(dataplane?.Get("workers"), "dataplane.workers", Math.Clamp(Environment.ProcessorCount, 1, MaxWorkers), 1, MaxWorkers, "pollers");
+            int? xdpFill = XdpFillRing(dataplane?.Get("xdp-fill-ring"));
 
             YMapping? control = Mapping(top?.Get("control"), "control");
             Keys(control, "control", ControlKeys);
@@ -377,6 +385,7 @@ public static partial class ConfigLoader
                 ControlListen = listen,
                 BatchSize = batch,
                 Workers = workers,
+                XdpFillRing = xdpFill,
                 InsideDriver = inside.Driver,
                 OutsideDriver = outside.Driver,
                 LogLevel = level,
@@ -702,6 +711,16 @@ public static partial class ConfigLoader
             Error(node!, path, string.Create(CultureInfo.InvariantCulture,
                 $"'{t}' is not a whole number of {unit} from {min} to {max}"));
             return defaultValue;
+        }
+
+        /// <summary>dataplane.xdp-fill-ring: null when absent (the driver's own default).</summary>
+        private int? XdpFillRing(YNode? node)
+        {
+            if (node is null)
+            {
+                return null;
+            }
+            return (int)Integer(node, "dataplane.xdp-fill-ring", MinXdpFillRing, MinXdpFillRing, MaxXdpFillRing, "frames");
         }
 
         private bool Boolean(YNode? node, string path, bool defaultValue)

@@ -18,6 +18,14 @@ public sealed record NatdConfig
     /// <summary>Frames received per poll (dataplane.batch), 1..1024.</summary>
     public int BatchSize { get; init; } = 64;
 
+    /// <summary>
+    /// AF_XDP frames each socket keeps on its fill ring (dataplane.xdp-fill-ring), 64..16384;
+    /// null: 4096 when the workers take every core, else the driver's default (1024 per socket of
+    /// a shared-UMEM pair, 2048 for a lone socket); see PortFactory.XdpFillRing. Ignored by
+    /// AF_PACKET, whose receive ring is 8 MiB.
+    /// </summary>
+    public int? XdpFillRing { get; init; }
+
     /// <summary>Pollers (shards), each on its own thread with its own session table and port slice; default one per core.</summary>
     public int Workers { get; init; } = 1;
 

@@ -149,7 +149,7 @@ internal sealed partial class ConfigActor(NatdConfig initial, IReadOnlyList<Poll
 
     /// <summary>
     /// Sections the daemon reads only at start (the control listener, the event log sinks, the
-    /// batch size, workers, drivers): a reload applies everything else and keeps these as they run,
+    /// batch size, workers, the AF_XDP fill ring, drivers): a reload applies everything else and keeps these as they run,
     /// with a note saying they take effect at the next restart.
     /// </summary>
     private static (NatdConfig Kept, List<string> Notes) KeepRestartOnly(NatdConfig cur, NatdConfig next)
@@ -163,14 +163,15 @@ internal sealed partial class ConfigActor(NatdConfig initial, IReadOnlyList<Poll
         {
             notes.Add("log.events changed: takes effect at the next restart");
         }
-        if (cur.BatchSize != next.BatchSize || cur.Workers != next.Workers || cur.InsideDriver != next.InsideDriver || cur.OutsideDriver != next.OutsideDriver)
+        if (cur.BatchSize != next.BatchSize || cur.Workers != next.Workers || cur.XdpFillRing != next.XdpFillRing
+            || cur.InsideDriver != next.InsideDriver || cur.OutsideDriver != next.OutsideDriver)
         {
-            notes.Add("dataplane.batch, dataplane.workers or an interface driver changed: takes effect at the next restart");
+            notes.Add("dataplane.batch, dataplane.workers, dataplane.xdp-fill-ring or an interface driver changed: takes effect at the next restart");
         }
         var kept = next with
         {
             ControlListen = cur.ControlListen, Events = cur.Events, BatchSize = cur.BatchSize, Workers = cur.Workers,
-            InsideDriver = cur.InsideDriver, OutsideDriver = cur.OutsideDriver,
+            XdpFillRing = cur.XdpFillRing, InsideDriver = cur.InsideDriver, OutsideDriver = cur.OutsideDriver,
         };
         return (kept, notes);
     }

@@ -115,6 +115,6 @@ internal static class RunMode
         var n = d.Config.Nat;
         string pool = n.Pool.Count <= 4 ? string.Join(",", n.Pool.Select(Ipv4.Format)) : $"{Ipv4.Format(n.Pool[0])}..({n.Pool.Count} addresses)";
         string control = d.Control?.Address.Authority ?? d.Config.ControlListen;
-        return $"natd: ready inside={n.Inside.Name} ({ports.InsideDriver}, {d.Engine.InsideMac}, {n.Inside.Address}) outside={n.Outside.Name} ({ports.OutsideDriver}, {d.Engine.OutsideMac}, {n.Outside.Address}) workers={d.Pollers.Count}{(ports.SharedUmem ? " umem=shared" : "")} pool={pool} ports={n.PortMin}-{n.PortMax} control=http://{control}";
+        return $"natd: ready inside={n.Inside.Name} ({ports.InsideDriver}, {d.Engine.InsideMac}, {n.Inside.Address}) outside={n.Outside.Name} ({ports.OutsideDriver}, {d.Engine.OutsideMac}, {n.Outside.Address}) workers={d.Pollers.Count}{(ports.SharedUmem ? " umem=shared" : "")}{(ports.XdpFillFrames > 0 ? $" xdp-fill={ports.XdpFillFrames}" : "")} pool={pool} ports={n.PortMin}-{n.PortMax} control=http://{control}";
     }
 }

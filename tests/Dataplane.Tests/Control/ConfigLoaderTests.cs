@@ -75,6 +75,7 @@ public class ConfigLoaderTests
         Assert.Equal(262_144, n.MaxSessions);
         Assert.True(n.VerifyL4Checksums);
         Assert.Equal(64, c.BatchSize);
+        Assert.Null(c.XdpFillRing); // the driver's own default
         Assert.Equal("127.0.0.1:9180", c.ControlListen);
         Assert.Equal("information", c.LogLevel);
         Assert.Null(c.SourcePath);
@@ -157,7 +158,7 @@ public class ConfigLoaderTests
               filtering: endpoint-independent
             timeouts: { tcp-established: 8000, tcp-transitory: 300, udp: 600, icmp: 90 }
             limits: { sessions: 1000 }
-            dataplane: { batch: 256, verify-checksums: false }
+            dataplane: { batch: 256, verify-checksums: false, xdp-fill-ring: 4096 }
             control: { listen: "[::1]:9999" }
             log: { level: debug }
             """;
@@ -180,6 +181,7 @@ public class ConfigLoaderTests
         Assert.Equal(1000, n.MaxSessions);
         Assert.False(n.VerifyL4Checksums);
         Assert.Equal(256, c.BatchSize);
+        Assert.Equal(4096, c.XdpFillRing);
         Assert.Equal("[::1]:9999", c.ControlListen);
         Assert.Equal("debug", c.LogLevel);
         Assert.Empty(c.Warnings);
@@ -268,6 +270,10 @@ public class ConfigLoaderTests
         { "dataplane:\n  batch: 1025\n", "1025", "dataplane.batch", "from 1 to 1024" },
         { "dataplane:\n  batch: -1\n", "-1", "dataplane.batch", "from 1 to 1024" },
         { "dataplane:\n  verify-checksums: maybe\n", "maybe", "dataplane.verify-checksums", "accepted: true, false" },
+        { "dataplane:\n  xdp-fill-ring: 63\n", "63", "dataplane.xdp-fill-ring", "'63' is not a whole number of frames from 64 to 16384" },
+        { "dataplane:\n  xdp-fill-ring: 16385\n", "16385", "dataplane.xdp-fill-ring", "from 64 to 16384" },
+        { "dataplane:\n  xdp-fill-ring: deep\n", "deep", "dataplane.xdp-fill-ring", "whole number of frames" },
+        { "dataplane:\n  xdp-fill-ring:\n", "xdp-fill-ring", "dataplane.xdp-fill-ring", "has no value" },
         { "control:\n  listen: 127.0.0.1\n", "127", "control.listen", "'127.0.0.1' is not host:port" },
         { "control:\n  listen: example.com:9180\n", "example", "control.listen", "is not host:port" },
         { "control:\n  listen: 127.0.0.1:70000\n", "127", "control.listen", "port 1..65535" },

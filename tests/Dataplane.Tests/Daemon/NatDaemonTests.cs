@@ -1,3 +1,4 @@
+using Akka.Actor;
 using Microsoft.Extensions.Logging.Abstractions;
 using Natd.Control.Config;
 using Natd.Control.Daemon;
@@ -29,6 +30,14 @@ public class NatDaemonTests
             var ok = await d.ReloadAsync();
             Assert.True(ok.Ok, string.Join("; ", ok.Messages));
             Assert.Equal(600, d.Engine.Settings.Timeouts.Udp);
+
+            // A setting read only at start: the reload applies the rest and says when it takes effect.
+            File.WriteAllText(path, "timeouts: { udp: 600 }\ndataplane: { xdp-fill-ring: 4096 }\n");
+            var later = await d.ReloadAsync();
+            Assert.True(later.Ok, string.Join("; ", later.Messages));
+            Assert.Contains(later.Messages, m => m.Contains("dataplane.xdp-fill-ring", StringComparison.Ordinal) && m.Contains("next restart", StringComparison.Ordinal));
+            var running = await d.ConfigActor.Ask<NatdConfig>(ConfigActor.GetConfig.Instance, TimeSpan.FromSeconds(10));
+            Assert.Null(running.XdpFillRing); // the sockets keep the depth they were opened with
 
             File.WriteAllText(path, "timeouts:\n  udp: 900\n  bogus: 1\n");
             var bad = await d.ReloadAsync();

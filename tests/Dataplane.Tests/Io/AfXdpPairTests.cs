@@ -368,4 +368,59 @@ public sealed class AfXdpPairTests : IDisposable
             }
         }
     }
+
+    [Theory]
+    [InlineData(0, 60)]  // derived: a quarter of the 256 frames, 64, hold the whole burst
+    [InlineData(48, 48)] // configured: the kernel fills 48 frames, then finds the ring empty
+    public void The_fill_ring_bounds_what_the_kernel_delivers_while_nobody_receives(int fillRingFrames, int expected)
+    {
+        var options = Small with { FillRingFrames = fillRingFrames };
+        var (inside, outside) = In(() => AfXdpPort.OpenPair(InA, OutA, options, options));
+        using var _i = inside;
+        using var _o = outside;
+        int fill = fillRingFrames == 0 ? 64 : fillRingFrames;
+        Assert.Equal(fill, inside.FillFrames);
+        Assert.Equal(fill, outside.FillFrames);
+        Assert.Equal(256 - (2 * fill), inside.UmemFreeFrames); // the rest wait for transmitting
+        using var sender = In(() => AfXdpPort.Open(InB, AfXdpOptions.Default));
+        var frames = new TestFrames(sender.Mac, inside.Mac);
+        const int burst = 60; // inside the 64-entry RX ring, so only the fill ring can run out
+        for (int k = 0; k < burst; k++)
+        {
+            Assert.True(sender.TrySend(frames.Make(k, 80)));
+        }
+        sender.Flush();
+
+        // Nothing reads until the kernel has had the whole burst (the receive runs in the sender's
+        // softirq): what it could not put in a fill frame by then is dropped.
+        PortPoller.Wait(inside, inside, 1000);
+        Thread.Sleep(50);
+        using var batch = new FrameBatch(64);
+        int got = 0;
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < TimeSpan.FromMilliseconds(200))
+        {
+            got += inside.Receive(batch);
+            batch.Clear();
+            Thread.Sleep(1);
+        }
+        Assert.Equal(expected, got);
+        Assert.Equal(burst - expected, inside.Stats.RxDropped);
+        Assert.Equal(expected < burst, inside.SocketStats.RxFillRingEmpty > 0);
+        Settle(inside, outside);
+        Assert.Equal(inside.UmemFrameCount, Accounted(inside, outside));
+    }
+
+    [Fact]
+    public void Fill_rings_that_leave_no_frame_for_transmitting_or_exceed_the_ring_are_refused()
+    {
+        var half = Small with { RingSize = 128, FillRingFrames = 128 }; // 2 x 128 of 256 frames
+        var e = Assert.Throws<ArgumentException>(() => In(() => AfXdpPort.OpenPair(InA, OutA, half, half)));
+        Assert.Contains("leave none of the 256 UMEM frames", e.Message, StringComparison.Ordinal);
+        var tooDeep = Small with { FillRingFrames = 65 };
+        e = Assert.Throws<ArgumentException>(() => In(() => AfXdpPort.OpenPair(InA, OutA, tooDeep, tooDeep)));
+        Assert.Contains("FillRingFrames 65", e.Message, StringComparison.Ordinal);
+        e = Assert.Throws<ArgumentException>(() => In(() => AfXdpPort.Open(InA, Small with { FrameCount = 64, RingSize = 64, FillRingFrames = 64 })));
+        Assert.Contains("leaves none of the 64 UMEM frames", e.Message, StringComparison.Ordinal);
+    }
 }
