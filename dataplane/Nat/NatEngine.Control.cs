@@ -1,3 +1,4 @@
+using System.Numerics;
 using Natd.Dataplane.Alg.Pptp;
 using Natd.Dataplane.Packets;
 using Natd.Dataplane.Sessions;
@@ -192,6 +193,32 @@ public sealed partial class NatEngine
         FlowKey k = parsed[j].Key;
         Table.PrefetchMappingByInside(k.Source, k.SourcePort, k.Protocol);
         Subscribers?.PrefetchBlock(k.Source, SessionTable.ProtocolClass(k.Protocol));
+        if (Subscribers is null && _deterministic is null)
+        {
+            PrefetchNewPort(k, j);
+        }
+    }
+
+    /// <summary>
+    /// Dynamic allocation: the port a probable new flow will get is the allocator's draw after
+    /// those of the probable new flows translated before it, so its bitmap word and the out2in
+    /// index line of its external endpoint (the session's second index entry) can load now. A
+    /// guess that turns out wrong (an existing mapping, a taken port) costs a wasted hint.
+    /// </summary>
+    private void PrefetchNewPort(in FlowKey k, int j)
+    {
+        int first = Math.Max(0, j - NewFlowPrefetchDistance); // the frame about to be translated
+        ulong before = _newFlows & ((1UL << j) - 1) & ~((1UL << first) - 1);
+        int pool = _addresses.PoolIndexFor(k.Source);
+        int pclass = SessionTable.ProtocolClass(k.Protocol);
+        bool privileged = k.Protocol != IpProtocol.Icmp && FlowKey.PortToHost(k.SourcePort) < 1024;
+        int port = Table.Ports.PredictPort(privileged, BitOperations.PopCount(before));
+        if (port < 0)
+        {
+            return;
+        }
+        Table.Ports.Prefetch(pool, pclass, port);
+        Table.PrefetchOut2InLine(new FlowKey(k.Destination, _addresses.Pool[pool], k.DestinationPort, FlowKey.PortToRaw((ushort)port), k.Protocol));
     }
 
     /// <summary>

@@ -19,6 +19,12 @@ public sealed class PortAllocator
     private readonly int[] _used;
     private readonly int _lo, _hi, _privLo, _privHi;
     private ulong _s0, _s1; // xorshift128+ state, seeded from a CSPRNG unless a seed is given
+
+    // Draws made ahead of the allocation that uses them (PredictPort), consumed in order by the
+    // next allocations: the sequence of draws, so of ports, is the one without looking ahead.
+    private const int AheadCapacity = 8;
+    private readonly ulong[] _ahead = new ulong[AheadCapacity];
+    private int _aheadHead, _aheadCount;
     // Port quarantine: a FIFO ring of released ports still marked busy in their bitmap until due.
     private readonly long[] _qDue;
     private readonly int[] _qSlot;
@@ -347,7 +353,43 @@ public sealed class PortAllocator
         }
     }
 
+    /// <summary>
+    /// The port <see cref="Allocate"/> will start its search from on its
+    /// (<paramref name="ahead"/> + 1)-th call from now with these arguments (host order): the port
+    /// it takes when that one is free. For prefetching what a new flow will read (the bitmap word,
+    /// the session index line of the external endpoint) a few frames before it is created; the
+    /// draws it looks at are the ones those calls consume, so the ports allocated are unchanged.
+    /// -1 when <paramref name="ahead"/> is not 0..7.
+    /// </summary>
+    public int PredictPort(bool privileged, int ahead)
+    {
+        if ((uint)ahead >= AheadCapacity)
+        {
+            return -1;
+        }
+        while (_aheadCount <= ahead)
+        {
+            _ahead[(_aheadHead + _aheadCount) & (AheadCapacity - 1)] = Generate();
+            _aheadCount++;
+        }
+        int lo = privileged ? _privLo : _lo;
+        int hi = privileged ? _privHi : _hi;
+        return lo + (int)(_ahead[(_aheadHead + ahead) & (AheadCapacity - 1)] % (ulong)(hi - lo + 1));
+    }
+
     private ulong Next()
+    {
+        if (_aheadCount > 0)
+        {
+            ulong v = _ahead[_aheadHead];
+            _aheadHead = (_aheadHead + 1) & (AheadCapacity - 1);
+            _aheadCount--;
+            return v;
+        }
+        return Generate();
+    }
+
+    private ulong Generate()
     {
         ulong s1 = _s0;
         ulong s0 = _s1;

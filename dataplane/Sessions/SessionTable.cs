@@ -335,6 +335,13 @@ public sealed class SessionTable
     }
 
     /// <summary>
+    /// Prefetches the out2in index's home line of <paramref name="out2in"/> (remote -> external):
+    /// where a new session's second index entry goes. A hint only.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void PrefetchOut2InLine(in FlowKey out2in) => _out2in.Prefetch(Hash(out2in), value: false);
+
+    /// <summary>
     /// Prefetches the index slot of the endpoint-independent mapping of an inside endpoint (what
     /// <see cref="FindMappingByInside"/> reads first), for a packet that probably opens a new flow. A hint only.
     /// </summary>
