@@ -354,12 +354,13 @@ public sealed class PortAllocator
     }
 
     /// <summary>
-    /// The port <see cref="Allocate"/> will start its search from on its
-    /// (<paramref name="ahead"/> + 1)-th call from now with these arguments (host order): the port
-    /// it takes when that one is free. For prefetching what a new flow will read (the bitmap word,
-    /// the session index line of the external endpoint) a few frames before it is created; the
-    /// draws it looks at are the ones those calls consume, so the ports allocated are unchanged.
-    /// -1 when <paramref name="ahead"/> is not 0..7.
+    /// The port (host order) an <see cref="Allocate"/> with <paramref name="privileged"/> starts its
+    /// search from when it takes the generator's (<paramref name="ahead"/> + 1)-th draw from now
+    /// (every allocation takes one): the port it gets when that one is free. For prefetching what
+    /// a new flow will read (the bitmap word, the out2in index line of the external endpoint) a few
+    /// frames before it is created. The draws looked at are made now and consumed in order by the
+    /// allocations, so the ports allocated are the ones they would have been. -1 when
+    /// <paramref name="ahead"/> is not 0..7.
     /// </summary>
     public int PredictPort(bool privileged, int ahead)
     {

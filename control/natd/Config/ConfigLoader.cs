@@ -713,7 +713,7 @@ public static partial class ConfigLoader
             return defaultValue;
         }
 
-        /// <summary>dataplane.xdp-fill-ring: null when absent (the driver's own default).</summary>
+        /// <summary>dataplane.xdp-fill-ring: null when absent (natd then picks the depth: PortFactory.XdpFillRing).</summary>
         private int? XdpFillRing(YNode? node)
         {
             if (node is null)

@@ -149,8 +149,8 @@ internal sealed partial class ConfigActor(NatdConfig initial, IReadOnlyList<Poll
 
     /// <summary>
     /// Sections the daemon reads only at start (the control listener, the event log sinks, the
-    /// batch size, workers, the AF_XDP fill ring, drivers): a reload applies everything else and keeps these as they run,
-    /// with a note saying they take effect at the next restart.
+    /// batch size, workers, the AF_XDP fill ring, drivers): a reload applies everything else and
+    /// keeps these as they run, with a note saying they take effect at the next restart.
     /// </summary>
     private static (NatdConfig Kept, List<string> Notes) KeepRestartOnly(NatdConfig cur, NatdConfig next)
     {
