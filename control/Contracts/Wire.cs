@@ -86,7 +86,7 @@ internal sealed record StatsRow
     public long Subscribers { get; init; }
     /// <summary>Port blocks per external address (port-block allocation).</summary>
     public PortBlocksRow[] PortBlocks { get; init; } = [];
-    /// <summary>Per interface: frames received, transmitted, dropped by the kernel (ring full) and refused by a full transmit ring.</summary>
+    /// <summary>Per interface: frames received, transmitted, dropped by the kernel (ring full; AF_XDP: also for want of a fill frame, counted apart too) and refused by a full transmit ring.</summary>
     public PortCountersRow[] Ports { get; init; } = [];
     /// <summary>PCP and NAT-PMP requests by result (natd_pcp_requests_total's labels).</summary>
     public Dictionary<string, long> PcpRequests { get; init; } = [];
@@ -102,6 +102,7 @@ internal sealed record PortCountersRow
     public long TxFrames { get; init; }
     public long RxDropped { get; init; }
     public long TxDropped { get; init; }
+    public long RxFillRingEmpty { get; init; }
 }
 
 /// <summary>Port blocks held and in all on one external address.</summary>

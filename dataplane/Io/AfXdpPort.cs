@@ -197,6 +197,7 @@ public sealed unsafe class AfXdpPort : IPacketPort
             AfXdpSocketStats k = SocketStats;
             PortStats s = _stats;
             s.RxDropped = k.RxDropped + k.RxRingFull;
+            s.RxFillRingEmpty = k.RxFillRingEmpty;
             return s;
         }
     }

@@ -13,6 +13,12 @@ public struct PortStats
     public long TxDropped;
     /// <summary>Frames the kernel dropped before we read them (ring overrun), where the driver can tell.</summary>
     public long RxDropped;
+    /// <summary>
+    /// AF_XDP: times the kernel found no free frame on the fill ring (XDP_STATISTICS
+    /// rx_fill_ring_empty_descs), each a frame dropped and counted in <see cref="RxDropped"/> too;
+    /// 0 for other drivers. Climbing while the poller has CPU to spare: its fill ring is too shallow.
+    /// </summary>
+    public long RxFillRingEmpty;
 }
 
 /// <summary>

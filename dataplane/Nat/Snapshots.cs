@@ -133,7 +133,8 @@ public sealed record StatsSnapshot
 /// <param name="TxFrames">Frames transmitted.</param>
 /// <param name="RxDropped">Frames lost before natd read them, as the kernel reports (AF_PACKET: receive ring full; AF_XDP: RX ring full or fill ring empty).</param>
 /// <param name="TxDropped">Frames refused by a full transmit ring.</param>
-public sealed record PortCounters(string Interface, long RxFrames, long TxFrames, long RxDropped, long TxDropped);
+/// <param name="RxFillRingEmpty">AF_XDP: frames dropped for want of a free frame on a fill ring (part of <paramref name="RxDropped"/>); 0 for AF_PACKET.</param>
+public sealed record PortCounters(string Interface, long RxFrames, long TxFrames, long RxDropped, long TxDropped, long RxFillRingEmpty = 0);
 
 /// <summary>Port blocks of one external address (port-block allocation).</summary>
 /// <param name="ExternalAddress">Dotted-quad external address.</param>

@@ -47,7 +47,7 @@ public sealed class MetricsExporter : IDisposable
     private readonly Histogram _subscriberPorts;
     private readonly Series<Counter> _ruleHits, _algEvents, _expectations;
     private readonly Series<Gauge> _expectationsPending;
-    private readonly Series<Counter> _fragments, _handoffs, _handoffDrops, _rxDropped, _txDropped;
+    private readonly Series<Counter> _fragments, _handoffs, _handoffDrops, _rxDropped, _rxFillRingEmpty, _txDropped;
     private readonly Series<Gauge> _busy;
     private readonly Histogram _batchReceived, _batchTransmitted, _batchLatency;
     private readonly Series<Counter> _eventsDropped, _gateway, _eventLogRecords, _eventLogRotations, _eventLogIpfixMessages;
@@ -93,6 +93,7 @@ public sealed class MetricsExporter : IDisposable
         _handoffs = Counters(f, "natd_handoffs_total", "Frames handed from the poller that received them to the poller that owns their flow.");
         _handoffDrops = Counters(f, "natd_handoff_drops_total", "Frames a poller could not hand to the shard that owns their flow (its ring was full).");
         _rxDropped = Counters(f, "natd_port_rx_dropped_total", "Frames the kernel dropped before natd read them (AF_PACKET: receive ring full; AF_XDP: RX ring full or no free frame on the fill ring, see dataplane.xdp-fill-ring), by interface.", "interface");
+        _rxFillRingEmpty = Counters(f, "natd_port_rx_fill_ring_empty_total", "AF_XDP: frames the kernel dropped for want of a free frame on a socket's fill ring (XDP_STATISTICS rx_fill_ring_empty_descs; part of natd_port_rx_dropped_total): climbing while the pollers have CPU to spare, dataplane.xdp-fill-ring is too shallow. By interface.", "interface");
         _txDropped = Counters(f, "natd_port_tx_dropped_total", "Frames natd could not queue on a full transmit ring, by interface.", "interface");
         _busy = Gauges(f, "natd_poller_busy_ratio", "Share of wall time the pollers spent on batches with frames since start (0 to 1), averaged over pollers.");
         var frames = BatchHistograms.NewFrameTotals();
@@ -219,13 +220,16 @@ public sealed class MetricsExporter : IDisposable
         _handoffs.Set(stats.Handoffs);
         _handoffDrops.Set(stats.HandoffDrops);
         _rxDropped.BeginSweep();
+        _rxFillRingEmpty.BeginSweep();
         _txDropped.BeginSweep();
         foreach (var port in stats.Ports)
         {
             _rxDropped.Set(port.Interface, port.RxDropped);
+            _rxFillRingEmpty.Set(port.Interface, port.RxFillRingEmpty);
             _txDropped.Set(port.Interface, port.TxDropped);
         }
         _rxDropped.EndSweep();
+        _rxFillRingEmpty.EndSweep();
         _txDropped.EndSweep();
         _busy.Set(stats.PollerBusyRatio);
         Rebuild(_batchReceived, stats.BatchReceived);

@@ -155,7 +155,7 @@ internal static class WireViews
         for (int i = 0; i < interfaces.Length; i++)
         {
             var p = s.Ports[i];
-            interfaces[i] = new PortCountersRow { Interface = p.Interface, RxFrames = p.RxFrames, TxFrames = p.TxFrames, RxDropped = p.RxDropped, TxDropped = p.TxDropped };
+            interfaces[i] = new PortCountersRow { Interface = p.Interface, RxFrames = p.RxFrames, TxFrames = p.TxFrames, RxDropped = p.RxDropped, TxDropped = p.TxDropped, RxFillRingEmpty = p.RxFillRingEmpty };
         }
         return new StatsRow
         {

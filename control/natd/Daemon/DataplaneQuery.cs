@@ -90,8 +90,12 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDat
                 }
                 var st = port.Stats;
                 byName[port.Name] = byName.TryGetValue(port.Name, out var c)
-                    ? c with { RxFrames = c.RxFrames + st.RxFrames, TxFrames = c.TxFrames + st.TxFrames, RxDropped = c.RxDropped + st.RxDropped, TxDropped = c.TxDropped + st.TxDropped }
-                    : new PortCounters(port.Name, st.RxFrames, st.TxFrames, st.RxDropped, st.TxDropped);
+                    ? c with
+                    {
+                        RxFrames = c.RxFrames + st.RxFrames, TxFrames = c.TxFrames + st.TxFrames, RxDropped = c.RxDropped + st.RxDropped,
+                        TxDropped = c.TxDropped + st.TxDropped, RxFillRingEmpty = c.RxFillRingEmpty + st.RxFillRingEmpty,
+                    }
+                    : new PortCounters(port.Name, st.RxFrames, st.TxFrames, st.RxDropped, st.TxDropped, st.RxFillRingEmpty);
             }
         }
         return [.. byName.Values];

@@ -407,6 +407,8 @@ public sealed class AfXdpPairTests : IDisposable
         Assert.Equal(expected, got);
         Assert.Equal(burst - expected, inside.Stats.RxDropped);
         Assert.Equal(expected < burst, inside.SocketStats.RxFillRingEmpty > 0);
+        Assert.Equal(inside.SocketStats.RxFillRingEmpty, inside.Stats.RxFillRingEmpty); // what /metrics shows
+        Assert.InRange(inside.Stats.RxFillRingEmpty, 0, inside.Stats.RxDropped);
         Settle(inside, outside);
         Assert.Equal(inside.UmemFrameCount, Accounted(inside, outside));
     }

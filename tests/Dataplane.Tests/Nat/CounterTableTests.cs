@@ -1,3 +1,4 @@
+using Natd.Dataplane.Io;
 using Natd.Control.Api;
 using Natd.Control.Daemon;
 using Natd.Dataplane.Counters;
@@ -119,5 +120,47 @@ public sealed class CounterTableTests
         string table = Natd.Contracts.StatsTable.Render(WireViews.Stats(snap));
         Assert.Matches(@"(?m)^handoff drops\s+7$", table);
         Assert.Matches(@"(?m)^sessions swept\s+1$", table);
+    }
+
+    [Fact]
+    public async Task Fill_ring_drops_are_summed_per_interface_into_stats_and_metrics()
+    {
+        var h = new EngineHarness();
+        var stats = new PollerStats(h.Engine.Counters.Table);
+        // Two pollers' sockets on the same two interfaces, as with two AF_XDP workers.
+        PollerHandle Poller(long insideDrops, long insideEmpty) => new(null!, h.Engine.ReadView, stats,
+            new CountedPort("natin", new PortStats { RxDropped = insideDrops, RxFillRingEmpty = insideEmpty }),
+            new CountedPort("natout", new PortStats { RxDropped = 2 }));
+        var query = new DataplaneQuery([Poller(10, 7), Poller(5, 5)]);
+
+        StatsSnapshot snap = await query.GetStatsAsync();
+        PortCounters inside = Assert.Single(snap.Ports, p => p.Interface == "natin");
+        Assert.Equal(15, inside.RxDropped);
+        Assert.Equal(12, inside.RxFillRingEmpty);
+        Assert.Equal(0, Assert.Single(snap.Ports, p => p.Interface == "natout").RxFillRingEmpty);
+
+        string metrics = MetricsText.Of(snap);
+        Assert.Contains("\nnatd_port_rx_fill_ring_empty_total{interface=\"natin\"} 12\n", metrics, StringComparison.Ordinal);
+        Assert.Contains("\nnatd_port_rx_dropped_total{interface=\"natin\"} 15\n", metrics, StringComparison.Ordinal);
+        Assert.Contains("\nnatd_port_rx_fill_ring_empty_total{interface=\"natout\"} 0\n", metrics, StringComparison.Ordinal);
+        Assert.Equal(12, Assert.Single(WireViews.Stats(snap).Ports, p => p.Interface == "natin").RxFillRingEmpty);
+    }
+
+    /// <summary>A port that only reports counters (the query reads nothing else of it).</summary>
+    private sealed class CountedPort(string name, PortStats stats) : Natd.Dataplane.Io.IPacketPort
+    {
+        public string Name => name;
+        public Natd.Dataplane.Packets.MacAddress Mac => default;
+        public int PollDescriptor => -1;
+        public PortStats Stats => stats;
+        public int Receive(Natd.Dataplane.Io.FrameBatch batch) => 0;
+        public bool TrySend(ReadOnlySpan<byte> frame) => false;
+        public void Flush()
+        {
+        }
+
+        public void Dispose()
+        {
+        }
     }
 }
