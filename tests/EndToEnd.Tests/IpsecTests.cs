@@ -18,6 +18,10 @@ public sealed partial class IpsecTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan Step = TimeSpan.FromSeconds(30);
 
+    // The server prints a line before it answers, but the line comes through a pipe reader that can
+    // lag the answer the client already has: a check of what the server printed waits this long.
+    private static readonly TimeSpan PrintWait = TimeSpan.FromSeconds(5);
+
     private static string Script => Path.Combine(AppContext.BaseDirectory, "Scripts", "ipsec_lab.py");
 
     [RootTheory]
@@ -48,11 +52,11 @@ public sealed partial class IpsecTests(ITestOutputHelper output)
             Assert.Equal(0, ra.Foreign + rb.Foreign);
         }
         // natd let one first message through, held the other until the first's responder cookie was known.
-        var firsts = server.StdOutLines.Where(l => l.StartsWith("isakmp from", StringComparison.Ordinal) && l.Contains("rcookie=0000000000000000", StringComparison.Ordinal)).ToList();
+        var firsts = server.WaitForLines(l => l.StartsWith("isakmp from", StringComparison.Ordinal) && l.Contains("rcookie=0000000000000000", StringComparison.Ordinal), 2, PrintWait);
         Assert.Equal(2, firsts.Count);
         // The server saw both from the external address and port 500.
-        Assert.Contains(server.StdOutLines, l => l.StartsWith($"isakmp from {lab.GatewayOutside}:500 ", StringComparison.Ordinal) && l.EndsWith("tag=A", StringComparison.Ordinal));
-        Assert.Contains(server.StdOutLines, l => l.StartsWith($"isakmp from {lab.GatewayOutside}:500 ", StringComparison.Ordinal) && l.EndsWith("tag=B", StringComparison.Ordinal));
+        AssertPrinted(server, l => l.StartsWith($"isakmp from {lab.GatewayOutside}:500 ", StringComparison.Ordinal) && l.EndsWith("tag=A", StringComparison.Ordinal));
+        AssertPrinted(server, l => l.StartsWith($"isakmp from {lab.GatewayOutside}:500 ", StringComparison.Ordinal) && l.EndsWith("tag=B", StringComparison.Ordinal));
 
         using (var ea = Client(lab, "esp", a, "A", "--spi", "0x1001"))
         {
@@ -72,7 +76,7 @@ public sealed partial class IpsecTests(ITestOutputHelper output)
             Assert.Equal(2, r.Own); // A's association survived B's attempts
             Assert.Equal(0, r.Foreign);
         }
-        Assert.Contains(server.StdOutLines, l => l == $"esp from {lab.GatewayOutside} spi=00001001 tag=A");
+        AssertPrinted(server, l => l == $"esp from {lab.GatewayOutside} spi=00001001 tag=A");
         Assert.DoesNotContain(server.StdOutLines, l => l.StartsWith("esp from", StringComparison.Ordinal) && l.EndsWith("tag=B", StringComparison.Ordinal));
 
         // NAT-T (UDP 4500) is ordinary UDP: both clients on port 4500 get distinct external ports.
@@ -82,7 +86,7 @@ public sealed partial class IpsecTests(ITestOutputHelper output)
             Assert.Equal((1, 0), Pair(Result(na, "natt")));
             Assert.Equal((1, 0), Pair(Result(nb, "natt")));
         }
-        var natt = server.StdOutLines.Where(l => l.StartsWith("natt from", StringComparison.Ordinal)).ToList();
+        var natt = server.WaitForLines(l => l.StartsWith("natt from", StringComparison.Ordinal), 2, PrintWait);
         Assert.Equal(2, natt.Count);
         Assert.All(natt, l => Assert.StartsWith($"natt from {lab.GatewayOutside}:", l));
         scenario.Pass();
@@ -132,8 +136,8 @@ public sealed partial class IpsecTests(ITestOutputHelper output)
             Assert.Equal((3, 0), Pair(Result(ea, "esp")));
             Assert.Equal((3, 0), Pair(Result(eb, "esp")));
         }
-        Assert.Contains(server.StdOutLines, l => l == $"esp from {lab.GatewayOutside} spi=00001001 tag=A");
-        Assert.Contains(server.StdOutLines, l => l == $"esp from {lab.GatewayOutside} spi=00001002 tag=B");
+        AssertPrinted(server, l => l == $"esp from {lab.GatewayOutside} spi=00001001 tag=A");
+        AssertPrinted(server, l => l == $"esp from {lab.GatewayOutside} spi=00001002 tag=B");
 
         // natctl's source: one associated entry per client, each with its own inbound SPI (the
         // server answers with 0x20000000 + the sum of the tag's bytes).
@@ -213,9 +217,9 @@ public sealed partial class IpsecTests(ITestOutputHelper output)
         for (int i = 0; i < hosts.Length; i++)
         {
             string external = externals[hosts[i]], tag = $"tag={Tag(i)}";
-            Assert.Contains(server.StdOutLines, l => l.StartsWith($"isakmp from {external}:500 ", StringComparison.Ordinal) && l.EndsWith(tag, StringComparison.Ordinal));
+            AssertPrinted(server, l => l.StartsWith($"isakmp from {external}:500 ", StringComparison.Ordinal) && l.EndsWith(tag, StringComparison.Ordinal));
             Assert.DoesNotContain(server.StdOutLines, l => l.StartsWith("isakmp from", StringComparison.Ordinal) && l.EndsWith(tag, StringComparison.Ordinal) && !l.StartsWith($"isakmp from {external}:", StringComparison.Ordinal));
-            Assert.Contains(server.StdOutLines, l => l == $"esp from {external} spi={0x1001 + i:x8} {tag}");
+            AssertPrinted(server, l => l == $"esp from {external} spi={0x1001 + i:x8} {tag}");
             Assert.DoesNotContain(server.StdOutLines, l => l.StartsWith("esp from", StringComparison.Ordinal) && l.EndsWith(tag, StringComparison.Ordinal) && !l.StartsWith($"esp from {external} ", StringComparison.Ordinal));
         }
     }
@@ -328,6 +332,10 @@ public sealed partial class IpsecTests(ITestOutputHelper output)
     }
 
     private static (int, int) Pair((int Own, int Foreign) r) => (r.Own, r.Foreign);
+
+    /// <summary>Asserts that the server printed a line <paramref name="match"/> takes, waiting <see cref="PrintWait"/> for it.</summary>
+    private static void AssertPrinted(LabProcess server, Func<string, bool> match) =>
+        Assert.True(server.WaitForLine(match, PrintWait) is not null, $"the server printed no such line:\n{server.Dump()}");
 
     private LabProcess Client(LabTopology lab, string phase, string src, string tag, params string[] extra)
         => lab.StartIn(lab.InsideNs, "/usr/bin/python3", [Script, phase, "--src", src, "--tag", tag, "--dst", lab.OutsideHost.ToString(), .. extra]);

@@ -60,9 +60,9 @@ public sealed partial class TriggerTests(ITestOutputHelper output)
         Assert.Equal((3, 0), Send(lab, outside, external, 6970, "first"));
         Assert.Equal((3, 0), Send(lab, second, external, 6970, "second"));
         Assert.Equal((3, 0), Send(lab, outside, external, 7100, "third"));
-        Assert.Contains(echo.StdOutLines, l => l.StartsWith($"got 6970 from {outside}:", StringComparison.Ordinal) && l.EndsWith(" first 1", StringComparison.Ordinal));
-        Assert.Contains(echo.StdOutLines, l => l.StartsWith($"got 6970 from {second}:", StringComparison.Ordinal) && l.EndsWith(" second 1", StringComparison.Ordinal));
-        Assert.Contains(echo.StdOutLines, l => l.StartsWith($"got 7100 from {outside}:", StringComparison.Ordinal) && l.EndsWith(" third 1", StringComparison.Ordinal));
+        Assert.NotNull(echo.WaitForLine(l => l.StartsWith($"got 6970 from {outside}:", StringComparison.Ordinal) && l.EndsWith(" first 1", StringComparison.Ordinal), Step));
+        Assert.NotNull(echo.WaitForLine(l => l.StartsWith($"got 6970 from {second}:", StringComparison.Ordinal) && l.EndsWith(" second 1", StringComparison.Ordinal), Step));
+        Assert.NotNull(echo.WaitForLine(l => l.StartsWith($"got 7100 from {outside}:", StringComparison.Ordinal) && l.EndsWith(" third 1", StringComparison.Ordinal), Step));
 
         // natctl's source lists the opened sessions as related to the trigger connection.
         string trigger = $"trigger tcp {inside}:{triggerPort} -> {outside}:7070";

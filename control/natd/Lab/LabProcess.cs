@@ -113,15 +113,36 @@ public sealed class LabProcess : IDisposable
     /// <returns>The first matching line, or null on time-out or if the program exited without printing one.</returns>
     public string? WaitForLine(Func<string, bool> match, TimeSpan timeout)
     {
+        var lines = WaitForLines(match, 1, timeout);
+        return lines.Count > 0 ? lines[0] : null;
+    }
+
+    /// <summary>
+    /// Waits until at least <paramref name="count"/> lines (standard output, then standard error)
+    /// satisfy <paramref name="match"/>. A program that prints a line and then answers a client
+    /// can be answered before the line has come through the pipe reader, so a test that checks
+    /// what a server printed after its client got the answer waits here rather than reading
+    /// <see cref="StdOutLines"/> at once.
+    /// </summary>
+    /// <param name="match">Predicate over one line.</param>
+    /// <param name="count">How many matching lines to wait for (at least 1).</param>
+    /// <param name="timeout">Upper bound on the wait.</param>
+    /// <returns>Every matching line seen, in order: fewer than <paramref name="count"/> on time-out
+    /// or if the program exited without printing them.</returns>
+    /// <exception cref="ArgumentOutOfRangeException"><paramref name="count"/> is below 1.</exception>
+    public IReadOnlyList<string> WaitForLines(Func<string, bool> match, int count, TimeSpan timeout)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(count, 1);
         var deadline = Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency);
         var drained = false;
         while (true)
         {
             int seen;
+            List<string> found;
             lock (_gate)
             {
-                var found = Find(match);
-                if (found is not null)
+                found = FindAll(match);
+                if (found.Count >= count)
                 {
                     return found;
                 }
@@ -132,7 +153,7 @@ public sealed class LabProcess : IDisposable
             var remaining = deadline - Stopwatch.GetTimestamp();
             if (drained || remaining <= 0)
             {
-                return null;
+                return found;
             }
 
             if (_process.HasExited)
@@ -154,13 +175,14 @@ public sealed class LabProcess : IDisposable
         }
     }
 
-    private string? Find(Func<string, bool> match)
+    private List<string> FindAll(Func<string, bool> match)
     {
+        var found = new List<string>();
         foreach (var line in _stdout)
         {
             if (match(line))
             {
-                return line;
+                found.Add(line);
             }
         }
 
@@ -168,11 +190,11 @@ public sealed class LabProcess : IDisposable
         {
             if (match(line))
             {
-                return line;
+                found.Add(line);
             }
         }
 
-        return null;
+        return found;
     }
 
     /// <summary>Waits for the program to exit by itself.</summary>
