@@ -112,7 +112,7 @@ public sealed unsafe class AfPacketPort : IPacketPort
         {
             if (_fd >= 0)
             {
-                TpacketStatsV3 ks;
+                TpacketStatsV3 ks = default;
                 socklen_t len = (uint)sizeof(TpacketStatsV3);
                 if (LibC.getsockopt(_fd, SOL_PACKET, PACKET_STATISTICS, &ks, &len) == 0)
                 {

@@ -37,7 +37,7 @@ public sealed unsafe class Wakeup : IDisposable
     /// <summary>Clears pending signals.</summary>
     public void Drain()
     {
-        ulong v;
+        ulong v = 0;
         _ = LibC.read(_fd, &v, sizeof(ulong));
     }
 
