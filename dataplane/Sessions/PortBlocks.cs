@@ -256,30 +256,6 @@ public sealed class PortBlocks
         u = Math.Max(0, u + delta);
     }
 
-    /// <summary>
-    /// Takes a free current block of <paramref name="address"/> for <paramref name="owner"/>: the
-    /// first free one from a random start (<paramref name="random"/>), so a block's position tells
-    /// nothing of the order subscribers came in. Returns the block id or -1 when the address has none free.
-    /// </summary>
-    public int Take(int address, uint owner, ulong random)
-    {
-        if (_free[address] == 0)
-        {
-            return -1;
-        }
-        int start = (int)(random % (ulong)PerAddress);
-        for (int i = 0; i < PerAddress; i++)
-        {
-            int b = address * PerAddress + (start + i) % PerAddress;
-            if (!_held[b] && (_pins is null || _pins[b] == 0))
-            {
-                Claim(b, owner);
-                return b;
-            }
-        }
-        return -1;
-    }
-
     /// <summary>Takes block <paramref name="block"/> if free (a restored, re-counted or carried block); false when held or pinned.</summary>
     public bool TryTake(int block, uint owner)
     {

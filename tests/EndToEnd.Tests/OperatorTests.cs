@@ -109,6 +109,7 @@ public sealed class OperatorTests(ITestOutputHelper output)
             File.WriteAllText(natd.ConfigPath!, File.ReadAllText(natd.ConfigPath!) + "timeouts: { udp: 600, bogus: 1 }\n");
             natd.Reload();
             Assert.NotNull(natd.Process!.WaitForLine(l => l.Contains("reload rejected", StringComparison.Ordinal) && l.Contains("bogus", StringComparison.Ordinal), TimeSpan.FromSeconds(10)));
+            Assert.NotNull(natd.Process.WaitForLine(l => l.Contains("natd.yaml:", StringComparison.Ordinal), TimeSpan.FromSeconds(10)));
             Assert.Contains(natd.Process.StdErrLines, l => l.Contains("natd.yaml:", StringComparison.Ordinal));
             File.WriteAllText(triggers[2], "");
             Assert.NotNull(cli.WaitForLine(l => l == "echo line 2", TimeSpan.FromSeconds(10)));

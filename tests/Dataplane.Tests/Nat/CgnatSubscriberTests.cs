@@ -419,8 +419,12 @@ public class CgnatSubscriberTests
                     held[k].RemoveAt(i);
                     continue;
                 }
-                int b = perShard[k].Take(rnd.Next(addresses), (uint)rnd.Next(1, 50), (ulong)rnd.NextInt64());
-                if (b >= 0)
+                // Any block of any address, as the allocator's scan from a random start tries them.
+                PortBlocks blocks = perShard[k];
+                int b = rnd.Next(addresses) * blocks.PerAddress + rnd.Next(blocks.PerAddress);
+                bool free = !held[k].Contains(b);
+                Assert.Equal(free, blocks.TryTake(b, (uint)rnd.Next(1, 50)));
+                if (free)
                 {
                     held[k].Add(b);
                 }
