@@ -115,9 +115,10 @@ public sealed class BatchHistograms
     /// <see cref="Begin"/> and the ticks since <paramref name="start"/>. Owner thread only.
     /// </summary>
     /// <param name="start"><see cref="Begin"/>'s timestamp.</param>
-    public void End(long start)
+    /// <param name="end">The Stopwatch timestamp after the flush (the poller reads it once for this and its busy time).</param>
+    public void End(long start, long end)
         => Record(_table[(int)ShardCounter.FramesReceived] - _received0, _table[(int)ShardCounter.FramesTransmitted] - _transmitted0,
-            Stopwatch.GetTimestamp() - start);
+            end - start);
 
     /// <summary>Records one batch. Owner thread only.</summary>
     /// <param name="received">Frames received by the poll (both ports).</param>

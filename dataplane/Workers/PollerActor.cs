@@ -216,9 +216,10 @@ public sealed class PollerActor : UntypedActor, IFrameSink
         _outside.Flush();
         if (n > 0)
         {
-            _stats.BusyTicks += Stopwatch.GetTimestamp() - start;
+            long end = Stopwatch.GetTimestamp();
+            _stats.BusyTicks += end - start;
             _stats.Batches++;
-            _stats.Histograms.End(start);
+            _stats.Histograms.End(start, end);
         }
         return n > 0;
     }

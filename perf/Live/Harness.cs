@@ -492,6 +492,14 @@ public sealed partial class Harness
                 }
             }
             notes.Append(string.Create(CultureInfo.InvariantCulture, $", ring drops {Rate(ringDrops / dt)}/s"));
+            // Frames a poll brought in (both ports), over the batches that carried any: a poller's
+            // fixed costs a batch (the mailbox turn, the transmit kick) are shared by this many frames.
+            double batches = Delta(a.Metrics, b.Metrics, "natd_poller_batch_received_frames_count");
+            if (batches > 0)
+            {
+                notes.Append(string.Create(CultureInfo.InvariantCulture,
+                    $", {Delta(a.Metrics, b.Metrics, "natd_poller_batch_received_frames_sum") / batches:0.0} frames a batch"));
+            }
             // Collections during the window (builds that export prometheus-net's process metrics):
             // a collection pauses the poller, and a paused poller is what overflows a receive ring.
             string gcKey = "dotnet_collection_count_total{generation=\"0\"}";

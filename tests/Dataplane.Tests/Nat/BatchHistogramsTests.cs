@@ -55,7 +55,7 @@ public sealed class BatchHistogramsTests
         long start = stats.Histograms.Begin();
         stats.FramesReceived += 3;
         stats.FramesTransmitted += 2;
-        stats.Histograms.End(start);
+        stats.Histograms.End(start, System.Diagnostics.Stopwatch.GetTimestamp());
 
         var (rx, tx, latency) = Totals(stats.Histograms);
         Assert.Equal([0L, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0], rx.Counts); // 3 frames: (2, 4]
