@@ -86,7 +86,7 @@ internal sealed record StatsRow
     public long Subscribers { get; init; }
     /// <summary>Port blocks per external address (port-block allocation).</summary>
     public PortBlocksRow[] PortBlocks { get; init; } = [];
-    /// <summary>Per interface: frames received, transmitted, dropped by the kernel (ring full; AF_XDP: also for want of a fill frame, counted apart too) and refused by a full transmit ring.</summary>
+    /// <summary>Per interface: frames received, transmitted, dropped by the kernel (ring full; AF_XDP: also for want of a fill frame, counted apart too) and refused by a full transmit ring; transmit kicks (sendto calls), those deferred by backpressure and those failed.</summary>
     public PortCountersRow[] Ports { get; init; } = [];
     /// <summary>PCP and NAT-PMP requests by result (natd_pcp_requests_total's labels).</summary>
     public Dictionary<string, long> PcpRequests { get; init; } = [];
@@ -103,6 +103,9 @@ internal sealed record PortCountersRow
     public long RxDropped { get; init; }
     public long TxDropped { get; init; }
     public long RxFillRingEmpty { get; init; }
+    public long TxKicks { get; init; }
+    public long TxKickDeferred { get; init; }
+    public long TxKickErrors { get; init; }
 }
 
 /// <summary>Port blocks held and in all on one external address.</summary>

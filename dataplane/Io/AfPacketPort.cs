@@ -46,6 +46,7 @@ public sealed unsafe class AfPacketPort : IPacketPort
 
     private PortStats _stats;
     private long _rxOversize;
+    private long _txKicks;
     private long _txKickDeferred;
     private long _txKickErrors;
     private int _lastKickErrno;
@@ -93,6 +94,9 @@ public sealed unsafe class AfPacketPort : IPacketPort
     /// <summary>Received frames skipped because they were longer than <see cref="FrameBatch.SlotSize"/> (or cut short by the ring).</summary>
     public long RxOversize => _rxOversize;
 
+    /// <summary>sendto kicks made by Flush (one per Flush that had frames queued).</summary>
+    public long TxKicks => _txKicks;
+
     /// <summary>Flushes the kernel answered with EAGAIN or ENOBUFS (frames stay queued and go with the next Flush).</summary>
     public long TxKickDeferred => _txKickDeferred;
 
@@ -101,6 +105,9 @@ public sealed unsafe class AfPacketPort : IPacketPort
 
     /// <summary>The errno of the last failed flush, 0 if none failed.</summary>
     public int LastKickErrno => _lastKickErrno;
+
+    /// <inheritdoc />
+    public (long Count, int LastErrno) TxKickFailures => (Volatile.Read(ref _txKickErrors), Volatile.Read(ref _lastKickErrno));
 
     /// <summary>
     /// Counters. Reading them also collects the kernel's ring-overrun drops (PACKET_STATISTICS,
@@ -119,6 +126,9 @@ public sealed unsafe class AfPacketPort : IPacketPort
                     _stats.RxDropped += ks.Drops;
                 }
             }
+            _stats.TxKicks = _txKicks;
+            _stats.TxKickDeferred = _txKickDeferred;
+            _stats.TxKickErrors = _txKickErrors;
             return _stats;
         }
     }
@@ -416,6 +426,7 @@ public sealed unsafe class AfPacketPort : IPacketPort
         {
             return;
         }
+        _txKicks++;
         if ((long)LibC.sendto(_fd, null, 0, MSG_DONTWAIT, null, 0) >= 0)
         {
             _txQueued = 0;

@@ -189,6 +189,9 @@ public sealed unsafe class AfXdpPort : IPacketPort
     /// <summary>The errno of the last failed kick, 0 if none failed.</summary>
     public int LastKickErrno => _lastKickErrno;
 
+    /// <inheritdoc />
+    public (long Count, int LastErrno) TxKickFailures => (Volatile.Read(ref _txKickErrors), Volatile.Read(ref _lastKickErrno));
+
     /// <summary>Counters; RxDropped is the kernel's count of frames it could not deliver (no fill frame, full RX ring).</summary>
     public PortStats Stats
     {
@@ -198,6 +201,9 @@ public sealed unsafe class AfXdpPort : IPacketPort
             PortStats s = _stats;
             s.RxDropped = k.RxDropped + k.RxRingFull;
             s.RxFillRingEmpty = k.RxFillRingEmpty;
+            s.TxKicks = _txKicks;
+            s.TxKickDeferred = _txKickDeferred;
+            s.TxKickErrors = _txKickErrors;
             return s;
         }
     }

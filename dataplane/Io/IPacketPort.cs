@@ -19,6 +19,16 @@ public struct PortStats
     /// 0 for other drivers. Climbing while the poller has CPU to spare: its fill ring is too shallow.
     /// </summary>
     public long RxFillRingEmpty;
+    /// <summary>
+    /// sendto(2) calls that handed queued frames to the kernel (AF_PACKET's transmit ring; AF_XDP
+    /// in copy mode, or when the driver asks for a wakeup); 0 for ports that need none.
+    /// <see cref="TxFrames"/> over this is the frames a kick.
+    /// </summary>
+    public long TxKicks;
+    /// <summary>Kicks the kernel answered with EAGAIN, EBUSY or ENOBUFS (backpressure): the frames stayed queued for the next flush.</summary>
+    public long TxKickDeferred;
+    /// <summary>Kicks that failed with another errno: the frames stayed queued, and a port whose kicks keep failing sends nothing.</summary>
+    public long TxKickErrors;
 }
 
 /// <summary>
@@ -65,6 +75,14 @@ public interface IPacketPort : IDisposable
 
     /// <summary>Hands queued frames to the kernel or sink: one kick per batch.</summary>
     void Flush();
+
+    /// <summary>
+    /// Transmit kicks that failed (<see cref="PortStats.TxKickErrors"/>) and the errno of the last
+    /// one (0 if none failed), read without touching the kernel's counters as <see cref="Stats"/>
+    /// does, so a watcher on another thread may poll it; the values may lag the poller's by a batch.
+    /// 0 and 0 for ports that never kick.
+    /// </summary>
+    (long Count, int LastErrno) TxKickFailures => (0, 0);
 
     /// <summary>The port's counters.</summary>
     PortStats Stats { get; }

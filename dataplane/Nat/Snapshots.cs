@@ -134,7 +134,11 @@ public sealed record StatsSnapshot
 /// <param name="RxDropped">Frames lost before natd read them, as the kernel reports (AF_PACKET: receive ring full; AF_XDP: RX ring full or fill ring empty).</param>
 /// <param name="TxDropped">Frames refused by a full transmit ring.</param>
 /// <param name="RxFillRingEmpty">AF_XDP: frames dropped for want of a free frame on a fill ring (part of <paramref name="RxDropped"/>); 0 for AF_PACKET.</param>
-public sealed record PortCounters(string Interface, long RxFrames, long TxFrames, long RxDropped, long TxDropped, long RxFillRingEmpty = 0);
+/// <param name="TxKicks">sendto(2) calls that handed queued frames to the kernel (<see cref="Io.PortStats.TxKicks"/>).</param>
+/// <param name="TxKickDeferred">Kicks answered with backpressure (EAGAIN, EBUSY, ENOBUFS): retried with the next batch.</param>
+/// <param name="TxKickErrors">Kicks that failed with another errno: their frames stayed queued.</param>
+public sealed record PortCounters(string Interface, long RxFrames, long TxFrames, long RxDropped, long TxDropped, long RxFillRingEmpty = 0,
+    long TxKicks = 0, long TxKickDeferred = 0, long TxKickErrors = 0);
 
 /// <summary>Port blocks of one external address (port-block allocation).</summary>
 /// <param name="ExternalAddress">Dotted-quad external address.</param>

@@ -38,6 +38,15 @@ public sealed class LabHarnessTests(ITestOutputHelper output)
         using var echo = LabPrograms.StartUdpEchoServer(lab);
         Assert.NotEmpty(LabPrograms.UdpRequest(lab, "through a shared umem").Replies);
         Assert.Equal(3, LabPrograms.Ping(lab).Received);
+
+        // Copy-mode transmit takes a sendto(2) kick: counted per interface, none failed.
+        string metrics = lab.RunIn(lab.GatewayNs, "curl", "-s", "http://127.0.0.1:9180/metrics").StdOut;
+        foreach (string nic in new[] { lab.InsideIf, lab.OutsideIf })
+        {
+            var kicks = System.Text.RegularExpressions.Regex.Match(metrics, $@"(?m)^natd_port_tx_kicks_total\{{interface=""{nic}""\}} (\d+)$");
+            Assert.True(kicks.Success && long.Parse(kicks.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) > 0, $"no transmit kicks on {nic}:\n{metrics}");
+            Assert.Matches($@"(?m)^natd_port_tx_kick_errors_total\{{interface=""{nic}""\}} 0$", metrics);
+        }
         scenario.Pass();
     }
 

@@ -47,7 +47,7 @@ public sealed class MetricsExporter : IDisposable
     private readonly Histogram _subscriberPorts;
     private readonly Series<Counter> _ruleHits, _algEvents, _expectations;
     private readonly Series<Gauge> _expectationsPending;
-    private readonly Series<Counter> _fragments, _handoffs, _handoffDrops, _rxDropped, _rxFillRingEmpty, _txDropped;
+    private readonly Series<Counter> _fragments, _handoffs, _handoffDrops, _rxDropped, _rxFillRingEmpty, _txDropped, _txKicks, _txKickDeferred, _txKickErrors;
     private readonly Series<Gauge> _busy;
     private readonly Histogram _batchReceived, _batchTransmitted, _batchLatency;
     private readonly Series<Counter> _eventsDropped, _gateway, _eventLogRecords, _eventLogRotations, _eventLogIpfixMessages;
@@ -95,6 +95,9 @@ public sealed class MetricsExporter : IDisposable
         _rxDropped = Counters(f, "natd_port_rx_dropped_total", "Frames the kernel dropped before natd read them (AF_PACKET: receive ring full; AF_XDP: RX ring full or no free frame on the fill ring, see dataplane.xdp-fill-ring), by interface.", "interface");
         _rxFillRingEmpty = Counters(f, "natd_port_rx_fill_ring_empty_total", "AF_XDP: frames the kernel dropped for want of a free frame on a socket's fill ring (XDP_STATISTICS rx_fill_ring_empty_descs; part of natd_port_rx_dropped_total): climbing while the pollers have CPU to spare, dataplane.xdp-fill-ring is too shallow. By interface.", "interface");
         _txDropped = Counters(f, "natd_port_tx_dropped_total", "Frames natd could not queue on a full transmit ring, by interface.", "interface");
+        _txKicks = Counters(f, "natd_port_tx_kicks_total", "sendto(2) calls that handed queued frames to the kernel (AF_PACKET's transmit ring, AF_XDP in copy mode), by interface: frames transmitted over kicks is the frames a kick.", "interface");
+        _txKickDeferred = Counters(f, "natd_port_tx_kick_deferred_total", "Transmit kicks the kernel answered with backpressure (EAGAIN, EBUSY, ENOBUFS); their frames went with a later kick. By interface.", "interface");
+        _txKickErrors = Counters(f, "natd_port_tx_kick_errors_total", "Transmit kicks that failed with another errno (the interface down or gone, say); their frames stayed queued, and while it climbs the interface sends nothing. By interface.", "interface");
         _busy = Gauges(f, "natd_poller_busy_ratio", "Share of wall time the pollers spent on batches with frames since start (0 to 1), averaged over pollers.");
         var frames = BatchHistograms.NewFrameTotals();
         var latency = BatchHistograms.NewLatencyTotals();
@@ -222,15 +225,24 @@ public sealed class MetricsExporter : IDisposable
         _rxDropped.BeginSweep();
         _rxFillRingEmpty.BeginSweep();
         _txDropped.BeginSweep();
+        _txKicks.BeginSweep();
+        _txKickDeferred.BeginSweep();
+        _txKickErrors.BeginSweep();
         foreach (var port in stats.Ports)
         {
             _rxDropped.Set(port.Interface, port.RxDropped);
             _rxFillRingEmpty.Set(port.Interface, port.RxFillRingEmpty);
             _txDropped.Set(port.Interface, port.TxDropped);
+            _txKicks.Set(port.Interface, port.TxKicks);
+            _txKickDeferred.Set(port.Interface, port.TxKickDeferred);
+            _txKickErrors.Set(port.Interface, port.TxKickErrors);
         }
         _rxDropped.EndSweep();
         _rxFillRingEmpty.EndSweep();
         _txDropped.EndSweep();
+        _txKicks.EndSweep();
+        _txKickDeferred.EndSweep();
+        _txKickErrors.EndSweep();
         _busy.Set(stats.PollerBusyRatio);
         Rebuild(_batchReceived, stats.BatchReceived);
         Rebuild(_batchTransmitted, stats.BatchTransmitted);

@@ -155,7 +155,8 @@ internal static class WireViews
         for (int i = 0; i < interfaces.Length; i++)
         {
             var p = s.Ports[i];
-            interfaces[i] = new PortCountersRow { Interface = p.Interface, RxFrames = p.RxFrames, TxFrames = p.TxFrames, RxDropped = p.RxDropped, TxDropped = p.TxDropped, RxFillRingEmpty = p.RxFillRingEmpty };
+            interfaces[i] = new PortCountersRow { Interface = p.Interface, RxFrames = p.RxFrames, TxFrames = p.TxFrames, RxDropped = p.RxDropped, TxDropped = p.TxDropped, RxFillRingEmpty = p.RxFillRingEmpty,
+                TxKicks = p.TxKicks, TxKickDeferred = p.TxKickDeferred, TxKickErrors = p.TxKickErrors };
         }
         return new StatsRow
         {

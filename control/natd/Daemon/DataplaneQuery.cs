@@ -94,8 +94,9 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDat
                     {
                         RxFrames = c.RxFrames + st.RxFrames, TxFrames = c.TxFrames + st.TxFrames, RxDropped = c.RxDropped + st.RxDropped,
                         TxDropped = c.TxDropped + st.TxDropped, RxFillRingEmpty = c.RxFillRingEmpty + st.RxFillRingEmpty,
+                        TxKicks = c.TxKicks + st.TxKicks, TxKickDeferred = c.TxKickDeferred + st.TxKickDeferred, TxKickErrors = c.TxKickErrors + st.TxKickErrors,
                     }
-                    : new PortCounters(port.Name, st.RxFrames, st.TxFrames, st.RxDropped, st.TxDropped, st.RxFillRingEmpty);
+                    : new PortCounters(port.Name, st.RxFrames, st.TxFrames, st.RxDropped, st.TxDropped, st.RxFillRingEmpty, st.TxKicks, st.TxKickDeferred, st.TxKickErrors);
             }
         }
         return [.. byName.Values];

@@ -8,9 +8,9 @@ namespace Natd.Control.Daemon;
 
 /// <summary>
 /// Drives expiry: on each tick asks every poller to expire a bounded slice of its shard (so expiry
-/// never stalls forwarding, whatever the table size) and logs exhaustion that happened since the
-/// last tick (RFC 6888 REQ-? logging of port and session exhaustion), rate-limited to one line per
-/// tick per reason.
+/// never stalls forwarding, whatever the table size) and logs what happened since the last check:
+/// port and session exhaustion, one line per reason, and transmit kicks that failed
+/// (<see cref="TransmitKickWatch"/>), one line per interface; it checks once a second.
 /// </summary>
 internal sealed partial class SweeperActor(IReadOnlyList<PollerHandle> pollers, int budget, ILogger logger) : UntypedActor
 {
@@ -30,6 +30,7 @@ internal sealed partial class SweeperActor(IReadOnlyList<PollerHandle> pollers, 
         public static readonly Tick Instance = new();
     }
 
+    private readonly TransmitKickWatch _kicks = new(pollers);
     private int _ticks;
     private long _portExhausted;
     private long _sessionLimit;
@@ -48,6 +49,7 @@ internal sealed partial class SweeperActor(IReadOnlyList<PollerHandle> pollers, 
                     CheckExhaustion(); // once a second: one log line per second at most
                     CheckPoolThreshold();
                     DrainRuleLog();
+                    _kicks.Check(logger);
                 }
                 break;
             case int:

@@ -18,6 +18,9 @@ public abstract class PortContractTests : IDisposable
     /// <summary>Frames the sender queues before TrySend refuses (nothing flushed, nothing taken).</summary>
     protected abstract int SenderTxCapacity { get; }
 
+    /// <summary>Whether the sender's flush is a sendto(2) kick (a kernel ring), counted in <see cref="PortStats.TxKicks"/>.</summary>
+    protected virtual bool KicksTheKernel => true;
+
     /// <summary>Moves frames the sender transmitted to the receiver; nothing to do on a real link.</summary>
     protected virtual void Carry()
     {
@@ -92,6 +95,39 @@ public abstract class PortContractTests : IDisposable
             Assert.Equal(sent[i], got[i]);
         }
         Assert.True(Sender.Stats.TxFrames >= count);
+    }
+
+    /// <summary>
+    /// A flush with frames queued kicks the kernel (one sendto for fewer frames than a kick carries,
+    /// 32 in AF_XDP's copy mode), a flush with none queued makes no kick, and the port's stats (what
+    /// natd_port_tx_kicks_total shows) count them.
+    /// </summary>
+    [Fact]
+    public void Stats_count_the_transmit_kicks_a_flush_makes()
+    {
+        var frames = NewFrames();
+        PortStats before = Sender.Stats;
+        Sender.Flush(); // nothing queued
+        Assert.Equal(before.TxKicks, Sender.Stats.TxKicks);
+        const int count = 10;
+        for (int i = 0; i < count; i++)
+        {
+            SendWithRetry(frames.Make(i, 60));
+        }
+        Sender.Flush();
+        PortStats after = Sender.Stats;
+        if (KicksTheKernel)
+        {
+            // A second kick only if the kernel pushed back on the first (counted as deferred).
+            Assert.InRange(after.TxKicks - before.TxKicks, 1, 1 + after.TxKickDeferred - before.TxKickDeferred);
+        }
+        else
+        {
+            Assert.Equal(0, after.TxKicks);
+        }
+        Assert.Equal(0, after.TxKickErrors);
+        using var batch = new FrameBatch(64);
+        Assert.Equal(count, ReceiveOurs(frames, count, batch).Count);
     }
 
     [Fact]
@@ -220,6 +256,8 @@ public sealed class MemoryPortContractTests : PortContractTests
     protected override IPacketPort Receiver => _b;
     protected override int SenderTxCapacity => _a.TxCapacity;
 
+    protected override bool KicksTheKernel => false;
+
     protected override void Carry()
     {
         while (_a.TryTakeTransmitted(out byte[] f))
@@ -273,6 +311,57 @@ public sealed class AfPacketPortContractTests : PortContractTests
         Assert.InRange(_a.TxRingFrames, 16, 64);
     }
 
+    /// <summary>
+    /// A kick on an interface that is down fails (ENETDOWN): the port counts a kick error (what
+    /// natd_port_tx_kick_errors_total shows) and keeps the frames queued, and the flushes after the
+    /// interface is up again send them (the first may still fail while the link comes up).
+    /// </summary>
+    [Fact]
+    public void A_failed_kick_is_counted_and_its_frames_go_once_the_interface_is_up()
+    {
+        var frames = new TestFrames(_a.Mac, _b.Mac);
+        _ns.Exec("ip", "link", "set", VethNamespace.A, "down");
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.True(_a.TrySend(frames.Make(i, 64)));
+        }
+        _a.Flush();
+        PortStats down = _a.Stats;
+        Assert.Equal(1, down.TxKicks);
+        Assert.Equal(1, down.TxKickErrors);
+        Assert.Equal(Tmds.Linux.LibC.ENETDOWN, _a.LastKickErrno);
+        Assert.Equal((1L, Tmds.Linux.LibC.ENETDOWN), ((IPacketPort)_a).TxKickFailures); // what the sweeper's watch logs
+
+        _ns.Exec("ip", "link", "set", VethNamespace.A, "up");
+        using var batch = new FrameBatch(64);
+        Assert.Equal(3, ReceiveAtB(frames, 3, batch, _a.Flush)); // flushing as the poller does each batch: no kick once nothing is queued
+        PortStats up = _a.Stats;
+        Assert.True(up.TxKickErrors >= 1, $"{up.TxKickErrors} kick errors");
+        Assert.Equal(up.TxKickErrors + up.TxKickDeferred + 1, up.TxKicks); // the refused kicks, then the one that sent
+    }
+
+    /// <summary>
+    /// Receives at B until <paramref name="expected"/> of our frames arrived or 5 s passed, running
+    /// <paramref name="beforeEach"/> before each receive; returns how many arrived.
+    /// </summary>
+    private int ReceiveAtB(TestFrames frames, int expected, FrameBatch batch, Action? beforeEach = null)
+    {
+        int atB = 0;
+        var clock = Stopwatch.StartNew();
+        while (atB < expected && clock.Elapsed < TimeSpan.FromSeconds(5))
+        {
+            beforeEach?.Invoke();
+            batch.Clear();
+            _b.Receive(batch);
+            for (int i = 0; i < batch.Count; i++)
+            {
+                atB += frames.SequenceOf(batch.Frame(i)) >= 0 ? 1 : 0;
+            }
+            PortPoller.Wait(_a, _b, 20);
+        }
+        return atB;
+    }
+
     [Fact]
     public void Own_transmissions_are_not_received_back()
     {
@@ -284,19 +373,7 @@ public sealed class AfPacketPortContractTests : PortContractTests
         _a.Flush();
         using var batch = new FrameBatch(64);
         // B gets them; A must not see its own frames (PACKET_IGNORE_OUTGOING or the pkttype check).
-        int atB = 0;
-        var clock = Stopwatch.StartNew();
-        while (atB < 5 && clock.Elapsed < TimeSpan.FromSeconds(5))
-        {
-            batch.Clear();
-            _b.Receive(batch);
-            for (int i = 0; i < batch.Count; i++)
-            {
-                atB += frames.SequenceOf(batch.Frame(i)) >= 0 ? 1 : 0;
-            }
-            PortPoller.Wait(_a, _b, 20);
-        }
-        Assert.Equal(5, atB);
+        Assert.Equal(5, ReceiveAtB(frames, 5, batch));
         Thread.Sleep(20); // longer than the 1 ms block timeout: anything looped back is visible now
         batch.Clear();
         _a.Receive(batch);

@@ -146,6 +146,31 @@ public sealed class CounterTableTests
         Assert.Equal(12, Assert.Single(WireViews.Stats(snap).Ports, p => p.Interface == "natin").RxFillRingEmpty);
     }
 
+    [Fact]
+    public async Task Transmit_kicks_are_summed_per_interface_into_stats_and_metrics()
+    {
+        var h = new EngineHarness();
+        var stats = new PollerStats(h.Engine.Counters.Table);
+        PollerHandle Poller(long kicks, long deferred, long errors) => new(null!, h.Engine.ReadView, stats,
+            new CountedPort("natin", new PortStats { TxKicks = 1 }),
+            new CountedPort("natout", new PortStats { TxKicks = kicks, TxKickDeferred = deferred, TxKickErrors = errors }));
+        var query = new DataplaneQuery([Poller(100, 2, 0), Poller(40, 1, 3)]);
+
+        StatsSnapshot snap = await query.GetStatsAsync();
+        PortCounters outside = Assert.Single(snap.Ports, p => p.Interface == "natout");
+        Assert.Equal((140, 3, 3), (outside.TxKicks, outside.TxKickDeferred, outside.TxKickErrors));
+        Assert.Equal(2, Assert.Single(snap.Ports, p => p.Interface == "natin").TxKicks);
+
+        string metrics = MetricsText.Of(snap);
+        Assert.Contains("\nnatd_port_tx_kicks_total{interface=\"natout\"} 140\n", metrics, StringComparison.Ordinal);
+        Assert.Contains("\nnatd_port_tx_kicks_total{interface=\"natin\"} 2\n", metrics, StringComparison.Ordinal);
+        Assert.Contains("\nnatd_port_tx_kick_deferred_total{interface=\"natout\"} 3\n", metrics, StringComparison.Ordinal);
+        Assert.Contains("\nnatd_port_tx_kick_errors_total{interface=\"natout\"} 3\n", metrics, StringComparison.Ordinal);
+        Assert.Contains("\nnatd_port_tx_kick_errors_total{interface=\"natin\"} 0\n", metrics, StringComparison.Ordinal);
+        var wire = Assert.Single(WireViews.Stats(snap).Ports, p => p.Interface == "natout");
+        Assert.Equal((140, 3, 3), (wire.TxKicks, wire.TxKickDeferred, wire.TxKickErrors));
+    }
+
     /// <summary>A port that only reports counters (the query reads nothing else of it).</summary>
     private sealed class CountedPort(string name, PortStats stats) : Natd.Dataplane.Io.IPacketPort
     {
