@@ -126,10 +126,11 @@ public sealed unsafe class AfPacketPort : IPacketPort
                     _stats.RxDropped += ks.Drops;
                 }
             }
-            _stats.TxKicks = _txKicks;
-            _stats.TxKickDeferred = _txKickDeferred;
-            _stats.TxKickErrors = _txKickErrors;
-            return _stats;
+            PortStats s = _stats;
+            s.TxKicks = _txKicks;
+            s.TxKickDeferred = _txKickDeferred;
+            s.TxKickErrors = _txKickErrors;
+            return s;
         }
     }
 
