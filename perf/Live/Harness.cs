@@ -500,6 +500,20 @@ public sealed partial class Harness
                 notes.Append(string.Create(CultureInfo.InvariantCulture,
                     $", {Delta(a.Metrics, b.Metrics, "natd_poller_batch_received_frames_sum") / batches:0.0} frames a batch"));
             }
+            // Frames a transmit kick (a sendto(2)) carried, over both interfaces.
+            double kicks = 0;
+            foreach (var (key, value) in b.Metrics)
+            {
+                if (key.StartsWith("natd_port_tx_kicks_total{", StringComparison.Ordinal))
+                {
+                    kicks += value - a.Metrics.GetValueOrDefault(key);
+                }
+            }
+            if (kicks > 0)
+            {
+                notes.Append(string.Create(CultureInfo.InvariantCulture,
+                    $", {Delta(a.Metrics, b.Metrics, "natd_frames_transmitted_total") / kicks:0.0} frames a kick"));
+            }
             // Collections during the window (builds that export prometheus-net's process metrics):
             // a collection pauses the poller, and a paused poller is what overflows a receive ring.
             string gcKey = "dotnet_collection_count_total{generation=\"0\"}";
