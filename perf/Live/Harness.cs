@@ -70,8 +70,8 @@ public sealed partial class Harness
 
     /// <summary>
     /// Creates a harness; nothing runs until <see cref="Run"/>. With <paramref name="baseNatd"/> (the
-    /// natd.dll of another build, named <paramref name="baseLabel"/>) each natd row with one worker
-    /// gets a twin run on that build, measured next to it in every run (which goes first alternates
+    /// natd.dll of another build, named <paramref name="baseLabel"/>) each natd row (one worker and the
+    /// scaling rows alike) gets a twin run on that build, measured next to it in every run (which goes first alternates
     /// run by run), and the report adds the per-run ratios of the two. With
     /// <paramref name="xdpFillRing"/> every af_xdp row of this build gets a twin with that
     /// dataplane.xdp-fill-ring, measured right after it in every run.
@@ -127,10 +127,21 @@ public sealed partial class Harness
         for (int w = 2; w <= _maxWorkers; w++)
         {
             list.Add(new($"natd af_packet workers={w}", GatewayKind.Natd, "af_packet", w, true));
+            AddBaseTwin(list, $"natd af_packet workers={w}", "af_packet", w);
             list.Add(new($"natd af_xdp workers={w}", GatewayKind.Natd, "af_xdp", w, true));
+            AddBaseTwin(list, $"natd af_xdp workers={w}", "af_xdp", w);
             AddFillRingTwin(list, $"natd af_xdp workers={w}", w, true);
         }
         return list;
+    }
+
+    /// <summary>A scaling row's twin run by the base build (<c>--base</c>), so the same-run comparison covers several workers too.</summary>
+    private void AddBaseTwin(List<Variant> list, string label, string driver, int workers)
+    {
+        if (_baseNatd is not null)
+        {
+            list.Add(new($"{label} ({_baseLabel})", GatewayKind.Natd, driver, workers, true, _baseNatd));
+        }
     }
 
     private void AddFillRingTwin(List<Variant> list, string label, int workers, bool scaling)
@@ -635,7 +646,9 @@ public sealed partial class Harness
         foreach (var load in new[] { Load.Established, Load.Setup })
         {
             double? nft = NftablesOf(variants, load);
-            foreach (var v in variants.Where(x => x.Kind == GatewayKind.Natd && x.Natd is null).OrderBy(x => x.Driver, StringComparer.Ordinal).ThenBy(x => x.Workers))
+            // This build's rows by driver and workers, each scaling row's base twin after it.
+            foreach (var v in variants.Where(x => x.Kind == GatewayKind.Natd && (x.Natd is null || x.Scaling))
+                         .OrderBy(x => x.Driver, StringComparer.Ordinal).ThenBy(x => x.Workers).ThenBy(x => x.Natd is not null))
             {
                 sb.AppendLine(Row(v, load, nft, v.Scaling ? null : $"{v.Label} workers=1"));
             }
@@ -686,7 +699,7 @@ public sealed partial class Harness
         var sb = new StringBuilder();
         sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
             $"against {_baseLabel} (same run; each run measures both builds back to back, which goes first alternating): this build / {_baseLabel}, delivered/s"));
-        sb.AppendLine(string.Create(CultureInfo.InvariantCulture, $"{"load",-12} {"variant",-22} {"this build",12} {_baseLabel,12} {"per run",-40} {"geomean",8}   no more than 3% slower"));
+        sb.AppendLine(string.Create(CultureInfo.InvariantCulture, $"{"load",-12} {"variant",-26} {"this build",12} {_baseLabel,12} {"per run",-40} {"geomean",8}   no more than 3% slower"));
         foreach (var (load, after, twin, a, b) in TwinPairs(variants))
         {
             string loadName = load.ToString().ToLowerInvariant();
@@ -694,18 +707,18 @@ public sealed partial class Harness
             if (ratios.Count == 0)
             {
                 string why = _failures.GetValueOrDefault(twin) ?? _failures.GetValueOrDefault(after) ?? "not measured";
-                sb.AppendLine($"{loadName,-12} {after.Label,-22} {"-",12} {"-",12} {"-",-40} {"-",8}   {why}");
+                sb.AppendLine($"{loadName,-12} {after.Label,-26} {"-",12} {"-",12} {"-",-40} {"-",8}   {why}");
                 continue;
             }
             double geo = Math.Exp(ratios.Average(Math.Log));
             string per = string.Join(' ', ratios.Select(r => r.ToString("0.000", CultureInfo.InvariantCulture)));
             sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"{loadName,-12} {after.Label,-22} {Rate(MedianOf(after, load)!.Delivered),12} {Rate(MedianOf(twin, load)!.Delivered),12} {per,-40} {geo,8:0.000}   {(geo >= 0.97 ? "MET" : "NOT MET")}"));
+                $"{loadName,-12} {after.Label,-26} {Rate(MedianOf(after, load)!.Delivered),12} {Rate(MedianOf(twin, load)!.Delivered),12} {per,-40} {geo,8:0.000}   {(geo >= 0.97 ? "MET" : "NOT MET")}"));
         }
         sb.AppendLine();
         sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
             $"natd's CPU time per delivered frame (all threads, user and system; a cost, where the rates above are a throughput): this build / {_baseLabel}, lower is better"));
-        sb.AppendLine(string.Create(CultureInfo.InvariantCulture, $"{"load",-12} {"variant",-22} {"this build",12} {_baseLabel,12} {"per run",-40} {"geomean",8}"));
+        sb.AppendLine(string.Create(CultureInfo.InvariantCulture, $"{"load",-12} {"variant",-26} {"this build",12} {_baseLabel,12} {"per run",-40} {"geomean",8}"));
         foreach (var (load, after, _, a, b) in TwinPairs(variants))
         {
             var ratios = PerRunRatios(a, b, static x => x.CpuPerFrame);
@@ -716,7 +729,7 @@ public sealed partial class Harness
             double geo = Math.Exp(ratios.Average(Math.Log));
             string per = string.Join(' ', ratios.Select(r => r.ToString("0.000", CultureInfo.InvariantCulture)));
             sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"{load.ToString().ToLowerInvariant(),-12} {after.Label,-22} {MedianCpu(a),9:0} ns {MedianCpu(b),9:0} ns {per,-40} {geo,8:0.000}"));
+                $"{load.ToString().ToLowerInvariant(),-12} {after.Label,-26} {MedianCpu(a),9:0} ns {MedianCpu(b),9:0} ns {per,-40} {geo,8:0.000}"));
         }
         return sb.ToString();
     }
