@@ -71,8 +71,8 @@ public sealed partial class Harness
     /// <summary>
     /// Creates a harness; nothing runs until <see cref="Run"/>. With <paramref name="baseNatd"/> (the
     /// natd.dll of another build, named <paramref name="baseLabel"/>) each natd row (one worker and the
-    /// scaling rows alike) gets a twin run on that build, measured next to it in every run (which goes first alternates
-    /// run by run), and the report adds the per-run ratios of the two. With
+    /// scaling rows alike) gets a twin run on that build, measured next to it in every run (which goes
+    /// first alternates run by run), and the report adds the per-run ratios of the two. With
     /// <paramref name="xdpFillRing"/> every af_xdp row of this build gets a twin with that
     /// dataplane.xdp-fill-ring, measured right after it in every run.
     /// </summary>
