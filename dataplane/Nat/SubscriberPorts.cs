@@ -204,8 +204,7 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         ref Subscriber s = ref Table[i];
         if (s.PoolIndex < 0)
         {
-            int elsewhere = PairedElsewhere(key);
-            Pair(ref s, elsewhere >= 0 ? elsewhere : LeastLoaded(-1));
+            PairFirst(ref s);
         }
         long until = nowMs + holdMs;
         if (until > s.PortlessUntilMs)
@@ -225,6 +224,37 @@ public sealed class SubscriberPorts : ISubscriberAccounting
     {
         uint external = _pairings?.Find(key, except: _shard) ?? 0;
         return external == 0 ? -1 : Array.IndexOf(_pool, external);
+    }
+
+    // A subscriber's first pairing in this shard: the address another shard publishes for it, else
+    // this shard's least loaded, claimed in the directory so that a shard choosing for the same
+    // subscriber at the same moment takes the same (PairingDirectory's remarks give the order).
+    private void PairFirst(ref Subscriber s)
+    {
+        int elsewhere = PairedElsewhere(s.Key);
+        if (elsewhere >= 0 || _pairings is null)
+        {
+            Pair(ref s, elsewhere >= 0 ? elsewhere : LeastLoaded(-1));
+            return;
+        }
+        int chosen = LeastLoaded(-1);
+        uint claimed = _pairings.Claim(s.Key, _pool[chosen], out bool held);
+        // Published beats claimed: a pairing published after the first look was chosen under a claim
+        // released before this one was taken or read, so it is the one the claim's holder pairs too.
+        elsewhere = claimed != 0 ? PairedElsewhere(s.Key) : -1;
+        if (elsewhere >= 0)
+        {
+            chosen = elsewhere;
+        }
+        else if (!held && claimed != 0 && Array.IndexOf(_pool, claimed) is var theirs && theirs >= 0)
+        {
+            chosen = theirs; // another shard is choosing now: its address (not in this pool: a reload half applied, ours)
+        }
+        Pair(ref s, chosen);
+        if (held)
+        {
+            _pairings.Release(s.Key, claimed); // after Pair published: the next to claim sees it
+        }
     }
 
     // Every change of a subscriber's pairing goes through here, so the other shards' view of it
@@ -378,8 +408,7 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         {
             // A subscriber's first port here: the address another shard already pairs it with (shard
             // 0 allocates for its trigger traffic too), else the least loaded.
-            int elsewhere = PairedElsewhere(s.Key);
-            Pair(ref s, elsewhere >= 0 ? elsewhere : LeastLoaded(-1));
+            PairFirst(ref s);
         }
         int port = _blocks is not null && !privileged
             ? AllocateInBlocks(ref s, protocolClass, nowMs, out poolIndex, out reason)

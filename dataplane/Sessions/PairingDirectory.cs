@@ -175,9 +175,27 @@ public sealed class PairingTable
 /// by all engines, each writing its own table and reading the others'. Null in an engine with one
 /// shard, which knows every pairing itself.
 /// </summary>
+/// <remarks>
+/// A shard that finds no published pairing for a subscriber chooses one itself, and two shards doing
+/// so at once (a brand-new subscriber's first UDP in its own shard and its first ESP in shard 0)
+/// would each choose their own least-loaded address. So a shard about to choose first claims the
+/// subscriber (<see cref="Claim"/>): one 8-byte word per slot, <c>(subscriber &lt;&lt; 32) | external</c>,
+/// taken with a compare-and-swap, so one shard wins and any other takes the winner's address. The
+/// winner looks at the published pairings once more after its claim (one published after it first
+/// looked and released before it claimed is seen then), publishes, and only then releases the claim
+/// (<see cref="Release"/>); a shard that takes another's claimed address looks at the published
+/// pairings first too. A claim lives for one pairing's few hundred nanoseconds, so the slots are
+/// direct-mapped and few: a slot held by another subscriber's claim at that moment leaves the
+/// pairing unclaimed (<see cref="ClaimsMissed"/>), as every pairing was before claims.
+/// </remarks>
 public sealed class PairingDirectory
 {
+    /// <summary>Claim slots (a power of two).</summary>
+    public const int ClaimSlots = 4096;
+
     private readonly PairingTable[] _tables;
+    private readonly ulong[] _claims = new ulong[ClaimSlots];
+    private long _claimsMissed;
 
     /// <summary>Creates the directory of <paramref name="shards"/> shards (at least 1).</summary>
     /// <exception cref="ArgumentOutOfRangeException"><paramref name="shards"/> is below 1.</exception>
@@ -215,4 +233,53 @@ public sealed class PairingDirectory
         }
         return 0;
     }
+
+    /// <summary>
+    /// Pairings chosen unclaimed because another subscriber's claim held their slot at that moment.
+    /// Any thread.
+    /// </summary>
+    public long ClaimsMissed => Interlocked.Read(ref _claimsMissed);
+
+    /// <summary>
+    /// Claims the choice of <paramref name="subscriber"/>'s pairing with <paramref name="external"/>
+    /// (network order, not 0), for a shard that found no published pairing for it. Returns
+    /// <paramref name="external"/> with <paramref name="held"/> true when this call took the claim:
+    /// the caller publishes its pairing, then calls <see cref="Release"/>. Returns the address another
+    /// shard claimed for the same subscriber, <paramref name="held"/> false, when that shard is
+    /// choosing at this moment. Returns 0, <paramref name="held"/> false, when the slot is held by
+    /// another subscriber's claim (counted in <see cref="ClaimsMissed"/>) or the subscriber is 0. Any
+    /// thread; no lock, no allocation.
+    /// </summary>
+    public uint Claim(uint subscriber, uint external, out bool held)
+    {
+        held = false;
+        if (subscriber == 0 || external == 0)
+        {
+            return 0;
+        }
+        ref ulong slot = ref _claims[ClaimSlotOf(subscriber)];
+        ulong mine = ((ulong)subscriber << 32) | external;
+        ulong seen = Interlocked.CompareExchange(ref slot, mine, 0);
+        if (seen == 0)
+        {
+            held = true;
+            return external;
+        }
+        if ((uint)(seen >> 32) == subscriber)
+        {
+            return (uint)seen;
+        }
+        Interlocked.Increment(ref _claimsMissed);
+        return 0;
+    }
+
+    /// <summary>
+    /// Releases the claim <see cref="Claim"/> gave for <paramref name="subscriber"/> and
+    /// <paramref name="external"/>, once the pairing is published. Any thread.
+    /// </summary>
+    public void Release(uint subscriber, uint external)
+        => Interlocked.CompareExchange(ref _claims[ClaimSlotOf(subscriber)], 0, ((ulong)subscriber << 32) | external);
+
+    /// <summary>The claim slot of <paramref name="subscriber"/> (tests find two subscribers that share one).</summary>
+    internal static int ClaimSlotOf(uint subscriber) => (int)((uint)((subscriber * 0x9E3779B97F4A7C15UL) >> 32) & (ClaimSlots - 1));
 }

@@ -141,6 +141,65 @@ public class PairingAcrossShardsTests
     }
 
     /// <summary>
+    /// Shard 0 choosing a subscriber's pairing (its first ESP) at the moment shard 1 takes its first
+    /// port: shard 1 finds shard 0's claim and takes the claimed address, whatever its own least
+    /// loaded. Before claims each chose its own, and some subscribers left from two addresses.
+    /// </summary>
+    [Fact]
+    public void A_subscriber_another_shard_is_pairing_at_this_moment_takes_that_shards_address()
+        => ChooseUnderAClaim(ownerChooses: true);
+
+    /// <summary>
+    /// The other way round: shard 1 is choosing (its first port) when shard 0 pairs the subscriber
+    /// for its first ESP. Shard 0 takes shard 1's claimed address; and a pairing that claimed its
+    /// subscriber itself releases the claim once published.
+    /// </summary>
+    [Fact]
+    public void Shard_0_pairing_port_less_flows_takes_the_address_the_owner_is_claiming()
+    {
+        var (h1, pairings, map) = ChooseUnderAClaim(ownerChooses: false);
+        // A subscriber no shard has paired: shard 1 claims it, pairs, publishes and releases.
+        string fresh = Enumerable.Range(64, 60).Select(h => $"10.0.0.{h}").First(a => map.OwnerOfInside(Ipv4.Parse(a)) == 1);
+        string first = Src(h1.Out(Udp(fresh, 40000, Remote, 53)));
+        uint key = h1.Engine.Settings.Cgnat.SubscriberOf(Ipv4.Parse(fresh));
+        Assert.Equal(Ipv4.Parse(first), pairings.Of(1).Find(key));
+        Assert.Equal(Ipv4.Parse(Second), pairings.Claim(key, Ipv4.Parse(Second), out bool freeAgain));
+        Assert.True(freeAgain, "the pairing's claim was released");
+    }
+
+    // For each host of shard 1, the other shard holds a claim on its subscriber (mid-choice) while
+    // the chooser (shard 1's first UDP, or shard 0's first ESP) pairs it; then the claimer goes on
+    // with its own flow. Every flow must leave from the claimed address. The claims go two hosts to
+    // an address, so about half disagree with the least loaded the chooser would take on its own.
+    private static (EngineHarness Shard1, PairingDirectory Pairings, ShardMap Map) ChooseUnderAClaim(bool ownerChooses)
+    {
+        var (h0, h1, directory, map) = TwoShards(shared: true);
+        PairingDirectory pairings = directory!;
+        string[] pool = [EngineHarness.External, Second];
+        int hosts = 0;
+        for (int host = 2; host < 64; host++)
+        {
+            string inside = $"10.0.0.{host}";
+            if (map.OwnerOfInside(Ipv4.Parse(inside)) != 1)
+            {
+                continue;
+            }
+            string claimed = pool[hosts++ / 2 % 2];
+            uint key = h1.Engine.Settings.Cgnat.SubscriberOf(Ipv4.Parse(inside));
+            Assert.Equal(Ipv4.Parse(claimed), pairings.Claim(key, Ipv4.Parse(claimed), out bool held));
+            Assert.True(held);
+            string chosen = ownerChooses ? Src(h1.Out(Udp(inside, 40000, Remote, 53))) : Src(h0.Out(Esp(inside, host)));
+            Assert.Equal(claimed, chosen);
+            Assert.Equal(Ipv4.Parse(claimed), pairings.Of(ownerChooses ? 1 : 0).Find(key));
+            pairings.Release(key, Ipv4.Parse(claimed));
+            Assert.Equal(claimed, ownerChooses ? Src(h0.Out(Esp(inside, host))) : Src(h1.Out(Udp(inside, 40000, Remote, 53))));
+        }
+        Assert.True(hosts >= 16, $"{hosts} hosts on shard 1");
+        Assert.Equal(0, pairings.ClaimsMissed);
+        return (h1, pairings, map);
+    }
+
+    /// <summary>
     /// ESP before any port: the port-less flow pairs the subscriber (least loaded) and holds the
     /// pairing, so its first port takes the same address. Before, the ESP left from a hash of the
     /// host and the first port from the least-loaded address, apart for some hosts.

@@ -173,4 +173,50 @@ public class PairingTableTests
         Assert.Equal(0u, d.Find(Subscriber(8), except: 0));
         Assert.Throws<ArgumentOutOfRangeException>(() => new PairingDirectory(0));
     }
+
+    /// <summary>
+    /// Two shards choosing a pairing for one subscriber at once: the first claim wins, the second is
+    /// told the winner's address, and the slot is free again once the winner releases.
+    /// </summary>
+    [Fact]
+    public void The_first_claim_on_a_subscriber_wins_and_a_second_gets_its_address_until_released()
+    {
+        var d = new PairingDirectory(2);
+        Assert.Equal(External(1), d.Claim(Subscriber(5), External(1), out bool held));
+        Assert.True(held);
+        Assert.Equal(External(1), d.Claim(Subscriber(5), External(2), out held));
+        Assert.False(held);
+        d.Release(Subscriber(5), External(2)); // not the claim's word: nothing released
+        Assert.Equal(External(1), d.Claim(Subscriber(5), External(3), out held));
+        Assert.False(held);
+        d.Release(Subscriber(5), External(1));
+        Assert.Equal(External(3), d.Claim(Subscriber(5), External(3), out held));
+        Assert.True(held);
+        Assert.Equal(0, d.ClaimsMissed);
+    }
+
+    /// <summary>
+    /// Claim slots are direct-mapped: another subscriber's claim in the slot leaves a pairing
+    /// unclaimed, counted; subscriber 0 and address 0 are never claimed.
+    /// </summary>
+    [Fact]
+    public void A_slot_held_by_another_subscribers_claim_leaves_the_pairing_unclaimed_and_counted()
+    {
+        var d = new PairingDirectory(2);
+        uint a = Subscriber(7);
+        uint b = Enumerable.Range(8, 1_000_000).Select(i => Subscriber(i)).First(x => PairingDirectory.ClaimSlotOf(x) == PairingDirectory.ClaimSlotOf(a));
+        Assert.Equal(External(1), d.Claim(a, External(1), out bool held));
+        Assert.True(held);
+        Assert.Equal(0u, d.Claim(b, External(2), out held));
+        Assert.False(held);
+        Assert.Equal(1, d.ClaimsMissed);
+        d.Release(a, External(1));
+        Assert.Equal(External(2), d.Claim(b, External(2), out held));
+        Assert.True(held);
+        Assert.Equal(0u, d.Claim(0, External(2), out held));
+        Assert.False(held);
+        Assert.Equal(0u, d.Claim(a, 0, out held));
+        Assert.False(held);
+        Assert.Equal(1, d.ClaimsMissed);
+    }
 }
