@@ -167,6 +167,59 @@ public class PairingAcrossShardsTests
         Assert.True(freeAgain, "the pairing's claim was released");
     }
 
+    /// <summary>
+    /// The two shards on two threads, released together for each new subscriber: shard 1 takes its
+    /// first UDP while shard 0 takes its first ESP. Every subscriber leaves from one address in both,
+    /// round after round (claims taken and released on real threads, no slot shared by two subscribers).
+    /// </summary>
+    [Fact]
+    public void Two_shards_pairing_the_same_new_subscribers_on_two_threads_agree_on_every_one()
+    {
+        for (int round = 0; round < 20; round++)
+        {
+            var (h0, h1, pairings, map) = TwoShards(shared: true);
+            string[] hosts = Enumerable.Range(2, 60).Select(h => $"10.0.0.{h}").Where(a => map.OwnerOfInside(Ipv4.Parse(a)) == 1).ToArray();
+            var byShard0 = new string[hosts.Length];
+            var byShard1 = new string[hosts.Length];
+            using var together = new Barrier(2);
+            Exception? failure = null;
+            var shard0 = new Thread(() => Run(() =>
+            {
+                for (int i = 0; i < hosts.Length; i++)
+                {
+                    together.SignalAndWait();
+                    byShard0[i] = Src(h0.Out(Esp(hosts[i], i + 2)));
+                }
+            }));
+            shard0.Start();
+            Run(() =>
+            {
+                for (int i = 0; i < hosts.Length; i++)
+                {
+                    together.SignalAndWait();
+                    byShard1[i] = Src(h1.Out(Udp(hosts[i], 40000, Remote, 53)));
+                }
+            });
+            Assert.True(shard0.Join(TimeSpan.FromSeconds(30)), "shard 0's thread finished");
+            Assert.Null(failure);
+            Assert.Equal(byShard1, byShard0);
+            Assert.Equal(0, pairings!.ClaimsMissed);
+
+            void Run(Action body)
+            {
+                try
+                {
+                    body();
+                }
+                catch (Exception e)
+                {
+                    failure ??= e;
+                    together.RemoveParticipant(); // the other thread must not wait for this one
+                }
+            }
+        }
+    }
+
     // For each host of shard 1, the other shard holds a claim on its subscriber (mid-choice) while
     // the chooser (shard 1's first UDP, or shard 0's first ESP) pairs it; then the claimer goes on
     // with its own flow. Every flow must leave from the claimed address. The claims go two hosts to
