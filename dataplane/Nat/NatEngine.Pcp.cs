@@ -396,14 +396,21 @@ public sealed partial class NatEngine
         return PcpResultCode.Success;
     }
 
-    /// <summary>The pool index of <paramref name="inside"/>'s external address: its subscriber's pairing, its deterministic range's, or the hash.</summary>
+    /// <summary>
+    /// The pool index of <paramref name="inside"/>'s external address: its deterministic range's;
+    /// with subscriber state its subscriber's pairing, made now when it has none and held for
+    /// <c>pcp.min-lifetime</c> (<see cref="SubscriberPorts.HoldPairing"/>), so that the address a
+    /// NAT-PMP client is told (RFC 6886 section 3.2, which its mapping replies do not repeat) is
+    /// the one its mappings and flows then take, not the hash while its first port later pairs it
+    /// with the least loaded; else the hash.
+    /// </summary>
     private int PcpPoolIndex(uint inside)
     {
         if (_deterministic is not null && _deterministic.TryForward(inside, out DeterministicRange range))
         {
             return range.PoolIndex;
         }
-        int paired = Subscribers?.PairedIndexOf(inside) ?? -1;
+        int paired = Subscribers?.HoldPairing(inside, _now, _settings.Pcp.MinLifetime * 1000L) ?? -1;
         return paired >= 0 ? paired : _addresses.PoolIndexFor(inside);
     }
 

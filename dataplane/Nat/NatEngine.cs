@@ -539,7 +539,7 @@ public sealed partial class NatEngine
     /// shard); else its subscriber's paired address, from this shard's subscriber state or, for a
     /// subscriber of another shard, from the pairing that shard publishes
     /// (<see cref="EngineOptions.Pairings"/>; port-less state lives in shard 0), else a pairing made
-    /// now and held while these flows live (<see cref="SubscriberPorts.PairForPortless"/>), which its
+    /// now and held while these flows live (<see cref="SubscriberPorts.HoldPairing"/>), which its
     /// first port then takes; without subscriber state the hash of its subscriber.
     /// </summary>
     /// <param name="inside">The inside host (network order).</param>
@@ -552,7 +552,7 @@ public sealed partial class NatEngine
         }
         // This shard's pairing, else the one another shard publishes, else a new one (least loaded)
         // that the subscriber's first port will take too.
-        int i = Subscribers?.PairForPortless(inside, _now, holdSeconds * 1000L) ?? -1;
+        int i = Subscribers?.HoldPairing(inside, _now, holdSeconds * 1000L) ?? -1;
         return _addresses.Pool[i >= 0 ? i : _addresses.PoolIndexFor(inside)];
     }
 

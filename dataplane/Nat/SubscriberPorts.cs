@@ -185,15 +185,17 @@ public sealed class SubscriberPorts : ISubscriberAccounting
     }
 
     /// <summary>
-    /// The pool index the port-less flows (ESP, GRE, other protocols, ISAKMP, trigger-opened flows)
-    /// of <paramref name="inside"/> leave from, pairing its subscriber when no shard has yet (the
-    /// address another shard publishes, else the least loaded), and holding that pairing for
-    /// <paramref name="holdMs"/> from <paramref name="nowMs"/> though the subscriber may hold no port:
-    /// its first port then takes the same address (RFC 4787 REQ-2), here or, through the published
-    /// pairing, in its own shard. Called for every such frame (the hold follows the flows' idle
-    /// timeout). -1 when the subscriber table is full (the caller falls back to the hash).
+    /// The pool index <paramref name="inside"/>'s subscriber is paired with, pairing it when no shard
+    /// has yet (the address another shard publishes, else the least loaded), and holding that pairing
+    /// for <paramref name="holdMs"/> from <paramref name="nowMs"/> though the subscriber may hold no
+    /// port: its first port then takes the same address (RFC 4787 REQ-2), here or, through the
+    /// published pairing, in its own shard. For the port-less flows (ESP, GRE, other protocols,
+    /// ISAKMP, trigger-opened flows), called for every such frame (the hold follows the flows' idle
+    /// timeout), and for the address a PCP or NAT-PMP answer names before any port exists (the hold
+    /// is <c>pcp.min-lifetime</c>). -1 when the subscriber table is full (the caller falls back to
+    /// the hash).
     /// </summary>
-    public int PairForPortless(uint inside, long nowMs, long holdMs)
+    public int HoldPairing(uint inside, long nowMs, long holdMs)
     {
         uint key = _cgn.SubscriberOf(inside);
         int i = Table.GetOrAdd(key, _rate, nowMs);

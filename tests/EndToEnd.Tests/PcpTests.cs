@@ -12,7 +12,8 @@ namespace Natd.Tests.EndToEnd;
 /// and port the client printed; the mapping is refreshed and deleted (then unreachable); PEER
 /// reports the external endpoint a flow then uses; a FILTER keeps a second outside address out;
 /// PREFER_FAILURE with a taken port fails. Debian's natpmpc asks the external address and maps a
-/// UDP port that a datagram from outside reaches.
+/// UDP port that a datagram from outside reaches, also under port blocks with two pool addresses,
+/// at the address it was told.
 /// </summary>
 [Collection(EndToEndCollection.Name)]
 [Trait("Category", "EndToEnd")]
@@ -167,6 +168,46 @@ public sealed partial class PcpTests(ITestOutputHelper output)
         Assert.Matches(@"(?m)^pcp success\s+\d+$", stats.StdOut);
         Assert.Matches(@"(?m)^pcp cannot-provide-external\s+1$", stats.StdOut);
         Assert.Matches(@"(?m)^pcp natpmp-success\s+\d+$", stats.StdOut);
+        scenario.Pass();
+    }
+
+    /// <summary>
+    /// Debian's natpmpc under carrier-grade NAT (port blocks, two pool addresses), 2 workers and 1:
+    /// it asks the external address, then maps a UDP port; a datagram from outside to the address
+    /// it was told and the port it got reaches the inside host. A NAT-PMP mapping reply does not
+    /// repeat the address, so the answer must already be the subscriber's pairing.
+    /// </summary>
+    [RootTheory]
+    [MemberData(nameof(NatdRows))]
+    public void Natpmpc_with_port_blocks_is_reached_at_the_address_it_was_told(string kind)
+    {
+        int workers = kind == "natd" ? 2 : 1;
+        using var scenario = Scenario.Start(new NatdGateway
+        {
+            Pool = "198.51.100.1, 198.51.100.7",
+            NatConfig = ", allocation: port-block, port-block: { size: 64, per-subscriber: 2 }",
+            ExtraConfig = $"dataplane: {{ workers: {workers} }}\npcp: {{ enabled: true }}\n",
+        }, output);
+        var lab = scenario.Lab;
+        string gw = lab.GatewayInside.ToString();
+
+        var address = lab.TryRunIn(lab.InsideNs, TimeSpan.FromSeconds(20), "natpmpc", "-g", gw);
+        output.WriteLine($"$ natpmpc -g {gw}\n{address.Combined}");
+        var told = Regex.Match(address.StdOut, @"Public IP address : (\S+)");
+        Assert.True(told.Success, "natpmpc printed no public address");
+        Assert.Contains(told.Groups[1].Value, new[] { "198.51.100.1", "198.51.100.7" });
+
+        using var udp5000 = lab.StartIn(lab.InsideNs, "python3", "-u", Script(lab, "pcp_listener.py", Listener), "5000");
+        Assert.NotNull(udp5000.WaitForLine(l => l == "listening", TimeSpan.FromSeconds(10)));
+        var natpmp = lab.TryRunIn(lab.InsideNs, TimeSpan.FromSeconds(20), "natpmpc", "-g", gw, "-a", "5000", "5000", "udp", "3600");
+        output.WriteLine($"$ natpmpc -g {gw} -a 5000 5000 udp 3600\n{natpmp.Combined}");
+        var mapped = Regex.Match(natpmp.StdOut, @"Mapped public port (\d+) protocol UDP to local port 5000");
+        Assert.True(mapped.Success, "natpmpc printed no mapping");
+        var mappings = Natctl(lab, "mappings");
+        output.WriteLine(mappings.Combined);
+        Assert.Contains($"{told.Groups[1].Value}:{mapped.Groups[1].Value}", mappings.StdOut, StringComparison.Ordinal);
+        LabPrograms.SendUdp(lab, lab.OutsideNs, lab.OutsideHost, 6666, IPAddress.Parse(told.Groups[1].Value), int.Parse(mapped.Groups[1].Value), "told");
+        Assert.NotNull(udp5000.WaitForLine(l => l == "got told from 198.51.100.2", TimeSpan.FromSeconds(5)));
         scenario.Pass();
     }
 
