@@ -562,6 +562,11 @@ public sealed partial class NatEngine
     /// </summary>
     public SubscriberPorts? Subscribers => Table.Subscribers as SubscriberPorts;
 
+    // ShardReadView.SubscribersCountedElsewhere: only shard 0 holds other shards' subscribers (their
+    // port-less flows), and then both shards publish them. Any thread: reads the shared directory only.
+    internal long SubscribersCountedElsewhere()
+        => _options.Shard == 0 && _options.Pairings is { } d && Subscribers is not null ? d.PublishedElsewhereToo(0) : 0;
+
     /// <summary>True when a CGN feature needs per-subscriber state: port blocks, spill pairing or a per-subscriber limit.</summary>
     private static bool NeedsSubscribers(NatSettings s)
         => s.Cgnat.Allocation == PortAllocation.PortBlock || s.Cgnat.Pairing == Pairing.Spill || !s.Cgnat.Limits.None;

@@ -1,5 +1,6 @@
 using Natd.Dataplane.Counters;
 using Natd.Dataplane.Packets;
+using Natd.Dataplane.Sessions;
 
 namespace Natd.Dataplane.Nat;
 
@@ -33,6 +34,14 @@ public sealed class ShardReadView
 
     /// <summary>Subscribers the shard holds state for now (0 unless a CGN feature keeps subscriber state: port blocks, spill pairing or a per-subscriber limit).</summary>
     public long Subscribers => _engine.Subscribers?.Table.Count ?? 0;
+
+    /// <summary>
+    /// Of <see cref="Subscribers"/>, those another shard holds too and counts (shard 0's holds for
+    /// another shard's subscribers: <see cref="PairingDirectory.PublishedElsewhereToo"/>); 0 in every
+    /// other shard, and with one shard. Walks shard 0's published pairings: a scrape's cost, not a
+    /// packet's.
+    /// </summary>
+    public long SubscribersCountedElsewhere => _engine.SubscribersCountedElsewhere();
 
     /// <summary>Pool addresses (network order) as the shard sees them.</summary>
     public IReadOnlyList<uint> Pool => _engine.Settings.Pool;

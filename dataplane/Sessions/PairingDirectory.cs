@@ -164,6 +164,9 @@ public sealed class PairingTable
         Volatile.Write(ref _slots, fresh);
     }
 
+    /// <summary>The slots as published now (a reader's walk: live entries have a nonzero address). Any thread.</summary>
+    internal ulong[] Snapshot => Volatile.Read(ref _slots);
+
     private static ulong Pack(uint subscriber, uint external) => ((ulong)subscriber << 32) | external;
 
     // Fibonacci hashing: the product's high bits, enough for 32-bit keys.
@@ -232,6 +235,26 @@ public sealed class PairingDirectory
             }
         }
         return 0;
+    }
+
+    /// <summary>
+    /// Subscribers shard <paramref name="shard"/> publishes that another shard publishes too: a
+    /// subscriber whose port-less, ISAKMP or trigger traffic shard 0 carries while its own shard
+    /// holds its TCP and UDP has state, and a pairing, in both. The metrics count it once by taking
+    /// these off shard 0's count. Any thread; walks that shard's table, no lock, no allocation; a
+    /// pairing published or withdrawn during the walk may be seen either way.
+    /// </summary>
+    public int PublishedElsewhereToo(int shard)
+    {
+        int n = 0;
+        foreach (ulong e in _tables[shard].Snapshot)
+        {
+            if ((uint)e != 0 && Find((uint)(e >> 32), except: shard) != 0)
+            {
+                n++;
+            }
+        }
+        return n;
     }
 
     /// <summary>

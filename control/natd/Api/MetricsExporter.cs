@@ -79,7 +79,7 @@ public sealed class MetricsExporter : IDisposable
         _portsCapacity = new Series<Gauge>(f.CreateGauge("natd_ports_capacity", "External ports (ICMP identifiers for icmp) in the configured range, by external address and protocol.", ["address", "protocol"]));
         _blocksInUse = Gauges(f, "natd_port_blocks_in_use", "Port blocks held by subscribers (nat.allocation: port-block), by external address.", "external");
         _blocksCapacity = Gauges(f, "natd_port_blocks_capacity", "Port blocks an external address has (all shards), by external address.", "external");
-        _subscribers = Gauges(f, "natd_subscribers", "Subscriber states held for carrier-grade NAT (port blocks, spill pairing or per-subscriber limits), summed over the pollers: a subscriber whose port-less or trigger traffic poller 0 carries while another owns its TCP and UDP counts in both.");
+        _subscribers = Gauges(f, "natd_subscribers", "Subscribers with carrier-grade NAT state (port blocks, spill pairing or per-subscriber limits), over all pollers: one whose port-less or trigger traffic poller 0 carries while another owns its TCP and UDP counts once.");
         long[] portBounds = Array.ConvertAll(SubscriberPorts.PortBuckets, static b => (long)b);
         _subscriberPortTotals = new HistogramTotals(portBounds, 1);
         _subscriberPorts = f.CreateHistogram("natd_subscriber_ports", "External ports held per subscriber (subscribers with carrier-grade NAT state).",

@@ -138,8 +138,12 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDat
             long elapsed = System.Diagnostics.Stopwatch.GetTimestamp() - p.Stats.StartedTicks;
             busy += elapsed > 0 ? (double)view[(int)ShardCounter.BusyTicks] / elapsed : 0;
             p.View.AddPortUsage(ports);
-            subscribers += p.View.Subscribers;
+            // A subscriber held by two shards counts once: shard 0's hold for its port-less flows
+            // (no port of its own there, so in the 0 bucket) is taken off.
+            long twice = p.View.SubscribersCountedElsewhere;
+            subscribers += p.View.Subscribers - twice;
             subscriberPortsSum += p.View.AddSubscriberPorts(subscriberPorts);
+            subscriberPorts[0] = Math.Max(0, subscriberPorts[0] - twice);
             AddBlocks(p.View, blocksInUse, blockOrder);
         }
         var drops = new Dictionary<string, long>();

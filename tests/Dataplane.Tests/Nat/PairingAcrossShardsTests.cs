@@ -1,7 +1,10 @@
+using Natd.Control.Daemon;
 using Natd.Dataplane.Io;
 using Natd.Dataplane.Nat;
 using Natd.Dataplane.Packets;
 using Natd.Dataplane.Sessions;
+using Natd.Dataplane.Workers;
+using Natd.Tests.Control;
 using Natd.Tests.Support;
 using static Natd.Tests.Support.CgnatKit;
 using static Natd.Tests.Support.Frames;
@@ -333,6 +336,48 @@ public class PairingAcrossShardsTests
             Assert.Equal(inShard1.Blocks, one.Blocks);
             Assert.NotEmpty(one.Blocks);
         }
+    }
+
+    /// <summary>
+    /// The same subscribers in stats and /metrics: natd_subscribers counts each once (before, the
+    /// sum over the shards counted the 8 held by both twice), and the ports histogram's count agrees.
+    /// </summary>
+    [Fact]
+    public void Stats_count_a_subscriber_with_flows_in_two_shards_once()
+    {
+        var (h0, h1, pairings, map) = TwoShards(shared: true);
+        int both = 0, only1 = 0;
+        for (int host = 2; host < 64; host++)
+        {
+            string inside = $"10.0.0.{host}";
+            if (map.OwnerOfInside(Ipv4.Parse(inside)) != 1)
+            {
+                continue;
+            }
+            h1.Out(Udp(inside, 40000, Remote, 53));
+            if (both < 8)
+            {
+                h0.Out(Esp(inside, host)); // shard 0 holds it too, for its ESP
+                both++;
+            }
+            else
+            {
+                only1++;
+            }
+        }
+        h0.Out(Udp(Enumerable.Range(2, 60).Select(h => $"10.0.0.{h}").First(a => map.OwnerOfInside(Ipv4.Parse(a)) == 0), 40000, Remote, 53));
+        Assert.True(only1 > 0);
+        Assert.Equal(both, pairings!.PublishedElsewhereToo(0));
+        Assert.Equal(both, pairings.PublishedElsewhereToo(1)); // the same subscribers seen from shard 1: only shard 0's view takes them off
+        Assert.Equal(both + 1, h0.Engine.ReadView.Subscribers);
+        Assert.Equal(both, h0.Engine.ReadView.SubscribersCountedElsewhere);
+        Assert.Equal(0, h1.Engine.ReadView.SubscribersCountedElsewhere);
+
+        var snap = DataplaneQuery.Snapshot(
+            [new PollerHandle(null!, h0.Engine.ReadView, new PollerStats()), new PollerHandle(null!, h1.Engine.ReadView, new PollerStats())]);
+        Assert.Equal(both + only1 + 1, snap.Subscribers);
+        Assert.Equal(snap.Subscribers, snap.SubscriberPorts.Sum());
+        Assert.Contains($"\nnatd_subscribers {both + only1 + 1}\n", MetricsText.Of(snap), StringComparison.Ordinal);
     }
 
     [Fact]

@@ -219,4 +219,23 @@ public class PairingTableTests
         Assert.False(held);
         Assert.Equal(1, d.ClaimsMissed);
     }
+
+    /// <summary>A subscriber two shards publish is counted in the shard asked about, live pairings only.</summary>
+    [Fact]
+    public void Pairings_another_shard_publishes_too_are_counted_from_one_shards_table()
+    {
+        var d = new PairingDirectory(3);
+        d.Of(0).Set(Subscriber(1), External(1));
+        d.Of(0).Set(Subscriber(2), External(2));
+        d.Of(0).Set(Subscriber(3), External(3));
+        d.Of(1).Set(Subscriber(1), External(1));
+        d.Of(2).Set(Subscriber(2), External(2));
+        d.Of(2).Set(Subscriber(4), External(4));
+        Assert.Equal(2, d.PublishedElsewhereToo(0));
+        Assert.Equal(1, d.PublishedElsewhereToo(1));
+        Assert.Equal(1, d.PublishedElsewhereToo(2));
+        d.Of(1).Set(Subscriber(1), 0); // withdrawn: a tombstone is not a pairing
+        Assert.Equal(1, d.PublishedElsewhereToo(0));
+        Assert.Equal(0, d.PublishedElsewhereToo(1));
+    }
 }
