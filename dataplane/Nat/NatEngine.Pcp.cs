@@ -361,7 +361,11 @@ public sealed partial class NatEngine
     /// in <c>pcp.allowed-ports</c>, on the subscriber's paired address, owned by this shard and (with
     /// port blocks or deterministic ranges) the subscriber's, else an assigned one; PREFER_FAILURE
     /// with the suggestion unavailable is CANNOT_PROVIDE_EXTERNAL (section 13.2). Quota:
-    /// USER_EX_QUOTA; a full table or no port: NO_RESOURCES.
+    /// USER_EX_QUOTA; a full table or no port: NO_RESOURCES. A NAT-PMP mapping
+    /// (<paramref name="natPmp"/>) is only ever on the address the client was told
+    /// (<see cref="PcpPoolIndex"/>), since its reply cannot name another (RFC 6886 section 3.3):
+    /// an implicit mapping elsewhere is not taken over, and a port that spilled to another address
+    /// (<c>nat.pairing: spill</c>) is given back, NO_RESOURCES (NAT-PMP: out of resources).
     /// </summary>
     private PcpResultCode NewPcpMapping(PcpMappings table, byte proto, uint inside, ushort insidePortRaw, ushort suggested, uint suggestedAddress,
         bool preferFailure, bool natPmp, out int m)
@@ -375,8 +379,10 @@ public sealed partial class NatEngine
         {
             return PcpResultCode.NoResources;
         }
+        int told = natPmp ? PcpPoolIndex(inside) : -1;
         int implicitMapping = Table.FindMappingByInside(inside, insidePortRaw, proto);
-        if (implicitMapping >= 0 && Table.Mappings[implicitMapping] is { InUse: true, StaticPort: false, PoolIndex: >= 0 } im)
+        if (implicitMapping >= 0 && Table.Mappings[implicitMapping] is { InUse: true, StaticPort: false, PoolIndex: >= 0 } im
+            && (!natPmp || im.PoolIndex == told))
         {
             if (preferFailure && suggested != 0 && FlowKey.PortToRaw(suggested) != im.ExternalPort)
             {
@@ -391,6 +397,11 @@ public sealed partial class NatEngine
         if (port < 0)
         {
             return why;
+        }
+        if (natPmp && poolIndex != told)
+        {
+            FreeAny(inside, poolIndex, SessionTable.ProtocolClass(proto), port);
+            return PcpResultCode.NoResources;
         }
         m = table.Add(proto, inside, insidePortRaw, _addresses.Pool[poolIndex], FlowKey.PortToRaw((ushort)port), poolIndex, natPmp);
         return PcpResultCode.Success;

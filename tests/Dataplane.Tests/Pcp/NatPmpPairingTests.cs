@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using Natd.Dataplane.Nat;
+using Natd.Dataplane.Pcp;
 using Natd.Dataplane.Packets;
 using Natd.Tests.Support;
 using static Natd.Tests.Pcp.PcpKit;
@@ -75,5 +76,43 @@ public class NatPmpPairingTests
         h.Now += 2_000;
         h.Engine.Sweep(h.Now, 100_000);
         Assert.DoesNotContain(h.Engine.Subscribers!.List(), s => s.Subscriber == key);
+    }
+
+    /// <summary>
+    /// Spill pairing with the told address full: a NAT-PMP mapping would land on the other address,
+    /// which its reply cannot say, so it is refused (out of resources) and its port given back; PCP,
+    /// whose reply names the address, gets the spilled one.
+    /// </summary>
+    [Fact]
+    public void A_natpmp_mapping_that_would_spill_to_another_address_is_refused_and_pcp_gets_it()
+    {
+        // Two addresses of two 16-port blocks each (ports 1024-1055), spill pairing.
+        var h = Harness(more: s => s with
+        {
+            Cgnat = CgnatKit.Pba(size: 16, perSubscriber: 8, pairing: Pairing.Spill),
+            Pool = [Ipv4.Parse(EngineHarness.External), Ipv4.Parse(Second)],
+            PortMin = 1024,
+            PortMax = 1055,
+        });
+        const string inside = "10.0.0.9";
+        string paired = Src(h.Out(Udp(inside, 40000, EngineHarness.OutsideHost, 53)));
+        for (int i = 1; i < 32; i++)
+        {
+            Assert.Equal(paired, Src(h.Out(Udp(inside, 40000 + i, EngineHarness.OutsideHost, 53)))); // the paired address's 32 ports
+        }
+        Assert.Equal(paired, Told(h, inside));
+        int portsBefore = h.Engine.Subscribers!.List().Single(x => x.Subscriber == Ipv4.Parse(inside)).Ports;
+
+        byte[] map = Ask(h, Hex("00 01 0000 1388 1388 00000e10"), inside)!;
+        Assert.Equal(4, BinaryPrimitives.ReadUInt16BigEndian(map.AsSpan(2))); // NAT-PMP: out of resources
+        var mappings = new List<PcpMappingInfo>();
+        h.Engine.CollectPcpMappings(mappings, h.Now);
+        Assert.Empty(mappings);
+        Assert.Equal(portsBefore, h.Engine.Subscribers!.List().Single(x => x.Subscriber == Ipv4.Parse(inside)).Ports); // the spilled port went back
+
+        byte[] pcp = Ask(h, Hex(Map(3600, inside, IpProtocol.Udp, 5000)), inside)!;
+        Assert.Equal(PcpResultCode.Success, Result(pcp));
+        h.Engine.CollectPcpMappings(mappings, h.Now);
+        Assert.Equal(Ipv4.Parse(Second == paired ? EngineHarness.External : Second), Assert.Single(mappings).External);
     }
 }
