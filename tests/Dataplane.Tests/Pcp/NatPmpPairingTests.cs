@@ -78,6 +78,25 @@ public class NatPmpPairingTests
         Assert.DoesNotContain(h.Engine.Subscribers!.List(), s => s.Subscriber == key);
     }
 
+    // Spill pairing, two addresses of two 16-port blocks each (ports 1024-1055): inside's 32 UDP
+    // flows fill the address it is paired with (returned); the next port spills to the other.
+    private static (EngineHarness H, string Paired) SpillWithPairedAddressFull(string inside)
+    {
+        var h = Harness(more: s => s with
+        {
+            Cgnat = CgnatKit.Pba(size: 16, perSubscriber: 8, pairing: Pairing.Spill),
+            Pool = [Ipv4.Parse(EngineHarness.External), Ipv4.Parse(Second)],
+            PortMin = 1024,
+            PortMax = 1055,
+        });
+        string paired = Src(h.Out(Udp(inside, 40000, EngineHarness.OutsideHost, 53)));
+        for (int i = 1; i < 32; i++)
+        {
+            Assert.Equal(paired, Src(h.Out(Udp(inside, 40000 + i, EngineHarness.OutsideHost, 53))));
+        }
+        return (h, paired);
+    }
+
     /// <summary>
     /// Spill pairing with the told address full: a NAT-PMP mapping would land on the other address,
     /// which its reply cannot say, so it is refused (out of resources) and its port given back; PCP,
@@ -86,20 +105,8 @@ public class NatPmpPairingTests
     [Fact]
     public void A_natpmp_mapping_that_would_spill_to_another_address_is_refused_and_pcp_gets_it()
     {
-        // Two addresses of two 16-port blocks each (ports 1024-1055), spill pairing.
-        var h = Harness(more: s => s with
-        {
-            Cgnat = CgnatKit.Pba(size: 16, perSubscriber: 8, pairing: Pairing.Spill),
-            Pool = [Ipv4.Parse(EngineHarness.External), Ipv4.Parse(Second)],
-            PortMin = 1024,
-            PortMax = 1055,
-        });
         const string inside = "10.0.0.9";
-        string paired = Src(h.Out(Udp(inside, 40000, EngineHarness.OutsideHost, 53)));
-        for (int i = 1; i < 32; i++)
-        {
-            Assert.Equal(paired, Src(h.Out(Udp(inside, 40000 + i, EngineHarness.OutsideHost, 53)))); // the paired address's 32 ports
-        }
+        var (h, paired) = SpillWithPairedAddressFull(inside);
         Assert.Equal(paired, Told(h, inside));
         int portsBefore = h.Engine.Subscribers!.List().Single(x => x.Subscriber == Ipv4.Parse(inside)).Ports;
 
@@ -114,5 +121,26 @@ public class NatPmpPairingTests
         Assert.Equal(PcpResultCode.Success, Result(pcp));
         h.Engine.CollectPcpMappings(mappings, h.Now);
         Assert.Equal(Ipv4.Parse(Second == paired ? EngineHarness.External : Second), Assert.Single(mappings).External);
+    }
+
+    /// <summary>
+    /// The same, where the internal port already has an implicit mapping that spilled to the other
+    /// address: NAT-PMP does not take it over (its reply would name neither address); it is refused.
+    /// </summary>
+    [Fact]
+    public void A_natpmp_mapping_does_not_take_over_an_implicit_mapping_on_another_address()
+    {
+        const string inside = "10.0.0.9";
+        var (h, paired) = SpillWithPairedAddressFull(inside);
+        string spilled = Src(h.Out(Udp(inside, 5000, EngineHarness.OutsideHost, 53))); // UDP 5000's implicit mapping, on the other address
+        Assert.NotEqual(paired, spilled);
+        Assert.Equal(paired, Told(h, inside));
+
+        byte[] map = Ask(h, Hex("00 01 0000 1388 1388 00000e10"), inside)!;
+        Assert.Equal(4, BinaryPrimitives.ReadUInt16BigEndian(map.AsSpan(2)));
+        var mappings = new List<PcpMappingInfo>();
+        h.Engine.CollectPcpMappings(mappings, h.Now);
+        Assert.Empty(mappings);
+        Assert.Equal(spilled, Src(h.Out(Udp(inside, 5000, EngineHarness.OutsideHost, 53)))); // the implicit mapping goes on
     }
 }
