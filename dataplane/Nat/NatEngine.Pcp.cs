@@ -393,7 +393,11 @@ public sealed partial class NatEngine
             m = table.Add(proto, inside, insidePortRaw, im.ExternalAddress, im.ExternalPort, im.PoolIndex, natPmp);
             return PcpResultCode.Success;
         }
-        int port = TakePcpPort(proto, inside, suggested, suggestedAddress, preferFailure, out int poolIndex, out PcpResultCode why);
+        if (!natPmp)
+        {
+            told = PcpPoolIndex(inside); // NAT-PMP asked once, above
+        }
+        int port = TakePcpPort(proto, inside, told, suggested, suggestedAddress, preferFailure, out int poolIndex, out PcpResultCode why);
         if (port < 0)
         {
             return why;
@@ -425,12 +429,15 @@ public sealed partial class NatEngine
         return paired >= 0 ? paired : _addresses.PoolIndexFor(inside);
     }
 
-    /// <summary>Takes an external port for a new PCP mapping (see <see cref="NewPcpMapping"/>); -1 with the result code when none.</summary>
-    private int TakePcpPort(byte proto, uint inside, ushort suggested, uint suggestedAddress, bool preferFailure, out int poolIndex, out PcpResultCode why)
+    /// <summary>
+    /// Takes an external port for a new PCP mapping (see <see cref="NewPcpMapping"/>), starting from
+    /// <paramref name="pairedIndex"/> (<see cref="PcpPoolIndex"/>); -1 with the result code when none.
+    /// </summary>
+    private int TakePcpPort(byte proto, uint inside, int pairedIndex, ushort suggested, uint suggestedAddress, bool preferFailure, out int poolIndex, out PcpResultCode why)
     {
         why = PcpResultCode.Success;
         int cls = SessionTable.ProtocolClass(proto);
-        poolIndex = PcpPoolIndex(inside);
+        poolIndex = pairedIndex;
         PortRange allowed = _settings.Pcp.AllowedPorts;
         Table.NowMs = _now;
         if (suggested != 0)

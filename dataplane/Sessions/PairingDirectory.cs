@@ -170,7 +170,7 @@ public sealed class PairingTable
     private static ulong Pack(uint subscriber, uint external) => ((ulong)subscriber << 32) | external;
 
     // Fibonacci hashing: the product's high bits, enough for 32-bit keys.
-    private static int Home(uint key, int mask) => (int)((uint)((key * 0x9E3779B97F4A7C15UL) >> 32) & (uint)mask);
+    internal static int Home(uint key, int mask) => (int)((uint)((key * 0x9E3779B97F4A7C15UL) >> 32) & (uint)mask);
 }
 
 /// <summary>
@@ -304,5 +304,5 @@ public sealed class PairingDirectory
         => Interlocked.CompareExchange(ref _claims[ClaimSlotOf(subscriber)], 0, ((ulong)subscriber << 32) | external);
 
     /// <summary>The claim slot of <paramref name="subscriber"/> (tests find two subscribers that share one).</summary>
-    internal static int ClaimSlotOf(uint subscriber) => (int)((uint)((subscriber * 0x9E3779B97F4A7C15UL) >> 32) & (ClaimSlots - 1));
+    internal static int ClaimSlotOf(uint subscriber) => PairingTable.Home(subscriber, ClaimSlots - 1);
 }
