@@ -106,6 +106,7 @@ internal sealed record PortCountersRow
     public long TxKicks { get; init; }
     public long TxKickDeferred { get; init; }
     public long TxKickErrors { get; init; }
+    public long RxOversize { get; init; }
 }
 
 /// <summary>Port blocks held and in all on one external address.</summary>

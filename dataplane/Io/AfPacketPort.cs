@@ -130,6 +130,7 @@ public sealed unsafe class AfPacketPort : IPacketPort
             s.TxKicks = _txKicks;
             s.TxKickDeferred = _txKickDeferred;
             s.TxKickErrors = _txKickErrors;
+            s.RxOversize = _rxOversize;
             return s;
         }
     }

@@ -192,18 +192,30 @@ public sealed unsafe class AfXdpPort : IPacketPort
     /// <inheritdoc />
     public (long Count, int LastErrno) TxKickFailures => (Volatile.Read(ref _txKickErrors), Volatile.Read(ref _lastKickErrno));
 
-    /// <summary>Counters; RxDropped is the kernel's count of frames it could not deliver (no fill frame, full RX ring).</summary>
+    /// <summary>
+    /// Counters. RxDropped is the kernel's count of frames it could not deliver for want of room (no
+    /// fill frame, full RX ring); RxOversize adds, to the frames natd found too large for a slot,
+    /// those the kernel found too large for a UMEM frame.
+    /// </summary>
+    /// <remarks>
+    /// The kernel's rx_dropped counts a frame larger than the UMEM frame and a frame that found no
+    /// fill frame (which rx_fill_ring_empty_descs counts as well): the difference is the frames too
+    /// large. A lone socket's UMEM frames are <see cref="FrameSize"/> bytes, so there the kernel, not
+    /// natd, turns a large frame away.
+    /// </remarks>
     public PortStats Stats
     {
         get
         {
             AfXdpSocketStats k = SocketStats;
             PortStats s = _stats;
-            s.RxDropped = k.RxDropped + k.RxRingFull;
+            long tooLarge = Math.Max(0, k.RxDropped - k.RxFillRingEmpty);
+            s.RxDropped = k.RxDropped - tooLarge + k.RxRingFull;
             s.RxFillRingEmpty = k.RxFillRingEmpty;
             s.TxKicks = _txKicks;
             s.TxKickDeferred = _txKickDeferred;
             s.TxKickErrors = _txKickErrors;
+            s.RxOversize = _rxOversize + tooLarge;
             return s;
         }
     }

@@ -29,6 +29,12 @@ public struct PortStats
     public long TxKickDeferred;
     /// <summary>Kicks that failed with another errno: the frames stayed queued, and a port whose kicks keep failing sends nothing.</summary>
     public long TxKickErrors;
+    /// <summary>
+    /// Frames received but dropped because they do not fit one slot (<see cref="FrameBatch.SlotSize"/>
+    /// bytes): an MTU above <see cref="LinkSettings.LargestMtu"/>, or frames the kernel coalesced
+    /// (GRO, LRO) or a driver truncated. natd reads them only far enough to count them.
+    /// </summary>
+    public long RxOversize;
 }
 
 /// <summary>

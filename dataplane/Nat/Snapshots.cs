@@ -137,8 +137,9 @@ public sealed record StatsSnapshot
 /// <param name="TxKicks">sendto(2) calls that handed queued frames to the kernel (<see cref="Io.PortStats.TxKicks"/>).</param>
 /// <param name="TxKickDeferred">Kicks answered with backpressure (EAGAIN, EBUSY, ENOBUFS): retried with the next batch.</param>
 /// <param name="TxKickErrors">Kicks that failed with another errno: their frames stayed queued.</param>
+/// <param name="RxOversize">Frames received too large for a slot and dropped (<see cref="Io.PortStats.RxOversize"/>).</param>
 public sealed record PortCounters(string Interface, long RxFrames, long TxFrames, long RxDropped, long TxDropped, long RxFillRingEmpty = 0,
-    long TxKicks = 0, long TxKickDeferred = 0, long TxKickErrors = 0);
+    long TxKicks = 0, long TxKickDeferred = 0, long TxKickErrors = 0, long RxOversize = 0);
 
 /// <summary>Port blocks of one external address (port-block allocation).</summary>
 /// <param name="ExternalAddress">Dotted-quad external address.</param>

@@ -47,7 +47,7 @@ public sealed class MetricsExporter : IDisposable
     private readonly Histogram _subscriberPorts;
     private readonly Series<Counter> _ruleHits, _algEvents, _expectations;
     private readonly Series<Gauge> _expectationsPending;
-    private readonly Series<Counter> _fragments, _handoffs, _handoffDrops, _rxDropped, _rxFillRingEmpty, _txDropped, _txKicks, _txKickDeferred, _txKickErrors;
+    private readonly Series<Counter> _fragments, _handoffs, _handoffDrops, _rxDropped, _rxFillRingEmpty, _txDropped, _txKicks, _txKickDeferred, _txKickErrors, _rxOversize;
     private readonly Series<Gauge> _busy;
     private readonly Histogram _batchReceived, _batchTransmitted, _batchLatency;
     private readonly Series<Counter> _eventsDropped, _gateway, _eventLogRecords, _eventLogRotations, _eventLogIpfixMessages;
@@ -94,6 +94,7 @@ public sealed class MetricsExporter : IDisposable
         _handoffDrops = Counters(f, "natd_handoff_drops_total", "Frames a poller could not hand to the shard that owns their flow (its ring was full).");
         _rxDropped = Counters(f, "natd_port_rx_dropped_total", "Frames the kernel dropped before natd read them (AF_PACKET: receive ring full; AF_XDP: RX ring full or no free frame on the fill ring, see dataplane.xdp-fill-ring), by interface.", "interface");
         _rxFillRingEmpty = Counters(f, "natd_port_rx_fill_ring_empty_total", "AF_XDP: frames the kernel dropped for want of a free frame on a socket's fill ring (XDP_STATISTICS rx_fill_ring_empty_descs; part of natd_port_rx_dropped_total): climbing while the pollers have CPU to spare, dataplane.xdp-fill-ring is too shallow. By interface.", "interface");
+        _rxOversize = Counters(f, "natd_port_rx_oversize_total", "Frames received too large for natd's frame slot (2048 bytes) and dropped: an interface MTU above 2030, or frames the kernel coalesced (GRO, LRO, which natd turns off where it can). By interface.", "interface");
         _txDropped = Counters(f, "natd_port_tx_dropped_total", "Frames natd could not queue on a full transmit ring, by interface.", "interface");
         _txKicks = Counters(f, "natd_port_tx_kicks_total", "sendto(2) calls that handed queued frames to the kernel (AF_PACKET's transmit ring, AF_XDP in copy mode), by interface: frames transmitted over kicks is the frames a kick.", "interface");
         _txKickDeferred = Counters(f, "natd_port_tx_kick_deferred_total", "Transmit kicks the kernel answered with backpressure (EAGAIN, EBUSY, ENOBUFS); their frames went with a later kick. By interface.", "interface");
@@ -228,6 +229,7 @@ public sealed class MetricsExporter : IDisposable
         _txKicks.BeginSweep();
         _txKickDeferred.BeginSweep();
         _txKickErrors.BeginSweep();
+        _rxOversize.BeginSweep();
         foreach (var port in stats.Ports)
         {
             _rxDropped.Set(port.Interface, port.RxDropped);
@@ -236,6 +238,7 @@ public sealed class MetricsExporter : IDisposable
             _txKicks.Set(port.Interface, port.TxKicks);
             _txKickDeferred.Set(port.Interface, port.TxKickDeferred);
             _txKickErrors.Set(port.Interface, port.TxKickErrors);
+            _rxOversize.Set(port.Interface, port.RxOversize);
         }
         _rxDropped.EndSweep();
         _rxFillRingEmpty.EndSweep();
@@ -243,6 +246,7 @@ public sealed class MetricsExporter : IDisposable
         _txKicks.EndSweep();
         _txKickDeferred.EndSweep();
         _txKickErrors.EndSweep();
+        _rxOversize.EndSweep();
         _busy.Set(stats.PollerBusyRatio);
         Rebuild(_batchReceived, stats.BatchReceived);
         Rebuild(_batchTransmitted, stats.BatchTransmitted);

@@ -156,7 +156,7 @@ internal static class WireViews
         {
             var p = s.Ports[i];
             interfaces[i] = new PortCountersRow { Interface = p.Interface, RxFrames = p.RxFrames, TxFrames = p.TxFrames, RxDropped = p.RxDropped, TxDropped = p.TxDropped, RxFillRingEmpty = p.RxFillRingEmpty,
-                TxKicks = p.TxKicks, TxKickDeferred = p.TxKickDeferred, TxKickErrors = p.TxKickErrors };
+                TxKicks = p.TxKicks, TxKickDeferred = p.TxKickDeferred, TxKickErrors = p.TxKickErrors, RxOversize = p.RxOversize };
         }
         return new StatsRow
         {

@@ -95,8 +95,9 @@ internal sealed class DataplaneQuery(IReadOnlyList<PollerHandle> pollers) : IDat
                         RxFrames = c.RxFrames + st.RxFrames, TxFrames = c.TxFrames + st.TxFrames, RxDropped = c.RxDropped + st.RxDropped,
                         TxDropped = c.TxDropped + st.TxDropped, RxFillRingEmpty = c.RxFillRingEmpty + st.RxFillRingEmpty,
                         TxKicks = c.TxKicks + st.TxKicks, TxKickDeferred = c.TxKickDeferred + st.TxKickDeferred, TxKickErrors = c.TxKickErrors + st.TxKickErrors,
+                        RxOversize = c.RxOversize + st.RxOversize,
                     }
-                    : new PortCounters(port.Name, st.RxFrames, st.TxFrames, st.RxDropped, st.TxDropped, st.RxFillRingEmpty, st.TxKicks, st.TxKickDeferred, st.TxKickErrors);
+                    : new PortCounters(port.Name, st.RxFrames, st.TxFrames, st.RxDropped, st.TxDropped, st.RxFillRingEmpty, st.TxKicks, st.TxKickDeferred, st.TxKickErrors, st.RxOversize);
             }
         }
         return [.. byName.Values];

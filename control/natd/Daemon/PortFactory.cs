@@ -10,7 +10,9 @@ namespace Natd.Control.Daemon;
 /// <param name="OutsideDriver">"af_xdp" or "af_packet".</param>
 /// <param name="Notes">Fallbacks taken, for the log.</param>
 /// <param name="SharedUmem">True when every poller's AF_XDP inside and outside sockets share a UMEM (frames forwarded without copies).</param>
-internal sealed record OpenedPorts(IReadOnlyList<(IPacketPort Inside, IPacketPort Outside)> Pairs, string InsideDriver, string OutsideDriver, IReadOnlyList<string> Notes, bool SharedUmem = false)
+/// <param name="Coalescing">Receive coalescing natd turned off on the interfaces, to turn back on when it lets them go (<see cref="PortFactory.RestoreLinks"/>).</param>
+internal sealed record OpenedPorts(IReadOnlyList<(IPacketPort Inside, IPacketPort Outside)> Pairs, string InsideDriver, string OutsideDriver, IReadOnlyList<string> Notes, bool SharedUmem = false,
+    IReadOnlyList<CoalescingChange>? Coalescing = null)
 {
     /// <summary>Frames on each AF_XDP socket's fill ring (the first AF_XDP port's); 0 when neither side runs AF_XDP.</summary>
     public int XdpFillFrames => Pairs.Count == 0 ? 0
@@ -67,6 +69,20 @@ internal static class PortFactory
     internal static OpenedPorts Open(NatdConfig config, int pollers, int cores)
     {
         var notes = new List<string>();
+        List<CoalescingChange> coalescing = PrepareLinks([config.Nat.Inside.Name, config.Nat.Outside.Name], notes);
+        try
+        {
+            return OpenPorts(config, pollers, cores, notes) with { Coalescing = coalescing };
+        }
+        catch
+        {
+            RestoreLinks(coalescing);
+            throw;
+        }
+    }
+
+    private static OpenedPorts OpenPorts(NatdConfig config, int pollers, int cores, List<string> notes)
+    {
         string? pairError = null;
         int? fillRing = XdpFillRing(config.XdpFillRing, pollers, cores);
         if (config.InsideDriver is "auto" or "af_xdp" && config.OutsideDriver is "auto" or "af_xdp")
@@ -195,6 +211,58 @@ internal static class PortFactory
         }
         used = "af_packet";
         return ports;
+    }
+
+    /// <summary>
+    /// Before any socket opens (one opened first would take frames merged before the change): turns
+    /// receive coalescing (GRO, LRO) off on each interface, and checks its MTU against the frames
+    /// natd takes (<see cref="LinkSettings"/> says why). Notes say what changed, and what natd will
+    /// drop and count (natd_port_rx_oversize_total) when a change is refused or the MTU is too large.
+    /// </summary>
+    internal static List<CoalescingChange> PrepareLinks(IEnumerable<string> interfaces, List<string> notes)
+    {
+        var changed = new List<CoalescingChange>();
+        foreach (string name in interfaces.Distinct(StringComparer.Ordinal))
+        {
+            try
+            {
+                CoalescingChange c = LinkSettings.TurnOffReceiveCoalescing(name, out string? refused);
+                if (c.Any)
+                {
+                    changed.Add(c);
+                    string what = c.Gro && c.Lro ? "generic-receive-offload and large-receive-offload" : c.Gro ? "generic-receive-offload" : "large-receive-offload";
+                    notes.Add($"{name}: {what} turned off while natd runs (the kernel would merge frames beyond the {FrameBatch.SlotSize} bytes natd receives); turned back on at exit");
+                }
+                if (refused is not null)
+                {
+                    notes.Add($"{name}: {refused}: frames it merges beyond {FrameBatch.SlotSize} bytes are dropped (natd_port_rx_oversize_total); turn it off with ethtool -K {name} gro off lro off");
+                }
+                int mtu = LinkSettings.Mtu(name);
+                if (mtu > LinkSettings.LargestMtu)
+                {
+                    notes.Add($"{name}: MTU {mtu} is above the {LinkSettings.LargestMtu} bytes natd forwards: larger frames are dropped (natd_port_rx_oversize_total); lower it with ip link set dev {name} mtu {LinkSettings.LargestMtu}");
+                }
+            }
+            catch (NativeIoException)
+            {
+                // A missing interface: opening its sockets next says so, with the driver's words.
+            }
+        }
+        return changed;
+    }
+
+    /// <summary>Turns back on the receive coalescing <see cref="Open(NatdConfig, int)"/> turned off; returns why any could not be (best effort).</summary>
+    internal static List<string> RestoreLinks(IEnumerable<CoalescingChange>? changes)
+    {
+        var errors = new List<string>();
+        foreach (var c in changes ?? [])
+        {
+            if (LinkSettings.Restore(c) is { } why)
+            {
+                errors.Add(why);
+            }
+        }
+        return errors;
     }
 
     /// <summary>The failing call and errno of a driver error, without the long hint that follows.</summary>

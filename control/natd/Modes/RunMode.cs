@@ -1,4 +1,6 @@
 using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
+using Natd.Control.Config;
 using Natd.Control.Daemon;
 using Natd.Dataplane.Io;
 using Natd.Dataplane.Packets;
@@ -43,6 +45,23 @@ internal static class RunMode
             stderr.WriteLine($"natd: {note}");
         }
 
+        try
+        {
+            return await ServeAsync(config, statePath, restore, ports, loggers, stdout, stderr).ConfigureAwait(false);
+        }
+        finally
+        {
+            // After the daemon closed its sockets: the kernel may merge frames again.
+            foreach (string e in PortFactory.RestoreLinks(ports.Coalescing))
+            {
+                stderr.WriteLine($"natd: warning: {e}");
+            }
+        }
+    }
+
+    private static async Task<int> ServeAsync(NatdConfig config, string? statePath, StateSnapshot.FileModel? restore, OpenedPorts ports, ILoggerFactory loggers,
+        TextWriter stdout, TextWriter stderr)
+    {
         using var stop = new CancellationTokenSource();
         NatDaemon daemon;
         try

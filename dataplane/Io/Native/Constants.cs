@@ -8,12 +8,14 @@ namespace Natd.Dataplane.Io.Native;
 //   the TP_STATUS_* ring bits (linux/if_packet.h): Tmds.LibC has the SOL_PACKET options but not the
 //   PACKET_MMAP ring protocol (TPACKET_V3) built on them.
 // - IFF_UP and IFNAMSIZ (linux/if.h): Tmds.LibC has the SIOC* ioctls but not struct ifreq's header.
+// - SIOCETHTOOL (linux/sockios.h) and the ETHTOOL_* commands natd sends through it
+//   (linux/ethtool.h): Tmds.LibC has neither.
 // - AF_XDP, SOL_XDP, the XDP_* options, flags and ring offsets (linux/if_xdp.h) and the bpf(2)
 //   commands, types and system call numbers (linux/bpf.h, asm/unistd.h): Tmds.LibC covers neither.
 // Tmds.LibC's constants are properties (a value per architecture), not C# constants, so code that
 // needs a constant expression (a switch or an is-pattern) compares with == instead.
 
-/// <summary>Linux constants from the uapi headers that Tmds.LibC lacks (linux/if_packet.h, linux/if.h, linux/if_xdp.h, linux/bpf.h).</summary>
+/// <summary>Linux constants from the uapi headers that Tmds.LibC lacks (linux/if_packet.h, linux/if.h, linux/ethtool.h, linux/if_xdp.h, linux/bpf.h).</summary>
 internal static class Constants
 {
     /// <summary>Every protocol, for sll_protocol (host order here; bind wants it in network order).</summary>
@@ -49,6 +51,16 @@ internal static class Constants
     // Interface flags and name length (linux/if.h).
     internal const short IFF_UP = 0x1;
     internal const int IFNAMSIZ = 16;
+
+    /// <summary>The ethtool ioctl (linux/sockios.h).</summary>
+    internal const int SIOCETHTOOL = 0x8946;
+
+    // ethtool ioctl commands and flags (linux/ethtool.h), for SIOCETHTOOL: receive coalescing.
+    internal const uint ETHTOOL_GFLAGS = 0x25;
+    internal const uint ETHTOOL_SFLAGS = 0x26;
+    internal const uint ETHTOOL_GGRO = 0x2b;
+    internal const uint ETHTOOL_SGRO = 0x2c;
+    internal const uint ETH_FLAG_LRO = 1u << 15;
 
     // AF_XDP (linux/if_xdp.h): address family, socket level and options.
     internal const int AF_XDP = 44;

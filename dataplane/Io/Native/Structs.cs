@@ -96,7 +96,7 @@ internal struct TpacketStatsV3
     [FieldOffset(8)] public uint FreezeQueueCount;
 }
 
-/// <summary>struct ifreq (linux/if.h), 40 bytes: the name then a union (hardware address or flags).</summary>
+/// <summary>struct ifreq (linux/if.h), 40 bytes: the name then a union (hardware address, flags, MTU or a data pointer).</summary>
 [StructLayout(LayoutKind.Explicit, Size = 40)]
 internal unsafe struct IfReq
 {
@@ -107,6 +107,18 @@ internal unsafe struct IfReq
     [FieldOffset(18)] public fixed byte HwAddrData[14];
     /// <summary>ifr_flags (IFF_*), overlapping the hardware address.</summary>
     [FieldOffset(16)] public short Flags;
+    /// <summary>ifr_mtu (SIOCGIFMTU), overlapping the hardware address.</summary>
+    [FieldOffset(16)] public int Mtu;
+    /// <summary>ifr_data (SIOCETHTOOL): the ethtool command's buffer.</summary>
+    [FieldOffset(16)] public void* Data;
+}
+
+/// <summary>struct ethtool_value (linux/ethtool.h), 8 bytes: a command and one 32-bit value (ETHTOOL_GGRO, ETHTOOL_SFLAGS...).</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct EthtoolValue
+{
+    public uint Cmd;
+    public uint Data;
 }
 
 /// <summary>struct sockaddr_xdp (linux/if_xdp.h), 16 bytes: bind an AF_XDP socket to one queue of one interface.</summary>

@@ -1,3 +1,6 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
 using Natd.Control.Config;
 using Natd.Control.Daemon;
 using Natd.Dataplane.Io;
@@ -7,7 +10,9 @@ namespace Natd.Tests.Daemon;
 
 /// <summary>
 /// dataplane.xdp-fill-ring reaching the AF_XDP sockets the daemon opens: the options it derives,
-/// and the fill rings of a real shared-UMEM pair on two veths.
+/// and the fill rings of a real shared-UMEM pair on two veths. And what the daemon does to the
+/// links before it opens them: receive coalescing off until it lets them go, an MTU it cannot
+/// carry named.
 /// </summary>
 public sealed class PortFactoryTests
 {
@@ -85,6 +90,89 @@ public sealed class PortFactoryTests
                     o.Dispose();
                 }
             }
+        }
+        finally
+        {
+            Shell.TryRun(TimeSpan.FromSeconds(20), "ip", "netns", "delete", ns);
+        }
+    }
+    [Theory]
+    [InlineData("auto")]      // AF_XDP on a shared UMEM: natd finds the frame too large for a slot
+    [InlineData("af_packet")]
+    public void Opening_turns_receive_coalescing_off_until_restored_names_a_large_mtu_and_counts_a_frame_past_the_slot(string driver)
+    {
+        string ns = $"natd-pf-{Guid.NewGuid():N}"[..20];
+        Shell.Run("ip", "netns", "add", ns);
+        try
+        {
+            foreach (var (a, b) in new[] { ("natin", "hostin"), ("natout", "hostout") })
+            {
+                Shell.Run("ip", "-n", ns, "link", "add", a, "type", "veth", "peer", "name", b);
+                Shell.Run("ip", "-n", ns, "link", "set", a, "up");
+                Shell.Run("ip", "-n", ns, "link", "set", b, "up");
+                Shell.Run("ip", "netns", "exec", ns, "ethtool", "-K", a, "gro", "on"); // as a NIC's driver leaves it
+            }
+            Shell.Run("ip", "-n", ns, "link", "set", "natin", "mtu", "3000");
+            Shell.Run("ip", "-n", ns, "link", "set", "hostin", "mtu", "3000");
+            Shell.Run("ip", "-n", ns, "addr", "add", "10.199.2.1/24", "dev", "hostin");
+            Shell.Run("ip", "-n", ns, "neigh", "replace", "10.199.2.9", "lladdr", "02:00:00:00:00:09", "dev", "hostin", "nud", "permanent");
+            bool GroOn(string dev) => Shell.Run("ip", "netns", "exec", ns, "ethtool", "-k", dev).Contains("generic-receive-offload: on", StringComparison.Ordinal);
+
+            NatdConfig config = ConfigLoader.Parse("dataplane: { batch: 64 }\n", "test.yaml") with { InsideDriver = driver, OutsideDriver = driver };
+            OpenedPorts opened = NetNamespace.RunIn(ns, () => PortFactory.Open(config, pollers: 1, cores: 2));
+            try
+            {
+                Assert.Equal(driver == "auto", opened.SharedUmem);
+                Assert.False(GroOn("natin"));
+                Assert.False(GroOn("natout"));
+                Assert.Contains("natin: generic-receive-offload turned off while natd runs (the kernel would merge frames beyond the 2048 bytes natd receives); turned back on at exit", opened.Notes);
+                Assert.Contains("natout: generic-receive-offload turned off while natd runs (the kernel would merge frames beyond the 2048 bytes natd receives); turned back on at exit", opened.Notes);
+                Assert.Contains("natin: MTU 3000 is above the 2030 bytes natd forwards: larger frames are dropped (natd_port_rx_oversize_total); lower it with ip link set dev natin mtu 2030", opened.Notes);
+                Assert.DoesNotContain(opened.Notes, n => n.StartsWith("natout: MTU", StringComparison.Ordinal));
+
+                // A 2,542-byte frame, then a small one: the small one arrives, the large one is counted.
+                IPacketPort inside = opened.Pairs[0].Inside;
+                foreach (int size in new[] { 2500, 4 })
+                {
+                    NetNamespace.RunIn(ns, () =>
+                    {
+                        using var udp = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+                        udp.Bind(new IPEndPoint(IPAddress.Parse("10.199.2.1"), 0));
+                        udp.SendTo(new byte[size], new IPEndPoint(IPAddress.Parse("10.199.2.9"), 9997));
+                    });
+                }
+                using var batch = new FrameBatch(64);
+                int small = 0, other = 0;
+                var clock = Stopwatch.StartNew();
+                while (small == 0 && clock.Elapsed < TimeSpan.FromSeconds(5))
+                {
+                    batch.Clear();
+                    inside.Receive(batch);
+                    for (int i = 0; i < batch.Count; i++)
+                    {
+                        var f = batch.Frame(i);
+                        bool ours = f.Length >= 42 && f[23] == 17 && f[36] == 9997 >> 8 && f[37] == (9997 & 0xff);
+                        small += ours && f.Length == 46 ? 1 : 0;
+                        other += ours && f.Length != 46 ? 1 : 0;
+                    }
+                    PortPoller.Wait(inside, inside, 20);
+                }
+                Assert.Equal((1, 0), (small, other));
+                Assert.Equal(1, inside.Stats.RxOversize);
+                Assert.Equal(0, inside.Stats.RxDropped);
+            }
+            finally
+            {
+                foreach (var (i, o) in opened.Pairs)
+                {
+                    i.Dispose();
+                    o.Dispose();
+                }
+                Assert.Empty(NetNamespace.RunIn(ns, () => PortFactory.RestoreLinks(opened.Coalescing)));
+            }
+            Assert.True(GroOn("natin"));
+            Assert.True(GroOn("natout"));
+            Assert.False(GroOn("hostin")); // natd touches only its own interfaces
         }
         finally
         {

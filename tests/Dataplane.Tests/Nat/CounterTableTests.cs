@@ -147,6 +147,24 @@ public sealed class CounterTableTests
     }
 
     [Fact]
+    public async Task Oversize_frames_are_summed_per_interface_into_stats_and_metrics()
+    {
+        var h = new EngineHarness();
+        var stats = new PollerStats(h.Engine.Counters.Table);
+        PollerHandle Poller(long insideOversize) => new(null!, h.Engine.ReadView, stats,
+            new CountedPort("natin", new PortStats { RxOversize = insideOversize }),
+            new CountedPort("natout", new PortStats()));
+        var query = new DataplaneQuery([Poller(4), Poller(9)]);
+
+        StatsSnapshot snap = await query.GetStatsAsync();
+        Assert.Equal(13, Assert.Single(snap.Ports, p => p.Interface == "natin").RxOversize);
+        string metrics = MetricsText.Of(snap);
+        Assert.Contains("\nnatd_port_rx_oversize_total{interface=\"natin\"} 13\n", metrics, StringComparison.Ordinal);
+        Assert.Contains("\nnatd_port_rx_oversize_total{interface=\"natout\"} 0\n", metrics, StringComparison.Ordinal);
+        Assert.Equal(13, Assert.Single(WireViews.Stats(snap).Ports, p => p.Interface == "natin").RxOversize);
+    }
+
+    [Fact]
     public async Task Transmit_kicks_are_summed_per_interface_into_stats_and_metrics()
     {
         var h = new EngineHarness();

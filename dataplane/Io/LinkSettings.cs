@@ -1,0 +1,171 @@
+using Natd.Dataplane.Io.Native;
+using Tmds.Linux;
+using static Natd.Dataplane.Io.Native.Constants;
+using static Tmds.Linux.LibC;
+
+namespace Natd.Dataplane.Io;
+
+/// <summary>
+/// Receive coalescing natd turned off on an interface (<see cref="LinkSettings.TurnOffReceiveCoalescing"/>),
+/// to be turned back on when natd lets the interface go (<see cref="LinkSettings.Restore"/>).
+/// </summary>
+/// <param name="Interface">Interface name.</param>
+/// <param name="Gro">Generic receive offload was on and natd turned it off.</param>
+/// <param name="Lro">Large receive offload was on and natd turned it off.</param>
+public readonly record struct CoalescingChange(string Interface, bool Gro, bool Lro)
+{
+    /// <summary>True when natd changed anything.</summary>
+    public bool Any => Gro || Lro;
+}
+
+/// <summary>
+/// The link settings natd reads and sets on the interfaces it takes over, through ioctls on a
+/// short-lived packet socket in the calling thread's network namespace (SIOCGIFMTU, SIOCETHTOOL).
+/// </summary>
+/// <remarks>
+/// Why receive coalescing goes off: GRO and LRO merge a TCP stream's segments into one frame of up
+/// to 64 KiB before any packet socket sees it (and before generic XDP runs). natd receives a frame
+/// into one slot of <see cref="FrameBatch.SlotSize"/> bytes and forwards frames no larger than the
+/// link's MTU, so a merged frame would be dropped (<c>natd_port_rx_oversize_total</c>) and the
+/// stream would crawl on retransmissions. Userspace forwarders that read packet sockets turn both
+/// off for the same reason (Suricata in its inline modes); a NIC's hardware GRO (rx-gro-hw) goes
+/// with GRO, as the kernel keeps it only while GRO is on.
+/// </remarks>
+public static unsafe class LinkSettings
+{
+    /// <summary>The largest IP MTU whose frames fit one slot: <see cref="FrameBatch.SlotSize"/> less an Ethernet header and an 802.1Q tag (bytes).</summary>
+    public const int LargestMtu = FrameBatch.SlotSize - 14 - 4;
+
+    /// <summary>The interface's MTU (bytes of IP datagram, SIOCGIFMTU).</summary>
+    /// <exception cref="NativeIoException">No such interface, or the socket could not be opened.</exception>
+    public static int Mtu(string interfaceName)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(interfaceName);
+        int s = OpenSocket(interfaceName, "SIOCGIFMTU");
+        try
+        {
+            IfReq req = Request(interfaceName);
+            if (LibC.ioctl(s, SIOCGIFMTU, &req) != 0)
+            {
+                Errno.ThrowLast($"SIOCGIFMTU on '{interfaceName}'");
+            }
+            return req.Mtu;
+        }
+        finally
+        {
+            LibC.close(s);
+        }
+    }
+
+    /// <summary>
+    /// Turns generic and large receive offload off on <paramref name="interfaceName"/> where they are
+    /// on (ETHTOOL_SGRO, ETHTOOL_SFLAGS without ETH_FLAG_LRO). Returns what it turned off; a
+    /// feature the driver will not let go (or a missing CAP_NET_ADMIN) is left as it is and
+    /// described in <paramref name="refused"/> (null when nothing was refused).
+    /// </summary>
+    /// <exception cref="NativeIoException">No such interface, or the socket could not be opened.</exception>
+    public static CoalescingChange TurnOffReceiveCoalescing(string interfaceName, out string? refused)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(interfaceName);
+        refused = null;
+        int s = OpenSocket(interfaceName, "SIOCETHTOOL");
+        try
+        {
+            bool gro = false, lro = false;
+            if (Get(s, interfaceName, ETHTOOL_GGRO, out uint groOn) == 0 && groOn != 0)
+            {
+                int e = Set(s, interfaceName, ETHTOOL_SGRO, 0);
+                gro = e == 0;
+                refused = e == 0 ? null : $"generic-receive-offload stays on: ETHTOOL_SGRO failed: {Errno.Describe(e)}";
+            }
+            if (Get(s, interfaceName, ETHTOOL_GFLAGS, out uint flags) == 0 && (flags & ETH_FLAG_LRO) != 0)
+            {
+                int e = Set(s, interfaceName, ETHTOOL_SFLAGS, flags & ~ETH_FLAG_LRO);
+                lro = e == 0;
+                if (e != 0)
+                {
+                    string why = $"large-receive-offload stays on: ETHTOOL_SFLAGS failed: {Errno.Describe(e)}";
+                    refused = refused is null ? why : refused + "; " + why;
+                }
+            }
+            return new CoalescingChange(interfaceName, gro, lro);
+        }
+        finally
+        {
+            LibC.close(s);
+        }
+    }
+
+    /// <summary>
+    /// Turns back on what <see cref="TurnOffReceiveCoalescing"/> turned off. Best effort (the
+    /// interface may be gone): returns null, or why a feature could not be turned back on.
+    /// </summary>
+    public static string? Restore(CoalescingChange change)
+    {
+        if (!change.Any)
+        {
+            return null;
+        }
+        int s = LibC.socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (s < 0)
+        {
+            return $"'{change.Interface}': socket for SIOCETHTOOL failed: {Errno.Describe(LibC.errno)}";
+        }
+        try
+        {
+            string? why = null;
+            if (change.Gro && Set(s, change.Interface, ETHTOOL_SGRO, 1) is var e && e != 0)
+            {
+                why = $"'{change.Interface}': generic-receive-offload not turned back on: {Errno.Describe(e)}";
+            }
+            if (change.Lro && Get(s, change.Interface, ETHTOOL_GFLAGS, out uint flags) == 0
+                && Set(s, change.Interface, ETHTOOL_SFLAGS, flags | ETH_FLAG_LRO) is var f && f != 0)
+            {
+                why = (why is null ? "" : why + "; ") + $"'{change.Interface}': large-receive-offload not turned back on: {Errno.Describe(f)}";
+            }
+            return why;
+        }
+        finally
+        {
+            LibC.close(s);
+        }
+    }
+
+    // A packet socket of protocol 0 receives nothing; it is only a handle for the interface ioctls.
+    private static int OpenSocket(string interfaceName, string what)
+    {
+        int s = LibC.socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (s < 0)
+        {
+            Errno.ThrowLast($"socket for {what} on '{interfaceName}'");
+        }
+        return s;
+    }
+
+    private static IfReq Request(string interfaceName)
+    {
+        IfReq req = default;
+        int n = System.Text.Encoding.UTF8.GetBytes(interfaceName, new Span<byte>(req.Name, IFNAMSIZ - 1));
+        req.Name[n] = 0;
+        return req;
+    }
+
+    // Returns 0 or the errno.
+    private static int Get(int s, string interfaceName, uint cmd, out uint value)
+    {
+        EthtoolValue v = new() { Cmd = cmd };
+        IfReq req = Request(interfaceName);
+        req.Data = &v;
+        int e = LibC.ioctl(s, SIOCETHTOOL, &req) == 0 ? 0 : LibC.errno;
+        value = v.Data;
+        return e;
+    }
+
+    private static int Set(int s, string interfaceName, uint cmd, uint value)
+    {
+        EthtoolValue v = new() { Cmd = cmd, Data = value };
+        IfReq req = Request(interfaceName);
+        req.Data = &v;
+        return LibC.ioctl(s, SIOCETHTOOL, &req) == 0 ? 0 : LibC.errno;
+    }
+}

@@ -1,0 +1,111 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Natd.Control.Lab;
+using Xunit.Abstractions;
+
+namespace Natd.Tests.EndToEnd;
+
+/// <summary>
+/// natd on interfaces whose driver merges received frames (GRO on, as a NIC's driver leaves it;
+/// the lab turns it off everywhere otherwise): natd turns it off while it runs, so a bulk TCP
+/// download through the AF_PACKET path arrives without a frame lost to a slot too small, and
+/// turns it back on when it stops.
+/// </summary>
+[Collection(EndToEndCollection.Name)]
+[Trait("Category", "EndToEnd")]
+public sealed partial class ReceiveCoalescingTests(ITestOutputHelper output)
+{
+    private const int Bytes = 32 << 20;
+
+    /// <summary>Sends <c>argv[3]</c> bytes to each client, then closes.</summary>
+    private const string BulkServer = """
+        import socket, sys
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(4); print("listening", flush=True)
+        block = b"n" * 65536
+        while True:
+            c, a = s.accept()
+            left = int(sys.argv[3])
+            while left > 0:
+                n = c.send(block[:min(left, len(block))]); left -= n
+            c.close()
+        """;
+
+    /// <summary>Reads to the end and prints the byte count.</summary>
+    private const string BulkClient = """
+        import socket, sys
+        s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
+        n = 0
+        while True:
+            b = s.recv(1 << 20)
+            if not b: break
+            n += len(b)
+        print("received", n, flush=True)
+        """;
+
+    [RootTheory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public void With_gro_on_natd_turns_it_off_a_bulk_download_loses_no_frame_and_stopping_turns_it_back_on(int workers)
+    {
+        using var lab = LabTopology.Create(new LabOptions());
+        using var natd = new NatdGateway { Driver = "af_packet", ExtraConfig = $"dataplane: {{ workers: {workers} }}\n" };
+        try
+        {
+            foreach (string dev in new[] { lab.InsideIf, lab.OutsideIf })
+            {
+                lab.RunIn(lab.GatewayNs, "ethtool", "-K", dev, "gro", "on");
+                Assert.True(GroOn(lab, dev));
+            }
+            natd.Start(lab);
+            foreach (string dev in new[] { lab.InsideIf, lab.OutsideIf })
+            {
+                Assert.False(GroOn(lab, dev));
+                Assert.Contains(natd.Process!.StdErrLines, l => l.StartsWith($"natd: {dev}: generic-receive-offload turned off while natd runs", StringComparison.Ordinal));
+            }
+
+            string server = Script(lab, "bulk_server.py", BulkServer);
+            string client = Script(lab, "bulk_client.py", BulkClient);
+            using var srv = lab.StartIn(lab.OutsideNs, "python3", "-u", server, "198.51.100.2", "7200", Bytes.ToString(CultureInfo.InvariantCulture));
+            Assert.NotNull(srv.WaitForLine(l => l == "listening", TimeSpan.FromSeconds(10)));
+            var got = lab.TryRunIn(lab.InsideNs, TimeSpan.FromSeconds(60), "python3", "-u", client, "198.51.100.2", "7200");
+            output.WriteLine(got.Combined);
+            Assert.True(got.ExitCode == 0, got.Combined);
+            Assert.Equal($"received {Bytes}", got.StdOut.Trim());
+
+            string metrics = lab.RunIn(lab.GatewayNs, "curl", "-s", "http://127.0.0.1:9180/metrics").StdOut;
+            foreach (string dev in new[] { lab.InsideIf, lab.OutsideIf })
+            {
+                Assert.Equal(0, Counter(metrics, "natd_port_rx_oversize_total", dev));
+            }
+
+            natd.Dispose(); // SIGTERM: natd closes its sockets and gives the interfaces back
+            foreach (string dev in new[] { lab.InsideIf, lab.OutsideIf })
+            {
+                Assert.True(GroOn(lab, dev), $"{dev}: generic-receive-offload is still off after natd stopped");
+            }
+        }
+        catch
+        {
+            output.WriteLine(natd.Describe());
+            throw;
+        }
+    }
+
+    private static bool GroOn(LabTopology lab, string dev)
+        => lab.RunIn(lab.GatewayNs, "ethtool", "-k", dev).StdOut.Contains("generic-receive-offload: on", StringComparison.Ordinal);
+
+    private static long Counter(string metrics, string name, string dev)
+    {
+        var m = Regex.Match(metrics, $@"^{name}\{{interface=""{dev}""\}} (\d+)$", RegexOptions.Multiline);
+        Assert.True(m.Success, $"{name}{{interface=\"{dev}\"}} is not in /metrics");
+        return long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture);
+    }
+
+    private static string Script(LabTopology lab, string name, string text)
+    {
+        var path = Path.Combine(lab.WorkDirectory, name);
+        File.WriteAllText(path, text.Replace("\r", "", StringComparison.Ordinal) + "\n");
+        return path;
+    }
+}
