@@ -1,6 +1,7 @@
 using System.Text.RegularExpressions;
 using Natd.Control.Lab;
 using Xunit.Abstractions;
+using static Natd.Tests.EndToEnd.LabScripts;
 
 namespace Natd.Tests.EndToEnd;
 
@@ -85,12 +86,5 @@ public sealed class DeterministicTests(ITestOutputHelper output)
             Assert.Equal(lookup.StdOut, back.StdOut);
         }
         scenario.Pass();
-    }
-
-    private static string Script(LabTopology lab, string name, string text)
-    {
-        var path = Path.Combine(lab.WorkDirectory, name);
-        File.WriteAllText(path, text.Replace("\r", "", StringComparison.Ordinal) + "\n");
-        return path;
     }
 }

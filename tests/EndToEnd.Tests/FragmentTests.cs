@@ -1,6 +1,7 @@
 using System.Text.RegularExpressions;
 using Natd.Control.Lab;
 using Xunit.Abstractions;
+using static Natd.Tests.EndToEnd.LabScripts;
 
 namespace Natd.Tests.EndToEnd;
 
@@ -97,12 +98,5 @@ public sealed class FragmentTests(ITestOutputHelper output)
         }
         var m = Regex.Match(metrics, $"^natd_fragments_total\\{{outcome=\"{outcome}\"\\}} (\\d+)$", RegexOptions.Multiline | RegexOptions.CultureInvariant);
         return m.Success ? long.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) : -1;
-    }
-
-    private static string Script(LabTopology lab, string name, string text)
-    {
-        var path = Path.Combine(lab.WorkDirectory, name);
-        File.WriteAllText(path, text.Replace("\r", "", StringComparison.Ordinal) + "\n");
-        return path;
     }
 }

@@ -1,5 +1,6 @@
 using Natd.Control.Lab;
 using Xunit.Abstractions;
+using static Natd.Tests.EndToEnd.LabScripts;
 
 namespace Natd.Tests.EndToEnd;
 
@@ -203,12 +204,5 @@ public sealed class HairpinTests(ITestOutputHelper output)
         Assert.Contains("b got hello b", r.StdOut, StringComparison.Ordinal);
         Assert.DoesNotContain("a accepted 10.0.0.", r.StdOut, StringComparison.Ordinal);
         scenario.Pass();
-    }
-
-    private static string Script(LabTopology lab, string name, string text)
-    {
-        var path = Path.Combine(lab.WorkDirectory, name);
-        File.WriteAllText(path, text.Replace("\r", "", StringComparison.Ordinal) + "\n");
-        return path;
     }
 }

@@ -1,6 +1,7 @@
 using System.Globalization;
 using Natd.Control.Lab;
 using Xunit.Abstractions;
+using static Natd.Tests.EndToEnd.LabScripts;
 
 namespace Natd.Tests.EndToEnd;
 
@@ -142,12 +143,5 @@ public sealed class OperatorTests(ITestOutputHelper output)
             throw new LabException("backend did not start: " + p.Dump());
         }
         return p;
-    }
-
-    private static string Script(LabTopology lab, string name, string text)
-    {
-        var path = Path.Combine(lab.WorkDirectory, name);
-        File.WriteAllText(path, text.Replace("\r", "", StringComparison.Ordinal) + "\n");
-        return path;
     }
 }

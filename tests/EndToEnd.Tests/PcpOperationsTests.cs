@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using Natd.Control.Lab;
 using Xunit.Abstractions;
+using static Natd.Tests.EndToEnd.LabScripts;
 
 namespace Natd.Tests.EndToEnd;
 
@@ -228,12 +229,5 @@ public sealed partial class PcpOperationsTests(ITestOutputHelper output)
     {
         string dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } dh ? dh : "dotnet";
         return lab.TryRunIn(lab.GatewayNs, TimeSpan.FromSeconds(30), dotnet, [Path.Combine(AppContext.BaseDirectory, "natctl.dll"), .. args]);
-    }
-
-    private static string Script(LabTopology lab, string name, string text)
-    {
-        var path = Path.Combine(lab.WorkDirectory, name);
-        File.WriteAllText(path, text.Replace("\r", "", StringComparison.Ordinal) + "\n");
-        return path;
     }
 }

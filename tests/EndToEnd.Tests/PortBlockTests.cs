@@ -1,6 +1,7 @@
 using System.Text.RegularExpressions;
 using Natd.Control.Lab;
 using Xunit.Abstractions;
+using static Natd.Tests.EndToEnd.LabScripts;
 
 namespace Natd.Tests.EndToEnd;
 
@@ -107,12 +108,5 @@ public sealed class PortBlockTests(ITestOutputHelper output)
         Assert.Equal(Hosts, held);
         Assert.Matches($@"(?m)^natd_subscribers {Hosts}$", metrics.StdOut);
         scenario.Pass();
-    }
-
-    private static string Script(LabTopology lab, string name, string text)
-    {
-        var path = Path.Combine(lab.WorkDirectory, name);
-        File.WriteAllText(path, text.Replace("\r", "", StringComparison.Ordinal) + "\n");
-        return path;
     }
 }

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.RegularExpressions;
 using Natd.Control.Lab;
 using Xunit.Abstractions;
+using static Natd.Tests.EndToEnd.LabScripts;
 
 namespace Natd.Tests.EndToEnd;
 
@@ -100,12 +101,5 @@ public sealed partial class ReceiveCoalescingTests(ITestOutputHelper output)
         var m = Regex.Match(metrics, $@"^{name}\{{interface=""{dev}""\}} (\d+)$", RegexOptions.Multiline);
         Assert.True(m.Success, $"{name}{{interface=\"{dev}\"}} is not in /metrics");
         return long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture);
-    }
-
-    private static string Script(LabTopology lab, string name, string text)
-    {
-        var path = Path.Combine(lab.WorkDirectory, name);
-        File.WriteAllText(path, text.Replace("\r", "", StringComparison.Ordinal) + "\n");
-        return path;
     }
 }

@@ -63,12 +63,7 @@ public sealed class PortFactoryTests
         Shell.Run("ip", "netns", "add", ns);
         try
         {
-            foreach (var (a, b) in new[] { ("natin", "hostin"), ("natout", "hostout") })
-            {
-                Shell.Run("ip", "-n", ns, "link", "add", a, "type", "veth", "peer", "name", b);
-                Shell.Run("ip", "-n", ns, "link", "set", a, "up");
-                Shell.Run("ip", "-n", ns, "link", "set", b, "up");
-            }
+            AddVeths(ns);
             string yaml = setting is int f ? $"dataplane: {{ xdp-fill-ring: {f} }}\n" : "dataplane: { batch: 64 }\n";
             NatdConfig config = ConfigLoader.Parse(yaml, "test.yaml");
             OpenedPorts opened = NetNamespace.RunIn(ns, () => PortFactory.Open(config, pollers: 1, cores));
@@ -105,12 +100,10 @@ public sealed class PortFactoryTests
         Shell.Run("ip", "netns", "add", ns);
         try
         {
-            foreach (var (a, b) in new[] { ("natin", "hostin"), ("natout", "hostout") })
+            AddVeths(ns);
+            foreach (string dev in new[] { "natin", "natout" })
             {
-                Shell.Run("ip", "-n", ns, "link", "add", a, "type", "veth", "peer", "name", b);
-                Shell.Run("ip", "-n", ns, "link", "set", a, "up");
-                Shell.Run("ip", "-n", ns, "link", "set", b, "up");
-                Shell.Run("ip", "netns", "exec", ns, "ethtool", "-K", a, "gro", "on"); // as a NIC's driver leaves it
+                Shell.Run("ip", "netns", "exec", ns, "ethtool", "-K", dev, "gro", "on"); // as a NIC's driver leaves it
             }
             Shell.Run("ip", "-n", ns, "link", "set", "natin", "mtu", "3000");
             Shell.Run("ip", "-n", ns, "link", "set", "hostin", "mtu", "3000");
@@ -177,6 +170,17 @@ public sealed class PortFactoryTests
         finally
         {
             Shell.TryRun(TimeSpan.FromSeconds(20), "ip", "netns", "delete", ns);
+        }
+    }
+
+    /// <summary>natd's two veths (natin, natout) in <paramref name="ns"/>, up, each with its host end.</summary>
+    private static void AddVeths(string ns)
+    {
+        foreach (var (a, b) in new[] { ("natin", "hostin"), ("natout", "hostout") })
+        {
+            Shell.Run("ip", "-n", ns, "link", "add", a, "type", "veth", "peer", "name", b);
+            Shell.Run("ip", "-n", ns, "link", "set", a, "up");
+            Shell.Run("ip", "-n", ns, "link", "set", b, "up");
         }
     }
 }
