@@ -216,12 +216,14 @@ internal static class PortFactory
     /// <summary>
     /// Before any socket opens (one opened first would take frames merged before the change): turns
     /// receive coalescing (GRO, LRO) off on each interface, and checks its MTU against the frames
-    /// natd takes (<see cref="LinkSettings"/> says why). Notes say what changed, and what natd will
-    /// drop and count (natd_port_rx_oversize_total) when a change is refused or the MTU is too large.
+    /// natd takes (<see cref="LinkSettings"/> says why) and against the other's. Notes say what
+    /// changed, and what natd will drop and count (natd_port_rx_oversize_total) when a change is
+    /// refused or an MTU is too large, or lose when the MTUs differ.
     /// </summary>
     internal static List<CoalescingChange> PrepareLinks(IEnumerable<string> interfaces, List<string> notes)
     {
         var changed = new List<CoalescingChange>();
+        var mtus = new List<(string Name, int Mtu)>();
         foreach (string name in interfaces.Distinct(StringComparer.Ordinal))
         {
             try
@@ -238,6 +240,7 @@ internal static class PortFactory
                     notes.Add($"{name}: {refused}: frames it merges beyond {FrameBatch.SlotSize} bytes are dropped (natd_port_rx_oversize_total); turn it off with ethtool -K {name} gro off lro off");
                 }
                 int mtu = LinkSettings.Mtu(name);
+                mtus.Add((name, mtu));
                 if (mtu > LinkSettings.LargestMtu)
                 {
                     notes.Add($"{name}: MTU {mtu} is above the {LinkSettings.LargestMtu} bytes natd forwards: larger frames are dropped (natd_port_rx_oversize_total); lower it with ip link set dev {name} mtu {LinkSettings.LargestMtu}");
@@ -247,6 +250,13 @@ internal static class PortFactory
             {
                 // A missing interface: opening its sockets next says so, with the driver's words.
             }
+        }
+        if (mtus.Count == 2 && mtus[0].Mtu != mtus[1].Mtu)
+        {
+            // natd forwards a frame as it came (no fragmenting, no fragmentation-needed): the kernel
+            // drops one larger than the egress MTU.
+            var (small, large) = mtus[0].Mtu < mtus[1].Mtu ? (mtus[0], mtus[1]) : (mtus[1], mtus[0]);
+            notes.Add($"{large.Name}: MTU {large.Mtu} is above {small.Name}'s {small.Mtu}: natd neither fragments nor answers fragmentation-needed, so a datagram larger than {small.Mtu} bytes from {large.Name}'s side is lost; give both the same MTU");
         }
         return changed;
     }

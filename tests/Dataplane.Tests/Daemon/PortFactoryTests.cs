@@ -94,7 +94,7 @@ public sealed class PortFactoryTests
     [Theory]
     [InlineData("auto")]      // AF_XDP on a shared UMEM: natd finds the frame too large for a slot
     [InlineData("af_packet")]
-    public void Opening_turns_receive_coalescing_off_until_restored_names_a_large_mtu_and_counts_a_frame_past_the_slot(string driver)
+    public void Opening_turns_receive_coalescing_off_until_restored_names_a_large_or_unequal_mtu_and_counts_a_frame_past_the_slot(string driver)
     {
         string ns = $"natd-pf-{Guid.NewGuid():N}"[..20];
         Shell.Run("ip", "netns", "add", ns);
@@ -121,6 +121,7 @@ public sealed class PortFactoryTests
                 Assert.Contains("natin: generic-receive-offload turned off while natd runs (the kernel would merge frames beyond the 2048 bytes natd receives); turned back on at exit", opened.Notes);
                 Assert.Contains("natout: generic-receive-offload turned off while natd runs (the kernel would merge frames beyond the 2048 bytes natd receives); turned back on at exit", opened.Notes);
                 Assert.Contains("natin: MTU 3000 is above the 2030 bytes natd forwards: larger frames are dropped (natd_port_rx_oversize_total); lower it with ip link set dev natin mtu 2030", opened.Notes);
+                Assert.Contains("natin: MTU 3000 is above natout's 1500: natd neither fragments nor answers fragmentation-needed, so a datagram larger than 1500 bytes from natin's side is lost; give both the same MTU", opened.Notes);
                 Assert.DoesNotContain(opened.Notes, n => n.StartsWith("natout: MTU", StringComparison.Ordinal));
 
                 // A 2,542-byte frame, then a small one: the small one arrives, the large one is counted.
