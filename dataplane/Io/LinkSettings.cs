@@ -20,7 +20,8 @@ public readonly record struct CoalescingChange(string Interface, bool Gro, bool 
 
 /// <summary>
 /// The link settings natd reads and sets on the interfaces it takes over, through ioctls on a
-/// short-lived packet socket in the calling thread's network namespace (SIOCGIFMTU, SIOCETHTOOL).
+/// short-lived packet socket in the calling thread's network namespace (SIOCGIFMTU, SIOCETHTOOL):
+/// the MTU, the receive queues, receive coalescing.
 /// </summary>
 /// <remarks>
 /// Why receive coalescing goes off: GRO and LRO merge a TCP stream's segments into one frame of up
@@ -50,6 +51,37 @@ public static unsafe class LinkSettings
                 Errno.ThrowLast($"SIOCGIFMTU on '{interfaceName}'");
             }
             return req.Mtu;
+        }
+        finally
+        {
+            LibC.close(s);
+        }
+    }
+
+    /// <summary>
+    /// Receive queues active on the interface (ETHTOOL_GCHANNELS: RX-only plus combined channels), or
+    /// null when its driver does not say (no get_channels: a single-queue device, often).
+    /// </summary>
+    /// <exception cref="NativeIoException">No such interface, or the socket could not be opened.</exception>
+    public static int? ReceiveQueues(string interfaceName)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(interfaceName);
+        int s = OpenSocket(interfaceName, "SIOCETHTOOL");
+        try
+        {
+            EthtoolChannels ch = new() { Cmd = ETHTOOL_GCHANNELS };
+            IfReq req = Request(interfaceName);
+            req.Data = &ch;
+            if (LibC.ioctl(s, SIOCETHTOOL, &req) == 0)
+            {
+                return (int)(ch.RxCount + ch.CombinedCount);
+            }
+            int e = LibC.errno;
+            if (e == ENODEV)
+            {
+                Errno.Throw($"ETHTOOL_GCHANNELS on '{interfaceName}'", e);
+            }
+            return null;
         }
         finally
         {

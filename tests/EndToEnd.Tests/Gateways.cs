@@ -63,6 +63,9 @@ public sealed class NatdGateway : IGatewayUnderTest
     /// <summary>interfaces.*.driver for both interfaces (auto, af_xdp, af_packet); null: natd's default (auto).</summary>
     public string? Driver { get; init; }
 
+    /// <summary>Veth queues to make active (<see cref="LabTopology.SetQueues"/>); null: one per worker, as natd's AF_XDP wants.</summary>
+    public int? Queues { get; init; }
+
     /// <summary>Run with <c>--state</c> so a restart keeps sessions.</summary>
     public bool WithState { get; init; }
 
@@ -124,7 +127,7 @@ public sealed class NatdGateway : IGatewayUnderTest
         File.WriteAllText(ConfigPath, ConfigFor(lab, NatConfig, Pool, Driver) + ExtraConfig);
         // One active veth queue per worker: natd's AF_XDP binds a socket per queue, and a queue
         // without one would hand its frames to the gateway's kernel.
-        lab.SetQueues(Math.Min(Workers, LabTopology.MaxQueues));
+        lab.SetQueues(Queues ?? Math.Min(Workers, LabTopology.MaxQueues));
         _lab = lab;
         Launch();
     }

@@ -24,7 +24,8 @@ internal sealed record OpenedPorts(IReadOnlyList<(IPacketPort Inside, IPacketPor
 /// Opens the configured driver on both interfaces for every poller. AF_XDP gives poller k queue
 /// k (one socket per queue); when the device has fewer queues than pollers, or AF_XDP is refused
 /// (old kernel, no CAP_BPF/CAP_NET_ADMIN), "auto" falls back to AF_PACKET with a note saying why,
-/// while an explicit "af_xdp" fails. AF_PACKET sockets of several pollers join one PACKET_FANOUT
+/// while an explicit "af_xdp" fails. When it has more receive queues active than pollers, "auto"
+/// takes AF_PACKET too and an explicit "af_xdp" is warned (<see cref="QueuesServed"/>). AF_PACKET sockets of several pollers join one PACKET_FANOUT
 /// group per interface, so each frame reaches one poller (which hands it to its owner).
 /// </summary>
 /// <remarks>
@@ -85,7 +86,9 @@ internal static class PortFactory
     {
         string? pairError = null;
         int? fillRing = XdpFillRing(config.XdpFillRing, pollers, cores);
-        if (config.InsideDriver is "auto" or "af_xdp" && config.OutsideDriver is "auto" or "af_xdp")
+        string insideAsked = QueuesServed(config.Nat.Inside.Name, config.InsideDriver, pollers, notes);
+        string outsideAsked = QueuesServed(config.Nat.Outside.Name, config.OutsideDriver, pollers, notes);
+        if (insideAsked is "auto" or "af_xdp" && outsideAsked is "auto" or "af_xdp")
         {
             var shared = OpenPairs(config.Nat.Inside.Name, config.Nat.Outside.Name, pollers, fillRing, out pairError);
             if (shared is not null)
@@ -93,12 +96,12 @@ internal static class PortFactory
                 return new OpenedPorts(shared, "af_xdp", "af_xdp", notes, SharedUmem: true);
             }
         }
-        var inside = OpenSide(config.Nat.Inside.Name, config.InsideDriver, pollers, fillRing, notes, out string insideDriver);
+        var inside = OpenSide(config.Nat.Inside.Name, insideAsked, pollers, fillRing, notes, out string insideDriver);
         IPacketPort[] outside;
         string outsideDriver;
         try
         {
-            outside = OpenSide(config.Nat.Outside.Name, config.OutsideDriver, pollers, fillRing, notes, out outsideDriver);
+            outside = OpenSide(config.Nat.Outside.Name, outsideAsked, pollers, fillRing, notes, out outsideDriver);
         }
         catch
         {
@@ -118,6 +121,43 @@ internal static class PortFactory
             notes.Add($"af_xdp without a shared UMEM, frames are copied ({FirstLine(pairError)})");
         }
         return new OpenedPorts(pairs, insideDriver, outsideDriver, notes);
+    }
+
+    /// <summary>
+    /// The driver to open <paramref name="name"/> with, given that an AF_XDP socket serves one receive
+    /// queue and natd opens one a poller: with more queues active than pollers, frames the device
+    /// steers to the others would go to the kernel, not natd. "auto" then takes AF_PACKET (its
+    /// sockets receive from every queue, PACKET_FANOUT spreads them over the pollers); an explicit
+    /// "af_xdp" stays, with a warning. A driver that does not report its queues is taken at its word.
+    /// </summary>
+    internal static string QueuesServed(string name, string driver, int pollers, List<string> notes)
+    {
+        if (driver is not ("auto" or "af_xdp"))
+        {
+            return driver;
+        }
+        int? queues;
+        try
+        {
+            queues = LinkSettings.ReceiveQueues(name);
+        }
+        catch (NativeIoException)
+        {
+            return driver; // a missing interface: opening it says so
+        }
+        if (queues is not int q || q <= pollers)
+        {
+            return driver;
+        }
+        string gap = $"{name} has {q} receive queues and natd {pollers} worker(s), one AF_XDP socket each: frames on queue{(q - pollers > 1 ? "s" : "")} {(q - pollers > 1 ? $"{pollers}-{q - 1}" : $"{pollers}")} would go to the kernel";
+        string fix = $"set dataplane.workers to {q}, or make {pollers} queue(s) active with ethtool -L {name}";
+        if (driver == "af_xdp")
+        {
+            notes.Add($"warning: {gap}; {fix}");
+            return driver;
+        }
+        notes.Add($"{name}: AF_XDP not used ({gap}); falling back to AF_PACKET, which receives from every queue ({fix} for AF_XDP)");
+        return "af_packet";
     }
 
     /// <summary>One AF_XDP pair sharing a UMEM per poller, queue k for poller k; null (and the error) when any fails.</summary>

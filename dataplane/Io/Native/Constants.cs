@@ -60,6 +60,7 @@ internal static class Constants
     internal const uint ETHTOOL_SFLAGS = 0x26;
     internal const uint ETHTOOL_GGRO = 0x2b;
     internal const uint ETHTOOL_SGRO = 0x2c;
+    internal const uint ETHTOOL_GCHANNELS = 0x3c;
     internal const uint ETH_FLAG_LRO = 1u << 15;
 
     // AF_XDP (linux/if_xdp.h): address family, socket level and options.

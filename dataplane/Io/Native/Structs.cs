@@ -113,6 +113,21 @@ internal unsafe struct IfReq
     [FieldOffset(16)] public void* Data;
 }
 
+/// <summary>struct ethtool_channels (linux/ethtool.h), 36 bytes: a device's queue counts (ETHTOOL_GCHANNELS).</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct EthtoolChannels
+{
+    public uint Cmd;
+    public uint MaxRx;
+    public uint MaxTx;
+    public uint MaxOther;
+    public uint MaxCombined;
+    public uint RxCount;
+    public uint TxCount;
+    public uint OtherCount;
+    public uint CombinedCount;
+}
+
 /// <summary>struct ethtool_value (linux/ethtool.h), 8 bytes: a command and one 32-bit value (ETHTOOL_GGRO, ETHTOOL_SFLAGS...).</summary>
 [StructLayout(LayoutKind.Sequential)]
 internal struct EthtoolValue

@@ -174,12 +174,66 @@ public sealed class PortFactoryTests
         }
     }
 
-    /// <summary>natd's two veths (natin, natout) in <paramref name="ns"/>, up, each with its host end.</summary>
-    private static void AddVeths(string ns)
+    [Theory]
+    [InlineData("auto", 1, "af_packet")] // queue 1 would go unserved: AF_PACKET receives from both
+    [InlineData("af_xdp", 1, "af_xdp")]  // asked for: kept, with a warning
+    [InlineData("auto", 2, "af_xdp")]    // a socket on each queue
+    public void Auto_takes_af_packet_when_an_interface_has_more_receive_queues_than_workers(string driver, int pollers, string expected)
     {
+        string ns = $"natd-pf-{Guid.NewGuid():N}"[..20];
+        Shell.Run("ip", "netns", "add", ns);
+        try
+        {
+            AddVeths(ns, queues: 2);
+            Assert.Equal(2, NetNamespace.RunIn(ns, () => LinkSettings.ReceiveQueues("natin")));
+            NatdConfig config = ConfigLoader.Parse("dataplane: { batch: 64 }\n", "test.yaml") with { InsideDriver = driver, OutsideDriver = driver };
+            OpenedPorts opened = NetNamespace.RunIn(ns, () => PortFactory.Open(config, pollers, cores: 2));
+            try
+            {
+                Assert.Equal((expected, expected), (opened.InsideDriver, opened.OutsideDriver));
+                Assert.Equal(pollers, opened.Pairs.Count);
+                foreach (string dev in new[] { "natin", "natout" })
+                {
+                    string gap = $"{dev} has 2 receive queues and natd 1 worker(s), one AF_XDP socket each: frames on queue 1 would go to the kernel";
+                    string fix = $"set dataplane.workers to 2, or make 1 queue(s) active with ethtool -L {dev}";
+                    string? note = (driver, pollers) switch
+                    {
+                        ("auto", 1) => $"{dev}: AF_XDP not used ({gap}); falling back to AF_PACKET, which receives from every queue ({fix} for AF_XDP)",
+                        ("af_xdp", 1) => $"warning: {gap}; {fix}",
+                        _ => null,
+                    };
+                    if (note is null)
+                    {
+                        Assert.DoesNotContain(opened.Notes, n => n.Contains("receive queues", StringComparison.Ordinal));
+                    }
+                    else
+                    {
+                        Assert.Contains(note, opened.Notes);
+                    }
+                }
+            }
+            finally
+            {
+                foreach (var (i, o) in opened.Pairs)
+                {
+                    i.Dispose();
+                    o.Dispose();
+                }
+            }
+        }
+        finally
+        {
+            Shell.TryRun(TimeSpan.FromSeconds(20), "ip", "netns", "delete", ns);
+        }
+    }
+
+    /// <summary>natd's two veths (natin, natout) in <paramref name="ns"/>, up, each with its host end and <paramref name="queues"/> queues each way.</summary>
+    private static void AddVeths(string ns, int queues = 1)
+    {
+        string q = queues.ToString(System.Globalization.CultureInfo.InvariantCulture);
         foreach (var (a, b) in new[] { ("natin", "hostin"), ("natout", "hostout") })
         {
-            Shell.Run("ip", "-n", ns, "link", "add", a, "type", "veth", "peer", "name", b);
+            Shell.Run("ip", "-n", ns, "link", "add", a, "numrxqueues", q, "numtxqueues", q, "type", "veth", "peer", "name", b, "numrxqueues", q, "numtxqueues", q);
             Shell.Run("ip", "-n", ns, "link", "set", a, "up");
             Shell.Run("ip", "-n", ns, "link", "set", b, "up");
         }

@@ -7,14 +7,18 @@ using static Natd.Tests.EndToEnd.LabScripts;
 namespace Natd.Tests.EndToEnd;
 
 /// <summary>
-/// natd on interfaces whose driver merges received frames (GRO on, as a NIC's driver leaves it;
-/// the lab turns it off everywhere otherwise): natd turns it off while it runs, so a bulk TCP
-/// download through the AF_PACKET path arrives without a frame lost to a slot too small, and
-/// turns it back on when it stops.
+/// natd on links set up as real NICs leave them, not as the lab tunes them:
+/// <list type="bullet">
+/// <item>receive coalescing on (GRO): natd turns it off while it runs, so a bulk TCP download
+/// through the AF_PACKET path arrives without a frame lost to a slot too small, and turns it back
+/// on when it stops;</item>
+/// <item>more receive queues than workers: AF_XDP would serve only the workers' queues, so
+/// <c>driver: auto</c> takes AF_PACKET and every flow gets through.</item>
+/// </list>
 /// </summary>
 [Collection(EndToEndCollection.Name)]
 [Trait("Category", "EndToEnd")]
-public sealed partial class ReceiveCoalescingTests(ITestOutputHelper output)
+public sealed class LinkTests(ITestOutputHelper output)
 {
     private const int Bytes = 32 << 20;
 
@@ -85,6 +89,48 @@ public sealed partial class ReceiveCoalescingTests(ITestOutputHelper output)
             {
                 Assert.True(GroOn(lab, dev), $"{dev}: generic-receive-offload is still off after natd stopped");
             }
+        }
+        catch
+        {
+            output.WriteLine(natd.Describe());
+            throw;
+        }
+    }
+
+    /// <summary>One datagram from each of <c>argv[3]</c> sockets (a flow each), two tries; prints how many got their echo.</summary>
+    private const string ManyFlows = """
+        import socket, sys, select
+        n = int(sys.argv[3]); socks = []
+        for i in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("10.0.0.2", 0)); socks.append(s)
+        answered = set()
+        for attempt in range(2):
+            for i, s in enumerate(socks):
+                if i not in answered: s.sendto(b"flow %d" % i, (sys.argv[1], int(sys.argv[2])))
+            while len(answered) < n:
+                ready, _, _ = select.select([s for i, s in enumerate(socks) if i not in answered], [], [], 2)
+                if not ready: break
+                for s in ready:
+                    s.recv(2048); answered.add(socks.index(s))
+        print("answered", len(answered), "of", n, flush=True)
+        """;
+
+    [RootFact]
+    public void With_more_receive_queues_than_workers_auto_takes_af_packet_and_every_flow_gets_through()
+    {
+        using var lab = LabTopology.Create(new LabOptions());
+        using var natd = new NatdGateway { ExtraConfig = "dataplane: { workers: 1 }\n", Queues = LabTopology.MaxQueues };
+        try
+        {
+            natd.Start(lab);
+            Assert.Contains(natd.Process!.StdOutLines, l => l.StartsWith("natd: ready", StringComparison.Ordinal) && l.Contains($"inside={lab.InsideIf} (af_packet, ", StringComparison.Ordinal));
+            Assert.Contains(natd.Process.StdErrLines, l => l.StartsWith($"natd: {lab.InsideIf}: AF_XDP not used ({lab.InsideIf} has 2 receive queues and natd 1 worker(s)", StringComparison.Ordinal));
+
+            using var echo = LabPrograms.StartUdpEchoServer(lab);
+            string client = Script(lab, "many_flows.py", ManyFlows);
+            var r = lab.TryRunIn(lab.InsideNs, TimeSpan.FromSeconds(30), "python3", "-u", client, lab.OutsideHost.ToString(), echo.Port.ToString(CultureInfo.InvariantCulture), "32");
+            output.WriteLine(r.Combined);
+            Assert.Equal("answered 32 of 32", r.StdOut.Trim());
         }
         catch
         {
