@@ -21,7 +21,8 @@ public readonly record struct CoalescingChange(string Interface, bool Gro, bool 
 /// <summary>
 /// The link settings natd reads and sets on the interfaces it takes over, through ioctls on a
 /// short-lived packet socket in the calling thread's network namespace (SIOCGIFMTU, SIOCETHTOOL):
-/// the MTU, the receive queues, receive coalescing.
+/// the MTU, the receive queues, receive coalescing, and the kernel's own use of the interface
+/// (its addresses, its forwarding).
 /// </summary>
 /// <remarks>
 /// Why receive coalescing goes off: GRO and LRO merge a TCP stream's segments into one frame of up
@@ -55,6 +56,69 @@ public static unsafe class LinkSettings
         finally
         {
             LibC.close(s);
+        }
+    }
+
+    /// <summary>
+    /// The IPv4 addresses the kernel holds on the interface (network order; SIOCGIFCONF, which lists
+    /// each address under its label: the interface's name, or name:alias), none when it holds none.
+    /// </summary>
+    /// <exception cref="NativeIoException">The socket could not be opened, or SIOCGIFCONF failed.</exception>
+    public static uint[] Ipv4Addresses(string interfaceName)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(interfaceName);
+        int s = OpenSocket(interfaceName, "SIOCGIFCONF");
+        try
+        {
+            for (int slots = 64; ; slots *= 4)
+            {
+                var reqs = new IfReq[slots];
+                fixed (IfReq* buffer = reqs)
+                {
+                    IfConf conf = new() { Length = slots * sizeof(IfReq), Buffer = buffer };
+                    if (LibC.ioctl(s, SIOCGIFCONF, &conf) != 0)
+                    {
+                        Errno.ThrowLast($"SIOCGIFCONF for '{interfaceName}'");
+                    }
+                    int n = conf.Length / sizeof(IfReq);
+                    if (n == slots && slots < 1 << 16)
+                    {
+                        continue; // maybe cut short: ask again with room to spare
+                    }
+                    var found = new List<uint>();
+                    for (int i = 0; i < n; i++)
+                    {
+                        string label = new((sbyte*)buffer[i].Name);
+                        if (label == interfaceName || label.StartsWith(interfaceName + ":", StringComparison.Ordinal))
+                        {
+                            found.Add(buffer[i].Ipv4Address);
+                        }
+                    }
+                    return [.. found];
+                }
+            }
+        }
+        finally
+        {
+            LibC.close(s);
+        }
+    }
+
+    /// <summary>
+    /// Whether the kernel forwards IPv4 received on the interface
+    /// (<c>/proc/sys/net/ipv4/conf/NAME/forwarding</c>, read in the calling thread's namespace); null
+    /// when it cannot be read.
+    /// </summary>
+    public static bool? KernelForwards(string interfaceName)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(interfaceName);
+        try
+        {
+            return File.ReadAllText($"/proc/sys/net/ipv4/conf/{interfaceName}/forwarding").Trim() == "1";
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
         }
     }
 

@@ -1,6 +1,7 @@
 using System.Numerics;
 using Natd.Control.Config;
 using Natd.Dataplane.Io;
+using Natd.Dataplane.Packets;
 
 namespace Natd.Control.Daemon;
 
@@ -73,7 +74,9 @@ internal static class PortFactory
         List<CoalescingChange> coalescing = PrepareLinks([config.Nat.Inside.Name, config.Nat.Outside.Name], notes);
         try
         {
-            return OpenPorts(config, pollers, cores, notes) with { Coalescing = coalescing };
+            OpenedPorts opened = OpenPorts(config, pollers, cores, notes) with { Coalescing = coalescing };
+            KernelSide(config, opened.InsideDriver, opened.OutsideDriver, notes);
+            return opened;
         }
         catch
         {
@@ -299,6 +302,46 @@ internal static class PortFactory
             notes.Add($"{large.Name}: MTU {large.Mtu} is above {small.Name}'s {small.Mtu}: natd neither fragments nor answers fragmentation-needed, so a datagram larger than {small.Mtu} bytes from {large.Name}'s side is lost; give both the same MTU");
         }
         return changed;
+    }
+
+    /// <summary>
+    /// Names what the kernel still does on natd's interfaces that collides with natd. With AF_XDP
+    /// natd takes every IPv4 frame, so an address the kernel holds there receives nothing. With
+    /// AF_PACKET the kernel receives every frame natd does: one of natd's own addresses held by the
+    /// kernel too gets the kernel's answers as well (a TCP reset, an ICMP port unreachable for
+    /// traffic to natd's mappings), and a kernel that forwards may route its own untranslated copy.
+    /// </summary>
+    internal static void KernelSide(NatdConfig config, string insideDriver, string outsideDriver, List<string> notes)
+    {
+        var own = new HashSet<uint>(config.Nat.Pool) { config.Nat.Inside.Address.Address, config.Nat.Outside.Address.Address };
+        foreach (var (name, driver) in new[] { (config.Nat.Inside.Name, insideDriver), (config.Nat.Outside.Name, outsideDriver) })
+        {
+            uint[] held;
+            try
+            {
+                held = LinkSettings.Ipv4Addresses(name);
+            }
+            catch (NativeIoException)
+            {
+                continue;
+            }
+            foreach (uint a in held)
+            {
+                string address = Ipv4.Format(a);
+                if (driver == "af_xdp")
+                {
+                    notes.Add($"warning: {name}: the kernel holds {address} on it, but AF_XDP hands natd every IPv4 frame: nothing reaches the kernel at {address}; give the kernel another interface, or remove the address");
+                }
+                else if (own.Contains(a))
+                {
+                    notes.Add($"warning: {name}: the kernel holds {address}, natd's own address, and with AF_PACKET receives the frames natd does: it answers those to {address} too (TCP resets, ICMP port unreachable), breaking natd's mappings; remove it from the kernel (ip addr del {address}/PREFIX dev {name})");
+                }
+            }
+            if (driver != "af_xdp" && LinkSettings.KernelForwards(name) == true)
+            {
+                notes.Add($"warning: {name}: the kernel forwards IPv4 received on it (net.ipv4.conf.{name}.forwarding=1), and with AF_PACKET receives the frames natd does: it may route its own untranslated copy; set net.ipv4.ip_forward=0, or run natd in its own network namespace");
+            }
+        }
     }
 
     /// <summary>Turns back on the receive coalescing <see cref="Open(NatdConfig, int)"/> turned off; returns why any could not be (best effort).</summary>

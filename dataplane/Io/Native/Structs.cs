@@ -107,10 +107,22 @@ internal unsafe struct IfReq
     [FieldOffset(18)] public fixed byte HwAddrData[14];
     /// <summary>ifr_flags (IFF_*), overlapping the hardware address.</summary>
     [FieldOffset(16)] public short Flags;
+    /// <summary>ifr_addr's sin_addr (SIOCGIFCONF), network order, overlapping the hardware address.</summary>
+    [FieldOffset(20)] public uint Ipv4Address;
     /// <summary>ifr_mtu (SIOCGIFMTU), overlapping the hardware address.</summary>
     [FieldOffset(16)] public int Mtu;
     /// <summary>ifr_data (SIOCETHTOOL): the ethtool command's buffer.</summary>
     [FieldOffset(16)] public void* Data;
+}
+
+/// <summary>struct ifconf (linux/if.h), 16 bytes: SIOCGIFCONF's buffer of <see cref="IfReq"/> (each an interface label and an IPv4 address).</summary>
+[StructLayout(LayoutKind.Explicit, Size = 16)]
+internal unsafe struct IfConf
+{
+    /// <summary>ifc_len: the buffer's bytes in, the bytes filled out.</summary>
+    [FieldOffset(0)] public int Length;
+    /// <summary>ifc_buf.</summary>
+    [FieldOffset(8)] public void* Buffer;
 }
 
 /// <summary>struct ethtool_channels (linux/ethtool.h), 36 bytes: a device's queue counts (ETHTOOL_GCHANNELS).</summary>

@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using Natd.Control.Config;
 using Natd.Control.Daemon;
 using Natd.Dataplane.Io;
+using Natd.Dataplane.Packets;
 using Natd.Tests.Io;
 
 namespace Natd.Tests.Daemon;
@@ -211,6 +212,58 @@ public sealed class PortFactoryTests
                         Assert.Contains(note, opened.Notes);
                     }
                 }
+            }
+            finally
+            {
+                foreach (var (i, o) in opened.Pairs)
+                {
+                    i.Dispose();
+                    o.Dispose();
+                }
+            }
+        }
+        finally
+        {
+            Shell.TryRun(TimeSpan.FromSeconds(20), "ip", "netns", "delete", ns);
+        }
+    }
+
+    [Theory]
+    [InlineData("auto")]      // AF_XDP: the kernel's addresses there receive nothing
+    [InlineData("af_packet")] // the kernel receives what natd does: its copy of natd's address answers too
+    public void What_the_kernel_still_does_on_natds_interfaces_is_named(string driver)
+    {
+        string ns = $"natd-pf-{Guid.NewGuid():N}"[..20];
+        Shell.Run("ip", "netns", "add", ns);
+        try
+        {
+            AddVeths(ns);
+            NatdConfig config = ConfigLoader.Parse("dataplane: { batch: 64 }\n", "test.yaml") with { InsideDriver = driver, OutsideDriver = driver };
+            string outside = Ipv4.Format(config.Nat.Outside.Address.Address);
+            Shell.Run("ip", "-n", ns, "addr", "add", $"{outside}/24", "dev", "natout"); // natd's own address, left in the kernel
+            Shell.Run("ip", "-n", ns, "addr", "add", "203.0.113.5/24", "dev", "natin");  // a management address
+            Shell.Run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.conf.natin.forwarding=1");
+            Assert.Equal([Ipv4.Parse("203.0.113.5")], NetNamespace.RunIn(ns, () => LinkSettings.Ipv4Addresses("natin")));
+            Assert.Equal(true, NetNamespace.RunIn(ns, () => LinkSettings.KernelForwards("natin")));
+            Assert.Equal(false, NetNamespace.RunIn(ns, () => LinkSettings.KernelForwards("natout")));
+
+            OpenedPorts opened = NetNamespace.RunIn(ns, () => PortFactory.Open(config, pollers: 1, cores: 2));
+            try
+            {
+                string xdp = driver == "auto" ? "af_xdp" : "af_packet";
+                Assert.Equal((xdp, xdp), (opened.InsideDriver, opened.OutsideDriver));
+                string[] expected = xdp == "af_xdp"
+                    ?
+                    [
+                        "warning: natin: the kernel holds 203.0.113.5 on it, but AF_XDP hands natd every IPv4 frame: nothing reaches the kernel at 203.0.113.5; give the kernel another interface, or remove the address",
+                        $"warning: natout: the kernel holds {outside} on it, but AF_XDP hands natd every IPv4 frame: nothing reaches the kernel at {outside}; give the kernel another interface, or remove the address",
+                    ]
+                    :
+                    [
+                        "warning: natin: the kernel forwards IPv4 received on it (net.ipv4.conf.natin.forwarding=1), and with AF_PACKET receives the frames natd does: it may route its own untranslated copy; set net.ipv4.ip_forward=0, or run natd in its own network namespace",
+                        $"warning: natout: the kernel holds {outside}, natd's own address, and with AF_PACKET receives the frames natd does: it answers those to {outside} too (TCP resets, ICMP port unreachable), breaking natd's mappings; remove it from the kernel (ip addr del {outside}/PREFIX dev natout)",
+                    ];
+                Assert.Equal(expected, opened.Notes.Where(n => n.StartsWith("warning: ", StringComparison.Ordinal)).Order(StringComparer.Ordinal));
             }
             finally
             {
