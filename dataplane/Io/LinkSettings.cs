@@ -1,4 +1,5 @@
 using Natd.Dataplane.Io.Native;
+using Natd.Dataplane.Packets;
 using Tmds.Linux;
 using static Natd.Dataplane.Io.Native.Constants;
 using static Tmds.Linux.LibC;
@@ -56,6 +57,59 @@ public static unsafe class LinkSettings
         finally
         {
             LibC.close(s);
+        }
+    }
+
+    /// <summary>
+    /// Makes <paramref name="interfaceName"/> receive unicast frames addressed to <paramref name="mac"/>
+    /// besides its own address (a MAC override), for as long as the returned handle stays open:
+    /// PACKET_ADD_MEMBERSHIP with PACKET_MR_UNICAST adds it to the device's unicast filter, or makes
+    /// the device promiscuous when it has none. A NIC otherwise drops such frames in hardware,
+    /// before any socket or XDP program sees them. Closing the handle removes it again.
+    /// </summary>
+    /// <exception cref="NativeIoException">No such interface, or the kernel refused the membership (CAP_NET_RAW).</exception>
+    public static IDisposable ReceiveUnicastFor(string interfaceName, MacAddress mac)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(interfaceName);
+        int s = OpenSocket(interfaceName, "PACKET_ADD_MEMBERSHIP");
+        try
+        {
+            uint ifIndex = NatdLibC.IfNameToIndex(interfaceName);
+            if (ifIndex == 0)
+            {
+                int e = LibC.errno;
+                Errno.Throw($"interface lookup (if_nametoindex) of '{interfaceName}'", e == 0 ? ENODEV : e);
+            }
+            packet_mreq mreq = default;
+            mreq.mr_ifindex = (int)ifIndex;
+            mreq.mr_type = (ushort)PACKET_MR_UNICAST;
+            mreq.mr_alen = 6;
+            mac.Write(new Span<byte>(mreq.mr_address, 6));
+            if (LibC.setsockopt(s, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mreq, (uint)sizeof(packet_mreq)) != 0)
+            {
+                Errno.ThrowLast($"PACKET_ADD_MEMBERSHIP (PACKET_MR_UNICAST {mac}) on '{interfaceName}'");
+            }
+            return new Membership(s);
+        }
+        catch
+        {
+            LibC.close(s);
+            throw;
+        }
+    }
+
+    // The socket holds the membership: the kernel drops it when the socket closes.
+    private sealed class Membership(int fd) : IDisposable
+    {
+        private int _fd = fd;
+
+        public void Dispose()
+        {
+            int fd = Interlocked.Exchange(ref _fd, -1);
+            if (fd >= 0)
+            {
+                LibC.close(fd);
+            }
         }
     }
 

@@ -12,8 +12,9 @@ namespace Natd.Control.Daemon;
 /// <param name="Notes">Fallbacks taken, for the log.</param>
 /// <param name="SharedUmem">True when every poller's AF_XDP inside and outside sockets share a UMEM (frames forwarded without copies).</param>
 /// <param name="Coalescing">Receive coalescing natd turned off on the interfaces, to turn back on when it lets them go (<see cref="PortFactory.RestoreLinks"/>).</param>
+/// <param name="MacFilters">Handles that keep a MAC override's frames coming in (<see cref="LinkSettings.ReceiveUnicastFor"/>), to close when natd lets the interfaces go.</param>
 internal sealed record OpenedPorts(IReadOnlyList<(IPacketPort Inside, IPacketPort Outside)> Pairs, string InsideDriver, string OutsideDriver, IReadOnlyList<string> Notes, bool SharedUmem = false,
-    IReadOnlyList<CoalescingChange>? Coalescing = null)
+    IReadOnlyList<CoalescingChange>? Coalescing = null, IReadOnlyList<IDisposable>? MacFilters = null)
 {
     /// <summary>Frames on each AF_XDP socket's fill ring (the first AF_XDP port's); 0 when neither side runs AF_XDP.</summary>
     public int XdpFillFrames => Pairs.Count == 0 ? 0
@@ -76,7 +77,7 @@ internal static class PortFactory
         {
             OpenedPorts opened = OpenPorts(config, pollers, cores, notes) with { Coalescing = coalescing };
             KernelSide(config, opened.InsideDriver, opened.OutsideDriver, notes);
-            return opened;
+            return opened with { MacFilters = AcceptOverrides(config, opened.Pairs[0], notes) };
         }
         catch
         {
@@ -342,6 +343,33 @@ internal static class PortFactory
                 notes.Add($"warning: {name}: the kernel forwards IPv4 received on it (net.ipv4.conf.{name}.forwarding=1), and with AF_PACKET receives the frames natd does: it may route its own untranslated copy; set net.ipv4.ip_forward=0, or run natd in its own network namespace");
             }
         }
+    }
+
+    /// <summary>
+    /// For a side whose MAC natd overrides (<c>interfaces.*.mac</c>), makes the interface take frames
+    /// to that MAC too: hosts address natd by the MAC its ARP answers give, and a NIC drops frames to
+    /// a MAC not its own before natd could see them. A refusal is a warning; the side then receives
+    /// only what reaches it anyway (a veth, a device already promiscuous).
+    /// </summary>
+    internal static List<IDisposable> AcceptOverrides(NatdConfig config, (IPacketPort Inside, IPacketPort Outside) ports, List<string> notes)
+    {
+        var held = new List<IDisposable>();
+        foreach (var (side, port) in new[] { (config.Nat.Inside, ports.Inside), (config.Nat.Outside, ports.Outside) })
+        {
+            if (side.Mac is not MacAddress mac || mac == port.Mac)
+            {
+                continue;
+            }
+            try
+            {
+                held.Add(LinkSettings.ReceiveUnicastFor(side.Name, mac));
+            }
+            catch (NativeIoException e)
+            {
+                notes.Add($"warning: {side.Name}: frames to the MAC override {mac} may not be received: {FirstLine(e.Message)}");
+            }
+        }
+        return held;
     }
 
     /// <summary>Turns back on the receive coalescing <see cref="Open(NatdConfig, int)"/> turned off; returns why any could not be (best effort).</summary>

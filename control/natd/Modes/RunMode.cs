@@ -51,6 +51,10 @@ internal static class RunMode
         }
         finally
         {
+            foreach (var filter in ports.MacFilters ?? [])
+            {
+                filter.Dispose();
+            }
             // After the daemon closed its sockets: the kernel may merge frames again.
             foreach (string e in PortFactory.RestoreLinks(ports.Coalescing))
             {

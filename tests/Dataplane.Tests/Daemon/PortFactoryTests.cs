@@ -1,6 +1,8 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Text.RegularExpressions;
 using Natd.Control.Config;
 using Natd.Control.Daemon;
 using Natd.Dataplane.Io;
@@ -273,6 +275,47 @@ public sealed class PortFactoryTests
                     o.Dispose();
                 }
             }
+        }
+        finally
+        {
+            Shell.TryRun(TimeSpan.FromSeconds(20), "ip", "netns", "delete", ns);
+        }
+    }
+
+    [Fact]
+    public void A_mac_override_joins_the_interfaces_unicast_filter_until_natd_lets_go()
+    {
+        string ns = $"natd-pf-{Guid.NewGuid():N}"[..20];
+        Shell.Run("ip", "netns", "add", ns);
+        try
+        {
+            AddVeths(ns);
+            NatdConfig config = ConfigLoader.Parse("dataplane: { batch: 64 }\n", "test.yaml");
+            config = config with { Nat = config.Nat with { Inside = config.Nat.Inside with { Mac = MacAddress.Parse("02:00:00:00:aa:01") } } };
+            // A veth has no unicast filter: the kernel makes it promiscuous for an extra address instead.
+            int Promiscuity(string dev) => int.Parse(Regex.Match(Shell.Run("ip", "-n", ns, "-d", "link", "show", dev), @"promiscuity (\d+)").Groups[1].Value, CultureInfo.InvariantCulture);
+
+            OpenedPorts opened = NetNamespace.RunIn(ns, () => PortFactory.Open(config, pollers: 1, cores: 2));
+            try
+            {
+                Assert.Single(opened.MacFilters!);
+                Assert.Equal(1, Promiscuity("natin"));
+                Assert.Equal(0, Promiscuity("natout")); // no override there
+                Assert.DoesNotContain(opened.Notes, n => n.Contains("MAC override", StringComparison.Ordinal));
+            }
+            finally
+            {
+                foreach (var f in opened.MacFilters ?? [])
+                {
+                    f.Dispose();
+                }
+                foreach (var (i, o) in opened.Pairs)
+                {
+                    i.Dispose();
+                    o.Dispose();
+                }
+            }
+            Assert.Equal(0, Promiscuity("natin"));
         }
         finally
         {
