@@ -22,7 +22,7 @@ public readonly record struct CoalescingChange(string Interface, bool Gro, bool 
 /// <summary>
 /// The link settings natd reads and sets on the interfaces it takes over, through ioctls on a
 /// short-lived packet socket in the calling thread's network namespace (SIOCGIFMTU, SIOCETHTOOL):
-/// the MTU, the receive queues, receive coalescing, and the kernel's own use of the interface
+/// its state, the MTU, the receive queues, receive coalescing, and the kernel's own use of the interface
 /// (its addresses, its forwarding).
 /// </summary>
 /// <remarks>
@@ -53,6 +53,30 @@ public static unsafe class LinkSettings
                 Errno.ThrowLast($"SIOCGIFMTU on '{interfaceName}'");
             }
             return req.Mtu;
+        }
+        finally
+        {
+            LibC.close(s);
+        }
+    }
+
+    /// <summary>
+    /// Whether the interface is up (IFF_UP, administratively) and running (IFF_RUNNING: up with a
+    /// carrier), through SIOCGIFFLAGS.
+    /// </summary>
+    /// <exception cref="NativeIoException">No such interface, or the socket could not be opened.</exception>
+    public static (bool Up, bool Running) State(string interfaceName)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(interfaceName);
+        int s = OpenSocket(interfaceName, "SIOCGIFFLAGS");
+        try
+        {
+            IfReq req = Request(interfaceName);
+            if (LibC.ioctl(s, SIOCGIFFLAGS, &req) != 0)
+            {
+                Errno.ThrowLast($"SIOCGIFFLAGS on '{interfaceName}'");
+            }
+            return ((req.Flags & IFF_UP) != 0, (req.Flags & IFF_RUNNING) != 0);
         }
         finally
         {

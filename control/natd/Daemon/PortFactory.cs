@@ -259,7 +259,8 @@ internal static class PortFactory
 
     /// <summary>
     /// Before any socket opens (one opened first would take frames merged before the change): turns
-    /// receive coalescing (GRO, LRO) off on each interface, and checks its MTU against the frames
+    /// receive coalescing (GRO, LRO) off on each interface, names one that is down or without a
+    /// carrier, and checks its MTU against the frames
     /// natd takes (<see cref="LinkSettings"/> says why) and against the other's. Notes say what
     /// changed, and what natd will drop and count (natd_port_rx_oversize_total) when a change is
     /// refused or an MTU is too large, or lose when the MTUs differ.
@@ -282,6 +283,15 @@ internal static class PortFactory
                 if (refused is not null)
                 {
                     notes.Add($"{name}: {refused}: frames it merges beyond {FrameBatch.SlotSize} bytes are dropped (natd_port_rx_oversize_total); turn it off with ethtool -K {name} gro off lro off");
+                }
+                var (up, running) = LinkSettings.State(name);
+                if (!up)
+                {
+                    notes.Add($"warning: {name} is down: natd receives and sends nothing on it until it is up (ip link set dev {name} up)");
+                }
+                else if (!running)
+                {
+                    notes.Add($"warning: {name} has no carrier: natd receives and sends nothing on it until the link comes up");
                 }
                 int mtu = LinkSettings.Mtu(name);
                 mtus.Add((name, mtu));

@@ -50,6 +50,7 @@ internal static class Constants
 
     // Interface flags and name length (linux/if.h).
     internal const short IFF_UP = 0x1;
+    internal const short IFF_RUNNING = 0x40;
     internal const int IFNAMSIZ = 16;
 
     /// <summary>The ethtool ioctl (linux/sockios.h).</summary>

@@ -323,6 +323,39 @@ public sealed class PortFactoryTests
         }
     }
 
+    [Fact]
+    public void An_interface_down_or_without_a_carrier_is_named()
+    {
+        string ns = $"natd-pf-{Guid.NewGuid():N}"[..20];
+        Shell.Run("ip", "netns", "add", ns);
+        try
+        {
+            AddVeths(ns);
+            Shell.Run("ip", "-n", ns, "link", "set", "natout", "down");
+            Shell.Run("ip", "-n", ns, "link", "set", "hostin", "down"); // natin stays up, its peer gone: no carrier
+            Assert.Equal((true, false), NetNamespace.RunIn(ns, () => LinkSettings.State("natin")));
+            Assert.Equal((false, false), NetNamespace.RunIn(ns, () => LinkSettings.State("natout")));
+            NatdConfig config = ConfigLoader.Parse("dataplane: { batch: 64 }\n", "test.yaml") with { InsideDriver = "af_packet", OutsideDriver = "af_packet" };
+
+            OpenedPorts opened = NetNamespace.RunIn(ns, () => PortFactory.Open(config, pollers: 1, cores: 2));
+            foreach (var (i, o) in opened.Pairs)
+            {
+                i.Dispose();
+                o.Dispose();
+            }
+            Assert.Equal(
+                [
+                    "warning: natin has no carrier: natd receives and sends nothing on it until the link comes up",
+                    "warning: natout is down: natd receives and sends nothing on it until it is up (ip link set dev natout up)",
+                ],
+                opened.Notes.Where(n => n.StartsWith("warning: ", StringComparison.Ordinal)).Order(StringComparer.Ordinal));
+        }
+        finally
+        {
+            Shell.TryRun(TimeSpan.FromSeconds(20), "ip", "netns", "delete", ns);
+        }
+    }
+
     /// <summary>natd's two veths (natin, natout) in <paramref name="ns"/>, up, each with its host end and <paramref name="queues"/> queues each way.</summary>
     private static void AddVeths(string ns, int queues = 1)
     {
