@@ -139,6 +139,22 @@ public sealed class LinkTests(ITestOutputHelper output)
         }
     }
 
+    [RootFact]
+    public void A_control_address_natds_namespace_lacks_is_refused_with_the_reason_and_the_links_are_given_back()
+    {
+        using var lab = LabTopology.Create(new LabOptions());
+        lab.RunIn(lab.GatewayNs, "ethtool", "-K", lab.OutsideIf, "gro", "on");
+        string config = Path.Combine(lab.WorkDirectory, "natd.yaml");
+        File.WriteAllText(config, NatdGateway.ConfigFor(lab).Replace("listen: 127.0.0.1:9180", "listen: 192.0.2.77:9180", StringComparison.Ordinal));
+        string dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : "dotnet";
+
+        var r = lab.TryRunIn(lab.GatewayNs, TimeSpan.FromSeconds(90), dotnet, Path.Combine(AppContext.BaseDirectory, "natd.dll"), "run", "--config", config);
+        output.WriteLine(r.Combined);
+        Assert.Equal(1, r.ExitCode); // not an unhandled exception (134)
+        Assert.Contains("natd: cannot start the control API on 192.0.2.77:9180: Cannot assign requested address (no interface of natd's network namespace holds that address", r.StdErr, StringComparison.Ordinal);
+        Assert.True(GroOn(lab, lab.OutsideIf), "generic-receive-offload was not given back on the way out");
+    }
+
     private static bool GroOn(LabTopology lab, string dev)
         => lab.RunIn(lab.GatewayNs, "ethtool", "-k", dev).StdOut.Contains("generic-receive-offload: on", StringComparison.Ordinal);
 

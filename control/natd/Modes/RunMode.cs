@@ -1,3 +1,4 @@
+using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Natd.Control.Config;
@@ -72,9 +73,9 @@ internal static class RunMode
         {
             daemon = await NatDaemon.StartAsync(config, ports.Pairs, loggers, startControl: true, stop.Token, restore).ConfigureAwait(false);
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or SocketException)
         {
-            stderr.WriteLine($"natd: cannot start the control API on {config.ControlListen}: {e.Message}");
+            stderr.WriteLine($"natd: cannot start the control API on {config.ControlListen}: {e.Message}{ControlBindHint(e)}");
             return 1;
         }
         await using (daemon.ConfigureAwait(false))
@@ -131,6 +132,18 @@ internal static class RunMode
             }
         }
         return 0;
+    }
+
+    /// <summary>What to do about a control.listen address the host cannot bind (EADDRNOTAVAIL, EADDRINUSE).</summary>
+    internal static string ControlBindHint(Exception e)
+    {
+        var socket = e as SocketException ?? e.InnerException as SocketException;
+        return socket?.SocketErrorCode switch
+        {
+            SocketError.AddressNotAvailable => " (no interface of natd's network namespace holds that address: name one that does in control.listen; in a namespace of its own, bring loopback up with ip link set lo up)",
+            SocketError.AddressAlreadyInUse => " (another process listens there: stop it, or give control.listen another port)",
+            _ => "",
+        };
     }
 
     public static string ReadyLine(NatDaemon d, OpenedPorts ports)
