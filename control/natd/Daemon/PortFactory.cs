@@ -13,9 +13,28 @@ namespace Natd.Control.Daemon;
 /// <param name="SharedUmem">True when every poller's AF_XDP inside and outside sockets share a UMEM (frames forwarded without copies).</param>
 /// <param name="Coalescing">Receive coalescing natd turned off on the interfaces, to turn back on when it lets them go (<see cref="PortFactory.RestoreLinks"/>).</param>
 /// <param name="MacFilters">Handles that keep a MAC override's frames coming in (<see cref="LinkSettings.ReceiveUnicastFor"/>), to close when natd lets the interfaces go.</param>
+/// <param name="Claims">This natd's hold on each interface (<see cref="InterfaceClaim"/>), released last.</param>
 internal sealed record OpenedPorts(IReadOnlyList<(IPacketPort Inside, IPacketPort Outside)> Pairs, string InsideDriver, string OutsideDriver, IReadOnlyList<string> Notes, bool SharedUmem = false,
-    IReadOnlyList<CoalescingChange>? Coalescing = null, IReadOnlyList<IDisposable>? MacFilters = null)
+    IReadOnlyList<CoalescingChange>? Coalescing = null, IReadOnlyList<IDisposable>? MacFilters = null, IReadOnlyList<InterfaceClaim>? Claims = null)
 {
+    /// <summary>
+    /// Gives the interfaces back, once the ports are closed: closes the MAC filters, turns receive
+    /// coalescing back on, releases the claims. Returns what could not be undone, for the log.
+    /// </summary>
+    public List<string> Release()
+    {
+        foreach (var filter in MacFilters ?? [])
+        {
+            filter.Dispose();
+        }
+        List<string> errors = PortFactory.RestoreLinks(Coalescing);
+        foreach (var claim in Claims ?? [])
+        {
+            claim.Dispose();
+        }
+        return errors;
+    }
+
     /// <summary>Frames on each AF_XDP socket's fill ring (the first AF_XDP port's); 0 when neither side runs AF_XDP.</summary>
     public int XdpFillFrames => Pairs.Count == 0 ? 0
         : Pairs[0].Inside is AfXdpPort i ? i.RxFrameCount
@@ -72,16 +91,20 @@ internal static class PortFactory
     internal static OpenedPorts Open(NatdConfig config, int pollers, int cores)
     {
         var notes = new List<string>();
-        List<CoalescingChange> coalescing = PrepareLinks([config.Nat.Inside.Name, config.Nat.Outside.Name], notes);
+        // First the claims: a natd already serving an interface keeps it as it set it.
+        List<InterfaceClaim> claims = Claim([config.Nat.Inside.Name, config.Nat.Outside.Name]);
+        List<CoalescingChange> coalescing = [];
         try
         {
-            OpenedPorts opened = OpenPorts(config, pollers, cores, notes) with { Coalescing = coalescing };
+            coalescing = PrepareLinks([config.Nat.Inside.Name, config.Nat.Outside.Name], notes);
+            OpenedPorts opened = OpenPorts(config, pollers, cores, notes) with { Coalescing = coalescing, Claims = claims };
             KernelSide(config, opened.InsideDriver, opened.OutsideDriver, notes);
             return opened with { MacFilters = AcceptOverrides(config, opened.Pairs[0], notes) };
         }
         catch
         {
             RestoreLinks(coalescing);
+            claims.ForEach(c => c.Dispose());
             throw;
         }
     }
@@ -255,6 +278,26 @@ internal static class PortFactory
         }
         used = "af_packet";
         return ports;
+    }
+
+    /// <summary>Takes each interface for this natd (<see cref="InterfaceClaim"/>); all or none.</summary>
+    /// <exception cref="NativeIoException">Another natd in this network namespace serves one of them.</exception>
+    private static List<InterfaceClaim> Claim(IEnumerable<string> interfaces)
+    {
+        var claims = new List<InterfaceClaim>();
+        try
+        {
+            foreach (string name in interfaces.Distinct(StringComparer.Ordinal))
+            {
+                claims.Add(InterfaceClaim.Take(name));
+            }
+            return claims;
+        }
+        catch
+        {
+            claims.ForEach(c => c.Dispose());
+            throw;
+        }
     }
 
     /// <summary>

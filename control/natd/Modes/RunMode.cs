@@ -52,12 +52,8 @@ internal static class RunMode
         }
         finally
         {
-            foreach (var filter in ports.MacFilters ?? [])
-            {
-                filter.Dispose();
-            }
-            // After the daemon closed its sockets: the kernel may merge frames again.
-            foreach (string e in PortFactory.RestoreLinks(ports.Coalescing))
+            // After the daemon closed its sockets: the kernel may merge frames again, another natd may start.
+            foreach (string e in ports.Release())
             {
                 stderr.WriteLine($"natd: warning: {e}");
             }

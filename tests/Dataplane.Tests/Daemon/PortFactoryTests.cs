@@ -165,7 +165,7 @@ public sealed class PortFactoryTests
                     i.Dispose();
                     o.Dispose();
                 }
-                Assert.Empty(NetNamespace.RunIn(ns, () => PortFactory.RestoreLinks(opened.Coalescing)));
+                Assert.Empty(NetNamespace.RunIn(ns, opened.Release));
             }
             Assert.True(GroOn("natin"));
             Assert.True(GroOn("natout"));
@@ -305,15 +305,12 @@ public sealed class PortFactoryTests
             }
             finally
             {
-                foreach (var f in opened.MacFilters ?? [])
-                {
-                    f.Dispose();
-                }
                 foreach (var (i, o) in opened.Pairs)
                 {
                     i.Dispose();
                     o.Dispose();
                 }
+                Assert.Empty(opened.Release());
             }
             Assert.Equal(0, Promiscuity("natin"));
         }
@@ -353,6 +350,60 @@ public sealed class PortFactoryTests
         finally
         {
             Shell.TryRun(TimeSpan.FromSeconds(20), "ip", "netns", "delete", ns);
+        }
+    }
+
+    [Fact]
+    public void A_second_natd_in_the_namespace_is_refused_its_interfaces_until_the_first_lets_go_and_another_namespace_is_not_affected()
+    {
+        string ns = $"natd-pf-{Guid.NewGuid():N}"[..20];
+        string other = $"natd-pf-{Guid.NewGuid():N}"[..20];
+        Shell.Run("ip", "netns", "add", ns);
+        Shell.Run("ip", "netns", "add", other);
+        try
+        {
+            AddVeths(ns);
+            AddVeths(other);
+            foreach (string dev in new[] { "natin", "natout" })
+            {
+                Shell.Run("ip", "netns", "exec", ns, "ethtool", "-K", dev, "gro", "on");
+            }
+            NatdConfig config = ConfigLoader.Parse("dataplane: { batch: 64 }\n", "test.yaml") with { InsideDriver = "af_packet", OutsideDriver = "af_packet" };
+            OpenedPorts first = NetNamespace.RunIn(ns, () => PortFactory.Open(config, pollers: 1, cores: 2));
+            OpenedPorts elsewhere = NetNamespace.RunIn(other, () => PortFactory.Open(config, pollers: 1, cores: 2)); // same names, another namespace
+            try
+            {
+                var e = Assert.Throws<NativeIoException>(() => NetNamespace.RunIn(ns, () => PortFactory.Open(config, pollers: 1, cores: 2)));
+                Assert.Equal($"natin is served by another natd in this network namespace (pid {Environment.ProcessId}): two would translate the same frames; stop it first", e.Message);
+                // The refused one changed nothing: the first one's settings stand, and so does its claim.
+                Assert.Contains("generic-receive-offload: off", Shell.Run("ip", "netns", "exec", ns, "ethtool", "-k", "natout"), StringComparison.Ordinal);
+                Assert.Throws<NativeIoException>(() => NetNamespace.RunIn(ns, () => InterfaceClaim.Take("natout")));
+            }
+            finally
+            {
+                foreach (var opened in new[] { first, elsewhere })
+                {
+                    foreach (var (i, o) in opened.Pairs)
+                    {
+                        i.Dispose();
+                        o.Dispose();
+                    }
+                }
+                NetNamespace.RunIn(ns, first.Release);
+                NetNamespace.RunIn(other, elsewhere.Release);
+            }
+            OpenedPorts second = NetNamespace.RunIn(ns, () => PortFactory.Open(config, pollers: 1, cores: 2));
+            foreach (var (i, o) in second.Pairs)
+            {
+                i.Dispose();
+                o.Dispose();
+            }
+            Assert.Empty(NetNamespace.RunIn(ns, second.Release));
+        }
+        finally
+        {
+            Shell.TryRun(TimeSpan.FromSeconds(20), "ip", "netns", "delete", ns);
+            Shell.TryRun(TimeSpan.FromSeconds(20), "ip", "netns", "delete", other);
         }
     }
 
