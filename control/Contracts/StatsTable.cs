@@ -102,6 +102,16 @@ internal static class StatsTable
         lines.Add(new("handoffs", s.Handoffs));
         lines.Add(new("handoff drops", s.HandoffDrops));
         lines.Add(new("nat events dropped", s.EventsDropped));
+        foreach (var p in s.Ports)
+        {
+            // Where frames were lost before or after natd's own work: the kernel's ring, a frame too
+            // large for a slot, a full transmit ring.
+            lines.Add(new($"interface {p.Interface} rx frames", p.RxFrames));
+            lines.Add(new($"interface {p.Interface} tx frames", p.TxFrames));
+            lines.Add(new($"interface {p.Interface} rx dropped", p.RxDropped));
+            lines.Add(new($"interface {p.Interface} rx oversize", p.RxOversize));
+            lines.Add(new($"interface {p.Interface} tx dropped", p.TxDropped));
+        }
 
         // Ratios and utilisation are not counters but read the same way: a name and a right-aligned value.
         var rows = new List<KeyValuePair<string, string>>(lines.Count + s.PortUsage.Length + s.PortBlocks.Length + 1);

@@ -162,6 +162,10 @@ public sealed class CounterTableTests
         Assert.Contains("\nnatd_port_rx_oversize_total{interface=\"natin\"} 13\n", metrics, StringComparison.Ordinal);
         Assert.Contains("\nnatd_port_rx_oversize_total{interface=\"natout\"} 0\n", metrics, StringComparison.Ordinal);
         Assert.Equal(13, Assert.Single(WireViews.Stats(snap).Ports, p => p.Interface == "natin").RxOversize);
+        string table = Natd.Contracts.StatsTable.Render(WireViews.Stats(snap));
+        Assert.Matches(@"(?m)^interface natin rx oversize\s+13$", table);
+        Assert.Matches(@"(?m)^interface natout rx oversize\s+0$", table);
+        Assert.Matches(@"(?m)^interface natin rx dropped\s+0$", table);
     }
 
     [Fact]
