@@ -139,6 +139,41 @@ public sealed class LinkTests(ITestOutputHelper output)
         }
     }
 
+    [RootTheory]
+    [InlineData("af_xdp")]
+    [InlineData("af_packet")]
+    public void Traffic_resumes_after_both_links_go_down_and_come_back(string driver)
+    {
+        using var lab = LabTopology.Create(new LabOptions());
+        using var natd = new NatdGateway { Driver = driver, ExtraConfig = "dataplane: { workers: 1 }\n" };
+        try
+        {
+            natd.Start(lab);
+            using var echo = LabPrograms.StartUdpEchoServer(lab);
+            Assert.Single(LabPrograms.UdpRequest(lab, "before").Replies);
+
+            // A cable pulled and put back: natd's ends go down and up (its sockets stay open).
+            foreach (string dev in new[] { lab.InsideIf, lab.OutsideIf })
+            {
+                lab.RunIn(lab.GatewayNs, "ip", "link", "set", dev, "down");
+            }
+            Thread.Sleep(500);
+            foreach (string dev in new[] { lab.InsideIf, lab.OutsideIf })
+            {
+                lab.RunIn(lab.GatewayNs, "ip", "link", "set", dev, "up");
+            }
+            var after = LabPrograms.UdpRequest(lab, "after");
+            output.WriteLine(after.Output);
+            Assert.Matches($@"^echo from {Regex.Escape($"{lab.OutsideHost}:{echo.Port}")} to {Regex.Escape(lab.GatewayOutside.ToString())}:\d+: after$", Assert.Single(after.Replies));
+            Assert.False(natd.Process!.HasExited);
+        }
+        catch
+        {
+            output.WriteLine(natd.Describe());
+            throw;
+        }
+    }
+
     [RootFact]
     public void A_control_address_natds_namespace_lacks_is_refused_with_the_reason_and_the_links_are_given_back()
     {
