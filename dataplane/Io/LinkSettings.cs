@@ -61,6 +61,17 @@ public static unsafe class LinkSettings
     }
 
     /// <summary>
+    /// The interface's index in the calling thread's network namespace (if_nametoindex), 0 when no
+    /// interface has that name. An index that changes under one name is another interface: the one
+    /// natd opened was removed and a new one took its name.
+    /// </summary>
+    public static int IfIndex(string interfaceName)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(interfaceName);
+        return (int)NatdLibC.IfNameToIndex(interfaceName);
+    }
+
+    /// <summary>
     /// Whether the interface is up (IFF_UP, administratively) and running (IFF_RUNNING: up with a
     /// carrier), through SIOCGIFFLAGS.
     /// </summary>
@@ -271,8 +282,8 @@ public static unsafe class LinkSettings
     }
 
     /// <summary>
-    /// Turns back on what <see cref="TurnOffReceiveCoalescing"/> turned off. Best effort (the
-    /// interface may be gone): returns null, or why a feature could not be turned back on.
+    /// Turns back on what <see cref="TurnOffReceiveCoalescing"/> turned off. Best effort: returns
+    /// null (also when the interface is gone), or why a feature could not be turned back on.
     /// </summary>
     public static string? Restore(CoalescingChange change)
     {
@@ -288,6 +299,10 @@ public static unsafe class LinkSettings
         try
         {
             string? why = null;
+            if (IfIndex(change.Interface) == 0)
+            {
+                return null; // the interface is gone: nothing left to turn back on
+            }
             if (change.Gro && Set(s, change.Interface, ETHTOOL_SGRO, 1) is var e && e != 0)
             {
                 why = $"'{change.Interface}': generic-receive-offload not turned back on: {Errno.Describe(e)}";

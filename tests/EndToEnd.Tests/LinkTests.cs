@@ -174,6 +174,33 @@ public sealed class LinkTests(ITestOutputHelper output)
         }
     }
 
+    [RootTheory]
+    [InlineData("af_xdp")]
+    [InlineData("af_packet")]
+    public void An_interface_removed_under_natd_stops_it_with_a_failure_status_and_its_state_saved(string driver)
+    {
+        using var lab = LabTopology.Create(new LabOptions());
+        using var natd = new NatdGateway { Driver = driver, ExtraConfig = "dataplane: { workers: 1 }\n", WithState = true };
+        try
+        {
+            natd.Start(lab);
+            using var echo = LabPrograms.StartUdpEchoServer(lab);
+            Assert.Single(LabPrograms.UdpRequest(lab, "before").Replies);
+
+            lab.RunIn(lab.GatewayNs, "ip", "link", "del", lab.InsideIf); // a driver unloaded, a device unplugged
+            Assert.True(natd.Process!.WaitForExit(TimeSpan.FromSeconds(30)), "natd kept running on an interface that is gone");
+            Assert.Equal(1, natd.Process.ExitCode); // a service manager starts it again
+            Assert.Contains($"natd: {lab.InsideIf} was removed: natd's sockets cannot follow it; stopping, to be started again once it is back", natd.Process.StdErrLines);
+            Assert.Contains(natd.Process.StdOutLines, l => Regex.IsMatch(l, @"^natd: saved [1-9]\d* sessions to "));
+            Assert.DoesNotContain(natd.Process.StdErrLines, l => l.Contains("not turned back on", StringComparison.Ordinal));
+        }
+        catch
+        {
+            output.WriteLine(natd.Describe());
+            throw;
+        }
+    }
+
     [RootFact]
     public void A_control_address_natds_namespace_lacks_is_refused_with_the_reason_and_the_links_are_given_back()
     {

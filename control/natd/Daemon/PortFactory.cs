@@ -14,9 +14,30 @@ namespace Natd.Control.Daemon;
 /// <param name="Coalescing">Receive coalescing natd turned off on the interfaces, to turn back on when it lets them go (<see cref="PortFactory.RestoreLinks"/>).</param>
 /// <param name="MacFilters">Handles that keep a MAC override's frames coming in (<see cref="LinkSettings.ReceiveUnicastFor"/>), to close when natd lets the interfaces go.</param>
 /// <param name="Claims">This natd's hold on each interface (<see cref="InterfaceClaim"/>), released last.</param>
+/// <param name="Indexes">Each interface's name and index when its sockets were opened (<see cref="Gone"/>).</param>
 internal sealed record OpenedPorts(IReadOnlyList<(IPacketPort Inside, IPacketPort Outside)> Pairs, string InsideDriver, string OutsideDriver, IReadOnlyList<string> Notes, bool SharedUmem = false,
-    IReadOnlyList<CoalescingChange>? Coalescing = null, IReadOnlyList<IDisposable>? MacFilters = null, IReadOnlyList<InterfaceClaim>? Claims = null)
+    IReadOnlyList<CoalescingChange>? Coalescing = null, IReadOnlyList<IDisposable>? MacFilters = null, IReadOnlyList<InterfaceClaim>? Claims = null,
+    IReadOnlyList<(string Name, int Index)>? Indexes = null)
 {
+    /// <summary>
+    /// Why natd's sockets can no longer serve an interface, or null while they can: the interface was
+    /// removed (no index under its name), or removed and another took its name (a new index). Sockets
+    /// stay bound to the index they were opened on, so neither comes back by itself. In the calling
+    /// thread's network namespace.
+    /// </summary>
+    public string? Gone()
+    {
+        foreach (var (name, index) in Indexes ?? [])
+        {
+            int now = LinkSettings.IfIndex(name);
+            if (now != index)
+            {
+                return now == 0 ? $"{name} was removed" : $"{name} was removed and another interface took its name (index {index}, now {now})";
+            }
+        }
+        return null;
+    }
+
     /// <summary>
     /// Gives the interfaces back, once the ports are closed: closes the MAC filters, turns receive
     /// coalescing back on, releases the claims. Returns what could not be undone, for the log.
@@ -99,7 +120,8 @@ internal static class PortFactory
             coalescing = PrepareLinks([config.Nat.Inside.Name, config.Nat.Outside.Name], notes);
             OpenedPorts opened = OpenPorts(config, pollers, cores, notes) with { Coalescing = coalescing, Claims = claims };
             KernelSide(config, opened.InsideDriver, opened.OutsideDriver, notes);
-            return opened with { MacFilters = AcceptOverrides(config, opened.Pairs[0], notes) };
+            var indexes = new[] { config.Nat.Inside.Name, config.Nat.Outside.Name }.Select(n => (n, LinkSettings.IfIndex(n))).ToList();
+            return opened with { MacFilters = AcceptOverrides(config, opened.Pairs[0], notes), Indexes = indexes };
         }
         catch
         {

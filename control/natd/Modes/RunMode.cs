@@ -98,7 +98,11 @@ internal static class RunMode
             stdout.WriteLine(ReadyLine(daemon, ports));
             stdout.Flush();
             var signalled = Task.Delay(Timeout.Infinite, stop.Token);
-            if (await Task.WhenAny(signalled, daemon.Faulted).ConfigureAwait(false) == daemon.Faulted)
+            using var unwatch = new CancellationTokenSource();
+            Task<string> gone = WatchLinksAsync(ports, unwatch.Token);
+            Task first = await Task.WhenAny(signalled, daemon.Faulted, gone).ConfigureAwait(false);
+            await unwatch.CancelAsync().ConfigureAwait(false);
+            if (first == daemon.Faulted)
             {
                 // A shard lost its poller for good: stop, and say so in the exit status, so a service
                 // manager restarts natd. No state is saved: the failure may lie in that very state.
@@ -106,12 +110,14 @@ internal static class RunMode
                 stdout.WriteLine("natd: stopping");
                 return FaultExitCode;
             }
-            try
+            int exit = 0;
+            if (first == gone)
             {
-                await signalled.ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
+                // The sockets are bound to an interface that no longer exists: stop as on SIGTERM (the
+                // state is saved), but with a failure status, so that a service manager starts natd
+                // again, which takes the interface up once it is back.
+                stderr.WriteLine($"natd: {await gone.ConfigureAwait(false)}: natd's sockets cannot follow it; stopping, to be started again once it is back");
+                exit = 1;
             }
             stdout.WriteLine("natd: stopping");
             if (statePath is not null)
@@ -126,8 +132,28 @@ internal static class RunMode
                     stderr.WriteLine($"natd: could not save the state snapshot: {e.Message}");
                 }
             }
+            return exit;
         }
-        return 0;
+    }
+
+    /// <summary>Completes, with why, once an interface natd opened is gone (<see cref="OpenedPorts.Gone"/>); looks once a second.</summary>
+    private static async Task<string> WatchLinksAsync(OpenedPorts ports, CancellationToken ct)
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1));
+        try
+        {
+            while (await timer.WaitForNextTickAsync(ct).ConfigureAwait(false))
+            {
+                if (ports.Gone() is { } why)
+                {
+                    return why;
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        return ""; // natd stopped for another reason first: nobody reads this
     }
 
     /// <summary>What to do about a control.listen address the host cannot bind (EADDRNOTAVAIL, EADDRINUSE).</summary>
