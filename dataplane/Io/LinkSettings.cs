@@ -21,18 +21,18 @@ public readonly record struct CoalescingChange(string Interface, bool Gro, bool 
 
 /// <summary>
 /// The link settings natd reads and sets on the interfaces it takes over, through ioctls on a
-/// short-lived packet socket in the calling thread's network namespace (SIOCGIFMTU, SIOCETHTOOL):
-/// its state, the MTU, the receive queues, receive coalescing, and the kernel's own use of the interface
-/// (its addresses, its forwarding).
+/// short-lived packet socket in the calling thread's network namespace (SIOCGIFFLAGS, SIOCGIFMTU,
+/// SIOCETHTOOL, SIOCGIFCONF): its state, the MTU, the receive queues, receive coalescing, and the
+/// kernel's own use of the interface (its addresses, its forwarding).
 /// </summary>
 /// <remarks>
 /// Why receive coalescing goes off: GRO and LRO merge a TCP stream's segments into one frame of up
 /// to 64 KiB before any packet socket sees it (and before generic XDP runs). natd receives a frame
 /// into one slot of <see cref="FrameBatch.SlotSize"/> bytes and forwards frames no larger than the
 /// link's MTU, so a merged frame would be dropped (<c>natd_port_rx_oversize_total</c>) and the
-/// stream would crawl on retransmissions. Userspace forwarders that read packet sockets turn both
-/// off for the same reason (Suricata in its inline modes); a NIC's hardware GRO (rx-gro-hw) goes
-/// with GRO, as the kernel keeps it only while GRO is on.
+/// stream would crawl on retransmissions. The kernel turns LRO off itself on a device it forwards
+/// from (dev_disable_lro), and packet-socket engines such as Snort ask for both to be off; a NIC's
+/// hardware GRO (rx-gro-hw) goes with GRO, as the kernel keeps it only while GRO is on.
 /// </remarks>
 public static unsafe class LinkSettings
 {

@@ -67,8 +67,9 @@ internal sealed record OpenedPorts(IReadOnlyList<(IPacketPort Inside, IPacketPor
 /// k (one socket per queue); when the device has fewer queues than pollers, or AF_XDP is refused
 /// (old kernel, no CAP_BPF/CAP_NET_ADMIN), "auto" falls back to AF_PACKET with a note saying why,
 /// while an explicit "af_xdp" fails. When it has more receive queues active than pollers, "auto"
-/// takes AF_PACKET too and an explicit "af_xdp" is warned (<see cref="QueuesServed"/>). AF_PACKET sockets of several pollers join one PACKET_FANOUT
-/// group per interface, so each frame reaches one poller (which hands it to its owner).
+/// takes AF_PACKET too and an explicit "af_xdp" is warned (<see cref="QueuesServed"/>). AF_PACKET
+/// sockets of several pollers join one PACKET_FANOUT group per interface, so each frame reaches one
+/// poller (which hands it to its owner).
 /// </summary>
 /// <remarks>
 /// With AF_XDP on both sides, poller k's inside socket (queue k) and outside socket (queue k)
@@ -325,10 +326,10 @@ internal static class PortFactory
     /// <summary>
     /// Before any socket opens (one opened first would take frames merged before the change): turns
     /// receive coalescing (GRO, LRO) off on each interface, names one that is down or without a
-    /// carrier, and checks its MTU against the frames
-    /// natd takes (<see cref="LinkSettings"/> says why) and against the other's. Notes say what
-    /// changed, and what natd will drop and count (natd_port_rx_oversize_total) when a change is
-    /// refused or an MTU is too large, or lose when the MTUs differ.
+    /// carrier, and checks its MTU against the frames natd takes (<see cref="LinkSettings"/> says
+    /// why) and against the other's. Notes say what changed, and what natd will drop and count
+    /// (natd_port_rx_oversize_total) when a change is refused or an MTU is too large, or lose when
+    /// the MTUs differ.
     /// </summary>
     internal static List<CoalescingChange> PrepareLinks(IEnumerable<string> interfaces, List<string> notes)
     {
@@ -347,7 +348,7 @@ internal static class PortFactory
                 }
                 if (refused is not null)
                 {
-                    notes.Add($"{name}: {refused}: frames it merges beyond {FrameBatch.SlotSize} bytes are dropped (natd_port_rx_oversize_total); turn it off with ethtool -K {name} gro off lro off");
+                    notes.Add($"warning: {name}: {refused}: frames it merges beyond {FrameBatch.SlotSize} bytes are dropped (natd_port_rx_oversize_total); turn it off with ethtool -K {name} gro off lro off");
                 }
                 var (up, running) = LinkSettings.State(name);
                 if (!up)
@@ -362,7 +363,7 @@ internal static class PortFactory
                 mtus.Add((name, mtu));
                 if (mtu > LinkSettings.LargestMtu)
                 {
-                    notes.Add($"{name}: MTU {mtu} is above the {LinkSettings.LargestMtu} bytes natd forwards: larger frames are dropped (natd_port_rx_oversize_total); lower it with ip link set dev {name} mtu {LinkSettings.LargestMtu}");
+                    notes.Add($"warning: {name}: MTU {mtu} is above the {LinkSettings.LargestMtu} bytes natd forwards: larger frames are dropped (natd_port_rx_oversize_total); lower it with ip link set dev {name} mtu {LinkSettings.LargestMtu}");
                 }
             }
             catch (NativeIoException)
@@ -375,7 +376,7 @@ internal static class PortFactory
             // natd forwards a frame as it came (no fragmenting, no fragmentation-needed): the kernel
             // drops one larger than the egress MTU.
             var (small, large) = mtus[0].Mtu < mtus[1].Mtu ? (mtus[0], mtus[1]) : (mtus[1], mtus[0]);
-            notes.Add($"{large.Name}: MTU {large.Mtu} is above {small.Name}'s {small.Mtu}: natd neither fragments nor answers fragmentation-needed, so a datagram larger than {small.Mtu} bytes from {large.Name}'s side is lost; give both the same MTU");
+            notes.Add($"warning: {large.Name}: MTU {large.Mtu} is above {small.Name}'s {small.Mtu}: natd neither fragments nor answers fragmentation-needed, so a datagram larger than {small.Mtu} bytes from {large.Name}'s side is lost; give both the same MTU");
         }
         return changed;
     }
