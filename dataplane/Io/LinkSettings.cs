@@ -31,8 +31,9 @@ public readonly record struct CoalescingChange(string Interface, bool Gro, bool 
 /// into one slot of <see cref="FrameBatch.SlotSize"/> bytes and forwards frames no larger than the
 /// link's MTU, so a merged frame would be dropped (<c>natd_port_rx_oversize_total</c>) and the
 /// stream would crawl on retransmissions. The kernel turns LRO off itself on a device it forwards
-/// from (dev_disable_lro), and packet-socket engines such as Snort ask for both to be off; a NIC's
-/// hardware GRO (rx-gro-hw) goes with GRO, as the kernel keeps it only while GRO is on.
+/// from (dev_disable_lro), and packet-socket engines such as Snort ask for both to be off. A NIC's
+/// hardware GRO (rx-gro-hw) has no legacy ethtool command and is left as it is: with AF_PACKET on
+/// such a NIC, turn it off by hand (<c>natd_port_rx_oversize_total</c> shows it at work).
 /// </remarks>
 public static unsafe class LinkSettings
 {
