@@ -82,11 +82,7 @@ public sealed class PortFactoryTests
             }
             finally
             {
-                foreach (var (i, o) in opened.Pairs)
-                {
-                    i.Dispose();
-                    o.Dispose();
-                }
+                ClosePorts(opened);
             }
         }
         finally
@@ -160,11 +156,7 @@ public sealed class PortFactoryTests
             }
             finally
             {
-                foreach (var (i, o) in opened.Pairs)
-                {
-                    i.Dispose();
-                    o.Dispose();
-                }
+                ClosePorts(opened);
                 Assert.Empty(NetNamespace.RunIn(ns, opened.Release));
             }
             Assert.True(GroOn("natin"));
@@ -217,11 +209,7 @@ public sealed class PortFactoryTests
             }
             finally
             {
-                foreach (var (i, o) in opened.Pairs)
-                {
-                    i.Dispose();
-                    o.Dispose();
-                }
+                ClosePorts(opened);
             }
         }
         finally
@@ -269,11 +257,7 @@ public sealed class PortFactoryTests
             }
             finally
             {
-                foreach (var (i, o) in opened.Pairs)
-                {
-                    i.Dispose();
-                    o.Dispose();
-                }
+                ClosePorts(opened);
             }
         }
         finally
@@ -305,11 +289,7 @@ public sealed class PortFactoryTests
             }
             finally
             {
-                foreach (var (i, o) in opened.Pairs)
-                {
-                    i.Dispose();
-                    o.Dispose();
-                }
+                ClosePorts(opened);
                 Assert.Empty(opened.Release());
             }
             Assert.Equal(0, Promiscuity("natin"));
@@ -335,11 +315,7 @@ public sealed class PortFactoryTests
             NatdConfig config = ConfigLoader.Parse("dataplane: { batch: 64 }\n", "test.yaml") with { InsideDriver = "af_packet", OutsideDriver = "af_packet" };
 
             OpenedPorts opened = NetNamespace.RunIn(ns, () => PortFactory.Open(config, pollers: 1, cores: 2));
-            foreach (var (i, o) in opened.Pairs)
-            {
-                i.Dispose();
-                o.Dispose();
-            }
+            ClosePorts(opened);
             Assert.Equal(
                 [
                     "warning: natin has no carrier: natd receives and sends nothing on it until the link comes up",
@@ -381,29 +357,29 @@ public sealed class PortFactoryTests
             }
             finally
             {
-                foreach (var opened in new[] { first, elsewhere })
-                {
-                    foreach (var (i, o) in opened.Pairs)
-                    {
-                        i.Dispose();
-                        o.Dispose();
-                    }
-                }
+                ClosePorts(first);
+                ClosePorts(elsewhere);
                 NetNamespace.RunIn(ns, first.Release);
                 NetNamespace.RunIn(other, elsewhere.Release);
             }
             OpenedPorts second = NetNamespace.RunIn(ns, () => PortFactory.Open(config, pollers: 1, cores: 2));
-            foreach (var (i, o) in second.Pairs)
-            {
-                i.Dispose();
-                o.Dispose();
-            }
+            ClosePorts(second);
             Assert.Empty(NetNamespace.RunIn(ns, second.Release));
         }
         finally
         {
             Shell.TryRun(TimeSpan.FromSeconds(20), "ip", "netns", "delete", ns);
             Shell.TryRun(TimeSpan.FromSeconds(20), "ip", "netns", "delete", other);
+        }
+    }
+
+    /// <summary>Closes every poller's ports (what the daemon does before <see cref="OpenedPorts.Release"/>).</summary>
+    private static void ClosePorts(OpenedPorts opened)
+    {
+        foreach (var (i, o) in opened.Pairs)
+        {
+            i.Dispose();
+            o.Dispose();
         }
     }
 
