@@ -55,7 +55,7 @@ public sealed class LinkTests(ITestOutputHelper output)
     {
         using var lab = LabTopology.Create(new LabOptions());
         using var natd = new NatdGateway { Driver = "af_packet", ExtraConfig = $"dataplane: {{ workers: {workers} }}\n" };
-        try
+        DescribeOnFailure(natd, () =>
         {
             foreach (string dev in new[] { lab.InsideIf, lab.OutsideIf })
             {
@@ -89,12 +89,7 @@ public sealed class LinkTests(ITestOutputHelper output)
             {
                 Assert.True(GroOn(lab, dev), $"{dev}: generic-receive-offload is still off after natd stopped");
             }
-        }
-        catch
-        {
-            output.WriteLine(natd.Describe());
-            throw;
-        }
+        });
     }
 
     /// <summary>One datagram from each of <c>argv[3]</c> sockets (a flow each), two tries; prints how many got their echo.</summary>
@@ -120,7 +115,7 @@ public sealed class LinkTests(ITestOutputHelper output)
     {
         using var lab = LabTopology.Create(new LabOptions());
         using var natd = new NatdGateway { ExtraConfig = "dataplane: { workers: 1 }\n", Queues = LabTopology.MaxQueues };
-        try
+        DescribeOnFailure(natd, () =>
         {
             natd.Start(lab);
             Assert.Contains(natd.Process!.StdOutLines, l => l.StartsWith("natd: ready", StringComparison.Ordinal) && l.Contains($"inside={lab.InsideIf} (af_packet, ", StringComparison.Ordinal));
@@ -131,12 +126,7 @@ public sealed class LinkTests(ITestOutputHelper output)
             var r = lab.TryRunIn(lab.InsideNs, TimeSpan.FromSeconds(30), "python3", "-u", client, lab.OutsideHost.ToString(), echo.Port.ToString(CultureInfo.InvariantCulture), "32");
             output.WriteLine(r.Combined);
             Assert.Equal("answered 32 of 32", r.StdOut.Trim());
-        }
-        catch
-        {
-            output.WriteLine(natd.Describe());
-            throw;
-        }
+        });
     }
 
     [RootTheory]
@@ -146,7 +136,7 @@ public sealed class LinkTests(ITestOutputHelper output)
     {
         using var lab = LabTopology.Create(new LabOptions());
         using var natd = new NatdGateway { Driver = driver, ExtraConfig = "dataplane: { workers: 1 }\n" };
-        try
+        DescribeOnFailure(natd, () =>
         {
             natd.Start(lab);
             using var echo = LabPrograms.StartUdpEchoServer(lab);
@@ -166,12 +156,7 @@ public sealed class LinkTests(ITestOutputHelper output)
             output.WriteLine(after.Output);
             Assert.Matches($@"^echo from {Regex.Escape($"{lab.OutsideHost}:{echo.Port}")} to {Regex.Escape(lab.GatewayOutside.ToString())}:\d+: after$", Assert.Single(after.Replies));
             Assert.False(natd.Process!.HasExited);
-        }
-        catch
-        {
-            output.WriteLine(natd.Describe());
-            throw;
-        }
+        });
     }
 
     [RootTheory]
@@ -181,7 +166,7 @@ public sealed class LinkTests(ITestOutputHelper output)
     {
         using var lab = LabTopology.Create(new LabOptions());
         using var natd = new NatdGateway { Driver = driver, ExtraConfig = "dataplane: { workers: 1 }\n", WithState = true };
-        try
+        DescribeOnFailure(natd, () =>
         {
             natd.Start(lab);
             using var echo = LabPrograms.StartUdpEchoServer(lab);
@@ -193,12 +178,7 @@ public sealed class LinkTests(ITestOutputHelper output)
             Assert.Contains($"natd: {lab.InsideIf} was removed: natd's sockets cannot follow it; stopping, to be started again once it is back", natd.Process.StdErrLines);
             Assert.Contains(natd.Process.StdOutLines, l => Regex.IsMatch(l, @"^natd: saved [1-9]\d* sessions to "));
             Assert.DoesNotContain(natd.Process.StdErrLines, l => l.Contains("not turned back on", StringComparison.Ordinal));
-        }
-        catch
-        {
-            output.WriteLine(natd.Describe());
-            throw;
-        }
+        });
     }
 
     [RootFact]
@@ -215,6 +195,20 @@ public sealed class LinkTests(ITestOutputHelper output)
         Assert.Equal(1, r.ExitCode); // not an unhandled exception (134)
         Assert.Contains("natd: cannot start the control API on 192.0.2.77:9180: Cannot assign requested address (no interface of natd's network namespace holds that address", r.StdErr, StringComparison.Ordinal);
         Assert.True(GroOn(lab, lab.OutsideIf), "generic-receive-offload was not given back on the way out");
+    }
+
+    /// <summary>Runs <paramref name="body"/>; when it fails, prints natd's configuration and output first.</summary>
+    private void DescribeOnFailure(NatdGateway natd, Action body)
+    {
+        try
+        {
+            body();
+        }
+        catch
+        {
+            output.WriteLine(natd.Describe());
+            throw;
+        }
     }
 
     private static bool GroOn(LabTopology lab, string dev)

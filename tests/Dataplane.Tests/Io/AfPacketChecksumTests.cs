@@ -17,21 +17,7 @@ public sealed class AfPacketChecksumTests : IDisposable
     private const string SenderAddress = "10.199.0.1";
     private const string PeerAddress = "10.199.0.9"; // not local: the packet must leave through va
     private const int Port = 9999;
-    private readonly VethNamespace _ns = new();
-
-    public AfPacketChecksumTests()
-    {
-        try
-        {
-            _ns.Exec("ip", "addr", "add", $"{SenderAddress}/24", "dev", VethNamespace.A);
-            _ns.Exec("ip", "neigh", "replace", PeerAddress, "lladdr", "02:00:00:00:00:09", "dev", VethNamespace.A, "nud", "permanent");
-        }
-        catch
-        {
-            _ns.Dispose();
-            throw;
-        }
-    }
+    private readonly VethNamespace _ns = VethNamespace.WithSender(SenderAddress, PeerAddress);
 
     public void Dispose() => _ns.Dispose();
 

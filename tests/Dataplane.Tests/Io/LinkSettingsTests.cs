@@ -14,21 +14,7 @@ public sealed class LinkSettingsTests : IDisposable
     private const string SenderAddress = "10.199.1.1";
     private const string PeerAddress = "10.199.1.9"; // not local: the datagram leaves through va
     private const int Port = 9998;
-    private readonly VethNamespace _ns = new();
-
-    public LinkSettingsTests()
-    {
-        try
-        {
-            _ns.Exec("ip", "addr", "add", $"{SenderAddress}/24", "dev", VethNamespace.A);
-            _ns.Exec("ip", "neigh", "replace", PeerAddress, "lladdr", "02:00:00:00:00:09", "dev", VethNamespace.A, "nud", "permanent");
-        }
-        catch
-        {
-            _ns.Dispose();
-            throw;
-        }
-    }
+    private readonly VethNamespace _ns = VethNamespace.WithSender(SenderAddress, PeerAddress);
 
     public void Dispose() => _ns.Dispose();
 

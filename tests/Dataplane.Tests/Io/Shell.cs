@@ -73,6 +73,27 @@ internal sealed class VethNamespace : IDisposable
 
     public string Name { get; }
 
+    /// <summary>
+    /// A pair whose end <see cref="A"/> holds <paramref name="sender"/>/24 and reaches
+    /// <paramref name="peer"/> (not local, a permanent neighbour) out of A, so a kernel socket's
+    /// datagram to it arrives at <see cref="B"/>.
+    /// </summary>
+    public static VethNamespace WithSender(string sender, string peer)
+    {
+        var ns = new VethNamespace();
+        try
+        {
+            ns.Exec("ip", "addr", "add", $"{sender}/24", "dev", A);
+            ns.Exec("ip", "neigh", "replace", peer, "lladdr", "02:00:00:00:00:09", "dev", A, "nud", "permanent");
+            return ns;
+        }
+        catch
+        {
+            ns.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>Runs a command inside the namespace.</summary>
     public string Exec(string file, params string[] args)
         => Shell.Run("ip", ["netns", "exec", Name, file, .. args]);
