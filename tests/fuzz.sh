@@ -78,6 +78,19 @@ for f in "$work"/out/default/crashes/id:*; do
   cp "$f" "$findings/$name"
   n=$((n + 1))
 done
+# afl's dry run skips a seed that crashes and counts no crash for it: a seed the code under test
+# now fails on would otherwise pass unnoticed. Each is a finding too.
+while IFS= read -r seed; do
+  [ -n "$seed" ] || continue
+  f=$(ls "$work"/out/default/queue/"$seed" 2>/dev/null || true)
+  [ -z "$f" ] && f=$(ls "$fuzz/corpus/$target/${seed##*orig:}" 2>/dev/null || true)
+  [ -n "$f" ] || continue
+  echo "== seed ${seed##*orig:} crashes the target (afl skipped it in its dry run)"
+  mkdir -p "$findings"
+  name=$(sha256sum "$f" | cut -c1-16)
+  cp "$f" "$findings/$name"
+  n=$((n + 1))
+done < <(sed -n "s/.*Test case '\([^']*\)' results in a crash, skipping.*/\1/p" "$work/afl.log" | sort -u)
 if [ "$n" -gt 0 ]; then
   echo "== $n crash(es) copied to $findings/ (replay without afl: dotnet build tests/Fuzz -c Release && dotnet tests/Fuzz/bin/Release/net10.0/Natd.Fuzz.dll replay $target FILE)"
 else

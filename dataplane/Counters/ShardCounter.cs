@@ -101,6 +101,12 @@ public enum ShardCounter
     FragmentsReleased,
     /// <summary>Inbound fragments handed from the shard where their datagram meets to the shard that owns its flow.</summary>
     FragmentsRouted,
+    /// <summary>Fragments natd made of datagrams larger than the egress MTU (RFC 791 section 3.2).</summary>
+    FragmentsMade,
+    /// <summary>Datagrams natd split into fragments for the egress MTU.</summary>
+    DatagramsFragmented,
+    /// <summary>TCP SYNs whose MSS option natd lowered to <c>nat.mss-clamp</c> (RFC 6691).</summary>
+    MssClamped,
 
     /// <summary>Frames received from both ports.</summary>
     FramesReceived,
@@ -174,6 +180,9 @@ public static class ShardCounters
         D(ShardCounter.FragmentsHeld, "fragments", "held", "Fragments held until their datagram's first fragment came."),
         D(ShardCounter.FragmentsReleased, "fragments", "released", "Held fragments released when their datagram's first fragment came."),
         D(ShardCounter.FragmentsRouted, "fragments", "routed", "Inbound fragments handed to the shard that owns their datagram's flow."),
+        D(ShardCounter.FragmentsMade, "fragments", "made", "Fragments natd made of datagrams larger than the egress MTU (RFC 791)."),
+        D(ShardCounter.DatagramsFragmented, "gateway", "datagrams-fragmented", "Datagrams natd split into fragments for the egress MTU (RFC 791)."),
+        D(ShardCounter.MssClamped, "gateway", "mss-clamped", "TCP SYNs whose MSS option natd lowered to nat.mss-clamp (RFC 6691)."),
         D(ShardCounter.FramesReceived, "poller", "frames-received", "Frames received from both ports."),
         D(ShardCounter.FramesTransmitted, "poller", "frames-transmitted", "Frames queued for transmission on both ports."),
         D(ShardCounter.Batches, "poller", "batches", "Batches that carried at least one frame."),

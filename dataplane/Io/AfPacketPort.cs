@@ -76,6 +76,11 @@ public sealed unsafe class AfPacketPort : IPacketPort
     /// <inheritdoc />
     public MacAddress Mac { get; }
 
+    /// <inheritdoc />
+    public int LinkMtu => _linkMtu ??= LinkSettings.MtuOrZero(Name);
+
+    private int? _linkMtu;
+
     /// <summary>The interface index the socket is bound to (in the namespace it was opened in).</summary>
     public int IfIndex { get; }
 

@@ -131,6 +131,11 @@ public sealed unsafe class AfXdpPort : IPacketPort
     /// <inheritdoc />
     public MacAddress Mac { get; private set; }
 
+    /// <inheritdoc />
+    public int LinkMtu => _linkMtu ??= LinkSettings.MtuOrZero(Name);
+
+    private int? _linkMtu;
+
     /// <summary>The interface index (in the namespace the port was opened in).</summary>
     public int IfIndex { get; }
 

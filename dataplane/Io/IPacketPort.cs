@@ -50,6 +50,12 @@ public interface IPacketPort : IDisposable
     MacAddress Mac { get; }
 
     /// <summary>
+    /// The MTU of the port's link (bytes of IP datagram, SIOCGIFMTU) as read when it opened: the
+    /// largest datagram it sends without fragmenting; 0 where there is no link (pcap, memory).
+    /// </summary>
+    int LinkMtu => 0;
+
+    /// <summary>
     /// A file descriptor that becomes readable (POLLIN) when frames wait, for a poller that blocks in
     /// poll(2) when idle; -1 when the port has none (then the poller sleeps briefly instead).
     /// </summary>

@@ -40,6 +40,19 @@ public static unsafe class LinkSettings
     /// <summary>The largest IP MTU whose frames fit one slot: <see cref="FrameBatch.SlotSize"/> less an Ethernet header and an 802.1Q tag (bytes).</summary>
     public const int LargestMtu = FrameBatch.SlotSize - 14 - 4;
 
+    /// <summary>The interface's MTU (bytes, <see cref="Mtu"/>), or 0 when it cannot be read (no such interface).</summary>
+    public static int MtuOrZero(string interfaceName)
+    {
+        try
+        {
+            return Mtu(interfaceName);
+        }
+        catch (NativeIoException)
+        {
+            return 0;
+        }
+    }
+
     /// <summary>The interface's MTU (bytes of IP datagram, SIOCGIFMTU).</summary>
     /// <exception cref="NativeIoException">No such interface, or the socket could not be opened.</exception>
     public static int Mtu(string interfaceName)

@@ -131,6 +131,12 @@ public enum DropReason : byte
     PcpRateLimited,
     /// <summary>Inbound to a PCP mapping from a remote none of its FILTERs admit (RFC 6887 section 13.3).</summary>
     PcpFiltered,
+    /// <summary>
+    /// A datagram with don't-fragment set and larger than the egress side's MTU: answered with ICMP
+    /// fragmentation-needed and the MTU (RFC 1191, RFC 1812 section 5.2.7.1) when natd can still quote
+    /// what the sender sent, rate-limited as every ICMP error natd makes.
+    /// </summary>
+    FragmentationNeeded,
 }
 
 /// <summary>Names for <see cref="DropReason"/>.</summary>

@@ -74,14 +74,26 @@ internal sealed class IcmpResponder
         => IcmpReply(slot, ref length, ingress, ipSpan, ihl, Icmp.TimeExceeded, 0, DropReason.TtlExpired, ref ctx);
 
     /// <summary>
+    /// RFC 1191 section 4 (RFC 1812 section 5.2.7.1): a datagram with don't-fragment set, larger than
+    /// <paramref name="mtu"/> (bytes), the egress side's MTU, is dropped
+    /// (<see cref="DropReason.FragmentationNeeded"/>) and answered with destination unreachable,
+    /// fragmentation needed (code 4), carrying that MTU, as <see cref="IcmpReply"/>. Called before
+    /// the datagram is translated, so the quote is what its sender sent.
+    /// </summary>
+    public Verdict FragmentationNeeded(Span<byte> slot, ref int length, Side ingress, Span<byte> ipSpan, int ihl, int mtu, ref PacketContext ctx)
+        => IcmpReply(slot, ref length, ingress, ipSpan, ihl, Icmp.DestinationUnreachable, Icmp.FragmentationNeededCode, DropReason.FragmentationNeeded, ref ctx, (ushort)mtu);
+
+    /// <summary>
     /// Drops a packet with <paramref name="reason"/> (recorded and counted in <paramref name="ctx"/>)
-    /// and answers its sender with an ICMP error (<paramref name="type"/>, <paramref name="code"/>)
+    /// and answers its sender with an ICMP error (<paramref name="type"/>, <paramref name="code"/>;
+    /// <paramref name="nextHopMtu"/> in bytes 6-7 for a fragmentation-needed, RFC 1191, else 0)
     /// quoting the IP header and 8 bytes (RFC 792), rate-limited (RFC 1812 4.3.2.8) and never about
     /// an ICMP error (4.3.2.7). The reply is built in the frame's own slot (<paramref name="length"/>
     /// becomes its length) and sent back out of the ingress side.
     /// </summary>
     /// <returns>The ingress side's verdict when a reply is sent (the drop stays counted), else <see cref="Verdict.Drop"/>.</returns>
-    public Verdict IcmpReply(Span<byte> slot, ref int length, Side ingress, Span<byte> ipSpan, int ihl, byte type, byte code, DropReason reason, ref PacketContext ctx)
+    public Verdict IcmpReply(Span<byte> slot, ref int length, Side ingress, Span<byte> ipSpan, int ihl, byte type, byte code, DropReason reason, ref PacketContext ctx,
+        ushort nextHopMtu = 0)
     {
         ctx.Drop(reason);
         var ip = new Ipv4Header(ipSpan);
@@ -114,6 +126,7 @@ internal sealed class IcmpResponder
         Span<byte> icmp = outIp[Ipv4Header.MinLength..];
         icmp[0] = type;
         icmp[1] = code;
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(icmp[6..], nextHopMtu);
         saved[..quote].CopyTo(icmp[Icmp.HeaderLength..]);
         IcmpErrorTranslator.FinishIcmp(icmp);
         eth.Destination = back;

@@ -101,6 +101,11 @@ public sealed partial class NatEngine
         {
             return ctx.Drop(DropReason.NoRoute);
         }
+        if (ip.TotalLength > _outsideMtu && ip.DontFragment)
+        {
+            // RFC 1191, before the tunnel rewrites it (ESP and GRE senders discover the path MTU too).
+            return _icmp.FragmentationNeeded(slot, ref length, Side.Inside, ipSpan, ip.HeaderLength, _outsideMtu, ref ctx);
+        }
         int hold = ip.Protocol is IpProtocol.Esp or IpProtocol.Ah ? _settings.Algs.Ipsec.EspTimeout : _settings.Timeouts.Udp; // GRE and others live as UDP does
         TunnelVerdict t = _portless.In2Out(ipSpan, PairedAddress(ip.Source, hold), ref ctx);
         return Finish(t, slot, ref length, ipSpan, ip.HeaderLength, nextHop, ref ctx);
@@ -109,6 +114,10 @@ public sealed partial class NatEngine
     /// <summary>An outside packet of a protocol without ports to natd's address: <see cref="PortlessProtocols.Out2In"/>.</summary>
     private Verdict OtherOut2In(Span<byte> slot, ref int length, Span<byte> ipSpan, int ihl, ref PacketContext ctx)
     {
+        if (ipSpan.Length > _insideMtu && new Ipv4Header(ipSpan).DontFragment)
+        {
+            return _icmp.FragmentationNeeded(slot, ref length, Side.Outside, ipSpan, ihl, _insideMtu, ref ctx);
+        }
         TunnelVerdict t = _portless.Out2In(ipSpan, ihl, _addresses.PoolIndexOf(new Ipv4Header(ipSpan).Destination) >= 0, ref ctx);
         return Finish(t, slot, ref length, ipSpan, ihl, 0, ref ctx);
     }

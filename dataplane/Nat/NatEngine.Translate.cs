@@ -147,6 +147,11 @@ public sealed partial class NatEngine
     private Verdict In2OutHit(int s, Span<byte> slot, ref int length, Span<byte> ipSpan, in ParsedFrame p, uint nextHop, bool hairpin, ref PacketContext ctx)
     {
         var ip = new Ipv4Header(ipSpan);
+        if (p.TotalLength > _outsideMtu && !hairpin && ip.DontFragment)
+        {
+            // RFC 1191: answered before the rewrite, so the quote is what the inside host sent.
+            return _icmp.FragmentationNeeded(slot, ref length, Side.Inside, ipSpan, p.Ihl, _outsideMtu, ref ctx);
+        }
         byte proto = p.Protocol;
         Span<byte> l4 = ipSpan[p.Ihl..];
         ref Session ses = ref Table.Sessions[s];
@@ -158,6 +163,10 @@ public sealed partial class NatEngine
 
         if (proto == IpProtocol.Tcp)
         {
+            if ((p.TcpFlags & Tcp.Syn) != 0 && _mssClamp != 0)
+            {
+                ClampMss(l4);
+            }
             TrackTcp(s, ref ses, p.TcpFlags, in2out: true);
         }
         ses.PacketsIn2Out++;
@@ -244,6 +253,10 @@ public sealed partial class NatEngine
         }
 
         var ip = new Ipv4Header(ipSpan);
+        if (p.TotalLength > _insideMtu && !hairpin && ip.DontFragment)
+        {
+            return _icmp.FragmentationNeeded(slot, ref length, Side.Outside, ipSpan, p.Ihl, _insideMtu, ref ctx);
+        }
         byte proto = p.Protocol;
         Span<byte> l4 = ipSpan[p.Ihl..];
         ref Session ses = ref Table.Sessions[s];
@@ -255,6 +268,10 @@ public sealed partial class NatEngine
 
         if (proto == IpProtocol.Tcp)
         {
+            if ((p.TcpFlags & Tcp.Syn) != 0 && _mssClamp != 0)
+            {
+                ClampMss(l4);
+            }
             TrackTcp(s, ref ses, p.TcpFlags, in2out: false);
         }
         ses.PacketsOut2In++;
@@ -267,6 +284,39 @@ public sealed partial class NatEngine
             return ToHelper(ref ses, AlgDirection.Out2In, Side.Inside, nextHop, PayloadLength(l4, proto), ref ctx);
         }
         return _neighbours.SendTo(Side.Inside, slot[..length], nextHop, ref ctx);
+    }
+
+    private ushort _mssClamp;
+
+    // The egress MTUs (EgressMtu's) where the hit paths compare them: engine fields, one load each.
+    private int _insideMtu;
+    private int _outsideMtu;
+
+    /// <summary>The MSS clamp in force (bytes, 0 off): <see cref="NatSettings.MssClamp"/>, auto resolved against the egress MTUs.</summary>
+    internal int MssClampInForce => _mssClamp;
+
+    /// <summary>Reads the egress MTUs and the MSS clamp that follows from them (construction, reload).</summary>
+    private void RefreshEgress()
+    {
+        _insideMtu = _mtu.InsideMtu;
+        _outsideMtu = _mtu.OutsideMtu;
+        int c = _settings.MssClamp;
+        if (c == NatSettings.MssClampAuto)
+        {
+            // The smaller MTU natd knows, less the IPv4 and TCP headers: no segment then needs fragmenting on either side.
+            c = _mtu.AnyKnown ? Math.Min(_mtu.InsideMtu, _mtu.OutsideMtu) - Ipv4Header.MinLength - Tcp.MinLength : 0;
+        }
+        _mssClamp = (ushort)Math.Clamp(c, 0, ushort.MaxValue);
+    }
+
+    /// <summary>Lowers a SYN's MSS option to the clamp (RFC 6691); slow branch of the TCP rewrite.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void ClampMss(Span<byte> tcp)
+    {
+        if (TcpMss.Clamp(tcp, _mssClamp))
+        {
+            Counters[Dataplane.Counters.ShardCounter.MssClamped]++;
+        }
     }
 
     /// <summary>Bytes of transport payload (TCP after its header, UDP after its 8 bytes).</summary>

@@ -113,6 +113,15 @@ public sealed record EngineOptions
     public long? StartedMs { get; init; }
 
     /// <summary>
+    /// The inside link's MTU in bytes as the driver read it at start; 0 when there is no link (replay,
+    /// memory ports). <see cref="InterfaceSettings.Mtu"/> overrides it (<see cref="EgressMtu"/>).
+    /// </summary>
+    public int InsideLinkMtu { get; init; }
+
+    /// <summary>The outside link's MTU in bytes, as <see cref="InsideLinkMtu"/>.</summary>
+    public int OutsideLinkMtu { get; init; }
+
+    /// <summary>
     /// The pairings all shards of this natd publish (<see cref="PairingDirectory"/>), shared by their
     /// engines: this engine publishes its subscribers' pairing in its own table and reads the other
     /// shards' for its port-less flows (RFC 4787 REQ-2). Null with one shard, or where no other
@@ -141,6 +150,7 @@ public sealed partial class NatEngine
     private readonly EngineOptions _options;
     private readonly AddressPlan _addresses;
     private readonly Neighbours _neighbours;
+    private readonly EgressMtu _mtu;
     private readonly IcmpResponder _icmp;
     private readonly IcmpErrorTranslator _icmpErrors;
     private readonly ulong _seed;
@@ -180,7 +190,9 @@ public sealed partial class NatEngine
         {
             Table.EnableExternalIndex(); // all-ports: an inbound port's holder is found by its external endpoint
         }
-        _neighbours = new Neighbours(settings, _addresses, InsideMac, OutsideMac, Counters, _options.LearnFromTraffic);
+        _mtu = new EgressMtu(settings, _options.InsideLinkMtu, _options.OutsideLinkMtu, Counters);
+        RefreshEgress();
+        _neighbours = new Neighbours(settings, _addresses, InsideMac, OutsideMac, Counters, _options.LearnFromTraffic, _mtu);
         _icmp = new IcmpResponder(_addresses, InsideMac, OutsideMac, Counters, _options.IcmpErrorRate);
         _icmpErrors = new IcmpErrorTranslator(Table, _timeoutMs, _addresses, _neighbours, _icmp, Counters);
         CreateFragments(settings);
@@ -415,6 +427,8 @@ public sealed partial class NatEngine
         _shardMap = new ShardMap(next, _options.Shards, _options.ShardSeed);
         ApplyDeterministic(next);
         _neighbours.Update(next);
+        _mtu.Update(next);
+        RefreshEgress();
         CompileRules(next);
         RefreshTimeouts();
         _ipsecTunnels.Update(next);

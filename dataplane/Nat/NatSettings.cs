@@ -65,7 +65,16 @@ public sealed record InterfaceSettings(
     IReadOnlyList<Ipv4Prefix> Networks,
     uint Gateway,
     MacAddress? Mac,
-    IReadOnlyList<KeyValuePair<uint, MacAddress>> Neighbours);
+    IReadOnlyList<KeyValuePair<uint, MacAddress>> Neighbours)
+{
+    /// <summary>
+    /// The largest IPv4 datagram natd sends out of this side, bytes (<c>interfaces.*.mtu</c>,
+    /// 68..2030); 0 (the default): the link's MTU as read at start (<see cref="EngineOptions.InsideLinkMtu"/>),
+    /// or no limit where there is no link (replay). Larger datagrams are fragmented, or answered with
+    /// fragmentation-needed when they forbid it (RFC 791, RFC 1191).
+    /// </summary>
+    public int Mtu { get; init; }
+}
 
 /// <summary>
 /// The immutable configuration one dataplane instance runs with. Built by the control plane from
@@ -124,6 +133,17 @@ public sealed record NatSettings
 
     /// <summary>Application-level gateways, their ports, IPsec masquerading and port triggers.</summary>
     public Alg.AlgSettings Algs { get; init; } = new();
+
+    /// <summary>
+    /// TCP MSS clamping (RFC 6691, RFC 879): the largest MSS option a SYN keeps through natd, bytes,
+    /// either way; 0 (the default) leaves it alone; <see cref="MssClampAuto"/> clamps to the smaller
+    /// egress MTU less 40 (the IPv4 and TCP headers without options). For hosts behind a path whose
+    /// ICMP fragmentation-needed never reaches them (a PPPoE or tunnel uplink with filtered ICMP).
+    /// </summary>
+    public int MssClamp { get; init; }
+
+    /// <summary><see cref="MssClamp"/> value meaning "the smaller egress MTU less 40" (<c>nat.mss-clamp: auto</c>).</summary>
+    public const int MssClampAuto = -1;
 
     /// <summary>Whether to verify the TCP/UDP/ICMP checksum of received packets (costs a pass over the payload).</summary>
     public bool VerifyL4Checksums { get; init; } = true;

@@ -48,6 +48,7 @@ internal sealed class Neighbours
     private readonly MacAddress _outsideMac;
     private readonly bool _learnFromTraffic;
     private IFrameSink? _sink;
+    private readonly EgressMtu _mtu;
 
     // Static neighbours (configuration) never age and are never evicted; learned ones live in
     // fixed-size tables, as do next hops being resolved (Linux's INCOMPLETE entries).
@@ -95,8 +96,11 @@ internal sealed class Neighbours
     /// <param name="outsideMac">natd's MAC outside.</param>
     /// <param name="counters">The shard's counters (ARP, hold and neighbour counters, drops).</param>
     /// <param name="learnFromTraffic">Replay: learned entries never age and are never probed (<see cref="EngineOptions.LearnFromTraffic"/>).</param>
-    public Neighbours(NatSettings settings, AddressPlan addresses, MacAddress insideMac, MacAddress outsideMac, NatCounters counters, bool learnFromTraffic)
+    /// <param name="mtu">The egress MTUs: a larger frame is split (or dropped with DF) on its way out; null: those of <paramref name="settings"/> alone.</param>
+    public Neighbours(NatSettings settings, AddressPlan addresses, MacAddress insideMac, MacAddress outsideMac, NatCounters counters, bool learnFromTraffic,
+        EgressMtu? mtu = null)
     {
+        _mtu = mtu ?? new EgressMtu(settings, 0, 0, counters);
         _addresses = addresses;
         _counters = counters;
         _insideMac = insideMac;
@@ -251,11 +255,44 @@ internal sealed class Neighbours
     /// <summary>
     /// Sets the Ethernet addresses of <paramref name="frame"/> for egress on <paramref name="side"/>
     /// towards <paramref name="nextHop"/>, or holds a copy and asks ARP when the next hop is unknown
-    /// (a stale entry is used and re-confirmed with a unicast request, the kernel's probe).
+    /// (a stale entry is used and re-confirmed with a unicast request, the kernel's probe). A frame
+    /// larger than the side's egress MTU leaves as fragments, or is dropped with DF set
+    /// (<see cref="SendOversize"/>).
     /// </summary>
-    /// <returns><see cref="Verdict.ToInside"/>/<see cref="Verdict.ToOutside"/>; <see cref="Verdict.Consumed"/> when held;
-    /// <see cref="Verdict.Drop"/> (<see cref="DropReason.NeighbourUnresolved"/>) when the hold queue is full or the frame too long.</returns>
+    /// <returns><see cref="Verdict.ToInside"/>/<see cref="Verdict.ToOutside"/>; <see cref="Verdict.Consumed"/> when held or sent as fragments;
+    /// <see cref="Verdict.Drop"/> (<see cref="DropReason.NeighbourUnresolved"/>) when the hold queue is full or the frame too long,
+    /// (<see cref="DropReason.FragmentationNeeded"/>) when it is too large and may not be fragmented.</returns>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public Verdict SendTo(Side side, Span<byte> frame, uint nextHop, ref PacketContext ctx)
+        => _mtu.Fits(side, frame.Length) ? Resolve(side, frame, nextHop, ref ctx) : SendOversize(side, frame, nextHop, ref ctx);
+
+    /// <summary>
+    /// A frame larger than <paramref name="side"/>'s egress MTU (<see cref="EgressMtu"/>): with DF set
+    /// it is dropped (<see cref="DropReason.FragmentationNeeded"/>; the engine answers the datagrams
+    /// it can quote before translating them, these are the rest: an ALG's grown payload, a
+    /// translated ICMP error); else its next hop is resolved as for any frame and it leaves as
+    /// fragments through the sink (<see cref="Verdict.Consumed"/>), or waits for ARP whole and is
+    /// split when released.
+    /// </summary>
+    private Verdict SendOversize(Side side, Span<byte> frame, uint nextHop, ref PacketContext ctx)
+    {
+        if (frame.Length < EthernetHeader.Length + Ipv4Header.MinLength || new Ipv4Header(frame[EthernetHeader.Length..]).DontFragment)
+        {
+            return ctx.Drop(DropReason.FragmentationNeeded);
+        }
+        Verdict v = Resolve(side, frame, nextHop, ref ctx);
+        if (v is not (Verdict.ToInside or Verdict.ToOutside))
+        {
+            return v; // held (split when released) or dropped
+        }
+        return _mtu.SendFragments(_sink, side, frame) ? Verdict.Consumed : ctx.Drop(DropReason.FragmentationNeeded);
+    }
+
+    /// <summary>Sends a frame released from the hold queue, split first when larger than the side's MTU.</summary>
+    private bool Transmit(Side side, ReadOnlySpan<byte> frame)
+        => _sink is not null && (_mtu.Fits(side, frame.Length) ? _sink.Send(side, frame) : _mtu.SendFragments(_sink, side, frame));
+
+    private Verdict Resolve(Side side, Span<byte> frame, uint nextHop, ref PacketContext ctx)
     {
         var eth = new EthernetHeader(frame);
         eth.Source = OwnMac(side);
@@ -354,7 +391,7 @@ internal sealed class Neighbours
             ref HeldFrame h = ref _held[next];
             Span<byte> f = _holdBuffer.AsSpan(next * Io.FrameBatch.SlotSize, h.Length);
             new EthernetHeader(f).Destination = mac;
-            if (_sink is null || !_sink.Send(side, f))
+            if (!Transmit(side, f))
             {
                 _counters.Drops[(int)DropReason.TxFull]++;
             }

@@ -150,6 +150,25 @@ public static class Checksum
     }
 
     /// <summary>
+    /// Writes the big-endian 16-bit <paramref name="value"/> at <paramref name="offset"/> of
+    /// <paramref name="data"/> (a TCP or UDP segment, header first) and updates the checksum at
+    /// <paramref name="checksumOffset"/> incrementally (RFC 1624). At an odd offset the field's bytes
+    /// fall in two checksum words, where the sum sees them swapped (RFC 1071 section 2(B)).
+    /// </summary>
+    public static void WriteField16(Span<byte> data, int offset, ushort value, int checksumOffset)
+    {
+        ushort oldRaw = ReadRaw16(data, offset);
+        BinaryPrimitives.WriteUInt16BigEndian(data[offset..], value);
+        ushort newRaw = ReadRaw16(data, offset);
+        if ((offset & 1) != 0)
+        {
+            oldRaw = BinaryPrimitives.ReverseEndianness(oldRaw);
+            newRaw = BinaryPrimitives.ReverseEndianness(newRaw);
+        }
+        WriteRaw16(data, checksumOffset, Update(ReadRaw16(data, checksumOffset), oldRaw, newRaw));
+    }
+
+    /// <summary>
     /// Folded delta (~m + m') for an address and a port change together, precomputed once per
     /// session direction so each packet pays one add (VPP's precomputed rewrite).
     /// </summary>

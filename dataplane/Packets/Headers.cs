@@ -127,6 +127,9 @@ public readonly ref struct Ipv4Header
     /// <summary>More-fragments flag.</summary>
     public bool MoreFragments => (_b[6] & 0x20) != 0;
 
+    /// <summary>Don't-fragment flag (RFC 791).</summary>
+    public bool DontFragment => (_b[6] & 0x40) != 0;
+
     /// <summary>Fragment offset in 8-byte units.</summary>
     public int FragmentOffset => BinaryPrimitives.ReadUInt16BigEndian(_b[6..]) & 0x1FFF;
 
@@ -226,6 +229,8 @@ public static class Icmp
     public const byte EchoReply = 0;
     /// <summary>Destination unreachable.</summary>
     public const byte DestinationUnreachable = 3;
+    /// <summary>Destination unreachable code 4: fragmentation needed and DF set; bytes 6-7 carry the next-hop MTU (RFC 1191 section 4).</summary>
+    public const byte FragmentationNeededCode = 4;
     /// <summary>Source quench (deprecated, RFC 6633).</summary>
     public const byte SourceQuench = 4;
     /// <summary>Echo request.</summary>

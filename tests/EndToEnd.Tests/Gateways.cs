@@ -66,6 +66,12 @@ public sealed class NatdGateway : IGatewayUnderTest
     /// <summary>Veth queues to make active (<see cref="LabTopology.SetQueues"/>); null: one per worker, as natd's AF_XDP wants.</summary>
     public int? Queues { get; init; }
 
+    /// <summary>Extra keys of interfaces.outside, each with a leading ", " (e.g. ", mtu: 1300").</summary>
+    public string OutsideInterfaceConfig { get; init; } = "";
+
+    /// <summary>The outside link's MTU (<see cref="LabTopology.SetOutsideMtu"/>); null: the lab's 1500.</summary>
+    public int? OutsideMtu { get; init; }
+
     /// <summary>Run with <c>--state</c> so a restart keeps sessions.</summary>
     public bool WithState { get; init; }
 
@@ -99,10 +105,10 @@ public sealed class NatdGateway : IGatewayUnderTest
     public static string ConfigFor(LabTopology lab) => ConfigFor(lab, "");
 
     /// <summary>The lab's base configuration with <paramref name="nat"/> (e.g. ", filtering: endpoint-independent") appended inside the nat map, and <paramref name="pool"/> (YAML list items) as nat.pool when given.</summary>
-    public static string ConfigFor(LabTopology lab, string nat, string? pool = null, string? driver = null) => $$"""
+    public static string ConfigFor(LabTopology lab, string nat, string? pool = null, string? driver = null, string outside = "") => $$"""
         interfaces:
           inside:  { name: {{lab.InsideIf}},  address: {{lab.GatewayInside}}/{{lab.InsidePrefixLength}}, networks: [10.0.0.0/24]{{(driver is null ? "" : ", driver: " + driver)}} }
-          outside: { name: {{lab.OutsideIf}}, address: {{lab.GatewayOutside}}/{{lab.OutsidePrefixLength}}, gateway: 198.51.100.254{{(driver is null ? "" : ", driver: " + driver)}} }
+          outside: { name: {{lab.OutsideIf}}, address: {{lab.GatewayOutside}}/{{lab.OutsidePrefixLength}}, gateway: 198.51.100.254{{(driver is null ? "" : ", driver: " + driver)}}{{outside}} }
         nat: { pool: [{{pool ?? lab.GatewayOutside.ToString()}}], ports: 1024-65535{{nat}} }
         control: { listen: 127.0.0.1:9180 }
 
@@ -124,10 +130,14 @@ public sealed class NatdGateway : IGatewayUnderTest
 
         _configDirectory = Directory.CreateTempSubdirectory("natd-e2e-").FullName;
         ConfigPath = Path.Combine(_configDirectory, "natd.yaml");
-        File.WriteAllText(ConfigPath, ConfigFor(lab, NatConfig, Pool, Driver) + ExtraConfig);
+        File.WriteAllText(ConfigPath, ConfigFor(lab, NatConfig, Pool, Driver, OutsideInterfaceConfig) + ExtraConfig);
         // One active veth queue per worker: natd's AF_XDP binds a socket per queue, and a queue
         // without one would hand its frames to the gateway's kernel.
         lab.SetQueues(Queues ?? Math.Min(Workers, LabTopology.MaxQueues));
+        if (OutsideMtu is { } mtu)
+        {
+            lab.SetOutsideMtu(mtu);
+        }
         _lab = lab;
         Launch();
     }

@@ -99,6 +99,29 @@ public static class Seeds
         Rec(other, Arp(2, Ipv4.Parse("198.51.100.9"), External), true);
         Save(dir, "gen-other", [.. other]);
 
+        // The egress MTU (576 outside, 1200 inside): a datagram to fragment, the same with DF (fragmentation-needed),
+        // a SYN whose MSS option the clamp lowers, and its SYN-ACK.
+        var mtu = new List<byte>();
+        Rec(mtu, In(17, 40005, 53, new byte[900]), false);
+        byte[] df = In(17, 40005, 53, new byte[900]);
+        df[20] = 0x40;
+        Rfc1071.Finish(df);
+        Rec(mtu, df, false);
+        Rec(mtu, Out(17, 53, 1024, new byte[1100]), true);
+        byte[] syn = new byte[24];
+        BinaryPrimitives.WriteUInt16BigEndian(syn, 40006);
+        BinaryPrimitives.WriteUInt16BigEndian(syn.AsSpan(2), 80);
+        syn[12] = 6 << 4;
+        syn[13] = 0x02;
+        syn[20] = 2; syn[21] = 4; syn[22] = 0x05; syn[23] = 0xB4; // MSS 1460
+        Rec(mtu, FrameBuilder.Ip(InsideHost, Remote, 6, syn), false);
+        byte[] synAck = (byte[])syn.Clone();
+        BinaryPrimitives.WriteUInt16BigEndian(synAck, 80);
+        BinaryPrimitives.WriteUInt16BigEndian(synAck.AsSpan(2), 1024);
+        synAck[13] = 0x12;
+        Rec(mtu, FrameBuilder.Ip(Remote, External, 6, synAck), true);
+        Save(dir, "gen-mtu", [.. mtu]);
+
         // Real conversations from the committed captures, moved onto the lab's addresses.
         foreach (string file in Directory.GetFiles(pcapDir).Order(StringComparer.Ordinal))
         {

@@ -31,7 +31,7 @@ namespace Natd.Control.Api;
 public sealed class MetricsExporter : IDisposable
 {
     private static readonly string[] Protocols = ["tcp", "udp", "icmp"];
-    private static readonly string[] FragmentOutcomes = ["translated", "held", "released", "routed"];
+    private static readonly string[] FragmentOutcomes = ["translated", "held", "released", "routed", "made"];
     private static readonly string[] EventLogSinks = ["file", "syslog", "ipfix"];
     private static readonly string[] States = ["tcp-established", "tcp-transitory", "udp", "icmp"];
     private static readonly string[] PcpResults = PcpResultLabels();
@@ -88,7 +88,7 @@ public sealed class MetricsExporter : IDisposable
         _algEvents = new Series<Counter>(f.CreateCounter("natd_alg_events_total", "Application-level gateway events by ALG and event: frames handed to the helper, payload rewrites, refused commands, frames lost with a failed helper, helper restarts.", ["alg", "event"]));
         _expectations = Counters(f, "natd_expectations_total", "ALG expectations (pinholes for related connections) by event: created, used, expired, refused.", "event");
         _expectationsPending = Gauges(f, "natd_expectations_pending", "ALG expectations waiting for their connection.");
-        _fragments = Counters(f, "natd_fragments_total", "IPv4 fragments by outcome (RFC 4787 REQ-14): translated, held until their datagram's first fragment, released when it came, routed to the shard owning the flow; dropped ones are in natd_drops_total (fragment-* reasons).", "outcome", FragmentOutcomes);
+        _fragments = Counters(f, "natd_fragments_total", "IPv4 fragments by outcome (RFC 4787 REQ-14): translated, held until their datagram's first fragment, released when it came, routed to the shard owning the flow, made by natd of datagrams larger than the egress MTU (RFC 791); dropped ones are in natd_drops_total (fragment-* reasons).", "outcome", FragmentOutcomes);
         _pcpRequests = Counters(f, "natd_pcp_requests_total", "Datagrams to the PCP server (RFC 6887, NAT-PMP RFC 6886) by result: the PCP result code sent (success, unsupp-version, not-authorized, malformed-request, unsupp-opcode, unsupp-option, malformed-option, network-failure, no-resources, unsupp-protocol, user-ex-quota, cannot-provide-external, address-mismatch, excessive-remote-peers), the NAT-PMP one (natpmp-success, natpmp-not-authorized, natpmp-out-of-resources, natpmp-unsupp-opcode), or silence (rate-limited, dropped, natpmp-malformed).", "result", PcpResults);
         _handoffs = Counters(f, "natd_handoffs_total", "Frames handed from the poller that received them to the poller that owns their flow.");
         _handoffDrops = Counters(f, "natd_handoff_drops_total", "Frames a poller could not hand to the shard that owns their flow (its ring was full).");

@@ -26,7 +26,7 @@ public static partial class ConfigLoader
 
     private static readonly string[] TopKeys = ["interfaces", "nat", "timeouts", "limits", "dataplane", "control", "log", "rules", "forwards", "protocol-forwards", "algs", "triggers", "fragments", "pcp"];
     private static readonly string[] InterfacesKeys = ["inside", "outside"];
-    private static readonly string[] InterfaceKeys = ["name", "address", "networks", "gateway", "mac", "neighbours", "driver"];
+    private static readonly string[] InterfaceKeys = ["name", "address", "networks", "gateway", "mac", "neighbours", "driver", "mtu"];
     private static readonly string[] OutsideInterfaceKeys = [.. InterfaceKeys, "martian-filter", "allowed-sources"];
     private static readonly string[] MartianFilterWords = ["strict", "off"];
 
@@ -34,9 +34,15 @@ public static partial class ConfigLoader
     internal static readonly string[] DriverWords = ["auto", "af_xdp", "af_packet"];
     internal const int MaxWorkers = 64;
 
+    /// <summary>Bounds of interfaces.*.mtu: IPv4's minimum (RFC 791) to the largest datagram a frame slot holds.</summary>
+    internal const int MinMtu = 68;
+
+    /// <summary>Bounds of nat.mss-clamp, bytes: RFC 9293's default MSS to the largest IPv4 datagram less 40.</summary>
+    internal const int MinMssClamp = 536, MaxMssClamp = 65495;
+
     /// <summary>Bounds of dataplane.xdp-fill-ring: a fill ring of at most 16384 frames (the largest ring natd maps).</summary>
     internal const int MinXdpFillRing = 64, MaxXdpFillRing = 16384;
-    private static readonly string[] NatKeys = ["pool", "ports", "mapping", "filtering", "subscriber-prefix", "allocation", "port-block", "deterministic", "pairing", "port-reuse-delay", "pool-threshold"];
+    private static readonly string[] NatKeys = ["pool", "ports", "mapping", "filtering", "subscriber-prefix", "allocation", "port-block", "deterministic", "pairing", "port-reuse-delay", "pool-threshold", "mss-clamp"];
     private static readonly string[] TimeoutKeys = ["tcp-established", "tcp-transitory", "udp", "icmp"];
     private static readonly string[] LimitsKeys = ["sessions", "neighbours", "per-subscriber"];
     private static readonly string[] DataplaneKeys = ["batch", "verify-checksums", "workers", "xdp-fill-ring"];
@@ -147,6 +153,8 @@ public static partial class ConfigLoader
             # gateway: 10.0.0.254      # next hop for inside networks not on-link; default: none
             # mac: 02:00:00:00:00:01   # source MAC override; default: the port's own
             # neighbours: { 10.0.0.2: 02:00:00:00:00:02 }   # static ARP entries; default: none
+            # mtu: 1500                # largest datagram natd sends here, 68..2030 bytes; default: the link's MTU;
+                                       # larger ones are fragmented, or answered with fragmentation-needed (DF)
           outside:
             name: natout
             address: 198.51.100.1/24
@@ -157,7 +165,7 @@ public static partial class ConfigLoader
             martian-filter: strict     # or off: accept RFC 1918, RFC 6598 and link-local sources from outside
             # allowed-sources: [192.168.0.0/16]   # private sources accepted from outside (labs, private upstreams);
                                        # the on-link prefix of address needs no entry; default: none
-            # mac, neighbours: as for inside
+            # mac, neighbours, mtu: as for inside
         nat:
           pool: [198.51.100.1]         # external addresses, prefixes or ranges (a.b.c.d-a.b.c.e); default: the
                                        # outside address; never empty
@@ -171,6 +179,8 @@ public static partial class ConfigLoader
           pairing: strict              # paired address full: strict refuses, spill takes another address
           port-reuse-delay: 120        # seconds a released port or emptied block rests, 0..3600
           pool-threshold: 90           # percent of an address's ports (blocks) in use that logs pool-threshold; 0: off
+          mss-clamp: off               # TCP SYNs' MSS option lowered to at most this (536..65495 bytes), or auto:
+                                       # the smaller MTU less 40 (RFC 6691); for paths that filter ICMP
           # deterministic: { inside: [10.64.0.0/16], ports: 0 }   # with allocation: deterministic (RFC 7422):
                                        # the subscribers' prefixes and ports each (0: derived; at least 64)
         timeouts:                      # idle timeouts in seconds, 1..2147483647
@@ -328,6 +338,7 @@ public static partial class ConfigLoader
             var mapping = Word(nat?.Get("mapping"), "nat.mapping", MappingWords, 0) == 0
                 ? MappingBehaviour.EndpointIndependent : MappingBehaviour.AddressAndPortDependent;
             var filtering = (FilteringBehaviour)Word(nat?.Get("filtering"), "nat.filtering", FilteringWords, 0);
+            int mssClamp = MssClamp(nat?.Get("mss-clamp"));
 
             YMapping? timeouts = Mapping(top?.Get("timeouts"), "timeouts");
             Keys(timeouts, "timeouts", TimeoutKeys);
@@ -370,6 +381,7 @@ public static partial class ConfigLoader
                 MaxNeighbours = neighbours,
                 VerifyL4Checksums = verify,
                 MartianFilter = martianFilter,
+                MssClamp = mssClamp,
             };
             if (allowedSources is not null)
             {
@@ -506,7 +518,8 @@ public static partial class ConfigLoader
             }
 
             string driver = DriverWords[Word(m?.Get("driver"), path + ".driver", DriverWords, 0)];
-            return new InterfaceResult(new InterfaceSettings(name, address, networks, gateway, mac, neighbours), nameNode, driver);
+            int mtu = (int)Integer(m?.Get("mtu"), path + ".mtu", 0, MinMtu, Natd.Dataplane.Io.LinkSettings.LargestMtu, "bytes");
+            return new InterfaceResult(new InterfaceSettings(name, address, networks, gateway, mac, neighbours) { Mtu = mtu }, nameNode, driver);
         }
 
         private static Ipv4Prefix? InterfaceAddress(string text)
@@ -711,6 +724,26 @@ public static partial class ConfigLoader
             Error(node!, path, string.Create(CultureInfo.InvariantCulture,
                 $"'{t}' is not a whole number of {unit} from {min} to {max}"));
             return defaultValue;
+        }
+
+        /// <summary>nat.mss-clamp: off (0), auto (<see cref="NatSettings.MssClampAuto"/>) or bytes, 536 (RFC 9293's default MSS) to 65495 (the largest IPv4 datagram less 40).</summary>
+        private int MssClamp(YNode? node)
+        {
+            if (Text(node, "nat.mss-clamp") is not { } t || t == "off")
+            {
+                return 0;
+            }
+            if (t == "auto")
+            {
+                return NatSettings.MssClampAuto;
+            }
+            if (int.TryParse(t, NumberStyles.None, CultureInfo.InvariantCulture, out int v) && v is >= MinMssClamp and <= MaxMssClamp)
+            {
+                return v;
+            }
+            Error(node!, "nat.mss-clamp", string.Create(CultureInfo.InvariantCulture,
+                $"'{t}' is not off, auto or a segment size of {MinMssClamp} to {MaxMssClamp} bytes"));
+            return 0;
         }
 
         /// <summary>dataplane.xdp-fill-ring: null when absent (natd then picks the depth: PortFactory.XdpFillRing).</summary>

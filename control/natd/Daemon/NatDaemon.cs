@@ -143,7 +143,11 @@ internal sealed class NatDaemon : IAsyncDisposable
         for (int k = 0; k < shards; k++)
         {
             engines[k] = new NatEngine(config.Nat, ports[k].Inside.Mac, ports[k].Outside.Mac,
-                new EngineOptions { Shard = k, Shards = shards, StartedMs = started, Pairings = pairings });
+                new EngineOptions
+                {
+                    Shard = k, Shards = shards, StartedMs = started, Pairings = pairings,
+                    InsideLinkMtu = ports[k].Inside.LinkMtu, OutsideLinkMtu = ports[k].Outside.LinkMtu,
+                });
         }
         // ShardMap.DefaultSeed: a subscriber lands on the same shard after a restart, where its restored ports belong.
         var links = shards > 1 ? new ShardLinks(shards, new ShardMap(config.Nat, shards)) : null;

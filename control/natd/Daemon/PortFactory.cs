@@ -327,9 +327,9 @@ internal static class PortFactory
     /// Before any socket opens (one opened first would take frames merged before the change): turns
     /// receive coalescing (GRO, LRO) off on each interface, names one that is down or without a
     /// carrier, and checks its MTU against the frames natd takes (<see cref="LinkSettings"/> says
-    /// why) and against the other's. Notes say what changed, and what natd will drop and count
-    /// (natd_port_rx_oversize_total) when a change is refused or an MTU is too large, or lose when
-    /// the MTUs differ.
+    /// why) and against the other's. Notes say what changed, what natd will drop and count
+    /// (natd_port_rx_oversize_total) when a change is refused or an MTU is too large, and what it
+    /// does when the MTUs differ.
     /// </summary>
     internal static List<CoalescingChange> PrepareLinks(IEnumerable<string> interfaces, List<string> notes)
     {
@@ -373,10 +373,10 @@ internal static class PortFactory
         }
         if (mtus.Count == 2 && mtus[0].Mtu != mtus[1].Mtu)
         {
-            // natd forwards a frame as it came (no fragmenting, no fragmentation-needed): the kernel
-            // drops one larger than the egress MTU.
+            // Not a fault (a PPPoE or tunnel uplink is smaller than the LAN): natd fragments or
+            // answers fragmentation-needed (EgressMtu), and MSS clamping covers paths that filter ICMP.
             var (small, large) = mtus[0].Mtu < mtus[1].Mtu ? (mtus[0], mtus[1]) : (mtus[1], mtus[0]);
-            notes.Add($"warning: {large.Name}: MTU {large.Mtu} is above {small.Name}'s {small.Mtu}: natd neither fragments nor answers fragmentation-needed, so a datagram larger than {small.Mtu} bytes from {large.Name}'s side is lost; give both the same MTU");
+            notes.Add($"{large.Name}: MTU {large.Mtu} is above {small.Name}'s {small.Mtu}: natd fragments datagrams larger than {small.Mtu} bytes from {large.Name}'s side, and answers those with don't-fragment set with fragmentation-needed (RFC 1191); nat.mss-clamp: auto keeps TCP segments within it where that ICMP is filtered");
         }
         return changed;
     }

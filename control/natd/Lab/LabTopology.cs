@@ -455,6 +455,18 @@ public sealed partial class LabTopology : IDisposable
         Queues = queues;
     }
 
+    /// <summary>
+    /// Sets the MTU (bytes) of the outside link, both its ends (the gateway's and the outside
+    /// host's): a smaller uplink than the inside's, as a PPPoE or tunnel uplink is. Before natd
+    /// starts, which reads it then.
+    /// </summary>
+    public void SetOutsideMtu(int mtu)
+    {
+        string n = mtu.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        Sh.Run("ip", "-n", GatewayNs, "link", "set", OutsideIf, "mtu", n);
+        Sh.Run("ip", "-n", OutsideNs, "link", "set", OutsideHostIf, "mtu", n);
+    }
+
     /// <summary>RX/TX queues active on each veth end (<see cref="SetQueues"/>).</summary>
     public int Queues { get; private set; } = MaxQueues;
 

@@ -169,6 +169,7 @@ internal sealed class Replayer : IFrameSink
             }
             var ctx = new PacketContext(_engine.Counters, nowMs, holdTag: read);
             long heldSeen = _engine.Counters.FramesHeld;
+            long fragmentedSeen = _engine.Counters[Natd.Dataplane.Counters.ShardCounter.DatagramsFragmented];
             Verdict v = _engine.Process(slot, ref len, side, FrameFlags.None, ref ctx);
             byte[] frame = slot;
             if (v == Verdict.ToHelper)
@@ -199,6 +200,9 @@ internal sealed class Replayer : IFrameSink
                         _heldOriginals[read] = (original.AsSpan(0, data.Length).ToArray(), rec.TimestampNs, side);
                         _heldOriginalsPeak = Math.Max(_heldOriginalsPeak, _heldOriginals.Count);
                     }
+                    break;
+                case Verdict.Consumed when _engine.Counters[Natd.Dataplane.Counters.ShardCounter.DatagramsFragmented] > fragmentedSeen:
+                    _forwarded++; // larger than the egress MTU (interfaces.*.mtu): its fragments went out through the sink
                     break;
                 case Verdict.Consumed:
                     _consumed++;

@@ -703,20 +703,6 @@ public sealed class PptpHandler : IAlgHandler
         public Span<byte> Payload => _tcp.Slice(_payloadOffset, Length);
 
         /// <summary>Writes a big-endian 16-bit field at payload index <paramref name="at"/> and updates the TCP checksum incrementally.</summary>
-        public void Put(int at, ushort value)
-        {
-            int offset = _payloadOffset + at;
-            ushort oldRaw = Checksum.ReadRaw16(_tcp, offset);
-            BinaryPrimitives.WriteUInt16BigEndian(_tcp[offset..], value);
-            ushort newRaw = Checksum.ReadRaw16(_tcp, offset);
-            if ((offset & 1) != 0)
-            {
-                // At an odd offset the field's bytes fall in two checksum words: it counts byte-swapped (RFC 1071 2(B)).
-                oldRaw = BinaryPrimitives.ReverseEndianness(oldRaw);
-                newRaw = BinaryPrimitives.ReverseEndianness(newRaw);
-            }
-            ushort sum = Checksum.ReadRaw16(_tcp, Tcp.ChecksumOffset);
-            Checksum.WriteRaw16(_tcp, Tcp.ChecksumOffset, Checksum.Update(sum, oldRaw, newRaw));
-        }
+        public void Put(int at, ushort value) => Checksum.WriteField16(_tcp, _payloadOffset + at, value, Tcp.ChecksumOffset);
     }
 }

@@ -120,7 +120,7 @@ public sealed class PortFactoryTests
                 Assert.Contains("natin: generic-receive-offload turned off while natd runs (the kernel would merge frames beyond the 2048 bytes natd receives); turned back on at exit", opened.Notes);
                 Assert.Contains("natout: generic-receive-offload turned off while natd runs (the kernel would merge frames beyond the 2048 bytes natd receives); turned back on at exit", opened.Notes);
                 Assert.Contains("warning: natin: MTU 3000 is above the 2030 bytes natd forwards: larger frames are dropped (natd_port_rx_oversize_total); lower it with ip link set dev natin mtu 2030", opened.Notes);
-                Assert.Contains("warning: natin: MTU 3000 is above natout's 1500: natd neither fragments nor answers fragmentation-needed, so a datagram larger than 1500 bytes from natin's side is lost; give both the same MTU", opened.Notes);
+                Assert.Contains("natin: MTU 3000 is above natout's 1500: natd fragments datagrams larger than 1500 bytes from natin's side, and answers those with don't-fragment set with fragmentation-needed (RFC 1191); nat.mss-clamp: auto keeps TCP segments within it where that ICMP is filtered", opened.Notes);
                 Assert.DoesNotContain(opened.Notes, n => n.StartsWith("warning: natout: MTU", StringComparison.Ordinal));
 
                 // A 2,542-byte frame, then a small one: the small one arrives, the large one is counted.

@@ -8,7 +8,8 @@ namespace Natd.Fuzzing.Targets;
 /// <summary>
 /// Fuzz target "cgn": the carrier-grade NAT (RFC 6888) under hostile traffic. Byte 0 picks one of
 /// <see cref="Profiles"/> (its low two bits) and one shard or two (bit 2: two engines, frames routed
-/// by <see cref="ShardMap"/> as natd's pollers route them), a configuration as an operator writes it (parsed and
+/// by <see cref="ShardMap"/> as natd's pollers route them) and, with bit 3, small egress MTUs (1000
+/// inside, 600 outside) and MSS clamping, a configuration as an operator writes it (parsed and
 /// validated by <see cref="ConfigLoader"/>): port blocks with strict pairing, /31 subscribers and
 /// every per-subscriber limit; port blocks with spill over a small port range; deterministic NAT
 /// (RFC 7422); dynamic allocation with spill and limits. Each has fragments with small bounds and
@@ -99,6 +100,16 @@ public static class CgnTarget
             return;
         }
         NatSettings settings = SettingsOf(input[0]);
+        if ((input[0] & 8) != 0)
+        {
+            // Small MTUs: fragmentation and fragmentation-needed with subscribers and two shards too.
+            settings = settings with
+            {
+                Inside = settings.Inside with { Mtu = 1000 },
+                Outside = settings.Outside with { Mtu = 600 },
+                MssClamp = NatSettings.MssClampAuto,
+            };
+        }
         new FrameRunner(settings, "cgn", new Check(settings), shards: (input[0] & 4) != 0 ? 2 : 1).Run(input[1..]);
     }
 

@@ -73,6 +73,7 @@ public sealed class FrameRunner
         _check = check;
         _map = shards > 1 ? new ShardMap(settings, shards) : null;
         _outsideSources = [.. settings.Pool, settings.Outside.Address.Address];
+        _largestFrame = [LargestFrame(settings.Inside.Mtu), LargestFrame(settings.Outside.Mtu)];
         Engines = new NatEngine[shards];
         _handlers = new Dictionary<AlgKind, IAlgHandler>[shards];
         var inMac = new MacAddress(0x02_00_00_00_00_0a);
@@ -188,6 +189,7 @@ public sealed class FrameRunner
         long[] byReason = engine.Counters.Drops.ToArray();
         long heldBefore = engine.Counters.FramesHeld;
         long fragmentsHeldBefore = engine.Counters[ShardCounter.FragmentsHeld];
+        long fragmentedBefore = engine.Counters[ShardCounter.DatagramsFragmented];
 
         byte[] buffer = _slot;
         var ctx = new PacketContext(engine.Counters, NowMs);
@@ -235,9 +237,10 @@ public sealed class FrameRunner
                 break;
             case Verdict.Consumed:
                 bool held = engine.Counters.FramesHeld > heldBefore || engine.Counters[ShardCounter.FragmentsHeld] > fragmentsHeldBefore;
-                if (!arp && !held)
+                bool fragmented = engine.Counters[ShardCounter.DatagramsFragmented] > fragmentedBefore; // left in fragments, each checked by the sink
+                if (!arp && !held && !fragmented)
                 {
-                    throw Fail("consumed, but neither held (for ARP, or a fragment before its first) nor an ARP frame");
+                    throw Fail("consumed, but neither held (for ARP, or a fragment before its first), sent in fragments, nor an ARP frame");
                 }
                 break;
             default:
@@ -272,8 +275,17 @@ public sealed class FrameRunner
         return (v, buffer, len);
     }
 
+    // The largest frame each side may send (Side is the index): its configured MTU and an Ethernet header.
+    private readonly int[] _largestFrame;
+
+    private static int LargestFrame(int mtu) => mtu > 0 ? mtu + 14 : int.MaxValue;
+
     private void Emitted(Side side, ReadOnlySpan<byte> frame, bool l4Valid, string what)
     {
+        if (frame.Length > _largestFrame[(int)side])
+        {
+            throw Fail($"{what} frame of {frame.Length} bytes leaves the {side.ToString().ToLowerInvariant()} above its MTU ({_largestFrame[(int)side] - 14} bytes)");
+        }
         if (side == Side.Outside && frame.Length >= 34 && BinaryPrimitives.ReadUInt16BigEndian(frame[12..]) == 0x0800)
         {
             uint src = BitConverter.ToUInt32(frame[26..30]);

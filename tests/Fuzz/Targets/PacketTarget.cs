@@ -23,11 +23,16 @@ public static class PacketTarget
     /// <summary>The external address pool (the outside address and one more).</summary>
     public static readonly string[] Pool = ["198.51.100.1", "198.51.100.7"];
 
-    /// <summary>The configuration the target runs: the lab's addresses, every ALG on (IRC too), no rules (so no accept).</summary>
+    /// <summary>
+    /// The configuration the target runs: the lab's addresses, every ALG on (IRC too), no rules (so
+    /// no accept), and MTUs small enough (1200 inside, 576 outside) that fuzzed frames take the egress
+    /// MTU's paths: fragmentation, fragmentation-needed, and MSS clamping (auto).
+    /// </summary>
     public static NatSettings Settings() => new()
     {
-        Inside = new InterfaceSettings("natin", Ipv4Prefix.Parse(InsideAddress + "/24"), [Ipv4Prefix.Parse("10.0.0.0/24")], 0, null, []),
-        Outside = new InterfaceSettings("natout", Ipv4Prefix.Parse(OutsideAddress + "/24"), [], Ipv4.Parse("198.51.100.254"), null, []),
+        Inside = new InterfaceSettings("natin", Ipv4Prefix.Parse(InsideAddress + "/24"), [Ipv4Prefix.Parse("10.0.0.0/24")], 0, null, []) { Mtu = 1200 },
+        Outside = new InterfaceSettings("natout", Ipv4Prefix.Parse(OutsideAddress + "/24"), [], Ipv4.Parse("198.51.100.254"), null, []) { Mtu = 576 },
+        MssClamp = NatSettings.MssClampAuto,
         Pool = [.. Pool.Select(Ipv4.Parse)],
         MaxSessions = 512,
         Algs = new AlgSettings { Irc = new AlgPorts(true, [6667]) },
