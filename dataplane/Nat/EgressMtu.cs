@@ -25,8 +25,9 @@ internal sealed class EgressMtu
     public const int Unlimited = FrameBatch.SlotSize - EthernetHeader.Length;
 
     private readonly NatCounters _counters;
-    private readonly int _insideLink;
-    private readonly int _outsideLink;
+    private int _insideLink;
+    private int _outsideLink;
+    private NatSettings _settings;
     private int _insideFrame;
     private int _outsideFrame;
 
@@ -60,9 +61,19 @@ internal sealed class EgressMtu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool Fits(Side side, int frameLength) => frameLength <= (side == Side.Inside ? _insideFrame : _outsideFrame);
 
-    /// <summary>Applies a reload's configured MTUs (the links' stay as read at start).</summary>
+    /// <summary>The links' MTUs changed while natd runs (0: not known); a configured MTU still wins.</summary>
+    public void SetLinks(int insideLink, int outsideLink)
+    {
+        _insideLink = insideLink;
+        _outsideLink = outsideLink;
+        Update(_settings);
+    }
+
+    /// <summary>Applies a reload's configured MTUs over the links' last known ones.</summary>
+    [System.Diagnostics.CodeAnalysis.MemberNotNull(nameof(_settings))]
     public void Update(NatSettings next)
     {
+        _settings = next;
         _insideFrame = Effective(next.Inside.Mtu, _insideLink) + EthernetHeader.Length;
         _outsideFrame = Effective(next.Outside.Mtu, _outsideLink) + EthernetHeader.Length;
     }

@@ -295,7 +295,18 @@ public sealed partial class NatEngine
     /// <summary>The MSS clamp in force (bytes, 0 off): <see cref="NatSettings.MssClamp"/>, auto resolved against the egress MTUs.</summary>
     internal int MssClampInForce => _mssClamp;
 
-    /// <summary>Reads the egress MTUs and the MSS clamp that follows from them (construction, reload).</summary>
+    /// <summary>
+    /// The links' MTUs changed while natd runs (bytes, 0: not known): the egress MTU of a side the
+    /// configuration names no <see cref="InterfaceSettings.Mtu"/> for follows, and so does
+    /// <c>nat.mss-clamp: auto</c>. On the engine's thread (a poller message).
+    /// </summary>
+    public void SetLinkMtus(int insideLink, int outsideLink)
+    {
+        _mtu.SetLinks(insideLink, outsideLink);
+        RefreshEgress();
+    }
+
+    /// <summary>Reads the egress MTUs and the MSS clamp that follows from them (construction, reload, a link's change).</summary>
     private void RefreshEgress()
     {
         _insideMtu = _mtu.InsideMtu;

@@ -624,6 +624,9 @@ public sealed class PollerActor : UntypedActor, IFrameSink
                 string? no = _engine.CheckSettings(check.Settings);
                 Sender.Tell(new ApplyResult(no is null, no, check.Id));
                 break;
+            case ApplyLinkMtus mtus:
+                _engine.SetLinkMtus(mtus.Inside, mtus.Outside);
+                break;
             case ApplySettings apply:
                 string? why = _engine.UpdateSettings(apply.Settings);
                 if (why is null && _links is not null && _me == 0)

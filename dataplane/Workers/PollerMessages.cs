@@ -58,6 +58,14 @@ public sealed record ApplySettings(NatSettings Settings, long Id = 0);
 /// <param name="Id">The reload it belongs to, echoed in the reply.</param>
 public sealed record CheckSettings(NatSettings Settings, long Id = 0);
 
+/// <summary>
+/// The links' MTUs changed while natd runs (<c>ip link set ... mtu</c>, a PPPoE session renegotiated):
+/// the engine's egress MTU follows where the configuration names none (<see cref="NatEngine.SetLinkMtus"/>).
+/// </summary>
+/// <param name="Inside">The inside link's MTU, bytes (0: not known).</param>
+/// <param name="Outside">The outside link's MTU, bytes (0: not known).</param>
+public sealed record ApplyLinkMtus(int Inside, int Outside);
+
 /// <summary>Outcome of <see cref="ApplySettings"/> or <see cref="CheckSettings"/>.</summary>
 /// <param name="Applied">True when the settings are in force.</param>
 /// <param name="Reason">Why not, when not.</param>

@@ -84,6 +84,27 @@ public sealed class MtuTests(ITestOutputHelper output)
 
     [RootTheory]
     [MemberData(nameof(NatdRows))]
+    public void A_link_mtu_lowered_while_natd_runs_is_followed(string kind)
+    {
+        using var scenario = Scenario.Start(new NatdGateway { ExtraConfig = Workers(kind) }, output);
+        var lab = scenario.Lab;
+        string host = lab.OutsideHost.ToString();
+        var before = lab.TryRunIn(lab.InsideNs, TimeSpan.FromSeconds(10), "ping", "-n", "-c", "1", "-W", "2", "-M", "do", "-s", "1472", host);
+        output.WriteLine(before.Combined);
+        Assert.Contains("1 packets transmitted, 1 received", before.StdOut, StringComparison.Ordinal);
+
+        lab.SetOutsideMtu(1400); // as a PPPoE client renegotiating would
+        var daemon = ((NatdGateway)scenario.Gateway).Process!;
+        Assert.NotNull(daemon.WaitForLine(l => l.Contains("natout: MTU changed from 1500 to 1400", StringComparison.Ordinal), TimeSpan.FromSeconds(10)));
+        Thread.Sleep(200); // the pollers apply it from their mailboxes
+        var after = lab.TryRunIn(lab.InsideNs, TimeSpan.FromSeconds(10), "ping", "-n", "-c", "1", "-W", "2", "-M", "do", "-s", "1472", host);
+        output.WriteLine(after.Combined);
+        Assert.Contains($"From {lab.GatewayInside} icmp_seq=1 Frag needed and DF set (mtu = 1400)", after.Combined, StringComparison.Ordinal);
+        scenario.Pass();
+    }
+
+    [RootTheory]
+    [MemberData(nameof(NatdRows))]
     public void Tcp_both_ways_through_a_path_mtu_smaller_than_the_hosts_links_learns_it_from_natd(string kind)
     {
         // The links stay at 1500, so both hosts start with 1460-byte segments and DF; natd's outside

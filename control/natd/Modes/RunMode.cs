@@ -99,7 +99,7 @@ internal static class RunMode
             stdout.Flush();
             var signalled = Task.Delay(Timeout.Infinite, stop.Token);
             using var unwatch = new CancellationTokenSource();
-            Task<string> gone = WatchLinksAsync(ports, unwatch.Token);
+            Task<string> gone = WatchLinksAsync(ports, new LinkMtuWatch(ports, daemon, stderr), unwatch.Token);
             Task first = await Task.WhenAny(signalled, daemon.Faulted, gone).ConfigureAwait(false);
             await unwatch.CancelAsync().ConfigureAwait(false);
             if (first == daemon.Faulted)
@@ -136,8 +136,11 @@ internal static class RunMode
         }
     }
 
-    /// <summary>Completes, with why, once an interface natd opened is gone (<see cref="OpenedPorts.Gone"/>); looks once a second.</summary>
-    private static async Task<string> WatchLinksAsync(OpenedPorts ports, CancellationToken ct)
+    /// <summary>
+    /// Completes, with why, once an interface natd opened is gone (<see cref="OpenedPorts.Gone"/>);
+    /// meanwhile tells the pollers when a link's MTU changes (<paramref name="mtus"/>). Looks once a second.
+    /// </summary>
+    private static async Task<string> WatchLinksAsync(OpenedPorts ports, LinkMtuWatch mtus, CancellationToken ct)
     {
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1));
         try
@@ -148,6 +151,7 @@ internal static class RunMode
                 {
                     return why;
                 }
+                mtus.Check();
             }
         }
         catch (OperationCanceledException)

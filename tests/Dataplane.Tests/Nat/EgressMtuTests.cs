@@ -169,6 +169,21 @@ public class EgressMtuTests
     }
 
     [Fact]
+    public void A_link_mtu_changed_while_natd_runs_is_followed_unless_one_is_configured()
+    {
+        var h = Harness(outsideLink: 1500, mssClamp: NatSettings.MssClampAuto);
+        h.Out(Frames.Udp(In, 40000, Out, 53, Payload(1400 - 28)));
+        h.Engine.SetLinkMtus(1500, 1300);
+        Assert.Equal(Verdict.ToInside, h.Run(Frames.Udp(In, 40000, Out, 53, Payload(1400 - 28)), Side.Inside, out byte[] reply));
+        Assert.Equal(1300, BinaryPrimitives.ReadUInt16BigEndian(reply.AsSpan(Frames.L4Offset(reply) + 6)));
+        Assert.Equal(1260, h.Engine.MssClampInForce);
+
+        var configured = Harness(outsideMtu: 1500, outsideLink: 1500);
+        configured.Engine.SetLinkMtus(1500, 1300);
+        configured.Out(Frames.Udp(In, 40000, Out, 53, Payload(1400 - 28)));
+    }
+
+    [Fact]
     public void A_reload_changes_the_configured_mtu()
     {
         var h = Harness(outsideMtu: 1500);
