@@ -146,12 +146,11 @@ public sealed partial class NatEngine
     /// <summary>Rewrites an in2out packet of session <paramref name="s"/> (found or just opened) and sends it on.</summary>
     private Verdict In2OutHit(int s, Span<byte> slot, ref int length, Span<byte> ipSpan, in ParsedFrame p, uint nextHop, bool hairpin, ref PacketContext ctx)
     {
-        var ip = new Ipv4Header(ipSpan);
-        if (p.TotalLength > _outsideMtu && !hairpin && ip.DontFragment)
+        if (p.TotalLength > _outsideMtu && !hairpin && In2OutAnswered(slot, ref length, ipSpan, p, ref ctx, out Verdict answered))
         {
-            // RFC 1191: answered before the rewrite, so the quote is what the inside host sent.
-            return _icmp.FragmentationNeeded(slot, ref length, Side.Inside, ipSpan, p.Ihl, _outsideMtu, ref ctx);
+            return answered;
         }
+        var ip = new Ipv4Header(ipSpan);
         byte proto = p.Protocol;
         Span<byte> l4 = ipSpan[p.Ihl..];
         ref Session ses = ref Table.Sessions[s];
@@ -247,16 +246,13 @@ public sealed partial class NatEngine
     /// </summary>
     private Verdict Out2InHit(int s, Span<byte> slot, ref int length, Span<byte> ipSpan, in ParsedFrame p, bool hairpin, ref PacketContext ctx)
     {
-        if (!hairpin && p.Ttl <= 1)
+        // One branch on the fast path for both answers natd may owe the sender instead.
+        if (!hairpin && (p.Ttl <= 1 || p.TotalLength > _insideMtu) && Out2InAnswered(slot, ref length, ipSpan, p, ref ctx, out Verdict answered))
         {
-            return _icmp.TimeExceeded(slot, ref length, Side.Outside, ipSpan, p.Ihl, ref ctx);
+            return answered;
         }
 
         var ip = new Ipv4Header(ipSpan);
-        if (p.TotalLength > _insideMtu && !hairpin && ip.DontFragment)
-        {
-            return _icmp.FragmentationNeeded(slot, ref length, Side.Outside, ipSpan, p.Ihl, _insideMtu, ref ctx);
-        }
         byte proto = p.Protocol;
         Span<byte> l4 = ipSpan[p.Ihl..];
         ref Session ses = ref Table.Sessions[s];
@@ -284,6 +280,46 @@ public sealed partial class NatEngine
             return ToHelper(ref ses, AlgDirection.Out2In, Side.Inside, nextHop, PayloadLength(l4, proto), ref ctx);
         }
         return _neighbours.SendTo(Side.Inside, slot[..length], nextHop, ref ctx);
+    }
+
+    /// <summary>
+    /// An in2out datagram larger than the outside MTU: with don't-fragment set it is answered with
+    /// fragmentation-needed (RFC 1191) before the rewrite, so the quote is what the inside host
+    /// sent; without, false (it is translated and leaves in fragments). Cold: off the hit path's line.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool In2OutAnswered(Span<byte> slot, ref int length, Span<byte> ipSpan, in ParsedFrame p, ref PacketContext ctx, out Verdict answered)
+    {
+        answered = Verdict.Drop;
+        if (!new Ipv4Header(ipSpan).DontFragment)
+        {
+            return false;
+        }
+        answered = _icmp.FragmentationNeeded(slot, ref length, Side.Inside, ipSpan, p.Ihl, _outsideMtu, ref ctx);
+        return true;
+    }
+
+    /// <summary>
+    /// An out2in datagram natd answers instead of translating: its TTL would expire (RFC 1812 5.3.1,
+    /// time exceeded), or it is larger than the inside MTU with don't-fragment set (RFC 1191,
+    /// fragmentation-needed quoting it as its sender sent it). False for a larger one without DF (it
+    /// is translated and leaves in fragments). Cold: off the hit path's line.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private bool Out2InAnswered(Span<byte> slot, ref int length, Span<byte> ipSpan, in ParsedFrame p, ref PacketContext ctx, out Verdict answered)
+    {
+        answered = Verdict.Drop;
+        if (p.Ttl <= 1)
+        {
+            answered = _icmp.TimeExceeded(slot, ref length, Side.Outside, ipSpan, p.Ihl, ref ctx);
+            return true;
+        }
+        if (!new Ipv4Header(ipSpan).DontFragment)
+        {
+            return false;
+        }
+        answered = _icmp.FragmentationNeeded(slot, ref length, Side.Outside, ipSpan, p.Ihl, _insideMtu, ref ctx);
+        return true;
     }
 
     private ushort _mssClamp;

@@ -262,9 +262,14 @@ internal sealed class Neighbours
     /// <returns><see cref="Verdict.ToInside"/>/<see cref="Verdict.ToOutside"/>; <see cref="Verdict.Consumed"/> when held or sent as fragments;
     /// <see cref="Verdict.Drop"/> (<see cref="DropReason.NeighbourUnresolved"/>) when the hold queue is full or the frame too long,
     /// (<see cref="DropReason.FragmentationNeeded"/>) when it is too large and may not be fragmented.</returns>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public Verdict SendTo(Side side, Span<byte> frame, uint nextHop, ref PacketContext ctx)
-        => _mtu.Fits(side, frame.Length) ? Resolve(side, frame, nextHop, ref ctx) : SendOversize(side, frame, nextHop, ref ctx);
+    {
+        if (!_mtu.Fits(side, frame.Length))
+        {
+            return SendOversize(side, frame, nextHop, ref ctx);
+        }
+        return Resolve(side, frame, nextHop, ref ctx); // inlined: one call per frame, as before the MTU
+    }
 
     /// <summary>
     /// A frame larger than <paramref name="side"/>'s egress MTU (<see cref="EgressMtu"/>): with DF set
@@ -274,6 +279,7 @@ internal sealed class Neighbours
     /// fragments through the sink (<see cref="Verdict.Consumed"/>), or waits for ARP whole and is
     /// split when released.
     /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
     private Verdict SendOversize(Side side, Span<byte> frame, uint nextHop, ref PacketContext ctx)
     {
         if (frame.Length < EthernetHeader.Length + Ipv4Header.MinLength || new Ipv4Header(frame[EthernetHeader.Length..]).DontFragment)
@@ -292,6 +298,7 @@ internal sealed class Neighbours
     private bool Transmit(Side side, ReadOnlySpan<byte> frame)
         => _sink is not null && (_mtu.Fits(side, frame.Length) ? _sink.Send(side, frame) : _mtu.SendFragments(_sink, side, frame));
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private Verdict Resolve(Side side, Span<byte> frame, uint nextHop, ref PacketContext ctx)
     {
         var eth = new EthernetHeader(frame);
