@@ -119,6 +119,7 @@ internal static class PortFactory
         try
         {
             coalescing = PrepareLinks([config.Nat.Inside.Name, config.Nat.Outside.Name], notes);
+            ConfiguredMtus(config, notes);
             OpenedPorts opened = OpenPorts(config, pollers, cores, notes) with { Coalescing = coalescing, Claims = claims };
             KernelSide(config, opened.InsideDriver, opened.OutsideDriver, notes);
             var indexes = new[] { config.Nat.Inside.Name, config.Nat.Outside.Name }.Select(n => (n, LinkSettings.IfIndex(n))).ToList();
@@ -379,6 +380,23 @@ internal static class PortFactory
             notes.Add($"{large.Name}: MTU {large.Mtu} is above {small.Name}'s {small.Mtu}: natd fragments datagrams larger than {small.Mtu} bytes from {large.Name}'s side, and answers those with don't-fragment set with fragmentation-needed (RFC 1191); nat.mss-clamp: auto keeps TCP segments within it where that ICMP is filtered");
         }
         return changed;
+    }
+
+    /// <summary>
+    /// Names an <c>interfaces.*.mtu</c> above its link's MTU: natd would send datagrams up to the
+    /// configured size whole, and the kernel drops those the link cannot carry. (One below the
+    /// link's is the point of the key: a smaller path beyond the link.)
+    /// </summary>
+    internal static void ConfiguredMtus(NatdConfig config, List<string> notes)
+    {
+        foreach (var (side, iface) in new[] { ("inside", config.Nat.Inside), ("outside", config.Nat.Outside) })
+        {
+            int link = LinkSettings.MtuOrZero(iface.Name);
+            if (iface.Mtu > 0 && link > 0 && iface.Mtu > link)
+            {
+                notes.Add($"warning: interfaces.{side}.mtu {iface.Mtu} is above {iface.Name}'s MTU {link}: the kernel drops datagrams of {link + 1} to {iface.Mtu} bytes natd sends there whole; lower it to {link} or less, or leave it out (natd then follows the link)");
+            }
+        }
     }
 
     /// <summary>

@@ -330,6 +330,30 @@ public sealed class PortFactoryTests
     }
 
     [Fact]
+    public void A_configured_mtu_above_its_links_is_named_and_one_below_is_not()
+    {
+        string ns = $"natd-pf-{Guid.NewGuid():N}"[..20];
+        Shell.Run("ip", "netns", "add", ns);
+        try
+        {
+            AddVeths(ns);
+            Shell.Run("ip", "-n", ns, "link", "set", "natout", "mtu", "1492");
+            NatdConfig config = ConfigLoader.Parse("interfaces: { inside: { mtu: 1400 }, outside: { mtu: 1500 } }\n", "test.yaml")
+                with { InsideDriver = "af_packet", OutsideDriver = "af_packet" };
+
+            OpenedPorts opened = NetNamespace.RunIn(ns, () => PortFactory.Open(config, pollers: 1, cores: 2));
+            ClosePorts(opened);
+            Assert.Equal(
+                ["warning: interfaces.outside.mtu 1500 is above natout's MTU 1492: the kernel drops datagrams of 1493 to 1500 bytes natd sends there whole; lower it to 1492 or less, or leave it out (natd then follows the link)"],
+                opened.Notes.Where(n => n.Contains(".mtu ", StringComparison.Ordinal)));
+        }
+        finally
+        {
+            Shell.TryRun(TimeSpan.FromSeconds(20), "ip", "netns", "delete", ns);
+        }
+    }
+
+    [Fact]
     public void A_second_natd_in_the_namespace_is_refused_its_interfaces_until_the_first_lets_go_and_another_namespace_is_not_affected()
     {
         string ns = $"natd-pf-{Guid.NewGuid():N}"[..20];
