@@ -50,8 +50,9 @@ public interface IPacketPort : IDisposable
     MacAddress Mac { get; }
 
     /// <summary>
-    /// The MTU of the port's link (bytes of IP datagram, SIOCGIFMTU) as read when it opened: the
-    /// largest datagram it sends without fragmenting; 0 where there is no link (pcap, memory).
+    /// The MTU of the port's link (bytes of IP datagram, SIOCGIFMTU), read once, when first asked
+    /// (natd asks at start; a later change reaches the engines by a poller message): the largest
+    /// datagram it sends without fragmenting; 0 where there is no link (pcap, memory).
     /// </summary>
     int LinkMtu => 0;
 

@@ -14,7 +14,7 @@ namespace Natd.Dataplane.Nat;
 /// a slot exists). A datagram that forbids fragmenting (DF) is not this class's: the engine answers
 /// it with fragmentation-needed before translating it (RFC 1191), when it can still quote what the
 /// sender sent. Single writer (the engine's thread); the per-packet cost is one compare in
-/// <see cref="Neighbours.SendTo"/>.
+/// <see cref="Neighbours.SendTo"/> (and one in the engine's hit paths, for DF).
 /// </summary>
 internal sealed class EgressMtu
 {
