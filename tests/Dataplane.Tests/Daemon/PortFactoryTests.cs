@@ -62,9 +62,7 @@ public sealed class PortFactoryTests
     [InlineData(512, 1, 512)]
     public void A_shared_umem_pair_keeps_the_configured_frames_on_each_fill_ring(int? setting, int cores, int expected)
     {
-        string ns = $"natd-pf-{Guid.NewGuid():N}"[..20];
-        Shell.Run("ip", "netns", "add", ns);
-        try
+        InNamespace(ns =>
         {
             AddVeths(ns);
             string yaml = setting is int f ? $"dataplane: {{ xdp-fill-ring: {f} }}\n" : "dataplane: { batch: 64 }\n";
@@ -84,20 +82,14 @@ public sealed class PortFactoryTests
             {
                 ClosePorts(opened);
             }
-        }
-        finally
-        {
-            Shell.TryRun(TimeSpan.FromSeconds(20), "ip", "netns", "delete", ns);
-        }
+        });
     }
     [Theory]
     [InlineData("auto")]      // AF_XDP on a shared UMEM: natd finds the frame too large for a slot
     [InlineData("af_packet")]
     public void Opening_turns_receive_coalescing_off_until_restored_names_a_large_or_unequal_mtu_and_counts_a_frame_past_the_slot(string driver)
     {
-        string ns = $"natd-pf-{Guid.NewGuid():N}"[..20];
-        Shell.Run("ip", "netns", "add", ns);
-        try
+        InNamespace(ns =>
         {
             AddVeths(ns);
             foreach (string dev in new[] { "natin", "natout" })
@@ -162,11 +154,7 @@ public sealed class PortFactoryTests
             Assert.True(GroOn("natin"));
             Assert.True(GroOn("natout"));
             Assert.False(GroOn("hostin")); // natd touches only its own interfaces
-        }
-        finally
-        {
-            Shell.TryRun(TimeSpan.FromSeconds(20), "ip", "netns", "delete", ns);
-        }
+        });
     }
 
     [Theory]
@@ -175,9 +163,7 @@ public sealed class PortFactoryTests
     [InlineData("auto", 2, "af_xdp")]    // a socket on each queue
     public void Auto_takes_af_packet_when_an_interface_has_more_receive_queues_than_workers(string driver, int pollers, string expected)
     {
-        string ns = $"natd-pf-{Guid.NewGuid():N}"[..20];
-        Shell.Run("ip", "netns", "add", ns);
-        try
+        InNamespace(ns =>
         {
             AddVeths(ns, queues: 2);
             Assert.Equal(2, NetNamespace.RunIn(ns, () => LinkSettings.ReceiveQueues("natin")));
@@ -211,11 +197,7 @@ public sealed class PortFactoryTests
             {
                 ClosePorts(opened);
             }
-        }
-        finally
-        {
-            Shell.TryRun(TimeSpan.FromSeconds(20), "ip", "netns", "delete", ns);
-        }
+        });
     }
 
     [Theory]
@@ -223,9 +205,7 @@ public sealed class PortFactoryTests
     [InlineData("af_packet")] // the kernel receives what natd does: its copy of natd's address answers too
     public void What_the_kernel_still_does_on_natds_interfaces_is_named(string driver)
     {
-        string ns = $"natd-pf-{Guid.NewGuid():N}"[..20];
-        Shell.Run("ip", "netns", "add", ns);
-        try
+        InNamespace(ns =>
         {
             AddVeths(ns);
             NatdConfig config = ConfigLoader.Parse("dataplane: { batch: 64 }\n", "test.yaml") with { InsideDriver = driver, OutsideDriver = driver };
@@ -259,19 +239,13 @@ public sealed class PortFactoryTests
             {
                 ClosePorts(opened);
             }
-        }
-        finally
-        {
-            Shell.TryRun(TimeSpan.FromSeconds(20), "ip", "netns", "delete", ns);
-        }
+        });
     }
 
     [Fact]
     public void A_mac_override_joins_the_interfaces_unicast_filter_until_natd_lets_go()
     {
-        string ns = $"natd-pf-{Guid.NewGuid():N}"[..20];
-        Shell.Run("ip", "netns", "add", ns);
-        try
+        InNamespace(ns =>
         {
             AddVeths(ns);
             NatdConfig config = ConfigLoader.Parse("dataplane: { batch: 64 }\n", "test.yaml");
@@ -293,19 +267,13 @@ public sealed class PortFactoryTests
                 Assert.Empty(opened.Release());
             }
             Assert.Equal(0, Promiscuity("natin"));
-        }
-        finally
-        {
-            Shell.TryRun(TimeSpan.FromSeconds(20), "ip", "netns", "delete", ns);
-        }
+        });
     }
 
     [Fact]
     public void An_interface_down_or_without_a_carrier_is_named()
     {
-        string ns = $"natd-pf-{Guid.NewGuid():N}"[..20];
-        Shell.Run("ip", "netns", "add", ns);
-        try
+        InNamespace(ns =>
         {
             AddVeths(ns);
             Shell.Run("ip", "-n", ns, "link", "set", "natout", "down");
@@ -322,19 +290,13 @@ public sealed class PortFactoryTests
                     "warning: natout is down: natd receives and sends nothing on it until it is up (ip link set dev natout up)",
                 ],
                 opened.Notes.Where(n => n.StartsWith("warning: ", StringComparison.Ordinal)).Order(StringComparer.Ordinal));
-        }
-        finally
-        {
-            Shell.TryRun(TimeSpan.FromSeconds(20), "ip", "netns", "delete", ns);
-        }
+        });
     }
 
     [Fact]
     public void A_configured_mtu_above_its_links_is_named_and_one_below_is_not()
     {
-        string ns = $"natd-pf-{Guid.NewGuid():N}"[..20];
-        Shell.Run("ip", "netns", "add", ns);
-        try
+        InNamespace(ns =>
         {
             AddVeths(ns);
             Shell.Run("ip", "-n", ns, "link", "set", "natout", "mtu", "1492");
@@ -346,11 +308,7 @@ public sealed class PortFactoryTests
             Assert.Equal(
                 ["warning: interfaces.outside.mtu 1500 is above natout's MTU 1492: the kernel drops datagrams of 1493 to 1500 bytes natd sends there whole; lower it to 1492 or less, or leave it out (natd then follows the link)"],
                 opened.Notes.Where(n => n.Contains(".mtu ", StringComparison.Ordinal)));
-        }
-        finally
-        {
-            Shell.TryRun(TimeSpan.FromSeconds(20), "ip", "netns", "delete", ns);
-        }
+        });
     }
 
     [Fact]
@@ -404,6 +362,21 @@ public sealed class PortFactoryTests
         {
             i.Dispose();
             o.Dispose();
+        }
+    }
+
+    /// <summary>Runs <paramref name="body"/> with a new network namespace's name, and deletes the namespace after, also on failure.</summary>
+    private static void InNamespace(Action<string> body)
+    {
+        string ns = $"natd-pf-{Guid.NewGuid():N}"[..20];
+        Shell.Run("ip", "netns", "add", ns);
+        try
+        {
+            body(ns);
+        }
+        finally
+        {
+            Shell.TryRun(TimeSpan.FromSeconds(20), "ip", "netns", "delete", ns);
         }
     }
 
