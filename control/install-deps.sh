@@ -29,6 +29,10 @@ wanted=(
   "strongswan-charon:/usr/lib/ipsec/charon"
   "strongswan-swanctl:swanctl"
   "libcharon-extra-plugins:/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so"
+  # UDP port timer end-to-end test (RFC 4787 REQ-5a): a real DNS server (dnsmasq-base is the
+  # program without the system service) and client.
+  "dnsmasq-base:dnsmasq"
+  "bind9-dnsutils:dig"
   # PCP end-to-end test: libnatpmp's NAT-PMP client, and the toolchain that builds Cisco's libpcp
   # client (pcpnatpmpc) from ../shared/tools/libpcp (tests/EndToEnd.Tests/PcpClients.cs).
   "natpmpc:natpmpc"

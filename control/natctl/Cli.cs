@@ -52,7 +52,8 @@ internal static class Cli
                      delete the sessions of one inside endpoint (PROTO tcp, udp or icmp; for icmp
                      PORT is the echo identifier), optionally only those with one remote endpoint
           reload     re-read natd's configuration file (validated whole; errors name file and line)
-          timeouts   show the idle timeouts in force (seconds)
+          timeouts   show the idle timeouts in force (seconds), then each well-known port's
+                     UDP timer (timeouts.udp-ports) as udp/PORT
           timeouts set TCP TCPFIN UDP
                      set the TCP established, TCP transitory and UDP timeouts in seconds, as
                      ipfwadm -M -s did; 0 leaves one unchanged

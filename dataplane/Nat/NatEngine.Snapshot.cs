@@ -58,11 +58,12 @@ public sealed partial class NatEngine
     {
         _now = nowMs;
         Table.NowMs = nowMs;
-        if (r.IdleMs >= _timeoutMs[(int)r.Class] || Table.Count >= Table.Capacity)
+        SessionWalker.KeysOf(r, out FlowKey in2out, out FlowKey out2in);
+        LruClass cls = RestoredClass(r.Class, in2out, out2in);
+        if (r.IdleMs >= _timeoutMs[(int)cls] || Table.Count >= Table.Capacity)
         {
             return false;
         }
-        SessionWalker.KeysOf(r, out FlowKey in2out, out FlowKey out2in);
         ushort iport = in2out.SourcePort, eport = out2in.DestinationPort;
         if (Table.FindIn2Out(in2out) >= 0 || Table.FindOut2In(out2in) >= 0)
         {
@@ -96,7 +97,7 @@ public sealed partial class NatEngine
         {
             return false;
         }
-        int s = Table.AddSession(m, in2out, out2in, r.Class, nowMs - r.IdleMs);
+        int s = Table.AddSession(m, in2out, out2in, cls, nowMs - r.IdleMs);
         if (s < 0)
         {
             if (Table.Mappings[m].SessionCount == 0)
@@ -150,4 +151,17 @@ public sealed partial class NatEngine
         }
         return m;
     }
+
+    /// <summary>
+    /// The expiry class a restored session lives in under this configuration: a TCP session keeps
+    /// its state's class, a UDP session takes its well-known port's timer as configured now
+    /// (<see cref="UdpPortTimeouts"/>), and a class the snapshot cannot have held is not trusted.
+    /// </summary>
+    private LruClass RestoredClass(LruClass saved, in FlowKey in2out, in FlowKey out2in) => in2out.Protocol switch
+    {
+        IpProtocol.Tcp => saved is LruClass.TcpEstablished ? saved : LruClass.TcpTransitory,
+        IpProtocol.Udp => Table.UdpPorts.ClassOf(in2out.DestinationPort, out2in.DestinationPort),
+        IpProtocol.Icmp => LruClass.Icmp,
+        _ => LruClass.Udp, // port-less protocols live as UDP does
+    };
 }

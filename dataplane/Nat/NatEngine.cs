@@ -731,12 +731,13 @@ public sealed partial class NatEngine
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int Live(int s) => _live.Live(s, _now);
 
-    private readonly long[] _timeoutMs = new long[4];
+    private readonly long[] _timeoutMs = new long[SessionTable.ClassCount];
 
     private void RefreshTimeouts()
     {
         var t = _settings.Timeouts;
         Table.ReclaimOnCreate = t;
+        Table.SetUdpPorts(t.UdpPorts); // a change reclasses the UDP sessions already in the table
         for (int c = 0; c < _timeoutMs.Length; c++)
         {
             _timeoutMs[c] = SessionTable.TimeoutSeconds((LruClass)c, t) * 1000L;

@@ -15,6 +15,14 @@ public enum LruClass : byte
     Udp,
     /// <summary>ICMP query (RFC 5508 REQ-1).</summary>
     Icmp,
+    /// <summary>UDP to or from a well-known port with the first timer of its own (RFC 4787 REQ-5a, <see cref="UdpPortTimeouts"/>).</summary>
+    UdpPort0,
+    /// <summary>The second timer of <see cref="UdpPortTimeouts"/>.</summary>
+    UdpPort1,
+    /// <summary>The third timer of <see cref="UdpPortTimeouts"/>.</summary>
+    UdpPort2,
+    /// <summary>The fourth timer of <see cref="UdpPortTimeouts"/>.</summary>
+    UdpPort3,
 }
 
 /// <summary>TCP observations of a session (RFC 7857 section 2.2 state tracking).</summary>
@@ -150,19 +158,24 @@ internal struct Mapping
 /// </summary>
 public sealed class SessionTable
 {
-    private const int ClassCount = 4;
+    /// <summary>Expiry classes (<see cref="LruClass"/>): one LRU list each.</summary>
+    public const int ClassCount = 8;
+
+    // Gauges by class: the well-known-port UDP classes count as UDP.
+    private const int GaugeClasses = 4;
     private readonly Session[] _sessions;
     private readonly Mapping[] _mappings;
     private readonly HashIndex<In2OutMatcher> _in2out;
     private readonly HashIndex<Out2InMatcher> _out2in;
     private readonly HashIndex<MappingInsideMatcher> _byInside;
     private HashIndex<MappingExternalMatcher>? _byExternal;
-    private readonly int[] _lruHead = [-1, -1, -1, -1];
-    private readonly int[] _lruTail = [-1, -1, -1, -1];
+    private readonly int[] _lruHead = [-1, -1, -1, -1, -1, -1, -1, -1];
+    private readonly int[] _lruTail = [-1, -1, -1, -1, -1, -1, -1, -1];
+    private UdpPortTimeouts _udpPorts = UdpPortTimeouts.None;
     // Counts live in the shard's counter table (gauges and counters other threads read through its view).
     private readonly Counters.CounterTable _counters;
     private Span<long> _countByProtocolClass => _counters.Range((int)Counters.ShardCounter.SessionsTcp, PortAllocator.Classes);
-    private Span<long> _countByClass => _counters.Range((int)Counters.ShardCounter.SessionsTcpEstablished, ClassCount);
+    private Span<long> _countByClass => _counters.Range((int)Counters.ShardCounter.SessionsTcpEstablished, GaugeClasses);
     private readonly ulong _seed;
     private int _freeSession;
     private int _freeMapping;
@@ -237,8 +250,11 @@ public sealed class SessionTable
     /// <summary>The owner's current time (ms), stamped on events; set once per batch or packet.</summary>
     public long NowMs { get; set; }
 
-    /// <summary>Current sessions in an expiry class (TCP established/transitory, UDP, ICMP).</summary>
-    public long CountOf(LruClass cls) => _countByClass[(int)cls];
+    /// <summary>Current sessions in an expiry class (TCP established/transitory, UDP, ICMP); UDP counts the well-known-port classes too.</summary>
+    public long CountOf(LruClass cls) => _countByClass[Gauge(cls)];
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static int Gauge(LruClass cls) => cls >= LruClass.UdpPort0 ? (int)LruClass.Udp : (int)cls;
 
     /// <summary>Current sessions of a protocol class (0 TCP, 1 UDP, 2 ICMP).</summary>
     public long CountOf(int protocolClass) => _countByProtocolClass[protocolClass];
@@ -459,6 +475,10 @@ public sealed class SessionTable
         System.Diagnostics.Debug.Assert(ses.Out2In == out2in, "out2in must be remote -> external");
         ses.LastSeenMs = nowMs;
         ses.Mapping = mapping;
+        if (cls >= LruClass.Udp && cls != LruClass.Icmp && in2out.Protocol == Packets.IpProtocol.Udp)
+        {
+            cls = _udpPorts.ClassOf(in2out.DestinationPort, out2in.DestinationPort); // RFC 4787 REQ-5a: a well-known port's own timer
+        }
         ses.Class = cls;
         ses.InUse = true;
         // Precomputed rewrite (VPP nat_6t_flow): in2out replaces the inside source with the
@@ -485,7 +505,7 @@ public sealed class SessionTable
         _in2out.Insert(Hash(in2out), s);
         _out2in.Insert(Hash(out2in), s);
         LruAppend(s, cls);
-        _countByClass[(int)cls]++;
+        _countByClass[Gauge(cls)]++;
         Count++;
         _counters[(int)Counters.ShardCounter.SessionsCreated]++;
         if (Events is not null && SessionEvents)
@@ -526,9 +546,9 @@ public sealed class SessionTable
             return;
         }
         LruUnlink(s);
-        _countByClass[(int)ses.Class]--;
+        _countByClass[Gauge(ses.Class)]--;
         ses.Class = cls;
-        _countByClass[(int)cls]++;
+        _countByClass[Gauge(cls)]++;
         LruAppend(s, cls);
     }
 
@@ -572,7 +592,7 @@ public sealed class SessionTable
         }
         Subscribers?.SessionRemoved(inside);
         _countByProtocolClass[ProtocolClass(ses.In2Out.Protocol)]--;
-        _countByClass[(int)ses.Class]--;
+        _countByClass[Gauge(ses.Class)]--;
         ses.InUse = false;
         ses.LruNext = _freeSession;
         _freeSession = s;
@@ -622,8 +642,60 @@ public sealed class SessionTable
         LruClass.TcpEstablished => t.TcpEstablished,
         LruClass.TcpTransitory => t.TcpTransitory,
         LruClass.Udp => t.Udp,
-        _ => t.Icmp,
+        LruClass.Icmp => t.Icmp,
+        _ => t.UdpPorts.Seconds(cls - LruClass.UdpPort0, t.Udp),
     };
+
+    /// <summary>
+    /// The well-known ports' UDP timers (RFC 4787 REQ-5a) new UDP sessions are classed by. A
+    /// change reclasses every UDP session in the table at once (construction, a reload): a
+    /// k-way merge of the UDP lists by last activity, so each list stays ordered by deadline.
+    /// O(UDP sessions), no allocation; the owner's thread.
+    /// </summary>
+    public void SetUdpPorts(UdpPortTimeouts timers)
+    {
+        ArgumentNullException.ThrowIfNull(timers);
+        if (timers.Equals(_udpPorts))
+        {
+            return;
+        }
+        _udpPorts = timers;
+        // Detach the five UDP lists, then take their oldest head each time and append it to the
+        // list of its new class: every list is built oldest first, as Touch keeps them.
+        Span<int> heads = stackalloc int[1 + UdpPortTimeouts.MaxTimers];
+        heads[0] = _lruHead[(int)LruClass.Udp];
+        _lruHead[(int)LruClass.Udp] = _lruTail[(int)LruClass.Udp] = -1;
+        for (int t = 0; t < UdpPortTimeouts.MaxTimers; t++)
+        {
+            int c = (int)LruClass.UdpPort0 + t;
+            heads[1 + t] = _lruHead[c];
+            _lruHead[c] = _lruTail[c] = -1;
+        }
+        while (true)
+        {
+            int pick = -1;
+            for (int h = 0; h < heads.Length; h++)
+            {
+                if (heads[h] >= 0 && (pick < 0 || _sessions[heads[h]].LastSeenMs < _sessions[heads[pick]].LastSeenMs))
+                {
+                    pick = h;
+                }
+            }
+            if (pick < 0)
+            {
+                return;
+            }
+            int s = heads[pick];
+            ref Session ses = ref _sessions[s];
+            heads[pick] = ses.LruNext;
+            // Port-less protocols (GRE, ...) live in the UDP class too; only UDP has ports to class by.
+            ses.Class = ses.In2Out.Protocol == Packets.IpProtocol.Udp ? timers.ClassOf(ses.In2Out.DestinationPort, ses.ExternalPort) : LruClass.Udp;
+            LruAppend(s, ses.Class);
+        }
+    }
+
+    /// <summary>The well-known ports' UDP timers in force (<see cref="SetUdpPorts"/>).</summary>
+    public UdpPortTimeouts UdpPorts => _udpPorts;
 
     /// <summary>
     /// Deletes up to <paramref name="budget"/> expired sessions, oldest first, reading timeouts now

@@ -297,13 +297,21 @@ public sealed partial class ControlServer
     }
 
     /// <summary>The timeouts in force as GET /timeouts answers them: seconds by natd.yaml key, in <see cref="TimeoutKeys"/> order.</summary>
-    private static Dictionary<string, long> TimeoutFields(Timeouts t) => new(StringComparer.Ordinal)
+    private static Dictionary<string, long> TimeoutFields(Timeouts t)
     {
-        [TimeoutKeys[0]] = t.TcpEstablished,
-        [TimeoutKeys[1]] = t.TcpTransitory,
-        [TimeoutKeys[2]] = t.Udp,
-        [TimeoutKeys[3]] = t.Icmp,
-    };
+        var fields = new Dictionary<string, long>(StringComparer.Ordinal)
+        {
+            [TimeoutKeys[0]] = t.TcpEstablished,
+            [TimeoutKeys[1]] = t.TcpTransitory,
+            [TimeoutKeys[2]] = t.Udp,
+            [TimeoutKeys[3]] = t.Icmp,
+        };
+        foreach (var (port, seconds) in t.UdpPorts.Entries)
+        {
+            fields["udp/" + port.ToString(CultureInfo.InvariantCulture)] = seconds; // timeouts.udp-ports (RFC 4787 REQ-5a), read-only here
+        }
+        return fields;
+    }
 
     /// <summary>Answers <paramref name="body"/> as JSON with its wire contract.</summary>
     private static async Task Json<T>(HttpContext ctx, int status, T body, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> contract)

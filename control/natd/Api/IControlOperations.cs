@@ -69,8 +69,13 @@ public sealed record TimeoutsChange(int? TcpEstablished = null, int? TcpTransito
     public Timeouts ApplyTo(Timeouts current)
     {
         ArgumentNullException.ThrowIfNull(current);
-        return new Timeouts(TcpEstablished ?? current.TcpEstablished, TcpTransitory ?? current.TcpTransitory,
-            Udp ?? current.Udp, Icmp ?? current.Icmp);
+        return current with
+        {
+            TcpEstablished = TcpEstablished ?? current.TcpEstablished,
+            TcpTransitory = TcpTransitory ?? current.TcpTransitory,
+            Udp = Udp ?? current.Udp,
+            Icmp = Icmp ?? current.Icmp,
+        }; // the well-known ports' UDP timers (timeouts.udp-ports) stay as configured
     }
 }
 

@@ -43,7 +43,7 @@ public static partial class ConfigLoader
     /// <summary>Bounds of dataplane.xdp-fill-ring: a fill ring of at most 16384 frames (the largest ring natd maps).</summary>
     internal const int MinXdpFillRing = 64, MaxXdpFillRing = 16384;
     private static readonly string[] NatKeys = ["pool", "ports", "mapping", "filtering", "subscriber-prefix", "allocation", "port-block", "deterministic", "pairing", "port-reuse-delay", "pool-threshold", "mss-clamp"];
-    private static readonly string[] TimeoutKeys = ["tcp-established", "tcp-transitory", "udp", "icmp"];
+    private static readonly string[] TimeoutKeys = ["tcp-established", "tcp-transitory", "udp", "icmp", "udp-ports"];
     private static readonly string[] LimitsKeys = ["sessions", "neighbours", "per-subscriber"];
     private static readonly string[] DataplaneKeys = ["batch", "verify-checksums", "workers", "xdp-fill-ring"];
     private static readonly string[] ControlKeys = ["listen"];
@@ -188,6 +188,9 @@ public static partial class ConfigLoader
           tcp-transitory: 240          # RFC 5382 REQ-5: 240 (warning below)
           udp: 300                     # RFC 4787 REQ-5: never below 120 (warning below), 300 recommended
           icmp: 60                     # RFC 5508 REQ-1: 60 (warning below)
+          # udp-ports: { 53: 30 }      # RFC 4787 REQ-5a: UDP sessions whose server port (the remote's, else the
+                                       # external one) is this well-known port (1..1023) idle out after these
+                                       # seconds instead of udp; at most 4 distinct values; default: none
         limits:
           sessions: 262144             # session table capacity, 1..100000000
           neighbours: 4096             # learned ARP entries per side and poller, 1..16777216; as many may be
@@ -346,6 +349,7 @@ public static partial class ConfigLoader
             int tcpTrans = Timeout(timeouts, "tcp-transitory", Defaults.Timeouts.TcpTransitory, "RFC 5382 REQ-5 recommends 240 s (4 min) for transitory TCP");
             int udp = Timeout(timeouts, "udp", Defaults.Timeouts.Udp, "RFC 4787 REQ-5 forbids UDP timeouts below 120 s (300 s recommended)", 120);
             int icmp = Timeout(timeouts, "icmp", Defaults.Timeouts.Icmp, "RFC 5508 REQ-1 requires at least 60 s for ICMP queries");
+            UdpPortTimeouts udpPorts = UdpPorts(timeouts?.Get("udp-ports"));
 
             YMapping? limits = Mapping(top?.Get("limits"), "limits");
             Keys(limits, "limits", LimitsKeys);
@@ -376,7 +380,7 @@ public static partial class ConfigLoader
                 PortMax = high,
                 Mapping = mapping,
                 Filtering = filtering,
-                Timeouts = new Timeouts(tcpEst, tcpTrans, udp, icmp),
+                Timeouts = new Timeouts(tcpEst, tcpTrans, udp, icmp) { UdpPorts = udpPorts },
                 MaxSessions = sessions,
                 MaxNeighbours = neighbours,
                 VerifyL4Checksums = verify,
@@ -694,6 +698,54 @@ public static partial class ConfigLoader
                 Warn(node, path, string.Create(CultureInfo.InvariantCulture, $"{value} s is below the recommendation: {rfc}"));
             }
             return value;
+        }
+
+        /// <summary>timeouts.udp-ports: { PORT: SECONDS, ... }, well-known ports with a UDP timer of their own (RFC 4787 REQ-5a).</summary>
+        private UdpPortTimeouts UdpPorts(YNode? node)
+        {
+            const string path = "timeouts.udp-ports";
+            YMapping? m = Mapping(node, path);
+            if (m is null)
+            {
+                return UdpPortTimeouts.None;
+            }
+            var entries = new List<KeyValuePair<int, int>>();
+            bool ok = true;
+            foreach (var (keyNode, valueNode) in m.Entries)
+            {
+                string entryPath = $"{path}[{keyNode.Value}]";
+                if (!int.TryParse(keyNode.Value, NumberStyles.None, CultureInfo.InvariantCulture, out int port) || port is < 1 or > UdpPortTimeouts.MaxPort)
+                {
+                    Error(keyNode, entryPath, $"'{keyNode.Value}' is not a well-known port (1..{UdpPortTimeouts.MaxPort}): RFC 4787 REQ-5a gives a UDP timer of its own to those only");
+                    ok = false;
+                    continue;
+                }
+                if (entries.Exists(e => e.Key == port))
+                {
+                    Error(keyNode, entryPath, $"port {port} is named twice");
+                    ok = false;
+                    continue;
+                }
+                if (valueNode is YScalar { IsNull: true })
+                {
+                    Error(valueNode, entryPath, "expected the port's timeout in seconds, 1..2147483647");
+                    ok = false;
+                    continue;
+                }
+                int seconds = (int)Integer(valueNode, entryPath, 0, 1, MaxTimeoutSeconds, "seconds");
+                ok &= seconds >= 1;
+                entries.Add(new(port, seconds));
+            }
+            if (!ok)
+            {
+                return UdpPortTimeouts.None;
+            }
+            if (UdpPortTimeouts.Create(entries, out string? why) is { } timers)
+            {
+                return timers;
+            }
+            Error(m, path, why!);
+            return UdpPortTimeouts.None;
         }
 
         private string Listen(YNode? node)

@@ -208,6 +208,21 @@ public class ConfigLoaderTests
     }
 
     [Fact]
+    public void Udp_port_timers_are_read_by_port_and_default_to_none()
+    {
+        Assert.True(ConfigLoader.Default().Nat.Timeouts.UdpPorts.IsEmpty);
+        var c = ConfigLoader.Parse("timeouts:\n  udp: 600\n  udp-ports: { 123: 60, 53: 30, 853: 30 }\n", Src);
+        var t = c.Nat.Timeouts;
+        Assert.Equal(600, t.Udp);
+        Assert.Equal("{ 53: 30, 123: 60, 853: 30 }", t.UdpPorts.ToString());
+        Assert.Equal(LruClass.UdpPort0, t.UdpPorts.ClassOf(FlowKey.PortToRaw(853), FlowKey.PortToRaw(40000)));
+        Assert.Equal(60, SessionTable.TimeoutSeconds(LruClass.UdpPort1, t));
+        Assert.Equal(600, SessionTable.TimeoutSeconds(LruClass.UdpPort2, t)); // a timer no port uses is the UDP timeout
+        Assert.Empty(c.Warnings); // shorter than udp and below 120 s is what REQ-5a allows
+        Assert.True(ConfigLoader.Parse("timeouts:\n  udp-ports: {}\n", Src).Nat.Timeouts.UdpPorts.IsEmpty);
+    }
+
+    [Fact]
     public void Port_range_error_has_the_documented_form()
     {
         const string yaml = """
@@ -263,6 +278,12 @@ public class ConfigLoaderTests
         { "timeouts:\n  icmp: 0\n", "0", "timeouts.icmp", "from 1 to 2147483647" },
         { "timeouts:\n  tcp-established: 2147483648\n", "2147483648", "timeouts.tcp-established", "from 1 to 2147483647" },
         { "timeouts:\n  tcp-transitory: 2.5\n", "2.5", "timeouts.tcp-transitory", "whole number" },
+        { "timeouts:\n  udp-ports: { 1024: 30 }\n", "1024", "timeouts.udp-ports[1024]", "'1024' is not a well-known port (1..1023): RFC 4787 REQ-5a" },
+        { "timeouts:\n  udp-ports: { dns: 30 }\n", "dns", "timeouts.udp-ports[dns]", "'dns' is not a well-known port" },
+        { "timeouts:\n  udp-ports: { 53: 0 }\n", "0", "timeouts.udp-ports[53]", "'0' is not a whole number of seconds from 1 to 2147483647" },
+        { "timeouts:\n  udp-ports: { 53: 30, 053: 40 }\n", "053", "timeouts.udp-ports[053]", "port 53 is named twice" },
+        { "timeouts:\n  udp-ports: { 1: 1, 2: 2, 3: 3, 4: 4, 5: 5 }\n", "{", "timeouts.udp-ports", "5 distinct timeouts; at most 4" },
+        { "timeouts:\n  udp-ports: [53]\n", "[53]", "timeouts.udp-ports", "expected a mapping" },
         { "limits:\n  sessions: 100000001\n", "100000001", "limits.sessions", "from 1 to 100000000" },
         { "limits:\n  sessions: 0\n", "0", "limits.sessions", "from 1 to 100000000" },
         { "limits:\n  neighbours: 0\n", "0", "limits.neighbours", "'0' is not a whole number of neighbours from 1 to 16777216" },

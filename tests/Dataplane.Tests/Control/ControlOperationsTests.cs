@@ -138,6 +138,23 @@ public sealed class ControlOperationsTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_well_known_ports_udp_timers_are_shown_and_a_live_change_keeps_them()
+    {
+        _ops.Current = new Timeouts { UdpPorts = UdpPortTimeouts.Create([new(53, 30), new(123, 60)], out _)! };
+        var (status, body) = await Send(HttpMethod.Get, "/timeouts");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal("""{"tcp-established":7440,"tcp-transitory":240,"udp":300,"icmp":60,"udp/53":30,"udp/123":60}""", body);
+
+        (status, body) = await Send(HttpMethod.Put, "/timeouts", """{"udp":600}""");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal("""{"ok":true,"messages":[],"timeouts":{"tcp-established":7440,"tcp-transitory":240,"udp":600,"icmp":60,"udp/53":30,"udp/123":60}}""", body);
+        Assert.Equal("{ 53: 30, 123: 60 }", _ops.Current.UdpPorts.ToString());
+
+        // natctl prints them as further rows.
+        Assert.Equal("udp     600 s\nudp/53   30 s\n", Cli.TimeoutsTable(new() { ["udp"] = 600, ["udp/53"] = 30 }));
+    }
+
+    [Fact]
     public async Task Timeouts_are_read_and_changed_partially()
     {
         var (status, body) = await Send(HttpMethod.Get, "/timeouts");

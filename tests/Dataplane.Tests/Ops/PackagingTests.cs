@@ -38,6 +38,7 @@ public class PackagingTests
         Assert.Equal(Pairing.Strict, n.Cgnat.Pairing);
         Assert.Equal(new SubscriberLimits(2000, 4096, 200), n.Cgnat.Limits);
         Assert.Equal(new FragmentSettings(4096, 64, 2), n.Fragments);
+        Assert.Equal("{ 53: 30 }", n.Timeouts.UdpPorts.ToString()); // DNS queries give their ports back in 30 s (RFC 4787 REQ-5a)
     }
 
     [Fact]
