@@ -260,7 +260,8 @@ internal sealed class NatDaemon : IAsyncDisposable
         var restarts = new AlgRestarts();
         var algs = system.ActorOf(Props.Create(() => new AlgSupervisorActor(AlgRegistry.Handlers, restarts)), "algs");
         // Blocking here is the host's start, not an actor's thread: the supervisor answers once its children exist.
-        var algHelpers = algs.Ask<IReadOnlyList<IActorRef?>>(AlgSupervisorActor.GetHelpers.Instance, TimeSpan.FromSeconds(5))
+        // Generous: on a loaded box (both cores busy, everything still being JIT-compiled) 5 s was seen to run out.
+        var algHelpers = algs.Ask<IReadOnlyList<IActorRef?>>(AlgSupervisorActor.GetHelpers.Instance, TimeSpan.FromSeconds(30))
             .GetAwaiter().GetResult();
         int shards = engines.Length;
         var handles = new PollerHandle[shards];

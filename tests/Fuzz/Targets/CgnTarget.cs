@@ -13,7 +13,8 @@ namespace Natd.Fuzzing.Targets;
 /// validated by <see cref="ConfigLoader"/>): port blocks with strict pairing, /31 subscribers and
 /// every per-subscriber limit; port blocks with spill over a small port range; deterministic NAT
 /// (RFC 7422); dynamic allocation with spill and limits. Each has fragments with small bounds and
-/// the PCP server on. The rest of the input is <see cref="FrameRunner"/>'s records, with its
+/// the PCP server on; the first and the last give DNS (and TFTP) UDP timers of 1-2 s of their own
+/// (RFC 4787 REQ-5a), so sessions of two expiry classes die under the clock's steps. The rest of the input is <see cref="FrameRunner"/>'s records, with its
 /// invariants; on top of them, after every frame:
 /// <list type="bullet">
 /// <item>no subscriber holds more sessions, ports or blocks than its limits allow (RFC 6888 REQ-3,
@@ -51,6 +52,7 @@ public static class CgnTarget
               sessions: 512
               per-subscriber: { sessions: 12, ports: 10, new-sessions-per-second: 8 }
             pcp: { enabled: true, all-ports: true, mappings-per-subscriber: 4 }
+            timeouts: { udp-ports: { 53: 2, 69: 1 } }
             """,
         Common + """
             nat:
@@ -84,6 +86,7 @@ public static class CgnTarget
               sessions: 512
               per-subscriber: { ports: 6, new-sessions-per-second: 3 }
             pcp: { enabled: true }
+            timeouts: { udp-ports: { 53: 1 } }
             """,
     ];
 
