@@ -36,6 +36,14 @@ public static class Program
             logArgs.RemoveAt(logVolume);
             return LogVolume.Run(logArgs);
         }
+        int udpTimers = Array.IndexOf(args, "--udp-port-timers");
+        if (udpTimers >= 0)
+        {
+            // A count of ports, not a timing.
+            var timerArgs = new List<string>(args);
+            timerArgs.RemoveAt(udpTimers);
+            return UdpPortTimers.Run(timerArgs);
+        }
         int memory = Array.IndexOf(args, "--memory");
         if (memory >= 0)
         {
