@@ -712,6 +712,10 @@ public sealed class SessionTable
         int done = 0;
         for (int c = 0; c < ClassCount && done < budget; c++)
         {
+            if (_lruHead[c] < 0)
+            {
+                continue; // every new session runs this (ReclaimOnCreate): most of the eight lists are empty
+            }
             long timeoutMs = TimeoutSeconds((LruClass)c, timeouts) * 1000L;
             while (done < budget)
             {
