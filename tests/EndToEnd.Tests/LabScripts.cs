@@ -12,4 +12,11 @@ internal static class LabScripts
         File.WriteAllText(path, text.Replace("\r", "", StringComparison.Ordinal) + "\n");
         return path;
     }
+
+    /// <summary>Runs natctl (this build's) in the gateway namespace with <paramref name="args"/>, 30 s at most; the result whatever its exit code.</summary>
+    public static ProcessResult Natctl(LabTopology lab, params string[] args)
+    {
+        string dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } dh ? dh : "dotnet";
+        return lab.TryRunIn(lab.GatewayNs, TimeSpan.FromSeconds(30), dotnet, [Path.Combine(AppContext.BaseDirectory, "natctl.dll"), .. args]);
+    }
 }

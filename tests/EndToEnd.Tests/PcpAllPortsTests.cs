@@ -189,10 +189,4 @@ public sealed partial class PcpAllPortsTests(ITestOutputHelper output)
     private static ProcessResult Curl(LabTopology lab, string ext, int port, double seconds)
         => lab.TryRunIn(lab.OutsideNs, TimeSpan.FromSeconds(seconds + 5), "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
             "--max-time", seconds.ToString(System.Globalization.CultureInfo.InvariantCulture), $"http://{ext}:{port}/");
-
-    private static ProcessResult Natctl(LabTopology lab, params string[] args)
-    {
-        string dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } dh ? dh : "dotnet";
-        return lab.TryRunIn(lab.GatewayNs, TimeSpan.FromSeconds(30), dotnet, [Path.Combine(AppContext.BaseDirectory, "natctl.dll"), .. args]);
-    }
 }

@@ -211,10 +211,4 @@ public sealed partial class PcpTests(ITestOutputHelper output)
         Assert.NotNull(udp5000.WaitForLine(l => l == "got told from 198.51.100.2", TimeSpan.FromSeconds(5)));
         scenario.Pass();
     }
-
-    private static ProcessResult Natctl(LabTopology lab, params string[] args)
-    {
-        string dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } dh ? dh : "dotnet";
-        return lab.TryRunIn(lab.GatewayNs, TimeSpan.FromSeconds(30), dotnet, [Path.Combine(AppContext.BaseDirectory, "natctl.dll"), .. args]);
-    }
 }

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using Natd.Control.Lab;
 using Xunit.Abstractions;
+using static Natd.Tests.EndToEnd.LabScripts;
 
 namespace Natd.Tests.EndToEnd;
 
@@ -93,11 +94,5 @@ public sealed class UdpPortTimeoutTests(ITestOutputHelper output)
             rows.Add((s.GetProperty("insidePort").GetInt32(), s.GetProperty("remotePort").GetInt32(), s.GetProperty("expiresInSeconds").GetDouble()));
         }
         return rows;
-    }
-
-    private static ProcessResult Natctl(LabTopology lab, params string[] args)
-    {
-        string dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } dh ? dh : "dotnet";
-        return lab.TryRunIn(lab.GatewayNs, TimeSpan.FromSeconds(30), dotnet, [Path.Combine(AppContext.BaseDirectory, "natctl.dll"), .. args]);
     }
 }
