@@ -32,14 +32,6 @@ public sealed class CgnLabTests(ITestOutputHelper output)
 
     private static string Heavy => HostAddresses[0];
 
-    /// <summary>An outside UDP reflector: answers each datagram with the source address:port it saw.</summary>
-    private const string Reflector = """
-        import socket
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("198.51.100.2", 7400)); print("listening", flush=True)
-        while True:
-            data, peer = s.recvfrom(2048); s.sendto(("%s:%d" % peer).encode(), peer)
-        """;
-
     /// <summary>An outside HTTP server (python's http.server) whose answer is the client's address:port.</summary>
     private const string HttpServer = """
         import http.server
@@ -145,9 +137,8 @@ public sealed class CgnLabTests(ITestOutputHelper output)
         {
             lab.AddInsideHostAddress(h + "/24");
         }
-        using var reflector = lab.StartIn(lab.OutsideNs, "python3", "-u", Script(lab, "cgn_reflector.py", Reflector));
+        using var reflector = StartUdpReflector(lab, 7400);
         using var http = lab.StartIn(lab.OutsideNs, "python3", "-u", Script(lab, "cgn_http.py", HttpServer));
-        Assert.NotNull(reflector.WaitForLine(l => l == "listening", TimeSpan.FromSeconds(10)));
         Assert.NotNull(http.WaitForLine(l => l == "listening", TimeSpan.FromSeconds(10)));
         string hostsScript = Script(lab, "cgn_hosts.py", HostTraffic);
         output.WriteLine($"setup {clock.Elapsed.TotalSeconds:0.0} s");

@@ -17,14 +17,6 @@ public sealed class DeterministicTests(ITestOutputHelper output)
 {
     public static TheoryData<string> NatdRows => GatewayKinds.Rows(["natd", "natd-w1"]);
 
-    /// <summary>An outside reflector that answers each datagram with the source it saw.</summary>
-    private const string Reflector = """
-        import socket
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("198.51.100.2", 7402)); print("listening", flush=True)
-        while True:
-            data, peer = s.recvfrom(2048); s.sendto(("%s:%d" % peer).encode(), peer)
-        """;
-
     /// <summary>Eight sockets of one inside host each learn their external endpoint.</summary>
     private const string Clients = """
         import socket, sys
@@ -53,8 +45,7 @@ public sealed class DeterministicTests(ITestOutputHelper output)
         string dotnet = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host ? host : "dotnet";
         string natd = Path.Combine(AppContext.BaseDirectory, "natd.dll");
         string natctl = Path.Combine(AppContext.BaseDirectory, "natctl.dll");
-        using var reflector = lab.StartIn(lab.OutsideNs, "python3", "-u", Script(lab, "det_reflector.py", Reflector));
-        Assert.NotNull(reflector.WaitForLine(l => l == "listening", TimeSpan.FromSeconds(10)));
+        using var reflector = StartUdpReflector(lab, 7402);
         foreach (string inside in new[] { "10.0.0.2", "10.0.0.77" })
         {
             // Offline, from the file alone: no daemon is asked.

@@ -58,14 +58,6 @@ public sealed class HairpinTests(ITestOutputHelper output)
             print("error %s" % e, flush=True)
         """;
 
-    /// <summary>An outside reflector that answers each datagram with the source it saw.</summary>
-    private const string Reflector = """
-        import socket
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("198.51.100.2", 7400)); print("listening", flush=True)
-        while True:
-            data, peer = s.recvfrom(2048); s.sendto(("%s:%d" % peer).encode(), peer)
-        """;
-
     /// <summary>A (10.0.0.2) learns its external endpoint from the reflector; B (10.0.0.3) sends to it; A answers B.</summary>
     private const string MappingClients = """
         import socket
@@ -176,8 +168,7 @@ public sealed class HairpinTests(ITestOutputHelper output)
         using var scenario = Scenario.Start(Natd(kind, "", nat: ", filtering: endpoint-independent"), output);
         var lab = scenario.Lab;
         lab.AddInsideHostAddress("10.0.0.3/24");
-        using var reflector = lab.StartIn(lab.OutsideNs, "python3", "-u", Script(lab, "reflector.py", Reflector));
-        Assert.NotNull(reflector.WaitForLine(l => l == "listening", TimeSpan.FromSeconds(10)));
+        using var reflector = StartUdpReflector(lab, 7400);
         var r = lab.TryRunIn(lab.InsideNs, TimeSpan.FromSeconds(40), "python3", "-u", Script(lab, "hairpin_mapping.py", MappingClients));
         output.WriteLine(r.Combined);
         var ext = System.Text.RegularExpressions.Regex.Match(r.StdOut, @"a external 198\.51\.100\.1:(\d+)");

@@ -13,6 +13,28 @@ internal static class LabScripts
         return path;
     }
 
+    /// <summary>
+    /// Starts a UDP reflector on the outside host, port <paramref name="port"/>: it answers each
+    /// datagram with the source address:port it saw (where natd made the sender appear), and is
+    /// listening when this returns.
+    /// </summary>
+    public static LabProcess StartUdpReflector(LabTopology lab, int port)
+    {
+        string text = $$"""
+            import socket
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("{{lab.OutsideHost}}", {{port}})); print("listening", flush=True)
+            while True:
+                data, peer = s.recvfrom(2048); s.sendto(("%s:%d" % peer).encode(), peer)
+            """;
+        var reflector = lab.StartIn(lab.OutsideNs, "python3", "-u", Script(lab, $"udp_reflector_{port}.py", text));
+        if (reflector.WaitForLine(l => l == "listening", TimeSpan.FromSeconds(10)) is null)
+        {
+            reflector.Dispose();
+            throw new InvalidOperationException($"the UDP reflector on port {port} did not start: " + string.Join('\n', reflector.StdErrLines));
+        }
+        return reflector;
+    }
+
     /// <summary>Runs natctl (this build's) in the gateway namespace with <paramref name="args"/>, 30 s at most; the result whatever its exit code.</summary>
     public static ProcessResult Natctl(LabTopology lab, params string[] args)
     {

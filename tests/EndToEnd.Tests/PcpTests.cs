@@ -44,14 +44,6 @@ public sealed partial class PcpTests(ITestOutputHelper output)
             print("served %s" % peer[0], flush=True)
         """;
 
-    /// <summary>An outside reflector that answers each datagram with the source it saw.</summary>
-    private const string Reflector = """
-        import socket
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("198.51.100.2", 7400)); print("listening", flush=True)
-        while True:
-            data, peer = s.recvfrom(2048); s.sendto(("%s:%d" % peer).encode(), peer)
-        """;
-
     /// <summary>Sends from a fixed inside port to the reflector and prints what it saw.</summary>
     private const string FromPort = """
         import socket, sys
@@ -131,8 +123,7 @@ public sealed partial class PcpTests(ITestOutputHelper output)
         Assert.NotEqual("200", after.StdOut.Trim());
 
         // PEER: the flow's external endpoint, reported before the flow sends, is the one the remote then sees.
-        using var reflector = lab.StartIn(lab.OutsideNs, "python3", "-u", Script(lab, "pcp_reflector.py", Reflector));
-        Assert.NotNull(reflector.WaitForLine(l => l == "listening", TimeSpan.FromSeconds(10)));
+        using var reflector = StartUdpReflector(lab, 7400);
         var peer = Pcp("-i", "10.0.0.2:40123", "-p", "198.51.100.2:7400", "-u", "-l", "120");
         Assert.Equal((0, "UDP"), (peer.Result, peer.Protocol));
         var seen = lab.TryRunIn(lab.InsideNs, TimeSpan.FromSeconds(20), "python3", "-u", Script(lab, "pcp_from_port.py", FromPort), "40123");

@@ -18,14 +18,6 @@ public sealed class PortBlockTests(ITestOutputHelper output)
 
     private const int Hosts = 6, Flows = 6, BlockSize = 64;
 
-    /// <summary>An outside reflector that answers each datagram with the source it saw.</summary>
-    private const string Reflector = """
-        import socket
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("198.51.100.2", 7400)); print("listening", flush=True)
-        while True:
-            data, peer = s.recvfrom(2048); s.sendto(("%s:%d" % peer).encode(), peer)
-        """;
-
     /// <summary>Each inside host sends from several sockets and prints the external endpoint the reflector saw.</summary>
     private const string Clients = """
         import socket, sys
@@ -60,8 +52,7 @@ public sealed class PortBlockTests(ITestOutputHelper output)
         {
             lab.AddInsideHostAddress(h + "/24");
         }
-        using var reflector = lab.StartIn(lab.OutsideNs, "python3", "-u", Script(lab, "pba_reflector.py", Reflector));
-        Assert.NotNull(reflector.WaitForLine(l => l == "listening", TimeSpan.FromSeconds(10)));
+        using var reflector = StartUdpReflector(lab, 7400);
         var r = lab.TryRunIn(lab.InsideNs, TimeSpan.FromSeconds(120), "python3", "-u", Script(lab, "pba_clients.py", Clients), string.Join(",", hosts), Flows.ToString());
         output.WriteLine(r.Combined);
         var seen = Regex.Matches(r.StdOut, @"^(10\.0\.0\.\d+) (198\.51\.100\.\d+):(\d+)$", RegexOptions.Multiline)
