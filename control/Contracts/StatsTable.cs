@@ -124,7 +124,7 @@ internal static class StatsTable
         {
             double pct = u.Capacity > 0 ? 100.0 * u.InUse / u.Capacity : 0;
             rows.Add(new($"ports {u.ExternalAddress} {u.Protocol}",
-                string.Create(CultureInfo.InvariantCulture, $"{u.InUse}/{u.Capacity} ({pct:0.0}%)")));
+                string.Create(CultureInfo.InvariantCulture, $"{u.InUse}/{u.Capacity} ({pct:0.0}%){(u.Draining ? " draining" : "")}")));
         }
         foreach (var b in s.PortBlocks)
         {

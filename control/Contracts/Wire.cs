@@ -124,6 +124,7 @@ internal sealed record PortUsageRow
     public string Protocol { get; init; } = "";
     public long InUse { get; init; }
     public long Capacity { get; init; }
+    public bool Draining { get; init; }
 }
 
 /// <summary>POST /flush and POST /sessions/delete answers.</summary>

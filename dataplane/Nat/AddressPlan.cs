@@ -40,6 +40,7 @@ internal sealed class AddressPlan
     private readonly ulong _seed;
     private uint[] _pool = [];
     private CgnatSettings _cgnat = new();
+    private int[] _serving = [];     // pool indices not draining (nat.drain), in pool order
     private Dictionary<uint, int>? _poolIndex;
     private uint _poolLow;          // lowest pool address, host order
     private uint _poolSpan;         // highest - lowest (host order); uint.MaxValue: empty pool
@@ -87,6 +88,15 @@ internal sealed class AddressPlan
         _pool = [.. next.Pool];
         _cgnat = next.Cgnat;
         IndexPool(_pool);
+        var serving = new List<int>(_pool.Length);
+        for (int i = 0; i < _pool.Length; i++)
+        {
+            if (!next.Cgnat.Drain.Contains(_pool[i]))
+            {
+                serving.Add(i);
+            }
+        }
+        _serving = serving.Count > 0 ? [.. serving] : [.. Enumerable.Range(0, _pool.Length)];
         InsideAddress = next.Inside.Address.Address;
         OutsideAddress = next.Outside.Address.Address;
         InsidePrefix = next.Inside.Address;
@@ -192,10 +202,12 @@ internal sealed class AddressPlan
 
     /// <summary>
     /// Paired pooling (RFC 4787 REQ-2): the pool index an inside address always maps to, the hash
-    /// of its subscriber (<see cref="CgnatSettings.SubscriberOf"/>) so a subscriber prefix shares one address.
+    /// of its subscriber (<see cref="CgnatSettings.SubscriberOf"/>) so a subscriber prefix shares one
+    /// address, over the addresses that do not drain (<c>nat.drain</c>; without it, the whole pool).
     /// </summary>
     public int PoolIndexFor(uint insideAddress)
-        => _pool.Length == 1 ? 0 : (int)(new Sessions.FlowKey(_cgnat.SubscriberOf(insideAddress), 0, 0, 0, 0).Hash(_seed) % (uint)_pool.Length);
+        => _serving.Length == 1 ? _serving[0]
+            : _serving[(int)(new Sessions.FlowKey(_cgnat.SubscriberOf(insideAddress), 0, 0, 0, 0).Hash(_seed) % (uint)_serving.Length)];
 
     /// <summary>True for natd's inside or outside address or an external (pool) address.</summary>
     public bool IsOwnAddress(uint address)

@@ -100,7 +100,90 @@ public sealed record CgnatSettings
     /// <summary>Points below <see cref="PoolThresholdPercent"/> an address must fall before it can raise the event again.</summary>
     public const int PoolThresholdHysteresis = 5;
 
+    /// <summary>
+    /// Pool addresses being taken out of service (<c>nat.drain</c>): no new pairing goes to them, and
+    /// a subscriber paired with one moves to a serving address at its next new mapping, its live
+    /// sessions keeping their ports until they end. Empty by default; never every pool address, and
+    /// not with deterministic allocation (the configuration fixes each subscriber's address).
+    /// </summary>
+    public DrainingAddresses Drain { get; init; } = DrainingAddresses.None;
+
     /// <summary>The subscriber an inside address (network order) belongs to: the address with its host bits below <see cref="SubscriberPrefix"/> cleared (network order).</summary>
     public uint SubscriberOf(uint insideAddress)
         => SubscriberPrefix >= 32 ? insideAddress : Ipv4.FromHostOrder(Ipv4.ToHostOrder(insideAddress) & (uint)(0xFFFF_FFFFUL << (32 - SubscriberPrefix)));
+}
+
+/// <summary>
+/// A set of external addresses (network order) compared by content, so that a reload that keeps
+/// <c>nat.drain</c> as it was leaves <see cref="CgnatSettings"/> equal to the running one.
+/// </summary>
+public sealed class DrainingAddresses : IEquatable<DrainingAddresses>
+{
+    /// <summary>No address drains.</summary>
+    public static readonly DrainingAddresses None = new([]);
+
+    private readonly uint[] _sorted;
+
+    /// <summary>The set of <paramref name="addresses"/> (network order; duplicates count once).</summary>
+    public DrainingAddresses(IEnumerable<uint> addresses)
+    {
+        ArgumentNullException.ThrowIfNull(addresses);
+        var set = new SortedSet<uint>(addresses);
+        _sorted = [.. set];
+    }
+
+    /// <summary>Addresses in the set.</summary>
+    public int Count => _sorted.Length;
+
+    /// <summary>The addresses (network order), ordered by their value as a network-order integer (not by address: see <see cref="ToString"/>).</summary>
+    public IReadOnlyList<uint> Addresses => _sorted;
+
+    /// <summary>True when <paramref name="address"/> (network order) drains.</summary>
+    public bool Contains(uint address) => Array.BinarySearch(_sorted, address) >= 0;
+
+    /// <summary>A flag per pool index: true where <paramref name="pool"/>'s address drains.</summary>
+    public bool[] Mask(IReadOnlyList<uint> pool)
+    {
+        ArgumentNullException.ThrowIfNull(pool);
+        var mask = new bool[pool.Count];
+        for (int i = 0; i < mask.Length; i++)
+        {
+            mask[i] = Contains(pool[i]);
+        }
+        return mask;
+    }
+
+    /// <inheritdoc/>
+    public bool Equals(DrainingAddresses? other) => other is not null && _sorted.AsSpan().SequenceEqual(other._sorted);
+
+    /// <inheritdoc/>
+    public override bool Equals(object? obj) => Equals(obj as DrainingAddresses);
+
+    /// <inheritdoc/>
+    public override int GetHashCode()
+    {
+        var h = new HashCode();
+        foreach (uint a in _sorted)
+        {
+            h.Add(a);
+        }
+        return h.ToHashCode();
+    }
+
+    /// <summary>The addresses as natd.yaml writes them, in address order: <c>[198.51.100.7, 198.51.100.9]</c>.</summary>
+    public override string ToString()
+    {
+        var byAddress = new uint[_sorted.Length];
+        for (int i = 0; i < byAddress.Length; i++)
+        {
+            byAddress[i] = Ipv4.ToHostOrder(_sorted[i]);
+        }
+        Array.Sort(byAddress);
+        var parts = new string[byAddress.Length];
+        for (int i = 0; i < parts.Length; i++)
+        {
+            parts[i] = Ipv4.Format(Ipv4.FromHostOrder(byAddress[i]));
+        }
+        return "[" + string.Join(", ", parts) + "]";
+    }
 }

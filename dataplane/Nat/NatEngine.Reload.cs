@@ -93,7 +93,7 @@ public sealed partial class NatEngine
             var (address, count) = removed.First();
             return $"nat.pool: {Ipv4.Format(address)} is no longer in the pool but {where} {count} port block(s) on it"
                 + (removed.Count > 1 ? $" ({removed.Count} such addresses)" : "")
-                + "; the running configuration stays (remove it once its blocks are released)";
+                + "; the running configuration stays (list it in nat.drain first, and remove it once its blocks are released)";
         }
         if (outside >= 0)
         {

@@ -581,9 +581,13 @@ public sealed partial class NatEngine
     internal long SubscribersCountedElsewhere()
         => _options.Shard == 0 && _options.Pairings is { } d && Subscribers is not null ? d.PublishedElsewhereToo(0) : 0;
 
-    /// <summary>True when a CGN feature needs per-subscriber state: port blocks, spill pairing or a per-subscriber limit.</summary>
+    /// <summary>
+    /// True when a CGN feature needs per-subscriber state: port blocks, spill pairing, a
+    /// per-subscriber limit, or a draining address (a subscriber there must be found and moved).
+    /// </summary>
     private static bool NeedsSubscribers(NatSettings s)
-        => s.Cgnat.Allocation == PortAllocation.PortBlock || s.Cgnat.Pairing == Pairing.Spill || !s.Cgnat.Limits.None;
+        => s.Cgnat.Allocation == PortAllocation.PortBlock || s.Cgnat.Pairing == Pairing.Spill || !s.Cgnat.Limits.None
+            || s.Cgnat.Drain.Count > 0;
 
     /// <summary>
     /// (Re)builds the subscriber state from the table (construction, a snapshot restore, a reload that

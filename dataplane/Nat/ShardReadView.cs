@@ -68,13 +68,15 @@ public sealed class ShardReadView
     {
         ArgumentNullException.ThrowIfNull(into);
         var pool = _engine.Settings.Pool;
+        var drain = _engine.Settings.Cgnat.Drain;
         var alloc = _engine.Table.Ports;
         for (int a = 0; a < pool.Count && a < alloc.Addresses; a++)
         {
             string address = Ipv4.Format(pool[a]);
-            into.Add(new PortUsage(address, "tcp", alloc.InUse(a, 0), alloc.RangeSize));
-            into.Add(new PortUsage(address, "udp", alloc.InUse(a, 1), alloc.RangeSize));
-            into.Add(new PortUsage(address, "icmp", alloc.InUse(a, 2), alloc.RangeSize));
+            bool draining = drain.Contains(pool[a]);
+            into.Add(new PortUsage(address, "tcp", alloc.InUse(a, 0), alloc.RangeSize, draining));
+            into.Add(new PortUsage(address, "udp", alloc.InUse(a, 1), alloc.RangeSize, draining));
+            into.Add(new PortUsage(address, "icmp", alloc.InUse(a, 2), alloc.RangeSize, draining));
         }
     }
 }

@@ -152,7 +152,8 @@ public sealed record PortBlockUsage(string ExternalAddress, long InUse, long Cap
 /// <param name="Protocol">"tcp", "udp" or "icmp".</param>
 /// <param name="InUse">Ports (or ICMP identifiers) allocated.</param>
 /// <param name="Capacity">Ports in the configured range.</param>
-public sealed record PortUsage(string ExternalAddress, string Protocol, long InUse, long Capacity);
+/// <param name="Draining">True when the address is in <c>nat.drain</c>: it takes no new pairing, and its ports in use fall as its sessions end.</param>
+public sealed record PortUsage(string ExternalAddress, string Protocol, long InUse, long Capacity, bool Draining = false);
 
 /// <summary>
 /// What the control plane may ask of a running dataplane. Implementations marshal the request to

@@ -111,6 +111,8 @@ public sealed class SubscriberPorts : ISubscriberAccounting
     private int _holds;      // subscribers whose port-less flows hold their pairing (PortlessUntilMs set)
     private int _holdCursor; // where the sweeper's walk for lapsed holds goes on
     private readonly int _tieStart;
+    private readonly bool[] _draining;   // per pool index: nat.drain (no new pairing there)
+    private readonly int _drainCount;
     private readonly long _delayMs;
     private readonly long _interimMs;
     private ulong _rng;
@@ -147,6 +149,11 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         Table = new SubscriberTable(capacity, seed ^ 0x51B5C0DEUL);
         _paired = new int[pool.Length];
         _tieStart = (int)(seed % (ulong)pool.Length);
+        _draining = cgn.Drain.Mask(pool);
+        foreach (bool d in _draining)
+        {
+            _drainCount += d ? 1 : 0;
+        }
         _rng = seed | 1;
         _delayMs = cgn.PortReuseDelaySeconds * 1000L;
         _interimMs = cgn.PortBlock.InterimLogSeconds * 1000L;
@@ -208,6 +215,10 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         {
             PairFirst(ref s);
         }
+        else if (_drainCount > 0)
+        {
+            MoveOffDraining(ref s, nowMs);
+        }
         long until = nowMs + holdMs;
         if (until > s.PortlessUntilMs)
         {
@@ -228,12 +239,48 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         return external == 0 ? -1 : Array.IndexOf(_pool, external);
     }
 
+    // As PairedElsewhere, but -1 for a draining address: a new pairing never goes there, though
+    // another shard may still hold the subscriber on it for flows that have not ended.
+    private int ServingElsewhere(uint key)
+    {
+        int a = PairedElsewhere(key);
+        return a >= 0 && _draining[a] ? -1 : a;
+    }
+
+    /// <summary>
+    /// Moves a subscriber paired with a draining address (<c>nat.drain</c>) to a serving one, for the
+    /// new flow asking: its live sessions keep their ports there until they end. Not while port-less
+    /// flows hold its pairing (an ESP or GRE tunnel, ISAKMP, trigger traffic, the address a NAT-PMP
+    /// client was told would change under them), here or, for a subscriber of another shard, in
+    /// shard 0 (which carries them, and publishes the pairing they hold: shard 0 itself moves on its
+    /// own holds only, so two shards never wait for each other), and with port blocks not while it
+    /// holds all the blocks it may (its blocks there serve it until one is released). Emits PairingMoved.
+    /// </summary>
+    private void MoveOffDraining(ref Subscriber s, long nowMs)
+    {
+        int from = s.PoolIndex;
+        if (from < 0 || !_draining[from] || s.PortlessUntilMs > nowMs
+            || (_blocks is not null && s.Blocks >= _cgn.PortBlock.PerSubscriber)
+            || (_shard != 0 && _pairings is not null && PairedElsewhere(s.Key) == from))
+        {
+            return;
+        }
+        _paired[from]--;
+        s.PoolIndex = -1;
+        _published?.Set(s.Key, 0);
+        PairFirst(ref s);
+        if (s.PoolIndex != from)
+        {
+            Emit(NatEventType.PairingMoved, s.Key, s.PoolIndex, 0, 0, 0, nowMs);
+        }
+    }
+
     // A subscriber's first pairing in this shard: the address another shard publishes for it, else
     // this shard's least loaded, claimed in the directory so that a shard choosing for the same
     // subscriber at the same moment takes the same (PairingDirectory's remarks give the order).
     private void PairFirst(ref Subscriber s)
     {
-        int elsewhere = PairedElsewhere(s.Key);
+        int elsewhere = ServingElsewhere(s.Key);
         if (elsewhere >= 0 || _pairings is null)
         {
             Pair(ref s, elsewhere >= 0 ? elsewhere : LeastLoaded(-1));
@@ -243,12 +290,12 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         uint claimed = _pairings.Claim(s.Key, _pool[chosen], out bool held);
         // Published beats claimed: a pairing published after the first look was chosen under a claim
         // released before this one was taken or read, so it is the one the claim's holder pairs too.
-        elsewhere = claimed != 0 ? PairedElsewhere(s.Key) : -1;
+        elsewhere = claimed != 0 ? ServingElsewhere(s.Key) : -1;
         if (elsewhere >= 0)
         {
             chosen = elsewhere;
         }
-        else if (!held && claimed != 0 && Array.IndexOf(_pool, claimed) is var theirs && theirs >= 0)
+        else if (!held && claimed != 0 && Array.IndexOf(_pool, claimed) is var theirs && theirs >= 0 && !_draining[theirs])
         {
             chosen = theirs; // another shard is choosing now: its address (not in this pool: a reload half applied, ours)
         }
@@ -412,6 +459,10 @@ public sealed class SubscriberPorts : ISubscriberAccounting
             // 0 allocates for its trigger traffic too), else the least loaded.
             PairFirst(ref s);
         }
+        else if (_drainCount > 0)
+        {
+            MoveOffDraining(ref s, nowMs);
+        }
         int port = _blocks is not null && !privileged
             ? AllocateInBlocks(ref s, protocolClass, nowMs, out poolIndex, out reason)
             : AllocatePort(ref s, protocolClass, privileged, nowMs, out poolIndex, out reason);
@@ -439,6 +490,10 @@ public sealed class SubscriberPorts : ISubscriberAccounting
             for (int k = 1; k < _pool.Length; k++)
             {
                 int a = (s.PoolIndex + k) % _pool.Length;
+                if (_draining[a])
+                {
+                    continue;
+                }
                 port = ports.Allocate(a, protocolClass, privileged);
                 if (port >= 0)
                 {
@@ -458,9 +513,12 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         // The random start inside the block (RFC 6056) is drawn first: it does not depend on which
         // block, so it is ready when the chain of loads (subscriber, block, bitmap) comes back.
         ulong random = _table.Ports.NextRandom();
+        // Moved off a draining address (nat.drain), the subscriber's blocks there take no new
+        // mapping while it can have a block elsewhere; they serve it only as a last resort.
+        bool skipDraining = _drainCount > 0 && !_draining[s.PoolIndex];
         for (int b = s.BlockHead; b >= 0; b = blocks.NextOf(b))
         {
-            if (blocks.ClassUse(b, protocolClass) < blocks.SizeOf(b))
+            if (blocks.ClassUse(b, protocolClass) < blocks.SizeOf(b) && !(skipDraining && _draining[blocks.AddressOf(b)]))
             {
                 int a = blocks.AddressOf(b);
                 int p = TakeInBlock(b, a, protocolClass, random);
@@ -492,6 +550,12 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         }
         if (nb < 0)
         {
+            int last = skipDraining ? TakeInOwnBlocks(ref s, protocolClass, random, out poolIndex) : -1;
+            if (last >= 0)
+            {
+                reason = default;
+                return last;
+            }
             return Exhausted(ref s, nowMs, out reason);
         }
         blocks.SetNext(nb, s.BlockHead);
@@ -508,6 +572,28 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         poolIndex = blocks.AddressOf(nb);
         reason = default;
         return port;
+    }
+
+    // A port in any of the subscriber's own blocks, draining addresses included: the last resort of
+    // a subscriber moved off a draining address when no block elsewhere is to be had.
+    private int TakeInOwnBlocks(ref Subscriber s, int protocolClass, ulong random, out int poolIndex)
+    {
+        PortBlocks blocks = _blocks!;
+        for (int b = s.BlockHead; b >= 0; b = blocks.NextOf(b))
+        {
+            if (blocks.ClassUse(b, protocolClass) < blocks.SizeOf(b))
+            {
+                int a = blocks.AddressOf(b);
+                int p = TakeInBlock(b, a, protocolClass, random);
+                if (p >= 0)
+                {
+                    poolIndex = a;
+                    return p;
+                }
+            }
+        }
+        poolIndex = -1;
+        return -1;
     }
 
     /// <summary>
@@ -592,7 +678,7 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         ref Subscriber s = ref Table[i];
         int b = _blocks?.BlockOf(poolIndex, port) ?? -1;
         bool ok = (Limits.Ports == 0 || s.Ports < Limits.Ports)
-            && (s.PoolIndex < 0 || s.PoolIndex == poolIndex)
+            && (s.PoolIndex < 0 ? !_draining[poolIndex] : s.PoolIndex == poolIndex)
             && (_blocks is null || (b >= 0 && _blocks.IsHeld(b) && _blocks.OwnerOf(b) == key))
             && _table.Ports.TryReserve(poolIndex, protocolClass, port);
         if (!ok)
@@ -670,6 +756,13 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         CountPorts(ref s, 1);
         if (s.PoolIndex < 0)
         {
+            Pair(ref s, poolIndex);
+        }
+        else if (_draining[s.PoolIndex] && !_draining[poolIndex] && s.PortlessUntilMs <= nowMs)
+        {
+            // A subscriber already moved off a draining address (nat.drain) holds ports on both:
+            // its pairing is the serving one, whichever mapping the rebuild met first.
+            _paired[s.PoolIndex]--;
             Pair(ref s, poolIndex);
         }
         int b = _blocks?.BlockOf(poolIndex, port) ?? -1;
@@ -989,7 +1082,7 @@ public sealed class SubscriberPorts : ISubscriberAccounting
         for (int k = 0; k < n; k++)
         {
             int a = (_tieStart + k) % n;
-            if (a == except)
+            if (a == except || _draining[a])
             {
                 continue;
             }
@@ -1014,7 +1107,22 @@ public sealed class SubscriberPorts : ISubscriberAccounting
                 bestLoad = load;
             }
         }
-        return best < 0 && except < 0 ? _tieStart : best;
+        return best < 0 && except < 0 ? FirstServing() : best;
+    }
+
+    // With every serving address full, a new pairing still needs an address (its flow is then
+    // refused as exhausted): the first from the seed-chosen start that does not drain.
+    private int FirstServing()
+    {
+        for (int k = 0; k < _pool.Length; k++)
+        {
+            int a = (_tieStart + k) % _pool.Length;
+            if (!_draining[a])
+            {
+                return a;
+            }
+        }
+        return _tieStart;
     }
 
     private void Refuse(ref Subscriber s, NatLimitKind kind, long nowMs)

@@ -31,6 +31,8 @@ public enum NatEventType : byte
     PcpMappingRefreshed = 12,
     /// <summary>A PCP or NAT-PMP mapping ended (<see cref="NatEvent.Detail"/> says why: <see cref="PcpDeleteCause"/>; IPFIX natEvent 9, NAT44 BIB delete).</summary>
     PcpMappingDeleted = 13,
+    /// <summary>A subscriber paired with a draining address (<c>nat.drain</c>) was paired with another for its new flows (IPFIX natEvent 14, address binding create); its live sessions keep the old one until they end.</summary>
+    PairingMoved = 14,
 }
 
 /// <summary>Why a <see cref="NatEventType.PcpMappingDeleted"/> event's mapping ended.</summary>

@@ -43,7 +43,7 @@ public sealed class MetricsExporter : IDisposable
     private readonly Series<Counter> _packets, _bytes, _framesReceived, _framesTransmitted, _drops;
     private readonly Series<Gauge> _sessions;
     private readonly Series<Counter> _sessionsCreated, _sessionsDeleted, _sessionsSwept;
-    private readonly Series<Gauge> _byState, _portsInUse, _portsCapacity, _blocksInUse, _blocksCapacity, _subscribers;
+    private readonly Series<Gauge> _byState, _portsInUse, _portsCapacity, _blocksInUse, _blocksCapacity, _subscribers, _draining;
     private readonly Histogram _subscriberPorts;
     private readonly Series<Counter> _ruleHits, _algEvents, _expectations;
     private readonly Series<Gauge> _expectationsPending;
@@ -77,6 +77,7 @@ public sealed class MetricsExporter : IDisposable
         _byState = Gauges(f, "natd_sessions_by_state", "Sessions in the table now, by expiry class (TCP established or transitory, UDP, ICMP).", "state", States);
         _portsInUse = new Series<Gauge>(f.CreateGauge("natd_ports_in_use", "External ports (ICMP identifiers for icmp) allocated, by external address and protocol.", ["address", "protocol"]));
         _portsCapacity = new Series<Gauge>(f.CreateGauge("natd_ports_capacity", "External ports (ICMP identifiers for icmp) in the configured range, by external address and protocol.", ["address", "protocol"]));
+        _draining = Gauges(f, "natd_pool_address_draining", "1 for an external address in nat.drain (no new pairing goes to it; watch natd_ports_in_use and natd_port_blocks_in_use fall to 0 before removing it from the pool), 0 for the others, by external address.", "address");
         _blocksInUse = Gauges(f, "natd_port_blocks_in_use", "Port blocks held by subscribers (nat.allocation: port-block), by external address.", "external");
         _blocksCapacity = Gauges(f, "natd_port_blocks_capacity", "Port blocks an external address has (all shards), by external address.", "external");
         _subscribers = Gauges(f, "natd_subscribers", "Subscribers with carrier-grade NAT state (port blocks, spill pairing or per-subscriber limits), over all pollers: one whose port-less or trigger traffic poller 0 carries while another owns its TCP and UDP counts once.");
@@ -174,6 +175,12 @@ public sealed class MetricsExporter : IDisposable
         }
         _portsInUse.EndSweep();
         _portsCapacity.EndSweep();
+        _draining.BeginSweep();
+        foreach (var u in stats.PortUsage)
+        {
+            _draining.Set(u.ExternalAddress, u.Draining ? 1 : 0);
+        }
+        _draining.EndSweep();
 
         _blocksInUse.BeginSweep();
         _blocksCapacity.BeginSweep();

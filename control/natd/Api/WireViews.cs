@@ -149,7 +149,7 @@ internal static class WireViews
         for (int i = 0; i < ports.Length; i++)
         {
             var u = s.PortUsage[i];
-            ports[i] = new PortUsageRow { ExternalAddress = u.ExternalAddress, Protocol = u.Protocol, InUse = u.InUse, Capacity = u.Capacity };
+            ports[i] = new PortUsageRow { ExternalAddress = u.ExternalAddress, Protocol = u.Protocol, InUse = u.InUse, Capacity = u.Capacity, Draining = u.Draining };
         }
         var interfaces = new PortCountersRow[s.Ports.Count];
         for (int i = 0; i < interfaces.Length; i++)

@@ -5,7 +5,7 @@ using Natd.Dataplane.Packets;
 namespace Natd.Control.Config;
 
 // The carrier-grade NAT keys (RFC 6888): nat.subscriber-prefix, nat.allocation, nat.port-block,
-// nat.deterministic, nat.pairing, nat.port-reuse-delay, nat.pool-threshold, limits.per-subscriber, and the fragments
+// nat.deterministic, nat.pairing, nat.port-reuse-delay, nat.pool-threshold, nat.drain, limits.per-subscriber, and the fragments
 // section (RFC 4787 REQ-14).
 public static partial class ConfigLoader
 {
@@ -97,10 +97,13 @@ public static partial class ConfigLoader
                 Warn(nat!.Get("pairing"), "nat.pairing", "ignored with deterministic allocation: each subscriber has exactly one address");
             }
 
+            DrainingAddresses drain = Drain(nat?.Get("drain"), settings.Pool, allocation);
+
             var result = settings with
             {
                 Cgnat = new CgnatSettings
                 {
+                    Drain = drain,
                     SubscriberPrefix = prefix,
                     Allocation = allocation,
                     PortBlock = portBlock,
@@ -118,6 +121,59 @@ public static partial class ConfigLoader
                 Error(detNode!, "nat.deterministic", why);
             }
             return result;
+        }
+
+        /// <summary>
+        /// Reads <c>nat.drain</c>: pool addresses (as <c>nat.pool</c> writes them: addresses, prefixes,
+        /// ranges) that take no new subscriber. Each must be in the pool, once; at least one pool
+        /// address must stay serving; refused with deterministic allocation, whose configuration
+        /// fixes every subscriber's address (RFC 7422).
+        /// </summary>
+        private DrainingAddresses Drain(YNode? node, IReadOnlyList<uint> pool, PortAllocation allocation)
+        {
+            const string path = "nat.drain";
+            YSequence? seq = Sequence(node, path);
+            if (seq is null || seq.Items.Count == 0)
+            {
+                return DrainingAddresses.None;
+            }
+            if (allocation == PortAllocation.Deterministic)
+            {
+                Error(node!, path, "deterministic allocation fixes each subscriber's external address from the configuration (RFC 7422), "
+                    + "so no address can drain; change nat.deterministic or nat.pool instead");
+                return DrainingAddresses.None;
+            }
+            var inPool = new HashSet<uint>(pool);
+            var drain = new HashSet<uint>();
+            for (int i = 0; i < seq.Items.Count; i++)
+            {
+                string itemPath = string.Create(CultureInfo.InvariantCulture, $"{path}[{i}]");
+                YNode item = seq.Items[i];
+                if (Text(item, itemPath) is not { } t || PoolItem(item, itemPath, t) is not { } addresses)
+                {
+                    continue;
+                }
+                foreach (uint a in addresses)
+                {
+                    if (!inPool.Contains(a))
+                    {
+                        Error(item, itemPath, $"{Ipv4.Format(a)} is not in nat.pool; only a pool address can drain");
+                        break;
+                    }
+                    if (!drain.Add(a))
+                    {
+                        Error(item, itemPath, $"{Ipv4.Format(a)} is listed twice in nat.drain");
+                        break;
+                    }
+                }
+            }
+            if (drain.Count > 0 && drain.Count >= inPool.Count)
+            {
+                Error(node!, path, string.Create(CultureInfo.InvariantCulture,
+                    $"every address of nat.pool ({inPool.Count}) would drain; at least one must take new subscribers"));
+                return DrainingAddresses.None;
+            }
+            return new DrainingAddresses(drain);
         }
 
         /// <summary>Reads the <c>fragments</c> section.</summary>

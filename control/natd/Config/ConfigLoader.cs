@@ -42,7 +42,7 @@ public static partial class ConfigLoader
 
     /// <summary>Bounds of dataplane.xdp-fill-ring: a fill ring of at most 16384 frames (the largest ring natd maps).</summary>
     internal const int MinXdpFillRing = 64, MaxXdpFillRing = 16384;
-    private static readonly string[] NatKeys = ["pool", "ports", "mapping", "filtering", "subscriber-prefix", "allocation", "port-block", "deterministic", "pairing", "port-reuse-delay", "pool-threshold", "mss-clamp"];
+    private static readonly string[] NatKeys = ["pool", "ports", "mapping", "filtering", "subscriber-prefix", "allocation", "port-block", "deterministic", "pairing", "port-reuse-delay", "pool-threshold", "mss-clamp", "drain"];
     private static readonly string[] TimeoutKeys = ["tcp-established", "tcp-transitory", "udp", "icmp", "udp-ports"];
     private static readonly string[] LimitsKeys = ["sessions", "neighbours", "per-subscriber"];
     private static readonly string[] DataplaneKeys = ["batch", "verify-checksums", "workers", "xdp-fill-ring"];
@@ -179,6 +179,9 @@ public static partial class ConfigLoader
           pairing: strict              # paired address full: strict refuses, spill takes another address
           port-reuse-delay: 120        # seconds a released port or emptied block rests, 0..3600
           pool-threshold: 90           # percent of an address's ports (blocks) in use that logs pool-threshold; 0: off
+          # drain: [198.51.100.7]      # pool addresses (as in pool) taken out of service: no new pairing goes to them;
+                                       # a subscriber paired there moves at its next new flow, its live sessions stay
+                                       # until they end; never the whole pool; not with deterministic; default: none
           mss-clamp: off               # TCP SYNs' MSS option lowered to at most this (536..65495 bytes), or auto:
                                        # the smaller MTU less 40 (RFC 6691); for paths that filter ICMP
           # deterministic: { inside: [10.64.0.0/16], ports: 0 }   # with allocation: deterministic (RFC 7422):

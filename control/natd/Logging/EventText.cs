@@ -18,7 +18,7 @@ internal static class EventText
     /// <summary>
     /// The event's name: session-create, session-delete, port-exhausted, session-limit,
     /// port-block-allocate, port-block-release, port-block-interim, subscriber-limit,
-    /// pool-threshold, pairing-spill, pcp-mapping-create, pcp-mapping-refresh, pcp-mapping-delete.
+    /// pool-threshold, pairing-spill, pairing-move, pcp-mapping-create, pcp-mapping-refresh, pcp-mapping-delete.
     /// </summary>
     public static string Name(NatEventType type) => type switch
     {
@@ -32,6 +32,7 @@ internal static class EventText
         NatEventType.SubscriberLimit => "subscriber-limit",
         NatEventType.PoolThreshold => "pool-threshold",
         NatEventType.PairingSpill => "pairing-spill",
+        NatEventType.PairingMoved => "pairing-move",
         NatEventType.PcpMappingCreated => "pcp-mapping-create",
         NatEventType.PcpMappingRefreshed => "pcp-mapping-refresh",
         NatEventType.PcpMappingDeleted => "pcp-mapping-delete",
@@ -44,7 +45,7 @@ internal static class EventText
         NatEventType.PortBlockAllocated or NatEventType.PortBlockReleased or NatEventType.PortBlockInterim => EventShape.PortBlock,
         NatEventType.SubscriberLimit => EventShape.SubscriberLimit,
         NatEventType.PoolThreshold => EventShape.PoolThreshold,
-        NatEventType.PairingSpill => EventShape.Pairing,
+        NatEventType.PairingSpill or NatEventType.PairingMoved => EventShape.Pairing,
         NatEventType.PcpMappingCreated or NatEventType.PcpMappingRefreshed or NatEventType.PcpMappingDeleted => EventShape.PcpMapping,
         _ => EventShape.Session,
     };

@@ -151,7 +151,7 @@ internal sealed class IpfixEncoder
         NatEventType.PortBlockAllocated or NatEventType.PortBlockInterim => NatEventPortBlockAllocation,
         NatEventType.PortBlockReleased => NatEventPortBlockDeallocation,
         NatEventType.PoolThreshold => NatEventThresholdReached,
-        NatEventType.PairingSpill => NatEventAddressBindingCreate,
+        NatEventType.PairingSpill or NatEventType.PairingMoved => NatEventAddressBindingCreate,
         NatEventType.PcpMappingCreated or NatEventType.PcpMappingRefreshed => NatEventBibCreate,
         NatEventType.PcpMappingDeleted => NatEventBibDelete,
         _ => NatEventQuotaExceeded, // SessionLimit, SubscriberLimit
@@ -164,7 +164,7 @@ internal sealed class IpfixEncoder
         NatEventType.PortBlockAllocated or NatEventType.PortBlockReleased or NatEventType.PortBlockInterim => PortBlockTemplateId,
         NatEventType.SubscriberLimit => SubscriberQuotaTemplateId,
         NatEventType.PoolThreshold => ThresholdTemplateId,
-        NatEventType.PairingSpill => AddressBindingTemplateId,
+        NatEventType.PairingSpill or NatEventType.PairingMoved => AddressBindingTemplateId,
         _ => SessionTemplateId,
     };
 

@@ -80,6 +80,24 @@ public class ConfigCgnatTests
     }
 
     [Fact]
+    public void Drain_takes_pool_addresses_as_the_pool_writes_them_and_defaults_to_none()
+    {
+        Assert.Equal(0, ConfigLoader.Default().Nat.Cgnat.Drain.Count);
+        var n = ConfigLoader.Parse("""
+            nat:
+              pool: [198.51.100.1, 198.51.100.8/30, 198.51.100.20-198.51.100.21]
+              drain: [198.51.100.10/31, 198.51.100.21]
+            """, "t.yaml").Nat;
+        Assert.Equal("[198.51.100.10, 198.51.100.11, 198.51.100.21]", n.Cgnat.Drain.ToString());
+        Assert.True(n.Cgnat.Drain.Contains(Ipv4.Parse("198.51.100.11")));
+        Assert.False(n.Cgnat.Drain.Contains(Ipv4.Parse("198.51.100.9")));
+        // Compared by content: a reload of the same list leaves the carrier-grade settings equal.
+        var again = ConfigLoader.Parse("nat:\n  pool: [198.51.100.1, 198.51.100.8/30, 198.51.100.20-198.51.100.21]\n  drain: [198.51.100.21, 198.51.100.10, 198.51.100.11]\n", "t.yaml").Nat;
+        Assert.Equal(n.Cgnat, again.Cgnat);
+        Assert.NotEqual(n.Cgnat, again.Cgnat with { Drain = DrainingAddresses.None });
+    }
+
+    [Fact]
     public void Pool_takes_addresses_prefixes_and_ranges_in_order()
     {
         var pool = ConfigLoader.Parse("""
@@ -115,6 +133,14 @@ public class ConfigCgnatTests
         "nat.deterministic.ports 2000: 4194304 subscribers need 131072 addresses at 32 per address; the pool has 16")]
     [InlineData("nat:\n  pool: [198.51.100.0/28]\n  allocation: deterministic\n  deterministic: { inside: [10.64.0.0/24, 10.64.0.128/25] }\n", "nat.deterministic",
         "10.64.0.128/25 overlaps 10.64.0.0/24")]
+    [InlineData("nat:\n  pool: [198.51.100.1, 198.51.100.7]\n  drain: [198.51.100.9]\n", "nat.drain[0]", "198.51.100.9 is not in nat.pool; only a pool address can drain")]
+    [InlineData("nat:\n  pool: [198.51.100.1, 198.51.100.6-198.51.100.7]\n  drain: [198.51.100.7, 198.51.100.6/31]\n", "nat.drain[1]", "198.51.100.7 is listed twice in nat.drain")]
+    [InlineData("nat:\n  pool: [198.51.100.1, 198.51.100.7]\n  drain: [198.51.100.1, 198.51.100.7]\n", "nat.drain", "every address of nat.pool (2) would drain; at least one must take new subscribers")]
+    [InlineData("nat:\n  drain: [198.51.100.1]\n", "nat.drain", "every address of nat.pool (1) would drain")]
+    [InlineData("nat:\n  pool: [198.51.100.1, 198.51.100.7]\n  drain: [bad]\n", "nat.drain[0]", "not an IPv4 address, prefix or range")]
+    [InlineData("nat:\n  pool: [198.51.100.1, 198.51.100.7]\n  drain: 198.51.100.7\n", "nat.drain", "expected a list")]
+    [InlineData("nat:\n  pool: [198.18.0.0/20]\n  allocation: deterministic\n  deterministic: { inside: [10.64.0.0/16] }\n  drain: [198.18.0.1]\n", "nat.drain",
+        "deterministic allocation fixes each subscriber's external address from the configuration (RFC 7422), so no address can drain")]
     [InlineData("limits:\n  per-subscriber: { flows: 3 }\n", "limits.per-subscriber.flows", "unknown key")]
     [InlineData("limits:\n  per-subscriber: { sessions: -1 }\n", "limits.per-subscriber.sessions", "whole number")]
     [InlineData("fragments: { timeout: 0 }\n", "fragments.timeout", "from 1 to 60")]

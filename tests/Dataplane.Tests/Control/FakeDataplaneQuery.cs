@@ -96,7 +96,7 @@ internal sealed class FakeDataplaneQuery : IDataplaneQuery
                 new PortUsage("198.51.100.1", "tcp", 2, 64512),
                 new PortUsage("198.51.100.1", "udp", 1, 64512),
                 new PortUsage("198.51.100.1", "icmp", 1, 64512),
-                new PortUsage("198.51.100.3", "tcp", 0, 64512),
+                new PortUsage("198.51.100.3", "tcp", 0, 64512, Draining: true),
             ],
             RuleHits = new Dictionary<string, long> { ["vpn-isakmp"] = 12, ["rule-2"] = 3 },
             AlgEvents = new Dictionary<string, long> { ["ftp/frames"] = 41, ["ftp/rewrites"] = 3, ["irc/refused"] = 2, ["tftp/restarts"] = 1 },

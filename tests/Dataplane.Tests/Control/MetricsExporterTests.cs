@@ -164,6 +164,13 @@ public partial class MetricsExporterTests
             Assert.Contains(f["natd_ports_in_use"].Samples, x => x.Labels["address"] == u.ExternalAddress && x.Labels["protocol"] == u.Protocol && x.Value == u.InUse);
             Assert.Contains(f["natd_ports_capacity"].Samples, x => x.Labels["address"] == u.ExternalAddress && x.Labels["protocol"] == u.Protocol && x.Value == u.Capacity);
         }
+        // One draining series per external address, 1 where it drains.
+        var addresses = s.PortUsage.Select(u => u.ExternalAddress).Distinct().ToList();
+        Assert.Equal(addresses.Count, f["natd_pool_address_draining"].Samples.Count);
+        foreach (var u in s.PortUsage)
+        {
+            Assert.Equal(u.Draining ? 1 : 0, Value(f, "natd_pool_address_draining", "address", u.ExternalAddress));
+        }
         foreach (var (rule, v) in s.RuleHits)
         {
             Assert.Equal(v, Value(f, "natd_rule_hits_total", "rule", rule));
@@ -183,7 +190,7 @@ public partial class MetricsExporterTests
         Assert.Equal(s.PollerBusyRatio, DoubleValue(f, "natd_poller_busy_ratio"));
 
         string[] gauges = ["natd_sessions", "natd_sessions_by_state", "natd_ports_in_use", "natd_ports_capacity", "natd_poller_busy_ratio", "natd_expectations_pending",
-            "natd_port_blocks_in_use", "natd_port_blocks_capacity", "natd_subscribers"];
+            "natd_port_blocks_in_use", "natd_port_blocks_capacity", "natd_subscribers", "natd_pool_address_draining"];
         foreach (var fam in f.Values)
         {
             if (fam.Name == "natd_subscriber_ports" || BatchHistogramNames.Contains(fam.Name))

@@ -99,6 +99,8 @@ public sealed class NatctlTests : IAsyncLifetime
         Assert.Contains(lines, l => l.StartsWith("alg ftp rewrites ", StringComparison.Ordinal) && l.EndsWith(" 3", StringComparison.Ordinal));
         Assert.DoesNotContain(lines, l => l.StartsWith("alg ftp lost ", StringComparison.Ordinal)); // zero: not listed
         Assert.Contains(lines, l => l.StartsWith("expectations pending ", StringComparison.Ordinal) && l.EndsWith(" 2", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.StartsWith("ports 198.51.100.3 tcp ", StringComparison.Ordinal) && l.EndsWith(" 0/64512 (0.0%) draining", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.StartsWith("ports 198.51.100.1 tcp ", StringComparison.Ordinal) && l.EndsWith(" 2/64512 (0.0%)", StringComparison.Ordinal));
         long total = _query.Stats.Drops.Values.Sum();
         Assert.Contains(lines, l => l.StartsWith("drops total ", StringComparison.Ordinal) && l.EndsWith(" " + total, StringComparison.Ordinal));
         Assert.Single(lines.Select(l => l.Length).Distinct()); // right-aligned values: every line equally long

@@ -45,7 +45,12 @@ public sealed class CgnEventLogTests(Xunit.Abstractions.ITestOutputHelper output
         Type = NatEventType.PairingSpill, InsideAddress = Ipv4.Parse(Subscriber), ExternalAddress = Ipv4.Parse(Spilled),
     };
 
-    /// <summary>One of each carrier-grade event: blocks of 512 ports (every second port with 2 shards), each limit, a threshold, a spill.</summary>
+    private static readonly NatEvent s_move = new()
+    {
+        Type = NatEventType.PairingMoved, InsideAddress = Ipv4.Parse(Subscriber), ExternalAddress = Ipv4.Parse(Spilled),
+    };
+
+    /// <summary>One of each carrier-grade event: blocks of 512 ports (every second port with 2 shards), each limit, a threshold, a spill, a move off a draining address.</summary>
     private static NatEvent[] AllEvents() =>
     [
         Block(NatEventType.PortBlockAllocated, 2048, 3070, 2),
@@ -58,6 +63,7 @@ public sealed class CgnEventLogTests(Xunit.Abstractions.ITestOutputHelper output
         Limit(NatLimitKind.Blocks),
         s_threshold,
         s_spill,
+        s_move,
     ];
 
     private static Dictionary<string, string> Fields(JsonElement o)
@@ -89,6 +95,7 @@ public sealed class CgnEventLogTests(Xunit.Abstractions.ITestOutputHelper output
             new() { ["time"] = time, ["event"] = "subscriber-limit", ["inside"] = Subscriber, ["limit"] = "blocks" },
             new() { ["time"] = time, ["event"] = "pool-threshold", ["external"] = External, ["percent"] = "90" },
             new() { ["time"] = time, ["event"] = "pairing-spill", ["inside"] = Subscriber, ["external"] = Spilled },
+            new() { ["time"] = time, ["event"] = "pairing-move", ["inside"] = Subscriber, ["external"] = Spilled },
         };
         Assert.Equal(expected.Length, lines.Length);
         for (int i = 0; i < lines.Length; i++)
@@ -130,6 +137,7 @@ public sealed class CgnEventLogTests(Xunit.Abstractions.ITestOutputHelper output
             (new() { ["event"] = "subscriber-limit", ["inside"] = Subscriber, ["limit"] = "blocks" }, $"subscriber-limit {Subscriber} blocks"),
             (new() { ["event"] = "pool-threshold", ["external"] = External, ["percent"] = "90" }, $"pool-threshold {External} 90%"),
             (new() { ["event"] = "pairing-spill", ["inside"] = Subscriber, ["external"] = Spilled }, $"pairing-spill {Subscriber} {Spilled}"),
+            (new() { ["event"] = "pairing-move", ["inside"] = Subscriber, ["external"] = Spilled }, $"pairing-move {Subscriber} {Spilled}"),
         };
         var events = AllEvents();
         var buf = new byte[1024];
@@ -173,6 +181,7 @@ public sealed class CgnEventLogTests(Xunit.Abstractions.ITestOutputHelper output
             [NatEventType.SubscriberLimit] = "Quota Exceeded",
             [NatEventType.PoolThreshold] = "Threshold Reached",
             [NatEventType.PairingSpill] = "Address binding create",
+            [NatEventType.PairingMoved] = "Address binding create",
             [NatEventType.PcpMappingCreated] = "NAT44 BIB create",
             [NatEventType.PcpMappingRefreshed] = "NAT44 BIB create",
             [NatEventType.PcpMappingDeleted] = "NAT44 BIB delete",
@@ -254,6 +263,13 @@ public sealed class CgnEventLogTests(Xunit.Abstractions.ITestOutputHelper output
             new()
             {
                 ["cflow.observation_time_milliseconds"] = At(9),
+                ["cflow.nat_event"] = "14",
+                ["cflow.srcaddr"] = Subscriber,
+                ["cflow.post_natsource_ipv4_address"] = Spilled,
+            },
+            new()
+            {
+                ["cflow.observation_time_milliseconds"] = At(10),
                 ["cflow.nat_event"] = "14",
                 ["cflow.srcaddr"] = Subscriber,
                 ["cflow.post_natsource_ipv4_address"] = Spilled,

@@ -11,7 +11,8 @@ namespace Natd.Fuzzing.Targets;
 /// by <see cref="ShardMap"/> as natd's pollers route them) and, with bit 3, small egress MTUs (1000
 /// inside, 600 outside) and MSS clamping, a configuration as an operator writes it (parsed and
 /// validated by <see cref="ConfigLoader"/>): port blocks with strict pairing, /31 subscribers and
-/// every per-subscriber limit; port blocks with spill over a small port range; deterministic NAT
+/// every per-subscriber limit; port blocks with spill over a small port range and a third, draining
+/// address that nothing may leave from; deterministic NAT
 /// (RFC 7422); dynamic allocation with spill and limits. Each has fragments with small bounds and
 /// the PCP server on; the first and the last give DNS (and TFTP) UDP timers of 1-2 s of their own
 /// (RFC 4787 REQ-5a), so sessions of two expiry classes die under the clock's steps. The rest of the input is <see cref="FrameRunner"/>'s records, with its
@@ -56,12 +57,13 @@ public static class CgnTarget
             """,
         Common + """
             nat:
-              pool: [198.51.100.1, 198.51.100.7]
+              pool: [198.51.100.1, 198.51.100.7, 198.51.100.8]
               ports: 1024-1151
               allocation: port-block
               port-block: { size: 32, per-subscriber: 3 }
               pairing: spill
               port-reuse-delay: 0
+              drain: [198.51.100.8]
             limits: { sessions: 512 }
             pcp: { enabled: true }
             """,
@@ -258,6 +260,11 @@ public static class CgnTarget
                 && _deterministic.TryForward(from, out DeterministicRange r) && r.External != source)
             {
                 throw runner.Fail($"protocol {input[23]} from {Ipv4.Format(from)} left from {Ipv4.Format(source)}, not from the address of its RFC 7422 range {r}");
+            }
+            // A draining address (nat.drain, from the start here) never gets a pairing, so nothing leaves from it.
+            if (_cgn.Drain.Count > 0 && Addresses(output, out uint sent, out _) && _cgn.Drain.Contains(sent))
+            {
+                throw runner.Fail($"protocol {input[23]} left from {Ipv4.Format(sent)}, which drains");
             }
             if (!Datagram(input, out uint inside, out byte proto, out ushort insidePort, out uint destination, out ushort destinationPort)
                 || !Datagram(output, out uint external, out byte outProto, out ushort port, out _, out _)
