@@ -47,7 +47,9 @@ internal static class Cli
                      list pending ALG expectations (pinholes waiting for an FTP data connection,
                      a DCC peer, a TFTP reply) with their control connection
           metrics    print the Prometheus metrics text as natd serves it
-          flush      delete every session
+          flush [--external ADDR]
+                     delete every session, or only those on one external address (the rest of
+                     a nat.drain: its ports and blocks then rest nat.port-reuse-delay)
           delete PROTO INSIDE:PORT [REMOTE[:PORT]]
                      delete the sessions of one inside endpoint (PROTO tcp, udp or icmp; for icmp
                      PORT is the echo identifier), optionally only those with one remote endpoint
@@ -89,7 +91,7 @@ internal static class Cli
         ["--inside"] = ["sessions", "lookup", "subscribers", "mappings"],
         ["--limit"] = ["subscribers", "blocks", "mappings"],
         ["--remote"] = ["sessions"],
-        ["--external"] = ["lookup", "mappings delete"],
+        ["--external"] = ["lookup", "mappings delete", "flush"],
         ["--internal"] = ["mappings delete"],
         ["--tcp"] = ["timeouts set"],
         ["--tcp-established"] = ["timeouts set"],
@@ -235,7 +237,17 @@ internal static class Cli
                 request = new Request(HttpMethod.Get, "/metrics", null, Render.Raw);
                 break;
             case "flush":
-                request = new Request(HttpMethod.Post, "/flush", "{}", Render.Deleted);
+                string flushPath = "/flush";
+                if (values.TryGetValue("--external", out string? flushExternal))
+                {
+                    if (!System.Net.IPAddress.TryParse(flushExternal, out var ext) || ext.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork
+                        || flushExternal.Count(c => c == '.') != 3)
+                    {
+                        return await UsageError(stderr, $"--external '{flushExternal}' is not an IPv4 address").ConfigureAwait(false);
+                    }
+                    flushPath += "?external=" + Uri.EscapeDataString(flushExternal);
+                }
+                request = new Request(HttpMethod.Post, flushPath, "{}", Render.Deleted);
                 break;
             case "reload":
                 request = new Request(HttpMethod.Post, "/reload", "{}", Render.Outcome);

@@ -274,6 +274,15 @@ public sealed partial class NatEngine
         return Walker.Flush() + _ipsec.Clear();
     }
 
+    /// <summary>
+    /// Deletes every session translated to external address <paramref name="external"/> (network
+    /// order; natctl flush --external), port-less ones included, freeing their ports: what is left on
+    /// a draining address ends at once. PCP mappings and ESP associations stay (natctl mappings
+    /// delete; ESP idles out). Must run on the engine's thread.
+    /// </summary>
+    /// <returns>Sessions deleted.</returns>
+    public int FlushExternal(uint external) => Walker.DeleteOnExternal(external);
+
     /// <inheritdoc cref="SessionWalker.TcpStateName"/>
     public static string TcpStateName(TcpSeen seen) => SessionWalker.TcpStateName(seen);
 

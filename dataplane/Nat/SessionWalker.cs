@@ -91,6 +91,15 @@ public sealed class SessionWalker
         return v.Deleted;
     }
 
+    /// <summary>Deletes the sessions translated to external address <paramref name="external"/> (network order), freeing their ports.</summary>
+    /// <returns>Sessions deleted.</returns>
+    public int DeleteOnExternal(uint external)
+    {
+        var v = new DeletingOnExternal(external);
+        Walk(ref v);
+        return v.Deleted;
+    }
+
     /// <summary>Deletes every session and every expectation, freeing their ports (natctl flush).</summary>
     /// <returns>Sessions deleted.</returns>
     public int Flush()
@@ -209,6 +218,20 @@ public sealed class SessionWalker
     private readonly struct Exporting(List<SessionRecord> into, long nowMs) : IVisitor
     {
         public void Visit(SessionWalker walker, int index, ref Session session) => into.Add(Record(ref session, nowMs));
+    }
+
+    private struct DeletingOnExternal(uint external) : IVisitor
+    {
+        public int Deleted;
+
+        public void Visit(SessionWalker walker, int index, ref Session s)
+        {
+            if (s.Out2In.Destination == external)
+            {
+                walker._table.Delete(index);
+                Deleted++;
+            }
+        }
     }
 
     private struct Deleting(byte protocol, uint inside, ushort insidePortRaw, uint remote, ushort remotePortRaw) : IVisitor

@@ -617,8 +617,8 @@ public sealed class PollerActor : UntypedActor, IFrameSink
             case DeletePcpMapping dm:
                 Sender.Tell(_engine.DeletePcpMapping(dm.Protocol, dm.Address, dm.Port, dm.External, NowMs) ? 1 : 0);
                 break;
-            case FlushSessions:
-                Sender.Tell(_engine.Flush());
+            case FlushSessions flush:
+                Sender.Tell(flush.External == 0 ? _engine.Flush() : _engine.FlushExternal(flush.External));
                 break;
             case CheckSettings check:
                 string? no = _engine.CheckSettings(check.Settings);

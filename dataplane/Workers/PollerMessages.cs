@@ -35,10 +35,14 @@ public sealed record GetBlocks
 /// <param name="Budget">Most sessions to delete in this slice.</param>
 public sealed record SweepSlice(int Budget);
 
-/// <summary>Ask a poller to delete every session; the reply is the count deleted (int).</summary>
-public sealed record FlushSessions
+/// <summary>
+/// Ask a poller to delete every session, or with <paramref name="External"/> only those on that
+/// external address (ending a <c>nat.drain</c>); the reply is the count deleted (int).
+/// </summary>
+/// <param name="External">External (pool) address, network order; 0 for every session.</param>
+public sealed record FlushSessions(uint External = 0)
 {
-    /// <summary>The one instance.</summary>
+    /// <summary>Every session.</summary>
     public static readonly FlushSessions Instance = new();
 }
 

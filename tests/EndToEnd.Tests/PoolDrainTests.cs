@@ -24,11 +24,11 @@ public sealed class PoolDrainTests(ITestOutputHelper output)
 
     /// <summary>
     /// Each host opens a flow and prints where it appeared; once the go file exists, each sends on
-    /// that flow again and on a new one.
+    /// that flow again and on a new one; once the second go file exists, on the first flow again.
     /// </summary>
     private const string Clients = """
         import os, socket, sys, time
-        hosts, go = sys.argv[1].split(","), sys.argv[2]
+        hosts, go, go2 = sys.argv[1].split(","), sys.argv[2], sys.argv[3]
         def ask(s):
             for attempt in range(4):
                 s.sendto(b"who", ("198.51.100.2", 7500))
@@ -48,6 +48,11 @@ public sealed class PoolDrainTests(ITestOutputHelper output)
         for h in hosts:
             print("live %s %s" % (h, ask(live[h])), flush=True)
             print("new %s %s" % (h, ask(sock(h))), flush=True)
+        print("moved", flush=True)
+        while not os.path.exists(go2):
+            time.sleep(0.05)
+        for h in hosts:
+            print("after %s %s" % (h, ask(live[h])), flush=True)
         print("done", flush=True)
         """;
 
@@ -80,8 +85,8 @@ public sealed class PoolDrainTests(ITestOutputHelper output)
             lab.AddInsideHostAddress(h + "/24");
         }
         using var reflector = StartUdpReflector(lab, 7500);
-        string go = Path.Combine(Path.GetDirectoryName(events)!, "go");
-        using var clients = lab.StartIn(lab.InsideNs, "python3", "-u", Script(lab, "drain_clients.py", Clients), string.Join(",", hosts), go);
+        string go = Path.Combine(Path.GetDirectoryName(events)!, "go"), go2 = go + "2";
+        using var clients = lab.StartIn(lab.InsideNs, "python3", "-u", Script(lab, "drain_clients.py", Clients), string.Join(",", hosts), go, go2);
         Assert.NotNull(clients.WaitForLine(l => l == "ready", TimeSpan.FromSeconds(60)));
         var before = Seen(clients.StdOutLines, "before");
         output.WriteLine(string.Join('\n', before.Select(kv => $"before {kv.Key} {kv.Value}")));
@@ -93,7 +98,7 @@ public sealed class PoolDrainTests(ITestOutputHelper output)
         natd.Reload();
         Assert.NotNull(natd.Process!.WaitForLine(l => l.Contains("configuration reloaded", StringComparison.Ordinal), TimeSpan.FromSeconds(10)));
         File.WriteAllText(go, "");
-        Assert.NotNull(clients.WaitForLine(l => l == "done", TimeSpan.FromSeconds(60)));
+        Assert.NotNull(clients.WaitForLine(l => l == "moved", TimeSpan.FromSeconds(60)));
         var live = Seen(clients.StdOutLines, "live");
         var fresh = Seen(clients.StdOutLines, "new");
         output.WriteLine(string.Join('\n', clients.StdOutLines));
@@ -135,6 +140,27 @@ public sealed class PoolDrainTests(ITestOutputHelper output)
         while (deadline.Elapsed < TimeSpan.FromSeconds(10));
         Assert.Equal(moving.Order(), moves.Select(m => m.Inside).Order());
         Assert.All(moves, m => Assert.Equal(Serving, m.External));
+
+        // At the deadline, natctl flush --external ends what is left there: the moved hosts' first
+        // flows, which start again on the serving address; the others' are untouched.
+        var flush = Natctl(lab, "flush", "--external", Draining);
+        output.WriteLine("$ natctl flush --external " + Draining + "\n" + flush.Combined);
+        Assert.Equal(0, flush.ExitCode);
+        Assert.Equal($"{moving.Count} session{(moving.Count == 1 ? "" : "s")} deleted", flush.StdOut.Trim());
+        File.WriteAllText(go2, "");
+        Assert.NotNull(clients.WaitForLine(l => l == "done", TimeSpan.FromSeconds(60)));
+        var after = Seen(clients.StdOutLines, "after");
+        foreach (var h in hosts)
+        {
+            if (moving.Contains(h))
+            {
+                Assert.StartsWith(Serving + ":", after[h], StringComparison.Ordinal);
+            }
+            else
+            {
+                Assert.Equal(before[h], after[h]);
+            }
+        }
         scenario.Pass();
     }
 

@@ -24,9 +24,17 @@ public sealed partial class ControlServer
             ? Plain(ctx, StatusCodes.Status501NotImplemented, "this natd has no control operations (read-only API)")
             : work(ctx, operations);
 
+    /// <summary>POST /flush: every session; POST /flush?external=a.b.c.d: the sessions on one pool address.</summary>
     private static async Task FlushAsync(HttpContext ctx, IControlOperations ops)
     {
-        long n = await ops.FlushAsync(ctx.RequestAborted).ConfigureAwait(false);
+        uint external = 0;
+        string? text = ctx.Request.Query["external"];
+        if (ctx.Request.Query.Count > (text is null ? 0 : 1) || (text is not null && !Ipv4.TryParse(text, out external)) || (text is not null && external == 0))
+        {
+            await Plain(ctx, StatusCodes.Status400BadRequest, "flush takes nothing, or ?external=a.b.c.d (a pool address)").ConfigureAwait(false);
+            return;
+        }
+        long n = await ops.FlushAsync(external, ctx.RequestAborted).ConfigureAwait(false);
         await Json(ctx, StatusCodes.Status200OK, new DeletedRow { Deleted = n }, WireJsonContext.Default.DeletedRow).ConfigureAwait(false);
     }
 

@@ -24,7 +24,7 @@ namespace Natd.Control.Api;
 /// 0.0.4, or OpenMetrics 1.0 when the scraper's Accept header asks for it; see <see cref="MetricsExporter"/>), GET /healthz ("ok"), GET /timeouts, GET /lookup
 /// (?inside=ADDR or ?external=ADDR:PORT: a deterministic NAT lookup in the running configuration's
 /// map, <see cref="LookupRow"/>; 404 for no subscriber, 409 when not deterministic). Writes (see
-/// <see cref="IControlOperations"/>): POST /flush, POST /sessions/delete, POST /mappings/delete, POST /reload, PUT /timeouts.
+/// <see cref="IControlOperations"/>): POST /flush (?external=ADDR: one pool address's sessions), POST /sessions/delete, POST /mappings/delete, POST /reload, PUT /timeouts.
 /// Kestrel is bound to exactly the configured endpoint and nothing else: the API has no
 /// authentication, so it belongs on loopback or a management network only.
 /// </summary>

@@ -10,9 +10,11 @@ namespace Natd.Control.Api;
 /// </summary>
 public interface IControlOperations
 {
-    /// <summary>Deletes every session of every poller.</summary>
+    /// <summary>Deletes every session of every poller, or with <paramref name="external"/> those on that external address.</summary>
+    /// <param name="external">External (pool) address, network order; 0 for every session.</param>
+    /// <param name="cancellationToken">Cancels the wait.</param>
     /// <returns>Sessions deleted.</returns>
-    Task<long> FlushAsync(CancellationToken cancellationToken = default);
+    Task<long> FlushAsync(uint external = 0, CancellationToken cancellationToken = default);
 
     /// <summary>Deletes the sessions <paramref name="selector"/> picks, on every poller.</summary>
     /// <returns>Sessions deleted.</returns>

@@ -19,12 +19,13 @@ internal sealed class ControlOperations(IReadOnlyList<PollerHandle> pollers, IAc
     /// <summary>Reloads wait for every poller to answer between batches; a longer bound than a query.</summary>
     private static readonly TimeSpan ReloadTimeout = TimeSpan.FromSeconds(10);
 
-    public async Task<long> FlushAsync(CancellationToken cancellationToken = default)
+    public async Task<long> FlushAsync(uint external = 0, CancellationToken cancellationToken = default)
     {
+        var message = external == 0 ? FlushSessions.Instance : new FlushSessions(external);
         long n = 0;
         foreach (var p in pollers)
         {
-            n += await p.Actor.Ask<int>(FlushSessions.Instance, AskTimeout, cancellationToken).ConfigureAwait(false);
+            n += await p.Actor.Ask<int>(message, AskTimeout, cancellationToken).ConfigureAwait(false);
         }
         return n;
     }

@@ -92,6 +92,23 @@ public sealed class ControlOperationsTests : IAsyncLifetime
         Assert.Equal(HttpStatusCode.OK, status);
         Assert.Equal("""{"deleted":4}""", body);
         Assert.Equal(1, _ops.Flushes);
+        Assert.Equal(0u, _ops.FlushedExternals[^1]); // every session
+    }
+
+    [Fact]
+    public async Task Flush_of_one_external_address_passes_it_and_refuses_anything_else()
+    {
+        var (status, body) = await Send(HttpMethod.Post, "/flush?external=198.51.100.11");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal("""{"deleted":4}""", body);
+        Assert.Equal(Ipv4.Parse("198.51.100.11"), _ops.FlushedExternals[^1]);
+        foreach (string bad in new[] { "/flush?external=198.51.100", "/flush?external=0.0.0.0", "/flush?inside=10.0.0.2", "/flush?external=198.51.100.11&x=1" })
+        {
+            (status, body) = await Send(HttpMethod.Post, bad);
+            Assert.Equal(HttpStatusCode.BadRequest, status);
+            Assert.Contains("?external=a.b.c.d", body, StringComparison.Ordinal);
+        }
+        Assert.Equal(1, _ops.Flushes); // nothing flushed by a refused request
     }
 
     [Fact]
@@ -232,6 +249,10 @@ public sealed class ControlOperationsTests : IAsyncLifetime
         var (code, output, _) = await Natctl("flush");
         Assert.Equal(0, code);
         Assert.Equal("4 sessions deleted\n", output);
+        (code, output, _) = await Natctl("flush", "--external", "198.51.100.11");
+        Assert.Equal(0, code);
+        Assert.Equal("4 sessions deleted\n", output);
+        Assert.Equal(Ipv4.Parse("198.51.100.11"), _ops.FlushedExternals[^1]);
 
         (code, output, _) = await Natctl("delete", "tcp", "10.0.0.2:40312", "198.51.100.2:8080");
         Assert.Equal(0, code);

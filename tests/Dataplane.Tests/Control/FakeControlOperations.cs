@@ -8,15 +8,17 @@ namespace Natd.Tests.Control;
 internal sealed class FakeControlOperations : IControlOperations
 {
     public int Flushes { get; private set; }
+    public List<uint> FlushedExternals { get; } = [];
     public List<SessionSelector> Deletes { get; } = [];
     public List<TimeoutsChange> Changes { get; } = [];
     public Timeouts Current { get; set; } = new();
     public OperationResult ReloadAnswer { get; set; } = new(true, []);
     public string? RefuseTimeouts { get; set; }
 
-    public Task<long> FlushAsync(CancellationToken cancellationToken = default)
+    public Task<long> FlushAsync(uint external = 0, CancellationToken cancellationToken = default)
     {
         Flushes++;
+        FlushedExternals.Add(external);
         return Task.FromResult(4L);
     }
 

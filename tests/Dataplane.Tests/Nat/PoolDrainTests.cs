@@ -159,6 +159,38 @@ public class PoolDrainTests
     }
 
     [Fact]
+    public void Flushing_the_draining_address_ends_what_is_left_and_then_it_can_leave_the_pool()
+    {
+        var h = Harness(Pba(size: 64, perSubscriber: 2, delay: 60), s => WithPool(s, 2), out var events);
+        var (host, first) = HostOnDraining(h);
+        var cgn = WithDrain(h.Engine.Settings.Cgnat, Pool4[1]);
+        Assert.Null(h.Engine.UpdateSettings(h.Engine.Settings with { Cgnat = cgn }));
+        string serving = Ipv4.Format(Pool4[0]);
+        byte[] moved = h.Out(Udp(Host(host), 40001, Out, 53));
+        Assert.Equal(serving, Src(moved));
+        var shrunk = h.Engine.Settings with { Pool = [Pool4[0]], Cgnat = cgn with { Drain = DrainingAddresses.None } };
+        string refusal = h.Engine.UpdateSettings(shrunk)!;
+        Assert.Contains("198.51.100.11 is no longer in the pool but natd holds 1 port block(s) on it", refusal, StringComparison.Ordinal);
+        Assert.Contains("list it in nat.drain first", refusal, StringComparison.Ordinal);
+
+        // The flush ends the session left on the draining address, and only that one.
+        Assert.Equal(1, h.Engine.FlushExternal(Pool4[1]));
+        Assert.Equal(0, h.Engine.FlushExternal(Pool4[1]));
+        byte[] kept = h.Out(Udp(Host(host), 40001, Out, 53));
+        Assert.Equal((serving, SrcPort(moved)), (Src(kept), SrcPort(kept)));
+        byte[] again = h.Out(Udp(Host(host), 40000, Out, 53)); // the flushed flow starts again, on the serving address
+        Assert.Equal(serving, Src(again));
+
+        // Its block rests the reuse delay, is released, and the address leaves the pool.
+        Drain(events);
+        h.Now += 61_000;
+        h.Engine.Sweep(h.Now, 4096);
+        Assert.Contains(Drain(events, NatEventType.PortBlockReleased), r => r.ExternalAddress == Pool4[1]);
+        Assert.Null(h.Engine.UpdateSettings(shrunk));
+        Assert.Equal(serving, Src(h.Out(Udp(Host(host), 40002, Out, 53))));
+    }
+
+    [Fact]
     public void A_subscriber_at_its_block_limit_stays_and_uses_its_blocks_there()
     {
         var h = Harness(Pba(size: 64, perSubscriber: 1), s => WithPool(s, 2), out var events);
