@@ -107,16 +107,7 @@ public sealed class CgnLabTests(ITestOutputHelper output)
     public void Two_hundred_hosts_keep_pairing_log_each_block_once_and_one_host_meets_its_session_limit(string kind)
     {
         int workers = kind == "natd" ? 2 : 1;
-        // The event log outlives natd's own directory (the gateway deletes it when disposed).
-        var logDirectory = Directory.CreateTempSubdirectory("natd-cgn-");
-        try
-        {
-            Run(workers, Path.Combine(logDirectory.FullName, "events.jsonl"));
-        }
-        finally
-        {
-            logDirectory.Delete(recursive: true);
-        }
+        WithEventLog("natd-cgn-", events => Run(workers, events));
     }
 
     private void Run(int workers, string events)

@@ -35,6 +35,24 @@ internal static class LabScripts
         return reflector;
     }
 
+    /// <summary>
+    /// Runs <paramref name="run"/> with the path of a NAT event log file in a temporary directory of
+    /// its own, which outlives natd's (the gateway deletes that when disposed) and is removed after,
+    /// also on failure.
+    /// </summary>
+    public static void WithEventLog(string prefix, Action<string> run)
+    {
+        var directory = Directory.CreateTempSubdirectory(prefix);
+        try
+        {
+            run(Path.Combine(directory.FullName, "events.jsonl"));
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
+    }
+
     /// <summary>Runs natctl (this build's) in the gateway namespace with <paramref name="args"/>, 30 s at most; the result whatever its exit code.</summary>
     public static ProcessResult Natctl(LabTopology lab, params string[] args)
     {

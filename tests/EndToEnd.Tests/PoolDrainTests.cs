@@ -61,15 +61,7 @@ public sealed class PoolDrainTests(ITestOutputHelper output)
     public void A_draining_address_keeps_its_live_flows_and_gets_no_new_one(string kind)
     {
         int workers = kind == "natd" ? 2 : 1;
-        var logDirectory = Directory.CreateTempSubdirectory("natd-drain-");
-        try
-        {
-            Run(workers, Path.Combine(logDirectory.FullName, "events.jsonl"));
-        }
-        finally
-        {
-            logDirectory.Delete(recursive: true);
-        }
+        WithEventLog("natd-drain-", events => Run(workers, events));
     }
 
     private void Run(int workers, string events)
